@@ -1,0 +1,26 @@
+# The two commands a fresh machine needs: `make lab` and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup lab test demo bench clean
+
+setup:
+	bash scripts/setup.sh
+
+## Launch the workbench: JupyterLab on notebooks/ with jupyter-flow installed.
+lab: setup demo
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+
+## Run the example flow end to end (starts its two model services on loopback).
+demo: setup
+	$(PY) notebooks/services/run_example.py
+
+## Run every test.
+test: setup
+	bash scripts/test.sh $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/engine_overhead.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info test-artifacts

@@ -1,0 +1,53 @@
+"""jupyter-flow: chain models into flows, run them, look inside every node."""
+
+from __future__ import annotations
+
+from jupyter_flow.errors import (
+    FlowError,
+    FlowFileError,
+    FlowRunError,
+    FlowTimeoutError,
+    FlowValidationError,
+    MissingDependencyError,
+    NodeError,
+    NodeTimeoutError,
+    Problem,
+    RemoteError,
+    TemplateError,
+)
+from jupyter_flow.flow import Flow
+from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
+from jupyter_flow.nodes.python import register_function
+from jupyter_flow.nodes.registry import NodeRegistry, default_registry
+from jupyter_flow.spec import EdgeSpec, FlowSpec, NodeSpec
+from jupyter_flow.trace import NodeRecord, RunEvent, RunResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EdgeSpec",
+    "Flow",
+    "FlowError",
+    "FlowFileError",
+    "FlowRunError",
+    "FlowSpec",
+    "FlowTimeoutError",
+    "FlowValidationError",
+    "MissingDependencyError",
+    "Node",
+    "NodeConfig",
+    "NodeContext",
+    "NodeError",
+    "NodeRecord",
+    "NodeRegistry",
+    "NodeSpec",
+    "NodeTimeoutError",
+    "Problem",
+    "RemoteError",
+    "RunEvent",
+    "RunResult",
+    "TemplateError",
+    "__version__",
+    "default_registry",
+    "register_function",
+]

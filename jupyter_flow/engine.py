@@ -1,0 +1,443 @@
+"""The async runner: scheduling, retries, timeouts, branches, variants, cancellation.
+
+A node starts as soon as every upstream node is done (ok, skipped or failed-and-handled)
+and at least one incoming edge is active. Each running node is one asyncio task; blocking
+work goes to threads through the node context. A failed node with `on_error: fail` and no
+error edge ends the run: what is still running is cancelled. The flow's `timeout_s` is a
+deadline that does the same. Cancelling the caller's task cancels every node task, marks
+them cancelled and re-raises; no task the engine starts is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx
+
+from jupyter_flow.errors import NodeError, NodeTimeoutError, TemplateError
+from jupyter_flow.nodes.base import Node, NodeContext
+from jupyter_flow.plan import Plan, PlannedEdge, PlannedNode
+from jupyter_flow.spec import RetrySpec
+from jupyter_flow.trace import ErrorInfo, NodeRecord, RunEvent, RunResult
+
+__all__ = ["EventCallback", "Runtime", "execute"]
+
+EventCallback = Callable[[RunEvent], "Awaitable[None] | None"]
+_NO_RETRY = RetrySpec()
+_TERMINAL = frozenset({"ok", "error", "skipped", "cancelled"})
+
+
+class Runtime:
+    """Per-run shared things: the HTTP client, registered functions, thread slots, settings."""
+
+    def __init__(
+        self,
+        functions: Mapping[str, Callable[..., Any]],
+        settings: Mapping[str, Any],
+        http_client: httpx.AsyncClient | None,
+        max_threads: int,
+    ) -> None:
+        self.functions = functions
+        self.settings = settings
+        self._client = http_client
+        self._own_client = http_client is None
+        self.thread_slots = asyncio.Semaphore(max_threads)
+
+    def http_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64), follow_redirects=True
+            )
+        return self._client
+
+    async def close(self) -> None:
+        if self._own_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def fingerprint(value: Any) -> str:
+    """A stable digest of resolved inputs, tensors and arrays included (by content)."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def default(obj: Any) -> Any:
+        if hasattr(obj, "detach") and hasattr(obj, "shape"):
+            t = obj.detach().cpu().contiguous()
+            return {"tensor": [list(t.shape), str(t.dtype), hashlib.blake2b(t.view(-1).view(__import__("torch").uint8).numpy().tobytes() if t.numel() else b"", digest_size=16).hexdigest()]}
+        if hasattr(obj, "tobytes") and hasattr(obj, "shape"):
+            return {"array": [list(obj.shape), str(obj.dtype), hashlib.blake2b(obj.tobytes(), digest_size=16).hexdigest()]}
+        if isinstance(obj, (bytes, bytearray)):
+            return {"bytes": hashlib.blake2b(bytes(obj), digest_size=16).hexdigest()}
+        if isinstance(obj, (set, frozenset)):
+            return sorted(map(repr, obj))
+        return {"repr": repr(obj)}
+
+    h.update(json.dumps(value, sort_keys=True, default=default).encode())
+    return h.hexdigest()
+
+
+class _Run:
+    def __init__(
+        self,
+        plan: Plan,
+        result: RunResult,
+        runtime: Runtime,
+        on_event: EventCallback | None,
+        reuse: RunResult | None,
+        force: set[str],
+    ) -> None:
+        self.plan = plan
+        self.result = result
+        self.runtime = runtime
+        self.on_event = on_event
+        self.reuse = reuse
+        self.force = force
+        self.records = result.records
+        self.context: dict[str, Any] = {**result.inputs, "inputs": result.inputs}
+        self.waiting = {nid: len(pn.incoming) for nid, pn in plan.nodes.items()}
+        self.active: dict[str, bool] = {}
+        self.remaining = len(plan.nodes)
+        self.node_tasks: dict[str, asyncio.Task[None]] = {}
+        self.event_tasks: set[asyncio.Future[Any]] = set()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.failure: str | None = None
+        limit = plan.spec.max_concurrency
+        self.slots = asyncio.Semaphore(limit) if limit else None
+
+    # -- events ------------------------------------------------------------------
+    async def emit(self, kind: str, record: NodeRecord | None = None) -> None:
+        if self.on_event is None:
+            return
+        try:
+            ret = self.on_event(RunEvent(kind, self.result, record))  # type: ignore[arg-type]
+            if inspect.isawaitable(ret):
+                await ret
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a broken UI callback must not break the run
+            import logging
+
+            logging.getLogger(__name__).exception("event callback failed on %s", kind)
+
+    # -- scheduling --------------------------------------------------------------
+    def start(self) -> None:
+        for nid in self.plan.order:
+            pn = self.plan.nodes[nid]
+            if pn.incoming:
+                continue
+            try:
+                active = not pn.start_edges or any(self.edge_passes(e) for e in pn.start_edges)
+            except TemplateError as exc:
+                self.fail_node_now(nid, exc)
+                continue
+            self.ready(nid, active)
+        if self.remaining == 0 and not self.done.done():
+            self.done.set_result(None)
+
+    def ready(self, nid: str, active: bool) -> None:
+        if self.failure is not None:
+            return
+        if active:
+            task = asyncio.get_running_loop().create_task(self.execute(self.plan.nodes[nid]), name=f"jupyter-flow:{nid}")
+            self.node_tasks[nid] = task
+        else:
+            record = self.records[nid]
+            record.status = "skipped"
+            self.context[nid] = {"output": None, "status": "skipped", "error": None}
+            if self.on_event is not None:
+                self.event_tasks.add(asyncio.ensure_future(self.emit("node_finished", record)))
+            self.finished(self.plan.nodes[nid], record)
+
+    def edge_passes(self, edge: PlannedEdge) -> bool:
+        if edge.spec.branch is not None:
+            chosen = (self.context.get(edge.spec.source) or {}).get("output") or {}
+            if chosen.get("branch") != edge.spec.branch:
+                return False
+        return edge.condition is None or edge.condition(self.context)
+
+    def finished(self, pn: PlannedNode, record: NodeRecord) -> None:
+        self.remaining -= 1
+        status = record.status
+        handled_error = status == "error"
+        for edge in pn.outgoing:
+            target = edge.spec.target
+            if status == "ok":
+                on = edge.spec.on == "success"
+            elif handled_error:
+                on = edge.spec.on == "error"
+            else:
+                on = False
+            if on:
+                try:
+                    on = self.edge_passes(edge)
+                except TemplateError as exc:
+                    self.fail_node_now(target, exc)
+                    return
+            if on:
+                self.active[target] = True
+            self.waiting[target] -= 1
+            if self.waiting[target] == 0:
+                self.ready(target, self.active.get(target, False))
+        if self.remaining == 0 and not self.done.done():
+            self.done.set_result(None)
+
+    def fail_run(self, message: str) -> None:
+        if self.failure is None:
+            self.failure = message
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def fail_node_now(self, nid: str, exc: Exception) -> None:
+        record = self.records[nid]
+        record.status = "error"
+        record.error = ErrorInfo.from_exception(exc)
+        self.fail_run(str(exc))
+
+    # -- one node ----------------------------------------------------------------
+    def choose_variant(self, pn: PlannedNode) -> tuple[str | None, Node, Any]:
+        if not pn.variants:
+            return None, pn.node, pn.renderer
+        variants = pn.spec.variants
+        weights = [v.weight for v in variants]
+        if pn.variant_key is not None:
+            key = str(pn.variant_key(self.context))
+            point = int.from_bytes(hashlib.blake2b(f"{pn.id}:{key}".encode(), digest_size=8).digest(), "big") / 2**64
+        else:
+            point = random.random()
+        point *= sum(weights)
+        for v in variants:
+            point -= v.weight
+            if point < 0:
+                break
+        node, renderer = pn.variants[v.id]
+        return v.id, node, renderer
+
+    async def attempt(self, pn: PlannedNode, node: Node, inputs: dict[str, Any], record: NodeRecord, attempt: int) -> Any:
+        ctx = NodeContext(pn.id, record, self.result, self.runtime, attempt)
+        timeout = pn.spec.timeout_s
+        try:
+            if self.slots is not None:
+                async with self.slots:
+                    return await asyncio.wait_for(node.run(inputs, ctx), timeout) if timeout else await node.run(inputs, ctx)
+            return await asyncio.wait_for(node.run(inputs, ctx), timeout) if timeout else await node.run(inputs, ctx)
+        except asyncio.TimeoutError:
+            raise NodeTimeoutError(f"attempt {attempt} ran past timeout_s={timeout:g}", node=pn.id) from None
+
+    async def run_node(self, pn: PlannedNode, node: Node, inputs: dict[str, Any], record: NodeRecord) -> Any:
+        if node.needs_warm_up:
+            try:
+                await self.runtime_warm(node)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                raise NodeError(f"warm-up failed: {type(exc).__name__}: {exc}", node=pn.id, retryable=False) from exc
+        policy = pn.spec.retry or node.default_retry or _NO_RETRY
+        attempt = 0
+        while True:
+            attempt += 1
+            record.attempts = attempt
+            try:
+                return await self.attempt(pn, node, inputs, record, attempt)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                err = NodeError.from_exception(pn.id, exc)
+                if err is not exc:
+                    err.__cause__ = exc
+                    err.__traceback__ = exc.__traceback__
+                if not err.retryable or attempt >= policy.max_attempts:
+                    raise err from exc if err is not exc else None
+                record.extra.setdefault("attempt_errors", []).append(str(err))
+                await asyncio.sleep(policy.delay(attempt))
+
+    async def runtime_warm(self, node: Node) -> None:
+        async with self.runtime.thread_slots:
+            await asyncio.to_thread(node.ensure_warm)
+
+    async def shadow(self, pn: PlannedNode, chosen: str) -> dict[str, Any]:
+        async def one(vid: str) -> tuple[str, dict[str, Any]]:
+            node, renderer = pn.variants[vid]
+            rec = NodeRecord(pn.id, pn.spec.type, variant=vid)
+            t0 = time.perf_counter()
+            try:
+                out = await self.run_node(pn, node, renderer(self.context), rec)
+                return vid, {"outputs": out, "duration_s": time.perf_counter() - t0, "error": None}
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                return vid, {"outputs": None, "duration_s": time.perf_counter() - t0, "error": str(exc)}
+
+        pairs = await asyncio.gather(*(one(v) for v in pn.variants if v != chosen))
+        return dict(pairs)
+
+    async def execute(self, pn: PlannedNode) -> None:
+        record = self.records[pn.id]
+        record.status = "running"
+        record.started_at = time.time()
+        t0 = time.perf_counter()
+        await self.emit("node_started", record)
+        try:
+            variant, node, renderer = self.choose_variant(pn)
+            record.variant = variant
+            inputs = renderer(self.context)
+            record.inputs = inputs
+            cached = self.cached(pn, node, inputs)
+            if cached is not None:
+                record.outputs = cached.outputs
+                record.cached = True
+                record.attempts = 0
+                record.extra.update(cached.extra)
+            else:
+                shadow_task = None
+                if pn.spec.shadow and variant is not None and len(pn.variants) > 1:
+                    shadow_task = asyncio.ensure_future(self.shadow(pn, variant))
+                try:
+                    record.outputs = await self.run_node(pn, node, inputs, record)
+                    if shadow_task is not None:
+                        record.shadow = await shadow_task
+                        record.shadow[variant] = {"outputs": record.outputs, "duration_s": time.perf_counter() - t0, "error": None}
+                finally:
+                    if shadow_task is not None and not shadow_task.done():
+                        shadow_task.cancel()
+                        await asyncio.gather(shadow_task, return_exceptions=True)
+            record.status = "ok"
+            self.context[pn.id] = {"output": record.outputs, "status": "ok", "error": None}
+        except asyncio.CancelledError:
+            record.status = "cancelled"
+            record.duration_s = time.perf_counter() - t0
+            raise
+        except Exception as exc:
+            record.error = ErrorInfo.from_exception(exc)
+            if pn.spec.on_error == "default":
+                record.status = "ok"
+                record.defaulted = True
+                record.outputs = pn.spec.default
+                self.context[pn.id] = {"output": pn.spec.default, "status": "ok", "error": _error_view(record)}
+            else:
+                record.status = "error"
+                self.context[pn.id] = {"output": None, "status": "error", "error": _error_view(record)}
+                if pn.spec.on_error == "fail" and not pn.has_error_edges:
+                    record.duration_s = time.perf_counter() - t0
+                    await self.emit("node_finished", record)
+                    self.fail_run(str(exc) if isinstance(exc, NodeError) else f"node '{pn.id}': {exc}")
+                    return
+        record.duration_s = time.perf_counter() - t0
+        self.finished(pn, record)
+        await self.emit("node_finished", record)
+
+    def cached(self, pn: PlannedNode, node: Node, inputs: Any) -> NodeRecord | None:
+        if self.reuse is None or pn.id in self.force:
+            return None
+        previous = self.reuse.records.get(pn.id)
+        if previous is None or previous.status != "ok" or previous.defaulted or previous.cache_key is None:
+            return None
+        return previous if previous.cache_key == _CacheKey(pn, node, inputs) else None
+
+
+class _CacheKey:
+    """What a node's result depends on: its spec, its code (`cache_token`, taken now, so a
+    later edit is seen) and its resolved inputs (digested only if a later run asks)."""
+
+    __slots__ = ("_head", "_inputs", "_digest")
+
+    def __init__(self, pn: PlannedNode, node: Node, inputs: Any) -> None:
+        self._head = f"{pn.fingerprint}:{node.cache_token()}"
+        self._inputs = inputs
+        self._digest: str | None = None
+
+    @property
+    def digest(self) -> str:
+        if self._digest is None:
+            self._digest = fingerprint(self._inputs)
+            self._inputs = None
+        return self._digest
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _CacheKey) and self._head == other._head and self.digest == other.digest
+
+    def __hash__(self) -> int:
+        return hash((self._head, self.digest))
+
+
+def _error_view(record: NodeRecord) -> dict[str, str] | None:
+    return {"type": record.error.type, "message": record.error.message} if record.error else None
+
+
+async def execute(
+    plan: Plan,
+    inputs: dict[str, Any],
+    *,
+    runtime: Runtime,
+    on_event: EventCallback | None = None,
+    reuse: RunResult | None = None,
+    rerun: set[str] | None = None,
+    run_id: str | None = None,
+) -> RunResult:
+    """Run a compiled plan once. Returns the RunResult, failed or not; raises only
+    CancelledError (after cancelling every node task)."""
+    records = {nid: NodeRecord(nid, pn.spec.type) for nid, pn in plan.nodes.items()}
+    result = RunResult(run_id or uuid.uuid4().hex[:12], plan.spec.name, inputs, records, started_at=time.time())
+    force: set[str] = set()
+    for nid in rerun or ():
+        force |= {nid} | plan.downstream.get(nid, set())
+    run = _Run(plan, result, runtime, on_event, reuse, force)
+    t0 = time.perf_counter()
+    await run.emit("run_started")
+    try:
+        run.start()
+        timeout = plan.spec.timeout_s
+        if timeout:
+            try:
+                await asyncio.wait_for(asyncio.shield(run.done), timeout)
+            except asyncio.TimeoutError:
+                running = sorted(r.node for r in records.values() if r.status == "running")
+                result.status = "timeout"
+                run.failure = (
+                    f"flow '{plan.spec.name}' ran past its timeout_s={timeout:g}"
+                    + (f"; cancelled: {', '.join(running)}" if running else "")
+                )
+        else:
+            await run.done
+    except asyncio.CancelledError:
+        await _settle(run)
+        result.status = "cancelled"
+        result.error = "cancelled by the caller"
+        result.duration_s = time.perf_counter() - t0
+        await run.emit("run_finished")
+        raise
+    await _settle(run)
+    for nid, record in records.items():
+        if record.status == "ok" and not record.defaulted and not record.cached:
+            pn = plan.nodes[nid]
+            record.cache_key = _CacheKey(pn, pn.variants[record.variant][0] if record.variant else pn.node, record.inputs)
+        elif record.cached and reuse is not None:
+            record.cache_key = reuse.records[nid].cache_key
+    if result.status == "running":
+        result.status = "error" if run.failure else "ok"
+    result.error = run.failure
+    result.duration_s = time.perf_counter() - t0
+    await run.emit("run_finished")
+    return result
+
+
+async def _settle(run: _Run) -> None:
+    """Cancel the nodes still running; wait for every task (events included) to end."""
+    for nid, task in run.node_tasks.items():
+        if not task.done() and run.records[nid].status in ("pending", "running"):
+            task.cancel()
+    pending = [t for t in (*run.node_tasks.values(), *run.event_tasks) if not t.done()]
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+    for record in run.records.values():
+        if record.status == "running":
+            record.status = "cancelled"
+        elif record.status == "pending":
+            record.status = "skipped"

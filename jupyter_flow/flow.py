@@ -1,0 +1,223 @@
+"""`Flow`: load, validate and run a flow from Python, in a script or in a Jupyter kernel."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from jupyter_flow.engine import EventCallback, Runtime, execute
+from jupyter_flow.errors import FlowValidationError, Problem
+from jupyter_flow.nodes.python import default_functions
+from jupyter_flow.nodes.registry import NodeRegistry, default_registry
+from jupyter_flow.plan import Plan, build_plan
+from jupyter_flow.spec import FlowSpec, InputSpec, PathLike, dump_spec, load_spec, parse_spec_text, spec_from_dict, spec_to_dict
+from jupyter_flow.trace import RunResult
+
+__all__ = ["Flow", "coerce_input"]
+
+_TRUE = {"1", "true", "yes", "on", "y"}
+_FALSE = {"0", "false", "no", "off", "n"}
+
+
+def coerce_input(name: str, spec: InputSpec | None, value: Any) -> Any:
+    """Turn a command-line string into the declared input type; other values pass through."""
+    import json
+
+    if not isinstance(value, str) or spec is None:
+        return value
+    kind = spec.type
+    try:
+        if kind == "integer":
+            return int(value)
+        if kind == "number":
+            return float(value)
+        if kind == "boolean":
+            low = value.strip().lower()
+            if low in _TRUE | _FALSE:
+                return low in _TRUE
+            raise ValueError("expected true or false")
+        if kind in ("json", "list", "object"):
+            return json.loads(value)
+    except ValueError as exc:
+        raise FlowValidationError([Problem(f"cannot read {value!r} as {kind}: {exc}", field=f"inputs.{name}")]) from None
+    return value
+
+
+class Flow:
+    """A flow: a validated spec plus the node objects that run it.
+
+    Node objects (and the models they load in `warm_up`) live as long as the Flow, so
+    repeated runs reuse them.
+    """
+
+    def __init__(
+        self,
+        spec: FlowSpec,
+        *,
+        source: PathLike | None = None,
+        registry: NodeRegistry | None = None,
+        functions: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.source = Path(source) if source is not None else None
+        self.registry = registry or default_registry()
+        self.functions: dict[str, Callable[..., Any]] = dict(functions or {})
+        self._plan: Plan | None = None
+        self._problems: list[Problem] | None = None
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def load(cls, path: PathLike, **kwargs: Any) -> Flow:
+        """Load a `.flow.yaml` / `.flow.json` file (raises FlowValidationError naming line and column)."""
+        return cls(load_spec(path), source=path, **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **kwargs: Any) -> Flow:
+        return cls(spec_from_dict(data), **kwargs)
+
+    @classmethod
+    def from_text(cls, text: str, **kwargs: Any) -> Flow:
+        """Parse YAML (or JSON) text."""
+        return cls(parse_spec_text(text), **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return spec_to_dict(self.spec)
+
+    def save(self, path: PathLike | None = None) -> Path:
+        target = Path(path) if path is not None else self.source
+        if target is None:
+            raise ValueError("this flow has no file yet: pass a path")
+        dump_spec(self.spec, target)
+        self.source = target
+        return target
+
+    def register(self, name: str, fn: Callable[..., Any]) -> None:
+        """Make `fn` callable from this flow's `python` nodes as `function: name`."""
+        self.functions[name] = fn
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def node_ids(self) -> list[str]:
+        return [n.id for n in self.spec.nodes]
+
+    # -- validation --------------------------------------------------------------
+    def problems(self) -> list[Problem]:
+        """Every problem of the flow (empty when it is valid); nothing is raised."""
+        if self._problems is None:
+            self._plan, self._problems = build_plan(self.spec, self.registry)
+        return list(self._problems)
+
+    def validate(self) -> Flow:
+        """Raise FlowValidationError listing every problem, each naming node and field."""
+        problems = self.problems()
+        if problems:
+            raise FlowValidationError(problems, source=str(self.source) if self.source else None)
+        return self
+
+    @property
+    def plan(self) -> Plan:
+        self.validate()
+        assert self._plan is not None
+        return self._plan
+
+    def resolve_inputs(self, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Declared defaults filled in, strings coerced to declared types, unknown and
+        missing inputs reported."""
+        given = dict(inputs or {})
+        declared = self.spec.inputs
+        problems: list[Problem] = []
+        if declared:
+            unknown = sorted(set(given) - set(declared))
+            for name in unknown:
+                problems.append(Problem(f"unknown input (the flow takes: {', '.join(declared)})", field=f"inputs.{name}"))
+        resolved: dict[str, Any] = {}
+        for name, spec in declared.items():
+            if name in given:
+                resolved[name] = coerce_input(name, spec, given[name])
+            elif spec.default is not None:
+                resolved[name] = spec.default
+            elif spec.is_required:
+                problems.append(Problem("missing required input", field=f"inputs.{name}"))
+            else:
+                resolved[name] = None
+        if not declared:
+            resolved = given
+            missing = sorted(self.plan.input_names - set(given))
+            for name in missing:
+                problems.append(Problem("missing input used by the flow's templates", field=f"inputs.{name}"))
+        if problems:
+            raise FlowValidationError(problems)
+        return resolved
+
+    # -- running -----------------------------------------------------------------
+    async def arun(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        reuse: RunResult | None = None,
+        rerun: list[str] | set[str] | str | None = None,
+        on_event: EventCallback | None = None,
+        settings: Mapping[str, Any] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        raise_on_error: bool = True,
+        run_id: str | None = None,
+    ) -> RunResult:
+        """Run once on the current event loop.
+
+        `reuse` takes a previous RunResult: nodes whose spec, code and resolved inputs are
+        unchanged are not run again (their records say `cached`). `rerun` names nodes to run
+        again anyway, with everything downstream of them ("run from here").
+        With `raise_on_error` (the default) a failed run raises FlowRunError, whose
+        `.result` keeps everything that finished.
+        """
+        plan = self.plan
+        resolved = self.resolve_inputs(inputs)
+        if isinstance(rerun, str):
+            rerun = {rerun}
+        unknown = set(rerun or ()) - set(plan.nodes)
+        if unknown:
+            raise FlowValidationError([Problem("rerun names a node that is not in the flow", node=n, field="rerun") for n in sorted(unknown)])
+        functions = {**default_functions(), **self.functions}
+        runtime = Runtime(functions, dict(settings or {}), http_client, max_threads=64)
+        try:
+            result = await execute(plan, resolved, runtime=runtime, on_event=on_event, reuse=reuse,
+                                   rerun=set(rerun or ()), run_id=run_id)
+        finally:
+            await runtime.close()
+        if raise_on_error:
+            result.raise_for_status()
+        return result
+
+    def run(self, inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> RunResult:
+        """Run once and wait. Works in a plain script and inside a running event loop (a
+        Jupyter kernel): there it runs on a loop in a worker thread and blocks until done."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.arun(inputs, **kwargs))
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["result"] = asyncio.run(self.arun(inputs, **kwargs))
+            except BaseException as exc:  # handed to the caller's thread below
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, name=f"jupyter-flow:{self.name}", daemon=True)
+        thread.start()
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    def __repr__(self) -> str:
+        where = f" from {self.source}" if self.source else ""
+        return f"<Flow {self.name!r}: {len(self.spec.nodes)} nodes, {len(self.spec.edges)} edges{where}>"

@@ -1,0 +1,145 @@
+"""The node contract, written once.
+
+A node kind is a small class:
+
+- ``kind``: the name flow files use in ``type:``.
+- ``Config``: a frozen pydantic model of its ``config`` (``extra="forbid"``), checked when
+  the flow is validated, before anything runs. Fields that take ``{{ }}`` templates are
+  typed loosely (``Any`` or ``str``) since a template resolves only at run time.
+- ``__init__(spec)`` is light: it keeps the spec and the parsed config. Nothing heavy.
+- ``problems()`` returns static problems beyond the schema (a module that does not import,
+  a rule file with a bad regex) as `Problem` objects naming the field.
+- ``warm_up()`` does the heavy loading (models, files) once; it is synchronous and the
+  engine calls it off the event loop, under a lock, before the first run.
+- ``async run(inputs, ctx)`` does the work. ``inputs`` is the node's config with every
+  template resolved (this is what the trace records as the node's inputs). It returns the
+  node's output, by convention a dict. Blocking work goes through
+  ``await ctx.run_blocking(fn, ...)``; ``CancelledError`` is never swallowed.
+  Failures raise `NodeError` (``retryable=False`` when another attempt cannot help);
+  any other exception is wrapped into a `NodeError` that names the node.
+- ``default_retry`` is the retry policy when the flow file gives none.
+- ``cache_token()`` adds to the cache key whatever the config alone does not pin down
+  (the code of a Python function, say), so a re-run after an edit does not reuse stale
+  results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from jupyter_flow.errors import Problem
+from jupyter_flow.spec import NodeSpec, RetrySpec
+
+if TYPE_CHECKING:
+    import httpx
+
+    from jupyter_flow.trace import NodeRecord, RunResult
+
+__all__ = ["Node", "NodeConfig", "NodeContext"]
+
+T = TypeVar("T")
+
+
+class NodeConfig(BaseModel):
+    """Base of every node kind's config model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class NodeContext:
+    """What a running node may use: its record, the run, a shared HTTP client, threads."""
+
+    __slots__ = ("node_id", "record", "result", "attempt", "_runtime")
+
+    def __init__(self, node_id: str, record: NodeRecord, result: RunResult, runtime: Any, attempt: int = 1) -> None:
+        self.node_id = node_id
+        self.record = record
+        self.result = result
+        self.attempt = attempt
+        self._runtime = runtime
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The run's shared `httpx.AsyncClient` (connection pooling across nodes)."""
+        return self._runtime.http_client()
+
+    @property
+    def functions(self) -> Mapping[str, Callable[..., Any]]:
+        """Functions registered from the notebook for `python` nodes."""
+        return self._runtime.functions
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """Run-wide settings (e.g. ``device``) passed to ``Flow.run(settings=...)``."""
+        return self._runtime.settings
+
+    async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run blocking work in a worker thread, off the event loop."""
+        async with self._runtime.thread_slots:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+class Node:
+    """Base class of node kinds; see the module docstring for the contract."""
+
+    kind: ClassVar[str] = ""
+    Config: ClassVar[type[NodeConfig]] = NodeConfig
+    default_retry: ClassVar[RetrySpec | None] = None
+
+    def __init__(self, spec: NodeSpec) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.config = self.Config.model_validate(spec.config)
+        self._warm = False
+        self._warm_lock = threading.Lock()
+
+    @classmethod
+    def check_config(cls, spec: NodeSpec) -> list[Problem]:
+        """Schema problems of a node's config, each naming the field."""
+        try:
+            cls.Config.model_validate(spec.config)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = ".".join(str(p) for p in ("config", *err["loc"]))
+                msg = err["msg"]
+                if err["type"] == "extra_forbidden":
+                    known = ", ".join(sorted(cls.Config.model_fields)) or "none"
+                    msg = f"unknown field for a '{cls.kind}' node (known: {known})"
+                elif msg.startswith("Value error, "):
+                    msg = msg[len("Value error, ") :]
+                problems.append(Problem(msg, node=spec.id, field=field))
+            return problems
+        return []
+
+    def problems(self) -> list[Problem]:
+        return []
+
+    def warm_up(self) -> None:
+        """Load what is heavy. Called once, off the event loop, before the first run."""
+
+    def ensure_warm(self) -> None:
+        if self._warm:
+            return
+        with self._warm_lock:
+            if not self._warm:
+                self.warm_up()
+                self._warm = True
+
+    @property
+    def needs_warm_up(self) -> bool:
+        return not self._warm and type(self).warm_up is not Node.warm_up
+
+    def cache_token(self) -> str:
+        return ""
+
+    async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id!r}>"

@@ -1,0 +1,135 @@
+"""`python`: call a Python function, importable (`module:function`) or registered from a notebook."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+from collections.abc import Callable, Iterator, MutableMapping
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from jupyter_flow.errors import NodeError, Problem
+from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
+
+__all__ = ["FunctionRegistry", "PythonNode", "default_functions", "register_function"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class FunctionRegistry(MutableMapping[str, Callable[..., Any]]):
+    """Functions that `python` nodes may name without a module (registered from a notebook)."""
+
+    def __init__(self) -> None:
+        self._fns: dict[str, Callable[..., Any]] = {}
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        return self._fns[name]
+
+    def __setitem__(self, name: str, fn: Callable[..., Any]) -> None:
+        if not callable(fn):
+            raise TypeError(f"{name!r}: {fn!r} is not callable")
+        self._fns[name] = fn
+
+    def __delitem__(self, name: str) -> None:
+        del self._fns[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fns)
+
+    def __len__(self) -> int:
+        return len(self._fns)
+
+
+@lru_cache(maxsize=1)
+def default_functions() -> FunctionRegistry:
+    """The process-wide function registry, created on first use."""
+    return FunctionRegistry()
+
+
+def register_function(fn: F | None = None, *, name: str | None = None) -> Any:
+    """Register a function for `python` nodes; usable as `@register_function` or
+    `@register_function(name="clean")`. Re-registering replaces it (the next run uses it)."""
+
+    def deco(f: F) -> F:
+        default_functions()[name or f.__name__] = f
+        return f
+
+    return deco(fn) if fn is not None else deco
+
+
+class PythonConfig(NodeConfig):
+    function: str
+    input_mapping: dict[str, Any] = {}
+    blocking: bool | None = None
+
+
+def _import(target: str) -> Callable[..., Any]:
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{target} is not callable")
+    return obj
+
+
+class PythonNode(Node):
+    """Call `function` with `input_mapping` as keyword arguments.
+
+    Output: the returned dict, or `{"result": value}` for anything else. Async functions are
+    awaited on the loop; plain functions run in a worker thread unless `blocking: false`.
+    """
+
+    kind = "python"
+    Config = PythonConfig
+    config: PythonConfig
+
+    def _resolve(self, registered: Any) -> Callable[..., Any]:
+        name = self.config.function
+        if name in registered:
+            return registered[name]
+        if ":" in name:
+            try:
+                return _import(name)
+            except Exception as exc:
+                raise NodeError(f"cannot import function {name!r}: {type(exc).__name__}: {exc}", node=self.id, retryable=False) from exc
+        raise NodeError(
+            f"no function registered as {name!r}; register it with "
+            "jupyter_flow.register_function or name it as 'module:function'",
+            node=self.id,
+            retryable=False,
+        )
+
+    def problems(self) -> list[Problem]:
+        name = self.config.function
+        if ":" in name and name not in default_functions():
+            try:
+                _import(name)
+            except Exception as exc:
+                return [Problem(f"cannot import {name!r}: {type(exc).__name__}: {exc}", node=self.id, field="config.function")]
+        return []
+
+    def cache_token(self) -> str:
+        try:
+            fn = self._resolve(default_functions())
+        except NodeError:
+            return ""
+        code = getattr(fn, "__code__", None)
+        return hashlib.blake2b(
+            (code.co_code + repr(code.co_consts).encode()) if code else repr(fn).encode(), digest_size=8
+        ).hexdigest()
+
+    async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
+        fn = self._resolve(ctx.functions)
+        kwargs = inputs.get("input_mapping") or {}
+        if inspect.iscoroutinefunction(fn):
+            value = await fn(**kwargs)
+        elif self.config.blocking is False:
+            value = fn(**kwargs)
+        else:
+            value = await ctx.run_blocking(fn, **kwargs)
+        if inspect.isawaitable(value):
+            value = await value
+        return value if isinstance(value, dict) else {"result": value}

@@ -1,0 +1,270 @@
+"""What a run leaves behind: RunResult, one NodeRecord per node, value summaries, events.
+
+Tensors and arrays are summarized in JSON (shape, dtype, device, min/max/mean/std,
+NaN/Inf counts, histogram), never dumped; the live objects stay in `RunResult.outputs`
+and `NodeRecord.inputs` / `.outputs` for code that wants them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["NodeRecord", "RunEvent", "RunResult", "summarize", "to_jsonable"]
+
+NodeStatus = Literal["pending", "running", "ok", "error", "skipped", "cancelled"]
+RunStatus = Literal["running", "ok", "error", "cancelled", "timeout"]
+
+HISTOGRAM_BINS = 20
+_MAX_TEXT = 10_000
+_MAX_ITEMS = 1_000
+
+
+@dataclass
+class ErrorInfo:
+    type: str
+    message: str
+    traceback: str
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(type(exc).__name__, str(exc), tb)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+
+@dataclass
+class NodeRecord:
+    """Everything known about one node in one run."""
+
+    node: str
+    type: str
+    status: NodeStatus = "pending"
+    inputs: Any = None
+    outputs: Any = None
+    started_at: float | None = None  # seconds since the epoch
+    duration_s: float | None = None
+    attempts: int = 0
+    error: ErrorInfo | None = None
+    cached: bool = False
+    defaulted: bool = False
+    variant: str | None = None
+    shadow: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # batch size, queue wait, device, memory...
+    cache_key: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def ended_at(self) -> float | None:
+        if self.started_at is None or self.duration_s is None:
+            return None
+        return self.started_at + self.duration_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "type": self.type,
+            "status": self.status,
+            "started_at": _iso(self.started_at),
+            "duration_s": self.duration_s,
+            "attempts": self.attempts,
+            "cached": self.cached,
+            "defaulted": self.defaulted,
+            "variant": self.variant,
+            "inputs": to_jsonable(self.inputs),
+            "outputs": to_jsonable(self.outputs),
+            "error": self.error.to_dict() if self.error else None,
+            "shadow": to_jsonable(self.shadow),
+            **({"extra": to_jsonable(self.extra)} if self.extra else {}),
+        }
+
+
+@dataclass
+class RunResult:
+    """The result of one flow run: `outputs` by node id and `trace`, one record per node."""
+
+    run_id: str
+    flow: str
+    inputs: dict[str, Any]
+    records: dict[str, NodeRecord]
+    status: RunStatus = "running"
+    started_at: float | None = None
+    duration_s: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Outputs of the nodes that produced one (ok, cached or defaulted), by node id."""
+        return {nid: r.outputs for nid, r in self.records.items() if r.status == "ok"}
+
+    @property
+    def trace(self) -> list[NodeRecord]:
+        """Records in the order the nodes started (nodes that never started last)."""
+        return sorted(self.records.values(), key=lambda r: (r.started_at is None, r.started_at or 0.0))
+
+    def __getitem__(self, node_id: str) -> NodeRecord:
+        return self.records[node_id]
+
+    def failed(self) -> list[NodeRecord]:
+        return [r for r in self.records.values() if r.status == "error"]
+
+    def raise_for_status(self) -> RunResult:
+        from jupyter_flow.errors import FlowRunError, FlowTimeoutError
+
+        if self.status == "timeout":
+            raise FlowTimeoutError(self.error or "flow timed out", self)
+        if self.status != "ok":
+            raise FlowRunError(self.error or f"flow {self.status}", self)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "flow": self.flow,
+            "status": self.status,
+            "error": self.error,
+            "started_at": _iso(self.started_at),
+            "duration_s": self.duration_s,
+            "inputs": to_jsonable(self.inputs),
+            "nodes": [r.to_dict() for r in self.trace],
+        }
+
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 2) -> str:
+        text = json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    def _repr_markdown_(self) -> str:
+        rows = ["| node | status | attempts | duration (ms) |", "|---|---|---|---|"]
+        for r in self.trace:
+            ms = f"{r.duration_s * 1000:.1f}" if r.duration_s is not None else ""
+            rows.append(f"| {r.node} | {r.status}{' (cached)' if r.cached else ''} | {r.attempts} | {ms} |")
+        head = f"**{self.flow}** run `{self.run_id}`: {self.status}"
+        return "\n".join([head + (f" ({self.error})" if self.error else ""), "", *rows])
+
+
+@dataclass
+class RunEvent:
+    """A live event: `kind` is run_started, node_started, node_finished or run_finished."""
+
+    kind: Literal["run_started", "node_started", "node_finished", "run_finished"]
+    result: RunResult
+    record: NodeRecord | None = None
+
+    @property
+    def node(self) -> str | None:
+        return self.record.node if self.record else None
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts is not None else None
+
+
+def _is_tensor(value: Any) -> bool:
+    return type(value).__module__.startswith("torch") and hasattr(value, "dtype") and hasattr(value, "shape")
+
+
+def _is_ndarray(value: Any) -> bool:
+    return type(value).__module__ == "numpy" and hasattr(value, "dtype") and hasattr(value, "shape")
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def summarize(value: Any) -> dict[str, Any] | None:
+    """A JSON summary of a tensor or array; None for anything else."""
+    if _is_tensor(value):
+        import torch
+
+        t = value.detach()
+        summary: dict[str, Any] = {
+            "kind": "tensor",
+            "shape": list(t.shape),
+            "dtype": str(t.dtype).replace("torch.", ""),
+            "device": str(t.device),
+            "numel": t.numel(),
+        }
+        if t.numel():
+            f = t.abs().float() if t.is_complex() else t.float()
+            nan = torch.isnan(f)
+            inf = torch.isinf(f)
+            finite = f[~(nan | inf)]
+            summary["nan"] = int(nan.sum())
+            summary["inf"] = int(inf.sum())
+            if finite.numel():
+                lo, hi = float(finite.min()), float(finite.max())
+                summary.update(
+                    min=lo,
+                    max=hi,
+                    mean=float(finite.mean()),
+                    std=float(finite.std()) if finite.numel() > 1 else 0.0,
+                )
+                counts = torch.histc(finite.cpu(), bins=HISTOGRAM_BINS, min=lo, max=hi if hi > lo else lo + 1)
+                summary["histogram"] = {"bins": HISTOGRAM_BINS, "range": [lo, hi], "counts": [int(c) for c in counts]}
+        return summary
+    if _is_ndarray(value):
+        import numpy as np
+
+        a = np.asarray(value)
+        summary = {"kind": "ndarray", "shape": list(a.shape), "dtype": str(a.dtype), "device": "cpu", "numel": int(a.size)}
+        if a.size and np.issubdtype(a.dtype, np.number):
+            f = a.astype(np.float64)
+            nan, inf = np.isnan(f), np.isinf(f)
+            finite = f[~(nan | inf)]
+            summary.update(nan=int(nan.sum()), inf=int(inf.sum()))
+            if finite.size:
+                lo, hi = float(finite.min()), float(finite.max())
+                counts, _ = np.histogram(finite, bins=HISTOGRAM_BINS, range=(lo, hi if hi > lo else lo + 1))
+                summary.update(
+                    min=lo,
+                    max=hi,
+                    mean=float(finite.mean()),
+                    std=float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
+                    histogram={"bins": HISTOGRAM_BINS, "range": [lo, hi], "counts": [int(c) for c in counts]},
+                )
+        return summary
+    return None
+
+
+def to_jsonable(value: Any) -> Any:
+    """A JSON-safe copy: tensors and arrays summarized, bytes described, long things cut."""
+    if value is None or isinstance(value, (bool, int, str)):
+        if isinstance(value, str) and len(value) > _MAX_TEXT:
+            return value[:_MAX_TEXT] + f"... [{len(value) - _MAX_TEXT} more characters]"
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    summary = summarize(value)
+    if summary is not None:
+        return {"__summary__": summary}
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+        out = [to_jsonable(v) for v in items[:_MAX_ITEMS]]
+        if len(items) > _MAX_ITEMS:
+            out.append(f"... [{len(items) - _MAX_ITEMS} more items]")
+        return out
+    if isinstance(value, (bytes, bytearray)):
+        return {"__summary__": {"kind": "bytes", "length": len(value)}}
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "model_dump"):
+        return to_jsonable(value.model_dump())
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        return to_jsonable(value.item())
+    text = repr(value)
+    return {"__repr__": text[:_MAX_TEXT]}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run the test suite in .venv. pytest's exit code 5 (no tests collected) is a failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p test-artifacts
+.venv/bin/python -m pytest -ra "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+  echo "no tests were collected: failing" >&2
+  exit 1
+fi
+exit "$rc"
