@@ -13,7 +13,7 @@ lab: setup demo
 
 ## Run the example flow end to end (starts its two model services on loopback).
 demo: setup
-	$(PY) notebooks/services/run_example.py
+	$(PY) -m jupyter_flow.demo_services
 
 ## Run every test.
 test: setup

@@ -142,13 +142,11 @@ def _lookup(name: str, steps: list[Any], node: str | None, where: str | None, so
             except SecurityError as exc:
                 raise _fail(node, where, source, exc) from None
             if isinstance(value, StrictUndefined):
-                kind = "dict object" if isinstance(value._undefined_obj, Mapping) else f"{type(value._undefined_obj).__name__} object"
-                what = "attribute" if isinstance(step, str) else "item"
-                raise TemplateError(
-                    f"template {source!r} failed: {kind!r} has no {what} {step!r}",
-                    node=node,
-                    field=where,
-                )
+                # Jinja's own message: "has no attribute ..." or, for a refused attribute, "unsafe"
+                try:
+                    value._fail_with_undefined_error()
+                except (UndefinedError, SecurityError) as exc:
+                    raise _fail(node, where, source, exc) from None
         return value
 
     return run
@@ -223,7 +221,7 @@ class Condition:
 def compile_condition(source: str, *, node: str | None = None, where: str | None = None) -> Condition:
     text = source.strip()
     lone = _LONE.match(text)
-    if lone:
+    if lone and "{{" not in lone.group("expr") and "}}" not in lone.group("expr"):
         text = lone.group("expr").strip()
     elif "{{" in text or "{%" in text:
         raise TemplateError(

@@ -1,0 +1,198 @@
+"""Checks before any run: every problem names the node and field, and the CLI exits 2
+with a message instead of a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_flow import Flow, FlowValidationError, Problem
+
+
+def _tpl(node_id: str, text: str = "x") -> dict[str, Any]:
+    return {"id": node_id, "type": "template", "config": {"template": text}}
+
+
+def _cli() -> str:
+    exe = Path(sys.executable).with_name("jupyter-flow")
+    return str(exe) if exe.exists() else shutil.which("jupyter-flow") or "jupyter-flow"
+
+
+def _problems(data: dict[str, Any]) -> list[Problem]:
+    problems = Flow.from_dict(data).problems()
+    assert problems, "the flow should be invalid"
+    return problems
+
+
+BAD_FLOWS: dict[str, dict[str, Any]] = {
+    "unknown_type": {"nodes": [{"id": "clf", "type": "sklearn", "config": {}}]},
+    "duplicate_ids": {"nodes": [_tpl("a"), _tpl("a")]},
+    "edge_to_missing": {"nodes": [_tpl("a")], "edges": [{"from": "a", "to": "ghost"}]},
+    "cycle": {
+        "nodes": [_tpl("a"), _tpl("b"), _tpl("c"), _tpl("d")],
+        "edges": [{"from": "a", "to": "b"}, {"from": "b", "to": "c"}, {"from": "c", "to": "d"}, {"from": "d", "to": "b"}],
+    },
+    "unknown_node_ref": {"nodes": [_tpl("report", "{{ ghost.output.text }}")]},
+    "not_upstream": {
+        "nodes": [_tpl("a"), _tpl("b", "{{ c.output.text }}"), _tpl("c")],
+        "edges": [{"from": "a", "to": "b"}, {"from": "a", "to": "c"}],
+    },
+    "invalid_when": {
+        "nodes": [_tpl("a"), _tpl("b")],
+        "edges": [{"from": "a", "to": "b", "when": "a.output.text =="}],
+    },
+    "undeclared_input": {
+        "inputs": {"document": {"type": "string"}},
+        "nodes": [_tpl("a", "{{ inputs.documnet }}")],
+    },
+}
+
+
+def test_unknown_node_type_lists_known_kinds() -> None:
+    (p,) = _problems(BAD_FLOWS["unknown_type"])
+    assert (p.node, p.field) == ("clf", "type")
+    assert "sklearn" in p.message
+    for kind in ("http", "python", "template", "switch", "vote", "torch", "transformers"):
+        assert kind in p.message
+
+
+def test_duplicate_node_ids() -> None:
+    (p,) = _problems(BAD_FLOWS["duplicate_ids"])
+    assert (p.node, p.field) == ("a", "id") and "duplicate" in p.message
+
+
+def test_edges_to_and_from_missing_nodes() -> None:
+    data = {"nodes": [_tpl("a")], "edges": [{"from": "a", "to": "ghost"}, {"from": "phantom", "to": "a"}]}
+    problems = _problems(data)
+    by_field = {p.field: p.message for p in problems}
+    assert "ghost" in by_field["edges[0] (a -> ghost)"]
+    assert "phantom" in by_field["edges[1] (phantom -> a)"]
+
+
+def test_cycle_names_the_nodes_on_it() -> None:
+    (p,) = _problems(BAD_FLOWS["cycle"])
+    assert "cycle" in p.message
+    on_cycle = p.message.split("cycle: ", 1)[1].replace("->", " ").split()
+    # `a` leads into the cycle but is not on it
+    assert set(on_cycle) == {"b", "c", "d"} and on_cycle[0] == on_cycle[-1]
+    assert p.node in {"b", "c", "d"}
+
+
+def test_self_loop_is_reported() -> None:
+    problems = _problems({"nodes": [_tpl("a")], "edges": [{"from": "a", "to": "a"}]})
+    assert any(p.node == "a" and "itself" in p.message for p in problems)
+
+
+def test_reference_to_unknown_node() -> None:
+    (p,) = _problems(BAD_FLOWS["unknown_node_ref"])
+    assert (p.node, p.field) == ("report", "config")
+    assert "unknown node 'ghost'" in p.message
+
+
+def test_reference_to_a_node_that_is_not_upstream_names_both() -> None:
+    (p,) = _problems(BAD_FLOWS["not_upstream"])
+    assert p.node == "b" and p.field == "config"
+    assert "'c'" in p.message and "'b'" in p.message and "upstream" in p.message
+
+
+def test_reference_to_a_downstream_node_is_not_upstream() -> None:
+    data = {"nodes": [_tpl("a", "{{ b.output.text }}"), _tpl("b")], "edges": [{"from": "a", "to": "b"}]}
+    (p,) = _problems(data)
+    assert p.node == "a" and "'b'" in p.message and "not upstream" in p.message
+
+
+def test_when_may_only_read_the_source_and_its_upstream() -> None:
+    data = {
+        "nodes": [_tpl("a"), _tpl("b"), _tpl("c")],
+        "edges": [{"from": "a", "to": "b"}, {"from": "a", "to": "c", "when": "{{ b.output.text == 'x' }}"}],
+    }
+    (p,) = _problems(data)
+    assert p.node == "c" and p.field == "edges[1] (a -> c).when" and "'b'" in p.message
+
+
+def test_invalid_when() -> None:
+    (p,) = _problems(BAD_FLOWS["invalid_when"])
+    assert p.node == "b" and p.field == "edges[0] (a -> b).when"
+    assert "a.output.text ==" in p.message
+
+
+def test_undeclared_input() -> None:
+    (p,) = _problems(BAD_FLOWS["undeclared_input"])
+    assert (p.node, p.field) == ("a", "config")
+    assert "inputs.documnet" in p.message and "document" in p.message
+
+
+def test_undeclared_bare_name_when_inputs_are_declared() -> None:
+    data = {"inputs": {"document": {}}, "nodes": [_tpl("a", "{{ documnet }}")]}
+    (p,) = _problems(data)
+    assert p.node == "a" and "documnet" in p.message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    data = {
+        "nodes": [_tpl("a", "{{ ghost.output }}"), {"id": "b", "type": "nope"}, _tpl("c"), _tpl("c")],
+        "edges": [{"from": "a", "to": "zz"}],
+    }
+    with pytest.raises(FlowValidationError) as info:
+        Flow.from_dict(data).validate()
+    messages = str(info.value)
+    assert "problems" in messages
+    for bit in ("ghost", "'nope'", "duplicate", "zz"):
+        assert bit in messages
+
+
+def test_valid_flow_has_no_problems() -> None:
+    flow = Flow.from_dict({"nodes": [_tpl("a"), _tpl("b", "{{ a.output.text }}")], "edges": [{"from": "a", "to": "b"}]})
+    assert flow.problems() == []
+    assert flow.validate() is flow
+
+
+EXPECTED_IN_MESSAGE = {
+    "unknown_type": ["node 'clf'", "field 'type'", "sklearn", "known:"],
+    "duplicate_ids": ["node 'a'", "field 'id'", "duplicate"],
+    "edge_to_missing": ["edges[0] (a -> ghost)", "missing node 'ghost'"],
+    "cycle": ["form a cycle: ", "field 'edges'"],
+    "unknown_node_ref": ["node 'report'", "field 'config'", "ghost"],
+    "not_upstream": ["node 'b'", "'c'", "not upstream"],
+    "invalid_when": ["node 'b'", "edges[0] (a -> b).when"],
+    "undeclared_input": ["node 'a'", "inputs.documnet"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FLOWS))
+def test_cli_validate_exits_2_naming_node_and_field(case: str, tmp_path: Path) -> None:
+    path = tmp_path / f"{case}.flow.json"
+    path.write_text(json.dumps(BAD_FLOWS[case]))
+    proc = subprocess.run([_cli(), "validate", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ") and str(path) in proc.stderr
+    for bit in EXPECTED_IN_MESSAGE[case]:
+        assert bit in proc.stderr, (bit, proc.stderr)
+    if case == "cycle":
+        on_cycle = proc.stderr.split("cycle: ", 1)[1].replace("->", " ").split()
+        assert set(on_cycle) == {"b", "c", "d"}
+
+
+@pytest.mark.parametrize("text", ["nodes: [a, b\n", "nodes:\n  - id: a\n   type: http\n"])
+def test_cli_malformed_yaml_exits_2_with_line_and_column(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "broken.flow.yaml"
+    path.write_text(text)
+    for command in ("validate", "run"):
+        proc = subprocess.run([_cli(), command, str(path)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert "line " in proc.stderr and "column " in proc.stderr and str(path) in proc.stderr
+
+
+def test_cli_run_of_an_invalid_flow_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "cycle.flow.yaml"
+    path.write_text(json.dumps(BAD_FLOWS["cycle"]))
+    proc = subprocess.run([_cli(), "run", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "cycle" in proc.stderr
+    assert proc.stdout == ""
