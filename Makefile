@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 .PHONY: setup lab test demo bench clean
 
 setup:
+	bash scripts/system-deps.sh
 	bash scripts/setup.sh
 
 ## Launch the workbench: JupyterLab on notebooks/ with jupyter-flow installed.
