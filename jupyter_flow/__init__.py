@@ -15,6 +15,8 @@ from jupyter_flow.errors import (
     RemoteError,
     TemplateError,
 )
+from jupyter_flow.batch import run_batch
+from jupyter_flow.export import export_notebook
 from jupyter_flow.flow import Flow
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.nodes.python import register_function
@@ -49,5 +51,7 @@ __all__ = [
     "TemplateError",
     "__version__",
     "default_registry",
+    "export_notebook",
     "register_function",
+    "run_batch",
 ]

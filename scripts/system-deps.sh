@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the tests and examples use: Chromium (browser tests) and Tesseract with
 # English and Simplified Chinese data (OCR). Installs what is missing when run as root.
+# SYSTEM_DEPS=runtime leaves out the browser (the image needs only OCR).
 set -euo pipefail
 need=()
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ "${SYSTEM_DEPS:-all}" != runtime ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fi
 command -v tesseract >/dev/null 2>&1 || need+=(tesseract-ocr)
 for lang in eng chi-sim; do
   dpkg -s "tesseract-ocr-$lang" >/dev/null 2>&1 || need+=("tesseract-ocr-$lang")

@@ -1,0 +1,396 @@
+"""Export a flow to a self-contained notebook that papermill runs on a schedule.
+
+The notebook carries the flow spec, so it runs without the flow file. Its cell tagged
+`parameters` holds the names cron lines and Airflow tasks rely on::
+
+    inputs        one run's inputs (default: the flow's declared input defaults)
+    inputs_path   a folder, glob or JSONL file for a batch; when set it wins over `inputs`
+    output_dir    where results.jsonl, traces/ and summary.json go
+    device        device for model nodes that say `device: auto`
+    endpoints     http node endpoints to override, by node id
+    concurrency   items run at once in a batch
+    fail_fast     stop at the first failed item (the notebook, and papermill, then fail)
+
+The cells after it load the flow, run it through `jupyter_flow.batch.run_batch` with a
+progress bar, and show a summary table and a per-node timing chart.
+"""
+
+from __future__ import annotations
+
+import ast
+import dis
+import inspect
+import pprint
+import re
+import sys
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_flow.errors import FlowValidationError, MissingDependencyError, Problem
+from jupyter_flow.spec import START, spec_to_dict
+
+if TYPE_CHECKING:
+    import argparse
+
+    from jupyter_flow.flow import Flow
+    from jupyter_flow.spec import NodeSpec
+
+__all__ = ["PARAMETERS", "add_to_cli", "export_notebook", "notebook_for"]
+
+#: The names in the exported notebook's `parameters` cell, in order.
+PARAMETERS = ("inputs", "inputs_path", "output_dir", "device", "endpoints", "concurrency", "fail_fast")
+
+DEFAULT_CONCURRENCY = 4
+
+
+def _md(text: Any) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _code(text: Any) -> str:
+    return f"`{_md(text).replace('`', chr(39))}`"
+
+
+def _what(node: NodeSpec) -> str:
+    """One line saying what a node does, for the node table."""
+    if node.description or node.title:
+        return _md(node.description or node.title)
+    config = node.config
+    if node.type == "http":
+        return f"{str(config.get('method', 'POST')).upper()} {_code(config.get('endpoint'))}"
+    if node.type == "python":
+        return f"calls {_code(config.get('function'))}"
+    if node.type == "template":
+        return "renders a text template"
+    shown = [f"{k}: {_code(v)}" for k, v in config.items() if isinstance(v, (str, int, float, bool)) and len(str(v)) <= 60]
+    return ", ".join(shown[:4]) or "(no settings)"
+
+
+class _CannotCarry(Exception):
+    pass
+
+
+def _global_loads(code: Any) -> set[str]:
+    """Names a function's code reads as globals (nested comprehensions and functions included)."""
+    names = {ins.argval for ins in dis.get_instructions(code) if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _global_loads(const)
+    return names
+
+
+def _header_names(tree: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Names a def line reads when it runs: defaults and annotations."""
+    a = tree.args
+    parts: list[ast.AST | None] = [*a.defaults, *a.kw_defaults, tree.returns]
+    parts += [arg.annotation for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if arg is not None]
+    return {n.id for part in parts if part is not None for n in ast.walk(part) if isinstance(n, ast.Name)}
+
+
+def _importable(value: Any) -> str | None:
+    """`module` when `from module import name` gives back this very object."""
+    module = getattr(value, "__module__", None)
+    name = getattr(value, "__name__", None)
+    if not module or not name or module in ("__main__", "builtins") or module.startswith("__"):
+        return None
+    return module if getattr(sys.modules.get(module), name, None) is value else None
+
+
+def _is_literal(value: Any) -> bool:
+    try:
+        return type(value) in (int, float, str, bool, type(None), tuple, list, dict, set, frozenset) and \
+            ast.literal_eval(repr(value)) == value
+    except (ValueError, SyntaxError):
+        return False
+
+
+class _Carrier:
+    """Writes the notebook-registered functions of a flow, with what they use, into a cell."""
+
+    def __init__(self) -> None:
+        self.imports: dict[str, None] = {}
+        self.constants: dict[str, str] = {}
+        self.sources: dict[str, str] = {}
+
+    def add(self, fn: Any) -> str:
+        """Carry `fn`; returns the name it has in the cell."""
+        module = _importable(fn)
+        if module is not None:
+            self.imports[f"from {module} import {fn.__name__}"] = None
+            return str(fn.__name__)
+        if not inspect.isfunction(fn) or fn.__name__ == "<lambda>":
+            raise _CannotCarry("it is not a function written with def")
+        if fn.__closure__:
+            raise _CannotCarry("it uses variables of an enclosing function")
+        if fn.__name__ in self.sources:
+            return str(fn.__name__)
+        try:
+            source = textwrap.dedent(inspect.getsource(fn))
+        except (OSError, TypeError):
+            raise _CannotCarry("its source code is not available") from None
+        tree = ast.parse(source).body[0]
+        if not isinstance(tree, (ast.FunctionDef, ast.AsyncFunctionDef)) or tree.name != fn.__name__:
+            raise _CannotCarry("its source code is not a plain def")
+        self.sources[fn.__name__] = "\n".join(source.splitlines()[tree.lineno - 1 : tree.end_lineno])  # no decorators
+        for name in sorted(_global_loads(fn.__code__) | _header_names(tree)):
+            if name not in fn.__globals__:
+                continue  # a builtin
+            value = fn.__globals__[name]
+            if inspect.ismodule(value):
+                line = f"import {value.__name__}" + (f" as {name}" if value.__name__ != name else "")
+                self.imports[line] = None
+            elif _importable(value) is not None:
+                line = f"from {_importable(value)} import {value.__name__}" + (f" as {name}" if value.__name__ != name else "")
+                self.imports[line] = None
+            elif inspect.isfunction(value) and value.__name__ == name:
+                self.add(value)
+            elif _is_literal(value):
+                self.constants[name] = repr(value)
+            else:
+                raise _CannotCarry(f"it uses the notebook's {name!r} ({type(value).__name__}), which cannot be written out")
+        return str(fn.__name__)
+
+    def cell(self, registrations: list[str]) -> str:
+        parts = ["from jupyter_flow import register_function", *self.imports]
+        parts += [f"{k} = {v}" for k, v in self.constants.items()]
+        return "\n".join(parts) + "\n\n\n" + "\n\n\n".join(self.sources.values()) + "\n\n\n" + "\n".join(registrations)
+
+
+def _carry_functions(flow: Flow) -> str | None:
+    """The code of a cell that registers the functions the flow's python nodes name
+    without a module (functions registered from the notebook the flow was built in)."""
+    from jupyter_flow.nodes.python import default_functions
+
+    registered = {**default_functions(), **flow.functions}
+    carrier = _Carrier()
+    registrations: list[str] = []
+    problems: list[Problem] = []
+    for node in flow.spec.nodes:
+        name = str(node.config.get("function", ":"))
+        if node.type != "python" or ":" in name:
+            continue
+        fix = "define it in a module and name it as 'module:function'"
+        if name not in registered:
+            problems.append(Problem(f"no function {name!r} is registered here, so it cannot be written into the "
+                                    f"notebook: export from the notebook that registers it, or {fix}",
+                                    node=node.id, field="config.function"))
+            continue
+        try:
+            local = carrier.add(registered[name])
+        except _CannotCarry as exc:
+            problems.append(Problem(f"the function {name!r} cannot be written into the notebook: {exc}; {fix}",
+                                    node=node.id, field="config.function"))
+            continue
+        line = f"register_function({local}, name={name!r})"
+        if line not in registrations:
+            registrations.append(line)
+    if problems:
+        raise FlowValidationError(problems, source=str(flow.source) if flow.source else None)
+    return carrier.cell(registrations) if registrations else None
+
+
+def _intro(flow: Flow) -> str:
+    from jupyter_flow import __version__
+
+    spec = flow.spec
+    upstream: dict[str, list[str]] = {n.id: [] for n in spec.nodes}
+    for edge in spec.edges:
+        if edge.source != START and edge.target in upstream:
+            upstream[edge.target].append(edge.source + (" (if a condition holds)" if edge.when else ""))
+    lines = [f"# {spec.name}", ""]
+    if spec.description:
+        lines += [spec.description, ""]
+    lines += [
+        f"This notebook runs the flow **{spec.name}** (exported by jupyter-flow {__version__}). It holds the "
+        "whole flow, so it runs without the flow file: open it and run all cells, or run it unattended "
+        "with papermill:",
+        "",
+        "```sh",
+        "papermill THIS.ipynb run.ipynb -p inputs_path inbox/ -p output_dir runs/today",
+        "```",
+        "",
+        "## Parameters (the cell tagged `parameters`)",
+        "",
+        "| name | what it sets |",
+        "|---|---|",
+        "| `inputs` | the inputs of one run (default: the flow's declared defaults) |",
+        "| `inputs_path` | a folder or glob (one run per file) or a JSONL file (one run per line); when set it wins over `inputs` |",
+        "| `output_dir` | where `results.jsonl`, `traces/` and `summary.json` go |",
+        "| `device` | device for model nodes that say `device: auto` (`cpu`, `cuda`, `cuda:1`) |",
+        "| `endpoints` | http node endpoints to use instead of the flow's, by node id |",
+        "| `concurrency` | how many items run at once |",
+        "| `fail_fast` | stop at the first failed item and fail the notebook |",
+        "",
+        f"## The nodes ({len(spec.nodes)})",
+        "",
+        "| node | kind | what it does | runs after |",
+        "|---|---|---|---|",
+    ]
+    for node in spec.nodes:
+        after = ", ".join(upstream[node.id]) or "the start"
+        lines.append(f"| `{node.id}` | {node.type} | {_what(node)} | {_md(after)} |")
+    if spec.inputs:
+        lines += ["", "## The flow's inputs", "", "| input | type | default | description |", "|---|---|---|---|"]
+        for name, inp in spec.inputs.items():
+            default = _code(inp.default) if inp.default is not None else ("(required)" if inp.is_required else "")
+            lines.append(f"| `{name}` | {inp.type} | {default} | {_md(inp.description or '')} |")
+    return "\n".join(lines)
+
+
+def _parameters(flow: Flow, output_dir: str) -> str:
+    defaults = {name: inp.default for name, inp in flow.spec.inputs.items() if inp.default is not None}
+    return "\n".join(
+        [
+            f"inputs = {defaults!r}  # one run: the flow's inputs",
+            "inputs_path = None  # a batch: a folder, glob or JSONL file (wins over `inputs`)",
+            f"output_dir = {output_dir!r}  # results.jsonl, traces/ and summary.json go here",
+            "device = None  # e.g. 'cpu', 'cuda', 'cuda:1' for model nodes with `device: auto`",
+            "endpoints = {}  # {node id: URL} to call instead of the flow's endpoints",
+            f"concurrency = {DEFAULT_CONCURRENCY}  # items run at once",
+            "fail_fast = False  # stop at the first failed item (and fail the notebook)",
+        ]
+    )
+
+
+def _load_cell(flow: Flow) -> str:
+    spec = pprint.pformat(spec_to_dict(flow.spec), indent=1, width=100, sort_dicts=False)
+    return "\n".join(
+        [
+            "from jupyter_flow import Flow",
+            "from jupyter_flow.batch import BatchItem, apply_endpoints, run_batch",
+            "",
+            f"FLOW_SPEC = {spec}",
+            "",
+            "flow = apply_endpoints(Flow.from_dict(FLOW_SPEC), endpoints).validate()",
+            "flow",
+        ]
+    )
+
+
+_RUN_CELL = """\
+settings = {"device": device} if device else {}
+if inputs_path:
+    # A batch: resume=True, so running the notebook again after a crash goes on where it stopped.
+    summary = run_batch(flow, str(inputs_path), output_dir, concurrency=concurrency, resume=True,
+                        fail_fast=fail_fast, progress=True, settings=settings, common_inputs=inputs)
+else:
+    summary = run_batch(flow, [BatchItem("run", dict(inputs))], output_dir, concurrency=1,
+                        fail_fast=fail_fast, progress=True, settings=settings)
+summary"""
+
+_RESULTS_CELL = """\
+from IPython.display import HTML, Markdown, display
+
+print(summary.to_text())
+display(Markdown(summary.results_markdown(limit=100)))"""
+
+_CHART_CELL = """\
+try:
+    import matplotlib.pyplot as plt
+except ImportError:  # no plotting library: an HTML bar chart does the job
+    plt = None
+
+if plt is not None and summary.node_timing:
+    names = list(summary.node_timing)
+    means_ms = [summary.node_timing[n]["mean_s"] * 1000 for n in names]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1))
+    ax.barh(names, means_ms)
+    ax.invert_yaxis()
+    ax.set_xlabel("mean milliseconds per item")
+    ax.set_title("time per node")
+    plt.show()
+else:
+    display(HTML(summary.timing_html()))"""
+
+
+def notebook_for(flow: Flow, *, output_dir: str | None = None) -> Any:
+    """The notebook (an `nbformat` NotebookNode) that runs `flow`; see the module docstring."""
+    try:
+        import nbformat
+        from nbformat import v4
+    except ImportError:
+        raise MissingDependencyError("nbformat", "export", "exporting a flow to a notebook") from None
+    from jupyter_flow import __version__
+
+    flow.validate()
+    functions = _carry_functions(flow)
+    out = output_dir or f"{re.sub(r'[^A-Za-z0-9._-]+', '-', flow.name).strip('-') or 'flow'}-output"
+    cells = [
+        v4.new_markdown_cell(_intro(flow)),
+        v4.new_code_cell(_parameters(flow, out), metadata={"tags": ["parameters"]}),
+        *(
+            [
+                v4.new_markdown_cell(
+                    "## Functions from the notebook\n\nThe `python` nodes call these functions, registered in the "
+                    "notebook the flow was built in; their code (and what it imports) is copied here."
+                ),
+                v4.new_code_cell(functions),
+            ]
+            if functions
+            else []
+        ),
+        v4.new_markdown_cell(
+            "## 1. Load the flow\n\nThe flow's spec is written out below, so this notebook needs no flow file. "
+            "`endpoints` replaces the endpoints of the http nodes it names; `validate()` checks every node "
+            "and reference before anything runs."
+        ),
+        v4.new_code_cell(_load_cell(flow)),
+        v4.new_markdown_cell(
+            "## 2. Run it\n\nWith `inputs_path` set, the flow runs once per file (or JSONL line), "
+            "`concurrency` at a time; otherwise it runs once with `inputs`. Each finished item is appended "
+            "to `output_dir/results.jsonl` at once, with its trace in `output_dir/traces/`. A batch resumes: "
+            "items already in `results.jsonl` are not run again. A failed item is recorded and the batch goes "
+            "on, unless `fail_fast` is set: then this cell fails, naming the item and the node."
+        ),
+        v4.new_code_cell(_RUN_CELL),
+        v4.new_markdown_cell(
+            "## 3. Results\n\nCounts, the failed items with the node that failed, and a table of the items "
+            "(the whole set is in `results.jsonl`; `summary.json` has these counts and timings)."
+        ),
+        v4.new_code_cell(_RESULTS_CELL),
+        v4.new_markdown_cell("## 4. Time per node\n\nThe mean time each node took per item."),
+        v4.new_code_cell(_CHART_CELL),
+    ]
+    nb = v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["jupyter_flow"] = {"flow": flow.name, "version": __version__, "spec_version": flow.spec.spec_version}
+    nbformat.validate(nb)
+    return nb
+
+
+def export_notebook(flow: Flow | str | Path, path: str | Path, *, output_dir: str | None = None) -> Path:
+    """Write a papermill-ready notebook that runs `flow` (a Flow or a flow file) to `path`."""
+    import nbformat
+
+    from jupyter_flow.flow import Flow
+
+    if not isinstance(flow, Flow):
+        flow = Flow.load(flow)
+    nb = notebook_for(flow, output_dir=output_dir)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(target))
+    return target
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    source = Path(args.flow)
+    target = Path(args.output) if args.output else Path(source.name.split(".")[0] + ".ipynb")
+    path = export_notebook(source, target, output_dir=args.output_dir)
+    print(f"wrote {path}; run it with: papermill {path} run.ipynb -p inputs_path INBOX -p output_dir OUT")
+    return 0
+
+
+def add_to_cli(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="write a papermill-ready notebook that runs the flow (the flow embedded)",
+        description="Write a self-contained notebook that runs the flow once or over a batch. Its "
+        f"`parameters` cell has: {', '.join(PARAMETERS)}.",
+    )
+    p.add_argument("flow")
+    p.add_argument("-o", "--output", metavar="NB.ipynb", help="the notebook to write (default: FLOW's name .ipynb)")
+    p.add_argument("--output-dir", metavar="DIR", help="the default of the notebook's `output_dir` parameter")
+    p.set_defaults(fn=_cmd_export)
