@@ -18,6 +18,7 @@ from jupyter_flow.errors import (
 from jupyter_flow.batch import run_batch
 from jupyter_flow.export import export_notebook
 from jupyter_flow.flow import Flow
+from jupyter_flow.models import loaded_models, release_models
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.nodes.python import register_function
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
@@ -25,6 +26,16 @@ from jupyter_flow.spec import EdgeSpec, FlowSpec, NodeSpec
 from jupyter_flow.trace import NodeRecord, RunEvent, RunResult
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # The workbench pulls in ipywidgets; load it only when asked for.
+    if name == "Workbench":
+        from jupyter_flow.workbench import Workbench
+
+        return Workbench
+    raise AttributeError(f"module 'jupyter_flow' has no attribute {name!r}")
+
 
 __all__ = [
     "EdgeSpec",
@@ -49,9 +60,12 @@ __all__ = [
     "RunEvent",
     "RunResult",
     "TemplateError",
+    "Workbench",
     "__version__",
     "default_registry",
     "export_notebook",
+    "loaded_models",
     "register_function",
+    "release_models",
     "run_batch",
 ]

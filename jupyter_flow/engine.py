@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
-import json
 import random
 import time
 import uuid
@@ -26,7 +25,7 @@ from jupyter_flow.errors import NodeError, NodeTimeoutError, TemplateError
 from jupyter_flow.nodes.base import Node, NodeContext
 from jupyter_flow.plan import Plan, PlannedEdge, PlannedNode
 from jupyter_flow.spec import RetrySpec
-from jupyter_flow.trace import ErrorInfo, NodeRecord, RunEvent, RunResult
+from jupyter_flow.trace import ErrorInfo, NodeRecord, RunEvent, RunResult, fingerprint
 
 __all__ = ["EventCallback", "Runtime", "execute"]
 
@@ -62,26 +61,6 @@ class Runtime:
         if self._own_client and self._client is not None:
             await self._client.aclose()
             self._client = None
-
-
-def fingerprint(value: Any) -> str:
-    """A stable digest of resolved inputs, tensors and arrays included (by content)."""
-    h = hashlib.blake2b(digest_size=16)
-
-    def default(obj: Any) -> Any:
-        if hasattr(obj, "detach") and hasattr(obj, "shape"):
-            t = obj.detach().cpu().contiguous()
-            return {"tensor": [list(t.shape), str(t.dtype), hashlib.blake2b(t.view(-1).view(__import__("torch").uint8).numpy().tobytes() if t.numel() else b"", digest_size=16).hexdigest()]}
-        if hasattr(obj, "tobytes") and hasattr(obj, "shape"):
-            return {"array": [list(obj.shape), str(obj.dtype), hashlib.blake2b(obj.tobytes(), digest_size=16).hexdigest()]}
-        if isinstance(obj, (bytes, bytearray)):
-            return {"bytes": hashlib.blake2b(bytes(obj), digest_size=16).hexdigest()}
-        if isinstance(obj, (set, frozenset)):
-            return sorted(map(repr, obj))
-        return {"repr": repr(obj)}
-
-    h.update(json.dumps(value, sort_keys=True, default=default).encode())
-    return h.hexdigest()
 
 
 class _Run:
@@ -237,6 +216,9 @@ class _Run:
                 await self.runtime_warm(node)
             except asyncio.CancelledError:
                 raise
+            except NodeError as exc:
+                exc.retryable = False
+                raise NodeError.from_exception(pn.id, exc) from exc.__cause__
             except Exception as exc:
                 raise NodeError(f"warm-up failed: {type(exc).__name__}: {exc}", node=pn.id, retryable=False) from exc
         policy = pn.spec.retry or node.default_retry or _NO_RETRY

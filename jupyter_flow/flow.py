@@ -12,7 +12,7 @@ import httpx
 
 from jupyter_flow.engine import EventCallback, Runtime, execute
 from jupyter_flow.errors import FlowValidationError, Problem
-from jupyter_flow.nodes.python import default_functions
+from jupyter_flow.nodes.python import default_functions, run_functions
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
 from jupyter_flow.plan import Plan, build_plan
 from jupyter_flow.spec import FlowSpec, InputSpec, PathLike, dump_spec, load_spec, parse_spec_text, spec_from_dict, spec_to_dict
@@ -112,7 +112,9 @@ class Flow:
     def problems(self) -> list[Problem]:
         """Every problem of the flow (empty when it is valid); nothing is raised."""
         if self._problems is None:
-            self._plan, self._problems = build_plan(self.spec, self.registry)
+            self._plan, self._problems = build_plan(
+                self.spec, self.registry, base_dir=self.source.resolve().parent if self.source else None
+            )
         return list(self._problems)
 
     def validate(self) -> Flow:
@@ -187,10 +189,12 @@ class Flow:
             raise FlowValidationError([Problem("rerun names a node that is not in the flow", node=n, field="rerun") for n in sorted(unknown)])
         functions = {**default_functions(), **self.functions}
         runtime = Runtime(functions, dict(settings or {}), http_client, max_threads=64)
+        token = run_functions.set(functions)
         try:
             result = await execute(plan, resolved, runtime=runtime, on_event=on_event, reuse=reuse,
                                    rerun=set(rerun or ()), run_id=run_id)
         finally:
+            run_functions.reset(token)
             await runtime.close()
         if raise_on_error:
             result.raise_for_status()

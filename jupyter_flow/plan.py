@@ -9,15 +9,15 @@ parse, references to unknown or non-upstream nodes and to undeclared inputs.
 from __future__ import annotations
 
 import graphlib
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 from jupyter_flow.errors import MissingDependencyError, Problem, TemplateError
 from jupyter_flow.expressions import Condition, Reference, Renderer, compile_condition, compile_value
 from jupyter_flow.nodes.base import Node
 from jupyter_flow.nodes.registry import NodeRegistry
+from jupyter_flow.trace import fingerprint
 from jupyter_flow.spec import START, EdgeSpec, FlowSpec, NodeSpec
 
 __all__ = ["Plan", "PlannedEdge", "PlannedNode", "build_plan"]
@@ -58,7 +58,7 @@ class Plan:
 
 
 def _fingerprint(spec: NodeSpec) -> str:
-    return hashlib.blake2b(spec.model_dump_json().encode(), digest_size=12).hexdigest()
+    return fingerprint(spec.model_dump())
 
 
 def _check_refs(
@@ -102,7 +102,7 @@ def _check_refs(
     return used
 
 
-def build_plan(spec: FlowSpec, registry: NodeRegistry) -> tuple[Plan | None, list[Problem]]:
+def build_plan(spec: FlowSpec, registry: NodeRegistry, base_dir: Path | None = None) -> tuple[Plan | None, list[Problem]]:
     problems: list[Problem] = []
     specs: dict[str, NodeSpec] = {}
     for ns in spec.nodes:
@@ -161,7 +161,7 @@ def build_plan(spec: FlowSpec, registry: NodeRegistry) -> tuple[Plan | None, lis
         except MissingDependencyError as exc:
             problems.append(Problem(str(exc), node=nid, field="type"))
             continue
-        except ImportError as exc:
+        except (ImportError, AttributeError, TypeError) as exc:
             problems.append(Problem(f"node type {ns.type!r} cannot be loaded: {exc}", node=nid, field="type"))
             continue
         config_problems = cls.check_config(ns)
@@ -172,6 +172,7 @@ def build_plan(spec: FlowSpec, registry: NodeRegistry) -> tuple[Plan | None, lis
             continue
         try:
             node = cls(ns)
+            node.base_dir = base_dir
             renderer = compile_value(ns.config, node=nid, where="config")
         except TemplateError as exc:
             problems.append(exc.problem)
@@ -194,7 +195,9 @@ def build_plan(spec: FlowSpec, registry: NodeRegistry) -> tuple[Plan | None, lis
                 continue
             used_inputs |= _check_refs(vrenderer.refs, owner=nid, field_name=f"variants[{j}].config", allowed=allowed,
                                        node_ids=node_ids, inputs=inputs, declared=declared, problems=problems)
-            pn.variants[variant.id] = (cls(vspec), vrenderer)
+            vnode = cls(vspec)
+            vnode.base_dir = base_dir
+            pn.variants[variant.id] = (vnode, vrenderer)
         if ns.variants and sum(v.weight for v in ns.variants) <= 0:
             problems.append(Problem("variants need a positive total weight", node=nid, field="variants"))
         if ns.variant_key:

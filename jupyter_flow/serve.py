@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from jupyter_flow.errors import FlowError, FlowRunError, FlowValidationError, MissingDependencyError, Problem
+from jupyter_flow.errors import FlowError, FlowValidationError, MissingDependencyError, Problem
 from jupyter_flow.flow import Flow
 from jupyter_flow.spec import FlowSpec, spec_from_dict
 from jupyter_flow.trace import RunResult, to_jsonable

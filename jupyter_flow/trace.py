@@ -7,6 +7,7 @@ and `NodeRecord.inputs` / `.outputs` for code that wants them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import traceback
@@ -16,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["NodeRecord", "RunEvent", "RunResult", "summarize", "to_jsonable"]
+__all__ = ["NodeRecord", "RunEvent", "RunResult", "fingerprint", "summarize", "to_jsonable"]
 
 NodeStatus = Literal["pending", "running", "ok", "error", "skipped", "cancelled"]
 RunStatus = Literal["running", "ok", "error", "cancelled", "timeout"]
@@ -115,6 +116,12 @@ class RunResult:
 
     def __getitem__(self, node_id: str) -> NodeRecord:
         return self.records[node_id]
+
+    def tensors(self, node_id: str) -> dict[str, Any]:
+        """Live tensors the node captured (`capture: [...]`), by module path."""
+        from jupyter_flow.capture import tensors
+
+        return tensors(self, node_id)
 
     def failed(self) -> list[NodeRecord]:
         return [r for r in self.records.values() if r.status == "error"]
@@ -268,3 +275,25 @@ def to_jsonable(value: Any) -> Any:
         return to_jsonable(value.item())
     text = repr(value)
     return {"__repr__": text[:_MAX_TEXT]}
+
+
+def fingerprint(value: Any) -> str:
+    """A stable digest of resolved inputs, tensors and arrays included (by content)."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def default(obj: Any) -> Any:
+        if _is_tensor(obj):
+            import torch
+
+            t = obj.detach().cpu().contiguous()
+            return {"tensor": [list(t.shape), str(t.dtype), hashlib.blake2b(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"", digest_size=16).hexdigest()]}
+        if hasattr(obj, "tobytes") and hasattr(obj, "shape"):
+            return {"array": [list(obj.shape), str(obj.dtype), hashlib.blake2b(obj.tobytes(), digest_size=16).hexdigest()]}
+        if isinstance(obj, (bytes, bytearray)):
+            return {"bytes": hashlib.blake2b(bytes(obj), digest_size=16).hexdigest()}
+        if isinstance(obj, (set, frozenset)):
+            return sorted(map(repr, obj))
+        return {"repr": repr(obj)}
+
+    h.update(json.dumps(value, sort_keys=True, default=default).encode())
+    return h.hexdigest()

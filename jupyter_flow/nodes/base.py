@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -90,6 +91,8 @@ class Node:
     kind: ClassVar[str] = ""
     Config: ClassVar[type[NodeConfig]] = NodeConfig
     default_retry: ClassVar[RetrySpec | None] = None
+    #: the folder of the flow file; relative paths in a config are read from there
+    base_dir: Path | None = None
 
     def __init__(self, spec: NodeSpec) -> None:
         self.spec = spec

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -39,6 +40,11 @@ class FunctionRegistry(MutableMapping[str, Callable[..., Any]]):
 
     def __len__(self) -> int:
         return len(self._fns)
+
+
+#: The functions of the run in progress (the flow's own over the registered ones), so that
+#: cache keys follow the function a run actually calls.
+run_functions: ContextVar[Mapping[str, Callable[..., Any]] | None] = ContextVar("run_functions", default=None)
 
 
 @lru_cache(maxsize=1)
@@ -113,7 +119,7 @@ class PythonNode(Node):
 
     def cache_token(self) -> str:
         try:
-            fn = self._resolve(default_functions())
+            fn = self._resolve(run_functions.get() or default_functions())
         except NodeError:
             return ""
         code = getattr(fn, "__code__", None)

@@ -1,0 +1,257 @@
+"""Edits of a flow spec with undo: every edit is validated, a bad one changes nothing.
+
+An edit builds the new flow as a plain dict and validates it with the FlowSpec model, then
+checks the graph's shape (ids, edges, cycles). If either fails, `FlowValidationError` is
+raised and the last good spec stays. Problems that do not break the graph (a template that
+names a node that is not wired yet, a missing config field) are kept: the workbench shows
+them on the node until they are fixed.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from jupyter_flow.errors import FlowValidationError, Problem
+from jupyter_flow.spec import START, FlowSpec, spec_from_dict, spec_to_dict
+
+__all__ = ["FlowEditor", "graph_problems", "new_node_id", "parse_yaml"]
+
+HISTORY_LIMIT = 200
+_SETTINGS_KEYS = ("name", "description", "inputs", "timeout_s", "max_concurrency")
+
+
+def parse_yaml(text: str, *, what: str) -> Any:
+    """Parse YAML typed into the workbench; a syntax error names the line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise FlowValidationError([Problem(f"the YAML does not parse{where}: {problem}", field=what)]) from None
+
+
+def graph_problems(spec: FlowSpec) -> list[Problem]:
+    """What makes a spec unusable as a graph: duplicate ids, dangling or repeated edges, cycles."""
+    problems: list[Problem] = []
+    ids: set[str] = set()
+    for node in spec.nodes:
+        if node.id in ids:
+            problems.append(Problem("a node with this id exists already", node=node.id, field="id"))
+        ids.add(node.id)
+    seen: set[tuple[str, str]] = set()
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for node_id in ids:
+        sorter.add(node_id)
+    for i, edge in enumerate(spec.edges):
+        where = f"edges[{i}] ({edge.describe()})"
+        for end in (edge.source, edge.target):
+            if end not in ids and not (end == START and end == edge.source):
+                problems.append(Problem(f"no node '{end}'", field=where))
+        if edge.source == edge.target:
+            problems.append(Problem("an edge cannot go from a node to itself", node=edge.source, field=where))
+        key = (edge.source, edge.target)
+        if key in seen:
+            problems.append(Problem("these nodes are wired already", field=where))
+        seen.add(key)
+        if edge.source in ids and edge.target in ids and edge.source != edge.target:
+            sorter.add(edge.target, edge.source)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        problems.append(Problem(f"the edge would make a cycle: {' -> '.join(exc.args[1])}", field="edges"))
+    return problems
+
+
+def new_node_id(kind: str, taken: set[str]) -> str:
+    """`kind_1`, `kind_2`, ... whichever is free (a usable template name)."""
+    base = re.sub(r"[^A-Za-z0-9_]", "_", kind) or "node"
+    if not base[0].isalpha():
+        base = f"n_{base}"
+    n = 1
+    while f"{base}_{n}" in taken:
+        n += 1
+    return f"{base}_{n}"
+
+
+class FlowEditor:
+    """The flow being edited, the undo history, and one method per kind of edit."""
+
+    def __init__(self, spec: FlowSpec) -> None:
+        self.spec = spec
+        self._history: list[tuple[FlowSpec, str]] = []
+
+    # -- the one way a spec changes ------------------------------------------------
+    def apply(self, data: Mapping[str, Any], what: str) -> FlowSpec:
+        """Validate `data` as the new flow; keep it (undoably) or raise and keep the old one."""
+        spec = spec_from_dict(data)
+        problems = graph_problems(spec)
+        if problems:
+            raise FlowValidationError(problems)
+        if spec == self.spec:
+            return spec
+        self._history.append((self.spec, what))
+        del self._history[:-HISTORY_LIMIT]
+        self.spec = spec
+        return spec
+
+    def data(self) -> dict[str, Any]:
+        return spec_to_dict(self.spec)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._history)
+
+    @property
+    def last_edit(self) -> str | None:
+        return self._history[-1][1] if self._history else None
+
+    def undo(self) -> str | None:
+        """Go back one edit; returns what was undone (None when there is nothing to undo)."""
+        if not self._history:
+            return None
+        self.spec, what = self._history.pop()
+        return what
+
+    def reset(self, spec: FlowSpec) -> None:
+        """Start over on another flow (opening a file); the history goes."""
+        self.spec = spec
+        self._history.clear()
+
+    # -- nodes ------------------------------------------------------------------------
+    def node_ids(self) -> list[str]:
+        return [n.id for n in self.spec.nodes]
+
+    def add_node(
+        self,
+        kind: str,
+        node_id: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        position: tuple[float, float] | None = None,
+        **fields: Any,
+    ) -> str:
+        node_id = node_id or new_node_id(kind, set(self.node_ids()))
+        data = self.data()
+        data["nodes"] = [*data.get("nodes", []), {"id": node_id, "type": kind, "config": dict(config or {}), **fields}]
+        if position is not None:
+            data.setdefault("layout", {})[node_id] = {"x": float(position[0]), "y": float(position[1])}
+        self.apply(data, f"add node {node_id}")
+        return node_id
+
+    def remove_node(self, node_id: str) -> None:
+        self._need_node(node_id)
+        data = self.data()
+        data["nodes"] = [n for n in data["nodes"] if n["id"] != node_id]
+        data["edges"] = [e for e in data.get("edges", []) if node_id not in (e["from"], e["to"])]
+        data.get("layout", {}).pop(node_id, None)
+        self.apply(data, f"delete node {node_id}")
+
+    def replace_node(self, node_id: str, body: Mapping[str, Any] | str) -> str:
+        """Replace a node's settings (a dict, or YAML text as typed in the editor). A new
+        `id` renames the node: its edges and position follow."""
+        self._need_node(node_id)
+        if isinstance(body, str):
+            body = parse_yaml(body, what=f"node {node_id}")
+        if not isinstance(body, Mapping):
+            raise FlowValidationError([Problem("the settings must be a mapping (id, type, config, ...)", node=node_id)])
+        new = {"id": node_id, **dict(body)}
+        new_id = str(new["id"])
+        data = self.data()
+        if new_id != node_id and new_id in self.node_ids():
+            raise FlowValidationError([Problem(f"cannot rename to '{new_id}': a node with this id exists", node=node_id, field="id")])
+        data["nodes"] = [new if n["id"] == node_id else n for n in data["nodes"]]
+        if new_id != node_id:
+            for edge in data.get("edges", []):
+                edge["from"] = new_id if edge["from"] == node_id else edge["from"]
+                edge["to"] = new_id if edge["to"] == node_id else edge["to"]
+            layout = data.get("layout", {})
+            if node_id in layout:
+                layout[new_id] = layout.pop(node_id)
+        self.apply(data, f"edit node {node_id}")
+        return new_id
+
+    def move(self, node_id: str, x: float, y: float) -> bool:
+        """Keep a node's position in the layout; False when it did not move."""
+        self._need_node(node_id)
+        old = self.spec.layout.get(node_id)
+        if old is not None and abs(old.x - x) < 0.5 and abs(old.y - y) < 0.5:
+            return False
+        data = self.data()
+        data.setdefault("layout", {})[node_id] = {"x": round(float(x), 1), "y": round(float(y), 1)}
+        self.apply(data, f"move {node_id}")
+        return True
+
+    def set_layout(self, positions: Mapping[str, tuple[float, float]]) -> None:
+        """Fill in positions for nodes that have none (not an undoable edit of its own)."""
+        missing = {k: v for k, v in positions.items() if k not in self.spec.layout}
+        if not missing:
+            return
+        data = self.data()
+        layout = data.setdefault("layout", {})
+        for node_id, (x, y) in missing.items():
+            layout[node_id] = {"x": float(x), "y": float(y)}
+        self.spec = spec_from_dict(data)
+
+    # -- edges ------------------------------------------------------------------------
+    def add_edge(self, source: str, target: str, **fields: Any) -> int:
+        data = self.data()
+        data["edges"] = [*data.get("edges", []), {"from": source, "to": target, **fields}]
+        self.apply(data, f"wire {source} -> {target}")
+        return len(self.spec.edges) - 1
+
+    def edge_index(self, source: str, target: str) -> int:
+        for i, edge in enumerate(self.spec.edges):
+            if edge.source == source and edge.target == target:
+                return i
+        raise FlowValidationError([Problem(f"no edge {source} -> {target}", field="edges")])
+
+    def remove_edge(self, index: int) -> None:
+        edge = self._need_edge(index)
+        data = self.data()
+        del data["edges"][index]
+        self.apply(data, f"delete edge {edge.describe()}")
+
+    def replace_edge(self, index: int, body: Mapping[str, Any] | str) -> None:
+        """Replace an edge's settings (`when`, `branch`, `on`, `label`; `from`/`to` kept
+        unless given)."""
+        edge = self._need_edge(index)
+        if isinstance(body, str):
+            body = parse_yaml(body, what=f"edge {edge.describe()}")
+        if body is None:
+            body = {}
+        if not isinstance(body, Mapping):
+            raise FlowValidationError([Problem("the edge settings must be a mapping (when, branch, on, label)", field=f"edges[{index}]")])
+        data = self.data()
+        data["edges"][index] = {"from": edge.source, "to": edge.target, **dict(body)}
+        self.apply(data, f"edit edge {edge.describe()}")
+
+    # -- flow-level settings -----------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """Name, description, inputs, timeout_s, max_concurrency as set now."""
+        data = self.data()
+        return {k: data[k] for k in _SETTINGS_KEYS if k in data}
+
+    def replace_settings(self, body: Mapping[str, Any] | str) -> None:
+        if isinstance(body, str):
+            body = parse_yaml(body, what="flow settings")
+        body = dict(body or {})
+        extra = sorted(set(body) - set(_SETTINGS_KEYS))
+        if extra:
+            raise FlowValidationError([Problem(f"not a flow setting here (use: {', '.join(_SETTINGS_KEYS)}); nodes and edges are edited on the graph", field=k) for k in extra])
+        data = {k: v for k, v in self.data().items() if k not in _SETTINGS_KEYS}
+        self.apply({**data, **body}, "edit flow settings")
+
+    # -- helpers ------------------------------------------------------------------------
+    def _need_node(self, node_id: str) -> None:
+        if node_id not in self.node_ids():
+            raise FlowValidationError([Problem(f"no node '{node_id}' (nodes: {', '.join(self.node_ids()) or 'none'})", field="nodes")])
+
+    def _need_edge(self, index: int) -> Any:
+        if not 0 <= index < len(self.spec.edges):
+            raise FlowValidationError([Problem(f"no edge number {index}", field="edges")])
+        return self.spec.edges[index]

@@ -1,0 +1,138 @@
+"""Open and save flow files, keeping the user's comments and key order where possible.
+
+With ruamel.yaml installed, a YAML flow file is read as a round-trip document; saving
+merges the edited flow into that document, so comments on nodes, edges and settings that
+still exist stay where they were. Without it (or for `.json`), the file is written fresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jupyter_flow.spec import FlowSpec, PathLike, dump_spec, load_spec, spec_to_dict
+
+__all__ = ["FlowDocument", "merge_into"]
+
+
+def _ruamel() -> Any | None:
+    try:
+        from ruamel.yaml import YAML
+    except ImportError:
+        return None
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 100
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def _key_of(item: Any, list_name: str) -> Any:
+    if not isinstance(item, Mapping):
+        return None
+    if list_name == "nodes":
+        return item.get("id")
+    if list_name == "edges":
+        return (item.get("from"), item.get("to"))
+    return None
+
+
+def merge_into(doc: Any, data: Any, *, list_name: str | None = None) -> Any:
+    """Make `doc` (a ruamel round-trip node) equal to `data`, changing only what differs,
+    so the comments attached to unchanged parts survive. Returns the merged value."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(doc, CommentedMap) and isinstance(data, Mapping):
+        for key in [k for k in doc if k not in data]:
+            del doc[key]
+        for index, (key, value) in enumerate(data.items()):
+            if key in doc:
+                doc[key] = merge_into(doc[key], value, list_name=key if key in ("nodes", "edges") else None)
+            else:
+                doc.insert(min(index, len(doc)), key, value)
+        return doc
+    if isinstance(doc, CommentedSeq) and isinstance(data, list):
+        if list_name in ("nodes", "edges"):
+            old = {_key_of(item, list_name): item for item in doc}
+            merged = [merge_into(old[_key_of(v, list_name)], v) if _key_of(v, list_name) in old else v for v in data]
+        elif len(doc) == len(data):
+            merged = [merge_into(d, v) for d, v in zip(doc, data)]
+        else:
+            return data
+        doc[:] = merged
+        return doc
+    if doc == data and type(doc) is type(data):
+        return doc
+    if _number(doc) and _number(data) and doc == data:
+        return doc  # 60 stays 60 when the layout holds it as 60.0
+    if isinstance(doc, str) and isinstance(data, str) and str(doc) == data:
+        return doc  # keeps the quoting style ruamel remembered
+    return data
+
+
+class FlowDocument:
+    """A flow file on disk: its path and, for YAML, the round-trip document that was read."""
+
+    def __init__(self, path: Path, doc: Any = None) -> None:
+        self.path = path
+        self.doc = doc
+
+    @classmethod
+    def open(cls, path: PathLike) -> tuple[FlowSpec, FlowDocument]:
+        """Read and validate a flow file (errors name line and column, node and field)."""
+        path = Path(path)
+        spec = load_spec(path)
+        doc = None
+        yaml = _ruamel() if path.suffix.lower() != ".json" else None
+        if yaml is not None:
+            try:
+                doc = yaml.load(path.read_text(encoding="utf-8"))
+            except Exception:  # the file validated above; any ruamel quirk only costs the comments
+                doc = None
+        return spec, cls(path, doc)
+
+    def save(self, spec: FlowSpec, path: PathLike | None = None) -> Path:
+        """Write the flow (layout included); comments survive when the same file is rewritten."""
+        target = Path(path) if path is not None else self.path
+        yaml = _ruamel()
+        same_file = target.resolve() == self.path.resolve()
+        if yaml is None or target.suffix.lower() == ".json" or self.doc is None or not same_file:
+            dump_spec(spec, target)
+            if yaml is not None and target.suffix.lower() != ".json":
+                self.doc = yaml.load(target.read_text(encoding="utf-8"))
+            self.path = target
+            return target
+        data = spec_to_dict(spec)
+        self.doc = merge_into(self.doc, data)
+        import io
+
+        buf = io.StringIO()
+        yaml.dump(self.doc, buf)
+        text = buf.getvalue()
+        load_check = FlowSpec.model_validate(_plain(yaml.load(text)))
+        if load_check != spec:  # never write a file that reads back as another flow
+            dump_spec(spec, target)
+        else:
+            target.write_text(text, encoding="utf-8")
+        return target
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return value

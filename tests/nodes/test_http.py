@@ -1,0 +1,206 @@
+"""The `http` node against real loopback endpoints: ones that answer, refuse, stall, fail
+and talk nonsense, from Python and from the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from servers import LoopbackServer, Reply, Request, free_port
+
+from jupyter_flow import Flow, FlowRunError, RemoteError
+
+Serve = Callable[[dict[str, Any]], LoopbackServer]
+
+
+def one_node_flow(tmp_path: Path, **node: Any) -> Path:
+    path = tmp_path / "call.flow.json"
+    path.write_text(json.dumps({"nodes": [{"id": "model", "type": "http", **node}]}))
+    return path
+
+
+def cli_run(path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("jupyter-flow")
+    return subprocess.run([str(exe), "run", str(path), *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+def assert_failed_cleanly(proc: subprocess.CompletedProcess[str], *causes: str) -> None:
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert "node 'model'" in proc.stderr
+    for cause in causes:
+        assert cause in proc.stderr, (cause, proc.stderr)
+
+
+# -- failures, through the CLI --------------------------------------------------------------
+
+
+def test_refused_connection(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/predict"  # nothing listens there
+    proc = cli_run(one_node_flow(tmp_path, config={"endpoint": url}))
+    assert_failed_cleanly(proc, "cannot connect", url)
+
+
+def test_refused_connection_is_retried(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/predict"
+    flow = Flow.load(one_node_flow(tmp_path, config={"endpoint": url}, retry={"max_attempts": 3, "backoff_s": 0.01}))
+    result = flow.run(raise_on_error=False)
+    assert result["model"].attempts == 3 and result["model"].error.type == "RemoteError"  # type: ignore[union-attr]
+
+
+def test_stalling_endpoint_past_its_timeout(serve: Serve, tmp_path: Path) -> None:
+    server = serve({"/predict": lambda req: Reply(200, {"late": True}, delay_s=6)})
+    trace = tmp_path / "trace.json"
+    proc = cli_run(one_node_flow(tmp_path, config={"endpoint": f"{server.url}/predict"}, timeout_s=0.5), "--trace", str(trace))
+    assert_failed_cleanly(proc, "0.5")
+    assert json.loads(trace.read_text())["nodes"][0]["duration_s"] < 3  # gave up long before the 6 s stall ended
+    assert "timeout" in proc.stderr or "did not answer" in proc.stderr
+
+
+def test_http_timeout_is_a_remote_error(serve: Serve) -> None:
+    # the node's own HTTP timeout, not only the engine's deadline, names the endpoint
+    server = serve({"/predict": lambda req: Reply(200, {"late": True}, delay_s=2)})
+    flow = Flow.from_dict({"nodes": [{"id": "model", "type": "http", "timeout_s": 0.3, "config": {"endpoint": f"{server.url}/predict"}}]})
+    with pytest.raises(FlowRunError) as info:
+        flow.run()
+    record = info.value.result["model"]  # type: ignore[index]
+    assert record.error.type in ("RemoteError", "NodeTimeoutError")
+    assert "0.3" in record.error.message
+
+
+def test_server_error(serve: Serve, tmp_path: Path) -> None:
+    server = serve({"/predict": lambda req: Reply(500, {"detail": "CUDA out of memory"})})
+    proc = cli_run(one_node_flow(tmp_path, config={"endpoint": f"{server.url}/predict"}))
+    assert_failed_cleanly(proc, "HTTP 500", "CUDA out of memory")
+
+
+def test_answer_that_is_not_json(serve: Serve, tmp_path: Path) -> None:
+    server = serve({"/predict": lambda req: Reply(200, "<html>502 Bad Gateway</html>", content_type="text/html")})
+    proc = cli_run(one_node_flow(tmp_path, config={"endpoint": f"{server.url}/predict"}, retry={"max_attempts": 3}))
+    assert_failed_cleanly(proc, "not JSON", "text/html", "Bad Gateway")
+    assert len(server.requests) == 1  # garbage is not retried
+
+
+def test_json_content_type_with_a_broken_body(serve: Serve) -> None:
+    server = serve({"/predict": lambda req: Reply(200, '{"label": ', content_type="application/json")})
+    flow = Flow.from_dict({"nodes": [{"id": "model", "type": "http", "config": {"endpoint": f"{server.url}/predict"}}]})
+    with pytest.raises(FlowRunError, match="not JSON") as info:
+        flow.run()
+    assert "node 'model'" in str(info.value)
+
+
+# -- output_key ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "output_key", "expected"),
+    [
+        ({"cleaned_text": "hi", "extra": 1}, "cleaned_text", {"cleaned_text": "hi", "extra": 1}),  # has the key: as is
+        ({"text": "hi"}, "cleaned_text", {"cleaned_text": {"text": "hi"}}),  # an object without it: wrapped
+        (b'"hi"', "cleaned_text", {"cleaned_text": "hi"}),  # a JSON string
+        ([1, 2], "scores", {"scores": [1, 2]}),
+        ({"label": "x"}, None, {"label": "x"}),
+        ([1, 2], None, {"result": [1, 2]}),
+    ],
+)
+def test_output_key(serve: Serve, answer: Any, output_key: str | None, expected: Any) -> None:
+    server = serve({"/p": lambda req: Reply(200, answer, content_type="application/json")})
+    config: dict[str, Any] = {"endpoint": f"{server.url}/p"}
+    if output_key:
+        config["output_key"] = output_key
+    flow = Flow.from_dict({"nodes": [{"id": "model", "config": config}]})
+    assert flow.run().outputs["model"] == expected
+
+
+def test_output_key_feeds_downstream_templates(serve: Serve) -> None:
+    server = serve({"/p": lambda req: Reply(200, b'"plain answer"', content_type="application/json"), "/q": lambda req: Reply(200, {"got": req.body})})
+    flow = Flow.from_dict({
+        "nodes": [
+            {"id": "a", "config": {"endpoint": f"{server.url}/p", "output_key": "text"}},
+            {"id": "b", "config": {"endpoint": f"{server.url}/q", "input_mapping": {"t": "{{ a.output.text }}"}}},
+        ],
+        "edges": [{"from": "start", "to": "a"}, {"from": "a", "to": "b"}],
+    })
+    assert flow.run().outputs["b"] == {"got": {"t": "plain answer"}}
+
+
+# -- headers, methods, parameters ---------------------------------------------------------------
+
+
+def test_headers_expand_environment_variables(serve: Serve, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    server = serve({"/p": lambda req: Reply(200, {"ok": True})})
+    monkeypatch.setenv("JF_TEST_TOKEN", "s3cret")
+    monkeypatch.setenv("JF_TEST_PATH", "p")
+    node = {"config": {"endpoint": server.url + "/${JF_TEST_PATH}", "headers": {"Authorization": "Bearer ${JF_TEST_TOKEN}", "X-Plain": "yes"}}}
+    path = one_node_flow(tmp_path, **node)
+    result = Flow.load(path).run()
+    assert result.outputs["model"] == {"ok": True}
+    headers = {k.lower(): v for k, v in server.requests[0].headers.items()}
+    assert headers["authorization"] == "Bearer s3cret" and headers["x-plain"] == "yes"
+    # the secret is never written into the flow file
+    assert "s3cret" not in path.read_text()
+    # and through the CLI, with the variable in its environment
+    proc = cli_run(path, env={"JF_TEST_TOKEN": "other", "JF_TEST_PATH": "p"})
+    assert proc.returncode == 0, proc.stderr
+    assert {k.lower(): v for k, v in server.requests[1].headers.items()}["authorization"] == "Bearer other"
+
+
+def test_missing_environment_variable_is_a_clear_error(serve: Serve, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    server = serve({"/p": lambda req: Reply(200, {"ok": True})})
+    monkeypatch.delenv("JF_TEST_UNSET", raising=False)
+    path = one_node_flow(tmp_path, config={"endpoint": f"{server.url}/p", "headers": {"Authorization": "Bearer ${JF_TEST_UNSET}"}},
+                         retry={"max_attempts": 3})
+    proc = cli_run(path)
+    assert_failed_cleanly(proc, "JF_TEST_UNSET", "config.headers.Authorization", "not set")
+    assert server.requests == []
+    result = Flow.load(path).run(raise_on_error=False)
+    assert result["model"].attempts == 1  # retrying cannot set the variable
+
+
+def test_get_with_params(serve: Serve) -> None:
+    server = serve({"/search": lambda req: Reply(200, {"path": req.path, "method": req.method})})
+    flow = Flow.from_dict({
+        "inputs": {"q": {"type": "string"}},
+        "nodes": [
+            {"id": "with_params", "type": "http", "config": {"endpoint": f"{server.url}/search", "method": "GET",
+                                                             "params": {"q": "{{ q }}", "k": 5}}},
+            {"id": "mapping_as_query", "type": "http", "config": {"endpoint": f"{server.url}/search", "method": "get",
+                                                                  "input_mapping": {"q": "{{ q }}"}}},
+        ],
+    })
+    result = flow.run({"q": "a b&c"})
+    assert result.outputs["with_params"] == {"path": "/search?q=a+b%26c&k=5", "method": "GET"}
+    assert result.outputs["mapping_as_query"] == {"path": "/search?q=a+b%26c", "method": "GET"}
+    assert all(r.body is None for r in server.requests)
+
+
+def test_post_sends_the_mapping_as_json_and_other_methods(serve: Serve) -> None:
+    def answer(req: Request) -> Reply:
+        return Reply(200, {"method": req.method, "body": req.body, "ctype": req.headers.get("content-type") or req.headers.get("Content-Type")})
+
+    server = serve({"/r": answer})
+    flow = Flow.from_dict({"nodes": [
+        {"id": "post", "type": "http", "config": {"endpoint": f"{server.url}/r", "input_mapping": {"xs": [1, 2], "s": "é"}}},
+        {"id": "put", "type": "http", "config": {"endpoint": f"{server.url}/r", "method": "PUT", "body": ["raw", "list"]}},
+    ]})
+    out = flow.run().outputs
+    assert out["post"] == {"method": "POST", "body": {"xs": [1, 2], "s": "é"}, "ctype": "application/json"}
+    assert out["put"]["method"] == "PUT" and out["put"]["body"] == ["raw", "list"]
+
+
+def test_remote_error_carries_the_status_code(serve: Serve) -> None:
+    server = serve({"/p": lambda req: Reply(429, {"detail": "slow down"})})
+    flow = Flow.from_dict({"nodes": [{"id": "model", "type": "http", "retry": {"max_attempts": 2, "backoff_s": 0.01},
+                                      "config": {"endpoint": f"{server.url}/p"}}]})
+    result = flow.run(raise_on_error=False)
+    assert result["model"].attempts == 2  # 429 is worth another try
+    assert result["model"].extra["http_status"] == 429
+    assert issubclass(RemoteError, Exception) and result["model"].error.type == "RemoteError"  # type: ignore[union-attr]
