@@ -313,9 +313,13 @@ def _model_health(flow: Flow) -> dict[str, Any]:
 
         info["cuda_available"] = torch.cuda.is_available()
         info["torch"] = torch.__version__
-    device = getattr(node, "device", None)
-    if device is not None:
-        info["device"] = str(device)
+    resolved = getattr(node, "resolved", None)
+    if callable(resolved):
+        try:
+            device, dtype = resolved(None)
+            info.update(device=device, dtype=str(dtype).replace("torch.", ""))
+        except FlowError as exc:
+            info["device_error"] = str(exc)
     return info
 
 

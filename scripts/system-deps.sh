@@ -8,6 +8,8 @@ if [ "${SYSTEM_DEPS:-all}" != runtime ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fi
 command -v tesseract >/dev/null 2>&1 || need+=(tesseract-ocr)
+# Node.js builds the JupyterLab extension during `pip install`
+command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 for lang in eng chi-sim; do
   dpkg -s "tesseract-ocr-$lang" >/dev/null 2>&1 || need+=("tesseract-ocr-$lang")
 done

@@ -3,6 +3,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p test-artifacts
+# frontend unit tests of the JupyterLab extension
+(cd labextension && ../.venv/bin/jlpm install --immutable >/dev/null && ../.venv/bin/jlpm test) || exit 1
 .venv/bin/python -m pytest -ra "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

@@ -1,0 +1,287 @@
+/**
+ * jupyter-flow in JupyterLab: flow files open as graphs, and four commands (palette,
+ * file-browser context menu, launcher): new model flow, open in workbench, validate,
+ * export to a production notebook.
+ */
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette, Notification, ToolbarButton, WidgetTracker } from '@jupyterlab/apputils';
+import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
+import { ILauncher } from '@jupyterlab/launcher';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
+
+import { FlowApiError, exportFlow, newFlow, validateFlow, workbenchFor } from './api';
+import { isFlowPath } from './flowfile';
+import { flowIcon } from './icons';
+import { problemText, type Problem } from './problems';
+import { FACTORY, FlowGraphFactory, type FlowDocumentWidget } from './widget';
+
+const PLUGIN_ID = 'jupyter-flow:plugin';
+const CATEGORY = 'Model flows';
+
+namespace CommandIDs {
+  export const newFlow = 'jupyter-flow:new';
+  export const openWorkbench = 'jupyter-flow:open-workbench';
+  export const validate = 'jupyter-flow:validate';
+  export const exportNotebook = 'jupyter-flow:export';
+}
+
+const FILE_TYPES = ['flow-yaml', 'flow-json'];
+/** Context-menu selectors (one each: a selector may not hold a comma) of flow files. */
+const ON_FLOW_FILE = FILE_TYPES.map(t => `.jp-DirListing-item[data-file-type="${t}"]`);
+
+interface Defaults {
+  device: string;
+  batchSize: number;
+  validateOnSave: boolean;
+}
+
+function fileName(path: string): string {
+  return path.split('/').pop() ?? path;
+}
+
+function summary(problems: readonly Problem[]): string {
+  const first = problems[0] ? problemText(problems[0]) : '';
+  const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
+  const text = `${first}${more}`;
+  return text.length > 220 ? `${text.slice(0, 217)}...` : text;
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description: 'Flow files as graphs; validate, export and open them in the workbench.',
+  autoStart: true,
+  requires: [ISettingRegistry],
+  optional: [ICommandPalette, ILauncher, IDefaultFileBrowser, ILayoutRestorer],
+  activate: async (
+    app: JupyterFrontEnd,
+    settingRegistry: ISettingRegistry,
+    palette: ICommandPalette | null,
+    launcher: ILauncher | null,
+    browser: IDefaultFileBrowser | null,
+    restorer: ILayoutRestorer | null
+  ) => {
+    const defaults: Defaults = { device: 'auto', batchSize: 8, validateOnSave: true };
+    const { commands, docRegistry } = app;
+
+    docRegistry.addFileType({
+      name: 'flow-yaml',
+      displayName: 'Model flow',
+      extensions: ['.flow.yaml', '.flow.yml'],
+      mimeTypes: ['text/x-yaml'],
+      fileFormat: 'text',
+      contentType: 'file',
+      icon: flowIcon
+    });
+    docRegistry.addFileType({
+      name: 'flow-json',
+      displayName: 'Model flow (JSON)',
+      extensions: ['.flow.json'],
+      mimeTypes: ['application/json'],
+      fileFormat: 'text',
+      contentType: 'file',
+      icon: flowIcon
+    });
+
+    const tracker = new WidgetTracker<FlowDocumentWidget>({ namespace: 'jupyter-flow' });
+    const openFile = (path: string, mode?: string) =>
+      commands.execute('docmanager:open', mode ? { path, options: { mode } } : { path });
+
+    const factory = new FlowGraphFactory(
+      {
+        name: FACTORY,
+        label: 'Flow graph',
+        fileTypes: FILE_TYPES,
+        defaultFor: FILE_TYPES,
+        modelName: 'text'
+      },
+      { contents: app.serviceManager.contents, validateOnSave: () => defaults.validateOnSave },
+      widget => {
+        const button = (name: string, label: string, command: string, tooltip: string) =>
+          widget.toolbar.addItem(
+            name,
+            new ToolbarButton({
+              label,
+              tooltip,
+              className: `jp-FlowGraph-${name}`,
+              onClick: () => void commands.execute(command, { path: widget.context.path })
+            })
+          );
+        button('validate', 'Validate', CommandIDs.validate, 'Check the flow on the server');
+        button('workbench', 'Workbench', CommandIDs.openWorkbench, 'Open the flow in a workbench notebook');
+        button('export', 'Export', CommandIDs.exportNotebook, 'Write the production notebook');
+      }
+    );
+    factory.widgetCreated.connect((_, widget) => {
+      widget.title.icon = flowIcon;
+      widget.context.pathChanged.connect(() => void tracker.save(widget));
+      void tracker.add(widget);
+    });
+    docRegistry.addWidgetFactory(factory);
+
+    if (restorer) {
+      void restorer.restore(tracker, {
+        command: 'docmanager:open',
+        args: widget => ({ path: widget.context.path, factory: FACTORY }),
+        name: widget => widget.context.path
+      });
+    }
+
+    /** The flow a command acts on: its `path` argument, the file right-clicked in the
+     * file browser, the flow view in front, or the flow selected in the file browser. */
+    const flowPath = (args: ReadonlyPartialJSONObject): string | null => {
+      if (typeof args.path === 'string' && args.path) {
+        return args.path;
+      }
+      const selected = browser ? Array.from(browser.selectedItems()).map(item => item.path) : [];
+      if (app.contextMenuHitTest(node => node.classList.contains('jp-DirListing-item'))) {
+        return selected.find(isFlowPath) ?? null;
+      }
+      const current = tracker.currentWidget;
+      if (current && app.shell.currentWidget === current) {
+        return current.context.path;
+      }
+      return selected.find(isFlowPath) ?? current?.context.path ?? null;
+    };
+    const viewOf = (path: string) => tracker.find(widget => widget.context.path === path);
+
+    const fail = (what: string, error: unknown) => {
+      const message = error instanceof Error ? error.message : String(error);
+      Notification.error(`${what}: ${message}`, { autoClose: false });
+    };
+
+    commands.addCommand(CommandIDs.newFlow, {
+      label: args => (args.isLauncher ? 'Model Flow' : 'New model flow'),
+      caption: 'Create a flow file and a workbench notebook bound to it',
+      icon: args => (args.isPalette ? undefined : flowIcon),
+      execute: async args => {
+        const directory =
+          typeof args.cwd === 'string' ? args.cwd : browser ? browser.model.path : '';
+        try {
+          const reply = await newFlow(directory, defaults.device, defaults.batchSize);
+          await openFile(reply.notebook);
+          await openFile(reply.flow, 'split-right');
+          Notification.success(`Created ${fileName(reply.flow)} and ${fileName(reply.notebook)}`, {
+            autoClose: 4000
+          });
+          return reply;
+        } catch (error) {
+          fail('New model flow', error);
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.openWorkbench, {
+      label: 'Open in workbench',
+      caption: 'Open (or create) the notebook beside the flow file with a Workbench on it',
+      icon: args => (args.isPalette ? undefined : flowIcon),
+      isEnabled: args => flowPath(args) !== null,
+      execute: async args => {
+        const path = flowPath(args);
+        if (!path) {
+          return;
+        }
+        try {
+          const reply = await workbenchFor(path);
+          await openFile(reply.notebook);
+          return reply;
+        } catch (error) {
+          fail(`Open ${fileName(path)} in workbench`, error);
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.validate, {
+      label: 'Validate flow',
+      caption: 'Check the flow on the server and mark its problems on the graph',
+      isEnabled: args => flowPath(args) !== null,
+      execute: async args => {
+        const path = flowPath(args);
+        if (!path) {
+          return;
+        }
+        try {
+          const view = viewOf(path);
+          const reply = view ? await view.content.validate() : await validateFlow(path);
+          if (reply.valid) {
+            Notification.success(`${fileName(path)} is valid (${reply.nodes} nodes, ${reply.edges} edges)`, {
+              autoClose: 5000
+            });
+          } else {
+            const count = `${reply.problems.length} problem${reply.problems.length === 1 ? '' : 's'}`;
+            Notification.error(`${fileName(path)}: ${count}. ${summary(reply.problems)}`, {
+              autoClose: false,
+              actions: view
+                ? []
+                : [{ label: 'Show graph', callback: () => void openFile(path) }]
+            });
+          }
+          return reply;
+        } catch (error) {
+          fail(`Validate ${fileName(path)}`, error);
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.exportNotebook, {
+      label: 'Export to production notebook',
+      caption: 'Write a papermill-ready notebook that runs this flow, and open it',
+      isEnabled: args => flowPath(args) !== null,
+      execute: async args => {
+        const path = flowPath(args);
+        if (!path) {
+          return;
+        }
+        const view = viewOf(path);
+        try {
+          if (view?.context.model.dirty) {
+            await view.context.save();
+          }
+          const reply = await exportFlow(path);
+          await openFile(reply.notebook);
+          Notification.success(`Exported ${fileName(path)} to ${fileName(reply.notebook)}`, { autoClose: 5000 });
+          return reply;
+        } catch (error) {
+          if (error instanceof FlowApiError && error.problems.length > 0) {
+            view?.content.setProblems(error.problems);
+            Notification.error(`${error.message}. ${summary(error.problems)}`, { autoClose: false });
+          } else {
+            fail(`Export ${fileName(path)}`, error);
+          }
+        }
+      }
+    });
+
+    for (const command of Object.values(CommandIDs)) {
+      palette?.addItem({ command, category: CATEGORY });
+    }
+    launcher?.add({ command: CommandIDs.newFlow, category: 'Other', rank: 10 });
+
+    for (const selector of ON_FLOW_FILE) {
+      app.contextMenu.addItem({ type: 'separator', selector, rank: 9 });
+      app.contextMenu.addItem({ command: CommandIDs.validate, selector, rank: 9.1 });
+      app.contextMenu.addItem({ command: CommandIDs.openWorkbench, selector, rank: 9.2 });
+      app.contextMenu.addItem({ command: CommandIDs.exportNotebook, selector, rank: 9.3 });
+    }
+    app.contextMenu.addItem({ command: CommandIDs.newFlow, selector: '.jp-DirListing-content', rank: 60 });
+
+    try {
+      const settings = await settingRegistry.load(PLUGIN_ID);
+      const read = () => {
+        defaults.device = settings.get('device').composite as string;
+        defaults.batchSize = settings.get('batchSize').composite as number;
+        defaults.validateOnSave = settings.get('validateOnSave').composite as boolean;
+      };
+      read();
+      settings.changed.connect(read);
+    } catch (error) {
+      console.warn('jupyter-flow: settings could not be loaded, using defaults', error);
+    }
+  }
+};
+
+export default plugin;
