@@ -2,19 +2,24 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup lab test demo bench clean
+.PHONY: setup lab examples test demo bench clean
 
 setup:
 	bash scripts/system-deps.sh
 	bash scripts/setup.sh
 
 ## Launch the workbench: JupyterLab on notebooks/ with jupyter-flow installed.
-lab: setup demo
+lab: setup examples demo
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 ## Run the example flow end to end (starts its two model services on loopback).
 demo: setup
 	$(PY) -m jupyter_flow.demo_services
+
+## Make the example models (small ones, trained on the spot) and sample contracts.
+examples: setup
+	$(PY) -m jupyter_flow.demo_models --out notebooks/models
+	$(PY) -m jupyter_flow.samples --out notebooks/samples
 
 ## Run every test.
 test: setup

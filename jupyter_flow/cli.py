@@ -106,7 +106,8 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     import importlib
 
     commands = []
-    for module in ("jupyter_flow.export", "jupyter_flow.batch", "jupyter_flow.serve", "jupyter_flow.doctor"):
+    for module in ("jupyter_flow.export", "jupyter_flow.batch", "jupyter_flow.serve", "jupyter_flow.doctor",
+                   "jupyter_flow.demo_models"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -10,9 +10,11 @@ The notebook carries the flow spec, so it runs without the flow file. Its cell t
     endpoints     http node endpoints to override, by node id
     concurrency   items run at once in a batch
     fail_fast     stop at the first failed item (the notebook, and papermill, then fail)
+    engine        "local" (in the kernel) or "ray" (a batch on a Ray cluster: RAY_ADDRESS, else a local one)
 
-The cells after it load the flow, run it through `jupyter_flow.batch.run_batch` with a
-progress bar, and show a summary table and a per-node timing chart.
+The cells after it load the flow, run it through `jupyter_flow.batch.run_batch` (or, with
+`engine = "ray"`, `jupyter_flow.ray_batch.run_batch_ray`) with a progress bar, and show a
+summary table and a per-node timing chart.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["PARAMETERS", "add_to_cli", "export_notebook", "notebook_for"]
 
 #: The names in the exported notebook's `parameters` cell, in order.
-PARAMETERS = ("inputs", "inputs_path", "output_dir", "device", "endpoints", "concurrency", "fail_fast")
+PARAMETERS = ("inputs", "inputs_path", "output_dir", "device", "endpoints", "concurrency", "fail_fast", "engine")
 
 DEFAULT_CONCURRENCY = 4
 
@@ -221,6 +223,8 @@ def _intro(flow: Flow) -> str:
         "| `endpoints` | http node endpoints to use instead of the flow's, by node id |",
         "| `concurrency` | how many items run at once |",
         "| `fail_fast` | stop at the first failed item and fail the notebook |",
+        "| `engine` | `local` (in this kernel) or `ray`: a batch on a Ray cluster (`RAY_ADDRESS`, else a local one), "
+        "one loaded flow per actor, `concurrency` items at once in each |",
         "",
         f"## The nodes ({len(spec.nodes)})",
         "",
@@ -249,20 +253,28 @@ def _parameters(flow: Flow, output_dir: str) -> str:
             "endpoints = {}  # {node id: URL} to call instead of the flow's endpoints",
             f"concurrency = {DEFAULT_CONCURRENCY}  # items run at once",
             "fail_fast = False  # stop at the first failed item (and fail the notebook)",
+            "engine = 'local'  # 'ray': run a batch on a Ray cluster (RAY_ADDRESS, else a local one)",
         ]
     )
 
 
 def _load_cell(flow: Flow) -> str:
     spec = pprint.pformat(spec_to_dict(flow.spec), indent=1, width=100, sort_dicts=False)
+    origin = str(flow.source.resolve()) if flow.source else None
     return "\n".join(
         [
+            "import os",
+            "",
             "from jupyter_flow import Flow",
             "from jupyter_flow.batch import BatchItem, apply_endpoints, run_batch",
             "",
             f"FLOW_SPEC = {spec}",
+            "# Relative paths in the flow (models, rule files) are read from the folder of the file it was",
+            "# exported from while that folder exists here, else from the working folder.",
+            f"FLOW_FILE = {origin!r}",
+            "source = FLOW_FILE if FLOW_FILE and os.path.isdir(os.path.dirname(FLOW_FILE)) else None",
             "",
-            "flow = apply_endpoints(Flow.from_dict(FLOW_SPEC), endpoints).validate()",
+            "flow = apply_endpoints(Flow.from_dict(FLOW_SPEC, source=source), endpoints).validate()",
             "flow",
         ]
     )
@@ -270,10 +282,16 @@ def _load_cell(flow: Flow) -> str:
 
 _RUN_CELL = """\
 settings = {"device": device} if device else {}
+if engine not in ("local", "ray"):
+    raise ValueError(f"engine must be 'local' or 'ray', not {engine!r}")
 if inputs_path:
     # A batch: resume=True, so running the notebook again after a crash goes on where it stopped.
-    summary = run_batch(flow, str(inputs_path), output_dir, concurrency=concurrency, resume=True,
-                        fail_fast=fail_fast, progress=True, settings=settings, common_inputs=inputs)
+    if engine == "ray":  # one loaded flow per Ray actor, `concurrency` items at once in each
+        from jupyter_flow.ray_batch import run_batch_ray as run_engine
+    else:
+        run_engine = run_batch
+    summary = run_engine(flow, str(inputs_path), output_dir, concurrency=concurrency, resume=True,
+                         fail_fast=fail_fast, progress=True, settings=settings, common_inputs=inputs)
 else:
     summary = run_batch(flow, [BatchItem("run", dict(inputs))], output_dir, concurrency=1,
                         fail_fast=fail_fast, progress=True, settings=settings)

@@ -4,17 +4,25 @@
 pymupdf: a normal text layer, or image-only pages rendered from the text (what a scanner
 produces) so that reading it needs OCR. It returns what it planted, so that a review can
 be checked against it. The risk ids are those of ``notebooks/flows/rules/contract.yaml``.
+`sample_clauses` lists every clause the samples can contain with its label (to measure
+a clause classifier on text it was not trained on).
+
+``python -m jupyter_flow.samples --out DIR`` writes the example notebook's samples:
+``contract.pdf`` (every risk planted), ``scanned.pdf`` (the same, image-only pages) and
+``clean.pdf`` (no risk planted).
 """
 
 from __future__ import annotations
 
+import argparse
 import html
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["RISKS", "PlantedClause", "PlantedContract", "make_contract_pdf"]
+__all__ = ["RISKS", "SAMPLES", "PlantedClause", "PlantedContract", "main", "make_contract_pdf", "make_samples", "sample_clauses"]
 
 Language = Literal["en", "zh"]
 
@@ -234,3 +242,63 @@ def _as_scan(doc: Any, dpi: int) -> Any:
     scan.set_metadata(doc.metadata)
     doc.close()
     return scan
+
+
+def sample_clauses(language: Language | None = None) -> list[tuple[str, str]]:
+    """Every clause a sample contract can contain, safe and risky wording, as
+    ``(text, label)`` pairs; `language` picks one language (default: both)."""
+    scripts = {"en": _EN, "zh": _ZH}
+    pairs: dict[str, str] = {}
+    for lang in [language] if language else ["en", "zh"]:
+        if lang not in scripts:
+            raise ValueError(f"language must be 'en' or 'zh', not {lang!r}")
+        for entry in scripts[lang]:
+            if entry == PAGE:
+                continue
+            label, safe, risky_text, _ = entry  # type: ignore[misc]
+            for text in (safe, risky_text):
+                if text:
+                    pairs.setdefault(text, label)
+    return list(pairs.items())
+
+
+#: The example notebook's samples: file name -> make_contract_pdf arguments.
+SAMPLES: dict[str, dict[str, Any]] = {
+    "contract.pdf": {},
+    "scanned.pdf": {"scanned": True},
+    "clean.pdf": {"risky": False},
+}
+
+
+def make_samples(out: str | Path, *, force: bool = False) -> dict[str, Path]:
+    """Write the example samples (`SAMPLES`) into `out`; files already there are kept
+    unless `force`. Returns the paths by file name."""
+    folder = Path(out).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, options in SAMPLES.items():
+        target = folder / name
+        if force or not target.is_file():
+            make_contract_pdf(target, **options)
+        written[name] = target
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jupyter_flow.samples",
+                                     description="Write sample contract PDFs with known risks planted in them.")
+    parser.add_argument("--out", default="notebooks/samples", help="folder for the PDFs (default: notebooks/samples)")
+    parser.add_argument("--force", action="store_true", help="write them again even when they exist")
+    args = parser.parse_args(argv)
+    try:
+        paths = make_samples(args.out, force=args.force)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in paths.values():
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

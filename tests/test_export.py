@@ -126,11 +126,13 @@ def test_export_writes_a_self_contained_papermill_ready_notebook(workdir: Path) 
 
     cell = parameters_cell(nb)
     assigned = [n.targets[0].id for n in ast.parse(cell.source).body]
-    assert assigned == list(PARAMETERS)
+    assert assigned == list(PARAMETERS) == ["inputs", "inputs_path", "output_dir", "device", "endpoints", "concurrency",
+                                            "fail_fast", "engine"]
     values: dict[str, Any] = {}
     exec(cell.source, values)
     assert values["inputs"] == {"document": "samples/contract.txt", "reviewer": "desk-1"}
-    assert (values["inputs_path"], values["device"], values["endpoints"], values["fail_fast"]) == (None, None, {}, False)
+    assert (values["inputs_path"], values["device"], values["endpoints"], values["fail_fast"], values["engine"]) == \
+        (None, None, {}, False, "local")
     # papermill reads the same names from the notebook
     assert list(papermill.inspect_notebook(str(nb_path))) == list(PARAMETERS)
 

@@ -1,0 +1,143 @@
+"""Both example notebooks execute top to bottom under papermill with a real kernel, in a
+temporary copy of notebooks/ so that the repository is left as it was; and the notebook the
+contract review exports runs a batch of PDFs as a scheduler would run it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_flow.nodes.pdf import find_tessdata
+from jupyter_flow.samples import RISKS, make_contract_pdf
+
+pytest.importorskip("papermill")
+nbformat = pytest.importorskip("nbformat")
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+GENERATED = ("models", "samples", "build", ".ipynb_checkpoints", "executed-*")
+
+
+@pytest.fixture(scope="session")
+def demo_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The example's models, made once per test session (a second call finds them up to date)."""
+    pytest.importorskip("transformers")
+    from jupyter_flow.demo_models import make_demo_models
+
+    return make_demo_models(tmp_path_factory.getbasetemp() / "demo-models", log=lambda *_: None)
+
+
+def snapshot(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")
+            if p.is_file() and ".ipynb_checkpoints" not in p.parts}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Any:
+    """A working copy of notebooks/ without its generated folders; the repository's
+    notebooks/ folder must be the same after the test."""
+    before = snapshot(NOTEBOOKS)
+    copy = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, copy, ignore=shutil.ignore_patterns(*GENERATED))
+    yield copy
+    assert snapshot(NOTEBOOKS) == before
+
+
+def execute(notebook: Path, cwd: Path, **parameters: Any) -> Any:
+    import papermill
+
+    out = notebook.with_name(f"executed-{notebook.name}")
+    papermill.execute_notebook(str(notebook), str(out), cwd=str(cwd), kernel_name="python3", parameters=parameters or None,
+                               progress_bar=False, log_output=False, execution_timeout=600)
+    return nbformat.read(str(out), as_version=4)
+
+
+def cell_text(cell: Any) -> str:
+    """Everything a code cell showed: printed text, Markdown, plain-text results."""
+    parts = []
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            parts.append(output.text)
+        elif output.output_type in ("execute_result", "display_data"):
+            data = output.data
+            parts.append(data.get("text/markdown") or data.get("text/plain", ""))
+        elif output.output_type == "error":
+            parts.append(f"{output.ename}: {output.evalue}")
+    return "".join(parts)
+
+
+def code_cells(nb: Any) -> list[str]:
+    return [cell_text(c) for c in nb.cells if c.cell_type == "code"]
+
+
+def find(cells: list[str], pattern: str) -> re.Match[str]:
+    for text in cells:
+        match = re.search(pattern, text, re.M)
+        if match:
+            return match
+    raise AssertionError(f"no cell output matches {pattern!r}")
+
+
+def test_the_quickstart_notebook_runs_top_to_bottom(workdir: Path) -> None:
+    nb = execute(workdir / "quickstart.ipynb", workdir)
+    cells = code_cells(nb)
+    # What the notebook's flow computes for the text it runs on, worked out here by hand
+    words = [w.strip(".,;:!?") for w in "Flows chain models. Models feed flows; flows feed reports.".lower().split()]
+    counts = Counter(words)
+    find(cells, r"statz")  # the deliberate mistake was reported...
+    find(cells, r"^after undo: no problems$")  # ...and undone
+    find(cells, rf"^ok\n{len(words)} words; most common: {counts.most_common(1)[0][0]}$")
+    find(cells, rf"^{len(counts)} distinct words out of {len(words)}$")
+    widgets = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(widgets) >= 1
+
+
+@pytest.mark.skipif(find_tessdata() is None, reason="the notebook reads a scanned PDF: apt-get install -y tesseract-ocr tesseract-ocr-eng")
+def test_the_contract_review_notebook_runs_top_to_bottom_and_exports_a_working_notebook(
+        workdir: Path, demo_models: dict[str, Path], tmp_path: Path) -> None:
+    # The session's model stands in for the one the notebook would otherwise train first.
+    shutil.copytree(demo_models["clause-bert"], workdir / "models" / "clause-bert")
+    nb = execute(workdir / "contract_review.ipynb", workdir)
+    cells = code_cells(nb)
+    planted = make_contract_pdf(tmp_path / "same-as-the-sample.pdf")  # what samples/contract.pdf holds
+
+    assert "is up to date" in cells[1]
+    assert {p.name for p in (workdir / "samples").iterdir()} == {"contract.pdf", "scanned.pdf", "clean.pdf"}
+    accuracy = float(find(cells, r"held-out accuracy: ([\d.]+)%").group(1))
+    assert accuracy >= 95
+    find(cells, r"^\| escalate \| ok \|")
+    find(cells, r"\*\*Overall risk: HIGH\*\*")
+    # The clause table: one row per paragraph, labelled as planted
+    rows = re.findall(r"^\| (\d+) \| (\d) \| .* \| \*\*(\w+)\*\* \| ([\d.]+) \|", find(cells, r"\| # \| page \|").string, re.M)
+    assert [(int(i), int(page), label) for i, page, label, _ in rows] == [(c.index, c.page, c.label) for c in planted.clauses]
+    fired = set(find(cells, r"^rules fired: (.*)$").group(1).split(", "))
+    assert fired == set(planted.risks)
+    find(cells, rf"^Tensor \({len(planted.clauses)}, 64\) torch.float32$")
+    high = sorted(r for r in planted.risks if RISKS[r] == "high")
+    note = find(cells, r"^To: legal review$").string
+    assert all(f"- {risk}" in note for risk in high)
+    find(cells, r"^level: none \| escalate: skipped$")
+    find(cells, r"^pages read with OCR: \[1, 2, 3\]$")
+    find(cells, r"^same rules fired as on the text PDF: True$")
+
+    # The exported notebook runs a folder of PDFs the way the notebook's last cell says.
+    exported = workdir / "build" / "contract-review.ipynb"
+    assert exported.is_file()
+    out = tmp_path / "reviews"
+    execute(exported, workdir / "flows", inputs_path="../samples", output_dir=str(out))
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert (summary["total"], summary["ok"], summary["failed"]) == (3, 3, 0)
+    results = {}
+    for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        results[item["id"]] = item
+    for name in ("contract.pdf", "scanned.pdf"):
+        assert set(results[name]["outputs"]["report"]["review"]["summary"]["rules_fired"]) == set(planted.risks)
+        assert "escalate" in results[name]["outputs"]
+    assert results["clean.pdf"]["outputs"]["report"]["level"] == "none"
