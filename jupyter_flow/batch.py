@@ -18,6 +18,7 @@ batch stops and raises FlowRunError naming the item and the node.
 from __future__ import annotations
 
 import asyncio
+import functools
 import glob as globlib
 import hashlib
 import json
@@ -479,8 +480,15 @@ def _pairs(values: Sequence[str], flag: str, shape: str) -> dict[str, str]:
 def _cmd_batch(args: argparse.Namespace) -> int:
     from jupyter_flow.flow import Flow
 
+    runner: Any = run_batch
+    if args.engine == "ray":
+        from jupyter_flow.ray_batch import run_batch_ray
+
+        runner = functools.partial(run_batch_ray, address=args.address)
+    elif args.address:
+        raise BatchInputError([Problem("--address is for --engine ray", field="address")])
     try:
-        summary = run_batch(
+        summary = runner(
             Flow.load(args.flow),
             args.inputs,
             args.out,
@@ -520,5 +528,8 @@ def add_to_cli(subparsers: Any) -> None:
     p.add_argument("--input", "-i", action="append", default=[], metavar="KEY=VALUE", help="an input given to every item")
     p.add_argument("--endpoint", action="append", default=[], metavar="NODE=URL", help="override an http node's endpoint")
     p.add_argument("--device", help="device for model nodes that say `device: auto` (cpu, cuda, cuda:N)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: in this process (default); ray: on a Ray cluster, one loaded flow per actor")
+    p.add_argument("--address", metavar="ADDR", help="the Ray cluster for --engine ray (default: RAY_ADDRESS, else a local one)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(fn=_cmd_batch)
