@@ -104,13 +104,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--hidden", type=int, default=256, help="BERT hidden size (64 makes the HTTP stack the bottleneck)")
+    parser.add_argument("--layers", type=int, default=4)
     args = parser.parse_args()
     words = "payment due within days invoice terminate notice liability limited confidential law court".split()
     texts = [" ".join(words[(i * 7 + j) % len(words)] for j in range(12 + i % 20)) for i in range(257)]
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        model = make_tiny_bert(root / "bert", labels=["a", "b", "c"], hidden_size=64, layers=2, heads=2)
+        model = make_tiny_bert(root / "bert", labels=["a", "b", "c"], hidden_size=args.hidden, layers=args.layers,
+                               heads=max(1, args.hidden // 64))
         base = {"type": "transformers", "config": {"model": str(model), "task": "text-classification", "text": "{{ text }}"},
                 "inputs": {"text": {"type": "text"}}}
         batched = {**base, "name": "batched", "config": {**base["config"], "batch": {"max_size": 32, "max_wait_ms": 5}}}
@@ -147,7 +150,7 @@ def main() -> None:
             lat.sort()
             rows.append((name, args.requests / wall, statistics.median(lat) * 1e3, lat[int(0.99 * (len(lat) - 1))] * 1e3, mean_batch, errors))
 
-    print(f"{args.requests} requests from {args.clients} concurrent clients; tiny BERT (hidden 64, 2 layers) on CPU; "
+    print(f"{args.requests} requests from {args.clients} concurrent clients; BERT (hidden {args.hidden}, {args.layers} layers) on CPU; "
           f"{os.cpu_count()} cores")
     print("| target | req/s | p50 ms | p99 ms | mean batch | errors |")
     print("|---|---:|---:|---:|---:|---:|")

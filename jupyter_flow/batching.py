@@ -1,10 +1,12 @@
 """A micro-batcher: single items in, one call of a batch function per group of items.
 
 Callers hand over one item at a time (from any thread, or from asyncio code); a worker
-thread gathers what arrives into a batch of at most ``max_size`` items, waiting at most
-``max_wait_ms`` after the first item of the batch, calls ``fn(batch)`` once and hands each
-caller its own result, in order. The worker is a plain thread, so the batch function (a
-model's forward pass, say) runs off any event loop.
+thread gathers what arrives into a batch of at most ``max_size`` items and calls
+``fn(batch)`` once. A full batch starts at once; a partial one waits at most
+``max_wait_ms`` after its first item for more. Each caller gets its own result, in order.
+The worker is a plain thread, so the batch function (a model's forward pass, say) runs
+off any event loop; results for asyncio callers go back to their loop in one hop per
+batch, not one per item.
 
 With several batch functions (one model replica per GPU), each has its own worker and
 they take batches in turn from the same queue. When the batch function raises one of
@@ -62,11 +64,23 @@ class Batched(Generic[R]):
     info: BatchInfo
 
 
-@dataclass
 class _Pending:
-    item: Any
-    future: Future[Batched[Any]]
-    submitted: float
+    """One queued item and where its result goes: a thread future, or an asyncio future
+    of `loop`."""
+
+    __slots__ = ("item", "future", "loop", "submitted")
+
+    def __init__(self, item: Any, future: Any, loop: asyncio.AbstractEventLoop | None, submitted: float) -> None:
+        self.item = item
+        self.future = future
+        self.loop = loop
+        self.submitted = submitted
+
+    def start(self) -> bool:
+        """False when the caller gave up before the batch started (then it is left out)."""
+        if self.loop is None:
+            return self.future.set_running_or_notify_cancel()
+        return not self.future.done()  # read from the worker: at worst a cancelled item runs for nothing
 
 
 _STOP = object()
@@ -105,31 +119,43 @@ class MicroBatcher(Generic[T, R]):
         self.items = 0  # items run so far
 
     # -- submitting ---------------------------------------------------------------
-    def submit(self, item: T) -> Future[Batched[R]]:
-        """Queue one item; the future resolves to `Batched(value, info)`. Thread-safe."""
+    def _put(self, pendings: list[_Pending]) -> None:
         with self._lock:
             if self._closed:
                 raise BatcherClosedError(f"{self.name} is closed")
             if not self._workers:
                 self._start()
-            future: Future[Batched[R]] = Future()
-            self._queue.put(_Pending(item, future, time.perf_counter()))
-        return future
+            put = self._queue.put
+            for pending in pendings:
+                put(pending)
+
+    def submit(self, item: T) -> Future[Batched[R]]:
+        """Queue one item; the future resolves to `Batched(value, info)`. Thread-safe."""
+        return self.submit_many([item])[0]
 
     def submit_many(self, items: Iterable[T]) -> list[Future[Batched[R]]]:
-        return [self.submit(item) for item in items]
+        now = time.perf_counter()
+        pendings = [_Pending(item, Future(), None, now) for item in items]
+        self._put(pendings)
+        return [p.future for p in pendings]
 
     async def run(self, item: T) -> Batched[R]:
         """Await one item's result (the event loop is never blocked)."""
-        return await asyncio.wrap_future(self.submit(item))
+        return (await self.run_many([item]))[0]
 
     async def run_many(self, items: Iterable[T]) -> list[Batched[R]]:
-        futures = [asyncio.wrap_future(f) for f in self.submit_many(items)]
+        """Await the results of several items, in order; they may land in different batches."""
+        loop = asyncio.get_running_loop()
+        now = time.perf_counter()
+        pendings = [_Pending(item, loop.create_future(), loop, now) for item in items]
+        self._put(pendings)
         try:
-            return list(await asyncio.gather(*futures))
+            if len(pendings) == 1:
+                return [await pendings[0].future]
+            return list(await asyncio.gather(*(p.future for p in pendings)))
         except BaseException:
-            for f in futures:
-                f.cancel()
+            for p in pendings:
+                p.future.cancel()
             raise
 
     def map(self, items: Iterable[T], timeout: float | None = None) -> list[R]:
@@ -158,6 +184,7 @@ class MicroBatcher(Generic[T, R]):
             if thread is not threading.current_thread():
                 thread.join(timeout)
         self._fail_rest()
+        self.fns = []  # what the batch functions hold (a model, say) is not kept alive by a closed batcher
 
     def __enter__(self) -> MicroBatcher[T, R]:
         return self
@@ -177,28 +204,38 @@ class MicroBatcher(Generic[T, R]):
             thread.start()
 
     def _fail_rest(self) -> None:
+        rest: list[_Pending] = []
         while True:
             try:
                 pending = self._queue.get_nowait()
             except queue.Empty:
-                return
-            if isinstance(pending, _Pending) and pending.future.set_running_or_notify_cancel():
-                pending.future.set_exception(BatcherClosedError(f"{self.name} was closed before the item ran"))
+                break
+            if isinstance(pending, _Pending) and pending.start():
+                rest.append(pending)
+        if rest:
+            _deliver_error(rest, BatcherClosedError(f"{self.name} was closed before the item ran"))
 
     def _next_batch(self) -> list[_Pending] | None:
-        """Block for a first item, then gather until the batch is full or the wait is over."""
+        """Block for a first item, then take what is queued; wait (at most max_wait_ms
+        after the first item) only while the batch is not full."""
+        get, get_nowait = self._queue.get, self._queue.get_nowait
         with self._gather:
-            first = self._queue.get()
+            first = get()
             if first is _STOP:
                 return None
             batch = [first]
-            deadline = time.perf_counter() + self.max_wait_s
+            deadline = first.submitted + self.max_wait_s if self.max_wait_s else 0.0
             while len(batch) < self.max_size:
-                left = deadline - time.perf_counter()
                 try:
-                    nxt = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                    nxt = get_nowait()
                 except queue.Empty:
-                    break
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        break
+                    try:
+                        nxt = get(timeout=left)
+                    except queue.Empty:
+                        break
                 if nxt is _STOP:
                     self._queue.put(_STOP)  # the stop is for this worker: finish the batch first
                     break
@@ -210,7 +247,7 @@ class MicroBatcher(Generic[T, R]):
             batch = self._next_batch()
             if batch is None:
                 return
-            live = [p for p in batch if p.future.set_running_or_notify_cancel()]
+            live = [p for p in batch if p.start()]
             if live:
                 self._run(index, fn, live, 0)
 
@@ -222,15 +259,14 @@ class MicroBatcher(Generic[T, R]):
                 raise RuntimeError(f"the batch function returned {len(values)} results for {len(batch)} items")
         except self.split_on if self.split_on else () as exc:  # type: ignore[misc]
             if len(batch) == 1:
-                batch[0].future.set_exception(exc)
+                _deliver_error(batch, exc)
                 return
             half = len(batch) // 2
             self._run(index, fn, batch[:half], splits + 1)
             self._run(index, fn, batch[half:], splits + 1)
             return
         except BaseException as exc:  # every caller of the batch gets the error
-            for p in batch:
-                p.future.set_exception(exc)
+            _deliver_error(batch, exc)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -239,6 +275,49 @@ class MicroBatcher(Generic[T, R]):
         with self._lock:
             self.calls += 1
             self.items += len(batch)
-        for p, value in zip(batch, values):
-            info = BatchInfo(len(batch), started - p.submitted, run_s, batch_id, index, splits)
-            p.future.set_result(Batched(value, info))
+        size = len(batch)
+        _deliver(batch, [Batched(v, BatchInfo(size, started - p.submitted, run_s, batch_id, index, splits))
+                         for p, v in zip(batch, values)])
+
+
+def _by_loop(batch: list[_Pending], outcomes: list[Any]) -> dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]]:
+    """Thread futures are settled here; asyncio ones are grouped by their loop."""
+    loops: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
+    for p, outcome in zip(batch, outcomes):
+        if p.loop is None:
+            if isinstance(outcome, BaseException):
+                p.future.set_exception(outcome)
+            else:
+                p.future.set_result(outcome)
+        else:
+            loops.setdefault(p.loop, []).append((p.future, outcome))
+    return loops
+
+
+def _deliver(batch: list[_Pending], results: list[Any]) -> None:
+    for loop, pairs in _by_loop(batch, results).items():
+        _hand_over(loop, _set_results, pairs)
+
+
+def _deliver_error(batch: list[_Pending], exc: BaseException) -> None:
+    for loop, pairs in _by_loop(batch, [exc] * len(batch)).items():
+        _hand_over(loop, _set_exceptions, pairs)
+
+
+def _hand_over(loop: asyncio.AbstractEventLoop, fn: Callable[[list[tuple[Any, Any]]], None], pairs: list[tuple[Any, Any]]) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, pairs)  # one hop per batch and loop, not one per item
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass
+
+
+def _set_results(pairs: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, value in pairs:
+        if not future.done():
+            future.set_result(value)
+
+
+def _set_exceptions(pairs: list[tuple[asyncio.Future[Any], BaseException]]) -> None:
+    for future, exc in pairs:
+        if not future.done():
+            future.set_exception(exc)

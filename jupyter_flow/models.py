@@ -35,6 +35,7 @@ __all__ = [
     "loaded_models",
     "module_bytes",
     "release_models",
+    "replica_devices",
     "resolve_device",
     "resolve_dtype",
     "source_stamp",
@@ -186,6 +187,12 @@ class LoadedModel:
                 found = self.batchers[key] = make()
             return found
 
+    def share_batcher(self, key: Hashable, batcher: Any) -> None:
+        """Hold a batcher that another entry made (one that also runs this model, as a
+        replica), so that releasing this model stops it too."""
+        with self._batchers_lock:
+            self.batchers[key] = batcher
+
     def close(self) -> None:
         for batcher in list(self.batchers.values()):
             batcher.close()
@@ -223,13 +230,22 @@ class ModelList(list):  # type: ignore[type-arg]
 
 
 class ModelCache:
-    """Loaded models by key; loads each key once even when many threads ask at the same time."""
+    """Loaded models by key; loads each key once even when many threads ask at the same time.
 
-    def __init__(self) -> None:
+    With `freeze_gc` (the default) the objects alive after a load (the model, the libraries
+    behind it) are moved out of the cycle collector's sight with `gc.freeze()`: a model
+    library brings hundreds of thousands of long-lived objects, and a full collection that
+    walks them all stalls every thread for a tenth of a second, over and over while runs
+    allocate. Releasing models gives them back to the collector (`gc.unfreeze()`) before
+    collecting, so released models are freed.
+    """
+
+    def __init__(self, *, freeze_gc: bool = True) -> None:
         self._entries: dict[tuple[Hashable, ...], LoadedModel] = {}
         self._loading: dict[tuple[Hashable, ...], threading.Lock] = {}
         self._lock = threading.Lock()
         self.loads = 0
+        self.freeze_gc = freeze_gc
 
     def get(
         self,
@@ -258,8 +274,10 @@ class ModelCache:
                     return entry
                 stale = self._entries.pop(key, None)
             if stale is not None:
+                stale_device = stale.device
                 stale.close()
-                _free_memory(stale.device)
+                del stale
+                self._free({stale_device})
             t0 = time.perf_counter()
             obj = load()
             entry = LoadedModel(key, kind, source, device, dtype, obj, stamp, memory(obj), time.perf_counter() - t0)
@@ -267,6 +285,8 @@ class ModelCache:
                 self._entries[key] = entry
                 self.loads += 1
                 self._loading.pop(key, None)
+            if self.freeze_gc:
+                gc.freeze()  # cheap: no collection, the young objects are just moved aside
             return entry
 
     def lookup(self, key: tuple[Hashable, ...], stamp: Hashable = None) -> LoadedModel | None:
@@ -301,9 +321,22 @@ class ModelCache:
         for entry in dropped:
             entry.close()
         del dropped
-        for dev in devices or {"cpu"}:
-            _free_memory(dev)
+        self._free(devices)
         return len(chosen)
+
+    def _free(self, devices: set[str]) -> None:
+        """Collect what released models left behind (frozen objects included) and hand
+        cached CUDA memory back; what is still loaded is frozen again."""
+        gc.unfreeze()
+        gc.collect()
+        for device in devices:
+            if device.startswith("cuda"):
+                import torch
+
+                if torch.cuda.is_initialized():
+                    torch.cuda.empty_cache()
+        if self.freeze_gc and self._entries:
+            gc.freeze()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -314,15 +347,6 @@ def _norm_source(source: str | Path) -> str:
     if ":" in text and not Path(text).exists() and "/" not in text.partition(":")[0]:
         return text  # a `module:function` factory
     return str(Path(text).expanduser().resolve())
-
-
-def _free_memory(device: str) -> None:
-    gc.collect()
-    if device.startswith("cuda"):
-        import torch
-
-        if torch.cuda.is_initialized():
-            torch.cuda.empty_cache()
 
 
 @lru_cache(maxsize=1)

@@ -175,3 +175,51 @@ def test_bad_settings_are_refused() -> None:
         MicroBatcher(lambda x: x, max_size=0)
     with pytest.raises(ValueError):
         MicroBatcher(lambda x: x, max_wait_ms=-1)
+
+
+def test_a_full_batch_starts_at_once_without_waiting_for_max_wait() -> None:
+    fn = Recorder()
+    with MicroBatcher(fn, max_size=4, max_wait_ms=5_000) as batcher:
+        t0 = time.perf_counter()
+        results = [f.result(timeout=10) for f in batcher.submit_many(range(4))]
+        elapsed = time.perf_counter() - t0
+    assert [r.info.size for r in results] == [4, 4, 4, 4]
+    assert elapsed < 2.5, "a full batch must not sit out the 5 s max_wait"
+
+
+def test_asyncio_callers_get_a_whole_batch_in_one_hop_to_their_loop() -> None:
+    fn = Recorder()
+
+    async def main() -> tuple[list[int], int]:
+        loop = asyncio.get_running_loop()
+        hops = 0
+        plain = loop.call_soon_threadsafe
+
+        def counted(*args: object, **kwargs: object) -> object:
+            nonlocal hops
+            if threading.current_thread() is not threading.main_thread():
+                hops += 1
+            return plain(*args, **kwargs)  # type: ignore[arg-type]
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        with MicroBatcher(fn, max_size=16, max_wait_ms=200) as batcher:
+            results = await asyncio.gather(*(batcher.run(i) for i in range(64)))
+        return [r.value for r in results], hops
+
+    values, hops = asyncio.run(main())
+    assert values == [i * 10 for i in range(64)]
+    assert hops == len(fn.batches) <= 8  # one per forward pass, not one per caller
+
+
+def test_a_closed_batcher_lets_go_of_its_batch_functions() -> None:
+    import gc
+    import weakref
+
+    fn = Recorder()
+    ref = weakref.ref(fn)
+    batcher = MicroBatcher(fn, max_size=2, max_wait_ms=1)
+    assert batcher.map([1, 2]) == [10, 20]
+    del fn
+    batcher.close()
+    gc.collect()
+    assert ref() is None  # a model held by the batch function is freed with the batcher closed

@@ -113,3 +113,31 @@ def test_cuda_without_cuda_says_so_and_how_to_fall_back() -> None:
     text = str(info.value)
     assert "clf" in text and "config.device" in text and "CUDA is not available" in text
     assert "device: cpu" in text
+
+
+def test_release_frees_the_model_even_while_a_batched_flow_still_exists(tiny_bert: Path) -> None:
+    import gc
+    import weakref
+
+    flow = Flow.from_dict(model_flow("transformers", {"model": str(tiny_bert), "task": "text-classification",
+                                                      "text": "{{text}}", "device": "cpu",
+                                                      "batch": {"max_size": 4, "max_wait_ms": 1}}))
+    flow.run({"text": ["pay the invoice", "terminate"]})
+    [entry] = default_cache().entries()
+    model = weakref.ref(entry.obj.model)
+    del entry
+    assert release_models() == 1
+    gc.collect()
+    assert model() is None, "a released model must not stay reachable from the flow, its node or its batcher"
+    assert flow.run({"text": "pay"}).outputs["model"]["label"] in {"negative", "positive"}  # loads again
+
+
+def test_loaded_models_are_kept_out_of_full_collections_until_released(torchscript_model: Path) -> None:
+    import gc
+
+    flow = Flow.from_dict(model_flow("torch", {"model": str(torchscript_model), "inputs": "{{x}}", "device": "cpu"}))
+    flow.run({"x": [0.0] * 8})
+    # the libraries and the model are long-lived: a full collection should not walk them every time
+    assert gc.get_freeze_count() > 10_000
+    release_models()
+    assert gc.get_freeze_count() == 0  # handed back, so what the released model leaves is collected

@@ -1,211 +1,37 @@
-"""`torch`: run a PyTorch model (TorchScript, a `torch.export` archive, or a factory + weights).
-
-Also the pieces every local model node shares: the `batch` and `device` options, the
-run-wide device override (``settings={"device": ...}``), and what goes in the trace record
-(batch size, queue wait, device, peak GPU memory).
-"""
+"""`torch`: run a PyTorch model (TorchScript, a `torch.export` archive, or a factory + weights)."""
 
 from __future__ import annotations
 
 import importlib
 import json
-import time
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import model_validator
 
-from jupyter_flow.batching import Batched, MicroBatcher
 from jupyter_flow.capture import Capture, check_capturable, first_tensor
 from jupyter_flow.errors import NodeError, Problem
-from jupyter_flow.expressions import compile_value, is_template
+from jupyter_flow.expressions import is_template
 from jupyter_flow.models import (
     LoadedModel,
-    default_cache,
     import_torch,
     peak_gpu_memory,
-    resolve_device,
-    resolve_dtype,
     source_stamp,
 )
-from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
+from jupyter_flow.nodes.base import NodeContext
+from jupyter_flow.nodes.local_model import (
+    BatchSpec,
+    LocalModelConfig,
+    LocalModelNode,
+    upstream_nodes,
+)
 
 __all__ = ["BatchSpec", "LocalModelConfig", "LocalModelNode", "TorchConfig", "TorchNode"]
 
-DIRECT_CHUNK = 64  # items per forward pass when a node has no `batch` option
-_DEVICE_WORDS = ("auto", "cpu", "cuda")
 
-
-class BatchSpec(NodeConfig):
-    """Micro-batching: concurrent calls are gathered into one forward pass."""
-
-    max_size: int = Field(32, ge=1, le=65536)
-    max_wait_ms: float = Field(5.0, ge=0, le=60_000)
-
-
-class LocalModelConfig(NodeConfig):
-    device: str = "auto"
-    dtype: Literal["float32", "float16", "bfloat16"] | None = None
-    batch: BatchSpec | None = None
-    capture: list[str] = []
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        v = value.strip().lower()
-        if v in _DEVICE_WORDS or (v.startswith("cuda:") and v[5:].isdigit()) or is_template(value):
-            return v if not is_template(value) else value
-        raise ValueError(f"{value!r} is not a device: use auto, cpu, cuda or cuda:N")
-
-
-def split_on_errors() -> tuple[type[BaseException], ...]:
-    torch = import_torch()
-    return (torch.OutOfMemoryError,)
-
-
-class LocalModelNode(Node):
-    """What local model nodes share: device choice, the cache key, batching, the record."""
-
-    config: LocalModelConfig
-
-    def device_request(self, ctx: NodeContext | None) -> str:
-        if ctx is not None and ctx.settings.get("device"):
-            return str(ctx.settings["device"])
-        return self.config.device
-
-    def resolved(self, ctx: NodeContext | None) -> tuple[str, Any]:
-        field = "settings.device" if ctx is not None and ctx.settings.get("device") else "config.device"
-        device = resolve_device(self.device_request(ctx), node=self.id, field=field)
-        return device, resolve_dtype(self.config.dtype, node=self.id)
-
-    # subclasses: the cache key and loader for a device/dtype, and the batch function
-    def model_key(self, device: str, dtype: Any) -> tuple[Any, ...]:
-        raise NotImplementedError
-
-    def stamp(self) -> Any:
-        raise NotImplementedError
-
-    def load(self, device: str, dtype: Any) -> Any:
-        raise NotImplementedError
-
-    def describe_source(self) -> str:
-        raise NotImplementedError
-
-    def batch_function(self, entry: LoadedModel) -> Callable[[list[Any]], list[Any]]:
-        raise NotImplementedError
-
-    def batch_key(self) -> tuple[Any, ...]:
-        return ()
-
-    def entry(self, device: str, dtype: Any) -> LoadedModel:
-        """The loaded model for this node on `device` (loading it on a miss). Blocking."""
-        torch = import_torch()
-        dtype_name = str(dtype or torch.float32).replace("torch.", "")
-        return default_cache().get(
-            self.model_key(device, dtype),
-            lambda: self.load(device, dtype),
-            kind=self.kind,
-            source=self.describe_source(),
-            device=device,
-            dtype=dtype_name,
-            stamp=self.stamp(),
-        )
-
-    def warm_up(self) -> None:
-        """Load the model (for the configured device) and run one example through it.
-
-        A user error found here (no CUDA, a missing or corrupt file) is left for `run` to
-        report: the run may override the device, and there the message names the node once."""
-        try:
-            device, dtype = self.resolved(None)
-            entry = self.entry(device, dtype)
-        except NodeError:
-            return
-        example = self.warm_up_item()
-        if example is not None:
-            self.batch_function(entry)([example])
-
-    def warm_up_item(self) -> Any:
-        return None
-
-    async def forward(self, items: list[Any], ctx: NodeContext) -> list[Batched[Any]]:
-        """Run items through the model: via the shared micro-batcher when `batch` is set,
-        else in chunks in a worker thread. Fills the record's extra."""
-        device, dtype = self.resolved(ctx)
-        entry = default_cache().lookup(self.model_key(device, dtype), self.stamp())
-        if entry is None:
-            entry = await ctx.run_blocking(self.entry, device, dtype)
-        spec = self.config.batch
-        if spec is not None:
-            key = (self.batch_key(), spec.max_size, spec.max_wait_ms)
-            fn = self.batch_function(entry)
-            batcher = entry.batcher(
-                key,
-                lambda: MicroBatcher(fn, max_size=spec.max_size, max_wait_ms=spec.max_wait_ms,
-                                     split_on=split_on_errors(), name=f"{self.kind}:{entry.source}"),
-            )
-            results = await batcher.run_many(items)
-        else:
-            results = await ctx.run_blocking(_direct, self.batch_function(entry), items)
-        record_batches(ctx, results, device, entry.dtype)
-        return results
-
-    def problems(self) -> list[Problem]:
-        return []
-
-
-def _direct(fn: Callable[[list[Any]], list[Any]], items: list[Any]) -> list[Batched[Any]]:
-    from jupyter_flow.batching import BatchInfo
-
-    out: list[Batched[Any]] = []
-    for start in range(0, len(items), DIRECT_CHUNK):
-        chunk = items[start : start + DIRECT_CHUNK]
-        t0 = time.perf_counter()
-        values = fn(chunk)
-        run_s = time.perf_counter() - t0
-        out.extend(Batched(v, BatchInfo(len(chunk), 0.0, run_s, start)) for v in values)
-    return out
-
-
-def record_batches(ctx: NodeContext, results: Sequence[Batched[Any]], device: str, dtype: str) -> None:
-    """Batch size, queue wait, device and peak GPU memory in the node's record."""
-    extra = ctx.record.extra
-    infos = [r.info for r in results]
-    passes = {i.batch_id: i for i in infos}
-    extra["device"] = device
-    extra["dtype"] = dtype
-    extra["items"] = len(infos)
-    if infos:
-        extra["batch_size"] = max(i.size for i in infos) if len(passes) > 1 else infos[0].size
-        extra["forward_passes"] = len(passes)
-        extra["queue_wait_ms"] = round(max(i.queue_wait_s for i in infos) * 1000, 3)
-        extra["forward_ms"] = round(sum(i.run_s for i in passes.values()) * 1000, 3)
-        splits = max(i.splits for i in infos)
-        if splits:
-            extra["oom_splits"] = splits
-            extra["note"] = f"CUDA ran out of memory: the batch was halved {splits} time(s) and retried"
-    peaks = [r.value.get("_peak_gpu_memory") for r in results if isinstance(r.value, dict)]
-    peaks = [p for p in peaks if p is not None]
-    if peaks:
-        extra["peak_gpu_memory_mb"] = round(max(peaks) / 2**20, 3)
-    for r in results:
-        if isinstance(r.value, dict):
-            r.value.pop("_peak_gpu_memory", None)
-
-
-def upstream_nodes(raw: Any, node_ids: Any) -> list[str]:
-    """The nodes a config value's templates read from."""
-    try:
-        refs = compile_value(raw).refs
-    except Exception:
-        return []
-    return sorted({r.name for r in refs if r.name in node_ids})
-
-
-# -- the torch node -----------------------------------------------------------------------
 class TorchConfig(LocalModelConfig):
     model: str | None = None
     factory: str | None = None
@@ -246,8 +72,8 @@ class TorchNode(LocalModelNode):
         found: list[Problem] = []
         for fname in ("model", "weights"):
             value = getattr(c, fname)
-            if value is not None and not is_template(value) and not Path(value).exists():
-                found.append(Problem(f"no such file: {value}", node=self.id, field=f"config.{fname}"))
+            if value is not None and not is_template(value) and not self.local_path(value).exists():
+                found.append(Problem(f"no such file: {self.where(value)}", node=self.id, field=f"config.{fname}"))
         if c.factory is not None:
             try:
                 _import_factory(c.factory)
@@ -258,18 +84,16 @@ class TorchNode(LocalModelNode):
                                  "(use `factory` + `weights`)", node=self.id, field="config.capture"))
         return found
 
-    def cache_token(self) -> str:
-        return repr(self.stamp())
-
     # -- loading -----------------------------------------------------------------------
     def describe_source(self) -> str:
         c = self.config
         if c.model is not None:
-            return str(Path(c.model).expanduser().resolve())
-        return c.factory + (f" + {Path(c.weights).expanduser().resolve()}" if c.weights else "")  # type: ignore[operator]
+            return str(self.local_path(c.model))
+        return c.factory + (f" + {self.local_path(c.weights)}" if c.weights else "")  # type: ignore[operator]
 
     def stamp(self) -> Any:
-        return source_stamp(self.config.model, self.config.weights)
+        c = self.config
+        return source_stamp(*(self.local_path(v) for v in (c.model, c.weights) if v is not None))
 
     def model_key(self, device: str, dtype: Any) -> tuple[Any, ...]:
         c = self.config
@@ -277,11 +101,11 @@ class TorchNode(LocalModelNode):
 
     def load(self, device: str, dtype: Any) -> Any:
         c = self.config
-        torch = import_torch()
         if c.model is not None:
-            module = _load_file(Path(c.model).expanduser(), device, node=self.id)
+            module = _load_file(self.local_path(c.model), device, node=self.id, given=self.where(c.model))
         else:
-            module = _load_factory(c.factory, c.factory_kwargs, c.weights, node=self.id)  # type: ignore[arg-type]
+            weights = (self.local_path(c.weights), self.where(c.weights)) if c.weights is not None else None
+            module = _load_factory(c.factory, c.factory_kwargs, weights, node=self.id)  # type: ignore[arg-type]
             module = module.to(device)
         if dtype is not None:
             module = module.to(dtype)
@@ -461,7 +285,9 @@ def _import_factory(target: str) -> Callable[..., Any]:
     return obj
 
 
-def _load_factory(factory: str, kwargs: dict[str, Any], weights: str | None, *, node: str) -> Any:
+def _load_factory(factory: str, kwargs: dict[str, Any], weights: tuple[Path, str] | None, *, node: str) -> Any:
+    """The factory's module with the weights loaded; `weights` is (resolved path, the
+    path as the flow gives it) for messages."""
     torch = import_torch()
     try:
         fn = _import_factory(factory)
@@ -472,9 +298,9 @@ def _load_factory(factory: str, kwargs: dict[str, Any], weights: str | None, *, 
         raise NodeError(f"config.factory: {factory} returned {type(module).__name__}, not a torch.nn.Module", node=node, retryable=False)
     if weights is None:
         return module
-    path = Path(weights).expanduser()
+    path, weights_text = weights
     if not path.is_file():
-        raise NodeError(f"config.weights: no such file: {weights}", node=node, retryable=False)
+        raise NodeError(f"config.weights: no such file: {weights_text}", node=node, retryable=False)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -485,20 +311,20 @@ def _load_factory(factory: str, kwargs: dict[str, Any], weights: str | None, *, 
             if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
                 state = state["state_dict"]
     except Exception as exc:
-        raise NodeError(f"config.weights: cannot read {weights}: the file is corrupt or not a weights file "
+        raise NodeError(f"config.weights: cannot read {weights_text}: the file is corrupt or not a weights file "
                         f"({type(exc).__name__}: {exc})", node=node, retryable=False) from exc
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         text = " ".join(str(exc).split())[:600]
-        raise NodeError(f"config.weights: {weights} does not fit the model {factory} builds: {text}", node=node, retryable=False) from exc
+        raise NodeError(f"config.weights: {weights_text} does not fit the model {factory} builds: {text}", node=node, retryable=False) from exc
     return module
 
 
-def _load_file(path: Path, device: str, *, node: str) -> Any:
+def _load_file(path: Path, device: str, *, node: str, given: str) -> Any:
     torch = import_torch()
     if not path.exists():
-        raise NodeError(f"config.model: no such file: {path}", node=node, retryable=False)
+        raise NodeError(f"config.model: no such file: {given}", node=node, retryable=False)
     if path.is_dir():
         raise NodeError(f"config.model: {path} is a directory; a `torch` node takes a TorchScript (.pt) or "
                         "torch.export (.pt2) file (a transformers model directory goes to a `transformers` node)",

@@ -25,7 +25,7 @@ from jupyter_flow.errors import NodeError, Problem
 from jupyter_flow.expressions import is_template
 from jupyter_flow.models import LoadedModel, import_torch, peak_gpu_memory, source_stamp
 from jupyter_flow.nodes.base import NodeContext
-from jupyter_flow.nodes.torch_model import LocalModelConfig, LocalModelNode, upstream_nodes
+from jupyter_flow.nodes.local_model import LocalModelConfig, LocalModelNode, upstream_nodes
 
 __all__ = ["TASKS", "TransformersConfig", "TransformersNode"]
 
@@ -73,19 +73,17 @@ class TransformersNode(LocalModelNode):
         model = self.config.model
         if is_template(model):
             return []
-        path = Path(model).expanduser()
+        path = self.local_path(model)
         if not path.exists():
-            return [Problem(f"no model directory at {model}", node=self.id, field="config.model")]
+            return [Problem(f"no model directory at {self.where(model)}", node=self.id, field="config.model")]
         if not (path / "config.json").is_file():
-            return [Problem(f"{model} is not a transformers model directory (no config.json)", node=self.id, field="config.model")]
+            return [Problem(f"{self.where(model)} is not a transformers model directory (no config.json)",
+                            node=self.id, field="config.model")]
         return []
-
-    def cache_token(self) -> str:
-        return repr(self.stamp())
 
     # -- loading -----------------------------------------------------------------------
     def path(self) -> Path:
-        return Path(self.config.model).expanduser().resolve()
+        return self.local_path(self.config.model)
 
     def describe_source(self) -> str:
         return str(self.path())
@@ -107,7 +105,7 @@ class TransformersNode(LocalModelNode):
         transformers.utils.logging.disable_progress_bar()
         path, task, node = self.path(), self.config.task, self.id
         if not path.is_dir():
-            raise NodeError(f"config.model: no model directory at {self.config.model}", node=node, retryable=False)
+            raise NodeError(f"config.model: no model directory at {self.where(self.config.model)}", node=node, retryable=False)
         config_file = path / "config.json"
         if not config_file.is_file():
             raise NodeError(f"config.model: {path} is not a transformers model directory (no config.json)", node=node, retryable=False)
@@ -156,26 +154,36 @@ class TransformersNode(LocalModelNode):
         id2label = {int(k): v for k, v in (model.config.id2label or {}).items()}
         multi_label = getattr(model.config, "problem_type", None) == "multi_label_classification"
 
+        options = {
+            "padding": "max_length" if c.padding == "max_length" else True,
+            "truncation": c.truncation,
+            "max_length": limit if c.truncation or c.padding == "max_length" else None,
+            "return_tensors": "pt",
+            "return_offsets_mapping": task == "token-classification",
+        }
+
         def run(texts: list[str]) -> list[dict[str, Any]]:
+            # the whole batch is tokenized in one call, right-padded, then one forward pass
             with entry.lock:  # fast tokenizers are not safe to share between threads
-                enc = tokenizer(texts, padding="max_length" if c.padding == "max_length" else True, truncation=c.truncation,
-                                max_length=limit if c.truncation or c.padding == "max_length" else None, return_tensors="pt", return_offsets_mapping=task == "token-classification")
+                enc = tokenizer(texts, **options)
                 offsets = enc.pop("offset_mapping", None)
                 length = enc["input_ids"].shape[1]
                 if bundle.max_positions and length > bundle.max_positions:
                     raise NodeError(f"config.text: a text is {length} tokens long but the model takes at most "
                                     f"{bundle.max_positions} (set `truncation: true` or a smaller `max_length`)", retryable=False)
-                lengths = enc["attention_mask"].sum(dim=1).tolist()
-                enc = {k: v.to(device) for k, v in enc.items()}
+                lengths = enc["attention_mask"].sum(dim=1).tolist() if hooks else []
+                enc = {k: v.to(device) for k, v in enc.items()} if device != "cpu" else dict(enc)
                 with torch.inference_mode(), peak_gpu_memory(device) as mem, Capture(hooks) as cap:
                     out = model(**enc)
                 items = _decode(task, out, enc, offsets, texts, id2label, multi_label, c.pooling)
             n = len(texts)
-            for i, item in enumerate(items):
-                if hooks:
-                    item["captured"] = cap.item(i, n, int(lengths[i]), length)
-                if "peak_bytes" in mem:
-                    item["_peak_gpu_memory"] = mem["peak_bytes"]
+            peak = mem.get("peak_bytes")
+            if hooks or peak is not None:
+                for i, item in enumerate(items):
+                    if hooks:
+                        item["captured"] = cap.item(i, n, int(lengths[i]), length)
+                    if peak is not None:
+                        item["_peak_gpu_memory"] = peak
             return items
 
         return run
@@ -216,17 +224,12 @@ def _decode(task: str, out: Any, enc: dict[str, Any], offsets: Any, texts: list[
     if task == "text-classification":
         logits = out.logits.float()
         probs = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
-        logits_cpu = logits.cpu()
         rows = probs.cpu().tolist()
+        names = [id2label.get(j, str(j)) for j in range(logits.shape[-1])]
         items = []
-        for i, row in enumerate(rows):
+        for row, item_logits in zip(rows, logits.cpu().unbind(0)):
             best = max(range(len(row)), key=row.__getitem__)
-            items.append({
-                "label": id2label.get(best, str(best)),
-                "score": row[best],
-                "scores": {id2label.get(j, str(j)): p for j, p in enumerate(row)},
-                "logits": logits_cpu[i],
-            })
+            items.append({"label": names[best], "score": row[best], "scores": dict(zip(names, row)), "logits": item_logits})
         return items
     if task == "token-classification":
         probs = torch.softmax(out.logits.float(), dim=-1).cpu()

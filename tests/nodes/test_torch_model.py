@@ -110,6 +110,44 @@ def test_run_wide_device_setting_overrides_the_node(torchscript_model: Path) -> 
     assert result["model"].extra["device"] == "cpu"
 
 
+# -- paths ----------------------------------------------------------------------------------
+def test_relative_model_and_weights_are_read_from_the_flow_files_folder(torchscript_model: Path, safetensors_weights: Path,
+                                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from jupyter_flow.models import loaded_models
+
+    project = tmp_path / "project"
+    (project / "weights").mkdir(parents=True)
+    shutil.copy(torchscript_model, project / "weights" / "mlp.pt")
+    shutil.copy(safetensors_weights, project / "weights" / "mlp.safetensors")
+    flow_file = project / "two.flow.json"
+    flow_file.write_text(json.dumps({"spec_version": 1, "name": "relative", "nodes": [
+        {"id": "script", "type": "torch", "config": {"model": "weights/mlp.pt", "inputs": "{{x}}", "device": "cpu"}},
+        {"id": "factory", "type": "torch", "config": {"factory": FACTORY, "weights": "./weights/mlp.safetensors",
+                                                      "inputs": "{{x}}", "device": "cpu"}}],
+        "edges": [{"from": "start", "to": "script"}, {"from": "start", "to": "factory"}]}), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # not the flow file's folder
+    result = Flow.load(flow_file).run({"x": [0.5] * 8})
+    expected = reference(torch.full((1, 8), 0.5))[0]
+    assert torch.allclose(result.outputs["script"]["output"], expected, atol=1e-5)
+    assert torch.allclose(result.outputs["factory"]["output"], expected, atol=1e-5)
+    sources = {m["source"] for m in loaded_models()}
+    assert sources == {str((project / "weights" / "mlp.pt").resolve()),
+                       f"{FACTORY} + {(project / 'weights' / 'mlp.safetensors').resolve()}"}
+
+
+def test_missing_relative_files_are_named_with_the_flow_files_folder(tmp_path: Path) -> None:
+    flow_file = tmp_path / "flows" / "bad.flow.json"
+    flow_file.parent.mkdir()
+    flow_file.write_text(json.dumps({"spec_version": 1, "name": "bad", "nodes": [
+        {"id": "m", "type": "torch", "config": {"factory": FACTORY, "weights": "w/missing.safetensors", "inputs": "{{x}}"}}],
+        "edges": [{"from": "start", "to": "m"}]}), encoding="utf-8")
+    [problem] = Flow.load(flow_file).problems()
+    assert problem.node == "m" and problem.field == "config.weights"
+    assert "w/missing.safetensors" in problem.message and str(flow_file.parent.resolve()) in problem.message
+
+
 # -- errors ---------------------------------------------------------------------------------
 def test_a_missing_model_file_is_a_validation_problem(tmp_path: Path) -> None:
     flow = Flow.from_dict(model_flow("torch", {"model": str(tmp_path / "nope.pt"), "inputs": "{{x}}"}))

@@ -146,6 +146,52 @@ def test_the_demo_clause_classifier_separates_clause_types(tmp_path: Path) -> No
     assert right / len(held_out) >= 0.8
 
 
+# -- paths ----------------------------------------------------------------------------------
+def write_flow(path: Path, model: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"spec_version": 1, "name": "relative", "nodes": [
+        {"id": "clauses", "type": "transformers",
+         "config": {"model": model, "task": "text-classification", "text": "{{text}}", "device": "cpu"}}],
+        "edges": [{"from": "start", "to": "clauses"}]}), encoding="utf-8")
+    return path
+
+
+def test_a_relative_model_directory_is_read_from_the_flow_files_folder(tiny_bert: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from jupyter_flow.models import loaded_models
+
+    project = tmp_path / "project"
+    shutil.copytree(tiny_bert, project / "models" / "clf")
+    flow_file = write_flow(project / "flows" / "review.flow.json", "../models/clf")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the current directory must not matter
+    result = Flow.load(flow_file).run({"text": "The fee is due within thirty days."})
+    assert set(result.outputs["clauses"]["scores"]) == {"negative", "positive"}
+    assert [m["source"] for m in loaded_models()] == [str((project / "models" / "clf").resolve())]
+
+
+def test_a_missing_relative_model_directory_names_the_flow_files_folder(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "models" / "clf").mkdir(parents=True)  # beside the current directory, not the flow file
+    (tmp_path / "models" / "clf" / "config.json").write_text("{}", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    flow_file = write_flow(tmp_path / "flows" / "review.flow.json", "models/clf")
+    [problem] = Flow.load(flow_file).problems()
+    assert problem.node == "clauses" and problem.field == "config.model"
+    assert "models/clf" in problem.message and str((tmp_path / "flows").resolve()) in problem.message
+
+
+def test_a_flow_without_a_file_reads_relative_paths_from_the_current_directory(tiny_bert: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tiny_bert.parent)
+    flow = classify(Path(tiny_bert.name))
+    assert flow.problems() == []
+    assert set(flow.run({"text": "pay"}).outputs["clauses"]["scores"]) == {"negative", "positive"}
+
+
 # -- errors ---------------------------------------------------------------------------------
 def test_a_missing_model_directory_is_a_validation_problem(tmp_path: Path) -> None:
     with pytest.raises(FlowValidationError) as info:
@@ -217,3 +263,26 @@ def test_the_same_node_runs_on_cuda_with_capture_and_peak_memory(tiny_bert: Path
     expected = direct_logits(tiny_bert, texts)
     for item, logits in zip(result.outputs["clauses"], expected):
         assert torch.allclose(item["logits"], logits, atol=5e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("__import__('torch').cuda.device_count() < 2", reason="needs two or more CUDA devices")
+def test_with_several_gpus_auto_runs_one_replica_per_gpu(tiny_bert: Path) -> None:
+    from jupyter_flow.models import loaded_models
+
+    flow = classify(tiny_bert, device="auto", batch={"max_size": 4, "max_wait_ms": 1})
+    flow.plan.nodes["clauses"].node.ensure_warm()
+    count = torch.cuda.device_count()
+    assert sorted(m["device"] for m in loaded_models()) == [f"cuda:{i}" for i in range(count)]
+    texts = [f"payment {i} of the invoice is due in {i % 7} days" for i in range(64)]
+
+    async def main() -> list:
+        return await asyncio.gather(*(flow.arun({"text": t}) for t in texts))
+
+    results = asyncio.run(main())
+    used = {d for r in results for d in r["clauses"].extra["device"].split(", ")}
+    assert len(used) >= 2, "batches should be taken in turn by more than one replica"
+    assert all(r["clauses"].extra["replicas"] == count for r in results)
+    expected = direct_logits(tiny_bert, texts)
+    for r, logits in zip(results, expected):
+        assert torch.allclose(r.outputs["clauses"]["logits"], logits, atol=1e-4)
