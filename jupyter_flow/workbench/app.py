@@ -23,7 +23,7 @@ from jupyter_flow.trace import RunEvent, RunResult
 from jupyter_flow.workbench.editor import FlowEditor
 from jupyter_flow.workbench.files import FlowDocument
 from jupyter_flow.workbench.graph import GraphView, default_positions, edge_key, problems_by_element, to_elements
-from jupyter_flow.workbench.inspector import activations, record_html
+from jupyter_flow.workbench.inspector import activations, record_html, user_namespace
 from jupyter_flow.workbench.panels import InputsForm, SettingsEditor, config_template, problems_html, schema_html
 from jupyter_flow.workbench.styles import STATUS_COLOURS
 from jupyter_flow.workbench.timeline import timeline_svg
@@ -535,7 +535,7 @@ class Workbench:
         value = {"outputs": record.outputs, "inputs": record.inputs}.get(what)
         if what == "activations":
             value = activations(record, self.result)
-        _user_namespace()[name] = value
+        user_namespace()[name] = value
         self.variables[name] = node_id
         self._say(f"{node_id} {what} are now in the variable `{name}`.")
         return name
@@ -587,17 +587,3 @@ class Workbench:
     def __repr__(self) -> str:
         return f"<Workbench {self.flow!r}>"
 
-
-def _user_namespace() -> dict[str, Any]:
-    """The notebook's namespace (IPython's user_ns), or __main__'s outside IPython."""
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    except ImportError:
-        shell = None
-    if shell is not None:
-        return shell.user_ns
-    import __main__
-
-    return __main__.__dict__

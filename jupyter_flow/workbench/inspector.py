@@ -249,3 +249,18 @@ CSS = """<style>
 .jf-inspect .jf-warn{color:#d64541;font-weight:bold}
 .jf-inspect .jf-section{margin-top:6px}
 </style>"""
+
+
+def user_namespace() -> dict[str, Any]:
+    """The notebook's namespace (IPython's user_ns), or __main__'s outside IPython."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is not None:
+        return shell.user_ns
+    import __main__
+
+    return __main__.__dict__
