@@ -50,6 +50,15 @@ def _parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, An
     return values
 
 
+def _check_writable(path: str, option: str) -> None:
+    """Fail before the run, not after it, when an output file cannot be written."""
+    target = Path(path)
+    if target.is_dir():
+        raise _Usage(f"{option} {path}: is a folder; give a file name")
+    if not target.parent.is_dir():
+        raise _Usage(f"{option} {path}: the folder {target.parent} does not exist")
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from jupyter_flow.flow import Flow
 
@@ -64,6 +73,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     flow = Flow.load(args.flow).validate()
     inputs = _parse_inputs(args.input, args.inputs)
+    if args.trace:
+        _check_writable(args.trace, "--trace")
     settings = {"device": args.device} if args.device else {}
     try:
         result = flow.run(inputs, settings=settings)
@@ -134,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as exc:  # a file or folder named on the command line that cannot be used
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INVALID
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -86,6 +86,7 @@ class _Run:
         self.remaining = len(plan.nodes)
         self.node_tasks: dict[str, asyncio.Task[None]] = {}
         self.event_tasks: set[asyncio.Future[Any]] = set()
+        self.shadow_tasks: set[asyncio.Future[Any]] = set()
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.failure: str | None = None
         limit = plan.spec.max_concurrency
@@ -283,13 +284,15 @@ class _Run:
                     shadow_task = asyncio.ensure_future(self.shadow(pn, variant))
                 try:
                     record.outputs = await self.run_node(pn, node, inputs, record)
+                except BaseException:
                     if shadow_task is not None:
-                        record.shadow = await shadow_task
-                        record.shadow[variant] = {"outputs": record.outputs, "duration_s": time.perf_counter() - t0, "error": None}
-                finally:
-                    if shadow_task is not None and not shadow_task.done():
                         shadow_task.cancel()
                         await asyncio.gather(shadow_task, return_exceptions=True)
+                    raise
+                if shadow_task is not None:
+                    # the shadow never holds up the primary: its results join the record later
+                    primary = {"outputs": record.outputs, "duration_s": time.perf_counter() - t0, "error": None}
+                    self.shadow_tasks.add(asyncio.ensure_future(_join_shadow(record, shadow_task, variant, primary)))
             record.status = "ok"
             self.context[pn.id] = {"output": record.outputs, "status": "ok", "error": None}
         except asyncio.CancelledError:
@@ -309,7 +312,8 @@ class _Run:
                 if pn.spec.on_error == "fail" and not pn.has_error_edges:
                     record.duration_s = time.perf_counter() - t0
                     await self.emit("node_finished", record)
-                    self.fail_run(str(exc) if isinstance(exc, NodeError) else f"node '{pn.id}': {exc}")
+                    named = isinstance(exc, NodeError) or getattr(exc, "node", None) == pn.id
+                    self.fail_run(str(exc) if named else f"node '{pn.id}': {exc}")
                     return
         record.duration_s = time.perf_counter() - t0
         self.finished(pn, record)
@@ -362,9 +366,12 @@ async def execute(
     reuse: RunResult | None = None,
     rerun: set[str] | None = None,
     run_id: str | None = None,
+    wait_for_shadows: bool = True,
 ) -> RunResult:
     """Run a compiled plan once. Returns the RunResult, failed or not; raises only
-    CancelledError (after cancelling every node task)."""
+    CancelledError (after cancelling every node task). Shadow variants never hold up a
+    node or its downstream; the run waits for them at its end unless `wait_for_shadows`
+    is false, and then they finish in `result.background` (awaitable tasks)."""
     records = {nid: NodeRecord(nid, pn.spec.type) for nid, pn in plan.nodes.items()}
     result = RunResult(run_id or uuid.uuid4().hex[:12], plan.spec.name, inputs, records, started_at=time.time())
     force: set[str] = set()
@@ -389,13 +396,13 @@ async def execute(
         else:
             await run.done
     except asyncio.CancelledError:
-        await _settle(run)
+        await _settle(run, cancel_shadows=True)
         result.status = "cancelled"
         result.error = "cancelled by the caller"
         result.duration_s = time.perf_counter() - t0
         await run.emit("run_finished")
         raise
-    await _settle(run)
+    await _settle(run, wait_shadows=wait_for_shadows)
     for nid, record in records.items():
         if record.status == "ok" and not record.defaulted and not record.cached:
             pn = plan.nodes[nid]
@@ -410,12 +417,27 @@ async def execute(
     return result
 
 
-async def _settle(run: _Run) -> None:
-    """Cancel the nodes still running; wait for every task (events included) to end."""
+async def _join_shadow(record: NodeRecord, task: asyncio.Future[dict[str, Any]], variant: str, primary: dict[str, Any]) -> None:
+    shadows = await task
+    shadows[variant] = primary
+    record.shadow = shadows
+
+
+async def _settle(run: _Run, *, cancel_shadows: bool = False, wait_shadows: bool = True) -> None:
+    """Cancel the nodes still running; wait for every task (events included) to end.
+    Shadow runs are cancelled when the run was cancelled or failed; otherwise they are
+    waited for, or (`wait_shadows=False`) handed to the caller in `result.background`."""
     for nid, task in run.node_tasks.items():
         if not task.done() and run.records[nid].status in ("pending", "running"):
             task.cancel()
-    pending = [t for t in (*run.node_tasks.values(), *run.event_tasks) if not t.done()]
+    if cancel_shadows or run.failure is not None:
+        for task in run.shadow_tasks:
+            task.cancel()
+        wait_shadows = True
+    if not wait_shadows:
+        run.result.background = {t for t in run.shadow_tasks if not t.done()}
+    shadows = run.shadow_tasks if wait_shadows else ()
+    pending = [t for t in (*run.node_tasks.values(), *run.event_tasks, *shadows) if not t.done()]
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
     for record in run.records.values():

@@ -48,6 +48,13 @@ def coerce_input(name: str, spec: InputSpec | None, value: Any) -> Any:
     return value
 
 
+async def _close_after(runtime: Runtime, tasks: set[asyncio.Future[Any]]) -> None:
+    try:
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await runtime.close()
+
+
 class Flow:
     """A flow: a validated spec plus the node objects that run it.
 
@@ -171,6 +178,7 @@ class Flow:
         http_client: httpx.AsyncClient | None = None,
         raise_on_error: bool = True,
         run_id: str | None = None,
+        wait_for_shadows: bool = True,
     ) -> RunResult:
         """Run once on the current event loop.
 
@@ -178,7 +186,9 @@ class Flow:
         unchanged are not run again (their records say `cached`). `rerun` names nodes to run
         again anyway, with everything downstream of them ("run from here").
         With `raise_on_error` (the default) a failed run raises FlowRunError, whose
-        `.result` keeps everything that finished.
+        `.result` keeps everything that finished. With `wait_for_shadows=False` the run
+        returns without waiting for `shadow` variants; they complete in `result.background`
+        (and must then be awaited by the caller; the run's HTTP client stays open for them).
         """
         plan = self.plan
         resolved = self.resolve_inputs(inputs)
@@ -190,12 +200,17 @@ class Flow:
         functions = {**default_functions(), **self.functions}
         runtime = Runtime(functions, dict(settings or {}), http_client, max_threads=64)
         token = run_functions.set(functions)
+        result = None
         try:
             result = await execute(plan, resolved, runtime=runtime, on_event=on_event, reuse=reuse,
-                                   rerun=set(rerun or ()), run_id=run_id)
+                                   rerun=set(rerun or ()), run_id=run_id, wait_for_shadows=wait_for_shadows)
         finally:
             run_functions.reset(token)
-            await runtime.close()
+            if result is not None and result.background:
+                # the run's HTTP client closes once the shadows it carries have ended
+                result.background.add(asyncio.ensure_future(_close_after(runtime, set(result.background))))
+            else:
+                await runtime.close()
         if raise_on_error:
             result.raise_for_status()
         return result

@@ -68,7 +68,7 @@ class _Metrics:
         self.reloads = Counter("jupyter_flow_reloads", "Flow file reloads by outcome", ["outcome"], registry=self.registry)
         self.in_flight = Gauge("jupyter_flow_in_flight", "Requests being served", registry=self.registry)
 
-    def observe(self, result: RunResult) -> None:
+    def observe(self, result: RunResult, *, shadows: bool = True) -> None:
         for record in result.records.values():
             if record.duration_s is not None and not record.cached:
                 self.node_latency.labels(record.node).observe(record.duration_s)
@@ -81,6 +81,11 @@ class _Metrics:
                 self.variant.labels(record.node, record.variant, "primary").inc()
                 if record.duration_s is not None:
                     self.variant_latency.labels(record.node, record.variant, "primary").observe(record.duration_s)
+        if shadows:
+            self.observe_shadows(result)
+
+    def observe_shadows(self, result: RunResult) -> None:
+        for record in result.records.values():
             for vid, shadow in (record.shadow or {}).items():
                 if vid == record.variant:
                     continue
@@ -192,6 +197,24 @@ def _check_body(flow: Flow, body: Any, *, wrapped: bool) -> dict[str, Any]:
     return inputs
 
 
+_MAX_TENSOR_VALUES = 100_000
+
+
+def _plain(value: Any) -> Any:
+    """A model's answer as JSON for API clients: tensors and arrays as (nested) lists of
+    numbers up to a size; larger ones, and everything else odd, as `to_jsonable` gives."""
+    if hasattr(value, "shape") and hasattr(value, "tolist") and getattr(value, "size", None) is not None:
+        size = value.numel() if hasattr(value, "numel") else int(value.size)
+        if size <= _MAX_TENSOR_VALUES:
+            data = value.detach().cpu() if hasattr(value, "detach") else value
+            return to_jsonable(data.tolist())
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return to_jsonable(value)
+
+
 def _problems_json(exc: FlowValidationError) -> dict[str, Any]:
     return {"error": "invalid request: " + "; ".join(map(str, exc.problems)), "problems": [p.to_dict() for p in exc.problems]}
 
@@ -207,6 +230,11 @@ def _build_app(service: FlowService, *, mode: str, token: str | None, warm: bool
 
     metrics = service.metrics
     state: dict[str, Any] = {"client": None, "warm_error": None}
+    background: set[asyncio.Future[Any]] = set()  # shadow runs finishing after their response
+
+    async def finish_shadows(result: RunResult) -> None:
+        await asyncio.gather(*result.background, return_exceptions=True)
+        metrics.observe_shadows(result)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -222,6 +250,8 @@ def _build_app(service: FlowService, *, mode: str, token: str | None, warm: bool
         try:
             yield
         finally:
+            if background:
+                await asyncio.gather(*background, return_exceptions=True)
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -246,8 +276,12 @@ def _build_app(service: FlowService, *, mode: str, token: str | None, warm: bool
             except FlowValidationError as exc:
                 status = 422
                 return JSONResponse(_problems_json(exc), status_code=422)
-            result = await flow.arun(inputs, http_client=state["client"], raise_on_error=False)
-            metrics.observe(result)
+            result = await flow.arun(inputs, http_client=state["client"], raise_on_error=False, wait_for_shadows=False)
+            metrics.observe(result, shadows=not result.background)
+            if result.background:  # shadows must not delay the answer; their trace fills in later
+                task = asyncio.ensure_future(finish_shadows(result))
+                background.add(task)
+                task.add_done_callback(background.discard)
             service.remember(result)
             if not result.ok:
                 failed = result.failed()
@@ -259,7 +293,7 @@ def _build_app(service: FlowService, *, mode: str, token: str | None, warm: bool
             status = 200
             if mode == "model":
                 (only,) = result.outputs.values()
-                return JSONResponse(to_jsonable(only))
+                return JSONResponse(_plain(only))
             return JSONResponse({"run_id": result.run_id, "outputs": to_jsonable(result.outputs)})
         except FlowError as exc:
             return JSONResponse({"error": str(exc)}, status_code=500)
@@ -317,7 +351,7 @@ def _model_health(flow: Flow) -> dict[str, Any]:
     if callable(resolved):
         try:
             device, dtype = resolved(None)
-            info.update(device=device, dtype=str(dtype).replace("torch.", ""))
+            info.update(device=device, dtype=str(dtype or "float32").replace("torch.", ""))
         except FlowError as exc:
             info["device_error"] = str(exc)
     return info
@@ -344,7 +378,8 @@ def model_flow(config: Mapping[str, Any] | str | Path) -> Flow:
         spec: FlowSpec = spec_from_dict({"name": name, "inputs": inputs, "nodes": [node]}, source=str(source) if source else None)
     except FlowValidationError:
         raise
-    return Flow(spec, source=None).validate()
+    # relative model paths are read from the config file's folder
+    return Flow(spec, source=source).validate()
 
 
 def model_app(config: Mapping[str, Any] | str | Path, *, token: str | None = None, warm: bool = True) -> Any:
@@ -362,8 +397,24 @@ def flow_app(flow: Flow | str | Path, *, token: str | None = None, warm: bool = 
     return _build_app(FlowService(flow, watch_interval_s=watch_interval_s), mode="flow", token=token, warm=warm)
 
 
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise FlowValidationError(
+                [Problem(f"cannot listen on {host}:{port} ({exc.strerror}): pick another with --port", field="--port")]
+            ) from None
+
+
 def _serve(app: Any, args: argparse.Namespace) -> int:
     import uvicorn
+
+    _check_port(args.host, args.port)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, backlog=2048)

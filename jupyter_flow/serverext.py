@@ -34,7 +34,7 @@ __all__ = ["API_ROOT", "new_flow_text", "workbench_notebook"]
 API_ROOT = "jupyter-flow/api"
 _FLOW_SUFFIX = re.compile(r"\.flow\.(ya?ml|json)$", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_DEVICES = ("auto", "cpu", "cuda", "mps")
+_DEVICES = ("auto", "cpu", "cuda")
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:

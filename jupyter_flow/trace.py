@@ -99,6 +99,7 @@ class RunResult:
     started_at: float | None = None
     duration_s: float | None = None
     error: str | None = None
+    background: set[Any] = field(default_factory=set, repr=False, compare=False)  # shadow runs still going
 
     @property
     def ok(self) -> bool:

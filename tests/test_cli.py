@@ -141,3 +141,18 @@ def test_failed_run_exits_1_and_still_writes_the_trace(serve: Serve, tmp_path: P
     nodes = {n["node"]: n for n in data["nodes"]}
     assert nodes["first"]["status"] == "ok" and nodes["second"]["status"] == "error"
     assert "Traceback" in nodes["second"]["error"]["traceback"]  # kept in the trace, not on the terminal
+
+
+def test_unusable_output_paths_are_usage_errors_before_anything_runs(tmp_path: Path) -> None:
+    flow = tmp_path / "one.flow.yaml"
+    flow.write_text("nodes:\n  - {id: a, type: template, config: {template: hi}}\n")
+    missing = cli("run", str(flow), "--trace", str(tmp_path / "no" / "such" / "trace.json"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    folder = cli("export", str(flow), "-o", str(tmp_path))
+    assert folder.returncode == 2 and str(tmp_path) in folder.stderr and "Traceback" not in folder.stderr
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    items = tmp_path / "items.jsonl"
+    items.write_text("{}\n")
+    batch = cli("batch", str(flow), "--inputs", str(items), "--out", str(afile))
+    assert batch.returncode == 2 and "afile" in batch.stderr and "Traceback" not in batch.stderr

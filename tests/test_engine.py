@@ -570,3 +570,41 @@ def test_template_failing_at_run_time_names_node_and_field(serve: Serve) -> None
         flow.run()
     message = str(info.value)
     assert "node 'report'" in message and "field 'config.template'" in message and "'score'" in message
+    assert message.count("node 'report'") == 1  # named once, not wrapped twice
+
+
+def _shadow_flow(url: str) -> Flow:
+    clf = http("clf", f"{url}/fast")
+    clf["variants"] = [{"id": "v1", "weight": 1}, {"id": "v2", "weight": 0, "config": {"endpoint": f"{url}/slow"}}]
+    clf["shadow"] = True
+    return Flow.from_dict({"nodes": [clf, tpl("after", "{{ clf.output.label }}")], "edges": [{"from": "clf", "to": "after"}]})
+
+
+def test_a_slow_shadow_never_holds_up_the_primary_or_its_downstream(serve: Serve) -> None:
+    server = serve({"/fast": lambda req: Reply(200, {"label": "fast"}),
+                    "/slow": lambda req: Reply(200, {"label": "slow"}, delay_s=1.0)})
+    result = _shadow_flow(server.url).run()
+    after, clf = result["after"], result["clf"]
+    # downstream started before the shadow ended, and the primary's latency is its own
+    assert after.started_at - clf.started_at < 0.8
+    assert clf.duration_s < 0.8
+    assert clf.shadow["v2"]["outputs"] == {"label": "slow"} and clf.shadow["v2"]["duration_s"] >= 1.0
+    assert clf.shadow["v1"]["outputs"] == {"label": "fast"} and clf.shadow["v1"]["duration_s"] < 0.8
+
+
+def test_without_waiting_for_shadows_the_run_returns_first(serve: Serve) -> None:
+    server = serve({"/fast": lambda req: Reply(200, {"label": "fast"}),
+                    "/slow": lambda req: Reply(200, {"label": "slow"}, delay_s=1.0)})
+
+    async def go() -> tuple[float, RunResult]:
+        t0 = time.perf_counter()
+        result = await _shadow_flow(server.url).arun(wait_for_shadows=False)
+        returned = time.perf_counter() - t0
+        assert result.outputs["after"] == {"text": "fast"}
+        assert result.background and result["clf"].shadow is None
+        await asyncio.gather(*result.background)
+        return returned, result
+
+    returned, result = asyncio.run(go())
+    assert returned < 0.8
+    assert result["clf"].shadow["v2"]["outputs"] == {"label": "slow"}

@@ -200,7 +200,12 @@ def test_shadow_runs_the_other_variant_and_records_both(tmp_path: Path, serve) -
     with AsgiServer(flow_app(path)) as srv, httpx.Client(base_url=srv.url) as client:
         r = client.post("/run", json={"text": "hi"}).json()
         assert r["outputs"]["clf"] == {"label": "v1:hi"}  # the primary answers
-        node = client.get(f"/runs/{r['run_id']}").json()["nodes"][0]
+        deadline = time.monotonic() + 10
+        while True:  # the shadow's result joins the trace when it ends
+            node = client.get(f"/runs/{r['run_id']}").json()["nodes"][0]
+            if node["shadow"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         assert node["variant"] == "v1"
         assert node["shadow"]["v1"]["outputs"] == {"label": "v1:hi"}
         assert node["shadow"]["v2"]["outputs"] == {"label": "v2:hi"}
@@ -232,3 +237,49 @@ def test_serve_cli_rejects_an_invalid_flow_with_exit_2(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "ghost" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_stalled_shadow_does_not_delay_the_answer(tmp_path: Path, serve) -> None:
+    def primary(req):
+        return Reply(200, {"label": "fast"})
+
+    def stalled(req):
+        return Reply(200, {"label": "slow"}, delay_s=1.5)
+
+    backend = serve({"/v1": primary, "/v2": stalled})
+    path = tmp_path / "shadow.flow.yaml"
+    write(path, textwrap.dedent(f"""\
+        name: shadow
+        inputs: {{text: {{type: text}}}}
+        nodes:
+          - id: clf
+            type: http
+            config: {{endpoint: "{backend.url}/v1", input_mapping: {{text: "{{{{ text }}}}"}}}}
+            variants:
+              - {{id: v1, weight: 1}}
+              - {{id: v2, weight: 0, config: {{endpoint: "{backend.url}/v2"}}}}
+            shadow: true
+          - id: after
+            type: template
+            config: {{template: "{{{{ clf.output.label }}}}"}}
+        edges:
+          - {{from: clf, to: after}}
+        """))
+    with AsgiServer(flow_app(path)) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+        t0 = time.perf_counter()
+        r = client.post("/run", json={"text": "hi"})
+        elapsed = time.perf_counter() - t0
+        assert r.status_code == 200 and r.json()["outputs"]["after"] == {"text": "fast"}
+        assert elapsed < 1.2, elapsed  # the 1.5 s shadow did not hold the answer back
+        trace = client.get(f"/runs/{r.json()['run_id']}").json()
+        clf = next(n for n in trace["nodes"] if n["node"] == "clf")
+        assert clf["duration_s"] < 1.0  # the primary's own latency, not the shadow's
+        deadline = time.monotonic() + 10
+        while not clf["shadow"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            clf = next(n for n in client.get(f"/runs/{r.json()['run_id']}").json()["nodes"] if n["node"] == "clf")
+        assert clf["shadow"]["v2"]["outputs"] == {"label": "slow"}
+        assert clf["shadow"]["v2"]["duration_s"] >= 1.5
+        assert clf["shadow"]["v1"]["duration_s"] < 1.0
+        metrics = client.get("/metrics").text
+        assert metric(metrics, "jupyter_flow_variant_requests_total", node="clf", variant="v2", role="shadow") == 1

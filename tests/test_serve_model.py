@@ -44,6 +44,8 @@ def test_predict_single_and_list(served: httpx.Client) -> None:
     assert one.status_code == 200, one.text
     body = one.json()
     assert set(body) >= {"label", "score", "scores"}
+    # tensors reach API clients as numbers, not as trace summaries
+    assert isinstance(body["logits"], list) and all(isinstance(x, float) for x in body["logits"])
     texts = ["payment is due", "either party may terminate", "liability is limited"]
     many = served.post("/predict", json={"text": texts})
     assert many.status_code == 200
@@ -62,6 +64,7 @@ def test_health_reports_the_model(served: httpx.Client) -> None:
     assert health["model_loaded"] is True  # loaded at start-up, before any request
     assert health["type"] == "transformers"
     assert health["device"] == "cpu" and health["cuda_available"] is False
+    assert health["dtype"] == "float32"
     assert health["version"]
 
 
@@ -130,3 +133,34 @@ def test_invalid_model_config_exits_2(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "task" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_port_in_use_exits_2_with_the_reason(tmp_path: Path, tiny_bert: Path) -> None:  # noqa: F811
+    import socket
+
+    config = tmp_path / "clause.serve.yaml"
+    config.write_text(yaml.safe_dump(service_config(tiny_bert)))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "jupyter_flow.cli", "serve", "model", str(config), "--port", str(port)],
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert f"127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_relative_model_paths_are_read_from_the_config_folder(tmp_path: Path, tiny_bert: Path) -> None:  # noqa: F811
+    import shutil
+
+    folder = tmp_path / "deploy"
+    shutil.copytree(tiny_bert, folder / "bert")
+    config = service_config(Path("bert"))
+    with AsgiServer(model_app_from_file(folder, config)) as srv:
+        assert httpx.post(f"{srv.url}/predict", json={"text": "hello"}, timeout=30).status_code == 200
+
+
+def model_app_from_file(folder: Path, config: dict) -> object:
+    path = folder / "model.serve.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return model_app(path)
