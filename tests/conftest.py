@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,3 +35,33 @@ def seed_flow_path() -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: the tests expect ../shared beside the checkout")
     return path
+
+
+def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def _allowed_in_ci(reason: str) -> bool:
+    # CI machines have no GPU; every other part (browser, Tesseract, Ray, ...) must be there
+    return any(word in reason for word in ("CUDA", "cuda", "GPU"))
+
+
+def _fail_skip_in_ci(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if report.skipped and os.environ.get("CI") and not _allowed_in_ci(reason := _skip_reason(report)):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where every part the tests use must be installed: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    _fail_skip_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-untyped-def]
+    outcome = yield
+    _fail_skip_in_ci(outcome.get_result())
