@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import json
 import warnings
 import zipfile
@@ -330,11 +331,16 @@ def _load_file(path: Path, device: str, *, node: str, given: str) -> Any:
                         "torch.export (.pt2) file (a transformers model directory goes to a `transformers` node)",
                         node=node, retryable=False)
     if path.suffix == ".pt2":
+        export_log = logging.getLogger("torch.export")
+        level = export_log.level
+        export_log.setLevel(logging.ERROR)  # a bad file is reported below, once, without torch's traceback
         try:
             program = torch.export.load(str(path))
         except Exception as exc:
             raise NodeError(f"config.model: cannot load {path} as a torch.export archive: the file is corrupt or "
                             f"not a .pt2 archive ({type(exc).__name__}: {exc})", node=node, retryable=False) from exc
+        finally:
+            export_log.setLevel(level)
         if device != "cpu":
             from torch.export.passes import move_to_device_pass
 
