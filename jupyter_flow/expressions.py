@@ -19,7 +19,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from jupyter_flow.errors import TemplateError
 
-__all__ = ["Condition", "Renderer", "compile_condition", "compile_value", "is_template"]
+__all__ = ["Condition", "Renderer", "combine", "compile_condition", "compile_fields", "compile_value", "is_template"]
 
 _LONE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
@@ -192,11 +192,7 @@ def compile_value(value: Any, *, node: str | None = None, where: str | None = No
     if is_template(value):
         return _compile_string(value, node, where)
     if isinstance(value, Mapping):
-        parts = {k: compile_value(v, node=node, where=f"{where}.{k}" if where else str(k)) for k, v in value.items()}
-        if all(p.is_constant for p in parts.values()):
-            return Renderer(value)
-        refs = set().union(*(p.refs for p in parts.values()))
-        return Renderer(value, refs, lambda ctx: {k: p(ctx) for k, p in parts.items()}, node, where)
+        return combine(value, compile_fields(value, node=node, where=where), node=node, where=where)
     if isinstance(value, list):
         items = [compile_value(v, node=node, where=f"{where}[{i}]") for i, v in enumerate(value)]
         if all(p.is_constant for p in items):
@@ -204,6 +200,19 @@ def compile_value(value: Any, *, node: str | None = None, where: str | None = No
         refs = set().union(*(p.refs for p in items))
         return Renderer(value, refs, lambda ctx: [p(ctx) for p in items], node, where)
     return Renderer(value)
+
+
+def compile_fields(value: Mapping[str, Any], *, node: str | None = None, where: str | None = None) -> dict[str, Renderer]:
+    """One compiled renderer per key of a mapping (so problems can name the field)."""
+    return {k: compile_value(v, node=node, where=f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+
+
+def combine(value: Mapping[str, Any], parts: Mapping[str, Renderer], *, node: str | None = None, where: str | None = None) -> Renderer:
+    """The renderer of a whole mapping from the renderers of its keys."""
+    if all(p.is_constant for p in parts.values()):
+        return Renderer(value)
+    refs = set().union(*(p.refs for p in parts.values()))
+    return Renderer(value, refs, lambda ctx: {k: p(ctx) for k, p in parts.items()}, node, where)
 
 
 @dataclass

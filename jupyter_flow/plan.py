@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jupyter_flow.errors import MissingDependencyError, Problem, TemplateError
-from jupyter_flow.expressions import Condition, Reference, Renderer, compile_condition, compile_value
+from jupyter_flow.expressions import (
+    Condition,
+    Reference,
+    Renderer,
+    combine,
+    compile_condition,
+    compile_fields,
+    compile_value,
+)
 from jupyter_flow.nodes.base import Node
 from jupyter_flow.nodes.registry import NodeRegistry
 from jupyter_flow.trace import fingerprint
@@ -173,14 +181,16 @@ def build_plan(spec: FlowSpec, registry: NodeRegistry, base_dir: Path | None = N
         try:
             node = cls(ns)
             node.base_dir = base_dir
-            renderer = compile_value(ns.config, node=nid, where="config")
+            fields = compile_fields(ns.config, node=nid, where="config")
+            renderer = combine(ns.config, fields, node=nid, where="config")
         except TemplateError as exc:
             problems.append(exc.problem)
             continue
         problems.extend(node.problems())
         allowed = upstream.get(nid, set())
-        used_inputs |= _check_refs(renderer.refs, owner=nid, field_name="config", allowed=allowed, node_ids=node_ids,
-                                   inputs=inputs, declared=declared, problems=problems)
+        for key, part in fields.items():
+            used_inputs |= _check_refs(part.refs, owner=nid, field_name=f"config.{key}", allowed=allowed,
+                                       node_ids=node_ids, inputs=inputs, declared=declared, problems=problems)
         pn = PlannedNode(ns, node, renderer, _fingerprint(ns))
         for j, variant in enumerate(ns.variants):
             vspec = ns.model_copy(update={"config": {**ns.config, **variant.config}, "variants": []})

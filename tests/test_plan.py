@@ -91,13 +91,13 @@ def test_self_loop_is_reported() -> None:
 
 def test_reference_to_unknown_node() -> None:
     (p,) = _problems(BAD_FLOWS["unknown_node_ref"])
-    assert (p.node, p.field) == ("report", "config")
+    assert (p.node, p.field) == ("report", "config.template")
     assert "unknown node 'ghost'" in p.message
 
 
 def test_reference_to_a_node_that_is_not_upstream_names_both() -> None:
     (p,) = _problems(BAD_FLOWS["not_upstream"])
-    assert p.node == "b" and p.field == "config"
+    assert p.node == "b" and p.field.startswith("config.")
     assert "'c'" in p.message and "'b'" in p.message and "upstream" in p.message
 
 
@@ -124,7 +124,7 @@ def test_invalid_when() -> None:
 
 def test_undeclared_input() -> None:
     (p,) = _problems(BAD_FLOWS["undeclared_input"])
-    assert (p.node, p.field) == ("a", "config")
+    assert (p.node, p.field) == ("a", "config.template")
     assert "inputs.documnet" in p.message and "document" in p.message
 
 
@@ -158,7 +158,7 @@ EXPECTED_IN_MESSAGE = {
     "duplicate_ids": ["node 'a'", "field 'id'", "duplicate"],
     "edge_to_missing": ["edges[0] (a -> ghost)", "missing node 'ghost'"],
     "cycle": ["form a cycle: ", "field 'edges'"],
-    "unknown_node_ref": ["node 'report'", "field 'config'", "ghost"],
+    "unknown_node_ref": ["node 'report'", "field 'config.template'", "ghost"],
     "not_upstream": ["node 'b'", "'c'", "not upstream"],
     "invalid_when": ["node 'b'", "edges[0] (a -> b).when"],
     "undeclared_input": ["node 'a'", "inputs.documnet"],

@@ -233,11 +233,16 @@ class PdfNode(Node):
             kind = "an empty file" if not data else "not a PDF (no %PDF- header)"
             raise self._fail(f"config.source: {source.name} is {kind}")
         pymupdf.TOOLS.mupdf_warnings()  # clear what earlier documents left
+        truncated = b"%%EOF" not in data[-2048:]
         try:
             doc = pymupdf.open(stream=data, filetype="pdf")
         except (pymupdf.FileDataError, RuntimeError) as exc:
+            if truncated:
+                raise self._fail(
+                    f"config.source: {source.name} is truncated (no %%EOF end marker) and MuPDF cannot recover it "
+                    f"({exc}); it may be an incomplete download or copy (config.allow_damaged cannot help here)"
+                ) from None
             raise self._fail(f"config.source: {source.name} is not a readable PDF ({exc})") from None
-        truncated = b"%%EOF" not in data[-2048:]
         if (truncated or doc.page_count == 0) and not allow_damaged:
             warnings = " ".join(pymupdf.TOOLS.mupdf_warnings().split("\n")[:2])
             what = "is truncated (no %%EOF end marker)" if truncated else "has no readable pages"

@@ -122,7 +122,8 @@ def test_non_pdf_file_is_named(tmp_path: Path) -> None:
 def test_truncated_pdf_is_an_error_unless_allowed(contract: Any, tmp_path: Path) -> None:
     data = contract.path.read_bytes()
     cut = tmp_path / "cut.pdf"
-    cut.write_bytes(data[: len(data) * 2 // 3])
+    # an incomplete copy: everything but the end of the file (cross-reference table and %%EOF)
+    cut.write_bytes(data[: data.rfind(b"xref")])
     message = failure(source=str(cut))
     assert str(cut) in message and "truncated" in message and "allow_damaged" in message
     # What MuPDF can recover is still readable when the user asks for it.
