@@ -8,8 +8,9 @@ be checked against it. The risk ids are those of ``notebooks/flows/rules/contrac
 a clause classifier on text it was not trained on).
 
 ``python -m jupyter_flow.samples --out DIR`` writes the example notebook's samples:
-``contract.pdf`` (every risk planted), ``scanned.pdf`` (the same, image-only pages) and
-``clean.pdf`` (no risk planted).
+``contract.pdf`` (every risk planted), ``scanned.pdf`` (the same, image-only pages),
+``clean.pdf`` (no risk planted), and the Chinese contract as ``contract_zh.pdf`` (text) and
+``scanned_zh.pdf`` (image-only pages), every risk planted in both.
 """
 
 from __future__ import annotations
@@ -218,6 +219,8 @@ def make_contract_pdf(
 
     if scanned:
         doc = _as_scan(doc, dpi)
+    else:
+        doc.subset_fonts()  # the Chinese font alone is over 20 MB; keep only the glyphs used
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {"garbage": 3, "deflate": True}
@@ -267,6 +270,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "contract.pdf": {},
     "scanned.pdf": {"scanned": True},
     "clean.pdf": {"risky": False},
+    "contract_zh.pdf": {"language": "zh"},
+    "scanned_zh.pdf": {"language": "zh", "scanned": True},
 }
 
 

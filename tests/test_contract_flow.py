@@ -305,14 +305,14 @@ def test_the_demo_models_command_skips_an_up_to_date_model_and_writes_a_service_
     assert not clause_classifier_is_current(tmp_path / "nothing-here")
 
 
-def test_the_samples_command_writes_a_text_a_scanned_and_a_clean_contract(tmp_path: Path) -> None:
+def test_the_samples_command_writes_text_scanned_and_clean_contracts_in_english_and_chinese(tmp_path: Path) -> None:
     import pymupdf
 
     proc = subprocess.run([sys.executable, "-m", "jupyter_flow.samples", "--out", str(tmp_path / "samples")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     files = {p.name: p for p in (tmp_path / "samples").iterdir()}
-    assert set(files) == {"contract.pdf", "scanned.pdf", "clean.pdf"}
+    assert set(files) == {"contract.pdf", "scanned.pdf", "clean.pdf", "contract_zh.pdf", "scanned_zh.pdf"}
 
     def text(name: str) -> str:
         with pymupdf.open(files[name]) as doc:
@@ -321,6 +321,7 @@ def test_the_samples_command_writes_a_text_a_scanned_and_a_clean_contract(tmp_pa
     assert "within 120 days" in text("contract.pdf") and "unlimited liability" in text("contract.pdf")
     assert text("scanned.pdf").strip() == ""
     assert "within 30 days" in text("clean.pdf") and "unlimited liability" not in text("clean.pdf")
+    assert "无限责任" in text("contract_zh.pdf") and text("scanned_zh.pdf").strip() == ""
     before = {name: p.stat().st_mtime_ns for name, p in files.items()}
     assert subprocess.run([sys.executable, "-m", "jupyter_flow.samples", "--out", str(tmp_path / "samples")],
                           capture_output=True, timeout=120).returncode == 0
