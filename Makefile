@@ -8,9 +8,9 @@ setup:
 	bash scripts/system-deps.sh
 	bash scripts/setup.sh
 
-## Launch the workbench: JupyterLab on notebooks/ with jupyter-flow installed.
+## Launch the workbench: JupyterLab on notebooks/, opening the quickstart notebook.
 lab: setup examples demo
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks --LabApp.default_url=/lab/tree/01_quickstart.ipynb $(LAB_ARGS)
 
 ## Run the example flow end to end (starts its two model services on loopback).
 demo: setup

@@ -245,7 +245,11 @@ class GraphView:
             new_edges[key] = widget
         self._nodes, self._edges = new_nodes, new_edges
         if structure_changed:
-            graph.edges = []
+            # drop only the edges that go: the front end removes views a moment later, so an
+            # edge taken out and put back at once would be added twice
+            kept = [e for e in graph.edges if any(e is w for w in new_edges.values())]
+            if len(kept) != len(graph.edges):
+                graph.edges = kept
             graph.nodes = list(new_nodes.values())
             graph.edges = list(new_edges.values())
             self._fit_soon()

@@ -209,22 +209,45 @@ def open_notebook(page: Any, lab: JupyterLab, path: str, *, timeout_s: float = 9
     )
 
 
-def run_all_cells(page: Any) -> None:
+def run_menu(page: Any, item: str) -> None:
+    """Pick an item of the Run menu ("Run All Cells", "Run All Above Selected Cell", ...)."""
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{re.escape(item)}$")).click()
 
 
-def wait_all_cells_ran(page: Any, *, timeout_s: float = 120.0) -> None:
-    """Wait until every code cell has an execution count and the kernel is idle."""
+def run_all_cells(page: Any) -> None:
+    run_menu(page, "Run All Cells")
+
+
+def select_code_cell(page: Any, index: int) -> None:
+    """Select a code cell (negative counts from the end) in command mode, by its prompt."""
+    cells = page.locator(".jp-Notebook .jp-CodeCell")
+    cell = cells.nth(index if index >= 0 else cells.count() + index)
+    cell.scroll_into_view_if_needed()
+    cell.locator(".jp-InputArea-prompt").click()
+
+
+def wait_all_cells_ran(page: Any, *, timeout_s: float = 120.0, skip_last: int = 0) -> None:
+    """Wait until every code cell (but the last `skip_last`) has an execution count and
+    the kernel is idle."""
     page.wait_for_function(
-        """() => {
-            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
+        """([skip]) => {
+            const all = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
+            const prompts = all.slice(0, all.length - skip);
             if (!prompts.length) return false;
             const busy = document.querySelector(".jp-Notebook-ExecutionIndicator[data-status='busy']");
             return !busy && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
         }""",
+        arg=[skip_last],
         timeout=timeout_s * 1000,
     )
+
+
+def code_cell_output(page: Any, index: int) -> str:
+    """The text a code cell (negative counts from the end) shows as its output."""
+    cells = page.locator(".jp-Notebook .jp-CodeCell")
+    cell = cells.nth(index if index >= 0 else cells.count() + index)
+    return str(cell.locator(".jp-OutputArea").inner_text())
 
 
 def error_outputs(page: Any) -> list[str]:
@@ -242,6 +265,28 @@ CY_LIST = "[...document.querySelectorAll('div')].filter(d => d._cyreg && d._cyre
 def wait_for_cytoscape(page: Any, *, count: int = 1, timeout_s: float = 60.0) -> None:
     page.wait_for_function(f"() => {CY_LIST}.length >= {count} && {CY_LIST}[0]._cyreg.cy.nodes().length > 0",
                            timeout=timeout_s * 1000)
+
+
+def record_cy_classes(page: Any, index: int = 0) -> None:
+    """From now on, note every set of classes each node of the index-th graph shows
+    (cytoscape's `class` event fires on every change, however short-lived); read them with
+    `recorded_cy_classes`."""
+    page.evaluate(
+        f"""() => {{
+            const cy = {CY_LIST}[{index}]._cyreg.cy;
+            const seen = window.__jfSeenClasses = {{}};
+            const note = n => {{ (seen[n.id()] = seen[n.id()] || []).push(n.classes().join(' ')); }};
+            cy.nodes().forEach(note);
+            if (window.__jfClassListener) cy.off('class', 'node', window.__jfClassListener);
+            window.__jfClassListener = e => note(e.target);
+            cy.on('class', 'node', window.__jfClassListener);
+        }}"""
+    )
+
+
+def recorded_cy_classes(page: Any) -> dict[str, list[str]]:
+    """Each node's class sets, in the order `record_cy_classes` saw them."""
+    return page.evaluate("() => window.__jfSeenClasses || {}")
 
 
 def cy_elements(page: Any, index: int = 0) -> dict[str, Any]:

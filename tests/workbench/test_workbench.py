@@ -76,7 +76,7 @@ def test_elements_carry_kind_colour_layout_position_and_edge_labels() -> None:
     assert "conditional" in elements["shout->report"]["classes"]
     # Every node not placed by the layout gets a spot of its own.
     guessed = default_positions(load_spec(QUICKSTART).model_copy(update={"layout": {}}))
-    assert len(set(guessed.values())) == 3
+    assert len(set(guessed.values())) == len(load_spec(QUICKSTART).nodes)
     selectors = {s["selector"] for s in stylesheet()}
     assert {f"node.status-{s}" for s in STATUS_COLOURS} <= selectors
 
@@ -389,7 +389,11 @@ def test_timeline_shows_parallel_nodes_overlapping() -> None:
 
 # -- files -------------------------------------------------------------------------------------------
 def test_save_and_open_keep_layout_and_the_users_comments(tmp_path: Path) -> None:
-    path = tmp_path / "q.flow.yaml"
+    from jupyter_flow.demo_models import CLAUSE_LABELS, make_tiny_bert
+
+    path = tmp_path / "flows" / "q.flow.yaml"
+    path.parent.mkdir()
+    make_tiny_bert(tmp_path / "models" / "clause-bert", labels=CLAUSE_LABELS)  # the model the flow names
     path.write_text(QUICKSTART.read_text())
     wb = Workbench(path)
     mouseup(wb, "stats", 300, 200)
