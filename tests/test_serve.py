@@ -173,6 +173,33 @@ def test_canary_split_is_weighted_and_sticky(tmp_path: Path) -> None:
         assert metric(metrics, "jupyter_flow_variant_seconds_count", node="pick", variant="canary", role="primary") == canary
 
 
+def shadow_flow(folder: Path, url: str, *, downstream: bool = False) -> Path:
+    """Node `clf` answers from `url`/v1 and shadows `url`/v2; `after` (if asked) reads it."""
+    text = textwrap.dedent(f"""\
+        name: shadow
+        inputs: {{text: {{type: text}}}}
+        nodes:
+          - id: clf
+            type: http
+            config: {{endpoint: "{url}/v1", input_mapping: {{text: "{{{{ text }}}}"}}}}
+            variants:
+              - {{id: v1, weight: 1}}
+              - {{id: v2, weight: 0, config: {{endpoint: "{url}/v2"}}}}
+            shadow: true
+        """)
+    if downstream:
+        text += textwrap.dedent("""\
+              - id: after
+                type: template
+                config: {template: "{{ clf.output.label }}"}
+            edges:
+              - {from: clf, to: after}
+            """)
+    path = folder / "shadow.flow.yaml"
+    write(path, text)
+    return path
+
+
 def test_shadow_runs_the_other_variant_and_records_both(tmp_path: Path, serve) -> None:
     seen = Counter()
 
@@ -184,19 +211,7 @@ def test_shadow_runs_the_other_variant_and_records_both(tmp_path: Path, serve) -
         return route
 
     backend = serve({"/v1": model("v1"), "/v2": model("v2")})
-    path = tmp_path / "shadow.flow.yaml"
-    write(path, textwrap.dedent(f"""\
-        name: shadow
-        inputs: {{text: {{type: text}}}}
-        nodes:
-          - id: clf
-            type: http
-            config: {{endpoint: "{backend.url}/v1", input_mapping: {{text: "{{{{ text }}}}"}}}}
-            variants:
-              - {{id: v1, weight: 1}}
-              - {{id: v2, weight: 0, config: {{endpoint: "{backend.url}/v2"}}}}
-            shadow: true
-        """))
+    path = shadow_flow(tmp_path, backend.url)
     with AsgiServer(flow_app(path)) as srv, httpx.Client(base_url=srv.url) as client:
         r = client.post("/run", json={"text": "hi"}).json()
         assert r["outputs"]["clf"] == {"label": "v1:hi"}  # the primary answers
@@ -247,24 +262,7 @@ def test_a_stalled_shadow_does_not_delay_the_answer(tmp_path: Path, serve) -> No
         return Reply(200, {"label": "slow"}, delay_s=1.5)
 
     backend = serve({"/v1": primary, "/v2": stalled})
-    path = tmp_path / "shadow.flow.yaml"
-    write(path, textwrap.dedent(f"""\
-        name: shadow
-        inputs: {{text: {{type: text}}}}
-        nodes:
-          - id: clf
-            type: http
-            config: {{endpoint: "{backend.url}/v1", input_mapping: {{text: "{{{{ text }}}}"}}}}
-            variants:
-              - {{id: v1, weight: 1}}
-              - {{id: v2, weight: 0, config: {{endpoint: "{backend.url}/v2"}}}}
-            shadow: true
-          - id: after
-            type: template
-            config: {{template: "{{{{ clf.output.label }}}}"}}
-        edges:
-          - {{from: clf, to: after}}
-        """))
+    path = shadow_flow(tmp_path, backend.url, downstream=True)
     with AsgiServer(flow_app(path)) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
         t0 = time.perf_counter()
         r = client.post("/run", json={"text": "hi"})
