@@ -467,17 +467,8 @@ def run_batch(
 
 
 # -- command line ---------------------------------------------------------------------
-def _pairs(values: Sequence[str], flag: str, shape: str) -> dict[str, str]:
-    pairs = {}
-    for pair in values:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise BatchInputError([Problem(f"{flag} {pair!r}: expected {shape}", field=flag.lstrip("-"))])
-        pairs[key] = value
-    return pairs
-
-
 def _cmd_batch(args: argparse.Namespace) -> int:
+    from jupyter_flow.cli import parse_pairs
     from jupyter_flow.flow import Flow
 
     runner: Any = run_batch
@@ -498,8 +489,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             input_name=args.input_name,
             settings={"device": args.device} if args.device else None,
-            endpoints=_pairs(args.endpoint, "--endpoint", "NODE=URL"),
-            common_inputs=_pairs(args.input, "--input", "KEY=VALUE"),
+            endpoints=parse_pairs(args.endpoint, "--endpoint", "NODE=URL"),
+            common_inputs=parse_pairs(args.input, "--input"),
         )
     except BatchStoppedError as exc:
         print(exc.summary.to_text())

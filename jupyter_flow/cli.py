@@ -30,6 +30,17 @@ class _Usage(Exception):
     pass
 
 
+def parse_pairs(values: Sequence[str], flag: str, shape: str = "KEY=VALUE") -> dict[str, str]:
+    """`KEY=VALUE` options (repeated) as a dict; a malformed one is a usage error (exit 2)."""
+    pairs: dict[str, str] = {}
+    for pair in values:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _Usage(f"{flag} {pair!r}: expected {shape}")
+        pairs[key] = value
+    return pairs
+
+
 def _parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if inputs_file:
@@ -42,11 +53,7 @@ def _parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, An
         if not isinstance(data, dict):
             raise _Usage(f"--inputs {inputs_file}: must hold a JSON object of input names to values")
         values.update(data)
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise _Usage(f"--input {pair!r}: expected KEY=VALUE")
-        values[key] = value
+    values.update(parse_pairs(pairs, "--input"))
     return values
 
 

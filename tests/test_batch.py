@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import kill_after_results
 from servers import Reply, Request
 
 from jupyter_flow import Flow, FlowValidationError, Node, NodeConfig, NodeRegistry
@@ -227,21 +227,7 @@ def test_a_batch_killed_with_sigkill_resumes_with_every_item_exactly_once(workdi
     cmd = [sys.executable, "-m", "jupyter_flow.cli", "batch", str(flow_path), "--inputs", str(inbox),
            "--out", str(out), "-c", "3", "-q", "--input", "delay=0.2"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        results = out / "results.jsonl"
-        while time.monotonic() < deadline:
-            if results.exists() and results.read_bytes().count(b"\n") >= 6:
-                break
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_after_results(proc, out / "results.jsonl", 6, timeout_s=60)
     before = read_results(out)
     assert 6 <= len(before) < 30, "the kill came too late to test anything"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 from model_fixtures import make_tiny_bert
+from processes import kill_after_results
 from servers import LoopbackServer, Reply, Request, free_port
 
 from jupyter_flow import Flow
@@ -185,20 +185,7 @@ def test_a_killed_ray_batch_resumes_with_every_item_exactly_once(cluster: str, f
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results = out / "results.jsonl"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if results.exists() and results.read_bytes().count(b"\n") >= 10:
-                break
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+    kill_after_results(proc, results, 10, timeout_s=120)
     before = read_results(out)
     assert 10 <= len(before) < 160, "the kill came too late to test anything"
     served = len(endpoint.requests)
