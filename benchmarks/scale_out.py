@@ -27,7 +27,7 @@ from typing import Any
 
 from jupyter_flow import Flow
 from jupyter_flow.batch import read_results, run_batch
-from jupyter_flow.demo_models import make_tiny_bert
+from jupyter_flow.examples.models import make_tiny_bert
 
 WORDS = ["the", "customer", "shall", "pay", "invoice", "within", "thirty", "days", "terminate", "notice",
          "liability", "risk", "fee", "supplier", "warranty", "indemnify", "breach", "party"]
@@ -125,7 +125,7 @@ def main() -> None:
     import ray
     import torch
 
-    from jupyter_flow.ray_batch import run_batch_ray
+    from jupyter_flow.batch.ray import run_batch_ray
 
     cuda = torch.cuda.is_available()
     port = multiprocessing.Value("i", 0)
@@ -162,7 +162,7 @@ def main() -> None:
                     path.write_text(text, encoding="utf-8")
                     flow = Flow.load(path)
                     name = f"{kind}, {device}"
-                    row, base = timed(f"{name}: local engine", lambda o: run_batch(
+                    row, base = timed(f"{name}: local engine", lambda o, flow=flow: run_batch(
                         flow, items, o, concurrency=args.concurrency, progress=Clock), root / f"out-{kind}-{device}-l", None)
                     rows.append(row)
                     if device == "cuda":
@@ -172,7 +172,7 @@ def main() -> None:
                         cases = [(f"{name}: ray, {r} CPU actor(s)", dict(replicas=r, num_gpus=0.0)) for r in args.replicas]
                     for label, extra in cases:
                         out = root / f"out-{label.replace(' ', '_').replace(',', '').replace(':', '')}"
-                        row, _ = timed(label, lambda o, extra=extra: run_batch_ray(
+                        row, _ = timed(label, lambda o, extra=extra, path=path: run_batch_ray(
                             Flow.load(path), items, o, concurrency=args.concurrency, progress=Clock, **extra), out, base)
                         rows.append(row)
         finally:

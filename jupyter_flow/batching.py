@@ -257,7 +257,7 @@ class MicroBatcher(Generic[T, R]):
             values = list(fn([p.item for p in batch]))
             if len(values) != len(batch):
                 raise RuntimeError(f"the batch function returned {len(values)} results for {len(batch)} items")
-        except self.split_on if self.split_on else () as exc:  # type: ignore[misc]
+        except self.split_on as exc:
             if len(batch) == 1:
                 _deliver_error(batch, exc)
                 return

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from jupyter_flow.errors import NodeError, NodeTimeoutError, TemplateError
+from jupyter_flow.http import make_client
 from jupyter_flow.nodes.base import Node, NodeContext
 from jupyter_flow.plan import Plan, PlannedEdge, PlannedNode
 from jupyter_flow.spec import RetrySpec
@@ -31,7 +32,6 @@ __all__ = ["EventCallback", "Runtime", "execute"]
 
 EventCallback = Callable[[RunEvent], "Awaitable[None] | None"]
 _NO_RETRY = RetrySpec()
-_TERMINAL = frozenset({"ok", "error", "skipped", "cancelled"})
 
 
 class Runtime:
@@ -52,9 +52,7 @@ class Runtime:
 
     def http_client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64), follow_redirects=True
-            )
+            self._client = make_client()
         return self._client
 
     async def close(self) -> None:

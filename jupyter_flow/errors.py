@@ -45,22 +45,28 @@ class FlowError(Exception):
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a flow: where it is (node, field) and what is wrong."""
+    """One thing wrong with a flow, and where: `node` (an id), `edge` (an index into the
+    flow's `edges`) and `field` (a config path such as ``config.text``, or for an edge one
+    of ``from``, ``to``, ``when``, ``branch``, ``on``). Layers pass these fields on as they
+    are; nothing parses the text back."""
 
     message: str
     node: str | None = None
     field: str | None = None
+    edge: int | None = None
 
     def __str__(self) -> str:
         where = []
         if self.node is not None:
             where.append(f"node '{self.node}'")
+        if self.edge is not None:
+            where.append(f"edges[{self.edge}]")
         if self.field:
             where.append(f"field '{self.field}'")
         return f"{', '.join(where)}: {self.message}" if where else self.message
 
     def to_dict(self) -> dict[str, Any]:
-        return {"node": self.node, "field": self.field, "message": self.message}
+        return {"node": self.node, "edge": self.edge, "field": self.field, "message": self.message}
 
 
 class FlowValidationError(FlowError):

@@ -12,40 +12,14 @@ import httpx
 
 from jupyter_flow.engine import EventCallback, Runtime, execute
 from jupyter_flow.errors import FlowValidationError, Problem
+from jupyter_flow.inputs import InputValidator
 from jupyter_flow.nodes.python import default_functions, run_functions
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
 from jupyter_flow.plan import Plan, build_plan
-from jupyter_flow.spec import FlowSpec, InputSpec, PathLike, dump_spec, load_spec, parse_spec_text, spec_from_dict, spec_to_dict
+from jupyter_flow.spec import FlowSpec, PathLike, dump_spec, load_spec, parse_spec_text, spec_from_dict, spec_to_dict
 from jupyter_flow.trace import RunResult
 
-__all__ = ["Flow", "coerce_input"]
-
-_TRUE = {"1", "true", "yes", "on", "y"}
-_FALSE = {"0", "false", "no", "off", "n"}
-
-
-def coerce_input(name: str, spec: InputSpec | None, value: Any) -> Any:
-    """Turn a command-line string into the declared input type; other values pass through."""
-    import json
-
-    if not isinstance(value, str) or spec is None:
-        return value
-    kind = spec.type
-    try:
-        if kind == "integer":
-            return int(value)
-        if kind == "number":
-            return float(value)
-        if kind == "boolean":
-            low = value.strip().lower()
-            if low in _TRUE | _FALSE:
-                return low in _TRUE
-            raise ValueError("expected true or false")
-        if kind in ("json", "list", "object"):
-            return json.loads(value)
-    except ValueError as exc:
-        raise FlowValidationError([Problem(f"cannot read {value!r} as {kind}: {exc}", field=f"inputs.{name}")]) from None
-    return value
+__all__ = ["Flow"]
 
 
 async def _close_after(runtime: Runtime, tasks: set[asyncio.Future[Any]]) -> None:
@@ -138,33 +112,10 @@ class Flow:
         return self._plan
 
     def resolve_inputs(self, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Declared defaults filled in, strings coerced to declared types, unknown and
-        missing inputs reported."""
-        given = dict(inputs or {})
-        declared = self.spec.inputs
-        problems: list[Problem] = []
-        if declared:
-            unknown = sorted(set(given) - set(declared))
-            for name in unknown:
-                problems.append(Problem(f"unknown input (the flow takes: {', '.join(declared)})", field=f"inputs.{name}"))
-        resolved: dict[str, Any] = {}
-        for name, spec in declared.items():
-            if name in given:
-                resolved[name] = coerce_input(name, spec, given[name])
-            elif spec.default is not None:
-                resolved[name] = spec.default
-            elif spec.is_required:
-                problems.append(Problem("missing required input", field=f"inputs.{name}"))
-            else:
-                resolved[name] = None
-        if not declared:
-            resolved = given
-            missing = sorted(self.plan.input_names - set(given))
-            for name in missing:
-                problems.append(Problem("missing input used by the flow's templates", field=f"inputs.{name}"))
-        if problems:
-            raise FlowValidationError(problems)
-        return resolved
+        """Declared defaults filled in, values checked and converted by the input rules
+        (`jupyter_flow.inputs`), unknown and missing inputs reported together."""
+        used = None if self.spec.inputs else self.plan.input_names
+        return InputValidator(self.spec.inputs).validate(inputs, used=used)
 
     # -- running -----------------------------------------------------------------
     async def arun(

@@ -299,10 +299,6 @@ class ModelCache:
             entry.last_used = time.time()
             return entry
 
-    def peek(self, key: tuple[Hashable, ...]) -> LoadedModel | None:
-        with self._lock:
-            return self._entries.get(key)
-
     def entries(self) -> list[LoadedModel]:
         with self._lock:
             return list(self._entries.values())

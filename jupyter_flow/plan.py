@@ -1,15 +1,14 @@
 """Compile a FlowSpec into a Plan the engine can run, collecting every problem on the way.
 
-Checks, each giving a Problem that names the node and field: unknown node types (listing
-the known ones), node config schemas, duplicate ids, edges to or from missing nodes,
-cycles (naming the nodes on the cycle), templates and `when` conditions that do not
-parse, references to unknown or non-upstream nodes and to undeclared inputs.
+Checks, each giving a Problem that names the node, edge and field: the graph's shape
+(`jupyter_flow.graph.check_graph`: duplicate ids, dangling, self and repeated edges,
+cycles), unknown node types (listing the known ones), node config schemas, templates and
+`when` conditions that do not parse, references to unknown or non-upstream nodes and to
+undeclared inputs, branches a source node cannot take.
 """
 
 from __future__ import annotations
 
-import graphlib
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from jupyter_flow.expressions import (
     compile_fields,
     compile_value,
 )
+from jupyter_flow.graph import check_graph
 from jupyter_flow.nodes.base import Node
 from jupyter_flow.nodes.registry import NodeRegistry
 from jupyter_flow.trace import fingerprint
@@ -69,175 +69,133 @@ def _fingerprint(spec: NodeSpec) -> str:
     return fingerprint(spec.model_dump())
 
 
-def _check_refs(
-    refs: set[Reference],
-    *,
-    owner: str | None,
-    field_name: str,
-    allowed: set[str],
-    node_ids: set[str],
-    inputs: set[str],
-    declared: bool,
-    problems: list[Problem],
-) -> set[str]:
-    """Problems for references that cannot resolve; returns the input names used."""
-    used: set[str] = set()
-    for ref in refs:
+class _References:
+    """Checks that the names a template uses resolve: declared inputs, and nodes that are
+    upstream of the node using them. Collects the input names used on the way."""
+
+    def __init__(self, spec: FlowSpec, node_ids: set[str], upstream: dict[str, set[str]], problems: list[Problem]) -> None:
+        self.node_ids = node_ids
+        self.inputs = set(spec.inputs)
+        self.declared = bool(spec.inputs)
+        self.upstream = upstream
+        self.problems = problems
+        self.used: set[str] = set()
+
+    def check(self, refs: set[Reference], *, owner: str | None, field: str, allowed: set[str], edge: int | None = None) -> None:
+        for ref in refs:
+            problem = self._problem(ref, owner, allowed)
+            if problem is not None:
+                self.problems.append(Problem(problem, node=owner, field=field, edge=edge))
+
+    def _problem(self, ref: Reference, owner: str | None, allowed: set[str]) -> str | None:
+        inputs = self.inputs
         if ref.name == "inputs":
-            if ref.attr is not None:
-                if declared and ref.attr not in inputs:
-                    problems.append(Problem(f"references undeclared input 'inputs.{ref.attr}' (declared: {', '.join(sorted(inputs)) or 'none'})", node=owner, field=field_name))
-                used.add(ref.attr)
-            continue
-        if ref.name in node_ids:
-            if ref.name not in allowed:
-                problems.append(
-                    Problem(
-                        f"references node '{ref.name}', which is not upstream of '{owner}': add an edge from "
-                        f"'{ref.name}' (or a node after it) to '{owner}'" if owner else f"references node '{ref.name}', which is not upstream here",
-                        node=owner,
-                        field=field_name,
-                    )
-                )
-            continue
-        if ref.attr == "output" or (ref.name not in inputs and declared):
-            what = "unknown node" if ref.attr == "output" else "unknown name"
-            known = ", ".join(sorted(node_ids)) or "none"
-            extra = f"; declared inputs: {', '.join(sorted(inputs)) or 'none'}" if what == "unknown name" else ""
-            problems.append(Problem(f"references {what} '{ref.name}' (nodes: {known}{extra})", node=owner, field=field_name))
-            continue
-        used.add(ref.name)
-    return used
+            if ref.attr is None:
+                return None
+            self.used.add(ref.attr)
+            if self.declared and ref.attr not in inputs:
+                return f"references undeclared input 'inputs.{ref.attr}' (declared: {', '.join(sorted(inputs)) or 'none'})"
+            return None
+        if ref.name in self.node_ids:
+            if ref.name in allowed:
+                return None
+            if owner:
+                return (f"references node '{ref.name}', which is not upstream of '{owner}': add an edge from "
+                        f"'{ref.name}' (or a node after it) to '{owner}'")
+            return f"references node '{ref.name}', which is not upstream here"
+        if ref.attr == "output" or (ref.name not in inputs and self.declared):
+            known = ", ".join(sorted(self.node_ids)) or "none"
+            if ref.attr == "output":
+                return f"references unknown node '{ref.name}' (nodes: {known})"
+            return f"references unknown name '{ref.name}' (nodes: {known}; declared inputs: {', '.join(sorted(inputs)) or 'none'})"
+        self.used.add(ref.name)
+        return None
 
 
-def build_plan(spec: FlowSpec, registry: NodeRegistry, base_dir: Path | None = None) -> tuple[Plan | None, list[Problem]]:
-    problems: list[Problem] = []
-    specs: dict[str, NodeSpec] = {}
-    for ns in spec.nodes:
-        if ns.id in specs:
-            problems.append(Problem("duplicate node id (each node needs its own id)", node=ns.id, field="id"))
-        specs[ns.id] = ns
-    node_ids = set(specs)
-
-    clash = node_ids & (set(spec.inputs) | {"inputs"})
-    for name in sorted(clash):
-        problems.append(Problem(f"node id '{name}' is also the name of a flow input; rename one", node=name, field="id"))
-
-    # Edges and the graph.
-    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-    parents: dict[str, set[str]] = defaultdict(set)
-    for i, edge in enumerate(spec.edges):
-        where = f"edges[{i}] ({edge.describe()})"
-        if edge.source != START and edge.source not in node_ids:
-            problems.append(Problem(f"edge from missing node '{edge.source}' (nodes: {', '.join(sorted(node_ids))})", field=where))
-        if edge.target not in node_ids:
-            problems.append(Problem(f"edge to missing node '{edge.target}' (nodes: {', '.join(sorted(node_ids))})", field=where))
-        if edge.source == edge.target:
-            problems.append(Problem("edge from a node to itself", node=edge.source, field=where))
-        if edge.source in node_ids and edge.target in node_ids and edge.source != edge.target:
-            parents[edge.target].add(edge.source)
-    for nid in node_ids:
-        sorter.add(nid, *sorted(parents.get(nid, ())))
-    order: list[str] = []
+def _load_kind(registry: NodeRegistry, ns: NodeSpec, problems: list[Problem]) -> type[Node] | None:
+    """The node class of `ns.type`, or None with a problem on the node's `type` field."""
     try:
-        order = list(sorter.static_order())
-    except graphlib.CycleError as exc:
-        cycle = exc.args[1]
-        problems.append(Problem(f"the edges form a cycle: {' -> '.join(cycle)}", node=cycle[0], field="edges"))
+        return registry.get(ns.type)
+    except KeyError as exc:
+        problems.append(Problem(str(exc.args[0]), node=ns.id, field="type"))
+    except MissingDependencyError as exc:
+        problems.append(Problem(str(exc), node=ns.id, field="type"))
+    except (ImportError, AttributeError, TypeError) as exc:
+        problems.append(Problem(f"node type {ns.type!r} cannot be loaded: {exc}", node=ns.id, field="type"))
+    return None
 
-    upstream: dict[str, set[str]] = {nid: set() for nid in node_ids}
-    downstream: dict[str, set[str]] = {nid: set() for nid in node_ids}
-    if order:
-        for nid in order:
-            for p in parents.get(nid, ()):
-                upstream[nid] |= upstream[p] | {p}
-        for nid, ups in upstream.items():
-            for u in ups:
-                downstream[u].add(nid)
 
-    # Nodes: kinds, configs, templates.
-    declared = bool(spec.inputs)
-    inputs = set(spec.inputs)
-    used_inputs: set[str] = set()
-    planned: dict[str, PlannedNode] = {}
-    for nid, ns in specs.items():
+def _plan_node(
+    ns: NodeSpec, cls: type[Node], base_dir: Path | None, refs: _References, problems: list[Problem]
+) -> PlannedNode | None:
+    """A node's config, templates and variants checked and compiled; None when unusable."""
+    nid = ns.id
+    config_problems = cls.check_config(ns)
+    problems.extend(config_problems)
+    if ns.on_error == "default" and ns.default is None:
+        problems.append(Problem("on_error: default needs a `default:` value", node=nid, field="default"))
+    if config_problems:
+        return None
+    try:
+        node = cls(ns)
+        node.base_dir = base_dir
+        fields = compile_fields(ns.config, node=nid, where="config")
+        renderer = combine(ns.config, fields, node=nid, where="config")
+    except TemplateError as exc:
+        problems.append(exc.problem)
+        return None
+    problems.extend(node.problems())
+    allowed = refs.upstream.get(nid, set())
+    for key, part in fields.items():
+        refs.check(part.refs, owner=nid, field=f"config.{key}", allowed=allowed)
+    pn = PlannedNode(ns, node, renderer, _fingerprint(ns))
+    for j, variant in enumerate(ns.variants):
+        vspec = ns.model_copy(update={"config": {**ns.config, **variant.config}, "variants": []})
+        vproblems = cls.check_config(vspec)
+        if vproblems:
+            problems.extend(Problem(p.message, node=nid, field=f"variants[{j}].{p.field}") for p in vproblems)
+            continue
         try:
-            cls = registry.get(ns.type)
-        except KeyError as exc:
-            problems.append(Problem(str(exc.args[0]), node=nid, field="type"))
-            continue
-        except MissingDependencyError as exc:
-            problems.append(Problem(str(exc), node=nid, field="type"))
-            continue
-        except (ImportError, AttributeError, TypeError) as exc:
-            problems.append(Problem(f"node type {ns.type!r} cannot be loaded: {exc}", node=nid, field="type"))
-            continue
-        config_problems = cls.check_config(ns)
-        problems.extend(config_problems)
-        if ns.on_error == "default" and ns.default is None:
-            problems.append(Problem("on_error: default needs a `default:` value", node=nid, field="default"))
-        if config_problems:
-            continue
-        try:
-            node = cls(ns)
-            node.base_dir = base_dir
-            fields = compile_fields(ns.config, node=nid, where="config")
-            renderer = combine(ns.config, fields, node=nid, where="config")
+            vrenderer = compile_value(vspec.config, node=nid, where=f"variants[{j}].config")
         except TemplateError as exc:
             problems.append(exc.problem)
             continue
-        problems.extend(node.problems())
-        allowed = upstream.get(nid, set())
-        for key, part in fields.items():
-            used_inputs |= _check_refs(part.refs, owner=nid, field_name=f"config.{key}", allowed=allowed,
-                                       node_ids=node_ids, inputs=inputs, declared=declared, problems=problems)
-        pn = PlannedNode(ns, node, renderer, _fingerprint(ns))
-        for j, variant in enumerate(ns.variants):
-            vspec = ns.model_copy(update={"config": {**ns.config, **variant.config}, "variants": []})
-            vproblems = cls.check_config(vspec)
-            if vproblems:
-                problems.extend(Problem(p.message, node=nid, field=f"variants[{j}].{p.field}") for p in vproblems)
-                continue
-            try:
-                vrenderer = compile_value(vspec.config, node=nid, where=f"variants[{j}].config")
-            except TemplateError as exc:
-                problems.append(exc.problem)
-                continue
-            used_inputs |= _check_refs(vrenderer.refs, owner=nid, field_name=f"variants[{j}].config", allowed=allowed,
-                                       node_ids=node_ids, inputs=inputs, declared=declared, problems=problems)
-            vnode = cls(vspec)
-            vnode.base_dir = base_dir
-            pn.variants[variant.id] = (vnode, vrenderer)
-        if ns.variants and sum(v.weight for v in ns.variants) <= 0:
-            problems.append(Problem("variants need a positive total weight", node=nid, field="variants"))
-        if ns.variant_key:
-            try:
-                pn.variant_key = compile_value(ns.variant_key, node=nid, where="variant_key")
-                used_inputs |= _check_refs(pn.variant_key.refs, owner=nid, field_name="variant_key", allowed=allowed,
-                                           node_ids=node_ids, inputs=inputs, declared=declared, problems=problems)
-            except TemplateError as exc:
-                problems.append(exc.problem)
-        planned[nid] = pn
+        refs.check(vrenderer.refs, owner=nid, field=f"variants[{j}].config", allowed=allowed)
+        vnode = cls(vspec)
+        vnode.base_dir = base_dir
+        pn.variants[variant.id] = (vnode, vrenderer)
+    if ns.variants and sum(v.weight for v in ns.variants) <= 0:
+        problems.append(Problem("variants need a positive total weight", node=nid, field="variants"))
+    if ns.variant_key:
+        try:
+            pn.variant_key = compile_value(ns.variant_key, node=nid, where="variant_key")
+            refs.check(pn.variant_key.refs, owner=nid, field="variant_key", allowed=allowed)
+        except TemplateError as exc:
+            problems.append(exc.problem)
+    return pn
 
-    # Edge conditions and branches.
+
+def _plan_edges(spec: FlowSpec, planned: dict[str, PlannedNode], refs: _References, problems: list[Problem]) -> None:
+    """Compile edge conditions, check branches, and hang each edge on its nodes."""
     for i, edge in enumerate(spec.edges):
-        where = f"edges[{i}] ({edge.describe()})"
         condition = None
         if edge.when is not None:
             try:
-                condition = compile_condition(edge.when, node=edge.target, where=f"{where}.when")
+                condition = compile_condition(edge.when, node=edge.target, where="when")
             except TemplateError as exc:
-                problems.append(exc.problem)
+                problems.append(Problem(exc.problem.message, node=edge.target, field="when", edge=i))
             else:
-                allowed = {edge.source} | upstream.get(edge.source, set()) if edge.source != START else set()
-                used_inputs |= _check_refs(condition.refs, owner=edge.target, field_name=f"{where}.when", allowed=allowed,
-                                           node_ids=node_ids, inputs=inputs, declared=declared, problems=problems)
+                allowed = {edge.source} | refs.upstream.get(edge.source, set()) if edge.source != START else set()
+                refs.check(condition.refs, owner=edge.target, field="when", allowed=allowed, edge=i)
         if edge.branch is not None and edge.source in planned:
-            branches = getattr(planned[edge.source].node.config, "branches", None)
+            source = planned[edge.source]
+            branches = source.node.branches()
             if branches is None:
-                problems.append(Problem(f"`branch` needs a switch node as source; '{edge.source}' is a '{specs[edge.source].type}' node", field=f"{where}.branch"))
+                problems.append(Problem(f"`branch` needs a node that branches (a switch) as source; '{edge.source}' is a "
+                                        f"'{source.spec.type}' node", edge=i, field="branch"))
             elif edge.branch not in branches:
-                problems.append(Problem(f"'{edge.source}' has no branch {edge.branch!r} (branches: {', '.join(branches)})", field=f"{where}.branch"))
+                problems.append(Problem(f"'{edge.source}' has no branch {edge.branch!r} (branches: {', '.join(branches)})",
+                                        edge=i, field="branch"))
         if edge.target not in planned or (edge.source != START and edge.source not in planned):
             continue
         pe = PlannedEdge(edge, condition)
@@ -249,6 +207,30 @@ def build_plan(spec: FlowSpec, registry: NodeRegistry, base_dir: Path | None = N
             if edge.on == "error":
                 planned[edge.source].has_error_edges = True
 
-    if problems or not order:
+
+def build_plan(spec: FlowSpec, registry: NodeRegistry, base_dir: Path | None = None) -> tuple[Plan | None, list[Problem]]:
+    """The steps: the graph's shape (`check_graph`), each node (kind, config, templates,
+    variants), then the edges (conditions, branches). Every problem is collected; the plan
+    is given only when there are none."""
+    graph = check_graph(spec)
+    problems = list(graph.problems)
+    upstream = graph.upstream()
+    downstream: dict[str, set[str]] = {nid: set() for nid in graph.node_ids}
+    for nid, ups in upstream.items():
+        for u in ups:
+            downstream[u].add(nid)
+    refs = _References(spec, set(graph.node_ids), upstream, problems)
+    planned: dict[str, PlannedNode] = {}
+    first = {ns.id: ns for ns in reversed(spec.nodes)}  # a duplicated id: its first node
+    for nid in graph.node_ids:
+        ns = first[nid]
+        cls = _load_kind(registry, ns, problems)
+        if cls is None:
+            continue
+        pn = _plan_node(ns, cls, base_dir, refs, problems)
+        if pn is not None:
+            planned[nid] = pn
+    _plan_edges(spec, planned, refs, problems)
+    if problems or not graph.order:
         return None, problems
-    return Plan(spec, planned, order, inputs | used_inputs, upstream, downstream), []
+    return Plan(spec, planned, graph.order, refs.inputs | refs.used, upstream, downstream), []

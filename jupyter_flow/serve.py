@@ -32,6 +32,7 @@ import yaml
 
 from jupyter_flow.errors import FlowError, FlowValidationError, MissingDependencyError, Problem
 from jupyter_flow.flow import Flow
+from jupyter_flow.http import make_client
 from jupyter_flow.spec import FlowSpec, spec_from_dict
 from jupyter_flow.trace import RunResult, to_jsonable
 
@@ -169,32 +170,16 @@ def _auth_middleware(token: str | None) -> list[Any]:
     return [Middleware(BaseHTTPMiddleware, dispatch=check)]
 
 
-def _check_body(flow: Flow, body: Any, *, wrapped: bool) -> dict[str, Any]:
-    """The run inputs from a request body, or FlowValidationError naming the field."""
+def _body_inputs(body: Any, *, wrapped: bool) -> dict[str, Any]:
+    """The run inputs a request body carries (a JSON object, for a flow also `{"inputs":
+    {...}}`); their values are checked by the flow's input rules like any other run's."""
     if not isinstance(body, Mapping):
         raise FlowValidationError([Problem("the request body must be a JSON object", field="body")])
     if wrapped and "inputs" in body and set(body) <= {"inputs"}:
         body = body["inputs"]
         if not isinstance(body, Mapping):
             raise FlowValidationError([Problem("must be a JSON object of input names to values", field="inputs")])
-    inputs = dict(body)
-    for name, spec in flow.spec.inputs.items():
-        value = inputs.get(name)
-        if value is None:
-            continue
-        ok = {
-            "string": (str, list),
-            "text": (str, list),
-            "file": (str,),
-            "number": (int, float, list),
-            "integer": (int, list),
-            "boolean": (bool,),
-            "list": (list,),
-            "object": (dict,),
-        }.get(spec.type)
-        if ok and (not isinstance(value, ok) or (spec.type in ("number", "integer") and isinstance(value, bool))):
-            raise FlowValidationError([Problem(f"expected {spec.type}, got {type(value).__name__}", field=name)])
-    return inputs
+    return dict(body)
 
 
 _MAX_TENSOR_VALUES = 100_000
@@ -219,123 +204,152 @@ def _problems_json(exc: FlowValidationError) -> dict[str, Any]:
     return {"error": "invalid request: " + "; ".join(map(str, exc.problems)), "problems": [p.to_dict() for p in exc.problems]}
 
 
-def _build_app(service: FlowService, *, mode: str, token: str | None, warm: bool) -> Any:
-    import httpx
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
+class _ServiceApp:
+    """The routes of a served model or flow, on one `FlowService`: its lifespan (HTTP
+    client, file watch, warm-up), the run route, health, metrics and run traces."""
 
-    from jupyter_flow import __version__
+    def __init__(self, service: FlowService, *, mode: str, warm: bool) -> None:
+        self.service = service
+        self.metrics = service.metrics
+        self.mode = mode
+        self.warm = warm
+        self.client: Any = None
+        self.warm_error: str | None = None
+        self.background: set[asyncio.Future[Any]] = set()  # shadow runs finishing after their response
 
-    metrics = service.metrics
-    state: dict[str, Any] = {"client": None, "warm_error": None}
-    background: set[asyncio.Future[Any]] = set()  # shadow runs finishing after their response
-
-    async def finish_shadows(result: RunResult) -> None:
-        await asyncio.gather(*result.background, return_exceptions=True)
-        metrics.observe_shadows(result)
-
+    # -- lifespan ---------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        state["client"] = httpx.AsyncClient(limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
-        watcher = asyncio.create_task(service.watch()) if mode == "flow" and service.source else None
-        if warm:
-            for planned in service.flow.plan.nodes.values():
-                try:
-                    await asyncio.to_thread(planned.node.ensure_warm)
-                except Exception as exc:  # reported by /health; requests then fail with the reason
-                    state["warm_error"] = f"node '{planned.id}': warm-up failed: {type(exc).__name__}: {exc}"
-                    log.error("%s", state["warm_error"])
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        self.client = make_client()
+        service = self.service
+        watcher = asyncio.create_task(service.watch()) if self.mode == "flow" and service.source else None
+        if self.warm:
+            await self.warm_up()
         try:
             yield
         finally:
-            if background:
-                await asyncio.gather(*background, return_exceptions=True)
+            if self.background:
+                await asyncio.gather(*self.background, return_exceptions=True)
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
-            await state["client"].aclose()
+            await self.client.aclose()
 
-    async def run_request(request: Request, route: str) -> Response:
+    async def warm_up(self) -> None:
+        for planned in self.service.flow.plan.nodes.values():
+            try:
+                await asyncio.to_thread(planned.node.ensure_warm)
+            except Exception as exc:  # reported by /health; requests then fail with the reason
+                self.warm_error = f"node '{planned.id}': warm-up failed: {type(exc).__name__}: {exc}"
+                log.error("%s", self.warm_error)
+
+    # -- runs -------------------------------------------------------------------------
+    async def run_request(self, request: Any, route: str) -> Any:
+        from starlette.responses import JSONResponse
+
         t0 = time.perf_counter()
-        metrics.in_flight.inc()
+        self.metrics.in_flight.inc()
         status = 500
         try:
-            if mode == "flow":
-                service.check_reload()
-            flow = service.flow
+            if self.mode == "flow":
+                self.service.check_reload()
+            flow = self.service.flow
             try:
                 body = await request.json()
             except ValueError:
                 status = 422
-                return JSONResponse({"error": "the request body is not JSON", "problems": [{"field": "body", "node": None, "message": "not JSON"}]}, status_code=422)
+                return JSONResponse({"error": "the request body is not JSON", "problems": [{"field": "body", "node": None, "edge": None, "message": "not JSON"}]}, status_code=422)
             try:
-                inputs = flow.resolve_inputs(_check_body(flow, body, wrapped=mode == "flow"))
+                inputs = flow.resolve_inputs(_body_inputs(body, wrapped=self.mode == "flow"))
             except FlowValidationError as exc:
                 status = 422
                 return JSONResponse(_problems_json(exc), status_code=422)
-            result = await flow.arun(inputs, http_client=state["client"], raise_on_error=False, wait_for_shadows=False)
-            metrics.observe(result, shadows=not result.background)
-            if result.background:  # shadows must not delay the answer; their trace fills in later
-                task = asyncio.ensure_future(finish_shadows(result))
-                background.add(task)
-                task.add_done_callback(background.discard)
-            service.remember(result)
-            if not result.ok:
-                failed = result.failed()
-                status = 504 if result.status == "timeout" else 500
-                return JSONResponse(
-                    {"error": result.error, "run_id": result.run_id, "node": failed[0].node if failed else None},
-                    status_code=status,
-                )
-            status = 200
-            if mode == "model":
-                (only,) = result.outputs.values()
-                return JSONResponse(_plain(only))
-            return JSONResponse({"run_id": result.run_id, "outputs": to_jsonable(result.outputs)})
+            result = await flow.arun(inputs, http_client=self.client, raise_on_error=False, wait_for_shadows=False)
+            status, answer = self.answer(result)
+            return JSONResponse(answer, status_code=status)
         except FlowError as exc:
             return JSONResponse({"error": str(exc)}, status_code=500)
         finally:
-            metrics.in_flight.dec()
-            metrics.requests.labels(route, str(status)).inc()
-            metrics.latency.labels(route).observe(time.perf_counter() - t0)
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
 
-    async def predict(request: Request) -> Response:
-        return await run_request(request, "/predict")
+    def answer(self, result: RunResult) -> tuple[int, Any]:
+        """Record a finished run (metrics, shadows, history); the status code and body."""
+        self.metrics.observe(result, shadows=not result.background)
+        if result.background:  # shadows must not delay the answer; their trace fills in later
+            task = asyncio.ensure_future(self.finish_shadows(result))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+        self.service.remember(result)
+        if not result.ok:
+            failed = result.failed()
+            status = 504 if result.status == "timeout" else 500
+            return status, {"error": result.error, "run_id": result.run_id, "node": failed[0].node if failed else None}
+        if self.mode == "model":
+            (only,) = result.outputs.values()
+            return 200, _plain(only)
+        return 200, {"run_id": result.run_id, "outputs": to_jsonable(result.outputs)}
 
-    async def run(request: Request) -> Response:
-        return await run_request(request, "/run")
+    async def finish_shadows(self, result: RunResult) -> None:
+        await asyncio.gather(*result.background, return_exceptions=True)
+        self.metrics.observe_shadows(result)
 
-    async def get_run(request: Request) -> Response:
-        result = service.runs.get(request.path_params["run_id"])
+    # -- routes -----------------------------------------------------------------------
+    async def predict(self, request: Any) -> Any:
+        return await self.run_request(request, "/predict")
+
+    async def run(self, request: Any) -> Any:
+        return await self.run_request(request, "/run")
+
+    async def get_run(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        result = self.service.runs.get(request.path_params["run_id"])
         if result is None:
-            return JSONResponse({"error": f"no run {request.path_params['run_id']!r} (the last {service.keep_runs} are kept)"}, status_code=404)
+            return JSONResponse({"error": f"no run {request.path_params['run_id']!r} (the last {self.service.keep_runs} are kept)"}, status_code=404)
         return JSONResponse(result.to_dict())
 
-    async def health(request: Request) -> Response:
-        body: dict[str, Any] = {"status": "ok", "version": __version__, "mode": mode, "flow": service.flow.name}
-        if mode == "flow":
+    async def health(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        from jupyter_flow import __version__
+
+        service = self.service
+        body: dict[str, Any] = {"status": "ok", "version": __version__, "mode": self.mode, "flow": service.flow.name}
+        if self.mode == "flow":
             body.update(source=str(service.source) if service.source else None, loaded_at=service.loaded_at, reload_error=service.reload_error)
             if service.reload_error:
                 body["status"] = "degraded"
         else:
             body.update(_model_health(service.flow))
-        if state["warm_error"]:
-            body.update(status="error", error=state["warm_error"])
+        if self.warm_error:
+            body.update(status="error", error=self.warm_error)
         return JSONResponse(body, status_code=200 if body["status"] != "error" else 503)
 
-    async def metrics_route(request: Request) -> Response:
-        data, ctype = metrics.render()
+    async def metrics_route(self, request: Any) -> Any:
+        from starlette.responses import Response
+
+        data, ctype = self.metrics.render()
         return Response(data, media_type=ctype)
 
-    routes = [Route("/health", health, methods=["GET"]), Route("/metrics", metrics_route, methods=["GET"])]
-    if mode == "model":
-        routes.append(Route("/predict", predict, methods=["POST"]))
-    else:
-        routes += [Route("/run", run, methods=["POST"]), Route("/runs/{run_id}", get_run, methods=["GET"])]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=_auth_middleware(token))
+    def routes(self) -> list[Any]:
+        from starlette.routing import Route
+
+        routes = [Route("/health", self.health, methods=["GET"]), Route("/metrics", self.metrics_route, methods=["GET"])]
+        if self.mode == "model":
+            routes.append(Route("/predict", self.predict, methods=["POST"]))
+        else:
+            routes += [Route("/run", self.run, methods=["POST"]), Route("/runs/{run_id}", self.get_run, methods=["GET"])]
+        return routes
+
+
+def _build_app(service: FlowService, *, mode: str, token: str | None, warm: bool) -> Any:
+    from starlette.applications import Starlette
+
+    app = _ServiceApp(service, mode=mode, warm=warm)
+    return Starlette(routes=app.routes(), lifespan=app.lifespan, middleware=_auth_middleware(token))
 
 
 def _model_health(flow: Flow) -> dict[str, Any]:
@@ -347,13 +361,7 @@ def _model_health(flow: Flow) -> dict[str, Any]:
 
         info["cuda_available"] = torch.cuda.is_available()
         info["torch"] = torch.__version__
-    resolved = getattr(node, "resolved", None)
-    if callable(resolved):
-        try:
-            device, dtype = resolved(None)
-            info.update(device=device, dtype=str(dtype or "float32").replace("torch.", ""))
-        except FlowError as exc:
-            info["device_error"] = str(exc)
+    info.update(node.runtime_info())
     return info
 
 
@@ -374,10 +382,7 @@ def model_flow(config: Mapping[str, Any] | str | Path) -> Flow:
     name = str(body.pop("name", "model"))
     inputs = body.pop("inputs", None) or {"text": {"type": "text"}}
     node = {"id": body.pop("id", "model"), **body}
-    try:
-        spec: FlowSpec = spec_from_dict({"name": name, "inputs": inputs, "nodes": [node]}, source=str(source) if source else None)
-    except FlowValidationError:
-        raise
+    spec: FlowSpec = spec_from_dict({"name": name, "inputs": inputs, "nodes": [node]}, source=str(source) if source else None)
     # relative model paths are read from the config file's folder
     return Flow(spec, source=source).validate()
 

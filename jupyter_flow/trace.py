@@ -188,10 +188,6 @@ def _is_ndarray(value: Any) -> bool:
     return type(value).__module__ == "numpy" and hasattr(value, "dtype") and hasattr(value, "shape")
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
 def summarize(value: Any) -> dict[str, Any] | None:
     """A JSON summary of a tensor or array; None for anything else."""
     if _is_tensor(value):

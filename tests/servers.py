@@ -18,6 +18,7 @@ class Reply:
     body: Any = None  # dict/list -> JSON; str/bytes -> sent as is
     delay_s: float = 0.0
     content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 Route = Callable[["Request"], Reply]
@@ -80,6 +81,8 @@ class LoopbackServer:
                     self.send_response(reply.status)
                     self.send_header("content-type", ctype)
                     self.send_header("content-length", str(len(data)))
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):

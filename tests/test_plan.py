@@ -70,9 +70,9 @@ def test_duplicate_node_ids() -> None:
 def test_edges_to_and_from_missing_nodes() -> None:
     data = {"nodes": [_tpl("a")], "edges": [{"from": "a", "to": "ghost"}, {"from": "phantom", "to": "a"}]}
     problems = _problems(data)
-    by_field = {p.field: p.message for p in problems}
-    assert "ghost" in by_field["edges[0] (a -> ghost)"]
-    assert "phantom" in by_field["edges[1] (phantom -> a)"]
+    by_edge = {(p.edge, p.field): p.message for p in problems}
+    assert "missing node 'ghost'" in by_edge[(0, "to")] and "a -> ghost" in by_edge[(0, "to")]
+    assert "missing node 'phantom'" in by_edge[(1, "from")]
 
 
 def test_cycle_names_the_nodes_on_it() -> None:
@@ -113,12 +113,12 @@ def test_when_may_only_read_the_source_and_its_upstream() -> None:
         "edges": [{"from": "a", "to": "b"}, {"from": "a", "to": "c", "when": "{{ b.output.text == 'x' }}"}],
     }
     (p,) = _problems(data)
-    assert p.node == "c" and p.field == "edges[1] (a -> c).when" and "'b'" in p.message
+    assert (p.node, p.edge, p.field) == ("c", 1, "when") and "'b'" in p.message
 
 
 def test_invalid_when() -> None:
     (p,) = _problems(BAD_FLOWS["invalid_when"])
-    assert p.node == "b" and p.field == "edges[0] (a -> b).when"
+    assert (p.node, p.edge, p.field) == ("b", 0, "when")
     assert "a.output.text ==" in p.message
 
 
@@ -156,11 +156,11 @@ def test_valid_flow_has_no_problems() -> None:
 EXPECTED_IN_MESSAGE = {
     "unknown_type": ["node 'clf'", "field 'type'", "sklearn", "known:"],
     "duplicate_ids": ["node 'a'", "field 'id'", "duplicate"],
-    "edge_to_missing": ["edges[0] (a -> ghost)", "missing node 'ghost'"],
+    "edge_to_missing": ["edges[0]", "a -> ghost", "missing node 'ghost'"],
     "cycle": ["form a cycle: ", "field 'edges'"],
     "unknown_node_ref": ["node 'report'", "field 'config.template'", "ghost"],
     "not_upstream": ["node 'b'", "'c'", "not upstream"],
-    "invalid_when": ["node 'b'", "edges[0] (a -> b).when"],
+    "invalid_when": ["node 'b'", "edges[0]", "field 'when'"],
     "undeclared_input": ["node 'a'", "inputs.documnet"],
 }
 

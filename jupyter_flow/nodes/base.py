@@ -18,6 +18,10 @@ A node kind is a small class:
   Failures raise `NodeError` (``retryable=False`` when another attempt cannot help);
   any other exception is wrapped into a `NodeError` that names the node.
 - ``default_retry`` is the retry policy when the flow file gives none.
+- Other modules ask a node, never probe its config: ``branches()`` (the branch names a
+  node can choose, for edges with ``branch:``), ``device_request()`` (the device a model
+  node asks for), ``describe()`` (one line for the UI and exported notebooks) and
+  ``runtime_info()`` (where it runs, for health checks).
 - ``cache_token()`` adds to the cache key whatever the config alone does not pin down
   (the code of a Python function, say), so a re-run after an edit does not reuse stale
   results.
@@ -140,6 +144,28 @@ class Node:
 
     def cache_token(self) -> str:
         return ""
+
+    def branches(self) -> list[str] | None:
+        """The branch names this node can choose; None for a node that does not branch."""
+        return None
+
+    def device_request(self, ctx: NodeContext | None = None) -> str | None:
+        """The device this node asks for (``auto``, ``cpu``, ``cuda:N``, or a template);
+        None when it runs no model of its own."""
+        return None
+
+    def describe(self) -> str:
+        """One line saying what the node does, for the UI and exported notebooks."""
+        if self.spec.description or self.spec.title:
+            return str(self.spec.description or self.spec.title)
+        shown = [
+            f"{k}: `{v}`" for k, v in self.spec.config.items() if isinstance(v, (str, int, float, bool)) and len(str(v)) <= 60
+        ]
+        return ", ".join(shown[:4]) or "(no settings)"
+
+    def runtime_info(self) -> dict[str, Any]:
+        """What a health check may show about where the node runs (device, dtype)."""
+        return {}
 
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
         raise NotImplementedError

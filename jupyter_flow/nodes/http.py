@@ -10,12 +10,12 @@ from typing import Any, Literal
 import httpx
 
 from jupyter_flow.errors import NodeError, RemoteError
+from jupyter_flow.http import DEFAULT_TIMEOUT_S
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 
 __all__ = ["HttpNode", "expand_env"]
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-DEFAULT_TIMEOUT_S = 60.0
 
 
 def expand_env(text: str, *, node: str, field: str) -> str:
@@ -54,6 +54,11 @@ class HttpNode(Node):
     kind = "http"
     Config = HttpConfig
     config: HttpConfig
+
+    def describe(self) -> str:
+        if self.spec.description or self.spec.title:
+            return super().describe()
+        return f"{self.config.method.upper()} `{self.config.endpoint}`"
 
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
         endpoint = expand_env(str(inputs["endpoint"]), node=self.id, field="config.endpoint")

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from jupyter_flow.batching import Batched, MicroBatcher
-from jupyter_flow.errors import NodeError, Problem
+from jupyter_flow.errors import FlowError, NodeError, Problem
 from jupyter_flow.expressions import compile_value, is_template
 from jupyter_flow.models import (
     LoadedModel,
@@ -110,10 +110,17 @@ class LocalModelNode(Node):
             return f"{value} (relative to the flow file's folder {self.base_dir})"
         return f"{value} (relative to the current directory {os.getcwd()})"
 
-    def device_request(self, ctx: NodeContext | None) -> str:
+    def device_request(self, ctx: NodeContext | None = None) -> str:
         if ctx is not None and ctx.settings.get("device"):
             return str(ctx.settings["device"])
         return self.config.device
+
+    def runtime_info(self) -> dict[str, Any]:
+        try:
+            device, dtype = self.resolved(None)
+        except FlowError as exc:
+            return {"device_error": str(exc)}
+        return {"device": device, "dtype": str(dtype or "float32").replace("torch.", "")}
 
     def resolved(self, ctx: NodeContext | None) -> tuple[str, Any]:
         field = "settings.device" if ctx is not None and ctx.settings.get("device") else "config.device"

@@ -117,6 +117,11 @@ class PythonNode(Node):
                 return [Problem(f"cannot import {name!r}: {type(exc).__name__}: {exc}", node=self.id, field="config.function")]
         return []
 
+    def describe(self) -> str:
+        if self.spec.description or self.spec.title:
+            return super().describe()
+        return f"calls `{self.config.function}`"
+
     def cache_token(self) -> str:
         try:
             fn = self._resolve(run_functions.get() or default_functions())

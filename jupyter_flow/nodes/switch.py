@@ -44,3 +44,6 @@ class SwitchNode(Node):
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
         matched = [name for name, value in inputs["cases"].items() if value]
         return {"branch": matched[0] if matched else inputs.get("default", "default"), "matched": matched}
+
+    def branches(self) -> list[str]:
+        return self.config.branches

@@ -19,6 +19,11 @@ class TemplateNode(Node):
     kind = "template"
     Config = TemplateConfig
 
+    def describe(self) -> str:
+        if self.spec.description or self.spec.title:
+            return super().describe()
+        return "renders a text template"
+
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
         value = inputs["template"]
         return {"text": value if isinstance(value, str) else str(value)}

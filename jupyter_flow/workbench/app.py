@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import importlib.util
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -205,7 +204,6 @@ class Workbench:
         self.inputs.rebuild(self.spec)
         self.undo_button.disabled = not self.editor.can_undo
         self.undo_button.tooltip = f"Undo: {self.editor.last_edit}" if self.editor.can_undo else "Nothing to undo"
-        self.export_button.disabled = importlib.util.find_spec("jupyter_flow.export") is None
 
     def _edit(self, what: Callable[[], Any]) -> Any:
         try:
@@ -573,10 +571,7 @@ class Workbench:
         return target
 
     def export_notebook(self, path: PathLike | None = None) -> Path:
-        """Export the flow as a parameterized notebook (needs `jupyter_flow.export`)."""
-        if importlib.util.find_spec("jupyter_flow.export") is None:
-            self._say("Exporting needs jupyter_flow.export, which this installation does not have.", error=True)
-            raise FlowError("jupyter_flow.export is not available")
+        """Export the flow as a parameterized notebook."""
         from jupyter_flow import export
 
         target = Path(path) if path else Path(f"{self.spec.name}.ipynb")

@@ -9,7 +9,6 @@ them on the node until they are fixed.
 
 from __future__ import annotations
 
-import graphlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +16,8 @@ from typing import Any
 import yaml
 
 from jupyter_flow.errors import FlowValidationError, Problem
-from jupyter_flow.spec import START, FlowSpec, spec_from_dict, spec_to_dict
+from jupyter_flow.graph import check_graph
+from jupyter_flow.spec import FlowSpec, spec_from_dict, spec_to_dict
 
 __all__ = ["FlowEditor", "graph_problems", "new_node_id", "parse_yaml"]
 
@@ -37,35 +37,14 @@ def parse_yaml(text: str, *, what: str) -> Any:
 
 
 def graph_problems(spec: FlowSpec) -> list[Problem]:
-    """What makes a spec unusable as a graph: duplicate ids, dangling or repeated edges, cycles."""
-    problems: list[Problem] = []
-    ids: set[str] = set()
-    for node in spec.nodes:
-        if node.id in ids:
-            problems.append(Problem("a node with this id exists already", node=node.id, field="id"))
-        ids.add(node.id)
-    seen: set[tuple[str, str]] = set()
-    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-    for node_id in ids:
-        sorter.add(node_id)
-    for i, edge in enumerate(spec.edges):
-        where = f"edges[{i}] ({edge.describe()})"
-        for end in (edge.source, edge.target):
-            if end not in ids and not (end == START and end == edge.source):
-                problems.append(Problem(f"no node '{end}'", field=where))
-        if edge.source == edge.target:
-            problems.append(Problem("an edge cannot go from a node to itself", node=edge.source, field=where))
-        key = (edge.source, edge.target)
-        if key in seen:
-            problems.append(Problem("these nodes are wired already", field=where))
-        seen.add(key)
-        if edge.source in ids and edge.target in ids and edge.source != edge.target:
-            sorter.add(edge.target, edge.source)
-    try:
-        sorter.prepare()
-    except graphlib.CycleError as exc:
-        problems.append(Problem(f"the edge would make a cycle: {' -> '.join(exc.args[1])}", field="edges"))
-    return problems
+    """What makes a spec unusable as a graph (`jupyter_flow.graph.check_graph`, the same
+    rules as validate and run)."""
+    return check_graph(spec).problems
+
+
+def _key(problem: Problem) -> tuple[str, str | None, str | None]:
+    # edge indices shift when an earlier edge goes; the message names the edge's ends
+    return (problem.message, problem.node, problem.field)
 
 
 def new_node_id(kind: str, taken: set[str]) -> str:
@@ -90,7 +69,10 @@ class FlowEditor:
     def apply(self, data: Mapping[str, Any], what: str) -> FlowSpec:
         """Validate `data` as the new flow; keep it (undoably) or raise and keep the old one."""
         spec = spec_from_dict(data)
-        problems = graph_problems(spec)
+        # An edit may not break the graph, but a flow opened with a graph problem (say an
+        # edge given twice) can still be edited, so that the problem can be fixed.
+        before = {_key(p) for p in graph_problems(self.spec)}
+        problems = [p for p in graph_problems(spec) if _key(p) not in before]
         if problems:
             raise FlowValidationError(problems)
         if spec == self.spec:
@@ -225,7 +207,7 @@ class FlowEditor:
         if body is None:
             body = {}
         if not isinstance(body, Mapping):
-            raise FlowValidationError([Problem("the edge settings must be a mapping (when, branch, on, label)", field=f"edges[{index}]")])
+            raise FlowValidationError([Problem("the edge settings must be a mapping (when, branch, on, label)", edge=index)])
         data = self.data()
         data["edges"][index] = {"from": edge.source, "to": edge.target, **dict(body)}
         self.apply(data, f"edit edge {edge.describe()}")

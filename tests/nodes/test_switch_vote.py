@@ -63,9 +63,9 @@ def test_branch_must_exist_on_the_switch() -> None:
                   {"id": "b", "type": "template", "config": {"template": "x"}}],
         "edges": [{"from": "route", "to": "a", "branch": "maybe"}, {"from": "a", "to": "b", "branch": "yes"}],
     })
-    problems = {p.field: p.message for p in flow.problems()}
-    assert "no branch 'maybe'" in problems["edges[0] (route -> a).branch"] and "yes, default" in problems["edges[0] (route -> a).branch"]
-    assert "needs a switch node" in problems["edges[1] (a -> b).branch"]
+    problems = {(p.edge, p.field): p.message for p in flow.problems()}
+    assert "no branch 'maybe'" in problems[(0, "branch")] and "yes, default" in problems[(0, "branch")]
+    assert "needs a node that branches (a switch)" in problems[(1, "branch")]
 
 
 def test_switch_cases_must_be_conditions() -> None:
