@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 
 from jupyter_flow.errors import NodeError, NodeTimeoutError, TemplateError
-from jupyter_flow.http import make_client
 from jupyter_flow.nodes.base import Node, NodeContext
 from jupyter_flow.plan import Plan, PlannedEdge, PlannedNode
 from jupyter_flow.spec import RetrySpec
 from jupyter_flow.trace import ErrorInfo, NodeRecord, RunEvent, RunResult, fingerprint
+from jupyter_flow.workers import DEFAULT_MAX_THREADS, run_in_worker, worker_pool
 
 __all__ = ["EventCallback", "Runtime", "execute"]
 
@@ -35,30 +35,26 @@ _NO_RETRY = RetrySpec()
 
 
 class Runtime:
-    """Per-run shared things: the HTTP client, registered functions, thread slots, settings."""
+    """Per-run shared things: the HTTP client, registered functions, the worker threads
+    (`max_threads` of them, the engine's own pool), settings."""
 
     def __init__(
         self,
         functions: Mapping[str, Callable[..., Any]],
         settings: Mapping[str, Any],
-        http_client: httpx.AsyncClient | None,
-        max_threads: int,
+        http_client: httpx.AsyncClient,
+        max_threads: int = DEFAULT_MAX_THREADS,
     ) -> None:
         self.functions = functions
         self.settings = settings
-        self._client = http_client
-        self._own_client = http_client is None
-        self.thread_slots = asyncio.Semaphore(max_threads)
+        self.client = http_client
+        self.pool = worker_pool(max_threads)
 
     def http_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = make_client()
-        return self._client
+        return self.client
 
-    async def close(self) -> None:
-        if self._own_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+    async def run_blocking(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return await run_in_worker(self.pool, fn, *args, **kwargs)
 
 
 class _Run:
@@ -240,8 +236,7 @@ class _Run:
                 await asyncio.sleep(policy.delay(attempt))
 
     async def runtime_warm(self, node: Node) -> None:
-        async with self.runtime.thread_slots:
-            await asyncio.to_thread(node.ensure_warm)
+        await self.runtime.run_blocking(node.ensure_warm)
 
     async def shadow(self, pn: PlannedNode, chosen: str) -> dict[str, Any]:
         async def one(vid: str) -> tuple[str, dict[str, Any]]:

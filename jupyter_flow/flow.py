@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,21 +10,16 @@ import httpx
 
 from jupyter_flow.engine import EventCallback, Runtime, execute
 from jupyter_flow.errors import FlowValidationError, Problem
+from jupyter_flow.http import shared_client
 from jupyter_flow.inputs import InputValidator
 from jupyter_flow.nodes.python import default_functions, run_functions
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
 from jupyter_flow.plan import Plan, build_plan
 from jupyter_flow.spec import FlowSpec, PathLike, dump_spec, load_spec, parse_spec_text, spec_from_dict, spec_to_dict
 from jupyter_flow.trace import RunResult
+from jupyter_flow.workers import DEFAULT_MAX_THREADS, run_sync
 
 __all__ = ["Flow"]
-
-
-async def _close_after(runtime: Runtime, tasks: set[asyncio.Future[Any]]) -> None:
-    try:
-        await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        await runtime.close()
 
 
 class Flow:
@@ -130,6 +123,7 @@ class Flow:
         raise_on_error: bool = True,
         run_id: str | None = None,
         wait_for_shadows: bool = True,
+        max_threads: int = DEFAULT_MAX_THREADS,
     ) -> RunResult:
         """Run once on the current event loop.
 
@@ -139,7 +133,10 @@ class Flow:
         With `raise_on_error` (the default) a failed run raises FlowRunError, whose
         `.result` keeps everything that finished. With `wait_for_shadows=False` the run
         returns without waiting for `shadow` variants; they complete in `result.background`
-        (and must then be awaited by the caller; the run's HTTP client stays open for them).
+        (and must then be awaited by the caller).
+        Without `http_client` the run uses the event loop's shared client
+        (`jupyter_flow.http.shared_client`), so repeated runs reuse connections. Blocking
+        node work runs on the engine's pool of `max_threads` threads (default 64).
         """
         plan = self.plan
         resolved = self.resolve_inputs(inputs)
@@ -149,44 +146,23 @@ class Flow:
         if unknown:
             raise FlowValidationError([Problem("rerun names a node that is not in the flow", node=n, field="rerun") for n in sorted(unknown)])
         functions = {**default_functions(), **self.functions}
-        runtime = Runtime(functions, dict(settings or {}), http_client, max_threads=64)
+        client = http_client if http_client is not None else await shared_client()
+        runtime = Runtime(functions, dict(settings or {}), client, max_threads=max_threads)
         token = run_functions.set(functions)
-        result = None
         try:
             result = await execute(plan, resolved, runtime=runtime, on_event=on_event, reuse=reuse,
                                    rerun=set(rerun or ()), run_id=run_id, wait_for_shadows=wait_for_shadows)
         finally:
             run_functions.reset(token)
-            if result is not None and result.background:
-                # the run's HTTP client closes once the shadows it carries have ended
-                result.background.add(asyncio.ensure_future(_close_after(runtime, set(result.background))))
-            else:
-                await runtime.close()
         if raise_on_error:
             result.raise_for_status()
         return result
 
     def run(self, inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> RunResult:
         """Run once and wait. Works in a plain script and inside a running event loop (a
-        Jupyter kernel): there it runs on a loop in a worker thread and blocks until done."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.arun(inputs, **kwargs))
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["result"] = asyncio.run(self.arun(inputs, **kwargs))
-            except BaseException as exc:  # handed to the caller's thread below
-                box["error"] = exc
-
-        thread = threading.Thread(target=target, name=f"jupyter-flow:{self.name}", daemon=True)
-        thread.start()
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
+        Jupyter kernel): there it runs on a background loop the process keeps (so runs
+        share connections) and blocks until done. Ctrl-C stops the run."""
+        return run_sync(lambda: self.arun(inputs, **kwargs))
 
     def __repr__(self) -> str:
         where = f" from {self.source}" if self.source else ""

@@ -4,7 +4,9 @@ Routes (JSON in, JSON out, under the server's base URL; Jupyter's own token and 
 checks apply to every one of them):
 
     GET  /jupyter-flow/api/status      version, and whether export is available
-    POST /jupyter-flow/api/validate    {path, text?} -> {valid, problems: [{node, field, message}]}
+    GET  /jupyter-flow/api/palette     {kinds: [{kind, colour, builtin}], statuses: {status: colour},
+                                        problem, selected}: the workbench's colours
+    POST /jupyter-flow/api/validate    {path, text?} -> {valid, problems: [{node, edge, field, message}]}
     POST /jupyter-flow/api/export      {path, output?} -> {notebook}   (the production notebook)
     POST /jupyter-flow/api/new         {directory, name?, device?, batch_size?} -> {flow, notebook}
     POST /jupyter-flow/api/workbench   {path} -> {notebook, created}
@@ -28,6 +30,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from jupyter_flow.errors import FlowError, FlowValidationError, Problem
+from jupyter_flow.palette import PROBLEM_COLOUR, SELECTED_COLOUR, STATUS_COLOURS, palette
 
 __all__ = ["API_ROOT", "new_flow_text", "workbench_notebook"]
 
@@ -47,6 +50,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     options = {"root": Path(serverapp.root_dir).resolve()}
     routes: list[tuple[str, type[_FlowHandler]]] = [
         ("status", StatusHandler),
+        ("palette", PaletteHandler),
         ("validate", ValidateHandler),
         ("export", ExportHandler),
         ("new", NewFlowHandler),
@@ -169,6 +173,17 @@ class StatusHandler(_FlowHandler):
         from jupyter_flow import __version__
 
         self.reply({"version": __version__, "export": _has_module("jupyter_flow.export")})
+
+
+class PaletteHandler(_FlowHandler):
+    """The colour of every node kind the registry knows (plug-ins included) and of every run
+    status, as the notebook workbench draws them: the JupyterLab view colours nothing itself."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        # Listing kinds reads the installed packages' entry points: off the server's loop.
+        kinds = await asyncio.to_thread(palette)
+        self.reply({"kinds": kinds, "statuses": STATUS_COLOURS, "problem": PROBLEM_COLOUR, "selected": SELECTED_COLOUR})
 
 
 class ValidateHandler(_FlowHandler):

@@ -156,8 +156,8 @@ class FlowSpec(_Spec):
         raise KeyError(node_id)
 
 
-def _locate(data: Any, loc: tuple[Any, ...]) -> tuple[str | None, str]:
-    """Turn a pydantic error location into (node id, dotted field) for a message."""
+def _locate(data: Any, loc: tuple[Any, ...]) -> tuple[str | None, int | None, str]:
+    """Turn a pydantic error location into (node id, edge index, dotted field)."""
     node: str | None = None
     parts = list(loc)
     if len(parts) >= 2 and parts[0] == "nodes" and isinstance(parts[1], int):
@@ -167,15 +167,9 @@ def _locate(data: Any, loc: tuple[Any, ...]) -> tuple[str | None, str]:
             node = f"#{parts[1] + 1}"
         parts = parts[2:]
     elif len(parts) >= 2 and parts[0] == "edges" and isinstance(parts[1], int):
-        try:
-            edge = data["edges"][parts[1]]
-            prefix = f"edges[{parts[1]}] ({edge.get('from')} -> {edge.get('to')})"
-        except (KeyError, IndexError, TypeError, AttributeError):
-            prefix = f"edges[{parts[1]}]"
-        rest = ".".join(str(p) for p in parts[2:])
-        return None, f"{prefix}.{rest}" if rest else prefix
+        return None, parts[1], ".".join(str(p) for p in parts[2:] if not str(p).startswith("function-"))
     field = ".".join(str(p) for p in parts if not str(p).startswith("function-"))
-    return node, field
+    return node, None, field
 
 
 def spec_from_dict(data: Any, *, source: str | None = None) -> FlowSpec:
@@ -189,7 +183,7 @@ def spec_from_dict(data: Any, *, source: str | None = None) -> FlowSpec:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            node, field = _locate(data, tuple(err["loc"]))
+            node, edge, field = _locate(data, tuple(err["loc"]))
             message = err["msg"]
             if err["type"] == "missing" and field.endswith("type"):
                 message = "has no 'type' (and no 'config.endpoint' to make it an http node)"
@@ -197,7 +191,7 @@ def spec_from_dict(data: Any, *, source: str | None = None) -> FlowSpec:
                 message = "unknown field"
             elif message.startswith("Value error, "):
                 message = message[len("Value error, ") :]
-            problems.append(Problem(message, node=node, field=field or None))
+            problems.append(Problem(message, node=node, field=field or None, edge=edge))
         raise FlowValidationError(problems, source=source) from None
 
 

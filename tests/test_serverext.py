@@ -1,5 +1,7 @@
 """The server extension through a real Jupyter server with its token: validate, export,
-new flow and workbench requests, and the installed extensions as `jupyter` lists them."""
+new flow, workbench and palette requests, and the installed extensions as `jupyter` lists
+them. The server sees a plug-in package installed the way pip leaves one (a module and a
+dist-info folder with `jupyter_flow.nodes` entry points)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from typing import Any
 import httpx
 import nbformat
 import pytest
+
+from jupyter_flow.palette import KIND_COLOURS, STATUS_COLOURS
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
 
@@ -57,6 +61,58 @@ edges:
   - {from: shout, to: mystery}
 """
 
+# Edges that name a missing node and a condition reading a node that is not upstream.
+BAD_EDGES = """\
+spec_version: 1
+name: bad_edges
+nodes:
+  - id: a
+    type: template
+    config: {template: "a"}
+  - id: b
+    type: template
+    config: {template: "b"}
+edges:
+  - {from: start, to: a}
+  - {from: a, to: b, when: "{{ b.output.text == 'x' }}"}
+  - {from: a, to: ghost}
+"""
+
+PLUGIN_NODE = """\
+from typing import Any
+
+from jupyter_flow import Node, NodeConfig, NodeContext
+
+
+class GlowConfig(NodeConfig):
+    text: Any
+
+
+class GlowNode(Node):
+    kind = "glow"
+    Config = GlowConfig
+
+    async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+        return {"text": str(inputs["text"])}
+"""
+# `glow` is a real node class; `gone` names a module that does not exist.
+PLUGIN_KINDS = ("glow", "gone")
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a plug-in package and its dist-info, for the server's PYTHONPATH."""
+    site = tmp_path_factory.mktemp("site")
+    (site / "jf_glow").mkdir()
+    (site / "jf_glow" / "__init__.py").write_text("")
+    (site / "jf_glow" / "nodes.py").write_text(PLUGIN_NODE)
+    dist = site / "jf_glow-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: jf-glow\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[jupyter_flow.nodes]\nglow = jf_glow.nodes:GlowNode\ngone = jf_glow.missing:Gone\n")
+    (dist / "RECORD").write_text("")
+    return site
+
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -70,14 +126,20 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "edges": [{"from": "start", "to": "cleaner"}],
         })
     )
+    (root / "flows" / "bad_edges.flow.yaml").write_text(BAD_EDGES)
     (root.parent / "secret.flow.yaml").write_text(GOOD)
     return root
 
 
 @pytest.fixture(scope="module")
-def server(root: Path) -> Iterator[JupyterLab]:
-    with JupyterLab(root) as lab:
+def server(root: Path, plugin_site: Path) -> Iterator[JupyterLab]:
+    with pytest.MonkeyPatch.context() as patch:  # the server (not this process) sees the plug-in
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")])))
+        lab = JupyterLab(root).start()
+    try:
         yield lab
+    finally:
+        lab.stop()
 
 
 @pytest.fixture
@@ -100,6 +162,7 @@ def test_requests_without_the_token_are_refused(server: JupyterLab) -> None:
     wrong = httpx.post(url, json={"path": "flows/greet.flow.yaml"}, headers={"Authorization": "token nope"})
     assert wrong.status_code == 403
     assert httpx.get(f"{server.url}/jupyter-flow/api/status").status_code == 403
+    assert httpx.get(f"{server.url}/jupyter-flow/api/palette").status_code == 403
 
 
 def test_status_says_export_is_available(api: httpx.Client) -> None:
@@ -126,6 +189,35 @@ def test_problems_name_their_nodes(api: httpx.Client) -> None:
     assert set(by_node) == {"echo", "mystery"}
     assert "ghost" in by_node["echo"]["message"]
     assert by_node["mystery"]["field"] == "type"
+    assert all(list(p) == ["node", "edge", "field", "message"] for p in body["problems"]), body
+    assert all(p["edge"] is None for p in body["problems"])
+
+
+def test_edge_problems_name_the_edge_by_index(api: httpx.Client) -> None:
+    status, body = post(api, "validate", {"path": "flows/bad_edges.flow.yaml"})
+    assert status == 200 and body["valid"] is False
+    by_edge = {p["edge"]: p for p in body["problems"] if p["edge"] is not None}
+    assert set(by_edge) == {1, 2}, body
+    assert by_edge[1]["field"] == "when" and "'b'" in by_edge[1]["message"]
+    assert by_edge[2]["field"] in ("to", None) and "ghost" in by_edge[2]["message"]
+    assert not any((p["field"] or "").startswith("edges[") for p in body["problems"]), body
+
+
+def test_palette_gives_every_kind_the_colour_the_workbench_draws(api: httpx.Client) -> None:
+    styles = pytest.importorskip("jupyter_flow.workbench.styles")  # the notebook workbench's colours
+    reply = api.get("palette")
+    assert reply.status_code == 200
+    body = reply.json()
+    by_kind = {entry["kind"]: entry for entry in body["kinds"]}
+    # kinds from the plug-in's entry points, one of which cannot even be imported
+    for kind in PLUGIN_KINDS:
+        assert by_kind[kind] == {"kind": kind, "colour": styles.kind_colour(kind), "builtin": False}, body
+    for kind, colour in KIND_COLOURS.items():
+        assert by_kind[kind] == {"kind": kind, "colour": colour, "builtin": True}
+    # and any other kind this environment has installed
+    assert all(entry["colour"] == styles.kind_colour(kind) for kind, entry in by_kind.items())
+    assert body["statuses"] == STATUS_COLOURS == styles.STATUS_COLOURS
+    assert body["problem"] == styles.PROBLEM_COLOUR and body["selected"] == styles.SELECTED_COLOUR
 
 
 def test_unsaved_text_is_validated_instead_of_the_file(api: httpx.Client) -> None:

@@ -29,7 +29,6 @@ A node kind is a small class:
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -84,9 +83,11 @@ class NodeContext:
         return self._runtime.settings
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run blocking work in a worker thread, off the event loop."""
-        async with self._runtime.thread_slots:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+        """Run blocking work in one of the engine's worker threads, off the event loop. If
+        the node's timeout passes first, control comes back at once and the thread's
+        result is discarded."""
+        result: T = await self._runtime.run_blocking(fn, *args, **kwargs)
+        return result
 
 
 class Node:

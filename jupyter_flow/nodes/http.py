@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -10,7 +11,7 @@ from typing import Any, Literal
 import httpx
 
 from jupyter_flow.errors import NodeError, RemoteError
-from jupyter_flow.http import DEFAULT_TIMEOUT_S
+from jupyter_flow.http import DEFAULT_TIMEOUT_S, describe_error
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 
 __all__ = ["HttpNode", "expand_env"]
@@ -74,22 +75,14 @@ class HttpNode(Node):
             params, payload = payload, None
         timeout = self.spec.timeout_s or DEFAULT_TIMEOUT_S
         try:
-            response = await ctx.http.request(
-                method,
-                endpoint,
-                json=payload,
-                params=params,
-                headers=headers,
-                timeout=httpx.Timeout(timeout),
+            # the deadline is for the whole call: a server trickling its answer a byte at a
+            # time does not hold the node past it
+            response = await asyncio.wait_for(
+                ctx.http.request(method, endpoint, json=payload, params=params, headers=headers, timeout=httpx.Timeout(timeout)),
+                timeout,
             )
-        except httpx.ConnectError as exc:
-            raise RemoteError(f"cannot connect to {endpoint}: {exc or 'connection refused'}", node=self.id) from exc
-        except httpx.TimeoutException as exc:
-            raise RemoteError(
-                f"{endpoint} did not answer within {timeout:g} s ({type(exc).__name__})", node=self.id
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise RemoteError(f"request to {endpoint} failed: {type(exc).__name__}: {exc}", node=self.id) from exc
+        except (httpx.HTTPError, asyncio.TimeoutError) as exc:
+            raise RemoteError(describe_error(exc, endpoint, timeout), node=self.id) from exc
         ctx.record.extra["http_status"] = response.status_code
         if response.status_code >= 400:
             raise RemoteError(

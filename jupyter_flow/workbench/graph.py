@@ -78,13 +78,8 @@ def problems_by_element(spec: FlowSpec, problems: list[Problem]) -> dict[str, li
     out: dict[str, list[Problem]] = {}
     for problem in problems:
         key = problem.node if problem.node in {n.id for n in spec.nodes} else None
-        field = problem.field or ""
-        if field.startswith("edges["):
-            try:
-                index = int(field[len("edges["):field.index("]")])
-                key = edge_key(spec.edges[index])
-            except (ValueError, IndexError):
-                pass
+        if problem.edge is not None and 0 <= problem.edge < len(spec.edges):
+            key = edge_key(spec.edges[problem.edge])
         out.setdefault(key or "", []).append(problem)
     return out
 

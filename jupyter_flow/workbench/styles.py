@@ -1,46 +1,20 @@
-"""Colours and the cytoscape stylesheet: one colour per node kind, one per run status."""
+"""The cytoscape stylesheet of the workbench graph. The colours (one per node kind, one per
+run status) come from `jupyter_flow.palette`, which the JupyterLab extension uses too."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
+from jupyter_flow.palette import (
+    KIND_COLOURS,
+    PROBLEM_COLOUR,
+    SELECTED_COLOUR,
+    STATUS_COLOURS,
+    STATUSES,
+    kind_colour,
+)
+
 __all__ = ["KIND_COLOURS", "STATUS_COLOURS", "STATUSES", "kind_colour", "status_class", "stylesheet"]
-
-KIND_COLOURS: dict[str, str] = {
-    "http": "#4e79a7",
-    "python": "#59a14f",
-    "template": "#76b7b2",
-    "switch": "#edc948",
-    "vote": "#b07aa1",
-    "torch": "#f28e2b",
-    "transformers": "#ff9da7",
-    "pdf": "#9c755f",
-    "rules": "#bab0ac",
-    "report": "#8cd17d",
-}
-_SPARE = ("#86bcb6", "#d37295", "#a0cbe8", "#ffbe7d", "#d4a6c8", "#b6992d")
-
-#: Run statuses of a node, in the order a run goes through them, and their colours.
-STATUS_COLOURS: dict[str, str] = {
-    "pending": "#d0d4da",
-    "running": "#f5b82e",
-    "ok": "#3aa655",
-    "error": "#d64541",
-    "skipped": "#eeeeee",
-    "cancelled": "#9b72cf",
-}
-STATUSES = tuple(STATUS_COLOURS)
-PROBLEM_COLOUR = "#e00000"
-SELECTED_COLOUR = "#1f3b73"
-
-
-def kind_colour(kind: str) -> str:
-    """The colour of a node kind; kinds from plug-ins get a stable colour of their own."""
-    if kind in KIND_COLOURS:
-        return KIND_COLOURS[kind]
-    index = int.from_bytes(hashlib.blake2b(kind.encode(), digest_size=2).digest(), "big")
-    return _SPARE[index % len(_SPARE)]
 
 
 def status_class(status: str) -> str:

@@ -4,6 +4,7 @@
  */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
+import { readPalette, type Palette } from './graph';
 import { readProblems, type Problem } from './problems';
 
 /** The server answered with an error; `problems` is set when the flow was invalid. */
@@ -78,6 +79,11 @@ async function request<T>(endpoint: string, body?: Record<string, unknown>): Pro
     throw new FlowApiError(message, response.status, problems);
   }
   return data as T;
+}
+
+/** The colours of node kinds (plug-ins included) as the notebook workbench draws them. */
+export async function fetchPalette(): Promise<Palette> {
+  return readPalette(await request<unknown>('palette'));
 }
 
 export async function validateFlow(path: string, text?: string): Promise<ValidateReply> {

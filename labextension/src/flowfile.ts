@@ -37,9 +37,11 @@ export interface Position {
   y: number;
 }
 
-/** Something the browser can tell about the file without the server. */
+/** Something the browser can tell about the file without the server (the server's
+ * problem shape: an edge problem names the edge by index, and its field is `from`/`to`). */
 export interface LocalProblem {
   node: string | null;
+  edge: number | null;
   field: string | null;
   message: string;
 }
@@ -132,19 +134,19 @@ export function parseFlow(text: string, format: FlowFormat = 'yaml'): FlowModel 
   const seen = new Set<string>();
   const rawNodes = data.nodes;
   if (rawNodes !== undefined && !Array.isArray(rawNodes)) {
-    problems.push({ node: null, field: 'nodes', message: 'must be a list of nodes' });
+    problems.push({ node: null, edge: null, field: 'nodes', message: 'must be a list of nodes' });
   }
   (Array.isArray(rawNodes) ? rawNodes : []).forEach((raw: unknown, i: number) => {
     if (!isMapping(raw)) {
-      problems.push({ node: `#${i + 1}`, field: null, message: 'a node must be a mapping' });
+      problems.push({ node: `#${i + 1}`, edge: null, field: null, message: 'a node must be a mapping' });
       return;
     }
     const id = typeof raw.id === 'string' && raw.id ? raw.id : `#${i + 1}`;
     if (id !== raw.id) {
-      problems.push({ node: id, field: 'id', message: 'the node has no id' });
+      problems.push({ node: id, edge: null, field: 'id', message: 'the node has no id' });
     }
     if (seen.has(id)) {
-      problems.push({ node: id, field: 'id', message: 'duplicate node id: only the first is drawn' });
+      problems.push({ node: id, edge: null, field: 'id', message: 'duplicate node id: only the first is drawn' });
       return;
     }
     seen.add(id);
@@ -152,6 +154,7 @@ export function parseFlow(text: string, format: FlowFormat = 'yaml'): FlowModel 
     if (kind === null) {
       problems.push({
         node: id,
+        edge: null,
         field: 'type',
         message: "has no 'type' (and no 'config.endpoint' to make it an http node)"
       });
@@ -167,22 +170,25 @@ export function parseFlow(text: string, format: FlowFormat = 'yaml'): FlowModel 
   const edges: FlowEdge[] = [];
   const rawEdges = data.edges;
   if (rawEdges !== undefined && rawEdges !== null && !Array.isArray(rawEdges)) {
-    problems.push({ node: null, field: 'edges', message: 'must be a list of edges' });
+    problems.push({ node: null, edge: null, field: 'edges', message: 'must be a list of edges' });
   }
   (Array.isArray(rawEdges) ? rawEdges : []).forEach((raw: unknown, index: number) => {
-    const where = `edges[${index}]`;
     if (!isMapping(raw) || typeof raw.from !== 'string' || typeof raw.to !== 'string') {
-      problems.push({ node: null, field: where, message: "an edge needs 'from' and 'to'" });
+      const field = !isMapping(raw) ? null : typeof raw.from !== 'string' ? 'from' : 'to';
+      problems.push({ node: null, edge: index, field, message: "an edge needs 'from' and 'to'" });
       return;
     }
-    const missing = [raw.from, raw.to].filter(
-      (end, k) => !seen.has(end) && !(k === 0 && end === START)
-    );
+    const ends: ['from' | 'to', string][] = [
+      ['from', raw.from],
+      ['to', raw.to]
+    ];
+    const missing = ends.filter(([end, id]) => !seen.has(id) && !(end === 'from' && id === START));
     if (missing.length > 0) {
       problems.push({
         node: null,
-        field: `${where} (${raw.from} -> ${raw.to})`,
-        message: `no node ${missing.map(m => `'${m}'`).join(' or ')}: the edge is not drawn`
+        edge: index,
+        field: missing.length === 1 ? missing[0][0] : null,
+        message: `no node ${missing.map(([, id]) => `'${id}'`).join(' or ')}: the edge is not drawn`
       });
       return;
     }

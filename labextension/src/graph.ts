@@ -1,7 +1,8 @@
 /**
- * A flow model to cytoscape elements: one node per flow node coloured by kind, the `start`
- * pseudo-node when edges use it, edges labelled with their condition or branch, and the
- * validation problems marked on the elements they name.
+ * A flow model to cytoscape elements: one node per flow node coloured by kind (with the
+ * colours the server extension hands out), the `start` pseudo-node when edges use it,
+ * edges labelled with their condition or branch, and the validation problems marked on
+ * the elements they name.
  *
  * Plain data only (no cytoscape instance), so it is checked by unit tests.
  */
@@ -16,31 +17,50 @@ export const X_STEP = 200;
 export const Y_STEP = 100;
 export const MARGIN = 60;
 
-/** The same colours as the notebook workbench, so a kind looks the same everywhere. */
-export const KIND_COLOURS: Readonly<Record<string, string>> = {
-  http: '#4e79a7',
-  python: '#59a14f',
-  template: '#76b7b2',
-  switch: '#edc948',
-  vote: '#b07aa1',
-  torch: '#f28e2b',
-  transformers: '#ff9da7',
-  pdf: '#9c755f',
-  rules: '#bab0ac',
-  report: '#8cd17d'
-};
-const SPARE_COLOURS = ['#86bcb6', '#d37295', '#a0cbe8', '#ffbe7d', '#d4a6c8', '#b6992d'];
+/** A node kind and its colour, as the server extension's palette route lists it. */
+export interface KindColour {
+  kind: string;
+  colour: string;
+  /** Whether jupyter-flow itself provides the kind (else a plug-in does). */
+  builtin: boolean;
+}
 
-/** The colour of a node kind; kinds from plug-ins get a stable colour of their own. */
-export function kindColour(kind: string): string {
-  if (Object.prototype.hasOwnProperty.call(KIND_COLOURS, kind)) {
-    return KIND_COLOURS[kind];
+/** The colours the server extension hands out. They are computed once, in Python
+ * (`jupyter_flow.palette`), so a kind looks the same here as in the notebook workbench. */
+export interface Palette {
+  /** Colour by node kind: every kind the server's registry knows, plug-ins included. */
+  kinds: ReadonlyMap<string, string>;
+  /** The colour of problem marks, and of the selection. */
+  problem?: string;
+  selected?: string;
+}
+
+/** The colour of a kind the palette does not name (not fetched yet, or unknown). */
+export const UNKNOWN_COLOUR = '#b8b8b8';
+
+/** The palette before (or without) the server's answer: every kind is grey. */
+export const EMPTY_PALETTE: Palette = { kinds: new Map() };
+
+/** Check the shape of the server's palette (`{kinds: [{kind, colour, builtin}], ...}`). */
+export function readPalette(payload: unknown): Palette {
+  const data = (typeof payload === 'object' && payload !== null ? payload : {}) as Record<string, unknown>;
+  if (!Array.isArray(data.kinds)) {
+    throw new Error('the server answered without a list of node kinds');
   }
-  let hash = 2166136261;
-  for (let i = 0; i < kind.length; i++) {
-    hash = Math.imul(hash ^ kind.charCodeAt(i), 16777619) >>> 0;
+  const kinds = new Map<string, string>();
+  for (const item of data.kinds as unknown[]) {
+    const entry = (typeof item === 'object' && item !== null ? item : {}) as Partial<KindColour>;
+    if (typeof entry.kind === 'string' && typeof entry.colour === 'string') {
+      kinds.set(entry.kind, entry.colour);
+    }
   }
-  return SPARE_COLOURS[hash % SPARE_COLOURS.length];
+  const colour = (value: unknown) => (typeof value === 'string' && value ? value : undefined);
+  return { kinds, problem: colour(data.problem), selected: colour(data.selected) };
+}
+
+/** The colour of a node kind: what the palette says, or grey for a kind it does not name. */
+export function kindColour(kind: string, palette: Palette = EMPTY_PALETTE): string {
+  return palette.kinds.get(kind) ?? UNKNOWN_COLOUR;
 }
 
 /** What an edge shows: its label, branch, condition, or that it is an error edge. */
@@ -115,8 +135,13 @@ export interface GraphElement {
   position?: Position;
 }
 
-/** The cytoscape elements of `flow`, with `problems` marked on the elements they name. */
-export function toElements(flow: FlowModel, problems?: ProblemMap): GraphElement[] {
+/** The cytoscape elements of `flow`, with `problems` marked on the elements they name and
+ * nodes coloured by kind from `palette`. */
+export function toElements(
+  flow: FlowModel,
+  problems?: ProblemMap,
+  palette: Palette = EMPTY_PALETTE
+): GraphElement[] {
   const guessed = defaultPositions(flow);
   const elements: GraphElement[] = [];
   for (const node of flow.nodes) {
@@ -132,7 +157,7 @@ export function toElements(flow: FlowModel, problems?: ProblemMap): GraphElement
         id: node.id,
         label: `${title}${node.id}${mine.length > 0 ? ' \u26a0' : ''}\n${node.type}`,
         kind: node.type,
-        colour: kindColour(node.type),
+        colour: kindColour(node.type, palette),
         problems: mine.map(problemText).join('\n')
       },
       classes: classes.join(' '),

@@ -14,8 +14,9 @@ import { ILauncher } from '@jupyterlab/launcher';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
-import { FlowApiError, exportFlow, newFlow, validateFlow, workbenchFor } from './api';
+import { FlowApiError, exportFlow, fetchPalette, newFlow, validateFlow, workbenchFor } from './api';
 import { isFlowPath } from './flowfile';
+import { EMPTY_PALETTE } from './graph';
 import { flowIcon } from './icons';
 import { problemText, type Problem } from './problems';
 import { FACTORY, FlowGraphFactory, type FlowDocumentWidget } from './widget';
@@ -87,6 +88,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
       icon: flowIcon
     });
 
+    // The node-kind colours, asked of the server once for every view; without them the
+    // graph draws all nodes grey.
+    const kindPalette = fetchPalette().catch(error => {
+      console.warn('jupyter-flow: no palette from the server extension, nodes are drawn grey', error);
+      return EMPTY_PALETTE;
+    });
+
     const tracker = new WidgetTracker<FlowDocumentWidget>({ namespace: 'jupyter-flow' });
     const openFile = (path: string, mode?: string) =>
       commands.execute('docmanager:open', mode ? { path, options: { mode } } : { path });
@@ -99,7 +107,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
         defaultFor: FILE_TYPES,
         modelName: 'text'
       },
-      { contents: app.serviceManager.contents, validateOnSave: () => defaults.validateOnSave },
+      {
+        contents: app.serviceManager.contents,
+        validateOnSave: () => defaults.validateOnSave,
+        palette: kindPalette
+      },
       widget => {
         const button = (name: string, label: string, command: string, tooltip: string) =>
           widget.toolbar.addItem(

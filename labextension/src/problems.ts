@@ -1,14 +1,17 @@
 /**
  * Validation problems from the server, sorted to where they belong in the graph.
  *
- * The server names a problem's node (`node`) and field (`field`); edge problems carry a
- * field that starts with `edges[N]`. Anything that names neither an existing node nor an
- * existing edge is a problem of the flow as a whole.
+ * The server names a problem's node (`node`), edge (`edge`, the index of the edge in the
+ * file's `edges` list) and field (`field`: a config path, or for an edge problem one of
+ * `from`, `to`, `when`, `branch`, `on`). Anything that names neither an existing node nor
+ * an existing edge is a problem of the flow as a whole.
  */
 import type { FlowModel } from './flowfile';
 
 export interface Problem {
   node: string | null;
+  /** The index of the edge in the file's `edges` list, for a problem of an edge. */
+  edge: number | null;
   field: string | null;
   message: string;
 }
@@ -22,22 +25,20 @@ export interface ProblemMap {
   general: Problem[];
 }
 
-/** One line for a problem, as the command line prints it: `node 'x', field 'y': message`. */
+/** One line for a problem, as the command line prints it:
+ * `node 'x', edges[2], field 'y': message`. */
 export function problemText(problem: Problem): string {
   const where: string[] = [];
   if (problem.node !== null) {
     where.push(`node '${problem.node}'`);
   }
+  if (problem.edge !== null) {
+    where.push(`edges[${problem.edge}]`);
+  }
   if (problem.field) {
     where.push(`field '${problem.field}'`);
   }
   return where.length > 0 ? `${where.join(', ')}: ${problem.message}` : problem.message;
-}
-
-/** The edge index a field such as `edges[3] (a -> b).when` names, or null. */
-export function edgeIndexOf(field: string | null): number | null {
-  const match = field ? /^edges\[(\d+)\]/.exec(field) : null;
-  return match ? Number(match[1]) : null;
 }
 
 /** Check the shape of the server's problem list; throws on anything else. */
@@ -52,6 +53,7 @@ export function readProblems(payload: unknown): Problem[] {
     const p = item as Record<string, unknown>;
     return {
       node: typeof p.node === 'string' ? p.node : null,
+      edge: Number.isInteger(p.edge) && (p.edge as number) >= 0 ? (p.edge as number) : null,
       field: typeof p.field === 'string' ? p.field : null,
       message: p.message as string
     };
@@ -64,7 +66,7 @@ export function problemsByElement(flow: FlowModel, problems: readonly Problem[])
   const edgeIndexes = new Set(flow.edges.map(e => e.index));
   const out: ProblemMap = { nodes: new Map(), edges: new Map(), general: [] };
   for (const problem of problems) {
-    const edge = edgeIndexOf(problem.field);
+    const edge = problem.edge;
     if (edge !== null && edgeIndexes.has(edge)) {
       out.edges.set(edge, [...(out.edges.get(edge) ?? []), problem]);
     } else if (problem.node !== null && nodeIds.has(problem.node)) {

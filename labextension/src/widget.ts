@@ -10,7 +10,7 @@ import cytoscape from 'cytoscape';
 
 import { validateFlow, type ValidateReply } from './api';
 import { FlowParseError, formatOf, parseFlow, type FlowModel } from './flowfile';
-import { toElements } from './graph';
+import { EMPTY_PALETTE, toElements, type Palette } from './graph';
 import { problemText, problemsByElement, uniqueProblems, type Problem } from './problems';
 
 /** The widget factory's name ("Open With" lists it). */
@@ -69,11 +69,30 @@ const STYLE: cytoscape.StylesheetStyle[] = [
   { selector: ':selected', style: { 'overlay-color': '#1f3b73', 'overlay-opacity': 0.2 } }
 ];
 
+/** STYLE with the problem and selection colours of the server's palette. */
+function styleOf(palette: Palette): cytoscape.StylesheetStyle[] {
+  const style = [...STYLE];
+  if (palette.problem) {
+    const problem = palette.problem;
+    style.push(
+      { selector: 'node.problem', style: { 'border-color': problem } },
+      { selector: 'edge.problem', style: { 'line-color': problem, 'target-arrow-color': problem } }
+    );
+  }
+  if (palette.selected) {
+    style.push({ selector: ':selected', style: { 'overlay-color': palette.selected } });
+  }
+  return style;
+}
+
 export interface IFlowViewOptions {
   /** The server's files, to notice when a flow file changed on disk. */
   contents: Contents.IManager;
   /** Ask the server for the flow's problems when it is opened and after each save. */
   validateOnSave: () => boolean;
+  /** The colours of node kinds, fetched once from the server extension for every view;
+   * until it arrives (or when it cannot be had) nodes are grey. */
+  palette: Promise<Palette>;
 }
 
 /** The graph of one flow file. */
@@ -103,6 +122,11 @@ export class FlowGraphView extends Widget {
       if (this._options.validateOnSave()) {
         void this.validate().catch(err => this._showServerError(err));
       }
+    });
+    void options.palette.then(palette => {
+      this._palette = palette;
+      this._cy?.style(styleOf(palette));
+      this._redraw();
     });
   }
 
@@ -228,13 +252,13 @@ export class FlowGraphView extends Widget {
     }
     const shown = uniqueProblems([...this._serverProblems, ...flow.problems]);
     const byElement = problemsByElement(flow, shown);
-    const elements = toElements(flow, byElement);
+    const elements = toElements(flow, byElement, this._palette);
     const firstDraw = this._cy === null;
     if (this._cy === null) {
       this._cy = cytoscape({
         container: this._canvas,
         elements: elements as cytoscape.ElementDefinition[],
-        style: STYLE,
+        style: styleOf(this._palette),
         layout: { name: 'preset' },
         minZoom: 0.2,
         maxZoom: 3
@@ -351,6 +375,7 @@ export class FlowGraphView extends Widget {
   private _cy: cytoscape.Core | null = null;
   private _flow: FlowModel | null = null;
   private _serverProblems: Problem[] = [];
+  private _palette: Palette = EMPTY_PALETTE;
   private _validated = false;
   private _fitted = false;
   private _checking = false;

@@ -73,8 +73,27 @@ describe('parseFlow', () => {
     );
     expect(flow.nodes).toHaveLength(1);
     expect(flow.edges.map(e => e.index)).toEqual([1]);
-    expect(flow.problems.map(p => p.field)).toEqual(['id', 'edges[0] (a -> ghost)']);
+    expect(flow.problems.map(p => [p.node, p.edge, p.field])).toEqual([
+      ['a', null, 'id'],
+      [null, 0, 'to']
+    ]);
     expect(flow.problems[1].message).toContain("'ghost'");
+  });
+
+  it('names edge problems by edge index, with a field of the edge', () => {
+    const flow = parseFlow(
+      'nodes: [{id: a, type: python}]\n' +
+        'edges: [{from: ghost, to: a}, {from: x, to: y}, {from: a}, oops, {from: start, to: a}]'
+    );
+    expect(flow.edges.map(e => e.index)).toEqual([4]);
+    expect(flow.problems.map(p => [p.node, p.edge, p.field])).toEqual([
+      [null, 0, 'from'],
+      [null, 1, null],
+      [null, 2, 'to'],
+      [null, 3, null]
+    ]);
+    expect(flow.problems[1].message).toBe("no node 'x' or 'y': the edge is not drawn");
+    expect(flow.problems.every(p => !p.field?.startsWith('edges['))).toBe(true);
   });
 
   it('names line and column of a YAML syntax error', () => {

@@ -1,48 +1,53 @@
 import { parseFlow } from '../flowfile';
-import { edgeIndexOf, problemText, problemsByElement, readProblems, uniqueProblems } from '../problems';
+import { problemText, problemsByElement, readProblems, uniqueProblems } from '../problems';
 
 const flow = parseFlow('nodes: [{id: a, type: t}, {id: b, type: t}]\nedges: [{from: a, to: b}]');
 
 describe('problemsByElement', () => {
   it('sorts problems onto nodes, edges, or the flow as a whole', () => {
     const map = problemsByElement(flow, [
-      { node: 'a', field: 'config.x', message: 'm1' },
-      { node: 'a', field: 'edges[0] (a -> b)', message: 'self' },
-      { node: 'ghost', field: null, message: 'm2' },
-      { node: null, field: 'inputs.q', message: 'm3' },
-      { node: null, field: 'edges[7] (x -> y)', message: 'm4' }
+      { node: 'a', edge: null, field: 'config.x', message: 'm1' },
+      { node: 'a', edge: 0, field: 'to', message: 'self' },
+      { node: 'ghost', edge: null, field: null, message: 'm2' },
+      { node: null, edge: null, field: 'inputs.q', message: 'm3' },
+      { node: null, edge: 7, field: 'from', message: 'm4' },
+      // a field that looks like an edge is not read back: only `edge` places a problem
+      { node: null, edge: null, field: 'edges[0] (a -> b)', message: 'm5' }
     ]);
     expect([...map.nodes.keys()]).toEqual(['a']);
     expect(map.nodes.get('a')!.map(p => p.message)).toEqual(['m1']);
+    expect([...map.edges.keys()]).toEqual([0]);
     expect(map.edges.get(0)!.map(p => p.message)).toEqual(['self']);
-    expect(map.general.map(p => p.message)).toEqual(['m2', 'm3', 'm4']);
+    expect(map.general.map(p => p.message)).toEqual(['m2', 'm3', 'm4', 'm5']);
   });
 });
 
 describe('problem helpers', () => {
   it('prints a problem like the command line does', () => {
-    expect(problemText({ node: 'a', field: 'type', message: 'unknown kind' })).toBe(
+    expect(problemText({ node: 'a', edge: null, field: 'type', message: 'unknown kind' })).toBe(
       "node 'a', field 'type': unknown kind"
     );
-    expect(problemText({ node: null, field: null, message: 'empty' })).toBe('empty');
-  });
-
-  it('reads edge indexes from fields', () => {
-    expect(edgeIndexOf('edges[12] (a -> b).when')).toBe(12);
-    expect(edgeIndexOf('edges')).toBeNull();
-    expect(edgeIndexOf(null)).toBeNull();
+    expect(problemText({ node: 'b', edge: 12, field: 'when', message: 'bad' })).toBe(
+      "node 'b', edges[12], field 'when': bad"
+    );
+    expect(problemText({ node: null, edge: null, field: null, message: 'empty' })).toBe('empty');
   });
 
   it('checks the server payload', () => {
     expect(readProblems([{ node: 'a', field: null, message: 'x', extra: 1 }])).toEqual([
-      { node: 'a', field: null, message: 'x' }
+      { node: 'a', edge: null, field: null, message: 'x' }
     ]);
+    expect(readProblems([{ node: null, edge: 12, field: 'when', message: 'y' }])).toEqual([
+      { node: null, edge: 12, field: 'when', message: 'y' }
+    ]);
+    expect(readProblems([{ node: null, edge: '3', field: 'edges[3]', message: 'z' }])[0].edge).toBeNull();
+    expect(readProblems([{ node: null, edge: 1.5, field: null, message: 'z' }])[0].edge).toBeNull();
     expect(() => readProblems({})).toThrow(/list of problems/);
     expect(() => readProblems([{ node: 'a' }])).toThrow(/#1/);
   });
 
   it('drops repeats', () => {
-    const p = { node: 'a', field: 'id', message: 'dup' };
+    const p = { node: 'a', edge: null, field: 'id', message: 'dup' };
     expect(uniqueProblems([p, { ...p }, { ...p, node: 'b' }])).toHaveLength(2);
   });
 });

@@ -1,0 +1,101 @@
+"""Threads for blocking node work, owned by the engine, and a loop for sync callers.
+
+- `worker_pool(max_threads)`: the engine's thread pool (one per size, for the process).
+  Blocking node work (sync python functions, model forward passes, PDF parsing) runs
+  there, never on asyncio's default executor, so `max_threads` is what applies. A node
+  whose timeout passes while its thread is still busy gives control back at once: the
+  thread is *abandoned* (it runs on, its result is discarded) and counted, so that a
+  command-line run can exit without waiting for it.
+- `run_sync(make_coroutine)`: run a coroutine to completion from sync code; in a plain
+  script with `asyncio.run`, inside a running loop (a Jupyter kernel) on one background
+  loop the process keeps, so connections and loaded state are reused between runs. Ctrl-C
+  cancels the coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["DEFAULT_MAX_THREADS", "abandoned_workers", "run_in_worker", "run_sync", "worker_pool"]
+
+T = TypeVar("T")
+
+#: Threads for blocking node work when a run does not say (`Flow.arun(max_threads=...)`).
+DEFAULT_MAX_THREADS = 64
+
+
+class _Pools:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pools: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
+        self.abandoned: set[concurrent.futures.Future[Any]] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+
+_STATE = _Pools()
+
+
+def worker_pool(max_threads: int = DEFAULT_MAX_THREADS) -> concurrent.futures.ThreadPoolExecutor:
+    """The engine's thread pool with `max_threads` threads (made on first use)."""
+    with _STATE.lock:
+        pool = _STATE.pools.get(max_threads)
+        if pool is None:
+            pool = _STATE.pools[max_threads] = concurrent.futures.ThreadPoolExecutor(
+                max_workers=max_threads, thread_name_prefix="jupyter-flow-worker"
+            )
+        return pool
+
+
+async def run_in_worker(pool: concurrent.futures.Executor, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` in `pool`, with the caller's context variables. Cancelled (a
+    timeout, the caller gone) while the thread still runs: the thread is abandoned."""
+    ctx = contextvars.copy_context()
+    cfuture = pool.submit(ctx.run, functools.partial(fn, *args, **kwargs))
+    try:
+        return await asyncio.wrap_future(cfuture)
+    except asyncio.CancelledError:
+        if not cfuture.cancel():  # already running: let it run out on its own
+            with _STATE.lock:
+                _STATE.abandoned.add(cfuture)
+            cfuture.add_done_callback(_forget)
+        raise
+
+
+def _forget(cfuture: concurrent.futures.Future[Any]) -> None:
+    with _STATE.lock:
+        _STATE.abandoned.discard(cfuture)
+
+
+def abandoned_workers() -> int:
+    """Threads still busy with work whose node gave up on it (a timeout, a cancelled run)."""
+    with _STATE.lock:
+        return sum(1 for f in _STATE.abandoned if not f.done())
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    with _STATE.lock:
+        if _STATE.loop is None or _STATE.loop.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="jupyter-flow-loop", daemon=True).start()
+            _STATE.loop = loop
+        return _STATE.loop
+
+
+def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run the coroutine `make()` and wait for it, from sync code (see the module doc)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    future = asyncio.run_coroutine_threadsafe(make(), _background_loop())
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        future.cancel()  # the run's task is cancelled on its loop: its nodes stop
+        raise
