@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from servers import LoopbackServer, Route  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture
@@ -31,10 +31,8 @@ def serve() -> Iterator[Callable[[dict[str, Route]], LoopbackServer]]:
 
 @pytest.fixture
 def seed_flow_path() -> Path:
-    path = SHARED / "examples" / "seed_flow.json"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the tests expect ../shared beside the checkout")
-    return path
+    """The seed flow file (the Dify-style JSON teams already write), kept in tests/fixtures."""
+    return FIXTURES / "seed_flow.json"
 
 
 def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_flow.demo_services import clean_text
+from jupyter_flow.examples.services import clean_text
 from jupyter_flow.spec import load_spec, spec_to_dict
 
 nbformat = pytest.importorskip("nbformat")
@@ -65,7 +65,7 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("trained_model_present", [False, True], ids=["tiny-bert-made-on-the-spot", "clause-bert-present"])
 def test_quickstart_builds_runs_inspects_and_saves_the_flow(workdir: Path, trained_model_present: bool) -> None:
-    from jupyter_flow.demo_models import CLAUSE_LABELS, classify_texts, make_tiny_bert
+    from jupyter_flow.examples.models import CLAUSE_LABELS, classify_texts, make_tiny_bert
 
     if trained_model_present:
         # stands in for the classifier `make lab` trains: the notebook must pick it up, not make its own
@@ -79,7 +79,7 @@ def test_quickstart_builds_runs_inspects_and_saves_the_flow(workdir: Path, train
     _find(cells, r"^<Flow 'quickstart': 4 nodes, 4 edges>$")
     _find(cells, r"^node 'report', field 'config.template': references unknown node 'statz'")  # the mistake, shown...
     _find(cells, r"^after undo: no problems$")  # ...and undone
-    _find(cells, r"the edge would make a cycle")
+    _find(cells, r"the edges form a cycle")
     _find(cells, r"^4 edges, as before$")
 
     # What each node computes, worked out here without the flow
