@@ -17,9 +17,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from jupyter_flow.errors import NodeError, NodeTimeoutError, TemplateError
 from jupyter_flow.nodes.base import Node, NodeContext
@@ -27,6 +25,9 @@ from jupyter_flow.plan import Plan, PlannedEdge, PlannedNode
 from jupyter_flow.spec import RetrySpec
 from jupyter_flow.trace import ErrorInfo, NodeRecord, RunEvent, RunResult, fingerprint
 from jupyter_flow.workers import DEFAULT_MAX_THREADS, run_in_worker, worker_pool
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["EventCallback", "Runtime", "execute"]
 
@@ -259,7 +260,8 @@ class _Run:
         record.status = "running"
         record.started_at = time.time()
         t0 = time.perf_counter()
-        await self.emit("node_started", record)
+        if self.on_event is not None:
+            await self.emit("node_started", record)
         try:
             variant, node, renderer = self.choose_variant(pn)
             record.variant = variant
@@ -304,13 +306,15 @@ class _Run:
                 self.context[pn.id] = {"output": None, "status": "error", "error": _error_view(record)}
                 if pn.spec.on_error == "fail" and not pn.has_error_edges:
                     record.duration_s = time.perf_counter() - t0
-                    await self.emit("node_finished", record)
+                    if self.on_event is not None:
+                        await self.emit("node_finished", record)
                     named = isinstance(exc, NodeError) or getattr(exc, "node", None) == pn.id
                     self.fail_run(str(exc) if named else f"node '{pn.id}': {exc}")
                     return
         record.duration_s = time.perf_counter() - t0
         self.finished(pn, record)
-        await self.emit("node_finished", record)
+        if self.on_event is not None:
+            await self.emit("node_finished", record)
 
     def cached(self, pn: PlannedNode, node: Node, inputs: Any) -> NodeRecord | None:
         if self.reuse is None or pn.id in self.force:

@@ -127,15 +127,12 @@ class PythonNode(Node):
             fn = self._resolve(run_functions.get() or default_functions())
         except NodeError:
             return ""
-        code = getattr(fn, "__code__", None)
-        return hashlib.blake2b(
-            (code.co_code + repr(code.co_consts).encode()) if code else repr(fn).encode(), digest_size=8
-        ).hexdigest()
+        return _code_token(getattr(fn, "__code__", None) or repr(fn))
 
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
         fn = self._resolve(ctx.functions)
         kwargs = inputs.get("input_mapping") or {}
-        if inspect.iscoroutinefunction(fn):
+        if _is_async(fn):
             value = await fn(**kwargs)
         elif self.config.blocking is False:
             value = fn(**kwargs)
@@ -144,3 +141,15 @@ class PythonNode(Node):
         if inspect.isawaitable(value):
             value = await value
         return value if isinstance(value, dict) else {"result": value}
+
+
+@lru_cache(maxsize=4096)
+def _code_token(code: Any) -> str:
+    """A digest of a function's code (taken once per code object: an edit makes a new one)."""
+    data = (code.co_code + repr(code.co_consts).encode()) if not isinstance(code, str) else code.encode()
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+@lru_cache(maxsize=4096)
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn)
