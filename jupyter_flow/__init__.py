@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from jupyter_flow.errors import (
     FlowError,
     FlowFileError,
@@ -15,8 +17,6 @@ from jupyter_flow.errors import (
     RemoteError,
     TemplateError,
 )
-from jupyter_flow.batch import run_batch
-from jupyter_flow.export import export_notebook
 from jupyter_flow.flow import Flow
 from jupyter_flow.models import loaded_models, release_models
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
@@ -28,13 +28,29 @@ from jupyter_flow.trace import NodeRecord, RunEvent, RunResult
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> object:
-    # The workbench pulls in ipywidgets; load it only when asked for.
-    if name == "Workbench":
-        from jupyter_flow.workbench import Workbench
+if TYPE_CHECKING:
+    from jupyter_flow.batch import run_batch
+    from jupyter_flow.export import export_notebook
+    from jupyter_flow.exported import run_exported
+    from jupyter_flow.workbench import Workbench
 
-        return Workbench
-    raise AttributeError(f"module 'jupyter_flow' has no attribute {name!r}")
+# Loaded when first asked for, so that `import jupyter_flow` (and every command) stays
+# quick: the workbench pulls in ipywidgets, batch and export papermill's neighbours.
+_LAZY = {
+    "Workbench": "jupyter_flow.workbench",
+    "run_batch": "jupyter_flow.batch",
+    "export_notebook": "jupyter_flow.export",
+    "run_exported": "jupyter_flow.exported",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jupyter_flow' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [
@@ -68,4 +84,5 @@ __all__ = [
     "register_function",
     "release_models",
     "run_batch",
+    "run_exported",
 ]

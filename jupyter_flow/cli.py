@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from jupyter_flow.errors import FlowError, FlowRunError, FlowValidationError
 
-__all__ = ["main"]
+__all__ = ["console", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -95,6 +96,66 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from jupyter_flow.batch import BatchOptions, BatchStoppedError
+    from jupyter_flow.flow import Flow
+
+    if args.address and args.engine != "ray":
+        raise _Usage("--address is for --engine ray (a local batch runs in this process)")
+    options = BatchOptions(
+        concurrency=args.concurrency,
+        resume=args.resume,
+        fail_fast=args.fail_fast,
+        progress=not args.quiet,
+        input_name=args.input_name,
+        settings={"device": args.device} if args.device else {},
+        endpoints=parse_pairs(args.endpoint, "--endpoint", "NODE=URL"),
+        common_inputs=parse_pairs(args.input, "--input"),
+    )
+    try:
+        if args.engine == "ray":
+            from jupyter_flow.batch.ray import import_ray, run_ray
+
+            import_ray()  # before the flow is read, so that a missing extra is the first thing said
+            summary = run_ray(Flow.load(args.flow), args.inputs, args.out, options, address=args.address)
+        else:
+            from jupyter_flow.batch.local import run_local
+
+            summary = run_local(Flow.load(args.flow), args.inputs, args.out, options)
+    except BatchStoppedError as exc:
+        print(exc.summary.to_text())
+        raise
+    print(summary.to_text())
+    return EXIT_OK
+
+
+def _add_batch(sub: Any) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="run a flow over a folder, glob or JSONL file of inputs; results to OUT/results.jsonl",
+        description="Run a flow once per item, concurrently. Each finished item is appended to "
+        "OUT/results.jsonl at once (a killed batch keeps what finished; --resume skips it); "
+        "each item's trace goes to OUT/traces/. Exit 0 when the batch ran (failed items are "
+        "listed in the summary), 1 when --fail-fast stopped it, 2 for bad usage.",
+    )
+    p.add_argument("flow")
+    p.add_argument("--inputs", required=True, metavar="DIR|GLOB|FILE.jsonl",
+                   help="a folder or glob (one item per file) or a JSONL file (one object of inputs per line)")
+    p.add_argument("--out", required=True, metavar="DIR", help="where results.jsonl, traces/ and summary.json go")
+    p.add_argument("--resume", action="store_true", help="skip items already in OUT/results.jsonl")
+    p.add_argument("--concurrency", "-c", type=int, default=4, metavar="N", help="items run at once (default 4)")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first failed item (exit 1)")
+    p.add_argument("--input-name", metavar="NAME", help="the input that gets each file's path (default: the flow's file input)")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="KEY=VALUE", help="an input given to every item")
+    p.add_argument("--endpoint", action="append", default=[], metavar="NODE=URL", help="override an http node's endpoint")
+    p.add_argument("--device", help="device for model nodes that say `device: auto` (cpu, cuda, cuda:N)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: in this process (default); ray: on a Ray cluster, one loaded flow per actor")
+    p.add_argument("--address", metavar="ADDR", help="the Ray cluster for --engine ray (default: RAY_ADDRESS, else a local one)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(fn=_cmd_batch)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from jupyter_flow import __version__
 
@@ -114,6 +175,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="device for model nodes that say `device: auto` (cpu, cuda, cuda:N)")
     p.set_defaults(fn=_cmd_run)
 
+    _add_batch(sub)
     for extra in _extra_commands():
         extra(sub)
     return parser
@@ -124,8 +186,7 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     import importlib
 
     commands = []
-    for module in ("jupyter_flow.export", "jupyter_flow.batch", "jupyter_flow.serve", "jupyter_flow.doctor",
-                   "jupyter_flow.demo_models"):
+    for module in ("jupyter_flow.export", "jupyter_flow.serve", "jupyter_flow.doctor"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -161,5 +222,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def console() -> None:
+    """The `jupyter-flow` command. A node that timed out or was interrupted while its
+    worker thread was blocked leaves that thread behind; the command does not wait for it."""
+    from jupyter_flow.workers import abandoned_workers
+
+    code = main()
+    if abandoned_workers():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -12,9 +12,11 @@ The notebook carries the flow spec, so it runs without the flow file. Its cell t
     fail_fast     stop at the first failed item (the notebook, and papermill, then fail)
     engine        "local" (in the kernel) or "ray" (a batch on a Ray cluster: RAY_ADDRESS, else a local one)
 
-The cells after it load the flow, run it through `jupyter_flow.batch.run_batch` (or, with
-`engine = "ray"`, `jupyter_flow.ray_batch.run_batch_ray`) with a progress bar, and show a
-summary table and a per-node timing chart.
+The cells after it hold the flow's spec, pass it with the parameters to the one public
+entry point `jupyter_flow.run_exported` (which runs it once or as a batch, locally or on
+Ray, with a progress bar), and show the summary it returns as a table and a per-node
+timing chart. The notebook names nothing else of the package, so a notebook exported
+today keeps working when the package's insides change.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
     import argparse
 
     from jupyter_flow.flow import Flow
-    from jupyter_flow.spec import NodeSpec
 
 __all__ = ["PARAMETERS", "add_to_cli", "export_notebook", "notebook_for"]
 
@@ -52,21 +53,6 @@ def _md(text: Any) -> str:
 
 def _code(text: Any) -> str:
     return f"`{_md(text).replace('`', chr(39))}`"
-
-
-def _what(node: NodeSpec) -> str:
-    """One line saying what a node does, for the node table."""
-    if node.description or node.title:
-        return _md(node.description or node.title)
-    config = node.config
-    if node.type == "http":
-        return f"{str(config.get('method', 'POST')).upper()} {_code(config.get('endpoint'))}"
-    if node.type == "python":
-        return f"calls {_code(config.get('function'))}"
-    if node.type == "template":
-        return "renders a text template"
-    shown = [f"{k}: {_code(v)}" for k, v in config.items() if isinstance(v, (str, int, float, bool)) and len(str(v)) <= 60]
-    return ", ".join(shown[:4]) or "(no settings)"
 
 
 class _CannotCarry(Exception):
@@ -231,9 +217,10 @@ def _intro(flow: Flow) -> str:
         "| node | kind | what it does | runs after |",
         "|---|---|---|---|",
     ]
+    planned = flow.plan.nodes  # the validated flow's node objects: each says what it does
     for node in spec.nodes:
         after = ", ".join(upstream[node.id]) or "the start"
-        lines.append(f"| `{node.id}` | {node.type} | {_what(node)} | {_md(after)} |")
+        lines.append(f"| `{node.id}` | {node.type} | {_md(planned[node.id].node.describe())} | {_md(after)} |")
     if spec.inputs:
         lines += ["", "## The flow's inputs", "", "| input | type | default | description |", "|---|---|---|---|"]
         for name, inp in spec.inputs.items():
@@ -258,44 +245,37 @@ def _parameters(flow: Flow, output_dir: str) -> str:
     )
 
 
-def _load_cell(flow: Flow) -> str:
+def _spec_cell(flow: Flow) -> str:
     spec = pprint.pformat(spec_to_dict(flow.spec), indent=1, width=100, sort_dicts=False)
-    origin = str(flow.source.resolve()) if flow.source else None
+    origin = str(flow.source.resolve().parent) if flow.source else None
     return "\n".join(
         [
-            "import os",
-            "",
-            "from jupyter_flow import Flow",
-            "from jupyter_flow.batch import BatchItem, apply_endpoints, run_batch",
-            "",
             f"FLOW_SPEC = {spec}",
             "# Relative paths in the flow (models, rule files) are read from the folder of the file it was",
             "# exported from while that folder exists here, else from the working folder.",
-            f"FLOW_FILE = {origin!r}",
-            "source = FLOW_FILE if FLOW_FILE and os.path.isdir(os.path.dirname(FLOW_FILE)) else None",
-            "",
-            "flow = apply_endpoints(Flow.from_dict(FLOW_SPEC, source=source), endpoints).validate()",
-            "flow",
+            f"FLOW_DIR = {origin!r}",
         ]
     )
 
 
+#: The run cell: the parameters go, as they are, to the one public entry point.
 _RUN_CELL = """\
-settings = {"device": device} if device else {}
-if engine not in ("local", "ray"):
-    raise ValueError(f"engine must be 'local' or 'ray', not {engine!r}")
-if inputs_path:
-    # A batch: resume=True, so running the notebook again after a crash goes on where it stopped.
-    if engine == "ray":  # one loaded flow per Ray actor, `concurrency` items at once in each
-        from jupyter_flow.ray_batch import run_batch_ray as run_engine
-    else:
-        run_engine = run_batch
-    summary = run_engine(flow, str(inputs_path), output_dir, concurrency=concurrency, resume=True,
-                         fail_fast=fail_fast, progress=True, settings=settings, common_inputs=inputs)
-else:
-    summary = run_batch(flow, [BatchItem("run", dict(inputs))], output_dir, concurrency=1,
-                        fail_fast=fail_fast, progress=True, settings=settings)
+import jupyter_flow
+
+summary = jupyter_flow.run_exported(
+    FLOW_SPEC,
+    inputs=inputs,
+    inputs_path=inputs_path,
+    output_dir=output_dir,
+    device=device,
+    endpoints=endpoints,
+    concurrency=concurrency,
+    fail_fast=fail_fast,
+    engine=engine,
+    flow_dir=FLOW_DIR,
+)
 summary"""
+
 
 _RESULTS_CELL = """\
 from IPython.display import HTML, Markdown, display
@@ -349,13 +329,13 @@ def notebook_for(flow: Flow, *, output_dir: str | None = None) -> Any:
             else []
         ),
         v4.new_markdown_cell(
-            "## 1. Load the flow\n\nThe flow's spec is written out below, so this notebook needs no flow file. "
-            "`endpoints` replaces the endpoints of the http nodes it names; `validate()` checks every node "
-            "and reference before anything runs."
+            "## 1. The flow\n\nThe flow's spec is written out below, so this notebook needs no flow file."
         ),
-        v4.new_code_cell(_load_cell(flow)),
+        v4.new_code_cell(_spec_cell(flow)),
         v4.new_markdown_cell(
-            "## 2. Run it\n\nWith `inputs_path` set, the flow runs once per file (or JSONL line), "
+            "## 2. Run it\n\n`jupyter_flow.run_exported` checks every node and reference before anything "
+            "runs; `endpoints` replaces the endpoints of the http nodes it names. "
+            "With `inputs_path` set, the flow runs once per file (or JSONL line), "
             "`concurrency` at a time; otherwise it runs once with `inputs`. Each finished item is appended "
             "to `output_dir/results.jsonl` at once, with its trace in `output_dir/traces/`. A batch resumes: "
             "items already in `results.jsonl` are not run again. A failed item is recorded and the batch goes "

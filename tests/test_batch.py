@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,15 @@ from processes import kill_after_results
 from servers import Reply, Request
 
 from jupyter_flow import Flow, FlowValidationError, Node, NodeConfig, NodeRegistry
-from jupyter_flow.batch import BatchStoppedError, apply_endpoints, collect_items, read_results, run_batch
+from jupyter_flow.batch import (
+    BatchInputError,
+    BatchOptions,
+    BatchStoppedError,
+    apply_endpoints,
+    collect_items,
+    read_results,
+    run_batch,
+)
 from jupyter_flow.cli import main
 
 # The python node's function lives in a module the test writes, so that subprocesses
@@ -342,3 +351,139 @@ def test_items_share_the_flows_loaded_nodes_and_overlap(workdir: Path) -> None:
     assert CountingNode.warm_ups == 1  # one loaded model for the whole batch
     assert CountingNode.peak == 3  # runs reach the shared node together, so it can batch them
     assert {r["id"]: r["outputs"]["model"]["upper"] for r in lines(workdir / "out")}["i4"] == "ITEM 4"
+
+
+# The code cells of a notebook written by the export of before `jupyter_flow.run_exported`:
+# such notebooks are out there, on schedules, and must keep running.
+OLD_EXPORTED_CELLS = '''
+inputs = {"text": "old notebook"}
+inputs_path = None
+output_dir = OUT
+device = None
+endpoints = {}
+concurrency = 4
+fail_fast = False
+engine = 'local'
+
+import os
+
+from jupyter_flow import Flow
+from jupyter_flow.batch import BatchItem, apply_endpoints, run_batch
+
+FLOW_SPEC = {"name": "old", "inputs": {"text": {"type": "string"}},
+             "nodes": [{"id": "t", "type": "template", "config": {"template": "got {{text}}"}}]}
+FLOW_FILE = None
+source = FLOW_FILE if FLOW_FILE and os.path.isdir(os.path.dirname(FLOW_FILE)) else None
+
+flow = apply_endpoints(Flow.from_dict(FLOW_SPEC, source=source), endpoints).validate()
+
+settings = {"device": device} if device else {}
+if inputs_path:
+    run_engine = run_batch
+    summary = run_engine(flow, str(inputs_path), output_dir, concurrency=concurrency, resume=True,
+                         fail_fast=fail_fast, progress=True, settings=settings, common_inputs=inputs)
+else:
+    summary = run_batch(flow, [BatchItem("run", dict(inputs))], output_dir, concurrency=1,
+                        fail_fast=fail_fast, progress=True, settings=settings)
+'''
+
+
+def test_notebooks_exported_before_run_exported_still_run_with_the_names_they_import(tmp_path: Path) -> None:
+    from jupyter_flow.batch import (  # noqa: F401 - every name such notebooks and older scripts import
+        RESULTS_FILE,
+        SUMMARY_FILE,
+        TRACES_DIR,
+        BatchInputError,
+        BatchItem,
+        BatchSummary,
+        arun_batch,
+        trace_name,
+    )
+
+    namespace: dict[str, Any] = {"OUT": str(tmp_path / "out")}
+    exec(OLD_EXPORTED_CELLS, namespace)
+    summary = namespace["summary"]
+    assert isinstance(summary, BatchSummary) and summary.ok == 1
+    assert lines(tmp_path / "out")[0]["outputs"]["t"] == {"text": "got old notebook"}
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [({"concurrency": 0}, "concurrency"), ({"concurrency": 2.5}, "concurrency"), ({"progress": "bar"}, "progress"),
+     ({"resume": "yes"}, "resume"), ({"endpoints": ["escalate"]}, "endpoints"), ({"input_name": ""}, "input_name")],
+)
+def test_bad_options_are_named_before_the_output_folder_is_touched(workdir: Path, options: dict[str, Any],
+                                                                   field: str) -> None:
+    flow = Flow.load(write_flow(workdir, "http://127.0.0.1:9/score"))
+    out = workdir / "out"
+    with pytest.raises(BatchInputError) as info:
+        run_batch(flow, make_inbox(workdir, {"a.txt": "one"}), out, **{"progress": False, **options})
+    assert f"field '{field}'" in str(info.value)
+    assert not out.exists()
+    with pytest.raises(BatchInputError, match="field 'concurrency': must be at least 1"):
+        BatchOptions(concurrency=0)
+
+
+def test_an_options_value_is_read_only() -> None:
+    options = BatchOptions(settings={"device": "cpu"})
+    with pytest.raises(FrozenInstanceError):
+        options.concurrency = 8  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        options.settings["device"] = "cuda"  # type: ignore[index]
+
+
+class DeviceConfig(NodeConfig):
+    device: str | None = None
+
+
+class DeviceNode(Node):
+    """A node that asks for the device its config names; a node without one has no model."""
+
+    kind = "device"
+    Config = DeviceConfig
+
+    def device_request(self, ctx: Any = None) -> str | None:
+        return self.config.device
+
+    async def run(self, inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        return {}
+
+
+def test_gpu_model_nodes_asks_each_node_for_its_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No Ray needed: the choice of GPU replicas is made on the driver, from the nodes' answers.
+    from jupyter_flow.batch.ray import gpu_model_nodes
+
+    registry = NodeRegistry(entry_points_group=None)
+    registry.register(DeviceNode)
+    devices = {"auto": "auto", "gpu": "cuda:1", "cpu": "cpu", "templ": "{{ inputs.where }}", "none": None}
+    flow = Flow.from_dict(
+        {"name": "devices", "inputs": {"where": {"type": "string", "default": "cpu"}},
+         "nodes": [{"id": nid, "type": "device", "config": {"device": d}} for nid, d in devices.items()]},
+        registry=registry,
+    )
+    assert gpu_model_nodes(flow) == ["auto", "gpu", "templ"]
+    assert gpu_model_nodes(flow, {"device": "cpu"}) == []  # the run-wide device wins
+    assert gpu_model_nodes(flow, {"device": "cuda"}) == ["auto", "gpu", "cpu", "templ"]
+
+
+def test_batch_modules_import_no_private_names_no_cli_and_no_circle() -> None:
+    import ast
+    import graphlib
+
+    import jupyter_flow.batch
+
+    package = Path(jupyter_flow.batch.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for module in sorted(package.glob("*.py")):
+        name = f"jupyter_flow.batch.{module.stem}"
+        graph[name] = set()
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):  # imports inside functions too
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jupyter_flow"):
+                private = [a.name for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+                assert not private, f"{module.name} imports {private} from {node.module}"
+                assert node.module != "jupyter_flow.cli", f"{module.name} imports the command line"
+                if node.module and node.module.startswith("jupyter_flow.batch."):
+                    graph[name].add(node.module)
+    del graph["jupyter_flow.batch.__init__"]  # the package re-exports; its modules never import it
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError on an import circle
+    assert "jupyter_flow.batch.local" not in graph["jupyter_flow.batch.results"]

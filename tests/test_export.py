@@ -18,7 +18,9 @@ import papermill
 import pytest
 from servers import Reply, Request
 
-from jupyter_flow import Flow, FlowValidationError, register_function
+import jupyter_flow
+from jupyter_flow import Flow, FlowValidationError, register_function, run_exported
+from jupyter_flow.batch import BatchInputError
 from jupyter_flow.cli import main
 from jupyter_flow.export import PARAMETERS, export_notebook
 from jupyter_flow.nodes.python import default_functions
@@ -140,8 +142,9 @@ def test_export_writes_a_self_contained_papermill_ready_notebook(workdir: Path) 
     flow_path.unlink()
     spec_cell = next(c for c in nb.cells if "FLOW_SPEC = " in c.source)
     namespace: dict[str, Any] = {}
-    exec(spec_cell.source.split("\n\nflow = ")[0], namespace)
+    exec(spec_cell.source, namespace)  # data only: nothing runs
     assert Flow.from_dict(namespace["FLOW_SPEC"]).spec == Flow.from_text(FLOW.replace("ENDPOINT", "http://legal-review:5000/predict")).spec
+    assert namespace["FLOW_DIR"] == str(workdir.resolve())
 
     intro = nb.cells[0].source
     assert intro.startswith("# contract-review")
@@ -199,6 +202,79 @@ def test_papermill_runs_a_batch_with_parameters_overridden(workdir: Path, serve)
     assert "| b.txt | read | ValueError: cannot read b.txt: it says BAD |" in shown  # the summary table
     assert "3/3" in shown  # the progress bar reached the end
     assert "mean time per node" in shown or "image/png" in shown  # the timing chart
+
+
+def package_names(nb: Any) -> tuple[set[str], set[str]]:
+    """What the notebook's code takes from jupyter_flow: the modules it imports, and the names."""
+    modules: set[str] = set()
+    names: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Import):
+                modules |= {a.name for a in node.names if a.name.startswith("jupyter_flow")}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jupyter_flow"):
+                modules.add(str(node.module))
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "jupyter_flow":
+                names.add(node.attr)
+    return modules, names
+
+
+def test_the_notebook_runs_through_the_public_entry_point_only(workdir: Path, serve) -> None:
+    server = serve({"/review": review})
+    nb_path = export_notebook(Flow.load(write_flow(workdir, "http://127.0.0.1:9/predict")), workdir / "review.ipynb")
+    nb = nbformat.read(nb_path, as_version=4)
+    modules, names = package_names(nb)
+    # Only public names: a notebook on a schedule must survive changes to the package's insides.
+    assert modules == {"jupyter_flow"} and names == {"run_exported"}
+    assert names <= set(jupyter_flow.__all__)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "BatchItem" not in code and "apply_endpoints" not in code and "jupyter_flow.batch" not in code
+    run = next(c for c in nb.cells if "run_exported(" in c.source)
+    call = next(n for n in ast.walk(ast.parse(run.source)) if isinstance(n, ast.Call))
+    assert [kw.arg for kw in call.keywords] == [*PARAMETERS, "flow_dir"]  # every parameter, as it is
+
+    inbox = make_inbox(workdir, {"a.txt": "a risk clause", "b.txt": "plain terms"})
+    out = workdir / "out"
+    papermill.execute_notebook(
+        str(nb_path), str(workdir / "executed.ipynb"), kernel_name="python3", progress_bar=False,
+        parameters={"inputs_path": str(inbox), "output_dir": str(out), "endpoints": {"escalate": f"{server.url}/review"}},
+    )
+    assert {k: r["outputs"]["escalate"]["level"] for k, r in results(out).items()} == {"a.txt": "high", "b.txt": "low"}
+
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        papermill.execute_notebook(str(nb_path), str(workdir / "bad.ipynb"), kernel_name="python3", progress_bar=False,
+                                   parameters={"inputs_path": str(inbox), "output_dir": str(out), "engine": "spark"})
+    assert "field 'engine': must be 'local' or 'ray', not 'spark'" in str(info.value)
+
+
+REPORT_FLOW = {
+    "name": "report",
+    "inputs": {"title": {"type": "string", "default": "Quarterly"}},
+    "nodes": [{"id": "rep", "type": "report",
+               "config": {"findings": [], "title": "{{title}}", "markdown_template": "templates/report.md.j2"}}],
+}
+
+
+def test_run_exported_reads_relative_paths_from_the_flows_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flow_dir = tmp_path / "flows"
+    (flow_dir / "templates").mkdir(parents=True)
+    (flow_dir / "templates" / "report.md.j2").write_text("FROM THE FLOW'S FOLDER", encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    summary = run_exported(REPORT_FLOW, inputs={"title": "Q3"}, output_dir="out", flow_dir=flow_dir)
+    assert (summary.total, summary.ok) == (1, 1)
+    run = results(elsewhere / "out")["run"]
+    assert "FROM THE FLOW'S FOLDER" in run["outputs"]["rep"]["markdown"]
+    # the flow's folder is gone on this machine: relative paths are read from the working folder
+    with pytest.raises(FlowValidationError, match="templates/report.md.j2"):
+        run_exported(REPORT_FLOW, output_dir="out", flow_dir=tmp_path / "gone")
+    with pytest.raises(BatchInputError, match="field 'concurrency'"):
+        run_exported(REPORT_FLOW, inputs_path=str(flow_dir), concurrency=0, flow_dir=flow_dir)
 
 
 BUILDER = """

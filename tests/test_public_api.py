@@ -38,6 +38,7 @@ PUBLIC = [
     "register_function",
     "release_models",
     "run_batch",
+    "run_exported",
 ]
 
 

@@ -20,13 +20,13 @@ from model_fixtures import make_tiny_bert
 from processes import kill_after_results
 from servers import LoopbackServer, Reply, Request, free_port
 
-from jupyter_flow import Flow
+from jupyter_flow import Flow, run_exported
 from jupyter_flow.batch import BatchStoppedError, read_results, run_batch
 from jupyter_flow.cli import main
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
-from jupyter_flow.ray_batch import gpu_model_nodes, run_batch_ray  # noqa: E402
+from jupyter_flow.batch.ray import gpu_model_nodes, run_batch_ray  # noqa: E402
 
 FLOW = """
 name: triage
@@ -169,6 +169,18 @@ def test_fail_fast_stops_a_ray_batch_at_the_first_failed_item(cluster: str, flow
     summary = info.value.summary
     assert summary.failed == 1 and summary.pending > 0
     assert summary.ok + summary.failed == len(read_results(tmp_path / "out"))
+
+
+def test_an_exported_notebooks_entry_point_runs_its_batch_on_ray(cluster: str, flow_path: Path, tmp_path: Path) -> None:
+    items = tmp_path / "items.jsonl"
+    ids = write_items(items, 12)
+    summary = run_exported(Flow.load(flow_path).to_dict(), inputs_path=str(items), output_dir=str(tmp_path / "out"),
+                           inputs={"priority": 2}, engine="ray", flow_dir=str(flow_path.parent))
+    assert (summary.total, summary.pending) == (12, 0)
+    by_id = {r["id"]: r for r in read_results(tmp_path / "out")}
+    assert sorted(by_id) == sorted(ids)
+    # `inputs` goes to every item; an item's own value wins
+    assert (by_id["line-1"]["inputs"]["priority"], by_id["doc-0001"]["inputs"]["priority"]) == (2, 1)
 
 
 def cli(*args: str) -> list[str]:

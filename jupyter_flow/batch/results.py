@@ -15,10 +15,22 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from jupyter_flow.batch import BatchItem
+from jupyter_flow.errors import FlowRunError
 
-__all__ = ["RESULTS_FILE", "SUMMARY_FILE", "TRACES_DIR", "BatchSummary", "read_results", "summarize_results"]
+if TYPE_CHECKING:
+    from jupyter_flow.batch.items import BatchItem
+
+__all__ = [
+    "RESULTS_FILE",
+    "SUMMARY_FILE",
+    "TRACES_DIR",
+    "BatchStoppedError",
+    "BatchSummary",
+    "ResultsWriter",
+    "open_results",
+    "read_results",
+    "summarize_results",
+]
 
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -50,11 +62,27 @@ def read_results(out_dir: str | Path, *, repair: bool = False) -> list[dict[str,
     return records
 
 
-class _ResultsWriter:
-    """Appends one JSON line per item, flushed and fsynced before the next."""
+def open_results(out_dir: Path, *, resume: bool) -> set[str]:
+    """Make `out_dir` ready for a batch; returns the ids it already has results for.
 
-    def __init__(self, path: Path) -> None:
-        self._fh = open(path, "a", encoding="utf-8")
+    With `resume` the results stay (a line torn by a crash is cut); without it earlier
+    results and traces are removed."""
+    traces = out_dir / TRACES_DIR
+    traces.mkdir(parents=True, exist_ok=True)
+    if resume:
+        return {r["id"] for r in read_results(out_dir, repair=True)}
+    (out_dir / RESULTS_FILE).write_bytes(b"")
+    for old in traces.glob("*.json"):
+        old.unlink()
+    return set()
+
+
+class ResultsWriter:
+    """Appends one JSON line per item to `out_dir/results.jsonl`, flushed and fsynced
+    before the next."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self._fh = open(out_dir / RESULTS_FILE, "a", encoding="utf-8")
 
     def append(self, record: Mapping[str, Any]) -> None:
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -63,7 +91,6 @@ class _ResultsWriter:
 
     def close(self) -> None:
         self._fh.close()
-
 
 
 @dataclass
@@ -166,6 +193,15 @@ class BatchSummary:
                 f"<td>{t['mean_s'] * 1e3:.1f} ms</td><td>{int(t['count'])} runs</td></tr>"
             )
         return "<table><caption>mean time per node</caption>" + "".join(rows) + "</table>"
+
+
+class BatchStoppedError(FlowRunError):
+    """`fail_fast` stopped a batch; the message names the item and the node, `summary`
+    tells what had finished."""
+
+    def __init__(self, message: str, summary: BatchSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 def _md(text: str) -> str:

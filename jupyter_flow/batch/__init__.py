@@ -1,0 +1,63 @@
+"""Batch runs: one flow over many inputs, concurrently, losing nothing on a crash.
+
+The steps of a batch::
+
+    items    = collect_items(flow, "inbox/")           # a folder, a glob, a JSONL file or a list
+    summary  = run_batch(flow, items, "out/", concurrency=8, resume=True)
+
+Each item has a stable id (the file's path relative to the folder or glob, a JSONL
+line's `id` field or its line number). As each item finishes, its trace goes to
+`out/traces/<id>.json` and one JSON line to `out/results.jsonl`, flushed and fsynced, so
+a killed batch keeps everything that finished; `resume=True` skips the ids already in
+`results.jsonl` (and drops a line torn by the kill), so every item ends up there exactly
+once. A failed item is recorded and the batch goes on, unless `fail_fast`: then the
+batch stops and raises BatchStoppedError naming the item and the node.
+
+The modules, one subject each: `items` (what runs), `options` (how: `BatchOptions`),
+`results` (the output folder and the summary), `run_item` (one item into its record),
+`prepare` (the steps before and after the runs), `progress` (the bar), and the engines
+`local` (in this process) and `ray` (on a Ray cluster; the `ray` extra).
+"""
+
+from __future__ import annotations
+
+from jupyter_flow.batch.items import (
+    BatchInputError,
+    BatchItem,
+    ItemsSource,
+    apply_endpoints,
+    collect_items,
+    trace_name,
+)
+from jupyter_flow.batch.local import arun_batch, run_batch
+from jupyter_flow.batch.options import BatchOptions
+from jupyter_flow.batch.ray import run_batch_ray
+from jupyter_flow.batch.results import (
+    RESULTS_FILE,
+    SUMMARY_FILE,
+    TRACES_DIR,
+    BatchStoppedError,
+    BatchSummary,
+    read_results,
+    summarize_results,
+)
+
+__all__ = [
+    "RESULTS_FILE",
+    "SUMMARY_FILE",
+    "TRACES_DIR",
+    "BatchInputError",
+    "BatchItem",
+    "BatchOptions",
+    "BatchStoppedError",
+    "BatchSummary",
+    "ItemsSource",
+    "apply_endpoints",
+    "arun_batch",
+    "collect_items",
+    "read_results",
+    "run_batch",
+    "run_batch_ray",
+    "summarize_results",
+    "trace_name",
+]

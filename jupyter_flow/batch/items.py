@@ -1,0 +1,221 @@
+"""The items of a batch: where they come from, their ids, and the flow they run on.
+
+An item is one run: a stable id and the flow inputs it runs with. Items come from a
+folder, a glob pattern, a `.jsonl` file, one file, or a list; `apply_endpoints` points
+http nodes at other URLs for the whole batch.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from jupyter_flow.errors import FlowError, FlowValidationError, Problem
+
+if TYPE_CHECKING:
+    from jupyter_flow.flow import Flow
+
+__all__ = [
+    "BatchInputError",
+    "BatchItem",
+    "ItemsSource",
+    "apply_endpoints",
+    "collect_items",
+    "items_to_run",
+    "trace_name",
+]
+
+#: A folder, a glob pattern, a `.jsonl` file, one file, or a list of input dicts.
+ItemsSource = Union[str, Path, Sequence[Mapping[str, Any]], Sequence["BatchItem"]]
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One run of a batch: a stable `id` and the flow inputs it runs with."""
+
+    id: str
+    inputs: dict[str, Any]
+    source: str | None = None  # where it came from (file path or "FILE.jsonl:LINE")
+
+
+class BatchInputError(FlowValidationError):
+    """The batch's items or options are wrong (CLI exit code 2): names the file and line,
+    the option, or the node."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        self.source = None
+        FlowError.__init__(self, "cannot run the batch: " + "; ".join(str(p) for p in self.problems))
+
+
+# -- items ----------------------------------------------------------------------------
+def _file_input(flow: Flow, input_name: str | None) -> str:
+    declared = flow.spec.inputs
+    if input_name:
+        if declared and input_name not in declared:
+            raise BatchInputError(
+                [Problem(f"the flow has no input {input_name!r} (it takes: {', '.join(declared)})", field="input_name")]
+            )
+        return input_name
+    files = [name for name, spec in declared.items() if spec.type == "file"]
+    if len(files) == 1:
+        return files[0]
+    if not files and len(declared) == 1:
+        return next(iter(declared))
+    what = f"file inputs {', '.join(files)}" if files else f"inputs {', '.join(declared) or '(none declared)'}"
+    raise BatchInputError(
+        [Problem(f"cannot tell which input takes each file (the flow has {what}): name it with --input-name / input_name=",
+                 field="inputs")]
+    )
+
+
+def _glob_root(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    root: list[str] = []
+    for part in parts:
+        if _GLOB_CHARS.search(part):
+            break
+        root.append(part)
+    return Path(*root) if root else Path(".")
+
+
+def _jsonl_items(path: Path) -> list[BatchItem]:
+    items: list[BatchItem] = []
+    seen: dict[str, int] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BatchInputError([Problem(f"cannot read {path}: {exc}", field="inputs")]) from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BatchInputError([Problem(f"{where}: not JSON (column {exc.colno}: {exc.msg})", field="inputs")]) from None
+        if not isinstance(data, dict):
+            raise BatchInputError([Problem(f"{where}: each line must be a JSON object of inputs", field="inputs")])
+        item_id = str(data.pop("id")) if "id" in data else f"line-{number}"
+        if item_id in seen:
+            raise BatchInputError(
+                [Problem(f"{where}: id {item_id!r} is used again (first on line {seen[item_id]})", field="inputs")]
+            )
+        seen[item_id] = number
+        items.append(BatchItem(item_id, data, where))
+    return items
+
+
+def collect_items(flow: Flow, source: ItemsSource, *, input_name: str | None = None) -> list[BatchItem]:
+    """The items of a batch, in a stable order.
+
+    - a folder: one item per file in it (hidden files left out), its path given to the
+      flow's file input (the single `type: file` input, or `input_name`); id = file name;
+    - a glob pattern (`inbox/**/*.pdf`): likewise; id = path relative to the pattern's root;
+    - a `.jsonl` file: one item per line, a JSON object of inputs; id = its `id` field,
+      else `line-N`;
+    - any other file: one item, that file;
+    - a list of dicts (id = their `id` key, else `item-N`) or of BatchItem.
+    """
+    if not isinstance(source, (str, Path)):
+        entries: Sequence[Mapping[str, Any] | BatchItem] = source
+        items = []
+        for n, entry in enumerate(entries, start=1):
+            if isinstance(entry, BatchItem):
+                items.append(entry)
+            else:
+                data = dict(entry)
+                item_id = str(data.pop("id")) if "id" in data and "id" not in flow.spec.inputs else f"item-{n}"
+                items.append(BatchItem(item_id, data, None))
+        if not items:
+            raise BatchInputError([Problem("no items to run (an empty list)", field="inputs")])
+        _check_unique(items)
+        return items
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        name = _file_input(flow, input_name)
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        items = [BatchItem(p.name, {name: str(p.resolve())}, str(p)) for p in files]
+    elif path.is_file() and path.suffix.lower() == ".jsonl":
+        items = _jsonl_items(path)
+    elif path.is_file():
+        name = _file_input(flow, input_name)
+        items = [BatchItem(path.name, {name: str(path.resolve())}, str(path))]
+    elif _GLOB_CHARS.search(text):
+        name = _file_input(flow, input_name)
+        root = _glob_root(text)
+        files = sorted(Path(p) for p in globlib.glob(text, recursive=True) if Path(p).is_file())
+        items = [BatchItem(p.relative_to(root).as_posix() if p.is_relative_to(root) else p.as_posix(),
+                           {name: str(p.resolve())}, str(p)) for p in files]
+    else:
+        raise BatchInputError([Problem(f"{text}: no such folder or file, and not a glob pattern", field="inputs")])
+    if not items:
+        raise BatchInputError([Problem(f"{text}: no items to run (no files, or no lines)", field="inputs")])
+    _check_unique(items)
+    return items
+
+
+def _check_unique(items: Sequence[BatchItem]) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise BatchInputError([Problem(f"two items have the id {item.id!r}", field="inputs")])
+        seen.add(item.id)
+
+
+def items_to_run(
+    flow: Flow,
+    source: ItemsSource,
+    *,
+    input_name: str | None = None,
+    common_inputs: Mapping[str, Any] | None = None,
+) -> list[BatchItem]:
+    """The items a batch runs: `source` collected (see `collect_items`), each given
+    `common_inputs` under its own (an item's own inputs win)."""
+    items = collect_items(flow, source, input_name=input_name)
+    if common_inputs:
+        items = [BatchItem(i.id, {**common_inputs, **i.inputs}, i.source) for i in items]
+    return items
+
+
+def trace_name(item_id: str) -> str:
+    """A file name for an item's trace: the id made safe, with a digest when it had to change."""
+    safe = _UNSAFE.sub("_", item_id).strip("._") or "item"
+    if safe != item_id:
+        safe = f"{safe[:80]}-{hashlib.blake2b(item_id.encode(), digest_size=4).hexdigest()}"
+    return f"{safe}.json"
+
+
+# -- endpoint overrides ---------------------------------------------------------------
+def apply_endpoints(flow: Flow, endpoints: Mapping[str, str] | None) -> Flow:
+    """A copy of `flow` whose http nodes named in `endpoints` call the given URLs."""
+    if not endpoints:
+        return flow
+    from jupyter_flow.flow import Flow
+
+    data = flow.to_dict()
+    by_id = {n["id"]: n for n in data["nodes"]}
+    problems = []
+    for node_id, url in endpoints.items():
+        node = by_id.get(node_id)
+        if node is None:
+            problems.append(Problem(f"no such node (the flow has: {', '.join(by_id)})", node=node_id, field="endpoints"))
+        elif node.get("type", "http") != "http":
+            problems.append(Problem(f"is a '{node['type']}' node, not an http node", node=node_id, field="endpoints"))
+        else:
+            node["config"] = {**node.get("config", {}), "endpoint": str(url)}
+    if problems:
+        raise BatchInputError(problems)
+    copy = Flow.from_dict(data, registry=flow.registry, functions=flow.functions)
+    copy.source = flow.source
+    return copy

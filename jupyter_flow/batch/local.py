@@ -1,0 +1,170 @@
+"""The local engine: a batch run in this process, `concurrency` items at a time.
+
+Runs share one flow (so its loaded models and their micro-batchers) and one HTTP client.
+As each item finishes its record is appended to `results.jsonl` (flushed and fsynced)
+and its trace written, so a killed batch keeps everything that finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_flow.batch.items import BatchItem, ItemsSource
+from jupyter_flow.batch.options import BatchOptions
+from jupyter_flow.batch.prepare import PreparedBatch, finish_batch, prepare_batch
+from jupyter_flow.batch.progress import make_bar
+from jupyter_flow.batch.results import TRACES_DIR, BatchSummary, ResultsWriter
+from jupyter_flow.batch.run_item import run_item, stop_message
+from jupyter_flow.workers import run_sync
+
+if TYPE_CHECKING:
+    import httpx
+
+    from jupyter_flow.flow import Flow
+
+__all__ = ["arun_batch", "arun_local", "run_batch", "run_local", "run_prepared"]
+
+
+def run_batch(
+    flow: Flow,
+    items: ItemsSource,
+    out_dir: str | Path,
+    *,
+    concurrency: int = 4,
+    resume: bool = False,
+    fail_fast: bool = False,
+    progress: Any = True,
+    input_name: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    endpoints: Mapping[str, str] | None = None,
+    common_inputs: Mapping[str, Any] | None = None,
+) -> BatchSummary:
+    """Run `flow` over `items` (a folder, glob, `.jsonl` file or list; see `collect_items`),
+    `concurrency` at a time, writing `out_dir/results.jsonl`, `out_dir/traces/` and
+    `out_dir/summary.json`. Without `resume` earlier results in `out_dir` are replaced.
+
+    `progress`: True (a tqdm bar on stderr), "auto" (tqdm.auto, a widget in Jupyter),
+    False, or a tqdm-like class. `settings` go to every run (e.g. `{"device": "cuda"}`);
+    `endpoints` override http nodes' endpoints by node id; `common_inputs` are given to
+    every item (an item's own inputs win); see `BatchOptions`. Works in a script and
+    inside a Jupyter kernel. Raises BatchStoppedError (a FlowRunError) naming the item
+    and node when `fail_fast` stops the batch, BatchInputError for bad items or options.
+    """
+    options = BatchOptions(
+        concurrency=concurrency, resume=resume, fail_fast=fail_fast, progress=progress, input_name=input_name,
+        settings=settings or {}, endpoints=endpoints or {}, common_inputs=common_inputs or {},
+    )
+    return run_local(flow, items, out_dir, options)
+
+
+async def arun_batch(
+    flow: Flow,
+    items: ItemsSource,
+    out_dir: str | Path,
+    *,
+    concurrency: int = 4,
+    resume: bool = False,
+    fail_fast: bool = False,
+    progress: Any = True,
+    input_name: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    endpoints: Mapping[str, str] | None = None,
+    common_inputs: Mapping[str, Any] | None = None,
+) -> BatchSummary:
+    """Run `flow` over `items` on the current event loop; see `run_batch`."""
+    options = BatchOptions(
+        concurrency=concurrency, resume=resume, fail_fast=fail_fast, progress=progress, input_name=input_name,
+        settings=settings or {}, endpoints=endpoints or {}, common_inputs=common_inputs or {},
+    )
+    return await arun_local(flow, items, out_dir, options)
+
+
+def run_local(flow: Flow, items: ItemsSource, out_dir: str | Path, options: BatchOptions) -> BatchSummary:
+    """`run_batch` with its options as one value. Works in a script and inside a running
+    loop (a Jupyter kernel), where it blocks until the batch is done; Ctrl-C stops it."""
+    # The items and the progress bar are made here, in the caller's thread (in Jupyter a
+    # widget bar then shows in the cell); the runs go to a loop (see `run_sync`).
+    batch = prepare_batch(flow, items, out_dir, options)
+    bar = make_bar(options.progress, len(batch.items), batch.resumed)
+    try:
+        return run_sync(lambda: run_prepared(batch, options, bar))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+async def arun_local(flow: Flow, items: ItemsSource, out_dir: str | Path, options: BatchOptions) -> BatchSummary:
+    """`arun_batch` with its options as one value."""
+    # Validating the flow, reading the items and emptying the folder block: off the loop.
+    batch = await asyncio.to_thread(prepare_batch, flow, items, out_dir, options)
+    bar = make_bar(options.progress, len(batch.items), batch.resumed)
+    try:
+        return await run_prepared(batch, options, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+async def run_prepared(batch: PreparedBatch, options: BatchOptions, bar: Any = None) -> BatchSummary:
+    """Run the items left in `batch`, `options.concurrency` at a time, appending each
+    record as it finishes; the summary at the end (see `finish_batch`). `bar` (a tqdm-like
+    bar or None) is moved on per item and left open for its owner to close."""
+    from jupyter_flow.http import make_client
+
+    traces = batch.out_dir / TRACES_DIR
+    settings = dict(options.settings)
+    writer = ResultsWriter(batch.out_dir)
+    slots = asyncio.Semaphore(options.concurrency)
+    running: set[asyncio.Task[None]] = set()
+    stop: list[str] = []
+    crashed: list[BaseException] = []
+    ran = 0
+    t0 = time.perf_counter()
+
+    async def one(item: BatchItem, client: httpx.AsyncClient) -> None:
+        nonlocal ran
+        try:
+            record = await run_item(batch.flow, item, client, settings, traces)
+            writer.append(record)
+            ran += 1
+            if bar is not None:
+                bar.update(1)
+            message = stop_message(record) if options.fail_fast else None
+            if message and not stop:
+                stop.append(message)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # writing results failed: end the batch, keep the cause
+            crashed.append(exc)
+        finally:
+            slots.release()
+
+    try:
+        async with make_client(concurrency=options.concurrency) as client:
+            try:
+                for item in batch.todo:
+                    await slots.acquire()
+                    if stop or crashed:
+                        slots.release()
+                        break
+                    task = asyncio.create_task(one(item, client), name=f"jupyter-flow batch:{item.id}")
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                while running:
+                    if stop or crashed:
+                        break  # what still runs is cancelled below; resume runs it again
+                    await asyncio.wait(set(running), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in list(running):
+                    task.cancel()
+                if running:
+                    await asyncio.gather(*list(running), return_exceptions=True)
+    finally:
+        writer.close()
+    if crashed:
+        raise crashed[0]
+    return finish_batch(batch, ran=ran, duration_s=time.perf_counter() - t0, stopped=stop[0] if stop else None)
