@@ -138,31 +138,35 @@ def describe_error(exc: BaseException, endpoint: str, timeout_s: float) -> str:
     transport (aiohttp's own error, where there is one, says more than httpx's mapping)."""
     cause = exc.__cause__ if exc.__cause__ is not None else exc
     kind = type(cause).__name__
-    reason = str(cause).strip() or str(exc).strip()
-    if isinstance(exc, asyncio.TimeoutError) or "Timeout" in kind and "Connect" not in kind:
+    reason = str(getattr(cause, "strerror", None) or cause).strip() or str(exc).strip()
+    if isinstance(exc, asyncio.TimeoutError) or ("Timeout" in kind and "Connect" not in kind):
         return f"{endpoint} did not answer within {timeout_s:g} s ({kind})"
+    for types, text in _error_texts():
+        if isinstance(cause, types) or isinstance(exc, types):
+            return text.format(endpoint=endpoint, kind=kind, reason=reason or "no reason given")
+    return f"request to {endpoint} failed ({kind}: {reason})"
+
+
+def _error_texts() -> list[tuple[tuple[type[BaseException], ...], str]]:
+    """(error types, message) in the order they are tried; aiohttp's first, the more
+    specific before the more general."""
+    import httpx
+
+    texts: list[tuple[tuple[type[BaseException], ...], str]] = []
     try:
         import aiohttp
     except ImportError:  # pragma: no cover - the httpx transport alone
-        aiohttp = None  # type: ignore[assignment]
-    if aiohttp is not None and isinstance(cause, aiohttp.ClientError):
-        if isinstance(cause, aiohttp.ClientConnectorError):
-            return f"cannot connect to {endpoint}: {cause.strerror or reason or 'connection refused'} ({kind})"
-        if isinstance(cause, aiohttp.ServerDisconnectedError):
-            return f"{endpoint} closed the connection before it answered ({kind})"
-        if isinstance(cause, aiohttp.ClientPayloadError):
-            return f"the connection to {endpoint} broke while the answer was being read ({kind}: {reason})"
-        if isinstance(cause, aiohttp.ClientOSError):
-            return f"the connection to {endpoint} failed: {cause.strerror or reason} ({kind})"
-        return f"request to {endpoint} failed ({kind}: {reason})"
-    import httpx
-
-    if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect to {endpoint}: {reason or 'connection refused'} ({kind})"
-    if isinstance(exc, httpx.TimeoutException):
-        return f"{endpoint} did not answer within {timeout_s:g} s ({kind})"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return f"{endpoint} broke the HTTP protocol or closed the connection ({kind}: {reason})"
-    if isinstance(exc, httpx.ReadError):
-        return f"the connection to {endpoint} broke while the answer was being read ({kind}: {reason or 'reset'})"
-    return f"request to {endpoint} failed ({kind}: {reason})"
+        pass
+    else:
+        texts += [
+            ((aiohttp.ClientConnectorError,), "cannot connect to {endpoint}: {reason} ({kind})"),
+            ((aiohttp.ServerDisconnectedError,), "{endpoint} closed the connection before it answered ({kind})"),
+            ((aiohttp.ClientPayloadError,), "the connection to {endpoint} broke while the answer was being read ({kind}: {reason})"),
+            ((aiohttp.ClientOSError,), "the connection to {endpoint} failed: {reason} ({kind})"),
+        ]
+    texts += [
+        ((httpx.ConnectError,), "cannot connect to {endpoint}: {reason} ({kind})"),
+        ((httpx.RemoteProtocolError,), "{endpoint} broke the HTTP protocol or closed the connection ({kind}: {reason})"),
+        ((httpx.ReadError,), "the connection to {endpoint} broke while the answer was being read ({kind}: {reason})"),
+    ]
+    return texts
