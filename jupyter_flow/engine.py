@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from jupyter_flow import telemetry
 from jupyter_flow.errors import NodeError, NodeTimeoutError, TemplateError
 from jupyter_flow.nodes.base import Node, NodeContext
 from jupyter_flow.plan import Plan, PlannedEdge, PlannedNode
@@ -86,6 +87,7 @@ class _Run:
         self.failure: str | None = None
         limit = plan.spec.max_concurrency
         self.slots = asyncio.Semaphore(limit) if limit else None
+        self.span = telemetry.start_run(plan.spec.name, result)  # None unless OTEL_* asks for traces
 
     # -- events ------------------------------------------------------------------
     async def emit(self, kind: str, record: NodeRecord | None = None) -> None:
@@ -121,7 +123,8 @@ class _Run:
         if self.failure is not None:
             return
         if active:
-            task = asyncio.get_running_loop().create_task(self.execute(self.plan.nodes[nid]), name=f"jupyter-flow:{nid}")
+            work = telemetry.trace_node(self.span, self.records[nid], self.execute(self.plan.nodes[nid]))
+            task = asyncio.get_running_loop().create_task(work, name=f"jupyter-flow:{nid}")
             self.node_tasks[nid] = task
         else:
             record = self.records[nid]
@@ -284,7 +287,7 @@ class _Run:
                         shadow_task.cancel()
                         await asyncio.gather(shadow_task, return_exceptions=True)
                     raise
-                if shadow_task is not None:
+                if shadow_task is not None and variant is not None:
                     # the shadow never holds up the primary: its results join the record later
                     primary = {"outputs": record.outputs, "duration_s": time.perf_counter() - t0, "error": None}
                     self.shadow_tasks.add(asyncio.ensure_future(_join_shadow(record, shadow_task, variant, primary)))
@@ -397,6 +400,7 @@ async def execute(
         result.status = "cancelled"
         result.error = "cancelled by the caller"
         result.duration_s = time.perf_counter() - t0
+        telemetry.end_run(run.span, result)
         await run.emit("run_finished")
         raise
     await _settle(run, wait_shadows=wait_for_shadows)
@@ -409,9 +413,25 @@ async def execute(
     if result.status == "running":
         result.status = "error" if run.failure else "ok"
     result.error = run.failure
+    if plan.outputs:
+        result.flow_outputs = _flow_outputs(plan, run.context)
     result.duration_s = time.perf_counter() - t0
+    telemetry.end_run(run.span, result)
     await run.emit("run_finished")
     return result
+
+
+def _flow_outputs(plan: Plan, context: dict[str, Any]) -> dict[str, Any]:
+    """The declared outputs; one that reads a node which did not run (a branch not taken,
+    a failed run) is None."""
+    seen = {**{nid: {"output": None, "status": "skipped", "error": None} for nid in plan.nodes}, **context}
+    values: dict[str, Any] = {}
+    for name, renderer in plan.outputs.items():
+        try:
+            values[name] = renderer(seen)
+        except TemplateError:
+            values[name] = None
+    return values
 
 
 async def _join_shadow(record: NodeRecord, task: asyncio.Future[dict[str, Any]], variant: str, primary: dict[str, Any]) -> None:
@@ -428,8 +448,8 @@ async def _settle(run: _Run, *, cancel_shadows: bool = False, wait_shadows: bool
         if not task.done() and run.records[nid].status in ("pending", "running"):
             task.cancel()
     if cancel_shadows or run.failure is not None:
-        for task in run.shadow_tasks:
-            task.cancel()
+        for shadow in run.shadow_tasks:
+            shadow.cancel()
         wait_shadows = True
     if not wait_shadows:
         run.result.background = {t for t in run.shadow_tasks if not t.done()}

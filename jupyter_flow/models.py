@@ -214,7 +214,7 @@ class LoadedModel:
         }
 
 
-class ModelList(list):  # type: ignore[type-arg]
+class ModelList(list[dict[str, Any]]):
     """What `loaded_models()` returns: a list of dicts that shows as a table in a notebook."""
 
     def total_mb(self) -> float:

@@ -99,7 +99,7 @@ def make_tiny_bert(
     """Build and save a tiny BERT for `task` (text-classification, token-classification,
     or feature-extraction) with its tokenizer; returns the directory."""
     import torch
-    from transformers import (
+    from transformers import (  # type: ignore[attr-defined]
         BertConfig,
         BertForSequenceClassification,
         BertForTokenClassification,
@@ -151,7 +151,7 @@ def _bert_tokenizer(cls: Any, vocab: Path, max_positions: int) -> Any:
 
 
 # -- the clause classifier ----------------------------------------------------------------
-_RECIPE = {"version": 2, "hidden_size": 64, "layers": 2, "heads": 4, "max_positions": 256, "max_length": 96,
+_RECIPE: dict[str, Any] = {"version": 2, "hidden_size": 64, "layers": 2, "heads": 4, "max_positions": 256, "max_length": 96,
            "per_label": 150, "batch": 32, "lr": 2e-3, "epochs": 12}
 
 

@@ -203,7 +203,7 @@ def make_contract_pdf(
         if entry == PAGE:
             page, y = doc.new_page(width=595, height=842), _MARGIN
             continue
-        label, safe, risky_text, risk = entry  # type: ignore[misc]
+        label, safe, risky_text, risk = entry  # type: ignore[str-unpack]
         text = risky_text if risk in wanted and risky_text is not None else safe
         planted = (risk,) if risk in wanted else ()
         if not text:  # a clause left out is the risk
@@ -225,7 +225,8 @@ def make_contract_pdf(
     target.parent.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {"garbage": 3, "deflate": True}
     if password:
-        options.update(encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw=password, owner_pw=password + "-owner")
+        options.update(encryption=pymupdf.PDF_ENCRYPT_AES_256,  # type: ignore[attr-defined]
+                       user_pw=password, owner_pw=password + "-owner")
     doc.save(str(target), **options)
     page_count = doc.page_count
     doc.close()
@@ -258,7 +259,7 @@ def sample_clauses(language: Language | None = None) -> list[tuple[str, str]]:
         for entry in scripts[lang]:
             if entry == PAGE:
                 continue
-            label, safe, risky_text, _ = entry  # type: ignore[misc]
+            label, safe, risky_text, _ = entry  # type: ignore[str-unpack]
             for text in (safe, risky_text):
                 if text:
                     pairs.setdefault(text, label)

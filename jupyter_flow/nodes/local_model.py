@@ -300,8 +300,7 @@ def record_batches(ctx: NodeContext, results: Sequence[Batched[Any]], devices: S
         if splits:
             extra["oom_splits"] = splits
             extra["note"] = f"CUDA ran out of memory: the batch was halved {splits} time(s) and retried"
-    peaks = [r.value.get("_peak_gpu_memory") for r in results if isinstance(r.value, dict)]
-    peaks = [p for p in peaks if p is not None]
+    peaks = [p for r in results if isinstance(r.value, dict) and (p := r.value.get("_peak_gpu_memory")) is not None]
     if peaks:
         extra["peak_gpu_memory_mb"] = round(max(peaks) / 2**20, 3)
     for r in results:

@@ -119,9 +119,9 @@ def find_tessdata(env: dict[str, str] | None = None, candidates: Sequence[str] =
         match = re.search(r'"(.+?)"', listing)
         if match and _has_traineddata(Path(match.group(1))):
             return Path(match.group(1))
-    for folder in candidates:
-        if _has_traineddata(Path(folder)):
-            return Path(folder)
+    for candidate in candidates:
+        if _has_traineddata(Path(candidate)):
+            return Path(candidate)
     return None
 
 
@@ -284,7 +284,7 @@ class PdfNode(Node):
                     text = _clean(raw, ocr=used_ocr)
                     if text:
                         page_paragraphs.append({"text": text, "page": number, "bbox": [round(float(v), 2) for v in bbox]})
-                page_text = "\n\n".join(p["text"] for p in page_paragraphs) if used_ocr else _clean_page(page.get_text("text", textpage=textpage))
+                page_text = "\n\n".join(str(p["text"]) for p in page_paragraphs) if used_ocr else _clean_page(page.get_text("text", textpage=textpage))
                 pages.append({"number": number, "text": page_text, "ocr": used_ocr})
                 paragraphs.extend(page_paragraphs)
             return {

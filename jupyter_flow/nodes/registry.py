@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "jupyter_flow.nodes"
 
 _BUILTIN = {
     "http": "jupyter_flow.nodes.http:HttpNode",
+    "inference": "jupyter_flow.nodes.inference:InferenceNode",
     "python": "jupyter_flow.nodes.python:PythonNode",
     "template": "jupyter_flow.nodes.template:TemplateNode",
     "switch": "jupyter_flow.nodes.switch:SwitchNode",
@@ -29,6 +30,9 @@ _BUILTIN = {
     "pdf": "jupyter_flow.nodes.pdf:PdfNode",
     "rules": "jupyter_flow.nodes.rules:RulesNode",
     "report": "jupyter_flow.nodes.report:ReportNode",
+    "llm": "jupyter_flow.nodes.llm:LlmNode",
+    "coalesce": "jupyter_flow.nodes.coalesce:CoalesceNode",
+    "placeholder": "jupyter_flow.dify:PlaceholderNode",
 }
 
 
@@ -53,6 +57,8 @@ class NodeRegistry:
         if self._scanned:
             return
         self._scanned = True
+        if self._group is None:
+            return
         for ep in entry_points(group=self._group):
             self._targets.setdefault(ep.name, ep.value)
 

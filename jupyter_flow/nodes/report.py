@@ -220,7 +220,8 @@ def build_review(
     rules_checked = rules_output.get("rules")
     document = None
     if metadata:
-        meta = metadata.get("metadata") if isinstance(metadata.get("metadata"), Mapping) else metadata
+        inner = metadata.get("metadata")
+        meta: Mapping[str, Any] = inner if isinstance(inner, Mapping) else metadata
         document = {k: meta.get(k) for k in _DOCUMENT_KEYS if k in meta}
     return {
         "title": title,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import json
+import logging
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -137,17 +137,17 @@ class TorchNode(LocalModelNode):
             out: list[dict[str, Any]] = [{} for _ in items]
             for index in groups.values():
                 first_args, first_kwargs = items[index[0]]
-                args = [torch.stack([items[i][0][p] for i in index]).to(device) for p in range(len(first_args))]
-                kwargs = {k: torch.stack([items[i][1][k] for i in index]).to(device) for k in first_kwargs}
+                stacked = [torch.stack([items[i][0][p] for i in index]).to(device) for p in range(len(first_args))]
+                batch_kwargs = {k: torch.stack([items[i][1][k] for i in index]).to(device) for k in first_kwargs}
                 with entry.lock, torch.inference_mode(), peak_gpu_memory(device) as mem, Capture(hooks) as cap:
                     try:
-                        result = module(*args, **kwargs)
+                        result = module(*stacked, **batch_kwargs)
                     except torch.OutOfMemoryError:
                         raise
                     except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
                         # only the callers whose inputs look like this fail, not the whole batch
-                        shapes = [list(a.shape[1:]) for a in args] + [f"{k}={list(v.shape[1:])}" for k, v in kwargs.items()]
-                        dtypes = [str(a.dtype).replace("torch.", "") for a in [*args, *kwargs.values()]]
+                        shapes = [list(a.shape[1:]) for a in stacked] + [f"{k}={list(v.shape[1:])}" for k, v in batch_kwargs.items()]
+                        dtypes = [str(a.dtype).replace("torch.", "") for a in [*stacked, *batch_kwargs.values()]]
                         failed = _ShapeError(node_id, shapes, dtypes, exc)
                         for i in index:
                             out[i] = {"_error": failed}
