@@ -7,6 +7,12 @@ checks apply to every one of them):
     GET  /jupyter-flow/api/palette     {kinds: [{kind, colour, builtin}], statuses: {status: colour},
                                         problem, selected}: the workbench's colours
     POST /jupyter-flow/api/validate    {path, text?} -> {valid, problems: [{node, edge, field, message}]}
+    POST /jupyter-flow/api/edit        {path, text, edit: {op, ...}} -> {text, what, made, problems}
+                                       (the document's new text, comments kept; 422 with
+                                       problems when the edit is refused)
+    GET  /jupyter-flow/api/schema?kind=K  {kind, schema, config}: the JSON schema of a node
+                                       kind's config and a new node's config; without
+                                       `kind`, the schema of an edge's settings
     POST /jupyter-flow/api/export      {path, output?} -> {notebook}   (the production notebook)
     POST /jupyter-flow/api/new         {directory, name?, device?, batch_size?} -> {flow, notebook}
     POST /jupyter-flow/api/workbench   {path} -> {notebook, created}
@@ -52,6 +58,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         ("status", StatusHandler),
         ("palette", PaletteHandler),
         ("validate", ValidateHandler),
+        ("edit", EditHandler),
+        ("schema", SchemaHandler),
         ("export", ExportHandler),
         ("new", NewFlowHandler),
         ("workbench", WorkbenchHandler),
@@ -205,6 +213,51 @@ class ValidateHandler(_FlowHandler):
         self.reply({"path": source, "valid": not problems, **counts, "problems": [p.to_dict() for p in problems]})
 
 
+class EditHandler(_FlowHandler):
+    """One edit of a flow document's (unsaved) text, with the workbench's editor: the new
+    text with the document's comments kept, and the problems of the flow it holds. The
+    file itself is not touched: the browser puts the text into its document, and saves it
+    through the contents API like any file."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        data = self.body()
+        text = data.get("text")
+        if not isinstance(text, str):
+            raise tornado.web.HTTPError(400, "'text' must be the flow document's text")
+        edit = data.get("edit")
+        if not isinstance(edit, dict):
+            raise tornado.web.HTTPError(400, "'edit' must be an object with an 'op'")
+        path = self.flow_file(data, must_exist=False)
+        source = self.api_path(path)
+        try:
+            # reading, validating and writing YAML of a big flow: off the server's loop
+            done, counts, problems = await asyncio.to_thread(_edit, text, path, source, edit)
+        except FlowValidationError as exc:
+            return self.reply(
+                {"message": f"not applied: {exc}", "path": source, "problems": [p.to_dict() for p in exc.problems]},
+                status=422,
+            )
+        self.reply({"path": source, "text": done.text, "what": done.what, "made": done.made, **counts,
+                    "problems": [p.to_dict() for p in problems]})
+
+
+class SchemaHandler(_FlowHandler):
+    """What the file view's form shows: the JSON schema of a node kind's config (pydantic's
+    `model_json_schema()`), or of an edge's settings."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        kind = self.get_query_argument("kind", None)
+        try:
+            payload = await asyncio.to_thread(_schema, kind)
+        except KeyError:
+            raise tornado.web.HTTPError(404, f"no node kind {kind!r}") from None
+        except ImportError as exc:
+            raise tornado.web.HTTPError(501, f"the node kind {kind!r} cannot be loaded: {exc}") from None
+        self.reply(payload)
+
+
 class ExportHandler(_FlowHandler):
     """Write the production (papermill) notebook of a flow beside it, or at `output`."""
 
@@ -291,6 +344,30 @@ def _check(text: str, path: Path, source: str) -> tuple[dict[str, int], list[Pro
         return counts, Flow(spec, source=path).problems()
     except FlowValidationError as exc:
         return counts, exc.problems
+
+
+def _edit(text: str, path: Path, source: str, edit: dict[str, Any]) -> tuple[Any, dict[str, int], list[Problem]]:
+    from jupyter_flow.workbench.textedit import edit_text
+
+    done = edit_text(text, path, edit)
+    counts, problems = _check(done.text, path, source)
+    return done, counts, problems
+
+
+def _schema(kind: str | None) -> dict[str, Any]:
+    from jupyter_flow.workbench.textedit import form_schema, new_node_config
+
+    if kind is None:
+        from jupyter_flow.spec import EdgeSpec
+
+        schema = EdgeSpec.model_json_schema(by_alias=True)
+        for end in ("from", "to"):
+            schema.get("properties", {}).pop(end, None)
+        schema["required"] = []
+        return {"kind": None, "schema": form_schema(schema), "config": {}}
+    from jupyter_flow.nodes.registry import default_registry
+    config_model = default_registry().get(kind).Config
+    return {"kind": kind, "schema": form_schema(config_model.model_json_schema()), "config": new_node_config(kind)}
 
 
 def _has_module(name: str) -> bool:

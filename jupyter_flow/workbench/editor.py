@@ -219,9 +219,10 @@ class FlowEditor:
         return {k: data[k] for k in _SETTINGS_KEYS if k in data}
 
     def replace_settings(self, body: Mapping[str, Any] | str) -> None:
-        if isinstance(body, str):
-            body = parse_yaml(body, what="flow settings")
-        body = dict(body or {})
+        parsed: Any = parse_yaml(body, what="flow settings") if isinstance(body, str) else body
+        if parsed is not None and not isinstance(parsed, Mapping):
+            raise FlowValidationError([Problem("the flow settings must be a mapping", field="settings")])
+        body = dict(parsed or {})
         extra = sorted(set(body) - set(_SETTINGS_KEYS))
         if extra:
             raise FlowValidationError([Problem(f"not a flow setting here (use: {', '.join(_SETTINGS_KEYS)}); nodes and edges are edited on the graph", field=k) for k in extra])

@@ -7,11 +7,13 @@ still exist stay where they were. Without it (or for `.json`), the file is writt
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jupyter_flow.spec import FlowSpec, PathLike, dump_spec, load_spec, spec_to_dict
+from jupyter_flow.spec import FlowSpec, PathLike, dump_spec, load_spec, parse_spec_text, spec_to_dict
 
 __all__ = ["FlowDocument", "merge_into"]
 
@@ -60,7 +62,7 @@ def merge_into(doc: Any, data: Any, *, list_name: str | None = None) -> Any:
             merged = [merge_into(d, v) for d, v in zip(doc, data)]
         else:
             return data
-        doc[:] = merged
+        _update_seq(doc, merged)
         return doc
     if doc == data and type(doc) is type(data):
         return doc
@@ -92,30 +94,64 @@ class FlowDocument:
                 doc = None
         return spec, cls(path, doc)
 
-    def save(self, spec: FlowSpec, path: PathLike | None = None) -> Path:
-        """Write the flow (layout included); comments survive when the same file is rewritten."""
-        target = Path(path) if path is not None else self.path
-        yaml = _ruamel()
-        same_file = target.resolve() == self.path.resolve()
-        if yaml is None or target.suffix.lower() == ".json" or self.doc is None or not same_file:
-            dump_spec(spec, target)
-            if yaml is not None and target.suffix.lower() != ".json":
-                self.doc = yaml.load(target.read_text(encoding="utf-8"))
-            self.path = target
-            return target
-        data = spec_to_dict(spec)
-        self.doc = merge_into(self.doc, data)
-        import io
+    @classmethod
+    def parse(cls, text: str, path: PathLike) -> tuple[FlowSpec, FlowDocument]:
+        """Read flow `text` as the content of the file at `path` (an unsaved document, say)."""
+        path = Path(path)
+        as_json = path.suffix.lower() == ".json"
+        spec = parse_spec_text(text, source=str(path), as_json=as_json)
+        doc = None
+        yaml = _ruamel() if not as_json else None
+        if yaml is not None:
+            try:
+                doc = yaml.load(text)
+            except Exception:  # the text validated above; any ruamel quirk only costs the comments
+                doc = None
+        return spec, cls(path, doc)
 
+    def text(self, spec: FlowSpec) -> str:
+        """The file's text for `spec`: merged into the document that was read, so that its
+        comments and key order survive, or written fresh when there is none."""
+        if self.path.suffix.lower() == ".json":
+            return json.dumps(spec_to_dict(spec), indent=2, ensure_ascii=False) + "\n"
+        yaml = _ruamel()
+        if yaml is None or self.doc is None:
+            return dump_spec(spec)
+        self.doc = merge_into(self.doc, spec_to_dict(spec))
         buf = io.StringIO()
         yaml.dump(self.doc, buf)
         text = buf.getvalue()
-        load_check = FlowSpec.model_validate(_plain(yaml.load(text)))
-        if load_check != spec:  # never write a file that reads back as another flow
-            dump_spec(spec, target)
-        else:
-            target.write_text(text, encoding="utf-8")
+        if FlowSpec.model_validate(_plain(yaml.load(text))) != spec:
+            return dump_spec(spec)  # never a text that reads back as another flow
+        return text
+
+    def save(self, spec: FlowSpec, path: PathLike | None = None) -> Path:
+        """Write the flow (layout included); comments survive when the same file is rewritten."""
+        target = Path(path) if path is not None else self.path
+        if target.resolve() != self.path.resolve():
+            self.path, self.doc = target, None
+        text = self.text(spec)
+        target.write_text(text, encoding="utf-8")
+        yaml = _ruamel()
+        if self.doc is None and yaml is not None and target.suffix.lower() != ".json":
+            self.doc = yaml.load(text)
         return target
+
+
+def _update_seq(doc: Any, merged: list[Any]) -> None:
+    """Make `doc` hold `merged` by deleting and inserting entries, not by replacing the
+    list: ruamel keeps the comments between entries by position, and shifts them on each
+    delete and insert."""
+    for i in range(len(doc) - 1, -1, -1):
+        if not any(doc[i] is item for item in merged):
+            del doc[i]
+    for i, item in enumerate(merged):
+        if i >= len(doc):
+            doc.append(item)
+        elif doc[i] is not item:
+            doc.insert(i, item)
+    if len(doc) != len(merged) or any(a is not b for a, b in zip(doc, merged)):
+        doc[:] = merged  # reordered: the comments may move
 
 
 def _number(value: Any) -> bool:

@@ -18,6 +18,8 @@ from jupyter_flow.workbench.styles import kind_colour, status_class, stylesheet
 __all__ = ["GraphView", "default_positions", "edge_key", "edge_label", "problems_by_element", "to_elements"]
 
 X_STEP, Y_STEP, MARGIN = 200.0, 100.0, 60.0
+#: How far left of the first column the start node sits (a node is 130 wide).
+START_GAP = 150.0
 START_ID = "__start__"
 
 
@@ -127,12 +129,15 @@ def to_elements(
             "position": {"x": float(x), "y": float(y)},
         })
     if any(edge.source == START for edge in spec.edges):
+        # first in the list, so that adding or removing a node never moves it in the
+        # front end's list of views; placed a node's width left of the first column
         ys = [e["position"]["y"] for e in elements] or [MARGIN]
-        elements.append({
+        xs = [e["position"]["x"] for e in elements] or [MARGIN]
+        elements.insert(0, {
             "group": "nodes",
             "data": {"id": START_ID, "label": "start", "kind": "start", "colour": "#ffffff", "status": "", "problems": []},
             "classes": "start-node",
-            "position": {"x": MARGIN - X_STEP / 2, "y": sum(ys) / len(ys)},
+            "position": {"x": min(xs) - START_GAP, "y": sum(ys) / len(ys)},
         })
     for index, edge in enumerate(spec.edges):
         key = edge_key(edge)
@@ -214,12 +219,18 @@ class GraphView:
 
     # -- keeping the widget in step ------------------------------------------------------
     def sync(self, elements: list[dict[str, Any]]) -> None:
+        """Bring the widget's node and edge lists to `elements` with one diff: existing
+        elements keep their widgets, and no element is ever added to the drawing twice.
+
+        The front end keeps one view per list entry and, when a list changes at position
+        i, drops the views from i on and makes new ones; the drop happens a moment after
+        the new views are added, so an element that stays but moves in the list (the start
+        node after an added node, the nodes after a deleted one) would be added while it
+        is still drawn. The diff therefore goes in two steps: first cut both lists back to
+        the part that stays in place, then set the full lists."""
         graph = self.widget.graph
         nodes = [e for e in elements if e["group"] == "nodes"]
         edges = [e for e in elements if e["group"] == "edges"]
-        node_ids = [e["data"]["id"] for e in nodes]
-        edge_ids = [e["data"]["id"] for e in edges]
-        structure_changed = list(self._nodes) != node_ids or list(self._edges) != edge_ids
         new_nodes: dict[str, Any] = {}
         for element in nodes:
             widget = self._nodes.get(element["data"]["id"]) or self._cyto.Node()
@@ -234,20 +245,41 @@ class GraphView:
             # An edge keeps its ends for life: a rewired edge is a new widget.
             if old is not None and (old.data.get("source"), old.data.get("target")) != (element["data"]["source"], element["data"]["target"]):
                 old = None
-                structure_changed = True
             widget = old or self._cyto.Edge()
             self._update(widget, element)
             new_edges[key] = widget
         self._nodes, self._edges = new_nodes, new_edges
-        if structure_changed:
-            # drop only the edges that go: the front end removes views a moment later, so an
-            # edge taken out and put back at once would be added twice
-            kept = [e for e in graph.edges if any(e is w for w in new_edges.values())]
-            if len(kept) != len(graph.edges):
-                graph.edges = kept
-            graph.nodes = list(new_nodes.values())
-            graph.edges = list(new_edges.values())
-            self._fit_soon()
+        want_nodes, want_edges = list(new_nodes.values()), list(new_edges.values())
+        have_nodes, have_edges = list(graph.nodes), list(graph.edges)
+        if _same(have_nodes, want_nodes) and _same(have_edges, want_edges):
+            return
+        keep = _common_prefix(have_nodes, want_nodes)
+        redrawn = {w.data.get("id") for w in have_nodes[keep:]}
+        # an edge drawn between nodes that are redrawn goes with them (the drawing drops a
+        # node's edges when it drops the node), so it is cut back too
+        keep_edges = _common_prefix(have_edges, want_edges)
+        for i, widget in enumerate(have_edges[:keep_edges]):
+            if widget.data.get("source") in redrawn or widget.data.get("target") in redrawn:
+                keep_edges = i
+                break
+        if keep_edges < len(have_edges):
+            graph.edges = have_edges[:keep_edges]
+        if keep < len(have_nodes):
+            graph.nodes = have_nodes[:keep]
+        # A widget once taken out of the drawing is never put back: the front end marks it
+        # removed for good (and would not take it out a second time). What is redrawn gets
+        # a fresh widget with the same data.
+        for element in nodes[keep:]:
+            key = element["data"]["id"]
+            if any(self._nodes[key] is w for w in have_nodes[keep:]):
+                self._nodes[key] = self._fresh(self._cyto.Node(), element, position=True)
+        for element in edges[keep_edges:]:
+            key = element["data"]["id"]
+            if any(self._edges[key] is w for w in have_edges[keep_edges:]):
+                self._edges[key] = self._fresh(self._cyto.Edge(), element)
+        graph.nodes = list(self._nodes.values())
+        graph.edges = list(self._edges.values())
+        self._fit_soon()
 
     def _fit_soon(self) -> None:
         """The front end lays out (and fits the view) before the views of new nodes exist,
@@ -262,6 +294,13 @@ class GraphView:
         if self._fit_handle is not None:
             self._fit_handle.cancel()
         self._fit_handle = loop.call_later(0.4, self.widget.relayout)
+
+    @classmethod
+    def _fresh(cls, widget: Any, element: dict[str, Any], *, position: bool = False) -> Any:
+        cls._update(widget, element)
+        if position:
+            widget.position = dict(element["position"])
+        return widget
 
     @staticmethod
     def _update(widget: Any, element: dict[str, Any]) -> None:
@@ -280,3 +319,17 @@ class GraphView:
 
     def edge_widget(self, key: str) -> Any:
         return self._edges[key]
+
+
+def _same(a: list[Any], b: list[Any]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+def _common_prefix(a: list[Any], b: list[Any]) -> int:
+    """How many leading entries `a` and `b` share (the same widgets, in the same places)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x is not y:
+            break
+        n += 1
+    return n

@@ -102,3 +102,40 @@ export function newFlow(directory: string, device: string, batchSize: number): P
 export function workbenchFor(path: string): Promise<WorkbenchReply> {
   return request<WorkbenchReply>('workbench', { path });
 }
+
+/** One edit of a flow document, as the server's editor takes it (`op` and its fields). */
+export interface FlowEdit {
+  op: 'add_node' | 'remove' | 'add_edge' | 'replace_node' | 'set_config' | 'replace_edge' | 'move' | 'settings';
+  [field: string]: unknown;
+}
+
+export interface EditReply {
+  path: string;
+  /** The document's text after the edit, its comments kept. */
+  text: string;
+  /** What the edit did ("add node template_1"). */
+  what: string;
+  /** What the edit made: a new node's id, a new edge's index. */
+  made: string | number | null;
+  nodes: number;
+  edges: number;
+  problems: Problem[];
+}
+
+export interface SchemaReply {
+  kind: string | null;
+  schema: Record<string, unknown>;
+  config: Record<string, unknown>;
+}
+
+/** Apply `edit` to the document text `text` of the flow at `path`; the server answers
+ * with the new text (nothing is written to disk) or refuses with the problems. */
+export async function editFlow(path: string, text: string, edit: FlowEdit): Promise<EditReply> {
+  const reply = await request<EditReply>('edit', { path, text, edit });
+  return { ...reply, problems: readProblems(reply.problems) };
+}
+
+/** The JSON schema of a node kind's config (or, without a kind, of an edge's settings). */
+export function fetchSchema(kind: string | null): Promise<SchemaReply> {
+  return request<SchemaReply>(kind === null ? 'schema' : `schema?kind=${encodeURIComponent(kind)}`);
+}

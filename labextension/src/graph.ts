@@ -16,6 +16,18 @@ export const START_ID = '__start__';
 export const X_STEP = 200;
 export const Y_STEP = 100;
 export const MARGIN = 60;
+/** How far left of the first column the start node sits. */
+export const START_GAP = 150;
+/** The font size of node labels; the view never zooms out so far that they are drawn
+ * smaller than MIN_LABEL_PX on screen. */
+export const NODE_FONT_PX = 13;
+export const MIN_LABEL_PX = 11;
+
+/** A node's width from its label: wide enough for its longest line. */
+export function nodeWidth(label: string): number {
+  const longest = Math.max(...label.split('\n').map(line => line.length));
+  return Math.max(110, Math.round(longest * NODE_FONT_PX * 0.62 + 28));
+}
 
 /** A node kind and its colour, as the server extension's palette route lists it. */
 export interface KindColour {
@@ -136,11 +148,13 @@ export interface GraphElement {
 }
 
 /** The cytoscape elements of `flow`, with `problems` marked on the elements they name and
- * nodes coloured by kind from `palette`. */
+ * nodes coloured by kind from `palette`; nodes the file's `layout` does not place go where
+ * `auto` (a layered layout of the drawing) says, else in a column per depth. */
 export function toElements(
   flow: FlowModel,
   problems?: ProblemMap,
-  palette: Palette = EMPTY_PALETTE
+  palette: Palette = EMPTY_PALETTE,
+  auto: Record<string, Position> = {}
 ): GraphElement[] {
   const guessed = defaultPositions(flow);
   const elements: GraphElement[] = [];
@@ -151,17 +165,19 @@ export function toElements(
       classes.push('problem');
     }
     const title = node.title ? `${node.title}\n` : '';
+    const label = `${title}${node.id}${mine.length > 0 ? ' \u26a0' : ''}\n${node.type}`;
     elements.push({
       group: 'nodes',
       data: {
         id: node.id,
-        label: `${title}${node.id}${mine.length > 0 ? ' \u26a0' : ''}\n${node.type}`,
+        label,
+        width: nodeWidth(label),
         kind: node.type,
         colour: kindColour(node.type, palette),
         problems: mine.map(problemText).join('\n')
       },
       classes: classes.join(' '),
-      position: { ...(flow.layout[node.id] ?? guessed[node.id]) }
+      position: { ...(flow.layout[node.id] ?? auto[node.id] ?? guessed[node.id]) }
     });
   }
   const ids = new Set(flow.nodes.map(n => n.id));
@@ -169,10 +185,10 @@ export function toElements(
     const ys = elements.map(e => e.position!.y);
     elements.push({
       group: 'nodes',
-      data: { id: START_ID, label: 'start', kind: 'start', colour: '#ffffff', problems: '' },
+      data: { id: START_ID, label: 'start', width: 56, kind: 'start', colour: '#ffffff', problems: '' },
       classes: 'start-node',
       position: {
-        x: Math.min(...elements.map(e => e.position!.x), MARGIN) - X_STEP / 2,
+        x: Math.min(...elements.map(e => e.position!.x), MARGIN) - START_GAP,
         y: ys.length > 0 ? ys.reduce((a, b) => a + b, 0) / ys.length : MARGIN
       }
     });

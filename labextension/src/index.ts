@@ -108,7 +108,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
         modelName: 'text'
       },
       {
-        contents: app.serviceManager.contents,
         validateOnSave: () => defaults.validateOnSave,
         palette: kindPalette
       },

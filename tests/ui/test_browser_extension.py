@@ -140,7 +140,7 @@ def test_flow_files_open_as_graphs_validate_and_export(lab: JupyterLab, browser:
     by_id = {n["id"]: n for n in drawn["nodes"]}
     assert "kind-switch" in by_id["route"]["classes"] and by_id["route"]["data"]["colour"] == "#edc948"
     assert sorted(e["label"] for e in drawn["edges"]) == ["", "", "branch: loud", "branch: quiet"]
-    assert page.locator(f"{FLOW_VIEW} .jp-FlowGraph-header").inner_text() == "greet: 4 nodes, 4 edges"
+    assert page.locator(f"{FLOW_VIEW} .jp-FlowGraph-title").inner_text() == "greet: 4 nodes, 4 edges"
     browser.screenshot("graph")
 
     # a broken flow draws too; its problem shows once "Validate flow" asked the server

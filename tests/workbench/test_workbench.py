@@ -13,6 +13,8 @@ import pytest
 
 pytest.importorskip("ipycytoscape")
 
+from servers import Reply  # noqa: E402
+
 from jupyter_flow import Flow, FlowValidationError, register_function  # noqa: E402
 from jupyter_flow.spec import load_spec  # noqa: E402
 from jupyter_flow.workbench import Workbench  # noqa: E402
@@ -20,7 +22,6 @@ from jupyter_flow.workbench.graph import default_positions, to_elements  # noqa:
 from jupyter_flow.workbench.inspector import histogram_svg  # noqa: E402
 from jupyter_flow.workbench.styles import STATUS_COLOURS, kind_colour, stylesheet  # noqa: E402
 from jupyter_flow.workbench.timeline import bars, timeline_svg  # noqa: E402
-from servers import Reply  # noqa: E402
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "notebooks" / "flows" / "quickstart.flow.yaml"
 CALLS: dict[str, int] = {}

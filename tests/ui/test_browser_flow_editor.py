@@ -1,0 +1,265 @@
+"""Editing a flow file in its own JupyterLab view, in a real JupyterLab in real Chromium:
+a node dragged from the palette, two nodes connected by dragging from a node's handle, a
+field set in the node's form, an edge deleted with the Delete key, Ctrl+S, and the file
+on disk has every change with its comments kept. Also: a 30-node flow is drawn with
+labels at least 11 px on screen, every node stays in view when the pane is resized, and
+the header's problem count is the length of the problem list."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import Browser, JupyterLab, browser_available  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+COMMENTED = """\
+# A flow kept under version control: these comments must survive edits in the view.
+spec_version: 1
+name: greet
+inputs: {text: {type: text, default: hi}}
+nodes:
+  # shouts the input back
+  - id: shout
+    type: template
+    config: {template: "{{ text | upper }}"}
+  - id: route  # picks a reply
+    type: switch
+    config: {cases: {loud: "{{ shout.output.text | length > 3 }}"}, default: quiet}
+  - id: loud_reply
+    type: template
+    config: {template: "LOUD"}
+  - id: quiet_reply
+    type: template
+    config: {template: "quiet"}
+edges:
+  - {from: start, to: shout}
+  - {from: shout, to: route}
+  - {from: route, to: loud_reply, branch: loud}
+  - {from: route, to: quiet_reply, branch: quiet}  # the quiet branch
+"""
+
+# `echo` reads a node that does not exist, and an edge names a missing node.
+BROKEN = """\
+spec_version: 1
+name: broken
+nodes:
+  - id: shout
+    type: template
+    config: {template: "hi"}
+  - id: echo
+    type: template
+    config: {template: "{{ ghost.output.text }}"}
+edges:
+  - {from: start, to: shout}
+  - {from: shout, to: echo}
+  - {from: echo, to: nowhere}
+"""
+
+
+def big_flow(n: int = 30) -> str:
+    """A layered flow of `n` template nodes: a spine with side branches, no saved layout."""
+    nodes = [{"id": f"step_{i:02d}", "type": "template", "config": {"template": f"step {i}"}} for i in range(n)]
+    edges: list[dict[str, Any]] = [{"from": "start", "to": "step_00"}]
+    for i in range(1, n):
+        edges.append({"from": f"step_{(i - 1) // 2:02d}", "to": f"step_{i:02d}"})
+    return yaml.safe_dump({"spec_version": 1, "name": "big", "nodes": nodes, "edges": edges}, sort_keys=False)
+
+
+FLOW_VIEW = ".jp-FlowGraphDocument:not(.lm-mod-hidden)"
+CY = f"[...document.querySelectorAll('{FLOW_VIEW} .jp-FlowGraph-canvas')].filter(d => d._cyreg && d._cyreg.cy)"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    why = browser_available()
+    if why:
+        pytest.skip(why)
+    root = tmp_path_factory.mktemp("lab")
+    (root / "greet.flow.yaml").write_text(COMMENTED)
+    (root / "resize.flow.yaml").write_text(COMMENTED)
+    (root / "broken.flow.yaml").write_text(BROKEN)
+    (root / "big.flow.yaml").write_text(big_flow())
+    with JupyterLab(root) as server:
+        yield server
+
+
+@pytest.fixture
+def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
+    with Browser(prefix=f"flow-editor-{request.node.name.removeprefix('test_')[:30]}") as b:
+        yield b
+
+
+def open_flow(page: Any, lab: JupyterLab, name: str, nodes: int) -> None:
+    page.goto(f"{lab.url}/lab/tree/{name}?token={lab.token}&reset", timeout=90_000)
+    page.wait_for_function(f"() => {CY}.length > 0 && {CY}[0]._cyreg.cy.nodes().length === {nodes}", timeout=60_000)
+    page.wait_for_timeout(600)
+
+
+def graph(page: Any) -> dict[str, Any]:
+    return page.evaluate(
+        f"""() => {{
+            const cy = {CY}[0]._cyreg.cy;
+            return {{
+                zoom: cy.zoom(),
+                nodes: cy.nodes().map(n => ({{id: n.id(), classes: n.classes(), rendered: n.renderedPosition(),
+                                              box: n.renderedBoundingBox(), font: parseFloat(n.style('font-size'))}})),
+                edges: cy.edges().map(e => ({{id: e.id(), source: e.source().id(), target: e.target().id(),
+                                              mid: e.renderedMidpoint()}})),
+            }};
+        }}"""
+    )
+
+
+def canvas_box(page: Any) -> dict[str, float]:
+    return page.evaluate(f"() => {{ const r = {CY}[0].getBoundingClientRect(); return {{x: r.left, y: r.top, w: r.width, h: r.height}}; }}")
+
+
+def node_point(page: Any, node_id: str) -> tuple[float, float]:
+    box = canvas_box(page)
+    pos = next(n for n in graph(page)["nodes"] if n["id"] == node_id)["rendered"]
+    return box["x"] + pos["x"], box["y"] + pos["y"]
+
+
+def wait_graph(page: Any, condition: str) -> None:
+    page.wait_for_function(f"() => {{ const cy = {CY}[0]._cyreg.cy; return {condition}; }}", timeout=20_000)
+
+
+def dirty(page: Any) -> bool:
+    return bool(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current.jp-mod-dirty").count())
+
+
+def test_edit_in_the_file_view_and_save_keeps_comments(lab: JupyterLab, browser: Browser) -> None:
+    page = browser.page
+    try:
+        _edit_and_save(page, lab, browser)
+    finally:
+        browser.screenshot("final")
+
+
+def _edit_and_save(page: Any, lab: JupyterLab, browser: Browser) -> None:
+    open_flow(page, lab, "greet.flow.yaml", 5)
+    assert not dirty(page)
+    browser.screenshot("opened")
+
+    # 1. a template node dragged from the palette onto the canvas
+    box = canvas_box(page)
+    page.locator(f"{FLOW_VIEW} .jp-FlowGraph-kind[data-kind='template']").drag_to(
+        page.locator(f"{FLOW_VIEW} .jp-FlowGraph-canvas"), target_position={"x": box["w"] / 2, "y": box["h"] - 40}
+    )
+    wait_graph(page, "cy.getElementById('template_1').nonempty()")
+    page.wait_for_function("() => !!document.querySelector('.lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current.jp-mod-dirty')",
+                           timeout=10_000)
+    page.wait_for_timeout(400)
+
+    # 2. connect shout -> template_1 by dragging from shout's handle
+    x, y = node_point(page, "shout")
+    page.mouse.move(x, y)
+    handle = page.locator(f"{FLOW_VIEW} .jp-FlowGraph-handle")
+    handle.wait_for(state="visible", timeout=5_000)
+    hb = handle.bounding_box()
+    tx, ty = node_point(page, "template_1")
+    page.mouse.move(hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2)
+    page.mouse.down()
+    for i in range(1, 11):
+        page.mouse.move(hb["x"] + (tx - hb["x"]) * i / 10, hb["y"] + (ty - hb["y"]) * i / 10)
+        page.wait_for_timeout(40)
+    page.wait_for_timeout(300)
+    page.mouse.up()
+    wait_graph(page, "cy.edges().some(e => e.id().startsWith('edge-') && e.source().id() === 'shout' && e.target().id() === 'template_1')")
+    browser.screenshot("added-and-connected")
+
+    # 3. set the new node's template in its form
+    x, y = node_point(page, "template_1")
+    page.mouse.click(x, y)
+    field = page.locator(f"{FLOW_VIEW} .jp-FlowGraph-panel #jp-FlowForm_template")
+    field.wait_for(timeout=10_000)
+    field.fill("hello {{ shout.output.text }}")
+    page.locator(f"{FLOW_VIEW} .jp-FlowGraph-apply").click()
+    page.locator(f"{FLOW_VIEW} .jp-FlowGraph-applyRow .jp-FlowGraph-feedback", has_text="Applied").wait_for(timeout=10_000)
+    browser.screenshot("form-applied")
+
+    # 4. delete the quiet branch's edge with the Delete key
+    edge = next(e for e in graph(page)["edges"] if e["target"] == "quiet_reply")
+    box = canvas_box(page)
+    page.mouse.click(box["x"] + edge["mid"]["x"], box["y"] + edge["mid"]["y"])
+    wait_graph(page, "cy.edges(':selected').length === 1")
+    page.keyboard.press("Delete")
+    wait_graph(page, "!cy.edges().some(e => e.target().id() === 'quiet_reply')")
+    assert dirty(page)
+    browser.screenshot("edge-deleted")
+
+    # 5. Ctrl+S saves through the contents API
+    page.locator(f"{FLOW_VIEW} .jp-FlowGraph-canvas").focus()
+    page.keyboard.press("Control+s")
+    page.wait_for_function("() => !document.querySelector('.lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current.jp-mod-dirty')",
+                           timeout=15_000)
+    text = (lab.root_dir / "greet.flow.yaml").read_text()
+    saved = yaml.safe_load(text)
+    node = next(n for n in saved["nodes"] if n["id"] == "template_1")
+    assert node["config"]["template"] == "hello {{ shout.output.text }}"
+    assert {"from": "shout", "to": "template_1"} in saved["edges"]
+    assert not any(e["to"] == "quiet_reply" for e in saved["edges"])
+    assert "template_1" in saved["layout"]
+    for comment in ("# A flow kept under version control", "# shouts the input back", "# picks a reply"):
+        assert comment in text, text
+    browser.screenshot("saved")
+    assert browser.page_errors == [], browser.page_errors
+
+
+def test_thirty_nodes_are_legible_in_a_900px_pane(lab: JupyterLab, browser: Browser) -> None:
+    page = browser.page
+    open_flow(page, lab, "big.flow.yaml", 31)
+    # the pane is the viewport less the side bars: size the viewport for a 900 px pane
+    pane = f"() => document.querySelector('{FLOW_VIEW}').getBoundingClientRect().width"
+    page.set_viewport_size({"width": int(1500 + 900 - page.evaluate(pane)), "height": 900})
+    page.wait_for_timeout(900)
+    width = page.evaluate(pane)
+    assert 895 <= width <= 905, width
+    drawn = graph(page)
+    browser.screenshot("thirty-nodes")
+    assert len(drawn["nodes"]) == 31
+    smallest = min(n["font"] * drawn["zoom"] for n in drawn["nodes"])
+    assert smallest >= 11 - 1e-6, (smallest, drawn["zoom"])
+    # nodes do not overlap (a layered placement, sized to their labels)
+    boxes = [n["box"] for n in drawn["nodes"]]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a["x2"] <= b["x1"] or b["x2"] <= a["x1"] or a["y2"] <= b["y1"] or b["y2"] <= a["y1"], (a, b)
+    assert browser.page_errors == [], browser.page_errors
+
+
+def test_resizing_the_pane_keeps_every_node_in_view(lab: JupyterLab, browser: Browser) -> None:
+    page = browser.page
+    open_flow(page, lab, "resize.flow.yaml", 5)
+    for width, height in ((1500, 1000), (1150, 700), (1400, 900)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(900)
+        box = canvas_box(page)
+        for node in graph(page)["nodes"]:
+            b = node["box"]
+            assert b["x1"] >= -1 and b["y1"] >= -1 and b["x2"] <= box["w"] + 1 and b["y2"] <= box["h"] + 1, (width, node)
+    browser.screenshot("resized")
+    assert browser.page_errors == [], browser.page_errors
+
+
+def test_problem_count_matches_the_list(lab: JupyterLab, browser: Browser) -> None:
+    page = browser.page
+    open_flow(page, lab, "broken.flow.yaml", 3)
+    page.wait_for_function(f"() => /problem/.test(document.querySelector('{FLOW_VIEW} .jp-FlowGraph-title').textContent)",
+                           timeout=30_000)
+    header = page.locator(f"{FLOW_VIEW} .jp-FlowGraph-title").inner_text()
+    items = page.locator(f"{FLOW_VIEW} .jp-FlowGraph-problems li").count()
+    count = int(re.search(r"(\d+) problems?", header).group(1))  # type: ignore[union-attr]
+    browser.screenshot("problems")
+    assert count == items >= 2, (header, items)
+    assert browser.page_errors == [], browser.page_errors
