@@ -1,0 +1,280 @@
+"""Dify apps in and out. The apps under tests/fixtures/dify are written in Dify's exported
+DSL (`app`, `kind: app`, `version`, `workflow.graph`) and cover every node type that
+maps; they are imported, validated and run against loopback services and a real
+OpenAI-compatible server, exported back, and imported again with the same result."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from openai_server import OpenAIServer
+from servers import LoopbackServer, Reply, Request
+
+from jupyter_flow import Flow, FlowValidationError, export_dify, import_dify
+from jupyter_flow.spec import spec_to_dict
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "dify"
+Serve = Callable[[dict[str, Any]], LoopbackServer]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("jupyter-flow")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
+
+
+def app_at(tmp_path: Path, name: str, server: LoopbackServer | None = None) -> Path:
+    """The fixture app, pointed at `server` (the apps name 127.0.0.1:8765 as their service)."""
+    text = (FIXTURES / name).read_text(encoding="utf-8")
+    if server is not None:
+        text = text.replace("http://127.0.0.1:8765", server.url)
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def crm(server_requests: list[Request]) -> dict[str, Any]:
+    customers = {"c-vip": {"name": "Ada", "vip": True}, "c-known": {"name": "Bob", "vip": False}}
+
+    def lookup(req: Request) -> Reply:
+        server_requests.append(req)
+        found = customers.get((req.body or {}).get("customer"))
+        return Reply(200, found) if found else Reply(404, {"error": "no such customer"})
+
+    return {"/crm/lookup": lookup}
+
+
+def test_every_mapped_node_type_imports(tmp_path: Path) -> None:
+    flow = import_dify(app_at(tmp_path, "ticket_triage.yml"), tmp_path / "triage.flow.yaml", base_url="http://127.0.0.1:1/v1")
+    kinds = {n.id: n.type for n in flow.spec.nodes}
+    assert kinds == {"customer_lookup": "http", "known_customer": "switch", "vip_score": "python", "known_reply": "template",
+                     "unknown_reply": "template", "summary": "coalesce", "llm": "llm"}
+    spec = flow.spec
+    # start variables: types, labels and select options kept
+    assert spec.inputs["ticket"].type == "text"
+    assert spec.inputs["priority"].description == "Priority (one of: low, high)"
+    # end node -> declared outputs; if-else handles -> branches; positions -> layout
+    assert spec.outputs == {"summary": "{{ summary.output.output }}", "reply": "{{ llm.output.text }}",
+                            "status": "{{ customer_lookup.output.status_code }}"}
+    assert {(e.source, e.target, e.branch) for e in spec.edges if e.branch} == {
+        ("known_customer", "vip_score", "vip"), ("known_customer", "known_reply", "true"), ("known_customer", "unknown_reply", "false")}
+    assert spec.layout["llm"].x == 1550
+    http = spec.node("customer_lookup")
+    assert http.config["headers"]["Authorization"] == "Bearer ${CUSTOMER_LOOKUP_API_KEY}"  # the key itself is not kept
+    assert "sk-not-kept" not in (tmp_path / "triage.flow.yaml").read_text()
+    assert http.retry is not None and http.retry.max_attempts == 3 and http.timeout_s == 5
+    # the code went to a module beside the flow file
+    assert spec.node("vip_score").config["function"] == "triage_vip_score:main"
+    assert "def main(body: str, priority: str)" in (tmp_path / "triage_vip_score.py").read_text()
+    # the flow file says which Dify ids were renamed
+    assert "# Dify node '1718000000004' -> vip_score" in (tmp_path / "triage.flow.yaml").read_text()
+    flow.validate()
+
+
+@pytest.mark.parametrize(("customer", "summary", "status"), [
+    ("c-vip", "VIP Ada (high)", 200),
+    ("c-known", "Known customer c-known: printer on fire", 200),
+    ("c-nobody", "Unknown customer (404): printer on fire", 404),
+])
+def test_imported_app_runs_each_branch(tmp_path: Path, serve: Serve, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch,
+                                       customer: str, summary: str, status: int) -> None:
+    seen: list[Request] = []
+    server = serve(crm(seen))
+    monkeypatch.setenv("CUSTOMER_LOOKUP_API_KEY", "sk-crm")
+    flow = import_dify(app_at(tmp_path, "ticket_triage.yml", server), tmp_path / "triage.flow.yaml",
+                       base_url=openai_server.base_url, model=openai_server.model)
+    result = flow.run({"ticket": "printer on fire", "priority": "high", "customer": customer})
+    assert result.ok, result.error
+    assert result.flow_outputs is not None
+    assert result.flow_outputs["summary"] == summary
+    assert result.flow_outputs["status"] == status
+    assert isinstance(result.flow_outputs["reply"], str) and result.outputs["llm"]["usage"]["completion_tokens"] == 8
+    (req,) = seen
+    headers = {k.lower(): v for k, v in req.headers.items()}
+    assert headers["authorization"] == "Bearer sk-crm" and headers["x-priority"] == "high"
+    assert headers["content-type"] == "application/json" and req.path == "/crm/lookup?lang=en"
+    assert req.body == {"customer": customer, "priority": "high"}
+
+
+def test_round_trip_gives_the_same_flow_and_the_same_answers(tmp_path: Path, serve: Serve) -> None:
+    server = serve(crm([]))
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    for app in ("ticket_triage.yml", "support_chat.yml"):
+        first = import_dify(app_at(tmp_path, app, server), first_dir / "app.flow.yaml", base_url="http://127.0.0.1:9/v1")
+        exported = export_dify(first, second_dir / app)
+        data = yaml.safe_load(exported)
+        assert data["kind"] == "app" and data["version"] and data["workflow"]["graph"]["nodes"]
+        second = import_dify(second_dir / app, second_dir / "app.flow.yaml", base_url="http://127.0.0.1:9/v1")
+        assert spec_to_dict(second.spec) == spec_to_dict(first.spec), app
+    assert (first_dir / "app_vip_score.py").read_text() == (second_dir / "app_vip_score.py").read_text()
+
+
+def test_round_tripped_app_answers_as_the_first_import(tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = serve(crm([]))
+    monkeypatch.setenv("CUSTOMER_LOOKUP_API_KEY", "k")
+    first = import_dify(app_at(tmp_path, "ticket_triage.yml", server), tmp_path / "a.flow.yaml", base_url="http://127.0.0.1:9/v1")
+    export_dify(first, tmp_path / "again.yml")
+    second = import_dify(tmp_path / "again.yml", tmp_path / "b.flow.yaml", base_url="http://127.0.0.1:9/v1")
+    for customer in ("c-vip", "c-known", "c-nobody"):
+        inputs = {"ticket": "t", "priority": "low", "customer": customer}
+        # without its llm node (that needs a server): up to the summary, which every branch feeds
+        answers = [_without_llm(f, inputs) for f in (first, second)]
+        assert answers[0] == answers[1]
+
+
+def _without_llm(flow: Flow, inputs: dict[str, Any]) -> dict[str, Any]:
+    data = spec_to_dict(flow.spec)
+    data["nodes"] = [n for n in data["nodes"] if n["type"] != "llm"]
+    data["edges"] = [e for e in data["edges"] if "llm" not in (e["from"], e["to"])]
+    data["outputs"] = {k: v for k, v in data["outputs"].items() if "llm" not in v}
+    trimmed = Flow.from_dict(data, source=flow.source)
+    result = trimmed.run(inputs)
+    assert result.flow_outputs is not None
+    return result.flow_outputs
+
+
+def test_chat_app_with_answer_context_and_sys_query(tmp_path: Path, serve: Serve, openai_server: OpenAIServer) -> None:
+    def kb(req: Request) -> Reply:
+        form = dict(pair.split("=") for pair in req.raw.decode().split("&"))
+        return Reply(200, f"Doc about {form['q']} (top {form['top']})", content_type="text/plain") if form["q"] != "down" else Reply(503, "")
+
+    server = serve({"/kb/search": kb})
+    flow = import_dify(app_at(tmp_path, "support_chat.yml", server), tmp_path / "chat.flow.yaml",
+                       base_url=openai_server.base_url, model=openai_server.model)
+    assert list(flow.spec.inputs) == ["query"]  # sys.query became an input
+    messages = flow.spec.node("answerer").config["messages"]
+    assert messages[0]["content"] == "Use this context:\n{{ knowledge_base.output.body }}"  # {{#context#}}
+    result = flow.run({"query": "printers"})
+    assert result.ok, result.error
+    assert result.flow_outputs == {"answer": result.outputs["answerer"]["text"]}
+    assert "Doc about printers (top 3)" in result["answerer"].inputs["messages"][0]["content"]
+    down = flow.run({"query": "down"})
+    assert down.ok, down.error
+    assert down.flow_outputs == {"answer": "Sorry, the knowledge base answered 503."}
+    assert down["answerer"].status == "skipped"
+
+
+def test_unimportable_nodes_are_listed_by_id_and_type(tmp_path: Path) -> None:
+    app = app_at(tmp_path, "docs_search.yml")
+    with pytest.raises(FlowValidationError) as info:
+        import_dify(app, tmp_path / "docs.flow.yaml")
+    text = str(info.value)
+    assert "'1720000000002'" in text and "knowledge-retrieval" in text
+    assert "'1720000000003'" in text and "'tool'" in text
+    assert not (tmp_path / "docs.flow.yaml").exists()
+
+    done = cli("import-dify", str(app), "-o", str(tmp_path / "docs.flow.yaml"))
+    assert done.returncode == 2, done.stderr
+    assert "1720000000002" in done.stderr and "knowledge-retrieval" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_partial_import_keeps_placeholders_the_plan_reports(tmp_path: Path) -> None:
+    app = app_at(tmp_path, "docs_search.yml")
+    done = cli("import-dify", str(app), "-o", str(tmp_path / "docs.flow.yaml"), "--partial")
+    assert done.returncode == 0, done.stderr
+    assert "placeholder" in done.stderr
+    flow = Flow.load(tmp_path / "docs.flow.yaml")
+    with pytest.raises(FlowValidationError) as info:
+        flow.validate()
+    by_node = {p.node: p for p in info.value.problems}
+    assert set(by_node) == {"search_docs", "google"}
+    assert "knowledge-retrieval" in by_node["search_docs"].message and by_node["search_docs"].field == "type"
+    # what Dify had is kept, its references written as templates here
+    assert flow.spec.node("google").config["data"]["tool_parameters"]["query"]["value"] == "{{ inputs.question }}"
+    assert cli("validate", str(tmp_path / "docs.flow.yaml")).returncode == 2
+
+
+def test_cli_import_run_and_export(tmp_path: Path, serve: Serve) -> None:
+    server = serve(crm([]))
+    app = app_at(tmp_path, "ticket_triage.yml", server)
+    done = cli("import-dify", str(app), "-o", str(tmp_path / "triage.flow.yaml"), "--llm-base-url", "http://127.0.0.1:9/v1")
+    assert done.returncode == 0, done.stderr
+    assert "triage_vip_score.py" in done.stdout and "CUSTOMER_LOOKUP_API_KEY" in done.stdout
+    assert cli("validate", str(tmp_path / "triage.flow.yaml")).returncode == 0
+    done = cli("export-dify", str(tmp_path / "triage.flow.yaml"), "-o", str(tmp_path / "back.yml"))
+    assert done.returncode == 0, done.stderr
+    back = yaml.safe_load((tmp_path / "back.yml").read_text())
+    types = sorted(n["data"]["type"] for n in back["workflow"]["graph"]["nodes"])
+    assert types == sorted(["start", "http-request", "if-else", "code", "template-transform", "template-transform",
+                            "variable-aggregator", "llm", "end"])
+
+
+def test_run_prints_declared_outputs(tmp_path: Path) -> None:
+    flow = tmp_path / "hello.flow.yaml"
+    flow.write_text(yaml.safe_dump({"inputs": {"name": {"type": "string"}}, "outputs": {"greeting": "{{ hi.output.text }}"},
+                                    "nodes": [{"id": "hi", "type": "template", "config": {"template": "hello {{ name }}"}}]}))
+    done = cli("run", str(flow), "--input", "name=Ada")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"greeting": "hello Ada"}
+
+
+def test_export_refuses_kinds_dify_lacks_by_name(tmp_path: Path) -> None:
+    flow = tmp_path / "vote.flow.yaml"
+    flow.write_text(yaml.safe_dump({"nodes": [
+        {"id": "a", "type": "template", "config": {"template": "x"}},
+        {"id": "pick", "type": "vote", "config": {"inputs": ["{{ a.output.text }}"]}}],
+        "edges": [{"from": "a", "to": "pick"}]}))
+    done = cli("export-dify", str(flow), "-o", str(tmp_path / "out.yml"))
+    assert done.returncode == 2
+    assert "'pick'" in done.stderr and "'vote'" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out.yml").exists()
+
+
+def test_not_a_dify_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "x.yml"
+    path.write_text("nodes: []\n")
+    done = cli("import-dify", str(path), "-o", str(tmp_path / "x.flow.yaml"))
+    assert done.returncode == 2 and "not a Dify app" in done.stderr
+
+
+GREETER = {"inputs": {"name": {"type": "string"}}, "outputs": {"greeting": "{{ hi.output.text }}", "name": "{{ name }}"},
+           "nodes": [{"id": "hi", "type": "template", "config": {"template": "hello {{ name }}"}}]}
+
+
+def test_declared_outputs_in_served_flows_batch_records_and_exported_notebooks(tmp_path: Path) -> None:
+    import httpx
+    from servers import AsgiServer
+
+    from jupyter_flow import run_batch
+    from jupyter_flow.export import notebook_for
+    from jupyter_flow.serve import flow_app
+
+    path = tmp_path / "greeter.flow.yaml"
+    path.write_text(yaml.safe_dump(GREETER))
+    with AsgiServer(flow_app(path)) as srv:
+        body = httpx.post(f"{srv.url}/run", json={"name": "Ada"}, timeout=30).json()
+    assert body["result"] == {"greeting": "hello Ada", "name": "Ada"}
+    assert body["outputs"] == {"hi": {"text": "hello Ada"}}  # the answer's other fields stay as they are
+
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"name": "Ada"}\n{"name": "Bob"}\n')
+    run_batch(Flow.load(path), items, tmp_path / "out", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["result"]["greeting"] for r in records) == ["hello Ada", "hello Bob"]
+
+    cells = [c.source for c in notebook_for(Flow.load(path)).cells]
+    assert any("r.get(\"result\")" in c for c in cells)
+
+
+def test_flows_without_declared_outputs_answer_as_before(tmp_path: Path) -> None:
+    import httpx
+    from servers import AsgiServer
+
+    from jupyter_flow.serve import flow_app
+
+    data = {k: v for k, v in GREETER.items() if k != "outputs"}
+    path = tmp_path / "plain.flow.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = Flow.load(path).run({"name": "Ada"})
+    assert result.flow_outputs is None and "flow_outputs" not in result.to_dict()
+    with AsgiServer(flow_app(path)) as srv:
+        body = httpx.post(f"{srv.url}/run", json={"name": "Ada"}, timeout=30).json()
+    assert set(body) == {"run_id", "outputs"}
