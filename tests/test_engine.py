@@ -73,12 +73,9 @@ def test_parallel_branches_overlap(serve: Serve) -> None:
     nodes = [http(f"b{i}", f"{server.url}/slow", config={"input_mapping": {"i": i}}) for i in range(4)]
     flow = Flow.from_dict({"nodes": [*nodes, tpl("join", "{{ b0.output.ok }}{{ b3.output.ok }}")],
                            "edges": [{"from": f"b{i}", "to": "join"} for i in range(4)]})
-    t0 = time.perf_counter()
     result = flow.run()
-    wall = time.perf_counter() - t0
     assert result.status == "ok" and result.outputs["join"] == {"text": "TrueTrue"}
-    assert gauge.peak == 4
-    assert wall < 0.8 * 4 * 0.3, wall  # sequential would take 1.2 s
+    assert gauge.peak == 4  # the four calls were in the server at once
     # every branch started before any branch ended
     records = [result[f"b{i}"] for i in range(4)]
     assert max(r.started_at for r in records) < min(r.ended_at for r in records)  # type: ignore[operator]
@@ -94,11 +91,12 @@ def test_blocking_python_nodes_run_off_the_loop() -> None:
         {"nodes": [{"id": f"n{i}", "type": "python", "config": {"function": "nap", "input_mapping": {"i": i}}} for i in range(4)]},
         functions={"nap": nap},
     )
-    t0 = time.perf_counter()
     result = flow.run()
-    assert time.perf_counter() - t0 < 0.8 * 4 * 0.3
     assert {result.outputs[f"n{i}"]["i"] for i in range(4)} == {0, 1, 2, 3}
     assert all(result.outputs[f"n{i}"]["thread"] != "MainThread" for i in range(4))
+    # they overlapped: every nap started before any ended
+    records = [result[f"n{i}"] for i in range(4)]
+    assert max(r.started_at for r in records) < min(r.ended_at for r in records)  # type: ignore[operator]
 
 
 def test_max_concurrency_bounds_overlap(serve: Serve) -> None:
