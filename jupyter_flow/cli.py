@@ -75,14 +75,31 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _plain_streams() -> None:
+    """Text no encoder accepts (a lone surrogate in an error message) is printed escaped
+    instead of ending the command with a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from jupyter_flow.flow import Flow
-    from jupyter_flow.trace import to_jsonable
+    from jupyter_flow.trace import dumps_json, result_json
 
+    _plain_streams()
     flow = Flow.load(args.flow).validate()
     inputs = _parse_inputs(args.input, args.inputs)
     if args.trace:
         _check_writable(args.trace, "--trace")
+    if args.output:
+        _check_writable(args.output, "--output")
+    captures = _captures(args)
+    if captures:
+        from jupyter_flow.tensorfiles import add_captures
+
+        flow = add_captures(flow, captures).validate()
     settings = {"device": args.device} if args.device else {}
     try:
         result = flow.run(inputs, settings=settings)
@@ -92,14 +109,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise
     if args.trace:
         result.to_json(args.trace)
-    print(json.dumps(to_jsonable(result.outputs), indent=2, ensure_ascii=False))
+    if args.save_tensors:
+        from jupyter_flow.tensorfiles import captured_names, save_tensors
+
+        index = save_tensors(result, captures or captured_names(flow), args.save_tensors)
+        for miss in index["missing"]:
+            print(f"note: --save-tensors: {miss['reason']}", file=sys.stderr)
+    # a flow that declares its outputs answers with them; otherwise every node's output
+    shown = result.flow_outputs if result.flow_outputs is not None else result.outputs
+    data, converted = result_json(shown)  # whole: results are never cut (traces may summarise)
+    text = dumps_json(data, indent=2)
+    for c in converted:  # what JSON cannot hold, and how it was written instead
+        print(f"note: output {c.path}: {c.kind} written as {c.written_as}", file=sys.stderr)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
     return EXIT_OK
+
+
+def _captures(args: argparse.Namespace) -> list[tuple[str, str]]:
+    from jupyter_flow.tensorfiles import parse_captures
+
+    try:
+        pairs = parse_captures(args.capture)
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+    if args.save_tensors and Path(args.save_tensors).exists() and not Path(args.save_tensors).is_dir():
+        raise _Usage(f"--save-tensors {args.save_tensors}: is a file; give a folder")
+    return pairs
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     from jupyter_flow.batch import BatchOptions, BatchStoppedError
     from jupyter_flow.flow import Flow
 
+    _plain_streams()
     if args.address and args.engine != "ray":
         raise _Usage("--address is for --engine ray (a local batch runs in this process)")
     options = BatchOptions(
@@ -111,6 +156,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         settings={"device": args.device} if args.device else {},
         endpoints=parse_pairs(args.endpoint, "--endpoint", "NODE=URL"),
         common_inputs=parse_pairs(args.input, "--input"),
+        max_failures=args.max_failures,
     )
     try:
         if args.engine == "ray":
@@ -125,8 +171,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     except BatchStoppedError as exc:
         print(exc.summary.to_text())
         raise
-    print(summary.to_text())
-    return EXIT_OK
+    print(summary.to_text())  # its last lines: the counts, the verdict, the failed items
+    return EXIT_OK if summary.succeeded else EXIT_FAILED
 
 
 def _add_batch(sub: Any) -> None:
@@ -135,8 +181,10 @@ def _add_batch(sub: Any) -> None:
         help="run a flow over a folder, glob or JSONL file of inputs; results to OUT/results.jsonl",
         description="Run a flow once per item, concurrently. Each finished item is appended to "
         "OUT/results.jsonl at once (a killed batch keeps what finished; --resume skips it); "
-        "each item's trace goes to OUT/traces/. Exit 0 when the batch ran (failed items are "
-        "listed in the summary), 1 when --fail-fast stopped it, 2 for bad usage.",
+        "each item's trace goes to OUT/traces/. One batch per OUT at a time (OUT/.jupyter-flow.lock); "
+        "without --resume earlier results are moved to OUT/earlier-TIME/. Exit 0 when every item "
+        "succeeded (or no more failed than --max-failures), 1 when more failed or --fail-fast stopped "
+        "it (the last lines give the counts and the failed items), 2 for bad usage or a folder in use.",
     )
     p.add_argument("flow")
     p.add_argument("--inputs", required=True, metavar="DIR|GLOB|FILE.jsonl",
@@ -145,6 +193,8 @@ def _add_batch(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="skip items already in OUT/results.jsonl")
     p.add_argument("--concurrency", "-c", type=int, default=4, metavar="N", help="items run at once (default 4)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed item (exit 1)")
+    p.add_argument("--max-failures", default="0", metavar="N|P%",
+                   help="failed items accepted with exit 0: a number, or a share such as 5%% (default 0)")
     p.add_argument("--input-name", metavar="NAME", help="the input that gets each file's path (default: the flow's file input)")
     p.add_argument("--input", "-i", action="append", default=[], metavar="KEY=VALUE", help="an input given to every item")
     p.add_argument("--endpoint", action="append", default=[], metavar="NODE=URL", help="override an http node's endpoint")
@@ -172,7 +222,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", action="append", default=[], metavar="KEY=VALUE", help="a flow input (repeatable)")
     p.add_argument("--inputs", metavar="FILE.json", help="a JSON object of inputs")
     p.add_argument("--trace", metavar="FILE", help="write the run's trace as JSON")
+    p.add_argument("--output", metavar="FILE", help="write the outputs (whole, as JSON) to FILE instead of stdout")
     p.add_argument("--device", help="device for model nodes that say `device: auto` (cpu, cuda, cuda:N)")
+    p.add_argument("--capture", action="append", default=[], metavar="NODE:NAME",
+                   help="also capture a module's output (or `attentions`) of a model node (repeatable)")
+    p.add_argument("--save-tensors", metavar="DIR",
+                   help="write the captured tensors as safetensors files (NODE.NAME.safetensors) and index.json to DIR")
     p.set_defaults(fn=_cmd_run)
 
     _add_batch(sub)
@@ -186,7 +241,7 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     import importlib
 
     commands = []
-    for module in ("jupyter_flow.export", "jupyter_flow.serve", "jupyter_flow.doctor"):
+    for module in ("jupyter_flow.export", "jupyter_flow.serve", "jupyter_flow.doctor", "jupyter_flow.dify"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

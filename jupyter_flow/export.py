@@ -10,39 +10,51 @@ The notebook carries the flow spec, so it runs without the flow file. Its cell t
     endpoints     http node endpoints to override, by node id
     concurrency   items run at once in a batch
     fail_fast     stop at the first failed item (the notebook, and papermill, then fail)
+    max_failures  failed items accepted (a number, "5%" or 0.05); beyond it the last cell fails
     engine        "local" (in the kernel) or "ray" (a batch on a Ray cluster: RAY_ADDRESS, else a local one)
+    flow_dir      the folder relative paths in the flow are read from (None: the working
+                  folder when the flow's files are there, else the folder it was exported from)
 
-The cells after it hold the flow's spec, pass it with the parameters to the one public
-entry point `jupyter_flow.run_exported` (which runs it once or as a batch, locally or on
-Ray, with a progress bar), and show the summary it returns as a table and a per-node
-timing chart. The notebook names nothing else of the package, so a notebook exported
-today keeps working when the package's insides change.
+Every value is written as a plain Python literal (a date as its ISO text, infinity as
+`float("inf")`), so the cells run wherever the notebook goes. The cells after it hold the
+flow's spec (and the relative paths it names), pass it with the parameters to the one
+public entry point `jupyter_flow.run_exported` (which checks every parameter first, then
+runs the flow once or as a batch, locally or on Ray, with a progress bar), show the
+summary it returns as a table and a per-node timing chart, and end with
+`summary.check()`, which fails the notebook (and papermill) when more items failed than
+`max_failures` allows. The notebook names nothing else of the package, so a notebook
+exported today keeps working when the package's insides change.
 """
 
 from __future__ import annotations
 
 import ast
+import datetime
 import dis
 import inspect
-import pprint
+import math
 import re
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_flow.errors import FlowValidationError, MissingDependencyError, Problem
-from jupyter_flow.spec import START, spec_to_dict
+from jupyter_flow.spec import START
 
 if TYPE_CHECKING:
     import argparse
 
     from jupyter_flow.flow import Flow
 
-__all__ = ["PARAMETERS", "add_to_cli", "export_notebook", "notebook_for"]
+__all__ = ["PARAMETERS", "add_to_cli", "export_notebook", "flow_files", "literal", "notebook_for"]
 
 #: The names in the exported notebook's `parameters` cell, in order.
-PARAMETERS = ("inputs", "inputs_path", "output_dir", "device", "endpoints", "concurrency", "fail_fast", "engine")
+PARAMETERS = (
+    "inputs", "inputs_path", "output_dir", "device", "endpoints", "concurrency", "fail_fast", "max_failures", "engine",
+    "flow_dir",
+)
 
 DEFAULT_CONCURRENCY = 4
 
@@ -209,8 +221,17 @@ def _intro(flow: Flow) -> str:
         "| `endpoints` | http node endpoints to use instead of the flow's, by node id |",
         "| `concurrency` | how many items run at once |",
         "| `fail_fast` | stop at the first failed item and fail the notebook |",
+        "| `max_failures` | failed items accepted (a number, `'5%'` or `0.05`); beyond it the last cell fails "
+        "the notebook (default 0: any failed item fails it) |",
         "| `engine` | `local` (in this kernel) or `ray`: a batch on a Ray cluster (`RAY_ADDRESS`, else a local one), "
         "one loaded flow per actor, `concurrency` items at once in each |",
+        "| `flow_dir` | the folder the flow's relative paths (models, rule files) are read from; default: the "
+        "working folder when the flow's files (`FLOW_FILES`) are there, else the folder it was exported from |",
+        "",
+        "Every parameter is checked before anything runs; a wrong one fails the first cell that runs the flow, "
+        "naming the parameter, its value and the type it takes. File inputs are read relative to the working folder.",
+        "To run this notebook on another machine, copy it with the files listed in `FLOW_FILES` (keeping their "
+        "paths relative to the notebook) and run papermill from that folder.",
         "",
         f"## The nodes ({len(spec.nodes)})",
         "",
@@ -229,30 +250,111 @@ def _intro(flow: Flow) -> str:
     return "\n".join(lines)
 
 
+def _plain(value: Any) -> Any:
+    """`value` with what a Python literal cannot hold made plain: dates and times as ISO
+    text, other objects as text."""
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k) if not isinstance(k, (int, float, bool)) else k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def literal(value: Any, indent: int = 0, width: int = 100) -> str:
+    """Python source for `value` (plain data: see `_plain`) that evaluates back to it:
+    `float("inf")` and `float("nan")` for the floats without a literal; short values on
+    one line, longer mappings and lists one entry a line, indented by 4 from `indent`."""
+    value = _plain(value)
+    flat = _flat(value)
+    if len(flat) + indent <= width or not isinstance(value, (dict, list)) or not value:
+        return flat
+    pad = " " * (indent + 4)
+    if isinstance(value, dict):
+        inner = [f"{pad}{_flat(k)}: {literal(v, indent + 4, width)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(inner) + ",\n" + " " * indent + "}"
+    inner = [f"{pad}{literal(v, indent + 4, width)}" for v in value]
+    return "[\n" + ",\n".join(inner) + ",\n" + " " * indent + "]"
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f'float("{value}")'
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_flat(k)}: {_flat(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flat(v) for v in value) + "]"
+    return repr(value)
+
+
 def _parameters(flow: Flow, output_dir: str) -> str:
     defaults = {name: inp.default for name, inp in flow.spec.inputs.items() if inp.default is not None}
     return "\n".join(
         [
-            f"inputs = {defaults!r}  # one run: the flow's inputs",
+            f"inputs = {literal(defaults)}  # one run: the flow's inputs (paths: from the working folder)",
             "inputs_path = None  # a batch: a folder, glob or JSONL file (wins over `inputs`)",
             f"output_dir = {output_dir!r}  # results.jsonl, traces/ and summary.json go here",
             "device = None  # e.g. 'cpu', 'cuda', 'cuda:1' for model nodes with `device: auto`",
             "endpoints = {}  # {node id: URL} to call instead of the flow's endpoints",
             f"concurrency = {DEFAULT_CONCURRENCY}  # items run at once",
             "fail_fast = False  # stop at the first failed item (and fail the notebook)",
+            "max_failures = 0  # failed items accepted: a number, '5%' or 0.05; beyond it the notebook fails",
             "engine = 'local'  # 'ray': run a batch on a Ray cluster (RAY_ADDRESS, else a local one)",
+            "flow_dir = None  # folder of the flow's models and rule files (None: here, else FLOW_DIR below)",
         ]
     )
 
 
+def flow_files(flow: Flow) -> list[str]:
+    """The relative paths the flow's node configs name (models, rule files, templates,
+    modules of `python` nodes) that exist beside the flow file: what has to travel with
+    an exported notebook."""
+    if flow.source is None:
+        return []
+    base = flow.source.resolve().parent
+    found: dict[str, None] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and value and "{{" not in value and "\n" not in value and len(value) < 300:
+            candidates = [value]
+            if ":" in value and value.split(":", 1)[0].isidentifier():  # module:function of a python node
+                candidates.append(value.split(":", 1)[0] + ".py")
+            for text in candidates:
+                path = Path(text)
+                if not path.is_absolute() and not text.startswith("~") and (base / path).exists():
+                    found[path.as_posix()] = None
+
+    for node in flow.spec.nodes:
+        walk(node.config)
+    return list(found)
+
+
+def _spec_data(flow: Flow) -> dict[str, Any]:
+    """The spec as `spec_to_dict` gives it, but with its Python values (an infinite
+    default stays infinite, where JSON would make it null); `literal` writes them out."""
+    body = flow.spec.model_dump(mode="python", by_alias=True, exclude_defaults=True)
+    body.pop("spec_version", None)
+    return {"spec_version": flow.spec.spec_version, **body}
+
+
 def _spec_cell(flow: Flow) -> str:
-    spec = pprint.pformat(spec_to_dict(flow.spec), indent=1, width=100, sort_dicts=False)
     origin = str(flow.source.resolve().parent) if flow.source else None
+    files = flow_files(flow)
     return "\n".join(
         [
-            f"FLOW_SPEC = {spec}",
-            "# Relative paths in the flow (models, rule files) are read from the folder of the file it was",
-            "# exported from while that folder exists here, else from the working folder.",
+            f"FLOW_SPEC = {literal(_spec_data(flow))}",
+            "# Relative paths in the flow (models, rule files) are read from `flow_dir`; by default from the",
+            "# working folder when these files are there, else from the folder the flow was exported from.",
+            f"FLOW_FILES = {literal(files)}",
             f"FLOW_DIR = {origin!r}",
         ]
     )
@@ -271,10 +373,18 @@ summary = jupyter_flow.run_exported(
     endpoints=endpoints,
     concurrency=concurrency,
     fail_fast=fail_fast,
+    max_failures=max_failures,
     engine=engine,
-    flow_dir=FLOW_DIR,
+    flow_dir=flow_dir,
+    exported_from=FLOW_DIR,
+    flow_files=FLOW_FILES,
 )
 summary"""
+
+#: The last cell: the notebook fails when the batch failed by the `max_failures` rule.
+_CHECK_CELL = """\
+# Fails (and papermill exits non-zero) when more items failed than `max_failures` allows.
+summary.check()"""
 
 
 _RESULTS_CELL = """\
@@ -282,6 +392,21 @@ from IPython.display import HTML, Markdown, display
 
 print(summary.to_text())
 display(Markdown(summary.results_markdown(limit=100)))"""
+
+_OUTPUTS_CELL = """\
+import json
+
+
+def _shown(value):
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text[:200].replace("|", "&#124;").replace("\\n", " ")
+
+
+_rows = summary.results()[:100]
+_names = sorted({name for r in _rows for name in (r.get("result") or {})})
+_table = ["| item | " + " | ".join(_names) + " |", "|---|" + "---|" * len(_names)]
+_table += [f"| {r['id']} | " + " | ".join(_shown((r.get("result") or {}).get(n)) for n in _names) + " |" for r in _rows]
+display(Markdown("\\n".join(_table)))"""
 
 _CHART_CELL = """\
 try:
@@ -339,7 +464,8 @@ def notebook_for(flow: Flow, *, output_dir: str | None = None) -> Any:
             "`concurrency` at a time; otherwise it runs once with `inputs`. Each finished item is appended "
             "to `output_dir/results.jsonl` at once, with its trace in `output_dir/traces/`. A batch resumes: "
             "items already in `results.jsonl` are not run again. A failed item is recorded and the batch goes "
-            "on, unless `fail_fast` is set: then this cell fails, naming the item and the node."
+            "on, unless `fail_fast` is set: then this cell fails, naming the item and the node. Only one batch "
+            "runs on an `output_dir` at a time; a single run moves the earlier results aside."
         ),
         v4.new_code_cell(_RUN_CELL),
         v4.new_markdown_cell(
@@ -347,8 +473,19 @@ def notebook_for(flow: Flow, *, output_dir: str | None = None) -> Any:
             "(the whole set is in `results.jsonl`; `summary.json` has these counts and timings)."
         ),
         v4.new_code_cell(_RESULTS_CELL),
+        *(
+            [v4.new_markdown_cell("The flow's declared outputs, per item:"), v4.new_code_cell(_OUTPUTS_CELL)]
+            if flow.spec.outputs
+            else []
+        ),
         v4.new_markdown_cell("## 4. Time per node\n\nThe mean time each node took per item."),
         v4.new_code_cell(_CHART_CELL),
+        v4.new_markdown_cell(
+            "## 5. Did it succeed?\n\nThe last cell fails when more items failed than `max_failures` "
+            "allows (by default: any), naming the counts and the failed items, so that papermill, cron "
+            "and Airflow see the failure."
+        ),
+        v4.new_code_cell(_CHECK_CELL),
     ]
     nb = v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -1,12 +1,22 @@
 """What a run leaves behind: RunResult, one NodeRecord per node, value summaries, events.
 
-Tensors and arrays are summarized in JSON (shape, dtype, device, min/max/mean/std,
-NaN/Inf counts, histogram), never dumped; the live objects stay in `RunResult.outputs`
-and `NodeRecord.inputs` / `.outputs` for code that wants them.
+Two ways to write a value as JSON, for two purposes:
+
+- `to_jsonable` is for traces: tensors and arrays are summarized (shape, dtype, device,
+  min/max/mean/std, NaN/Inf counts, histogram), and long texts and lists are cut, the
+  summary saying so (`{"__summary__": {"kind": "text", "truncated": true, ...}}`). The
+  live objects stay in `RunResult.outputs` and `NodeRecord.inputs` / `.outputs`.
+- `result_json` is for results (printed outputs, `results.jsonl`, served answers): the
+  whole value, never cut; what JSON cannot hold is converted, and each conversion is
+  listed (`Conversion`) so the record can say how.
+
+`dumps_json` writes either as text any UTF-8 writer accepts (a string with a lone
+surrogate is written with JSON's `\\uXXXX` escapes, which read back exactly).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -17,7 +27,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["NodeRecord", "RunEvent", "RunResult", "fingerprint", "summarize", "to_jsonable"]
+__all__ = [
+    "Conversion",
+    "NodeRecord",
+    "RunEvent",
+    "RunResult",
+    "dumps_json",
+    "fingerprint",
+    "result_json",
+    "summarize",
+    "to_jsonable",
+]
 
 NodeStatus = Literal["pending", "running", "ok", "error", "skipped", "cancelled"]
 RunStatus = Literal["running", "ok", "error", "cancelled", "timeout"]
@@ -25,6 +45,7 @@ RunStatus = Literal["running", "ok", "error", "cancelled", "timeout"]
 HISTOGRAM_BINS = 20
 _MAX_TEXT = 10_000
 _MAX_ITEMS = 1_000
+_MAX_CONVERSIONS = 100
 
 
 @dataclass
@@ -100,6 +121,8 @@ class RunResult:
     duration_s: float | None = None
     error: str | None = None
     background: set[Any] = field(default_factory=set, repr=False, compare=False)  # shadow runs still going
+    #: the flow's declared outputs (`outputs:` in the flow file) by name; None when it declares none
+    flow_outputs: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -146,10 +169,11 @@ class RunResult:
             "duration_s": self.duration_s,
             "inputs": to_jsonable(self.inputs),
             "nodes": [r.to_dict() for r in self.trace],
+            **({"flow_outputs": to_jsonable(self.flow_outputs)} if self.flow_outputs is not None else {}),
         }
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 2) -> str:
-        text = json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        text = dumps_json(self.to_dict(), indent=indent)
         if path is not None:
             Path(path).write_text(text + "\n", encoding="utf-8")
         return text
@@ -225,29 +249,30 @@ def summarize(value: Any) -> dict[str, Any] | None:
         a = np.asarray(value)
         summary = {"kind": "ndarray", "shape": list(a.shape), "dtype": str(a.dtype), "device": "cpu", "numel": int(a.size)}
         if a.size and np.issubdtype(a.dtype, np.number):
-            f = a.astype(np.float64)
-            nan, inf = np.isnan(f), np.isinf(f)
-            finite = f[~(nan | inf)]
-            summary.update(nan=int(nan.sum()), inf=int(inf.sum()))
-            if finite.size:
-                lo, hi = float(finite.min()), float(finite.max())
-                counts, _ = np.histogram(finite, bins=HISTOGRAM_BINS, range=(lo, hi if hi > lo else lo + 1))
+            values = a.astype(np.float64)
+            nans, infs = np.isnan(values), np.isinf(values)
+            kept = values[~(nans | infs)]
+            summary.update(nan=int(nans.sum()), inf=int(infs.sum()))
+            if kept.size:
+                lo, hi = float(kept.min()), float(kept.max())
+                bin_counts, _ = np.histogram(kept, bins=HISTOGRAM_BINS, range=(lo, hi if hi > lo else lo + 1))
                 summary.update(
                     min=lo,
                     max=hi,
-                    mean=float(finite.mean()),
-                    std=float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
-                    histogram={"bins": HISTOGRAM_BINS, "range": [lo, hi], "counts": [int(c) for c in counts]},
+                    mean=float(kept.mean()),
+                    std=float(kept.std(ddof=1)) if kept.size > 1 else 0.0,
+                    histogram={"bins": HISTOGRAM_BINS, "range": [lo, hi], "counts": [int(c) for c in bin_counts]},
                 )
         return summary
     return None
 
 
 def to_jsonable(value: Any) -> Any:
-    """A JSON-safe copy: tensors and arrays summarized, bytes described, long things cut."""
+    """A JSON-safe copy for a trace: tensors and arrays summarized, bytes described, long
+    texts and lists cut (the summary says so: `truncated`, the full `length`, the `head`)."""
     if value is None or isinstance(value, (bool, int, str)):
         if isinstance(value, str) and len(value) > _MAX_TEXT:
-            return value[:_MAX_TEXT] + f"... [{len(value) - _MAX_TEXT} more characters]"
+            return {"__summary__": {"kind": "text", "length": len(value), "truncated": True, "head": value[:_MAX_TEXT]}}
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
@@ -258,10 +283,10 @@ def to_jsonable(value: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         items = list(value)
-        out = [to_jsonable(v) for v in items[:_MAX_ITEMS]]
         if len(items) > _MAX_ITEMS:
-            out.append(f"... [{len(items) - _MAX_ITEMS} more items]")
-        return out
+            head = [to_jsonable(v) for v in items[:_MAX_ITEMS]]
+            return {"__summary__": {"kind": "list", "length": len(items), "truncated": True, "head": head}}
+        return [to_jsonable(v) for v in items]
     if isinstance(value, (bytes, bytearray)):
         return {"__summary__": {"kind": "bytes", "length": len(value)}}
     if isinstance(value, Path):
@@ -271,7 +296,115 @@ def to_jsonable(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
         return to_jsonable(value.item())
     text = repr(value)
-    return {"__repr__": text[:_MAX_TEXT]}
+    if len(text) > _MAX_TEXT:
+        return {"__repr__": text[:_MAX_TEXT], "__summary__": {"kind": "repr", "length": len(text), "truncated": True}}
+    return {"__repr__": text}
+
+
+# -- results: whole values ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Conversion:
+    """A part of a result JSON cannot hold as it is, and what it was written as.
+
+    `path` locates it (`summary.scores[3]`), `kind` says what it was (`tensor float32
+    [2, 3] on cpu`, `bytes`, `float inf`, `text with lone surrogates`), `written_as` how
+    it is written (`a nested list of its values`, `base64`, ...)."""
+
+    path: str
+    kind: str
+    written_as: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "kind": self.kind, "written_as": self.written_as}
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def result_json(value: Any, path: str = "") -> tuple[Any, list[Conversion]]:
+    """`value` as JSON data, whole (no text or list is ever cut), and the conversions made.
+
+    Plain JSON values pass as they are (tuples and sets as lists, mapping keys as strings);
+    tensors and arrays become nested lists of their values; bytes become base64 text;
+    non-finite floats the strings "inf", "-inf", "nan"; text with lone surrogates (which
+    no UTF-8 writer accepts) gets them as `\\udXXX` text; any other object its `repr`.
+    Each of these is listed in the conversions, with where it was."""
+    conversions: list[Conversion] = []
+    data = _result(value, path, conversions, 0)
+    if len(conversions) > _MAX_CONVERSIONS:  # a tensor full of NaNs: the first ones say enough
+        more = len(conversions) - _MAX_CONVERSIONS
+        conversions = [*conversions[:_MAX_CONVERSIONS], Conversion(path, f"{more} more values", "likewise")]
+    return data, conversions
+
+
+def _result(value: Any, path: str, notes: list[Conversion], depth: int) -> Any:
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, str):
+        if value.isascii() or not _has_lone_surrogate(value):
+            return value
+        notes.append(Conversion(path, "text with lone surrogates", "\\uXXXX text in their place"))
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        notes.append(Conversion(path, f"float {value}", f"the string {str(value)!r}"))
+        return str(value)
+    if depth > 500:
+        notes.append(Conversion(path, type(value).__name__, "its repr (nested too deep)"))
+        return repr(value)
+    if _is_tensor(value) or _is_ndarray(value):
+        where = f" on {value.device}" if _is_tensor(value) else ""
+        dtype = str(value.dtype).replace("torch.", "")
+        notes.append(Conversion(path, f"{'tensor' if _is_tensor(value) else 'ndarray'} {dtype} {list(value.shape)}{where}",
+                                "a nested list of its values"))
+        data = value.detach().cpu().tolist() if _is_tensor(value) else value.tolist()
+        return _result(data, path, notes, depth + 1) if not isinstance(data, (int, float, bool)) else _number(data, path, notes)
+    if isinstance(value, Mapping):
+        return {str(k): _result(v, f"{path}.{k}" if path else str(k), notes, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_result(v, f"{path}[{i}]", notes, depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, (set, frozenset)):
+        try:
+            ordered = sorted(value)
+        except TypeError:
+            ordered = list(value)
+        return [_result(v, f"{path}[{i}]", notes, depth + 1) for i, v in enumerate(ordered)]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        notes.append(Conversion(path, f"bytes ({len(raw)})", "base64 text"))
+        return base64.b64encode(raw).decode("ascii")
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "model_dump"):
+        return _result(value.model_dump(), path, notes, depth + 1)
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        return _number(value.item(), path, notes)
+    notes.append(Conversion(path, type(value).__name__, "its repr"))
+    return _result(repr(value), path, notes, depth + 1)
+
+
+def _number(value: Any, path: str, notes: list[Conversion]) -> Any:
+    return _result(value, path, notes, 0)
+
+
+def dumps_json(value: Any, *, indent: int | None = None) -> str:
+    """`value` (JSON data) as JSON text that any UTF-8 writer accepts: non-ASCII text as
+    it is, unless a string holds a lone surrogate; then the whole text uses JSON's
+    `\\uXXXX` escapes (which `json.loads` reads back to the same string)."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False)
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, indent=indent, ensure_ascii=True)
+    return text
 
 
 def fingerprint(value: Any) -> str:

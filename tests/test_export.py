@@ -20,9 +20,9 @@ from servers import Reply, Request
 
 import jupyter_flow
 from jupyter_flow import Flow, FlowValidationError, register_function, run_exported
-from jupyter_flow.batch import BatchInputError
 from jupyter_flow.cli import main
 from jupyter_flow.export import PARAMETERS, export_notebook
+from jupyter_flow.exported import ParameterError
 from jupyter_flow.nodes.python import default_functions
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "schedules.md"
@@ -129,12 +129,13 @@ def test_export_writes_a_self_contained_papermill_ready_notebook(workdir: Path) 
     cell = parameters_cell(nb)
     assigned = [n.targets[0].id for n in ast.parse(cell.source).body]
     assert assigned == list(PARAMETERS) == ["inputs", "inputs_path", "output_dir", "device", "endpoints", "concurrency",
-                                            "fail_fast", "engine"]
+                                            "fail_fast", "max_failures", "engine", "flow_dir"]
     values: dict[str, Any] = {}
     exec(cell.source, values)
     assert values["inputs"] == {"document": "samples/contract.txt", "reviewer": "desk-1"}
     assert (values["inputs_path"], values["device"], values["endpoints"], values["fail_fast"], values["engine"]) == \
         (None, None, {}, False, "local")
+    assert (values["max_failures"], values["flow_dir"]) == (0, None)
     # papermill reads the same names from the notebook
     assert list(papermill.inspect_notebook(str(nb_path))) == list(PARAMETERS)
 
@@ -183,7 +184,7 @@ def test_papermill_runs_a_batch_with_parameters_overridden(workdir: Path, serve)
 
     papermill.execute_notebook(
         str(nb_path), str(workdir / "executed.ipynb"), kernel_name="python3", progress_bar=False,
-        parameters={"inputs_path": str(inbox), "output_dir": str(out), "concurrency": 2,
+        parameters={"inputs_path": str(inbox), "output_dir": str(out), "concurrency": 2, "max_failures": 1,
                     "inputs": {"reviewer": "night-shift"}, "endpoints": {"escalate": f"{server.url}/review"}},
     )
 
@@ -234,7 +235,7 @@ def test_the_notebook_runs_through_the_public_entry_point_only(workdir: Path, se
     assert "BatchItem" not in code and "apply_endpoints" not in code and "jupyter_flow.batch" not in code
     run = next(c for c in nb.cells if "run_exported(" in c.source)
     call = next(n for n in ast.walk(ast.parse(run.source)) if isinstance(n, ast.Call))
-    assert [kw.arg for kw in call.keywords] == [*PARAMETERS, "flow_dir"]  # every parameter, as it is
+    assert [kw.arg for kw in call.keywords] == [*PARAMETERS, "exported_from", "flow_files"]  # every parameter, as it is
 
     inbox = make_inbox(workdir, {"a.txt": "a risk clause", "b.txt": "plain terms"})
     out = workdir / "out"
@@ -247,7 +248,7 @@ def test_the_notebook_runs_through_the_public_entry_point_only(workdir: Path, se
     with pytest.raises(papermill.PapermillExecutionError) as info:
         papermill.execute_notebook(str(nb_path), str(workdir / "bad.ipynb"), kernel_name="python3", progress_bar=False,
                                    parameters={"inputs_path": str(inbox), "output_dir": str(out), "engine": "spark"})
-    assert "field 'engine': must be 'local' or 'ray', not 'spark'" in str(info.value)
+    assert "parameter `engine` is 'spark' (str); expected 'local' or 'ray'" in str(info.value)
 
 
 REPORT_FLOW = {
@@ -270,10 +271,17 @@ def test_run_exported_reads_relative_paths_from_the_flows_folder(tmp_path: Path,
     assert (summary.total, summary.ok) == (1, 1)
     run = results(elsewhere / "out")["run"]
     assert "FROM THE FLOW'S FOLDER" in run["outputs"]["rep"]["markdown"]
-    # the flow's folder is gone on this machine: relative paths are read from the working folder
+    # by default the flow's files are read from the working folder, else from the folder it was exported from
+    summary = run_exported(REPORT_FLOW, inputs={"title": "Q3"}, output_dir="out2", exported_from=str(flow_dir),
+                           flow_files=["templates/report.md.j2"])
+    assert "FROM THE FLOW'S FOLDER" in results(elsewhere / "out2")["run"]["outputs"]["rep"]["markdown"]
+    # that folder is gone on this machine: relative paths are read from the working folder
     with pytest.raises(FlowValidationError, match="templates/report.md.j2"):
+        run_exported(REPORT_FLOW, output_dir="out", exported_from=str(tmp_path / "gone"),
+                     flow_files=["templates/report.md.j2"])
+    with pytest.raises(ParameterError, match="parameter `flow_dir`"):
         run_exported(REPORT_FLOW, output_dir="out", flow_dir=tmp_path / "gone")
-    with pytest.raises(BatchInputError, match="field 'concurrency'"):
+    with pytest.raises(ParameterError, match="parameter `concurrency` is 0"):
         run_exported(REPORT_FLOW, inputs_path=str(flow_dir), concurrency=0, flow_dir=flow_dir)
 
 

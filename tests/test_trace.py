@@ -76,11 +76,13 @@ def test_to_json_never_dumps_tensors() -> None:
     assert value["hidden"] is big  # the live object is untouched
 
 
-def test_long_text_bytes_and_other_objects_are_kept_small() -> None:
+def test_long_text_bytes_and_other_objects_are_kept_small_in_a_trace_and_the_summary_says_so() -> None:
     out = to_jsonable({"text": "a" * 50_000, "blob": b"\x00" * 1000, "items": list(range(5000)), "path": Path("/x"), "obj": object()})
-    assert len(out["text"]) < 10_100 and "more characters" in out["text"]
+    text = out["text"]["__summary__"]
+    assert text["kind"] == "text" and text["truncated"] is True and text["length"] == 50_000 and len(text["head"]) == 10_000
     assert out["blob"] == {"__summary__": {"kind": "bytes", "length": 1000}}
-    assert len(out["items"]) == 1001 and "more items" in out["items"][-1]
+    items = out["items"]["__summary__"]
+    assert items["kind"] == "list" and items["truncated"] is True and items["length"] == 5000 and len(items["head"]) == 1000
     assert out["path"] == "/x" and "__repr__" in out["obj"]
     json.dumps(out)
 

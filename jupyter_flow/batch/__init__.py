@@ -11,10 +11,17 @@ line's `id` field or its line number). As each item finishes, its trace goes to
 a killed batch keeps everything that finished; `resume=True` skips the ids already in
 `results.jsonl` (and drops a line torn by the kill), so every item ends up there exactly
 once. A failed item is recorded and the batch goes on, unless `fail_fast`: then the
-batch stops and raises BatchStoppedError naming the item and the node.
+batch stops and raises BatchStoppedError naming the item and the node. The summary says
+whether the batch succeeded (`summary.succeeded`: no more failed items than
+`max_failures`); `summary.check()` raises BatchFailedError when it did not.
+
+One batch runs on an output folder at a time (a lock file, `OUT/.jupyter-flow.lock`;
+another batch there raises BatchLockedError naming the process), and starting over
+without `resume` moves earlier results aside, never deleting them.
 
 The modules, one subject each: `items` (what runs), `options` (how: `BatchOptions`),
-`results` (the output folder and the summary), `run_item` (one item into its record),
+`results` (the output folder, its writer thread and the summary), `lock` (one batch per
+folder), `run_item` (one item into its record),
 `prepare` (the steps before and after the runs), `progress` (the bar), and the engines
 `local` (in this process) and `ray` (on a Ray cluster; the `ray` extra).
 """
@@ -30,12 +37,14 @@ from jupyter_flow.batch.items import (
     trace_name,
 )
 from jupyter_flow.batch.local import arun_batch, run_batch
+from jupyter_flow.batch.lock import LOCK_FILE, BatchLockedError
 from jupyter_flow.batch.options import BatchOptions
 from jupyter_flow.batch.ray import run_batch_ray
 from jupyter_flow.batch.results import (
     RESULTS_FILE,
     SUMMARY_FILE,
     TRACES_DIR,
+    BatchFailedError,
     BatchStoppedError,
     BatchSummary,
     read_results,
@@ -43,11 +52,14 @@ from jupyter_flow.batch.results import (
 )
 
 __all__ = [
+    "LOCK_FILE",
     "RESULTS_FILE",
     "SUMMARY_FILE",
     "TRACES_DIR",
+    "BatchFailedError",
     "BatchInputError",
     "BatchItem",
+    "BatchLockedError",
     "BatchOptions",
     "BatchStoppedError",
     "BatchSummary",

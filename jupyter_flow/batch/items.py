@@ -7,9 +7,10 @@ http nodes at other URLs for the whole batch.
 
 from __future__ import annotations
 
-import glob as globlib
+import fnmatch
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -88,6 +89,48 @@ def _glob_root(pattern: str) -> Path:
     return Path(*root) if root else Path(".")
 
 
+def _glob_files(root: Path, pattern: Sequence[str]) -> list[Path]:
+    """The files under `root` whose path below it matches `pattern` (glob parts, `**` for
+    any number of folders; names starting with a dot only when the part does too).
+
+    Symbolic links to folders are followed, but never into a folder already visited, so
+    a link loop (`a/up -> ..`) neither repeats files nor hangs."""
+    found: list[Path] = []
+    visited: set[tuple[int, int]] = set()
+    recursive = "**" in pattern
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in visited:
+            dirs[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        here = Path(folder)
+        depth = len(here.relative_to(root).parts)
+        if not recursive and depth >= len(pattern) - 1:
+            dirs[:] = []  # deeper folders cannot match
+        dirs.sort()
+        for name in names:
+            path = here / name
+            if _match(path.relative_to(root).parts, tuple(pattern)) and path.is_file():
+                found.append(path)
+    return sorted(found)
+
+
+def _match(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(_match(parts[i:], rest) for i in range(len(parts) + 1) if all(not p.startswith(".") for p in parts[:i]))
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _match(parts[1:], rest)
+
+
 def _jsonl_items(path: Path) -> list[BatchItem]:
     items: list[BatchItem] = []
     seen: dict[str, int] = {}
@@ -154,7 +197,7 @@ def collect_items(flow: Flow, source: ItemsSource, *, input_name: str | None = N
     elif _GLOB_CHARS.search(text):
         name = _file_input(flow, input_name)
         root = _glob_root(text)
-        files = sorted(Path(p) for p in globlib.glob(text, recursive=True) if Path(p).is_file())
+        files = _glob_files(root, Path(text).parts[len(root.parts):] if root != Path(".") else Path(text).parts)
         items = [BatchItem(p.relative_to(root).as_posix() if p.is_relative_to(root) else p.as_posix(),
                            {name: str(p.resolve())}, str(p)) for p in files]
     else:
@@ -192,7 +235,7 @@ def trace_name(item_id: str) -> str:
     """A file name for an item's trace: the id made safe, with a digest when it had to change."""
     safe = _UNSAFE.sub("_", item_id).strip("._") or "item"
     if safe != item_id:
-        safe = f"{safe[:80]}-{hashlib.blake2b(item_id.encode(), digest_size=4).hexdigest()}"
+        safe = f"{safe[:80]}-{hashlib.blake2b(item_id.encode('utf-8', 'surrogatepass'), digest_size=4).hexdigest()}"
     return f"{safe}.json"
 
 

@@ -1,8 +1,9 @@
 """The local engine: a batch run in this process, `concurrency` items at a time.
 
 Runs share one flow (so its loaded models and their micro-batchers) and one HTTP client.
-As each item finishes its record is appended to `results.jsonl` (flushed and fsynced)
-and its trace written, so a killed batch keeps everything that finished.
+As each item finishes its trace is written and its record appended to `results.jsonl`
+(flushed and fsynced) by the results writer's thread, off the event loop; an item counts
+as done once its line is on disk, so a killed batch keeps everything that finished.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from jupyter_flow.batch.items import BatchItem, ItemsSource
 from jupyter_flow.batch.options import BatchOptions
 from jupyter_flow.batch.prepare import PreparedBatch, finish_batch, prepare_batch
 from jupyter_flow.batch.progress import make_bar
-from jupyter_flow.batch.results import TRACES_DIR, BatchSummary, ResultsWriter
+from jupyter_flow.batch.results import BatchSummary, ResultsWriter
 from jupyter_flow.batch.run_item import run_item, stop_message
 from jupyter_flow.workers import run_sync
 
@@ -42,21 +43,27 @@ def run_batch(
     settings: Mapping[str, Any] | None = None,
     endpoints: Mapping[str, str] | None = None,
     common_inputs: Mapping[str, Any] | None = None,
+    max_failures: int | float | str = 0,
 ) -> BatchSummary:
     """Run `flow` over `items` (a folder, glob, `.jsonl` file or list; see `collect_items`),
     `concurrency` at a time, writing `out_dir/results.jsonl`, `out_dir/traces/` and
-    `out_dir/summary.json`. Without `resume` earlier results in `out_dir` are replaced.
+    `out_dir/summary.json`. Without `resume` earlier results in `out_dir` are moved aside
+    to `out_dir/earlier-<time>/`. One batch at a time per `out_dir`: another one running
+    there raises BatchLockedError (a BatchInputError) naming its process.
 
     `progress`: True (a tqdm bar on stderr), "auto" (tqdm.auto, a widget in Jupyter),
     False, or a tqdm-like class. `settings` go to every run (e.g. `{"device": "cuda"}`);
     `endpoints` override http nodes' endpoints by node id; `common_inputs` are given to
-    every item (an item's own inputs win); see `BatchOptions`. Works in a script and
-    inside a Jupyter kernel. Raises BatchStoppedError (a FlowRunError) naming the item
-    and node when `fail_fast` stops the batch, BatchInputError for bad items or options.
+    every item (an item's own inputs win); `max_failures` (a number, `"5%"` or `0.05`)
+    is how many failed items `BatchSummary.succeeded` accepts (`summary.check()` raises
+    BatchFailedError beyond it); see `BatchOptions`. Works in a script and inside a
+    Jupyter kernel. Raises BatchStoppedError (a FlowRunError) naming the item and node
+    when `fail_fast` stops the batch, BatchInputError for bad items or options.
     """
     options = BatchOptions(
         concurrency=concurrency, resume=resume, fail_fast=fail_fast, progress=progress, input_name=input_name,
         settings=settings or {}, endpoints=endpoints or {}, common_inputs=common_inputs or {},
+        max_failures=max_failures,
     )
     return run_local(flow, items, out_dir, options)
 
@@ -74,11 +81,13 @@ async def arun_batch(
     settings: Mapping[str, Any] | None = None,
     endpoints: Mapping[str, str] | None = None,
     common_inputs: Mapping[str, Any] | None = None,
+    max_failures: int | float | str = 0,
 ) -> BatchSummary:
     """Run `flow` over `items` on the current event loop; see `run_batch`."""
     options = BatchOptions(
         concurrency=concurrency, resume=resume, fail_fast=fail_fast, progress=progress, input_name=input_name,
         settings=settings or {}, endpoints=endpoints or {}, common_inputs=common_inputs or {},
+        max_failures=max_failures,
     )
     return await arun_local(flow, items, out_dir, options)
 
@@ -89,33 +98,41 @@ def run_local(flow: Flow, items: ItemsSource, out_dir: str | Path, options: Batc
     # The items and the progress bar are made here, in the caller's thread (in Jupyter a
     # widget bar then shows in the cell); the runs go to a loop (see `run_sync`).
     batch = prepare_batch(flow, items, out_dir, options)
-    bar = make_bar(options.progress, len(batch.items), batch.resumed)
     try:
-        return run_sync(lambda: run_prepared(batch, options, bar))
+        bar = make_bar(options.progress, len(batch.items), batch.resumed)
+        try:
+            return run_sync(lambda: run_prepared(batch, options, bar))
+        finally:
+            if bar is not None:
+                bar.close()
     finally:
-        if bar is not None:
-            bar.close()
+        batch.close()
 
 
 async def arun_local(flow: Flow, items: ItemsSource, out_dir: str | Path, options: BatchOptions) -> BatchSummary:
     """`arun_batch` with its options as one value."""
     # Validating the flow, reading the items and emptying the folder block: off the loop.
     batch = await asyncio.to_thread(prepare_batch, flow, items, out_dir, options)
-    bar = make_bar(options.progress, len(batch.items), batch.resumed)
     try:
-        return await run_prepared(batch, options, bar)
+        bar = make_bar(options.progress, len(batch.items), batch.resumed)
+        try:
+            return await run_prepared(batch, options, bar)
+        finally:
+            if bar is not None:
+                bar.close()
     finally:
-        if bar is not None:
-            bar.close()
+        batch.close()
 
 
 async def run_prepared(batch: PreparedBatch, options: BatchOptions, bar: Any = None) -> BatchSummary:
     """Run the items left in `batch`, `options.concurrency` at a time, appending each
     record as it finishes; the summary at the end (see `finish_batch`). `bar` (a tqdm-like
-    bar or None) is moved on per item and left open for its owner to close."""
+    bar or None) is moved on per item and left open for its owner to close.
+
+    Traces and result lines are written by the results writer's thread: the loop only
+    waits (without blocking) until an item's line is fsynced before counting it done."""
     from jupyter_flow.http import make_client
 
-    traces = batch.out_dir / TRACES_DIR
     settings = dict(options.settings)
     writer = ResultsWriter(batch.out_dir)
     slots = asyncio.Semaphore(options.concurrency)
@@ -128,8 +145,9 @@ async def run_prepared(batch: PreparedBatch, options: BatchOptions, bar: Any = N
     async def one(item: BatchItem, client: httpx.AsyncClient) -> None:
         nonlocal ran
         try:
-            record = await run_item(batch.flow, item, client, settings, traces)
-            writer.append(record)
+            outcome = await run_item(batch.flow, item, client, settings)
+            record = outcome.record
+            await writer.write(record, outcome.trace)
             ran += 1
             if bar is not None:
                 bar.update(1)
@@ -164,7 +182,7 @@ async def run_prepared(batch: PreparedBatch, options: BatchOptions, bar: Any = N
                 if running:
                     await asyncio.gather(*list(running), return_exceptions=True)
     finally:
-        writer.close()
+        await asyncio.to_thread(writer.close)
     if crashed:
         raise crashed[0]
     return finish_batch(batch, ran=ran, duration_s=time.perf_counter() - t0, stopped=stop[0] if stop else None)

@@ -7,6 +7,7 @@ them passes that value on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -15,9 +16,10 @@ from typing import Any
 from jupyter_flow.batch.items import BatchInputError
 from jupyter_flow.errors import Problem
 
-__all__ = ["BatchOptions"]
+__all__ = ["BatchOptions", "allowed_failures", "parse_max_failures"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_EVERY_ITEM = 2**62  # "100%": every item may fail
 
 
 def _frozen(value: Any, name: str, problems: list[Problem]) -> Mapping[str, Any]:
@@ -31,6 +33,45 @@ def _frozen(value: Any, name: str, problems: list[Problem]) -> Mapping[str, Any]
         if not isinstance(key, str) or not key:
             problems.append(Problem(f"keys must be non-empty strings, not {key!r}", field=name))
     return MappingProxyType(dict(value))
+
+
+def parse_max_failures(value: int | float | str | None) -> int | float:
+    """`max_failures` as a count (an int) or a share of the items (a float below 1).
+
+    Takes a whole number (`3`, `"3"`), a percentage (`"5%"`) or a fraction (`0.05`);
+    raises ValueError saying what it takes otherwise."""
+    expected = "a whole number of items (e.g. 3) or a share of them (e.g. '5%' or 0.05)"
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise ValueError(f"must be {expected}, not {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if text.endswith("%"):
+                share = float(text[:-1]) / 100
+                if not 0 <= share <= 1:
+                    raise ValueError
+                return share if share < 1 else _EVERY_ITEM
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"must be {expected}, not {value!r}") from None
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"must be 0 or more, not {value}")
+        return value
+    if isinstance(value, float) and 0 <= value < 1:
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 1:
+        return int(value)
+    raise ValueError(f"must be {expected}, not {value!r}")
+
+
+def allowed_failures(max_failures: int | float, total: int) -> int:
+    """How many of `total` items may fail under `max_failures` (see `parse_max_failures`)."""
+    if isinstance(max_failures, float):
+        return math.floor(max_failures * total + 1e-9)
+    return max_failures
 
 
 @dataclass(frozen=True)
@@ -47,7 +88,10 @@ class BatchOptions:
       (default: the flow's single file input);
     - `settings`: given to every run (e.g. `{"device": "cuda"}`);
     - `endpoints`: http node endpoints to use instead of the flow's, by node id;
-    - `common_inputs`: inputs given to every item (an item's own inputs win).
+    - `common_inputs`: inputs given to every item (an item's own inputs win);
+    - `max_failures`: how many failed items the batch accepts and still counts as a
+      success: a number (0: none, the default), or a share of the items as `"5%"` or a
+      fraction below 1 (`0.05`); see `BatchSummary.succeeded`.
 
     Invalid values raise BatchInputError naming the field.
     """
@@ -60,9 +104,14 @@ class BatchOptions:
     settings: Mapping[str, Any] = field(default_factory=dict)
     endpoints: Mapping[str, str] = field(default_factory=dict)
     common_inputs: Mapping[str, Any] = field(default_factory=dict)
+    max_failures: int | float | str = 0
 
     def __post_init__(self) -> None:
         problems: list[Problem] = []
+        try:
+            object.__setattr__(self, "max_failures", parse_max_failures(self.max_failures))
+        except ValueError as exc:
+            problems.append(Problem(str(exc), field="max_failures"))
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
             problems.append(Problem(f"must be a whole number, not {self.concurrency!r}", field="concurrency"))
         elif self.concurrency < 1:

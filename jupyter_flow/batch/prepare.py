@@ -1,18 +1,21 @@
 """The steps before and after the runs of a batch, the same for every engine.
 
 Before: the flow gets the endpoint overrides and is validated, the items are collected,
-the output folder is made ready (resumed or emptied) and what is left to run is known.
-After: the summary is read from the results and written to `summary.json`, and a
-fail-fast stop is raised as BatchStoppedError.
+the output folder is locked (one batch per folder at a time; see `lock`) and made ready
+(resumed, or earlier results moved aside), and what is left to run is known.
+After: the summary is read from the results and written to `summary.json`, a fail-fast
+stop is raised as BatchStoppedError, and the lock is released (`PreparedBatch.close`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jupyter_flow.batch.items import BatchItem, ItemsSource, apply_endpoints, items_to_run
+from jupyter_flow.batch.lock import FolderLock
+from jupyter_flow.batch.options import parse_max_failures
 from jupyter_flow.batch.results import BatchStoppedError, BatchSummary, open_results, summarize_results
 
 if TYPE_CHECKING:
@@ -25,35 +28,56 @@ __all__ = ["PreparedBatch", "finish_batch", "prepare_batch"]
 @dataclass
 class PreparedBatch:
     """A batch ready to run: the flow to run (endpoints applied, validated), every item,
-    the output folder, the ids it already has results for, and the items left to run."""
+    the output folder (locked until `close`), the ids it already has results for, the
+    items left to run, and notes for the user (earlier results moved, a lock taken over)."""
 
     flow: Flow
     items: list[BatchItem]
     out_dir: Path
     done: set[str]
     todo: list[BatchItem]
+    lock: FolderLock | None = None
+    max_failures: int | float = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def resumed(self) -> int:
         """Items skipped because the output folder already had their results."""
         return len(self.items) - len(self.todo)
 
+    def close(self) -> None:
+        """Release the output folder's lock (again is fine)."""
+        if self.lock is not None:
+            self.lock.release()
+
 
 def prepare_batch(flow: Flow, source: ItemsSource, out_dir: str | Path, options: BatchOptions) -> PreparedBatch:
     """Everything before the first run; raises BatchInputError (or FlowValidationError)
-    before the output folder is touched when the flow, items or options are wrong."""
+    before the output folder is touched when the flow, items or options are wrong, and
+    BatchLockedError when another batch is running on the folder. The caller closes the
+    returned batch (releasing the lock) when it is done."""
     flow = apply_endpoints(flow, options.endpoints).validate()
     items = items_to_run(flow, source, input_name=options.input_name, common_inputs=options.common_inputs)
     out = Path(out_dir)
-    done = open_results(out, resume=options.resume)
-    return PreparedBatch(flow, items, out, done, [item for item in items if item.id not in done])
+    lock = FolderLock(out)
+    notes = [note] if (note := lock.acquire()) else []
+    try:
+        done, moved = open_results(out, resume=options.resume)
+    except BaseException:
+        lock.release()
+        raise
+    if moved is not None:
+        notes.append(f"earlier results in {out} were moved to {moved} (use --resume to keep adding to them)")
+    todo = [item for item in items if item.id not in done]
+    return PreparedBatch(flow, items, out, done, todo, lock, parse_max_failures(options.max_failures), notes)
 
 
 def finish_batch(batch: PreparedBatch, *, ran: int, duration_s: float, stopped: str | None) -> BatchSummary:
     """The summary of the batch (also written to `summary.json`); raises
     BatchStoppedError with it when `stopped` says why fail-fast stopped the batch."""
     summary = summarize_results(
-        batch.out_dir, batch.items, resumed=batch.resumed, ran=ran, duration_s=duration_s, stopped=stopped
+        batch.out_dir, batch.items, resumed=batch.resumed, ran=ran, duration_s=duration_s, stopped=stopped,
+        max_failures=batch.max_failures, notes=batch.notes,
     )
     if stopped:
         raise BatchStoppedError(f"batch stopped (fail-fast): {stopped}", summary)

@@ -28,9 +28,7 @@ import json
 import logging
 import math
 import os
-import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -38,14 +36,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from jupyter_flow.batch.items import BatchInputError, BatchItem, ItemsSource, trace_name
+from jupyter_flow.batch.items import BatchInputError, BatchItem, ItemsSource
 from jupyter_flow.batch.options import BatchOptions
 from jupyter_flow.batch.prepare import PreparedBatch, finish_batch, prepare_batch
 from jupyter_flow.batch.progress import make_bar
-from jupyter_flow.batch.results import TRACES_DIR, BatchSummary, ResultsWriter
+from jupyter_flow.batch.results import BatchSummary, ResultsWriter
 from jupyter_flow.batch.run_item import run_item, stop_message
 from jupyter_flow.errors import FlowError, FlowRunError, MissingDependencyError, Problem
 from jupyter_flow.expressions import is_template
+from jupyter_flow.trace import dumps_json
 
 if TYPE_CHECKING:
     from jupyter_flow.flow import Flow
@@ -194,7 +193,6 @@ class FlowReplica:
                     node.ensure_warm()
                 except Exception:  # noqa: BLE001 - each item's run reports it, naming the node
                     pass
-        self._scratch = Path(tempfile.mkdtemp(prefix="jupyter-flow-replica-"))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="jupyter-flow replica", daemon=True)
         self._thread.start()
@@ -206,11 +204,9 @@ class FlowReplica:
         return make_client()
 
     async def _one(self, item: BatchItem) -> dict[str, Any]:
-        record = await run_item(self._flow, item, self._client, self._settings, self._scratch)
-        path = self._scratch / trace_name(item.id)
-        trace = path.read_text(encoding="utf-8")
-        path.unlink()
-        return {"id": item.id, "record": json.dumps(record, ensure_ascii=False), "trace": trace}
+        outcome = await run_item(self._flow, item, self._client, self._settings)
+        trace = await asyncio.to_thread(outcome.trace)
+        return {"id": item.id, "record": dumps_json(outcome.record), "trace": trace}
 
     def __call__(self, batch: Mapping[str, Any]) -> Iterator[dict[str, list[str]]]:
         items = [
@@ -233,9 +229,6 @@ class FlowReplica:
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self._client.aclose(), loop).result(timeout=5)
             loop.call_soon_threadsafe(loop.stop)
-        scratch = getattr(self, "_scratch", None)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _flow_payload(flow: Flow) -> dict[str, Any]:
@@ -297,10 +290,11 @@ def run_batch_ray(
     endpoints: Mapping[str, str] | None = None,
     common_inputs: Mapping[str, Any] | None = None,
     runtime_env: Mapping[str, Any] | None = None,
+    max_failures: int | float | str = 0,
 ) -> BatchSummary:
     """Run `flow` over `items` on Ray; the results, traces, summary and `resume` are those
     of `jupyter_flow.batch.run_batch` (which see for `items`, `progress`, `settings`,
-    `endpoints`, `common_inputs`; and `BatchOptions`).
+    `endpoints`, `common_inputs`, `max_failures`; and `BatchOptions`).
 
     - `address`: the cluster (`HOST:PORT`, `ray://HOST:PORT`, `auto`); default
       `RAY_ADDRESS`, else a local cluster started for this call (Ray already initialised
@@ -321,6 +315,7 @@ def run_batch_ray(
     options = BatchOptions(
         concurrency=concurrency, resume=resume, fail_fast=fail_fast, progress=progress, input_name=input_name,
         settings=settings or {}, endpoints=endpoints or {}, common_inputs=common_inputs or {},
+        max_failures=max_failures,
     )
     return run_ray(flow, items, out_dir, options, address=address, replicas=replicas, num_gpus=num_gpus,
                    num_cpus=num_cpus, runtime_env=runtime_env)
@@ -341,17 +336,20 @@ def run_ray(
     """`run_batch_ray` with the options every engine shares as one value."""
     import_ray()
     batch = prepare_batch(flow, items, out_dir, options)
-    t0 = time.perf_counter()
-    ran, stop = 0, None
-    if batch.todo:
-        bar = make_bar(options.progress, len(batch.items), batch.resumed)
-        try:
-            ran, stop = _stream(batch, options, bar, address=address, replicas=replicas, num_gpus=num_gpus,
-                                num_cpus=num_cpus, runtime_env=runtime_env)
-        finally:
-            if bar is not None:
-                bar.close()
-    return finish_batch(batch, ran=ran, duration_s=time.perf_counter() - t0, stopped=stop)
+    try:
+        t0 = time.perf_counter()
+        ran, stop = 0, None
+        if batch.todo:
+            bar = make_bar(options.progress, len(batch.items), batch.resumed)
+            try:
+                ran, stop = _stream(batch, options, bar, address=address, replicas=replicas, num_gpus=num_gpus,
+                                    num_cpus=num_cpus, runtime_env=runtime_env)
+            finally:
+                if bar is not None:
+                    bar.close()
+        return finish_batch(batch, ran=ran, duration_s=time.perf_counter() - t0, stopped=stop)
+    finally:
+        batch.close()
 
 
 def _stream(
@@ -381,7 +379,6 @@ def _stream(
         )
         del rows
         writer = ResultsWriter(batch.out_dir)
-        traces = batch.out_dir / TRACES_DIR
         ran, stop = 0, None
         describe = getattr(bar, "set_description_str", None)
         if describe is not None:
@@ -393,8 +390,7 @@ def _stream(
                 if item_id in done:  # a task Ray ran again after a worker was lost
                     continue
                 record = json.loads(row["record"])
-                (traces / trace_name(item_id)).write_text(row["trace"], encoding="utf-8")
-                writer.append(record)
+                writer.append(record, str(row["trace"]))
                 done.add(item_id)
                 ran += 1
                 if ran == 1 and describe is not None:

@@ -6,16 +6,23 @@ one trace per item; `summary.json` the counts, the failures and per-node timing.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import os
+import queue
 import statistics
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
+from jupyter_flow.batch.options import allowed_failures
 from jupyter_flow.errors import FlowRunError
+from jupyter_flow.trace import dumps_json
 
 if TYPE_CHECKING:
     from jupyter_flow.batch.items import BatchItem
@@ -24,6 +31,7 @@ __all__ = [
     "RESULTS_FILE",
     "SUMMARY_FILE",
     "TRACES_DIR",
+    "BatchFailedError",
     "BatchStoppedError",
     "BatchSummary",
     "ResultsWriter",
@@ -62,34 +70,135 @@ def read_results(out_dir: str | Path, *, repair: bool = False) -> list[dict[str,
     return records
 
 
-def open_results(out_dir: Path, *, resume: bool) -> set[str]:
-    """Make `out_dir` ready for a batch; returns the ids it already has results for.
+def open_results(out_dir: Path, *, resume: bool) -> tuple[set[str], Path | None]:
+    """Make `out_dir` ready for a batch; returns the ids it already has results for, and
+    the folder earlier results were moved to (or None).
 
-    With `resume` the results stay (a line torn by a crash is cut); without it earlier
-    results and traces are removed."""
+    With `resume` the results stay (a line torn by a crash is cut). Without it, earlier
+    results, traces and summary are moved aside to `out_dir/earlier-<UTC time>/`, never
+    deleted. The caller holds the folder's lock (see `FolderLock`)."""
     traces = out_dir / TRACES_DIR
     traces.mkdir(parents=True, exist_ok=True)
     if resume:
-        return {r["id"] for r in read_results(out_dir, repair=True)}
-    (out_dir / RESULTS_FILE).write_bytes(b"")
-    for old in traces.glob("*.json"):
-        old.unlink()
-    return set()
+        return {r["id"] for r in read_results(out_dir, repair=True)}, None
+    results, summary = out_dir / RESULTS_FILE, out_dir / SUMMARY_FILE
+    old = [p for p in (results, summary) if p.exists() and p.stat().st_size] + ([traces] if any(traces.iterdir()) else [])
+    moved = None
+    if old:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        moved = out_dir / f"earlier-{stamp}"
+        n = 1
+        while moved.exists():
+            n += 1
+            moved = out_dir / f"earlier-{stamp}-{n}"
+        moved.mkdir()
+        for path in old:
+            os.replace(path, moved / path.name)
+        traces.mkdir(exist_ok=True)
+    results.write_bytes(b"")
+    return set(), moved
+
+
+TraceText = Union[str, Callable[[], str], None]
+
+
+@dataclass
+class _Job:
+    record: Mapping[str, Any]
+    trace: TraceText
+    trace_path: Path | None
+    done: concurrent.futures.Future[None]
+
+
+def _settle(done: concurrent.futures.Future[None], exc: BaseException | None) -> None:
+    """Tell the waiter, unless it stopped waiting (a cancelled batch: the line is written anyway)."""
+    if done.set_running_or_notify_cancel():
+        if exc is None:
+            done.set_result(None)
+        else:
+            done.set_exception(exc)
 
 
 class ResultsWriter:
-    """Appends one JSON line per item to `out_dir/results.jsonl`, flushed and fsynced
-    before the next."""
+    """Writes each finished item to the output folder on one thread of its own, so the
+    event loop never waits on the disk: the item's trace to `traces/`, then its JSON line
+    to `results.jsonl`, flushed and fsynced. `write` (async) and `append` (blocking)
+    return once the line is on disk, so an item counts as done only when a crash can no
+    longer lose it. Lines that arrive together share one fsync."""
 
     def __init__(self, out_dir: Path) -> None:
-        self._fh = open(out_dir / RESULTS_FILE, "a", encoding="utf-8")
+        self.out_dir = out_dir
+        self._fh = open(out_dir / RESULTS_FILE, "ab")  # noqa: SIM115 - closed by close()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="jupyter-flow results", daemon=True)
+        self._thread.start()
 
-    def append(self, record: Mapping[str, Any]) -> None:
-        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+    def submit(self, record: Mapping[str, Any], trace: TraceText = None) -> concurrent.futures.Future[None]:
+        """Queue `record` (and its trace: JSON text, or a function that makes it, run on
+        the writer's thread); the future is done when the line is on disk."""
+        name = record.get("trace")
+        path = self.out_dir / str(name) if trace is not None and name else None
+        job = _Job(record, trace, path, concurrent.futures.Future())
+        self._queue.put(job)
+        return job.done
+
+    async def write(self, record: Mapping[str, Any], trace: TraceText = None) -> None:
+        """`submit` and wait for the line to be on disk, without blocking the loop."""
+        await asyncio.wrap_future(self.submit(record, trace))
+
+    def append(self, record: Mapping[str, Any], trace: TraceText = None) -> None:
+        """`submit` and block until the line is on disk."""
+        self.submit(record, trace).result()
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            stop = False
+            while True:  # whatever else is waiting goes out with the same fsync
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+            self._write(jobs)
+            if stop:
+                return
+
+    def _write(self, jobs: list[_Job]) -> None:
+        lines: list[bytes] = []
+        written: list[_Job] = []
+        for job in jobs:
+            try:
+                if job.trace_path is not None:
+                    text = job.trace() if callable(job.trace) else str(job.trace)
+                    job.trace_path.write_text(text + "\n", encoding="utf-8")
+                lines.append((dumps_json(job.record) + "\n").encode("utf-8"))
+                written.append(job)
+            except BaseException as exc:  # noqa: BLE001 - handed to the item's waiter
+                _settle(job.done, exc)
+        if not written:
+            return
+        try:
+            self._fh.write(b"".join(lines))
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except BaseException as exc:  # noqa: BLE001 - a full disk: every waiter hears it
+            for job in written:
+                _settle(job.done, exc)
+            return
+        for job in written:
+            _settle(job.done, None)
 
     def close(self) -> None:
+        """Write what is queued, then stop the thread and close the file."""
+        self._queue.put(None)
+        self._thread.join()
         self._fh.close()
 
 
@@ -108,10 +217,43 @@ class BatchSummary:
     node_timing: dict[str, dict[str, float]] = field(default_factory=dict)
     duration_s: float = 0.0
     stopped: str | None = None
+    max_failures: int | float = 0  # failed items accepted (a count, or a share below 1)
+    notes: list[str] = field(default_factory=list)  # earlier results moved aside, a lock taken over
 
     @property
     def results_path(self) -> Path:
         return self.out_dir / RESULTS_FILE
+
+    @property
+    def allowed_failures(self) -> int:
+        """How many items may fail (or not run) with the batch still a success."""
+        return allowed_failures(self.max_failures, self.total)
+
+    @property
+    def succeeded(self) -> bool:
+        """True when no more items failed or were left unrun than `max_failures` allows
+        (by default: every item ran and succeeded)."""
+        return self.stopped is None and self.failed + self.pending <= self.allowed_failures
+
+    @property
+    def failed_ids(self) -> list[str]:
+        return [str(f["id"]) for f in self.failures]
+
+    def verdict(self) -> str:
+        """One line: whether the batch succeeded by the `max_failures` rule, and why not."""
+        bad = self.failed + self.pending
+        if self.succeeded:
+            accepted = f" ({bad} failed, {self.allowed_failures} allowed)" if bad else ""
+            return f"batch succeeded: {self.ok} of {self.total} items ok{accepted}"
+        what = f"{self.failed} of {self.total} items failed" + (f", {self.pending} not run" if self.pending else "")
+        return f"batch FAILED: {what} ({self.allowed_failures} allowed)"
+
+    def check(self) -> BatchSummary:
+        """Raise BatchFailedError (naming the counts and the failed items) unless the batch
+        succeeded by the `max_failures` rule; returns the summary otherwise."""
+        if not self.succeeded:
+            raise BatchFailedError(self)
+        return self
 
     def results(self) -> list[dict[str, Any]]:
         return read_results(self.out_dir)
@@ -127,20 +269,18 @@ class BatchSummary:
             "pending": self.pending,
             "duration_s": self.duration_s,
             "stopped": self.stopped,
+            "max_failures": self.max_failures,
+            "allowed_failures": self.allowed_failures,
+            "succeeded": self.succeeded,
+            "notes": self.notes,
             "failures": self.failures,
             "node_timing": self.node_timing,
         }
 
     def to_text(self) -> str:
-        lines = [
-            f"{self.total} items: {self.ok} ok, {self.failed} failed"
-            + (f", {self.pending} not run" if self.pending else "")
-            + f" ({self.ran} run now, {self.resumed} already done; {self.duration_s:.2f} s)",
-        ]
-        if self.stopped:
-            lines.append(f"stopped: {self.stopped}")
-        for f in self.failures:
-            lines.append(f"  FAILED {f['id']}: node '{f['node']}': {f['message']}")
+        """The summary as text; its last lines are the counts, the verdict and the failed
+        items (what a log shows last)."""
+        lines = [*self.notes]
         if self.node_timing:
             lines.append(f"{'node':<24} {'runs':>5} {'mean ms':>9} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}")
             for node, t in self.node_timing.items():
@@ -148,11 +288,26 @@ class BatchSummary:
                     f"{node:<24} {int(t['count']):>5} {t['mean_s'] * 1e3:>9.1f} {t['p50_s'] * 1e3:>9.1f}"
                     f" {t['p95_s'] * 1e3:>9.1f} {t['max_s'] * 1e3:>9.1f}"
                 )
+        for f in self.failures:
+            lines.append(f"  FAILED {f['id']}: node '{f['node']}': {f['message']}")
         lines.append(f"results: {self.results_path}")
+        if self.stopped:
+            lines.append(f"stopped: {self.stopped}")
+        lines.append(self._counts())
+        lines.append(self.verdict())
+        if self.failures:
+            lines.append("failed items: " + ", ".join(self.failed_ids))
         return "\n".join(lines)
 
+    def _counts(self) -> str:
+        return (
+            f"{self.total} items: {self.ok} ok, {self.failed} failed"
+            + (f", {self.pending} not run" if self.pending else "")
+            + f" ({self.ran} run now, {self.resumed} already done; {self.duration_s:.2f} s)"
+        )
+
     def __repr__(self) -> str:
-        return f"<BatchSummary {self.to_text().splitlines()[0]}>"
+        return f"<BatchSummary {self._counts()}>"
 
     def _repr_markdown_(self) -> str:
         rows = [
@@ -195,6 +350,19 @@ class BatchSummary:
         return "<table><caption>mean time per node</caption>" + "".join(rows) + "</table>"
 
 
+class BatchFailedError(FlowRunError):
+    """More items failed than `max_failures` allows (CLI exit code 1; an exported notebook
+    ends with it, so papermill fails). The message has the counts and the failed items;
+    `summary` has the rest."""
+
+    def __init__(self, summary: BatchSummary) -> None:
+        shown = summary.failed_ids[:20]
+        more = f" and {len(summary.failed_ids) - 20} more" if len(summary.failed_ids) > 20 else ""
+        ids = f"; failed items: {', '.join(shown)}{more}" if shown else ""
+        super().__init__(f"{summary.verdict()}{ids}; see {summary.results_path}")
+        self.summary = summary
+
+
 class BatchStoppedError(FlowRunError):
     """`fail_fast` stopped a batch; the message names the item and the node, `summary`
     tells what had finished."""
@@ -215,11 +383,12 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def summarize_results(
-    out_dir: Path, items: Sequence[BatchItem], *, resumed: int, ran: int, duration_s: float, stopped: str | None
+    out_dir: Path, items: Sequence[BatchItem], *, resumed: int, ran: int, duration_s: float, stopped: str | None,
+    max_failures: int | float = 0, notes: Sequence[str] = (),
 ) -> BatchSummary:
     """Counts and timings over every result of these items in `out_dir` (earlier runs too)."""
-    wanted = {item.id for item in items}
-    records = [r for r in read_results(out_dir) if r["id"] in wanted]
+    order = {item.id: n for n, item in enumerate(items)}
+    records = sorted((r for r in read_results(out_dir) if r["id"] in order), key=lambda r: order[r["id"]])
     timings: dict[str, list[float]] = {}
     failures = []
     for rec in records:
@@ -253,6 +422,8 @@ def summarize_results(
         node_timing=node_timing,
         duration_s=duration_s,
         stopped=stopped,
+        max_failures=max_failures,
+        notes=list(notes),
     )
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out_dir / SUMMARY_FILE).write_text(dumps_json(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     return summary

@@ -2,47 +2,60 @@
 run every item through `run_item`, so their records are the same.
 
 A record is the JSON line `results.jsonl` gets: the item's id, source and inputs, its
-status, outputs, the first failure (node, type, message), per-node status and timing,
-and where its trace is.
+status, its outputs whole (`result_json`: never cut; what JSON cannot hold is converted
+and `converted` lists how), the first failure (node, type, message), per-node status and
+timing, and where its trace is. The trace's text is made later, by the results writer,
+off the event loop.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from jupyter_flow.batch.items import BatchItem, trace_name
 from jupyter_flow.batch.results import TRACES_DIR
 from jupyter_flow.errors import FlowValidationError
-from jupyter_flow.trace import to_jsonable
+from jupyter_flow.trace import dumps_json, result_json
 
 if TYPE_CHECKING:
     import httpx
 
     from jupyter_flow.flow import Flow
 
-__all__ = ["run_item", "stop_message"]
+__all__ = ["ItemOutcome", "run_item", "stop_message"]
+
+
+@dataclass
+class ItemOutcome:
+    """A finished item: its `record` (JSON data) and `trace`, a function that makes its
+    trace's JSON text (run by the results writer, on its own thread)."""
+
+    record: dict[str, Any]
+    trace: Callable[[], str]
 
 
 async def run_item(
-    flow: Flow, item: BatchItem, client: httpx.AsyncClient, settings: Mapping[str, Any], traces: Path
-) -> dict[str, Any]:
-    """Run `item` through `flow` (with the batch's shared HTTP `client`); its trace goes to
-    `traces/<trace_name(id)>`, its record is returned. A failure is recorded, not raised."""
+    flow: Flow, item: BatchItem, client: httpx.AsyncClient, settings: Mapping[str, Any]
+) -> ItemOutcome:
+    """Run `item` through `flow` (with the batch's shared HTTP `client`); a failure is
+    recorded, not raised."""
     started = datetime.now(timezone.utc).isoformat()
     t0 = time.perf_counter()
-    trace_file = traces / trace_name(item.id)
-    record: dict[str, Any] = {"id": item.id, "source": item.source, "inputs": to_jsonable(item.inputs), "started_at": started}
+    inputs, converted = result_json(item.inputs, "inputs")
+    record: dict[str, Any] = {"id": item.id, "source": item.source, "inputs": inputs, "started_at": started}
+    trace: Callable[[], str]
     try:
         result = await flow.arun(item.inputs, settings=settings, http_client=client, raise_on_error=False, run_id=None)
     except Exception as exc:  # this item's inputs do not fit the flow (or the run broke)
         message = "; ".join(str(p) for p in exc.problems) if isinstance(exc, FlowValidationError) else f"{type(exc).__name__}: {exc}"
         record.update(status="error", outputs=None, nodes={}, error={"node": None, "type": type(exc).__name__, "message": message})
-        trace_file.write_text(json.dumps({"item": item.id, "status": "error", "error": message}, indent=2) + "\n", encoding="utf-8")
+        failure = {"item": item.id, "status": "error", "error": message}
+        trace = partial(_failure_trace, failure)
     else:
         failed = result.failed()
         error = None
@@ -56,17 +69,28 @@ async def run_item(
                 "type": first.error.type if first and first.error else result.status,
                 "message": message,
             }
+        outputs, more = result_json(result.outputs, "outputs")
+        converted += more
+        if result.flow_outputs is not None:  # the flow declares what it answers with
+            record["result"], more = result_json(result.flow_outputs, "result")
+            converted += more
         record.update(
             status="ok" if result.ok else "error",
             run_id=result.run_id,
-            outputs=to_jsonable(result.outputs),
-            error=error,
+            outputs=outputs,
+            error=result_json(error)[0],
             nodes={r.node: {"status": r.status, "duration_s": r.duration_s, "attempts": r.attempts} for r in result.trace},
         )
-        result.to_json(trace_file)
+        trace = result.to_json
+    if converted:
+        record["converted"] = [c.to_dict() for c in converted]
     record["duration_s"] = time.perf_counter() - t0
-    record["trace"] = f"{TRACES_DIR}/{trace_file.name}"
-    return record
+    record["trace"] = f"{TRACES_DIR}/{trace_name(item.id)}"
+    return ItemOutcome(record, trace)
+
+
+def _failure_trace(failure: Mapping[str, Any]) -> str:
+    return dumps_json(result_json(failure)[0], indent=2)
 
 
 def stop_message(record: Mapping[str, Any]) -> str | None:
