@@ -21,7 +21,9 @@ from jupyter_flow.errors import NodeError
 if TYPE_CHECKING:
     from jupyter_flow.trace import RunResult
 
-__all__ = ["Capture", "check_capturable", "first_tensor", "merge_items", "tensors"]
+__all__ = ["PER_INPUT", "Capture", "check_capturable", "first_tensor", "merge_items", "tensors", "tokens"]
+
+PER_INPUT = frozenset({"attentions"})  # captures with no batch dimension: kept one per input, never joined
 
 
 def first_tensor(value: Any) -> Any:
@@ -113,7 +115,7 @@ class Capture:
 
 def merge_items(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Per-item captures joined back: concatenated along dim 0 when the shapes allow it,
-    else a list of per-item tensors."""
+    else a list of per-item tensors (always a list for the `PER_INPUT` names)."""
     import torch
 
     if not items:
@@ -121,7 +123,7 @@ def merge_items(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for name in items[0]:
         parts = [it[name] for it in items if name in it]
-        if all(p.shape[1:] == parts[0].shape[1:] and p.dim() > 0 for p in parts):
+        if name not in PER_INPUT and all(p.shape[1:] == parts[0].shape[1:] and p.dim() > 0 for p in parts):
             merged[name] = torch.cat(parts, dim=0)
         else:
             merged[name] = parts
@@ -149,3 +151,14 @@ def tensors(result: RunResult, node_id: str) -> dict[str, Any]:
             raise KeyError(f"node {node_id!r} captured nothing (give it `capture: [module.path, ...]`)")
         return merge_items(items)
     raise KeyError(f"node {node_id!r} has no outputs in this run (status: {record.status})")
+
+
+def tokens(result: RunResult, node_id: str) -> list[list[str]]:
+    """The tokens of each input a node captured tensors for (one list per input), as the
+    node's record keeps them; [] when it kept none."""
+    try:
+        record = result.records[node_id]
+    except KeyError:
+        raise KeyError(f"no node {node_id!r} in this run (nodes: {', '.join(result.records)})") from None
+    kept = record.extra.get("tokens")
+    return [list(t) for t in kept] if isinstance(kept, list) else []

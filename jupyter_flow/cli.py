@@ -129,15 +129,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _captures(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """`--capture NODE:NAME` pairs, and a usable `--save-tensors` folder, checked before the run."""
+    if args.save_tensors and Path(args.save_tensors).exists() and not Path(args.save_tensors).is_dir():
+        raise _Usage(f"--save-tensors {args.save_tensors}: is a file; give a folder")
+    if not args.capture:
+        return []
     from jupyter_flow.tensorfiles import parse_captures
 
     try:
-        pairs = parse_captures(args.capture)
+        return parse_captures(args.capture)
     except ValueError as exc:
         raise _Usage(str(exc)) from None
-    if args.save_tensors and Path(args.save_tensors).exists() and not Path(args.save_tensors).is_dir():
-        raise _Usage(f"--save-tensors {args.save_tensors}: is a file; give a folder")
-    return pairs
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:

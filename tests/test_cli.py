@@ -156,3 +156,60 @@ def test_unusable_output_paths_are_usage_errors_before_anything_runs(tmp_path: P
     items.write_text("{}\n")
     batch = cli("batch", str(flow), "--inputs", str(items), "--out", str(afile))
     assert batch.returncode == 2 and "afile" in batch.stderr and "Traceback" not in batch.stderr
+
+
+def test_run_captures_attentions_and_saves_tensors_as_safetensors(tmp_path: Path) -> None:
+    from model_fixtures import make_tiny_bert
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    model = make_tiny_bert(tmp_path / "bert", layers=2, heads=2)
+    flow = tmp_path / "clauses.flow.yaml"
+    flow.write_text(
+        "inputs: {text: {type: json}}\n"
+        "nodes:\n"
+        "  - id: clauses\n"
+        "    type: transformers\n"
+        f"    config: {{model: {model}, task: text-classification, text: '{{{{text}}}}', device: cpu}}\n"
+    )
+    texts = ["the fee is due", "the supplier shall pay each invoice within thirty days"]
+    out = tmp_path / "tensors"
+    done = cli("run", str(flow), "--input", f"text={json.dumps(texts)}", "--capture", "clauses:attentions",
+               "--capture", "clauses:bert.pooler", "--save-tensors", str(out))
+    assert done.returncode == 0, done.stderr
+    tok = AutoTokenizer.from_pretrained(model)
+    want = [tok.convert_ids_to_tokens(tok(t)["input_ids"]) for t in texts]
+
+    index = json.loads((out / "index.json").read_text())
+    assert [(f["node"], f["name"], f["file"]) for f in index["files"]] == [
+        ("clauses", "attentions", "clauses.attentions.safetensors"),
+        ("clauses", "bert.pooler", "clauses.bert.pooler.safetensors"),
+    ]
+    assert index["files"][0]["tokens"] == want and index["missing"] == []
+    attentions = load_file(str(out / "clauses.attentions.safetensors"))
+    assert {k: tuple(v.shape) for k, v in attentions.items()} == {
+        f"input_{i}": (2, 2, len(w), len(w)) for i, w in enumerate(want)}  # one per input: the lengths differ
+    assert index["files"][0]["tensors"]["input_1"]["shape"] == [2, 2, len(want[1]), len(want[1])]
+    pooled = load_file(str(out / "clauses.bert.pooler.safetensors"))
+    assert tuple(pooled["tensor"].shape) == (2, 32)
+
+    # without --capture, --save-tensors writes what the flow file captures (nothing here)
+    plain = cli("run", str(flow), "--input", f"text={json.dumps(texts)}", "--save-tensors", str(tmp_path / "none"))
+    assert plain.returncode == 0 and json.loads((tmp_path / "none" / "index.json").read_text())["files"] == []
+
+
+def test_capture_mistakes_are_usage_errors_naming_the_node(tmp_path: Path) -> None:
+    flow = tmp_path / "one.flow.yaml"
+    flow.write_text("nodes:\n  - {id: a, type: template, config: {template: hi}}\n")
+    for args, words in [
+        (["--capture", "a"], ["NODE:NAME"]),
+        (["--capture", "b:attentions"], ["no node 'b'", "nodes: a"]),
+        (["--capture", "a:attentions"], ["node 'a'", "captures no tensors"]),
+    ]:
+        done = cli("run", str(flow), *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert all(w in done.stderr for w in words) and "Traceback" not in done.stderr, (args, done.stderr)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    done = cli("run", str(flow), "--save-tensors", str(afile))
+    assert done.returncode == 2 and "is a file" in done.stderr

@@ -8,7 +8,12 @@ Tasks:
 
 `text` is one string or a list of strings; a list gives a list of outputs, in order.
 Texts are tokenized per forward pass with right padding; `max_length` and `truncation`
-say what happens to long ones. With `capture`, each output also has ``"captured"``.
+say what happens to long ones. With `capture`, each output also has ``"captured"``, and
+the record's extra has ``"tokens"``: each input's tokens, for labelling sequence axes.
+``capture: [attentions]`` runs the model with ``output_attentions=True`` (loaded with the
+eager attention implementation) and captures, per input, the attention probabilities of
+every layer as one ``(layers, heads, tokens, tokens)`` tensor, cut to the input's own
+tokens (padding left out, so each row sums to 1).
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from jupyter_flow.models import LoadedModel, import_torch, peak_gpu_memory, sour
 from jupyter_flow.nodes.base import NodeContext
 from jupyter_flow.nodes.local_model import LocalModelConfig, LocalModelNode, upstream_nodes
 
-__all__ = ["TASKS", "TransformersConfig", "TransformersNode"]
+__all__ = ["ATTENTIONS", "TASKS", "TransformersConfig", "TransformersNode"]
+
+ATTENTIONS = "attentions"  # the capture name of the attention probabilities
 
 Task = Literal["text-classification", "token-classification", "feature-extraction"]
 TASKS: dict[str, str] = {
@@ -92,7 +99,11 @@ class TransformersNode(LocalModelNode):
         return source_stamp(self.path())
 
     def model_key(self, device: str, dtype: Any) -> tuple[Any, ...]:
-        return ("transformers", str(self.path()), self.config.task, device, str(dtype))
+        key = ("transformers", str(self.path()), self.config.task, device, str(dtype))
+        return (*key, "eager") if self.wants_attentions() else key
+
+    def wants_attentions(self) -> bool:
+        return ATTENTIONS in self.config.capture
 
     def load(self, device: str, dtype: Any) -> Any:
         import_torch("the transformers node", "transformers")
@@ -126,7 +137,9 @@ class TransformersNode(LocalModelNode):
         auto = {"text-classification": transformers.AutoModelForSequenceClassification,
                 "token-classification": transformers.AutoModelForTokenClassification,
                 "feature-extraction": transformers.AutoModel}[task]
-        kwargs = {"dtype": dtype} if dtype is not None else {}
+        kwargs: dict[str, Any] = {"dtype": dtype} if dtype is not None else {}
+        if self.wants_attentions():
+            kwargs["attn_implementation"] = "eager"  # sdpa and flash kernels do not return the probabilities
         try:
             model = auto.from_pretrained(str(path), **kwargs)
         except Exception as exc:
@@ -148,7 +161,10 @@ class TransformersNode(LocalModelNode):
         bundle: _Bundle = entry.obj
         tokenizer, model, device = bundle.tokenizer, bundle.model, entry.device
         c = self.config
-        hooks = check_capturable(model, c.capture, node=self.id) if c.capture else {}
+        attentions = self.wants_attentions()
+        modules = [name for name in c.capture if name != ATTENTIONS]
+        hooks = check_capturable(model, modules, node=self.id) if modules else {}
+        capturing = bool(c.capture)
         limit = c.max_length or min(int(getattr(tokenizer, "model_max_length", 512) or 512), bundle.max_positions or 512)
         task = c.task
         id2label = {int(k): v for k, v in (model.config.id2label or {}).items()}
@@ -171,17 +187,22 @@ class TransformersNode(LocalModelNode):
                 if bundle.max_positions and length > bundle.max_positions:
                     raise NodeError(f"config.text: a text is {length} tokens long but the model takes at most "
                                     f"{bundle.max_positions} (set `truncation: true` or a smaller `max_length`)", retryable=False)
-                lengths = enc["attention_mask"].sum(dim=1).tolist() if hooks else []
+                lengths = enc["attention_mask"].sum(dim=1).tolist() if capturing else []
+                tokens = [tokenizer.convert_ids_to_tokens(ids[: int(n)]) for ids, n in zip(enc["input_ids"].tolist(), lengths)]
                 enc = {k: v.to(device) for k, v in enc.items()} if device != "cpu" else dict(enc)
+                extra = {"output_attentions": True} if attentions else {}
                 with torch.inference_mode(), peak_gpu_memory(device) as mem, Capture(hooks) as cap:
-                    out = model(**enc)
+                    out = model(**enc, **extra)
                 items = _decode(task, out, enc, offsets, texts, id2label, multi_label, c.pooling)
             n = len(texts)
             peak = mem.get("peak_bytes")
-            if hooks or peak is not None:
+            if capturing or peak is not None:
                 for i, item in enumerate(items):
-                    if hooks:
+                    if capturing:
                         item["captured"] = cap.item(i, n, int(lengths[i]), length)
+                        if attentions:
+                            item["captured"][ATTENTIONS] = _attentions(out, i, int(lengths[i]), self.id)
+                        item["_tokens"] = tokens[i]
                     if peak is not None:
                         item["_peak_gpu_memory"] = peak
             return items
@@ -191,7 +212,7 @@ class TransformersNode(LocalModelNode):
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
         text = inputs.get("text")
         many = isinstance(text, (list, tuple))
-        texts = list(text) if many else [text]
+        texts: list[Any] = list(text) if isinstance(text, (list, tuple)) else [text]
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 ups = upstream_nodes(self.spec.config.get("text"), ctx.result.records)
@@ -203,7 +224,20 @@ class TransformersNode(LocalModelNode):
             return []
         results = await self.forward(texts, ctx)
         values = [r.value for r in results]
+        if self.config.capture:
+            ctx.record.extra["tokens"] = [v.pop("_tokens", []) if isinstance(v, dict) else [] for v in values]
         return values if many else values[0]
+
+
+def _attentions(out: Any, index: int, length: int, node: str) -> Any:
+    """One input's attention probabilities, all layers: ``(layers, heads, length, length)``."""
+    import torch
+
+    layers = getattr(out, "attentions", None)
+    if not layers or any(a is None for a in layers):
+        raise NodeError("config.capture: this model returned no attention probabilities with output_attentions=True "
+                        "(its attention implementation does not expose them)", node=node, retryable=False)
+    return torch.stack([a[index, :, :length, :length] for a in layers]).detach().float().cpu()
 
 
 def _check_task(architectures: list[str], task: str, node: str) -> None:
@@ -233,9 +267,9 @@ def _decode(task: str, out: Any, enc: dict[str, Any], offsets: Any, texts: list[
         return items
     if task == "token-classification":
         probs = torch.softmax(out.logits.float(), dim=-1).cpu()
-        best_p, best = probs.max(dim=-1)
+        best_p, best_ids = probs.max(dim=-1)
         mask = enc["attention_mask"].cpu()
-        return [{"entities": _spans(texts[i], offsets[i].tolist(), best[i].tolist(), best_p[i].tolist(),
+        return [{"entities": _spans(texts[i], offsets[i].tolist(), best_ids[i].tolist(), best_p[i].tolist(),
                                     mask[i].tolist(), id2label)} for i in range(len(texts))]
     hidden = out.last_hidden_state
     if pooling == "cls":
