@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from jupyter_flow.batch import run_batch
+    from jupyter_flow.dify import export_dify, import_dify
     from jupyter_flow.export import export_notebook
     from jupyter_flow.exported import run_exported
     from jupyter_flow.workbench import Workbench
@@ -41,6 +42,8 @@ _LAZY = {
     "run_batch": "jupyter_flow.batch",
     "export_notebook": "jupyter_flow.export",
     "run_exported": "jupyter_flow.exported",
+    "import_dify": "jupyter_flow.dify",
+    "export_dify": "jupyter_flow.dify",
 }
 
 
@@ -79,7 +82,9 @@ __all__ = [
     "Workbench",
     "__version__",
     "default_registry",
+    "export_dify",
     "export_notebook",
+    "import_dify",
     "loaded_models",
     "register_function",
     "release_models",

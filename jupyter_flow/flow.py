@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from jupyter_flow.engine import EventCallback, Runtime, execute
 from jupyter_flow.errors import FlowValidationError, Problem
@@ -18,6 +16,9 @@ from jupyter_flow.plan import Plan, build_plan
 from jupyter_flow.spec import FlowSpec, PathLike, dump_spec, load_spec, parse_spec_text, spec_from_dict, spec_to_dict
 from jupyter_flow.trace import RunResult
 from jupyter_flow.workers import DEFAULT_MAX_THREADS, run_sync
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Flow"]
 

@@ -9,8 +9,10 @@ undeclared inputs, branches a source node cannot take.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jupyter_flow.errors import MissingDependencyError, Problem, TemplateError
 from jupyter_flow.expressions import (
@@ -21,12 +23,13 @@ from jupyter_flow.expressions import (
     compile_condition,
     compile_fields,
     compile_value,
+    is_function_name,
 )
-from jupyter_flow.graph import check_graph
+from jupyter_flow.graph import Graph, check_graph
 from jupyter_flow.nodes.base import Node
 from jupyter_flow.nodes.registry import NodeRegistry
-from jupyter_flow.trace import fingerprint
 from jupyter_flow.spec import START, EdgeSpec, FlowSpec, NodeSpec
+from jupyter_flow.trace import fingerprint
 
 __all__ = ["Plan", "PlannedEdge", "PlannedNode", "build_plan"]
 
@@ -55,14 +58,43 @@ class PlannedNode:
         return self.spec.id
 
 
+class _Related(Mapping[str, set[str]]):
+    """Each node's upstream (or downstream) nodes, worked out when asked for one node, so
+    that a plan never holds a set per node (memory would grow with the square of the nodes)."""
+
+    def __init__(self, graph: Graph, *, down: bool) -> None:
+        self.graph = graph
+        self.down = down
+
+    def __getitem__(self, node: str) -> set[str]:
+        if node not in self.graph.parents and node not in self.graph.node_ids:
+            raise KeyError(node)
+        return self.graph.downstream(node) if self.down else self.graph.upstream(node)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.graph.node_ids)
+
+    def __len__(self) -> int:
+        return len(self.graph.node_ids)
+
+
 @dataclass
 class Plan:
     spec: FlowSpec
     nodes: dict[str, PlannedNode]
     order: list[str]
     input_names: set[str]
-    upstream: dict[str, set[str]]
-    downstream: dict[str, set[str]]
+    graph: Graph
+    #: the flow's declared outputs, compiled (rendered once the run is over)
+    outputs: dict[str, Renderer] = field(default_factory=dict)
+
+    @property
+    def upstream(self) -> Mapping[str, set[str]]:
+        return _Related(self.graph, down=False)
+
+    @property
+    def downstream(self) -> Mapping[str, set[str]]:
+        return _Related(self.graph, down=True)
 
 
 def _fingerprint(spec: NodeSpec) -> str:
@@ -73,21 +105,28 @@ class _References:
     """Checks that the names a template uses resolve: declared inputs, and nodes that are
     upstream of the node using them. Collects the input names used on the way."""
 
-    def __init__(self, spec: FlowSpec, node_ids: set[str], upstream: dict[str, set[str]], problems: list[Problem]) -> None:
-        self.node_ids = node_ids
+    def __init__(self, spec: FlowSpec, graph: Graph, problems: list[Problem]) -> None:
+        self.node_ids = set(graph.node_ids)
         self.inputs = set(spec.inputs)
         self.declared = bool(spec.inputs)
-        self.upstream = upstream
+        self.graph = graph
         self.problems = problems
         self.used: set[str] = set()
 
-    def check(self, refs: set[Reference], *, owner: str | None, field: str, allowed: set[str], edge: int | None = None) -> None:
+    def check(self, refs: set[Reference], *, owner: str | None, field: str, after: str | None, edge: int | None = None) -> None:
+        """Check the names `refs` read where the nodes upstream of `after` (and, for an
+        edge's condition, `after` itself) have run; `after=None`: no node has run."""
         for ref in refs:
-            problem = self._problem(ref, owner, allowed)
+            problem = self._problem(ref, owner, after, edge is not None)
             if problem is not None:
                 self.problems.append(Problem(problem, node=owner, field=field, edge=edge))
 
-    def _problem(self, ref: Reference, owner: str | None, allowed: set[str]) -> str | None:
+    def _readable(self, name: str, after: str | None, inclusive: bool) -> bool:
+        if after is None:
+            return False
+        return (inclusive and name == after) or self.graph.is_upstream(name, of=after)
+
+    def _problem(self, ref: Reference, owner: str | None, after: str | None, inclusive: bool) -> str | None:
         inputs = self.inputs
         if ref.name == "inputs":
             if ref.attr is None:
@@ -97,12 +136,15 @@ class _References:
                 return f"references undeclared input 'inputs.{ref.attr}' (declared: {', '.join(sorted(inputs)) or 'none'})"
             return None
         if ref.name in self.node_ids:
-            if ref.name in allowed:
+            if self._readable(ref.name, after, inclusive):
                 return None
             if owner:
                 return (f"references node '{ref.name}', which is not upstream of '{owner}': add an edge from "
                         f"'{ref.name}' (or a node after it) to '{owner}'")
             return f"references node '{ref.name}', which is not upstream here"
+        if is_function_name(ref.name) and ref.name not in inputs:
+            return (f"'{ref.name}' is a template function, not a value: `{ref.name}.{ref.attr}` reads nothing "
+                    f"(nodes: {', '.join(sorted(self.node_ids)) or 'none'})")
         if ref.attr == "output" or (ref.name not in inputs and self.declared):
             known = ", ".join(sorted(self.node_ids)) or "none"
             if ref.attr == "output":
@@ -125,6 +167,11 @@ def _load_kind(registry: NodeRegistry, ns: NodeSpec, problems: list[Problem]) ->
     return None
 
 
+def _run_config(cls: type[Node], config: dict[str, Any]) -> dict[str, Any]:
+    """The config fields rendered before the node runs: all but the node's `own_templates`."""
+    return {k: v for k, v in config.items() if k not in cls.own_templates} if cls.own_templates else config
+
+
 def _plan_node(
     ns: NodeSpec, cls: type[Node], base_dir: Path | None, refs: _References, problems: list[Problem]
 ) -> PlannedNode | None:
@@ -139,15 +186,15 @@ def _plan_node(
     try:
         node = cls(ns)
         node.base_dir = base_dir
-        fields = compile_fields(ns.config, node=nid, where="config")
-        renderer = combine(ns.config, fields, node=nid, where="config")
+        config = _run_config(cls, ns.config)
+        fields = compile_fields(config, node=nid, where="config")
+        renderer = combine(config, fields, node=nid, where="config")
     except TemplateError as exc:
         problems.append(exc.problem)
         return None
     problems.extend(node.problems())
-    allowed = refs.upstream.get(nid, set())
     for key, part in fields.items():
-        refs.check(part.refs, owner=nid, field=f"config.{key}", allowed=allowed)
+        refs.check(part.refs, owner=nid, field=f"config.{key}", after=nid)
     pn = PlannedNode(ns, node, renderer, _fingerprint(ns))
     for j, variant in enumerate(ns.variants):
         vspec = ns.model_copy(update={"config": {**ns.config, **variant.config}, "variants": []})
@@ -156,11 +203,11 @@ def _plan_node(
             problems.extend(Problem(p.message, node=nid, field=f"variants[{j}].{p.field}") for p in vproblems)
             continue
         try:
-            vrenderer = compile_value(vspec.config, node=nid, where=f"variants[{j}].config")
+            vrenderer = compile_value(_run_config(cls, vspec.config), node=nid, where=f"variants[{j}].config")
         except TemplateError as exc:
             problems.append(exc.problem)
             continue
-        refs.check(vrenderer.refs, owner=nid, field=f"variants[{j}].config", allowed=allowed)
+        refs.check(vrenderer.refs, owner=nid, field=f"variants[{j}].config", after=nid)
         vnode = cls(vspec)
         vnode.base_dir = base_dir
         pn.variants[variant.id] = (vnode, vrenderer)
@@ -169,7 +216,7 @@ def _plan_node(
     if ns.variant_key:
         try:
             pn.variant_key = compile_value(ns.variant_key, node=nid, where="variant_key")
-            refs.check(pn.variant_key.refs, owner=nid, field="variant_key", allowed=allowed)
+            refs.check(pn.variant_key.refs, owner=nid, field="variant_key", after=nid)
         except TemplateError as exc:
             problems.append(exc.problem)
     return pn
@@ -185,8 +232,8 @@ def _plan_edges(spec: FlowSpec, planned: dict[str, PlannedNode], refs: _Referenc
             except TemplateError as exc:
                 problems.append(Problem(exc.problem.message, node=edge.target, field="when", edge=i))
             else:
-                allowed = {edge.source} | refs.upstream.get(edge.source, set()) if edge.source != START else set()
-                refs.check(condition.refs, owner=edge.target, field="when", allowed=allowed, edge=i)
+                after = edge.source if edge.source != START else None
+                refs.check(condition.refs, owner=edge.target, field="when", after=after, edge=i)
         if edge.branch is not None and edge.source in planned:
             source = planned[edge.source]
             branches = source.node.branches()
@@ -214,12 +261,7 @@ def build_plan(spec: FlowSpec, registry: NodeRegistry, base_dir: Path | None = N
     is given only when there are none."""
     graph = check_graph(spec)
     problems = list(graph.problems)
-    upstream = graph.upstream()
-    downstream: dict[str, set[str]] = {nid: set() for nid in graph.node_ids}
-    for nid, ups in upstream.items():
-        for u in ups:
-            downstream[u].add(nid)
-    refs = _References(spec, set(graph.node_ids), upstream, problems)
+    refs = _References(spec, graph, problems)
     planned: dict[str, PlannedNode] = {}
     first = {ns.id: ns for ns in reversed(spec.nodes)}  # a duplicated id: its first node
     for nid in graph.node_ids:
@@ -231,6 +273,22 @@ def build_plan(spec: FlowSpec, registry: NodeRegistry, base_dir: Path | None = N
         if pn is not None:
             planned[nid] = pn
     _plan_edges(spec, planned, refs, problems)
+    outputs = _plan_outputs(spec, refs, problems)
     if problems or not graph.order:
         return None, problems
-    return Plan(spec, planned, graph.order, refs.inputs | refs.used, upstream, downstream), []
+    return Plan(spec, planned, graph.order, refs.inputs | refs.used, graph, outputs), []
+
+
+def _plan_outputs(spec: FlowSpec, refs: _References, problems: list[Problem]) -> dict[str, Renderer]:
+    """The declared outputs compiled; they are read after the run, so any node may appear."""
+    outputs: dict[str, Renderer] = {}
+    for name, value in spec.outputs.items():
+        try:
+            renderer = compile_value(value, where=f"outputs.{name}")
+        except TemplateError as exc:
+            problems.append(Problem(exc.problem.message, field=f"outputs.{name}"))
+            continue
+        others = {ref for ref in renderer.refs if ref.name not in refs.node_ids}
+        refs.check(others, owner=None, field=f"outputs.{name}", after=None)
+        outputs[name] = renderer
+    return outputs

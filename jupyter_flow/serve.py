@@ -4,14 +4,18 @@
   fields under ``inputs``). ``POST /predict`` takes those fields as JSON (lists allowed) and
   answers the node's output. Concurrent requests share the node, so a model node's
   micro-batcher gathers them into one forward pass.
-- ``serve flow FLOW``: ``POST /run`` runs the flow on the posted inputs and answers its
-  outputs and a run id; ``GET /runs/{id}`` gives that run's trace. The file is watched: a
-  valid edit serves the next request, an invalid one is rejected, logged and reported by
+- ``serve flow FLOW``: ``POST /run`` runs the flow on the posted inputs (JSON, or
+  ``multipart/form-data`` with files for `file` inputs) and answers its outputs and a run
+  id; ``GET /runs/{id}`` gives that run's trace. One watcher follows the file: an edit is
+  taken once its content has stayed the same for a short settle time, validated in a
+  thread and swapped in whole; an invalid one is rejected, logged and reported by
   ``/health`` while the last good flow keeps serving.
 
 Both have ``GET /health`` and ``GET /metrics`` (Prometheus). They bind 127.0.0.1 unless
 told otherwise. With ``--token-env VAR`` (or JUPYTER_FLOW_TOKEN set) every route but
-``/health`` needs ``Authorization: Bearer <token>``.
+``/health`` needs ``Authorization: Bearer <token>``, and ``/health`` without it says only
+ok or degraded. What a client may send and see (body size, files, paths in messages) is
+`jupyter_flow.serve_guard`'s subject.
 """
 
 from __future__ import annotations
@@ -23,132 +27,36 @@ import hmac
 import logging
 import os
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from jupyter_flow import oip, telemetry
 from jupyter_flow.errors import FlowError, FlowValidationError, MissingDependencyError, Problem
 from jupyter_flow.flow import Flow
 from jupyter_flow.http import make_client
-from jupyter_flow.spec import FlowSpec, spec_from_dict
-from jupyter_flow.trace import RunResult, to_jsonable
+from jupyter_flow.serve_guard import DEFAULT_MAX_BODY, BodyLimit, BodyTooLarge, FileInputs, Scrubber
+from jupyter_flow.serve_state import DEFAULT_KEEP_BYTES, DEFAULT_KEEP_RUNS, DEFAULT_SETTLE_S, FlowService
+from jupyter_flow.spec import FlowSpec, parse_json, spec_from_dict
+from jupyter_flow.trace import RunResult, result_json, to_jsonable
 
 __all__ = ["FlowService", "add_to_cli", "flow_app", "model_app", "model_flow"]
 
 log = logging.getLogger("jupyter_flow.serve")
 TOKEN_ENV = "JUPYTER_FLOW_TOKEN"
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: How deep a request body may nest (a flow's inputs are data, not programs).
+MAX_BODY_DEPTH = 100
 
 
 def _deps() -> None:
-    for module, package in (("starlette", "starlette"), ("uvicorn", "uvicorn"), ("prometheus_client", "prometheus-client")):
+    for module, package in (("starlette", "starlette"), ("uvicorn", "uvicorn"), ("prometheus_client", "prometheus-client"),
+                            ("watchfiles", "watchfiles"), ("python_multipart", "python-multipart")):
         try:
             __import__(module)
         except ImportError:
             raise MissingDependencyError(package, "serve", "jupyter-flow serve") from None
-
-
-class _Metrics:
-    """Prometheus metrics in a registry of the app's own (so apps never share counters)."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter("jupyter_flow_requests", "Requests by route and status code", ["route", "status"], registry=self.registry)
-        self.latency = Histogram("jupyter_flow_request_seconds", "Request latency", ["route"], buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.errors = Counter("jupyter_flow_errors", "Failed runs by node and error type", ["node", "type"], registry=self.registry)
-        self.batch = Histogram("jupyter_flow_batch_size", "Micro-batch sizes of model nodes", ["node"], buckets=_BATCH_BUCKETS, registry=self.registry)
-        self.node_latency = Histogram("jupyter_flow_node_seconds", "Node durations", ["node"], buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.variant = Counter("jupyter_flow_variant_requests", "Runs per node variant", ["node", "variant", "role"], registry=self.registry)
-        self.variant_latency = Histogram("jupyter_flow_variant_seconds", "Latency per node variant", ["node", "variant", "role"], buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.reloads = Counter("jupyter_flow_reloads", "Flow file reloads by outcome", ["outcome"], registry=self.registry)
-        self.in_flight = Gauge("jupyter_flow_in_flight", "Requests being served", registry=self.registry)
-
-    def observe(self, result: RunResult, *, shadows: bool = True) -> None:
-        for record in result.records.values():
-            if record.duration_s is not None and not record.cached:
-                self.node_latency.labels(record.node).observe(record.duration_s)
-            size = record.extra.get("batch_size")
-            if isinstance(size, int):
-                self.batch.labels(record.node).observe(size)
-            if record.status == "error" and record.error:
-                self.errors.labels(record.node, record.error.type).inc()
-            if record.variant is not None:
-                self.variant.labels(record.node, record.variant, "primary").inc()
-                if record.duration_s is not None:
-                    self.variant_latency.labels(record.node, record.variant, "primary").observe(record.duration_s)
-        if shadows:
-            self.observe_shadows(result)
-
-    def observe_shadows(self, result: RunResult) -> None:
-        for record in result.records.values():
-            for vid, shadow in (record.shadow or {}).items():
-                if vid == record.variant:
-                    continue
-                self.variant.labels(record.node, vid, "shadow").inc()
-                if shadow.get("duration_s") is not None:
-                    self.variant_latency.labels(record.node, vid, "shadow").observe(shadow["duration_s"])
-
-    def render(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-class FlowService:
-    """The state behind a served flow: the current flow, the file watch, recent runs."""
-
-    def __init__(self, flow: Flow, *, keep_runs: int = 1000, watch_interval_s: float = 0.5) -> None:
-        self.flow = flow
-        self.source = flow.source
-        self.runs: OrderedDict[str, RunResult] = OrderedDict()
-        self.keep_runs = keep_runs
-        self.watch_interval_s = watch_interval_s
-        self.reload_error: str | None = None
-        self.loaded_at = time.time()
-        self._mtime = self._stat()
-        self.metrics = _Metrics()
-
-    def _stat(self) -> float | None:
-        try:
-            return self.source.stat().st_mtime_ns if self.source else None
-        except OSError:
-            return None
-
-    def check_reload(self) -> bool:
-        """Load the file again if it changed; keep the last good flow on a bad edit."""
-        mtime = self._stat()
-        if self.source is None or mtime is None or mtime == self._mtime:
-            return False
-        self._mtime = mtime
-        try:
-            flow = Flow.load(self.source).validate()
-        except FlowError as exc:
-            self.reload_error = str(exc)
-            self.metrics.reloads.labels("rejected").inc()
-            log.error("rejected the edit of %s; still serving the last good flow: %s", self.source, exc)
-            return False
-        self.flow = flow
-        self.reload_error = None
-        self.loaded_at = time.time()
-        self.metrics.reloads.labels("ok").inc()
-        log.info("reloaded %s", self.source)
-        return True
-
-    async def watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.watch_interval_s)
-            self.check_reload()
-
-    def remember(self, result: RunResult) -> None:
-        self.runs[result.run_id] = result
-        while len(self.runs) > self.keep_runs:
-            self.runs.popitem(last=False)
 
 
 def _auth_middleware(token: str | None) -> list[Any]:
@@ -208,11 +116,14 @@ class _ServiceApp:
     """The routes of a served model or flow, on one `FlowService`: its lifespan (HTTP
     client, file watch, warm-up), the run route, health, metrics and run traces."""
 
-    def __init__(self, service: FlowService, *, mode: str, warm: bool) -> None:
+    def __init__(self, service: FlowService, *, mode: str, warm: bool, token: str | None = None,
+                 files_root: Path | None = None) -> None:
         self.service = service
         self.metrics = service.metrics
         self.mode = mode
         self.warm = warm
+        self.token = token
+        self.files_root = files_root.resolve() if files_root is not None else None
         self.client: Any = None
         self.warm_error: str | None = None
         self.background: set[asyncio.Future[Any]] = set()  # shadow runs finishing after their response
@@ -222,7 +133,8 @@ class _ServiceApp:
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
         self.client = make_client()
         service = self.service
-        watcher = asyncio.create_task(service.watch()) if self.mode == "flow" and service.source else None
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(service.watch(stop)) if self.mode == "flow" and service.source else None
         if self.warm:
             await self.warm_up()
         try:
@@ -231,9 +143,9 @@ class _ServiceApp:
             if self.background:
                 await asyncio.gather(*self.background, return_exceptions=True)
             if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                stop.set()
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(watcher, 5)
             await self.client.aclose()
 
     async def warm_up(self) -> None:
@@ -251,46 +163,91 @@ class _ServiceApp:
         t0 = time.perf_counter()
         self.metrics.in_flight.inc()
         status = 500
+        flow = self.service.flow  # one flow for the whole request, whatever a reload does
+        files = FileInputs(flow.spec.inputs, self.files_root)
         try:
-            if self.mode == "flow":
-                self.service.check_reload()
-            flow = self.service.flow
             try:
-                body = await request.json()
-            except ValueError:
-                status = 422
-                return JSONResponse({"error": "the request body is not JSON", "problems": [{"field": "body", "node": None, "edge": None, "message": "not JSON"}]}, status_code=422)
-            try:
-                inputs = flow.resolve_inputs(_body_inputs(body, wrapped=self.mode == "flow"))
+                body = await self.read_body(request, files)
+                inputs = flow.resolve_inputs(files.confine(_body_inputs(body, wrapped=self.mode == "flow")))
+            except BodyTooLarge as exc:
+                status = 413
+                return JSONResponse({"error": str(exc)}, status_code=413)
             except FlowValidationError as exc:
                 status = 422
-                return JSONResponse(_problems_json(exc), status_code=422)
-            result = await flow.arun(inputs, http_client=self.client, raise_on_error=False, wait_for_shadows=False)
-            status, answer = self.answer(result)
-            return JSONResponse(answer, status_code=status)
+                return JSONResponse(files.scrubber.value(_problems_json(exc), messages=True), status_code=422)
+            with telemetry.continue_trace(request.headers):  # the caller's `traceparent`, when traced
+                result = await flow.arun(inputs, http_client=self.client, raise_on_error=False,
+                                         wait_for_shadows=files.folder is not None)
+            code, answer = self.answer(result, files.scrubber)
+            response = JSONResponse(answer, status_code=code, headers=self.run_headers(result))
+            status = code  # counted as answered only once the answer could be built
+            return response
         except FlowError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=500)
+            return JSONResponse({"error": files.scrubber.text(str(exc))}, status_code=500)
+        except Exception as exc:
+            log.exception("%s failed", route)
+            return JSONResponse({"error": f"the server failed to answer: {type(exc).__name__}"}, status_code=500)
         finally:
+            await asyncio.to_thread(files.close)
             self.metrics.in_flight.dec()
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
 
-    def answer(self, result: RunResult) -> tuple[int, Any]:
+    async def read_body(self, request: Any, files: FileInputs) -> Any:
+        """The request's inputs: a JSON body, or a multipart form whose file fields are
+        saved for the run (their inputs get the saved paths)."""
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            from starlette.exceptions import HTTPException
+
+            try:
+                form = await request.form(max_files=32, max_fields=256)
+            except HTTPException as exc:
+                raise FlowValidationError([Problem(f"cannot read the form: {exc.detail}", field="body")]) from None
+            try:
+                inputs: dict[str, Any] = {}
+                for name, value in form.multi_items():
+                    if isinstance(value, str):
+                        inputs[name] = value
+                    else:
+                        inputs[name] = await asyncio.to_thread(files.save, name, value.filename, value.file)
+                return inputs
+            finally:
+                await form.close()
+        raw = await request.body()
+        try:
+            return parse_json(raw, source="body", max_depth=MAX_BODY_DEPTH)
+        except FlowValidationError as exc:
+            raise FlowValidationError([Problem(f"the request body is not usable JSON: {exc.problems[0].message}", field="body")]) from None
+
+    def run_headers(self, result: RunResult) -> dict[str, str]:
+        return {"x-run-id": result.run_id} if self.mode == "flow" or self.service.keep_runs > 0 else {}
+
+    def answer(self, result: RunResult, scrubber: Scrubber) -> tuple[int, Any]:
         """Record a finished run (metrics, shadows, history); the status code and body."""
         self.metrics.observe(result, shadows=not result.background)
         if result.background:  # shadows must not delay the answer; their trace fills in later
             task = asyncio.ensure_future(self.finish_shadows(result))
             self.background.add(task)
             task.add_done_callback(self.background.discard)
-        self.service.remember(result)
+        self.service.remember(result, scrubber)
         if not result.ok:
             failed = result.failed()
             status = 504 if result.status == "timeout" else 500
-            return status, {"error": result.error, "run_id": result.run_id, "node": failed[0].node if failed else None}
+            error = scrubber.text(result_json(result.error)[0]) if result.error else result.error
+            return status, {"error": error, "run_id": result.run_id, "node": failed[0].node if failed else None}
+        # outputs whole, as `run` and `batch` write them (`result_json`); what JSON cannot hold is listed
         if self.mode == "model":
             (only,) = result.outputs.values()
-            return 200, _plain(only)
-        return 200, {"run_id": result.run_id, "outputs": to_jsonable(result.outputs)}
+            return 200, scrubber.value(result_json(only)[0])
+        outputs, converted = result_json(result.outputs, "outputs")
+        body = {"run_id": result.run_id, "outputs": scrubber.value(outputs)}
+        if result.flow_outputs is not None:  # the flow declares what it answers with
+            declared, more = result_json(result.flow_outputs, "result")
+            body["result"], converted = scrubber.value(declared), converted + more
+        if converted:
+            body["converted"] = [c.to_dict() for c in converted]
+        return 200, body
 
     async def finish_shadows(self, result: RunResult) -> None:
         await asyncio.gather(*result.background, return_exceptions=True)
@@ -306,10 +263,18 @@ class _ServiceApp:
     async def get_run(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
 
-        result = self.service.runs.get(request.path_params["run_id"])
-        if result is None:
-            return JSONResponse({"error": f"no run {request.path_params['run_id']!r} (the last {self.service.keep_runs} are kept)"}, status_code=404)
-        return JSONResponse(result.to_dict())
+        kept = self.service.runs.get(request.path_params["run_id"])
+        if kept is None:
+            return JSONResponse({"error": f"no run {request.path_params['run_id']!r} (the last {self.service.keep_runs} "
+                                          "are kept, fewer when their traces are large)"}, status_code=404)
+        result, _, scrubber = kept
+        return JSONResponse(scrubber.value(result.to_dict()))
+
+    def _trusted(self, request: Any) -> bool:
+        if not self.token:
+            return True
+        given = request.headers.get("authorization", "").encode()
+        return hmac.compare_digest(given, f"Bearer {self.token}".encode())
 
     async def health(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
@@ -317,16 +282,23 @@ class _ServiceApp:
         from jupyter_flow import __version__
 
         service = self.service
-        body: dict[str, Any] = {"status": "ok", "version": __version__, "mode": self.mode, "flow": service.flow.name}
+        status = "degraded" if self.mode == "flow" and service.reload_error else "ok"
+        if self.warm_error:
+            status = "error"
+        code = 200 if status != "error" else 503
+        if not self._trusted(request):  # anyone may ask whether it is up, and nothing more
+            return JSONResponse({"status": status}, status_code=code)
+        scrub = Scrubber(self.files_root)
+        body: dict[str, Any] = {"status": status, "version": __version__, "mode": self.mode, "flow": service.flow.name,
+                                "server": _server_info(request)}
         if self.mode == "flow":
-            body.update(source=str(service.source) if service.source else None, loaded_at=service.loaded_at, reload_error=service.reload_error)
-            if service.reload_error:
-                body["status"] = "degraded"
+            body.update(source=service.source.name if service.source else None, loaded_at=service.loaded_at,
+                        reload_error=scrub.text(_named(service.reload_error, service.source)) if service.reload_error else None)
         else:
             body.update(_model_health(service.flow))
         if self.warm_error:
-            body.update(status="error", error=self.warm_error)
-        return JSONResponse(body, status_code=200 if body["status"] != "error" else 503)
+            body["error"] = scrub.text(self.warm_error)
+        return JSONResponse(body, status_code=code)
 
     async def metrics_route(self, request: Any) -> Any:
         from starlette.responses import Response
@@ -335,21 +307,40 @@ class _ServiceApp:
         return Response(data, media_type=ctype)
 
     def routes(self) -> list[Any]:
+        """Every route of the app, in one list."""
         from starlette.routing import Route
 
         routes = [Route("/health", self.health, methods=["GET"]), Route("/metrics", self.metrics_route, methods=["GET"])]
         if self.mode == "model":
             routes.append(Route("/predict", self.predict, methods=["POST"]))
+            if self.service.keep_runs > 0:
+                routes.append(Route("/runs/{run_id}", self.get_run, methods=["GET"]))
+            routes += oip.routes(self)  # the Open Inference Protocol (KServe V2 / Triton)
         else:
             routes += [Route("/run", self.run, methods=["POST"]), Route("/runs/{run_id}", self.get_run, methods=["GET"])]
         return routes
 
 
-def _build_app(service: FlowService, *, mode: str, token: str | None, warm: bool) -> Any:
-    from starlette.applications import Starlette
+def _named(message: str, source: Path | None) -> str:
+    """`message` with the flow file's path shortened to its name."""
+    return message.replace(str(source), source.name) if source is not None else message
 
-    app = _ServiceApp(service, mode=mode, warm=warm)
-    return Starlette(routes=app.routes(), lifespan=app.lifespan, middleware=_auth_middleware(token))
+
+def _server_info(request: Any) -> dict[str, str]:
+    """Which event loop and HTTP parser serve this app (uvloop and httptools when installed)."""
+    loop = type(asyncio.get_running_loop())
+    return {"loop": loop.__module__.split(".")[0] if loop.__module__ != "asyncio.unix_events" else "asyncio",
+            "http": getattr(request.app.state, "http_parser", "unknown")}
+
+
+def _build_app(service: FlowService, *, mode: str, token: str | None, warm: bool, files_root: Path | None = None,
+               max_body: int = DEFAULT_MAX_BODY) -> Any:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+
+    app = _ServiceApp(service, mode=mode, warm=warm, token=token, files_root=files_root)
+    middleware = [Middleware(BodyLimit, limit=max_body), *_auth_middleware(token)]
+    return Starlette(routes=app.routes(), lifespan=app.lifespan, middleware=middleware)
 
 
 def _model_health(flow: Flow) -> dict[str, Any]:
@@ -387,19 +378,44 @@ def model_flow(config: Mapping[str, Any] | str | Path) -> Flow:
     return Flow(spec, source=source).validate()
 
 
-def model_app(config: Mapping[str, Any] | str | Path, *, token: str | None = None, warm: bool = True) -> Any:
-    """The Starlette app of a model service."""
+def model_app(
+    config: Mapping[str, Any] | str | Path,
+    *,
+    token: str | None = None,
+    warm: bool = True,
+    max_body: int = DEFAULT_MAX_BODY,
+    keep_runs: int = 0,
+) -> Any:
+    """The Starlette app of a model service. It keeps no run history unless `keep_runs`
+    says how many (then `/runs/{id}` serves them and answers carry `x-run-id`)."""
     _deps()
-    return _build_app(FlowService(model_flow(config)), mode="model", token=token, warm=warm)
+    service = FlowService(model_flow(config), keep_runs=keep_runs)
+    return _build_app(service, mode="model", token=token, warm=warm, max_body=max_body)
 
 
-def flow_app(flow: Flow | str | Path, *, token: str | None = None, warm: bool = True, watch_interval_s: float = 0.5) -> Any:
-    """The Starlette app of a flow service (the file is watched when the flow has one)."""
+def flow_app(
+    flow: Flow | str | Path,
+    *,
+    token: str | None = None,
+    warm: bool = True,
+    settle_s: float = DEFAULT_SETTLE_S,
+    files_root: str | Path | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    keep_runs: int = DEFAULT_KEEP_RUNS,
+    keep_bytes: int = DEFAULT_KEEP_BYTES,
+) -> Any:
+    """The Starlette app of a flow service (the file is watched when the flow has one).
+    `file` inputs given as paths must lie inside `files_root`; without it, files come only
+    as multipart uploads."""
     _deps()
     if not isinstance(flow, Flow):
         flow = Flow.load(flow)
     flow.validate()
-    return _build_app(FlowService(flow, watch_interval_s=watch_interval_s), mode="flow", token=token, warm=warm)
+    root = Path(files_root) if files_root is not None else None
+    if root is not None and not root.is_dir():
+        raise FlowValidationError([Problem(f"{root} is not a folder", field="--files-root")])
+    service = FlowService(flow, keep_runs=keep_runs, keep_bytes=keep_bytes, settle_s=settle_s)
+    return _build_app(service, mode="flow", token=token, warm=warm, files_root=root, max_body=max_body)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -422,8 +438,19 @@ def _serve(app: Any, args: argparse.Namespace) -> int:
     _check_port(args.host, args.port)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, backlog=2048)
+    loop, parser = _fast_parts()
+    app.state.http_parser = parser
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, backlog=2048, loop=loop, http=parser)
     return 0
+
+
+def _fast_parts() -> tuple[str, str]:
+    """uvicorn's fast event loop and HTTP parser when installed (the serve extra has both)."""
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return loop, parser
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -436,11 +463,24 @@ def _token(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_model(args: argparse.Namespace) -> int:
-    return _serve(model_app(args.config, token=_token(args)), args)
+    return _serve(model_app(args.config, token=_token(args), max_body=args.max_body, keep_runs=args.keep_runs or 0), args)
 
 
 def _cmd_flow(args: argparse.Namespace) -> int:
-    return _serve(flow_app(args.flow, token=_token(args)), args)
+    keep = DEFAULT_KEEP_RUNS if args.keep_runs is None else args.keep_runs
+    app = flow_app(args.flow, token=_token(args), files_root=args.files_root, max_body=args.max_body, keep_runs=keep,
+                   keep_bytes=int(args.keep_mb * 1024 * 1024))
+    return _serve(app, args)
+
+
+def _size(text: str) -> int:
+    """A size such as 8MB, 512KB or 1048576 (bytes)."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)(?:I?B)?\s*", text.upper())
+    if match is None or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 8MB, 512KB, 1048576)")
+    return int(float(match.group(1)) * 1024 ** " KMG".index(match.group(2) or " "))
 
 
 def add_to_cli(sub: Any) -> None:
@@ -456,4 +496,13 @@ def add_to_cli(sub: Any) -> None:
         q.add_argument("--port", type=int, default=8000)
         q.add_argument("--token-env", metavar="VAR", help=f"require `Authorization: Bearer $VAR` (default: ${TOKEN_ENV} if set)")
         q.add_argument("--log-level", default="info")
+        q.add_argument("--max-body", type=_size, default=DEFAULT_MAX_BODY, metavar="SIZE",
+                       help=f"largest request body, e.g. 20MB (default {DEFAULT_MAX_BODY // 2**20}MB); larger ones get 413")
+        q.add_argument("--keep-runs", type=int, metavar="N",
+                       help=f"runs whose traces /runs/ID keeps (flow default {DEFAULT_KEEP_RUNS}; model default 0)")
+        if name == "flow":
+            q.add_argument("--keep-mb", type=float, default=DEFAULT_KEEP_BYTES / 2**20, metavar="MB",
+                           help=f"memory for kept traces (default {DEFAULT_KEEP_BYTES // 2**20}); the oldest go first")
+            q.add_argument("--files-root", metavar="DIR", help="accept file inputs given as paths inside DIR "
+                           "(without it, files come only as multipart/form-data uploads)")
         q.set_defaults(fn=fn)

@@ -36,8 +36,14 @@ __all__ = [
 #: The pseudo-node an edge starts from to mark an entry node (the seed format's `start`).
 START = "start"
 
-SPEC_VERSION = 1
-_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SPEC_VERSION: Literal[1] = 1
+_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+#: How deep a flow file (or a request body) may nest, and how many values it may hold once
+#: YAML aliases are expanded: bounds that keep an alias bomb or a 100,000-deep list from
+#: taking the process's memory or stack. A real flow is far inside both.
+MAX_DEPTH = 100
+MAX_VALUES = 1_000_000
 
 InputType = Literal["string", "text", "number", "integer", "boolean", "file", "json", "list", "object", "any"]
 OnError = Literal["fail", "continue", "default"]
@@ -110,7 +116,7 @@ class NodeSpec(_Spec):
     def _check_id(cls, value: str) -> str:
         if value == START:
             raise ValueError(f"'{START}' is reserved for edges that mark entry nodes")
-        if not _ID.match(value):
+        if not _ID.fullmatch(value):
             raise ValueError(
                 f"node id {value!r} is not usable in templates: use letters, digits and "
                 "underscores, starting with a letter"
@@ -143,6 +149,8 @@ class FlowSpec(_Spec):
     name: str = "flow"
     description: str | None = None
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    #: what a run answers with, by name: each a template over inputs and node results
+    outputs: dict[str, Any] = Field(default_factory=dict)
     nodes: list[NodeSpec]
     edges: list[EdgeSpec] = Field(default_factory=list)
     layout: dict[str, Position] = Field(default_factory=dict)
@@ -163,6 +171,8 @@ def _locate(data: Any, loc: tuple[Any, ...]) -> tuple[str | None, int | None, st
     if len(parts) >= 2 and parts[0] == "nodes" and isinstance(parts[1], int):
         try:
             node = str(data["nodes"][parts[1]]["id"])
+            if not node.isprintable():  # shown on one line: "a\\n", not a broken line
+                node = node.encode("unicode_escape").decode("ascii")
         except (KeyError, IndexError, TypeError):
             node = f"#{parts[1] + 1}"
         parts = parts[2:]
@@ -181,7 +191,7 @@ def spec_from_dict(data: Any, *, source: str | None = None) -> FlowSpec:
     try:
         return FlowSpec.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        problems = _raw_graph_problems(data)
         for err in exc.errors():
             node, edge, field = _locate(data, tuple(err["loc"]))
             message = err["msg"]
@@ -195,20 +205,141 @@ def spec_from_dict(data: Any, *, source: str | None = None) -> FlowSpec:
         raise FlowValidationError(problems, source=source) from None
 
 
+def _raw_graph_problems(data: Mapping[str, Any]) -> list[Problem]:
+    """Duplicate ids and self-edges read off the raw data, so that they are reported
+    together with the field errors that keep the spec from being built."""
+    from jupyter_flow.graph import duplicate_ids, self_edge
+
+    nodes = data.get("nodes")
+    ids = [n["id"] for n in nodes if isinstance(n, Mapping) and isinstance(n.get("id"), str)] if isinstance(nodes, list) else []
+    problems = duplicate_ids(ids)
+    edges = data.get("edges")
+    for i, edge in enumerate(edges if isinstance(edges, list) else []):
+        if isinstance(edge, Mapping) and isinstance(edge.get("from"), str):
+            problem = self_edge(i, edge["from"], edge.get("to"))
+            if problem is not None:
+                problems.append(problem)
+    return problems
+
+
+def check_document(data: Any, *, source: str, max_depth: int = MAX_DEPTH, max_values: int = MAX_VALUES) -> None:
+    """Refuse data nested deeper than `max_depth` or holding more than `max_values` values
+    once shared parts (YAML aliases) are counted at each place they appear. Linear in the
+    distinct objects, without recursion, so it is safe on the data it refuses."""
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (values, depth), for finished containers
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    open_ids: set[int] = set()
+    while stack:
+        obj, done = stack.pop()
+        if not isinstance(obj, (dict, list)):
+            continue
+        key = id(obj)
+        children = list(obj.values()) if isinstance(obj, dict) else obj
+        if done:
+            open_ids.discard(key)
+            values, depth = 1, 1
+            for child in children:
+                if isinstance(child, (dict, list)):
+                    n, d = sizes[id(child)]
+                    values, depth = values + n, max(depth, d + 1)
+                else:
+                    values += 1
+            if depth > max_depth:
+                raise FlowFileError(f"nested more than {max_depth} levels deep", source=source)
+            if values > max_values:
+                raise FlowFileError(
+                    f"holds more than {max_values:,} values once its aliases (*name) are expanded", source=source
+                )
+            sizes[key] = (values, depth)
+            continue
+        if key in sizes:
+            continue
+        if key in open_ids:
+            raise FlowFileError("an alias (*name) refers to a value that contains it", source=source)
+        if len(open_ids) >= max_depth:
+            raise FlowFileError(f"nested more than {max_depth} levels deep", source=source)
+        open_ids.add(key)
+        stack.append((obj, True))
+        stack.extend((child, False) for child in children if isinstance(child, (dict, list)) and id(child) not in sizes)
+
+
+class _FlowLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML itself would
+    keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[str, str], yaml.Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key_node.value!r} is given twice in one mapping", key_node.start_mark
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in body:
+            raise ValueError(f"key {key!r} is given twice in one object")
+        body[key] = value
+    return body
+
+
+def parse_json(text: str | bytes, *, source: str, max_depth: int = MAX_DEPTH) -> Any:
+    """JSON as a flow file or a request body: a BOM is skipped, a key given twice, nesting
+    deeper than `max_depth` and non-JSON are FlowFileErrors naming the place."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FlowFileError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=source) from None
+    try:
+        data = json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise FlowFileError(exc.msg, source=source, line=exc.lineno, column=exc.colno) from None
+    except ValueError as exc:
+        raise FlowFileError(str(exc), source=source) from None
+    except RecursionError:
+        raise FlowFileError(f"nested more than {max_depth} levels deep", source=source) from None
+    check_document(data, source=source, max_depth=max_depth)
+    return data
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of brackets and braces, strings not told apart: an upper bound
+    of a flow-style YAML document's depth, found in one pass."""
+    depth = deepest = 0
+    for match in re.finditer(r"[\[\]{}]", text):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif depth:
+            depth -= 1
+    return deepest
+
+
 def _parse(text: str, source: str, as_json: bool) -> Any:
     if as_json:
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FlowFileError(exc.msg, source=source, line=exc.lineno, column=exc.colno) from None
+        return parse_json(text, source=source)
+    if _bracket_depth(text) > 10 * MAX_DEPTH:  # YAML's scanner takes quadratic time on these
+        raise FlowFileError(f"nested more than {MAX_DEPTH} levels deep", source=source)
     try:
-        return yaml.safe_load(text)
+        data = yaml.load(text.removeprefix("\ufeff"), Loader=_FlowLoader)  # noqa: S506 (a safe loader)
+    except RecursionError:
+        raise FlowFileError(f"nested more than {MAX_DEPTH} levels deep", source=source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         if mark is not None:
             raise FlowFileError(problem, source=source, line=mark.line + 1, column=mark.column + 1) from None
         raise FlowFileError(problem, source=source) from None
+    check_document(data, source=source)
+    return data
 
 
 def load_spec(path: PathLike) -> FlowSpec:
@@ -216,7 +347,7 @@ def load_spec(path: PathLike) -> FlowSpec:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise FlowFileError("no such file", source=source) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -29,6 +29,17 @@ def serve() -> Iterator[Callable[[dict[str, Route]], LoopbackServer]]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real OpenAI-compatible server (`transformers serve`) with a tiny GPT-2 made here,
+    shared by the tests of one session (it takes some 30 s to start)."""
+    from openai_server import make_tiny_gpt2, transformers_serve
+
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    with transformers_serve(make_tiny_gpt2(folder / "model"), folder / "serve.log") as server:
+        yield server
+
+
 @pytest.fixture
 def seed_flow_path() -> Path:
     """The seed flow file (the Dify-style JSON teams already write), kept in tests/fixtures."""

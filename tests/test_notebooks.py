@@ -168,3 +168,17 @@ def test_the_customer_service_notebook_starts_the_services_runs_the_flow_and_sto
     find(cells, r"^answer: I have asked to cancel order 55512\.")
     assert cells[-1].strip() == "services stopped"
     assert {var: os.environ.get(var) for var in before} == before  # the kernel's, not this process's, were set
+
+
+def test_the_from_dify_notebook_imports_the_app_runs_it_on_a_local_server_and_exports_it_back(workdir: Path) -> None:
+    pytest.importorskip("transformers")
+    nb = execute(workdir / "from_dify.ipynb", workdir)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    cells = code_cells(nb)
+    find(cells, r"OpenAI-compatible server at http://127\.0\.0\.1:\d+/v1")
+    find(cells, r"^status: ok$")
+    find(cells, r"^time to first token: \d+ ms; usage: \{.*'completion_tokens': 24")
+    find(cells, r"'reply': 'Please ask a whole question \(got 1 word\)\.'")
+    find(cells, r"^same flow after the round trip: True$")
+    assert (workdir / "build" / "from-dify" / "faq_bot_clean_question.py").is_file()  # the code node's module

@@ -196,3 +196,23 @@ def test_cli_run_of_an_invalid_flow_exits_2(tmp_path: Path) -> None:
     proc = subprocess.run([_cli(), "run", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "cycle" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_a_long_chain_plans_with_references_checked_along_it() -> None:
+    # reachability is answered per question, not by an ancestor set per node (memory grew
+    # with the square of the nodes); the answers must stay the same
+    n = 3000
+    nodes = [{"id": "n0", "type": "template", "config": {"template": "start"}}]
+    nodes += [{"id": f"n{i}", "type": "template", "config": {"template": f"{{{{ n{i - 1}.output.text }}}} and {{{{ n0.output.text }}}}"}}
+              for i in range(1, n)]
+    edges = [{"from": f"n{i - 1}", "to": f"n{i}"} for i in range(1, n)]
+    flow = Flow.from_dict({"nodes": nodes, "edges": edges}).validate()
+    assert flow.plan.upstream["n3"] == {"n0", "n1", "n2"}
+    assert flow.plan.downstream[f"n{n - 3}"] == {f"n{n - 2}", f"n{n - 1}"}
+    assert flow.plan.downstream.get("ghost", set()) == set()
+    backwards = [*nodes[:-1], {"id": f"n{n - 1}", "type": "template", "config": {"template": "{{ n5.output.text }}"}},
+                 {"id": "early", "type": "template", "config": {"template": f"{{{{ n{n - 1}.output.text }}}}"}}]
+    with pytest.raises(FlowValidationError) as info:
+        Flow.from_dict({"nodes": backwards, "edges": [*edges, {"from": "n0", "to": "early"}]}).validate()
+    (problem,) = info.value.problems
+    assert problem.node == "early" and f"'n{n - 1}', which is not upstream of 'early'" in problem.message

@@ -10,9 +10,12 @@ from typing import Any, Literal
 
 import httpx
 
-from jupyter_flow.errors import NodeError, RemoteError
+from jupyter_flow import telemetry
+from jupyter_flow.errors import NodeError, Problem, RemoteError, TemplateError
+from jupyter_flow.expressions import Renderer, compile_value
 from jupyter_flow.http import DEFAULT_TIMEOUT_S, describe_error
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
+from jupyter_flow.spec import NodeSpec
 
 __all__ = ["HttpNode", "expand_env"]
 
@@ -42,6 +45,15 @@ class HttpConfig(NodeConfig):
     params: dict[str, Any] | None = None
     headers: dict[str, str] = {}
     output_key: str | None = None
+    #: output names to templates over the answer, read as `response`
+    #: (`{label: "{{ response.outputs[0].data[0] }}"}`)
+    output_mapping: dict[str, Any] | None = None
+    #: a body sent as is (text), or as a form (`application/x-www-form-urlencoded`)
+    content: Any = None
+    form: dict[str, Any] | None = None
+    #: `json`: the answer's JSON is the output; `full`: `{status_code, body (text), headers}`,
+    #: whatever the status, so a flow can branch on `status_code`
+    response: Literal["json", "full"] = "json"
 
 
 class HttpNode(Node):
@@ -49,12 +61,22 @@ class HttpNode(Node):
 
     `output_key` names the field the node publishes its result under: an object answer that
     already has that field is used as is, anything else is wrapped as `{output_key: answer}`.
+    `output_mapping` picks the output out of the answer instead: each name gets its
+    template's value, evaluated over the answer (`response`).
     Connection errors, timeouts and 5xx answers are retryable; 4xx and non-JSON are not.
     """
 
     kind = "http"
     Config = HttpConfig
     config: HttpConfig
+    own_templates = frozenset({"output_mapping"})
+
+    def __init__(self, spec: NodeSpec) -> None:
+        super().__init__(spec)
+        self._mapping, self._mapping_problems = compile_response_mapping(self.config.output_mapping, node=self.id)
+
+    def problems(self) -> list[Problem]:
+        return list(self._mapping_problems)
 
     def describe(self) -> str:
         if self.spec.description or self.spec.title:
@@ -66,6 +88,7 @@ class HttpNode(Node):
         headers = {
             k: expand_env(str(v), node=self.id, field=f"config.headers.{k}") for k, v in (inputs.get("headers") or {}).items()
         }
+        telemetry.inject(headers)
         method = str(inputs.get("method") or "POST").upper()
         payload = inputs.get("input_mapping")
         if inputs.get("body") is not None:
@@ -73,17 +96,19 @@ class HttpNode(Node):
         params = inputs.get("params")
         if method == "GET" and payload is not None and params is None:
             params, payload = payload, None
+        body: dict[str, Any] = {"json": payload}
+        if inputs.get("content") is not None:
+            content = inputs["content"]
+            body = {"content": content if isinstance(content, (str, bytes)) else json.dumps(content)}
+        elif inputs.get("form") is not None:
+            body = {"data": {k: "" if v is None else str(v) for k, v in inputs["form"].items()}}
         timeout = self.spec.timeout_s or DEFAULT_TIMEOUT_S
-        try:
-            # the deadline is for the whole call: a server trickling its answer a byte at a
-            # time does not hold the node past it
-            response = await asyncio.wait_for(
-                ctx.http.request(method, endpoint, json=payload, params=params, headers=headers, timeout=httpx.Timeout(timeout)),
-                timeout,
-            )
-        except (httpx.HTTPError, asyncio.TimeoutError) as exc:
-            raise RemoteError(describe_error(exc, endpoint, timeout), node=self.id) from exc
+        request = dict(body, params=params, headers=headers)
+        response = await self._send(ctx, method, endpoint, request, timeout, wait_when_asked=inputs.get("response") != "full")
         ctx.record.extra["http_status"] = response.status_code
+        if inputs.get("response") == "full":
+            full = {"status_code": response.status_code, "body": response.text, "headers": dict(response.headers)}
+            return map_response(self._mapping, full, node=self.id) if self._mapping else full
         if response.status_code >= 400:
             raise RemoteError(
                 f"{endpoint} answered HTTP {response.status_code}: {_snippet(response.text)}",
@@ -102,10 +127,107 @@ class HttpNode(Node):
                 status_code=response.status_code,
                 retryable=False,
             ) from None
+        if self._mapping:
+            answer = map_response(self._mapping, answer, node=self.id)
         key = inputs.get("output_key")
         if key:
             return answer if isinstance(answer, dict) and key in answer else {key: answer}
         return answer if isinstance(answer, dict) else {"result": answer}
+
+
+    async def _send(
+        self, ctx: NodeContext, method: str, endpoint: str, request: dict[str, Any], timeout: float, *, wait_when_asked: bool
+    ) -> httpx.Response:
+        """The call, within `timeout` seconds in all: a server trickling its answer a byte at
+        a time does not hold the node past it. A 429 or 503 with `Retry-After` is sent again
+        after the wait the server asks for while that wait ends before the deadline; a wait
+        past it fails the node at once (no quicker retry the server asked not to get)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        waits = 0
+        while True:
+            left = max(deadline - loop.time(), 0.001)
+            try:
+                response = await asyncio.wait_for(ctx.http.request(method, endpoint, **request, timeout=httpx.Timeout(left)), left)
+            except (httpx.HTTPError, asyncio.TimeoutError) as exc:
+                raise RemoteError(describe_error(exc, endpoint, timeout), node=self.id) from exc
+            wait = retry_after(response) if wait_when_asked else None
+            if wait is None or waits >= _MAX_RETRY_AFTER_WAITS:
+                return response
+            left = deadline - loop.time()
+            ctx.record.extra["retry_after_s"] = wait
+            if wait >= left:
+                raise RemoteError(
+                    f"{endpoint} answered HTTP {response.status_code} asking to retry after {wait:g} s, past the node's "
+                    f"deadline ({max(left, 0):.1f} s left of timeout_s={timeout:g}): {_snippet(response.text)}",
+                    node=self.id,
+                    status_code=response.status_code,
+                    retryable=False,
+                )
+            waits += 1
+            ctx.record.extra["retry_after_waits"] = waits
+            await asyncio.sleep(wait)
+
+
+_MAX_RETRY_AFTER_WAITS = 10
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds a 429 or 503 answer asks the client to wait (`Retry-After` in seconds or as
+    an HTTP date); None when it does not ask."""
+    if response.status_code not in (429, 503):
+        return None
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    import email.utils
+    import time
+
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def compile_response_mapping(mapping: dict[str, Any] | None, *, node: str) -> tuple[dict[str, Renderer], list[Problem]]:
+    """`output_mapping` compiled, and its problems: templates that do not parse, and ones
+    that read anything but the answer (`response`)."""
+    compiled: dict[str, Renderer] = {}
+    problems: list[Problem] = []
+    for name, value in (mapping or {}).items():
+        field = f"config.output_mapping.{name}"
+        try:
+            renderer = compile_value(value, node=node, where=field)
+        except TemplateError as exc:
+            problems.append(exc.problem)
+            continue
+        others = sorted({ref.name for ref in renderer.refs} - {"response"})
+        if others:
+            problems.append(Problem(f"reads {', '.join(map(repr, others))}: an output mapping reads only the answer, as `response` "
+                                    f"(e.g. \"{{{{ response.outputs[0].data[0] }}}}\"); use a node downstream to combine it with others",
+                                    node=node, field=field))
+            continue
+        compiled[name] = renderer
+    return compiled, problems
+
+
+def map_response(mapping: dict[str, Renderer], answer: Any, *, node: str) -> dict[str, Any]:
+    """The output `mapping` picks from `answer`; a template that does not fit the answer is
+    an error naming its field and showing the answer."""
+    context = {"response": answer}
+    out: dict[str, Any] = {}
+    for name, renderer in mapping.items():
+        try:
+            out[name] = renderer(context)
+        except TemplateError as exc:
+            shown = _snippet(json.dumps(answer, default=str))
+            raise NodeError(f"config.output_mapping.{name}: {exc.problem.message}; the answer was {shown}", node=node, retryable=False) from None
+    return out
 
 
 def _snippet(text: str, limit: int = 200) -> str:

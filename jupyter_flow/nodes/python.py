@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import inspect
+import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 from jupyter_flow.errors import NodeError, Problem
@@ -70,9 +73,34 @@ class PythonConfig(NodeConfig):
     blocking: bool | None = None
 
 
-def _import(target: str) -> Callable[..., Any]:
+def _beside(module_name: str, base_dir: Path | None) -> Any:
+    """The module `module_name.py` in the flow file's folder, loaded from that file (again
+    when the file changed), or None when there is no such file."""
+    if base_dir is None or not module_name.isidentifier():
+        return None
+    path = base_dir / f"{module_name}.py"
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    key = f"_jupyter_flow_beside.{hashlib.blake2b(str(path.resolve()).encode(), digest_size=6).hexdigest()}.{module_name}"
+    module = sys.modules.get(key)
+    if module is not None and getattr(module, "__jupyter_flow_stamp__", None) == stamp:
+        return module
+    spec = importlib.util.spec_from_file_location(key, path)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.__jupyter_flow_stamp__ = stamp  # type: ignore[attr-defined]
+    sys.modules[key] = module
+    return module
+
+
+def _import(target: str, base_dir: Path | None = None) -> Callable[..., Any]:
+    """`module:callable`; a `module.py` beside the flow file wins over one on the path."""
     module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
+    module = _beside(module_name, base_dir) or importlib.import_module(module_name)
     obj: Any = module
     for part in attr.split("."):
         obj = getattr(obj, part)
@@ -98,7 +126,7 @@ class PythonNode(Node):
             return registered[name]
         if ":" in name:
             try:
-                return _import(name)
+                return _import(name, self.base_dir)
             except Exception as exc:
                 raise NodeError(f"cannot import function {name!r}: {type(exc).__name__}: {exc}", node=self.id, retryable=False) from exc
         raise NodeError(
@@ -112,7 +140,7 @@ class PythonNode(Node):
         name = self.config.function
         if ":" in name and name not in default_functions():
             try:
-                _import(name)
+                _import(name, self.base_dir)
             except Exception as exc:
                 return [Problem(f"cannot import {name!r}: {type(exc).__name__}: {exc}", node=self.id, field="config.function")]
         return []

@@ -32,7 +32,7 @@ _BUILTIN = {
     "report": "jupyter_flow.nodes.report:ReportNode",
     "llm": "jupyter_flow.nodes.llm:LlmNode",
     "coalesce": "jupyter_flow.nodes.coalesce:CoalesceNode",
-    "placeholder": "jupyter_flow.dify:PlaceholderNode",
+    "placeholder": "jupyter_flow.nodes.placeholder:PlaceholderNode",
 }
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from servers import LoopbackServer, Reply, Request, free_port
 
 from jupyter_flow import Flow, FlowRunError, RemoteError
@@ -204,3 +203,203 @@ def test_remote_error_carries_the_status_code(serve: Serve) -> None:
     assert result["model"].attempts == 2  # 429 is worth another try
     assert result["model"].extra["http_status"] == 429
     assert issubclass(RemoteError, Exception) and result["model"].error.type == "RemoteError"  # type: ignore[union-attr]
+
+
+V2_ANSWER = {"model_name": "clf", "outputs": [{"name": "label", "datatype": "BYTES", "shape": [1], "data": ["positive"]},
+                                              {"name": "score", "datatype": "FP32", "shape": [1], "data": [0.9]}]}
+
+
+def _mapping_flow(url: str, mapping: dict[str, Any], template: str = "{{ model.output.label }} ({{ model.output.score }})",
+                  **config: Any) -> Flow:
+    return Flow.from_dict({"name": "pick", "nodes": [
+        {"id": "model", "type": "http", "config": {"endpoint": url, "input_mapping": {"text": "hi"}, "output_mapping": mapping, **config}},
+        {"id": "say", "type": "template", "config": {"template": template}}],
+        "edges": [{"from": "start", "to": "model"}, {"from": "model", "to": "say"}]})
+
+
+def test_output_mapping_selects_fields_of_the_answer(serve: Serve) -> None:
+    srv = serve({"/v2/models/clf/infer": lambda req: Reply(200, V2_ANSWER)})
+    flow = _mapping_flow(srv.url + "/v2/models/clf/infer", {"label": "{{ response.outputs[0].data[0] }}",
+                                                              "score": "{{ response.outputs[1].data[0] | round(2) }}",
+                                                              "model": "{{ response.model_name }}"})
+    result = flow.run()
+    assert result.outputs["model"] == {"label": "positive", "score": 0.9, "model": "clf"}
+    assert result.outputs["say"] == {"text": "positive (0.9)"}
+
+
+def test_output_mapping_with_output_key_wraps_the_selection(serve: Serve) -> None:
+    srv = serve({"/infer": lambda req: Reply(200, V2_ANSWER)})
+    flow = _mapping_flow(srv.url + "/infer", {"label": "{{ response.outputs[0].data[0] }}"}, "{{ model.output.picked.label }}",
+                         output_key="picked")
+    result = flow.run()
+    assert result.outputs["model"] == {"picked": {"label": "positive"}}
+    assert result.outputs["say"] == {"text": "positive"}
+
+
+def test_output_mapping_that_does_not_fit_the_answer_names_the_field(serve: Serve) -> None:
+    srv = serve({"/infer": lambda req: Reply(200, {"predictions": [1]})})
+    flow = _mapping_flow(srv.url + "/infer", {"label": "{{ response.outputs[0].data[0] }}"})
+    with pytest.raises(FlowRunError) as info:
+        flow.run()
+    message = str(info.value)
+    assert "node 'model'" in message and "config.output_mapping.label" in message
+    assert "predictions" in message  # the answer is shown, so the user sees what to select
+
+
+def test_output_mapping_reads_only_the_answer(serve: Serve) -> None:
+    flow = Flow.from_dict({"name": "bad", "inputs": {"text": {"type": "text"}}, "nodes": [
+        {"id": "model", "type": "http", "config": {"endpoint": "http://127.0.0.1:9/x", "output_mapping": {
+            "label": "{{ text }}", "broken": "{{ response.outputs[0 }}", "ok": "{{ response.outputs }}"}}}],
+        "edges": [{"from": "start", "to": "model"}]})
+    problems = {p.field: p.message for p in flow.problems()}
+    assert set(problems) == {"config.output_mapping.label", "config.output_mapping.broken"}
+    assert "'text'" in problems["config.output_mapping.label"] and "response" in problems["config.output_mapping.label"]
+
+
+def test_output_mapping_over_a_full_response(serve: Serve) -> None:
+    srv = serve({"/x": lambda req: Reply(503, {"busy": True}, headers={"retry-after": "1"})})
+    flow = _mapping_flow(srv.url + "/x", {"label": "{{ response.status_code }}", "score": "{{ response.headers['retry-after'] }}"},
+                         "{{ model.output.label }}", response="full")
+    assert flow.run().outputs["model"] == {"label": 503, "score": "1"}
+
+
+# -- servers that hold, trickle, reset, or ask to wait ---------------------------------------
+
+
+class RawServer:
+    """A loopback TCP server answering each connection with `handler(sock)`: for answers
+    no well-behaved HTTP server gives (a trickled body, a reset mid-body)."""
+
+    def __init__(self, handler: Callable[[Any], None]) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.handler = handler
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/predict"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: Any) -> None:
+        try:
+            conn.recv(65536)
+            self.handler(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def trickle(conn: Any) -> None:
+    import time
+
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n")
+    for _ in range(200):
+        conn.sendall(b" ")  # 2 bytes a second: every read is quick, the whole answer is not
+        time.sleep(0.5)
+
+
+def reset_mid_body(conn: Any) -> None:
+    import socket
+    import struct
+
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"label\": ")
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+
+
+def test_a_trickling_server_does_not_hold_the_node_past_its_timeout(tmp_path: Path) -> None:
+    import time
+
+    server = RawServer(trickle)
+    try:
+        t0 = time.perf_counter()
+        proc = cli_run(one_node_flow(tmp_path, config={"endpoint": server.url}, timeout_s=1))
+        elapsed = time.perf_counter() - t0
+    finally:
+        server.close()
+    print(f"a body trickled at 2 bytes/s, timeout_s 1: the CLI returned after {elapsed:.2f} s")
+    assert_failed_cleanly(proc)
+    # the node's own deadline or the engine's, whichever fires first
+    assert "did not answer within 1 s" in proc.stderr or "timeout_s=1" in proc.stderr, proc.stderr
+    assert elapsed < 30  # the trickle alone would take 100 s
+
+
+def test_a_reset_mid_body_names_its_kind_and_the_endpoint(tmp_path: Path) -> None:
+    server = RawServer(reset_mid_body)
+    try:
+        proc = cli_run(one_node_flow(tmp_path, config={"endpoint": server.url}))
+    finally:
+        server.close()
+    assert_failed_cleanly(proc, server.url)
+    assert "ReadError: " not in proc.stderr.replace("ReadError: reset", "")
+    assert "broke" in proc.stderr or "closed the connection" in proc.stderr, proc.stderr
+
+
+def test_retry_after_on_429_is_honoured_within_the_deadline(serve: Serve, tmp_path: Path) -> None:
+    import time
+
+    calls: list[float] = []
+
+    def busy_then_ok(req: Request) -> Reply:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            return Reply(429, {"detail": "slow down"}, headers={"Retry-After": "1"})
+        return Reply(200, {"label": "ok"})
+
+    server = serve({"/p": busy_then_ok})
+    flow = Flow.from_dict({"nodes": [{"id": "model", "type": "http", "timeout_s": 5, "retry": {"max_attempts": 4, "backoff_s": 0.01},
+                                      "config": {"endpoint": f"{server.url}/p"}}]})
+    result = flow.run()
+    assert result.outputs["model"] == {"label": "ok"}
+    assert len(calls) == 2 and calls[1] - calls[0] >= 0.9  # waited as asked, not 4 attempts in 0.03 s
+    assert result["model"].attempts == 1 and result["model"].extra["retry_after_waits"] == 1
+
+
+def test_retry_after_past_the_deadline_fails_at_once_without_quick_retries(serve: Serve, tmp_path: Path) -> None:
+    import time
+
+    calls: list[float] = []
+
+    def busy(req: Request) -> Reply:
+        calls.append(time.monotonic())
+        return Reply(503, {"detail": "overloaded"}, headers={"Retry-After": "120"})
+
+    server = serve({"/p": busy})
+    path = one_node_flow(tmp_path, config={"endpoint": f"{server.url}/p"}, timeout_s=2, retry={"max_attempts": 4, "backoff_s": 0.01})
+    t0 = time.perf_counter()
+    proc = cli_run(path)
+    assert time.perf_counter() - t0 < 30
+    assert_failed_cleanly(proc, "HTTP 503", "retry after 120 s", "past the node's deadline")
+    assert len(calls) == 1
+
+
+def test_retry_after_as_an_http_date(serve: Serve) -> None:
+    import email.utils
+    import time
+
+    calls: list[float] = []
+
+    def busy_then_ok(req: Request) -> Reply:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            return Reply(429, {}, headers={"Retry-After": email.utils.formatdate(time.time() + 1, usegmt=True)})
+        return Reply(200, {"label": "ok"})
+
+    server = serve({"/p": busy_then_ok})
+    flow = Flow.from_dict({"nodes": [{"id": "model", "type": "http", "timeout_s": 5, "config": {"endpoint": f"{server.url}/p"}}]})
+    assert flow.run().outputs["model"] == {"label": "ok"} and len(calls) == 2

@@ -1,0 +1,196 @@
+"""What a served flow keeps: the flow it serves and the watch of its file, recent runs,
+and its Prometheus metrics.
+
+- Reloads: one watcher (`watchfiles`) follows the flow file's folder; an edit is taken once
+  the file's content has stayed the same for `settle_s` (a writer is done with it), is
+  validated in a thread and replaces the served flow in one assignment, so a request runs
+  the old flow or the new one, never a mix; a bad edit is logged, counted and kept for
+  `/health` while the last good flow serves on. Nothing of this runs on the request path.
+- History: the last `keep_runs` runs, within `keep_bytes` of JSON traces (the oldest go
+  first; a run whose trace alone is larger is not kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from jupyter_flow.errors import FlowError, FlowValidationError
+from jupyter_flow.flow import Flow
+from jupyter_flow.serve_guard import Scrubber
+from jupyter_flow.spec import parse_spec_text
+from jupyter_flow.trace import RunResult
+
+__all__ = ["DEFAULT_KEEP_BYTES", "DEFAULT_KEEP_RUNS", "DEFAULT_SETTLE_S", "FlowService"]
+
+log = logging.getLogger("jupyter_flow.serve")
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: Run history of a served flow: at most this many runs and this many bytes of traces.
+DEFAULT_KEEP_RUNS = 1000
+DEFAULT_KEEP_BYTES = 256 * 1024 * 1024
+#: How long a changed flow file must keep the same content before it is loaded.
+DEFAULT_SETTLE_S = 0.5
+
+
+class _Metrics:
+    """Prometheus metrics in a registry of the app's own (so apps never share counters)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("jupyter_flow_requests", "Requests by route and status code", ["route", "status"], registry=self.registry)
+        self.latency = Histogram("jupyter_flow_request_seconds", "Request latency", ["route"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.errors = Counter("jupyter_flow_errors", "Failed runs by node and error type", ["node", "type"], registry=self.registry)
+        self.batch = Histogram("jupyter_flow_batch_size", "Micro-batch sizes of model nodes", ["node"], buckets=_BATCH_BUCKETS, registry=self.registry)
+        self.node_latency = Histogram("jupyter_flow_node_seconds", "Node durations", ["node"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.variant = Counter("jupyter_flow_variant_requests", "Runs per node variant", ["node", "variant", "role"], registry=self.registry)
+        self.variant_latency = Histogram("jupyter_flow_variant_seconds", "Latency per node variant", ["node", "variant", "role"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.reloads = Counter("jupyter_flow_reloads", "Flow file reloads by outcome", ["outcome"], registry=self.registry)
+        self.in_flight = Gauge("jupyter_flow_in_flight", "Requests being served", registry=self.registry)
+
+    def observe(self, result: RunResult, *, shadows: bool = True) -> None:
+        for record in result.records.values():
+            if record.duration_s is not None and not record.cached:
+                self.node_latency.labels(record.node).observe(record.duration_s)
+            size = record.extra.get("batch_size")
+            if isinstance(size, int):
+                self.batch.labels(record.node).observe(size)
+            if record.status == "error" and record.error:
+                self.errors.labels(record.node, record.error.type).inc()
+            if record.variant is not None:
+                self.variant.labels(record.node, record.variant, "primary").inc()
+                if record.duration_s is not None:
+                    self.variant_latency.labels(record.node, record.variant, "primary").observe(record.duration_s)
+        if shadows:
+            self.observe_shadows(result)
+
+    def observe_shadows(self, result: RunResult) -> None:
+        for record in result.records.values():
+            for vid, shadow in (record.shadow or {}).items():
+                if vid == record.variant:
+                    continue
+                self.variant.labels(record.node, vid, "shadow").inc()
+                if shadow.get("duration_s") is not None:
+                    self.variant_latency.labels(record.node, vid, "shadow").observe(shadow["duration_s"])
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class FlowService:
+    """The state behind a served flow: the current flow, the file watch, recent runs."""
+
+    def __init__(
+        self,
+        flow: Flow,
+        *,
+        keep_runs: int = DEFAULT_KEEP_RUNS,
+        keep_bytes: int = DEFAULT_KEEP_BYTES,
+        settle_s: float = DEFAULT_SETTLE_S,
+    ) -> None:
+        self.flow = flow
+        self.source = flow.source
+        self.runs: OrderedDict[str, tuple[RunResult, int, Scrubber]] = OrderedDict()
+        self.runs_bytes = 0
+        self.keep_runs = keep_runs
+        self.keep_bytes = keep_bytes
+        self.settle_s = settle_s
+        self.reload_error: str | None = None
+        self.loaded_at = time.time()
+        self._digest = self._read_digest()
+        self.metrics = _Metrics()
+
+    def _read(self) -> bytes | None:
+        try:
+            return self.source.read_bytes() if self.source else None
+        except OSError:
+            return None
+
+    def _read_digest(self) -> str | None:
+        data = self._read()
+        return hashlib.sha256(data).hexdigest() if data is not None else None
+
+    async def _settled(self) -> bytes | None:
+        """The file's content once it stayed the same for `settle_s` (a writer done)."""
+        data = await asyncio.to_thread(self._read)
+        while True:
+            await asyncio.sleep(self.settle_s)
+            again = await asyncio.to_thread(self._read)
+            if again == data:
+                return data
+            data = again
+
+    def _load(self, data: bytes) -> Flow:
+        """A validated flow from the file's bytes (runs in a thread: a big flow takes time)."""
+        assert self.source is not None
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise FlowValidationError(f"cannot read: not UTF-8 ({exc.reason})", source=str(self.source)) from None
+        spec = parse_spec_text(text, source=str(self.source), as_json=self.source.suffix.lower() == ".json")
+        old = self.flow
+        return Flow(spec, source=self.source, registry=old.registry, functions=old.functions).validate()
+
+    async def reload(self) -> bool:
+        """Load the file again if its content changed; keep the last good flow on a bad edit.
+        The new flow replaces the old one in one assignment: a request runs one or the other."""
+        data = await self._settled()
+        if data is None:
+            return False
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == self._digest:
+            return False
+        self._digest = digest
+        try:
+            flow = await asyncio.to_thread(self._load, data)
+        except FlowError as exc:
+            self.reload_error = str(exc)
+            self.metrics.reloads.labels("rejected").inc()
+            log.error("rejected the edit of %s; still serving the last good flow: %s", self.source, exc)
+            return False
+        self.flow = flow
+        self.reload_error = None
+        self.loaded_at = time.time()
+        self.metrics.reloads.labels("ok").inc()
+        log.info("reloaded %s", self.source)
+        return True
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """The one watcher of the flow file: its folder, so that editors that replace the
+        file (write a new one, rename it over) are followed too."""
+        from watchfiles import awatch
+
+        assert self.source is not None
+        target = self.source.resolve()
+
+        def ours(change: Any, path: str) -> bool:
+            return Path(path) == target
+
+        async for _ in awatch(target.parent, watch_filter=ours, stop_event=stop, step=20, recursive=False):
+            try:
+                await self.reload()
+            except Exception:  # a watcher that dies would freeze the flow: log and go on
+                log.exception("reloading %s failed", self.source)
+
+    def remember(self, result: RunResult, scrubber: Scrubber) -> None:
+        """Keep the run for `/runs/{id}`, within `keep_runs` runs and `keep_bytes` bytes,
+        with the scrubber that shows its paths as the client knows them."""
+        if self.keep_runs <= 0:
+            return
+        size = len(result.to_json(indent=None))
+        if size > self.keep_bytes:
+            return
+        self.runs[result.run_id] = (result, size, scrubber)
+        self.runs_bytes += size
+        while len(self.runs) > self.keep_runs or self.runs_bytes > self.keep_bytes:
+            _, (_, dropped, _) = self.runs.popitem(last=False)
+            self.runs_bytes -= dropped
