@@ -18,6 +18,10 @@ A node kind is a small class:
   Failures raise `NodeError` (``retryable=False`` when another attempt cannot help);
   any other exception is wrapped into a `NodeError` that names the node.
 - ``default_retry`` is the retry policy when the flow file gives none.
+- ``own_templates`` names config fields whose templates the node evaluates itself, over
+  a context of its own (an ``http`` node's ``output_mapping`` reads the answer): the plan
+  neither renders them before the run nor reads their references; the node compiles them
+  in ``__init__`` and reports their problems from ``problems()``.
 - Other modules ask a node, never probe its config: ``branches()`` (the branch names a
   node can choose, for edges with ``branch:``), ``device_request()`` (the device a model
   node asks for), ``describe()`` (one line for the UI and exported notebooks) and
@@ -96,6 +100,10 @@ class Node:
     kind: ClassVar[str] = ""
     Config: ClassVar[type[NodeConfig]] = NodeConfig
     default_retry: ClassVar[RetrySpec | None] = None
+    own_templates: ClassVar[frozenset[str]] = frozenset()
+    #: False for a kind users do not add themselves (one a tool writes, such as a stand-in
+    #: for a node it could not import): palettes of node kinds leave it out
+    palette: ClassVar[bool] = True
     #: the folder of the flow file; relative paths in a config are read from there
     base_dir: Path | None = None
 
