@@ -20,9 +20,9 @@ import argparse
 import asyncio
 import datetime
 import platform
+import random
 import tempfile
 import time
-import random
 from pathlib import Path
 
 _MESSAGES = [

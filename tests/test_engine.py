@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from servers import LoopbackServer, Reply, Request
 
 from jupyter_flow import Flow, FlowRunError, FlowTimeoutError, RunEvent, RunResult, register_function

@@ -10,8 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from servers import LoopbackServer, Reply, Request
+from servers import LoopbackServer, Reply
 
 from jupyter_flow import Flow, RunResult
 from jupyter_flow.trace import HISTOGRAM_BINS, summarize, to_jsonable

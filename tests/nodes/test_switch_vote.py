@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from servers import LoopbackServer, Reply, Request
 
 from jupyter_flow import Flow, FlowRunError
