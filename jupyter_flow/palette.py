@@ -24,6 +24,7 @@ __all__ = [
 
 KIND_COLOURS: dict[str, str] = {
     "http": "#4e79a7",
+    "inference": "#499894",
     "python": "#59a14f",
     "template": "#76b7b2",
     "switch": "#edc948",
@@ -33,6 +34,9 @@ KIND_COLOURS: dict[str, str] = {
     "pdf": "#9c755f",
     "rules": "#bab0ac",
     "report": "#8cd17d",
+    "llm": "#e15759",
+    "coalesce": "#d7b5a6",
+    "placeholder": "#79706e",
 }
 #: The colours kinds from plug-ins get, picked by a hash of the kind's name.
 SPARE_COLOURS: tuple[str, ...] = ("#86bcb6", "#d37295", "#a0cbe8", "#ffbe7d", "#d4a6c8", "#b6992d")
@@ -60,11 +64,21 @@ def kind_colour(kind: str) -> str:
 
 
 def palette(registry: Any = None) -> list[dict[str, Any]]:
-    """`{"kind", "colour", "builtin"}` for every node kind `registry` knows (by default the
+    """`{"kind", "colour", "builtin"}` for every node kind `registry` offers (by default the
     process-wide one: built-in kinds and the `jupyter_flow.nodes` entry points), sorted by
-    kind. Lists names only: a kind whose class cannot be imported is listed all the same."""
+    kind. A kind whose class says `palette = False` (one made by a tool, not by a user) is
+    left out; a kind whose class cannot be imported is listed all the same."""
     from jupyter_flow.nodes.registry import NodeRegistry, default_registry
 
     registry = registry if registry is not None else default_registry()
     builtin = set(NodeRegistry(entry_points_group=None).kinds())
-    return [{"kind": kind, "colour": kind_colour(kind), "builtin": kind in builtin} for kind in registry.kinds()]
+    return [{"kind": kind, "colour": kind_colour(kind), "builtin": kind in builtin}
+            for kind in registry.kinds() if _offered(registry, kind)]
+
+
+def _offered(registry: Any, kind: str) -> bool:
+    try:
+        cls = registry.get(kind)
+    except Exception:  # a plug-in that does not import: still listed, its use reports why
+        return True
+    return bool(cls.palette)

@@ -17,17 +17,35 @@ from typing import Any
 from jupyter_flow.errors import FlowError, FlowValidationError, Problem
 from jupyter_flow.flow import Flow
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
+from jupyter_flow.palette import palette as kind_palette
 from jupyter_flow.spec import FlowSpec, PathLike, spec_from_dict, spec_to_dict
 from jupyter_flow.trace import RunEvent, RunResult
 from jupyter_flow.workbench.editor import FlowEditor
 from jupyter_flow.workbench.files import FlowDocument
-from jupyter_flow.workbench.graph import GraphView, default_positions, edge_key, problems_by_element, to_elements
+from jupyter_flow.workbench.graph import (
+    MARGIN,
+    NODE_HEIGHT,
+    X_STEP,
+    Y_STEP,
+    GraphView,
+    default_positions,
+    edge_key,
+    problems_by_element,
+    to_elements,
+)
 from jupyter_flow.workbench.inspector import activations, record_html, user_namespace
 from jupyter_flow.workbench.panels import InputsForm, SettingsEditor, config_template, problems_html, schema_html
 from jupyter_flow.workbench.styles import STATUS_COLOURS
+from jupyter_flow.workbench.tensors import TensorPanel
 from jupyter_flow.workbench.timeline import timeline_svg
 
 __all__ = ["Workbench"]
+
+#: Where the messages of a button's action show (see `Workbench._say`); "edit" otherwise.
+_FEEDBACK_OF = {
+    "jf-run": "run", "jf-run-from": "run", "jf-cancel": "run", "jf-to-variable": "inspect",
+    "jf-open": "files", "jf-save": "files", "jf-export": "files",
+}
 
 FlowLike = Flow | FlowSpec | Mapping[str, Any] | str | Path | None
 
@@ -38,7 +56,12 @@ class Workbench:
     Click a node to edit its settings (and, after a run, to inspect it); switch on "Wire"
     and click a source then a target to connect them; drag nodes to place them. Run and
     Cancel work while the notebook stays usable; "Run from here" re-runs the selected node
-    and what follows it, reusing the last results upstream.
+    and what follows it, reusing the last results upstream. Drag the background to pan a
+    flow larger than the view; Fit shows the whole flow. `height` fixes the graph's height
+    (a CSS length); by default it grows with the flow.
+
+    Each message shows next to the control that caused it: edits under the toolbar, Apply
+    under the settings, runs in the run bar, "To variable" beside it, files in the file bar.
     """
 
     def __init__(
@@ -47,7 +70,7 @@ class Workbench:
         *,
         registry: NodeRegistry | None = None,
         functions: Mapping[str, Callable[..., Any]] | None = None,
-        height: str = "440px",
+        height: str | None = None,
     ) -> None:
         self.registry = registry or default_registry()
         self.functions: dict[str, Callable[..., Any]] = dict(functions or {})
@@ -64,6 +87,7 @@ class Workbench:
         self.wire_source: str | None = None
         self.error: str | None = None
         self.message_text = ""
+        self._origin = "edit"
         self.variables: dict[str, str] = {}
         self._task: asyncio.Task[RunResult | None] | None = None
         self._build(height)
@@ -91,35 +115,57 @@ class Workbench:
         source = self.document.path if self.document is not None else None
         return Flow(self.editor.spec, source=source, registry=self.registry, functions=self.functions)
 
-    def _build(self, height: str) -> None:
+    def _build(self, height: str | None) -> None:
         import ipywidgets as w
 
         self.graph = GraphView(on_node_click=self.click_node, on_node_moved=self._moved, on_edge_click=self.click_edge, height=height)
-        self.palette = w.Dropdown(options=self.registry.kinds(), value="python" if "python" in self.registry.kinds() else None,
+        kinds = [entry["kind"] for entry in kind_palette(self.registry)]
+        self.palette = w.Dropdown(options=kinds, value="python" if "python" in kinds else None,
                                   description="Kind", layout=w.Layout(width="210px"))
         self.add_button = self._button("Add node", "plus", lambda: self.add_node(self.palette.value), "jf-add")
+        self.fit_button = self._button("Fit", "expand", self.graph.fit, "jf-fit", tooltip="Show the whole flow")
         self.wire_toggle = w.ToggleButton(description="Wire", icon="link", tooltip="Click a source node, then a target node")
         self.wire_toggle.add_class("jf-wire")
+        self.wire_toggle.layout = w.Layout(width="auto", flex="0 0 auto")
         self.wire_toggle.observe(self._wire_changed, names="value")
         self.delete_button = self._button("Delete", "trash", self.delete_selected, "jf-delete")
         self.undo_button = self._button("Undo", "undo", self.undo, "jf-undo")
         self.settings_button = self._button("Flow settings", "cog", lambda: self.select(None), "jf-settings")
-        toolbar = w.HBox([self.palette, self.add_button, self.wire_toggle, self.delete_button, self.undo_button, self.settings_button])
+        self.palette.layout.flex = "0 0 auto"
+        # one place per control group for what its actions report (see `_say`)
+        self.feedback = {at: w.HTML("") for at in ("edit", "settings", "run", "inspect", "files")}
+        for at, view in self.feedback.items():
+            view.add_class("jf-feedback")
+            view.add_class(f"jf-{at}-feedback")
+        self.feedback["edit"].layout = w.Layout(flex="1 1 220px", min_width="0")
+        # wraps onto a second line in a narrow pane instead of cutting the buttons short
+        toolbar = w.HBox([self.palette, self.add_button, self.wire_toggle, self.delete_button, self.undo_button,
+                          self.settings_button, self.fit_button, self.feedback["edit"]],
+                         layout=w.Layout(flex_flow="row wrap", align_items="center"))
+        toolbar.add_class("jf-toolbar")
 
-        self.settings = SettingsEditor(self._apply_settings)
+        self.settings = SettingsEditor(self._apply_settings, feedback=self.feedback["settings"])
         self.inspector = w.HTML("<i>Run the flow, then click a node to see what went in and out.</i>")
         self.inspector.add_class("jf-inspector")
         self.variable_name = w.Text(placeholder="variable name", layout=w.Layout(width="160px"))
         self.variable_what = w.Dropdown(options=["outputs", "inputs", "activations"], value="outputs", layout=w.Layout(width="120px"))
         self.variable_button = self._button("To variable", "download", lambda: self.to_variable(), "jf-to-variable")
-        inspect_box = w.VBox([w.HBox([self.variable_name, self.variable_what, self.variable_button]), self.inspector])
+        self.tensor_panel = TensorPanel()
+        self.feedback["inspect"].layout = w.Layout(flex="1 1 200px", min_width="0")
+        variable_bar = w.HBox([self.variable_name, self.variable_what, self.variable_button, self.feedback["inspect"]],
+                              layout=w.Layout(flex_flow="row wrap", align_items="center"))
+        inspect_box = w.VBox([variable_bar, self.inspector,
+                              self.tensor_panel.widget])
         self.timeline = w.HTML("<i>The timeline of the last run shows here.</i>")
         self.timeline.add_class("jf-timeline-panel")
         self.tabs = w.Tab(children=[self.settings.widget, inspect_box, self.timeline])
         for i, title in enumerate(("Settings", "Inspect", "Timeline")):
             self.tabs.set_title(i, title)
-        self.tabs.layout = w.Layout(width="42%", max_height="560px", overflow="auto")
-        self.graph.widget.layout.width = "58%"
+        # side by side where there is room, the panels below the graph in a narrow pane
+        self.tabs.layout = w.Layout(flex="2 1 340px", min_width="300px", max_height="720px", overflow="auto")
+        self.graph.widget.layout.width = "auto"
+        self.graph.widget.layout.flex = "3 1 560px"
+        self.graph.widget.layout.min_width = "280px"
 
         self.inputs = InputsForm()
         self.run_button = self._button("Run", "play", lambda: self.run(), "jf-run", style="success")
@@ -130,7 +176,11 @@ class Workbench:
         legend = " ".join(
             f"<span style='background:{c};padding:0 5px;border-radius:6px;font-size:11px'>{s}</span>" for s, c in STATUS_COLOURS.items()
         )
-        run_bar = w.HBox([self.run_button, self.run_from_button, self.cancel_button, self.run_status, w.HTML(legend)])
+        self.message = self.feedback["run"]
+        self.message.add_class("jf-message")
+        self.message.layout = w.Layout(flex="1 1 240px", min_width="0")
+        run_bar = w.HBox([self.run_button, self.run_from_button, self.cancel_button, self.run_status, self.message, w.HTML(legend)],
+                         layout=w.Layout(flex_flow="row wrap", align_items="center"))
 
         self.path_text = w.Text(value=str(self.document.path) if self.document else "", placeholder="flows/my.flow.yaml",
                                 description="File", layout=w.Layout(width="330px"))
@@ -138,39 +188,44 @@ class Workbench:
         self.save_button = self._button("Save", "save", lambda: self.save(self.path_text.value or None), "jf-save")
         self.export_text = w.Text(placeholder="notebook.ipynb", description="Notebook", layout=w.Layout(width="300px"))
         self.export_button = self._button("Export notebook", "book", lambda: self.export_notebook(self.export_text.value or None), "jf-export")
-        files_bar = w.HBox([self.path_text, self.open_button, self.save_button, self.export_text, self.export_button])
+        self.feedback["files"].layout = w.Layout(flex="1 1 200px", min_width="0")
+        files_bar = w.HBox([self.path_text, self.open_button, self.save_button, self.export_text, self.export_button,
+                            self.feedback["files"]], layout=w.Layout(flex_flow="row wrap", align_items="center"))
 
-        self.message = w.HTML("")
-        self.message.add_class("jf-message")
         self.problems_view = w.HTML("")
         self.widget = w.VBox([
             toolbar,
-            w.HBox([self.graph.widget, self.tabs]),
+            w.HBox([self.graph.widget, self.tabs], layout=w.Layout(flex_flow="row wrap", align_items="flex-start")),
             w.HTML("<b>Inputs</b>"),
             self.inputs.widget,
             run_bar,
             files_bar,
-            self.message,
             self.problems_view,
         ])
         self.widget.add_class("jf-workbench")
 
-    def _button(self, text: str, icon: str, action: Callable[[], Any], css: str, style: str = "") -> Any:
+    def _button(self, text: str, icon: str, action: Callable[[], Any], css: str, style: str = "", tooltip: str = "") -> Any:
         import ipywidgets as w
 
-        button = w.Button(description=text, icon=icon, button_style=style, layout=w.Layout(width="auto"))
+        # never narrower than its text: a toolbar that runs out of room wraps instead
+        button = w.Button(description=text, icon=icon, button_style=style, tooltip=tooltip,
+                          layout=w.Layout(width="auto", flex="0 0 auto"))
         button.add_class(css)
-        button.on_click(lambda _b: self._guarded(action))
+        at = _FEEDBACK_OF.get(css, "edit")
+        button.on_click(lambda _b: self._guarded(action, at))
         return button
 
-    def _guarded(self, action: Callable[[], Any]) -> None:
-        """Run a button's action; an error shows in the message bar (the method shows it)."""
+    def _guarded(self, action: Callable[[], Any], at: str = "edit") -> None:
+        """Run a button's action; what it reports shows next to it (`at`), an error too."""
+        before, self._origin = self._origin, at
         try:
             action()
         except FlowError:
             pass
         except Exception as exc:  # a button must never leave a traceback in the log
             self._say(f"{type(exc).__name__}: {exc}", error=True)
+        finally:
+            self._origin = before
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
@@ -187,12 +242,18 @@ class Workbench:
         """The cytoscape classes a node shows now (status, problem, cached, ...)."""
         return str(self.graph.node_widget(node_id).classes)
 
-    def _say(self, text: str, *, error: bool = False) -> None:
+    def _say(self, text: str, *, error: bool = False, at: str | None = None) -> None:
+        """Show a message next to the controls it concerns: `at` is "edit", "settings",
+        "run", "inspect" or "files" (by default, those of the button being handled). The
+        other places are cleared, so only the latest message shows."""
         self.message_text = text
         self.error = text if error else None
         colour = "#b00000" if error else "#225522"
         body = html.escape(text).replace("\n", "<br>")
-        self.message.value = f"<div style='color:{colour};white-space:pre-wrap'>{'&#9888; ' if error else ''}{body}</div>"
+        where = at or self._origin
+        for name, view in self.feedback.items():
+            view.value = (f"<div style='color:{colour};white-space:pre-wrap;line-height:1.3'>{'&#9888; ' if error else ''}{body}</div>"
+                          if name == where else "")
 
     def _refresh(self) -> None:
         problems = self.flow.problems()
@@ -206,11 +267,15 @@ class Workbench:
         self.undo_button.tooltip = f"Undo: {self.editor.last_edit}" if self.editor.can_undo else "Nothing to undo"
 
     def _edit(self, what: Callable[[], Any]) -> Any:
+        before = self.spec
         try:
             out = what()
         except FlowValidationError as exc:
             self._say(f"Not applied, the flow is unchanged: {exc}", error=True)
             raise
+        if self.spec == before:  # nothing to apply: say so rather than report an edit
+            self._say("Nothing changed: that is what the flow already says.")
+            return out
         self.flow = self._make_flow()
         self._refresh()
         problems = self.flow.problems()
@@ -220,18 +285,41 @@ class Workbench:
     # -- editing ----------------------------------------------------------------------------
     def add_node(self, kind: str, node_id: str | None = None, config: Mapping[str, Any] | None = None,
                  position: tuple[float, float] | None = None, **fields: Any) -> str:
-        """Add a node (its config starts with the kind's required fields) and select it."""
+        """Add a node (its config starts with the kind's required fields), select it and
+        open its settings. It is placed beside the selected node, else right of the rest."""
         if config is None:
             try:
                 config = config_template(self.registry.get(kind).Config)
             except (KeyError, ImportError):
                 config = {}
         if position is None:
-            xs = [p.x for p in self.spec.layout.values()]
-            position = (max(xs) + 200 if xs else 60.0, 60.0)
+            position = self._free_spot()
         new_id = self._edit(lambda: self.editor.add_node(kind, node_id, config, position, **fields))
         self.select(new_id)
+        self.tabs.selected_index = 0
         return new_id
+
+    def _free_spot(self) -> tuple[float, float]:
+        """Where a new node goes: right of the selected node, or as near that place above or
+        below it as is free; with nothing selected, under the drawing at its left, so that
+        the drawing grows down (as the layered placement does) rather than sideways."""
+        layout = self.spec.layout
+        if not layout:
+            return (MARGIN, MARGIN)
+        if self.selected and self.selected[0] == "node" and self.selected[1] in layout:
+            at = layout[self.selected[1]]
+            x, y = at.x + X_STEP, at.y
+        else:
+            x, y = min(p.x for p in layout.values()), max(p.y for p in layout.values()) + Y_STEP
+
+        def free(cy: float) -> bool:
+            return not any(abs(p.x - x) < X_STEP * 0.75 and abs(p.y - cy) < NODE_HEIGHT + 16 for p in layout.values())
+
+        for step in range(0, 120):
+            for cy in (y + step * 10, y - step * 10):
+                if cy >= 0 and free(cy):
+                    return (x, cy)
+        return (x, max(p.y for p in layout.values()) + Y_STEP)
 
     def delete_node(self, node_id: str) -> None:
         self._edit(lambda: self.editor.remove_node(node_id))
@@ -372,6 +460,7 @@ class Workbench:
                                problems=problems_by_element(self.spec, problems).get(key, []))
 
     def _apply_settings(self, text: str) -> None:
+        before, self._origin = self._origin, "settings"
         try:
             if self.selected is None:
                 self.configure_flow(text)
@@ -382,18 +471,28 @@ class Workbench:
                 self.configure_edge(source, target, text)
         except FlowValidationError as exc:
             self.settings.show_problems(exc.problems, title="Not applied")
+        finally:
+            self._origin = before
 
     def _show_record(self, node_id: str) -> None:
         result = self.result
         if result is None or node_id not in result.records:
             self.inspector.value = f"<i>No run has reached {html.escape(node_id)} yet.</i>"
+            self.tensor_panel.show(node_id, None)
             return
         self.inspector.value = record_html(result.records[node_id], result)
+        self.tensor_panel.show(node_id, result)
 
-    def inspect(self, node_id: str) -> str:
-        """The inspector's HTML for a node of the last run."""
+    def inspect(self, node_id: str, tensor: str | None = None, **options: Any) -> Any:
+        """The inspector's HTML for a node of the last run; with `tensor` (a captured name
+        or an output path), that tensor's view, drawn in the Inspect tab and returned:
+        ``wb.inspect("clauses", "attentions", layer=3, head=0)``. Options: `layer`, `head`
+        (a number or "all"), `index` (leading axes), `item` (which input), `compare`
+        (the difference from the previous run)."""
         self._show_record(node_id)
-        return str(self.inspector.value)
+        if tensor is None:
+            return str(self.inspector.value)
+        return self.tensor_panel.open(tensor, **options)
 
     # -- running ----------------------------------------------------------------------------
     @property
@@ -404,7 +503,7 @@ class Workbench:
         """Start a run as a task on the running event loop (the kernel's) and return it;
         `await` it to wait. Inputs come from the form unless given."""
         if self.running:
-            self._say("A run is in progress: cancel it first.", error=True)
+            self._say("A run is in progress: cancel it first.", error=True, at="run")
             raise FlowValidationError("a run is in progress")
         flow = self.flow
         try:
@@ -418,7 +517,7 @@ class Workbench:
             if rerun is not None and rerun not in flow.node_ids:
                 raise FlowValidationError([Problem("not in the flow", node=rerun, field="rerun")])
         except FlowValidationError as exc:
-            self._say(f"Cannot run: {exc}", error=True)
+            self._say(f"Cannot run: {exc}", error=True, at="run")
             raise
         reuse = self._reuse if rerun is not None else None
         self.statuses = {nid: "pending" for nid in flow.node_ids}
@@ -432,7 +531,7 @@ class Workbench:
         self.cancel_button.disabled = False
         self.run_button.disabled = self.run_from_button.disabled = True
         self.run_status.value = "<b>running...</b>"
-        self._say("Running" + (f" from {rerun} (upstream results reused)" if rerun else "") + "...")
+        self._say("Running" + (f" from {rerun} (upstream results reused)" if rerun else "") + "...", at="run")
         return self._task
 
     def run_from(self, node_id: str | None = None, inputs: Mapping[str, Any] | None = None) -> asyncio.Task[RunResult | None]:
@@ -440,18 +539,18 @@ class Workbench:
         last run's results for the nodes before it."""
         if node_id is None:
             if not self.selected or self.selected[0] != "node":
-                self._say("Select the node to run from.", error=True)
+                self._say("Select the node to run from.", error=True, at="run")
                 raise FlowValidationError("select the node to run from")
             node_id = self.selected[1]
         if self._reuse is None:
-            self._say("Run the whole flow once first: there are no results to reuse yet.", error=True)
+            self._say("Run the whole flow once first: there are no results to reuse yet.", error=True, at="run")
             raise FlowValidationError("no earlier run to reuse")
         return self.run(inputs, rerun=node_id)
 
     def cancel(self) -> bool:
         """Cancel the run in progress; its nodes show as cancelled."""
         if not self.running:
-            self._say("No run in progress.")
+            self._say("No run in progress.", at="run")
             return False
         assert self._task is not None
         self._task.cancel()
@@ -478,11 +577,11 @@ class Workbench:
             raise
         except FlowError as exc:
             self._finished(None)
-            self._say(f"The run did not start: {exc}", error=True)
+            self._say(f"The run did not start: {exc}", error=True, at="run")
             return None
         except Exception as exc:  # shown in the workbench instead of lost in a task
             self._finished(None)
-            self._say(f"The run failed: {type(exc).__name__}: {exc}", error=True)
+            self._say(f"The run failed: {type(exc).__name__}: {exc}", error=True, at="run")
             return None
         self._finished(result)
         return result
@@ -495,6 +594,7 @@ class Workbench:
             return
         self.result = result
         if not cancelled:
+            self.tensor_panel.remember(self._reuse, result)
             self._reuse = result
         self.statuses = {nid: r.status for nid, r in result.records.items()}
         self.cached = {nid for nid, r in result.records.items() if r.cached}
@@ -504,11 +604,11 @@ class Workbench:
         colour = STATUS_COLOURS.get(result.status, "#999")
         self.run_status.value = f"<span style='background:{colour};padding:1px 6px;border-radius:6px'>{html.escape(result.status)}</span> {ms:.0f} ms"
         if cancelled or result.status == "cancelled":
-            self._say("Run cancelled.", error=True)
+            self._say("Run cancelled.", error=True, at="run")
         elif result.ok:
-            self._say(f"Run ok in {ms:.0f} ms. Click a node to inspect it.")
+            self._say(f"Run ok in {ms:.0f} ms. Click a node to inspect it.", at="run")
         else:
-            self._say(f"Run {result.status}: {result.error}", error=True)
+            self._say(f"Run {result.status}: {result.error}", error=True, at="run")
         if self.selected and self.selected[0] == "node":
             self._show_record(self.selected[1])
 
@@ -518,24 +618,35 @@ class Workbench:
         a notebook variable; returns the variable's name."""
         if node_id is None:
             if not self.selected or self.selected[0] != "node":
-                self._say("Select a node first.", error=True)
+                self._say("Select a node first.", error=True, at="inspect")
                 raise FlowValidationError("select a node first")
             node_id = self.selected[1]
         what = what or self.variable_what.value
         name = name or self.variable_name.value or f"{node_id}_{what}"
         if not name.isidentifier():
-            self._say(f"{name!r} is not a usable variable name.", error=True)
+            self._say(f"{name!r} is not a usable variable name.", error=True, at="inspect")
             raise FlowValidationError([Problem(f"{name!r} is not a Python identifier", field="variable name")])
         if self.result is None or node_id not in self.result.records:
-            self._say(f"No run has reached {node_id} yet.", error=True)
+            self._say(f"No run has reached {node_id} yet.", error=True, at="inspect")
             raise FlowValidationError([Problem("no result yet: run the flow first", node=node_id)])
         record = self.result.records[node_id]
+        if record.status in ("skipped", "pending", "running") or (record.status in ("error", "cancelled") and what == "outputs"
+                                                                 and not record.outputs):
+            why = {"skipped": "was skipped in the last run (no active incoming edge)",
+                   "pending": "has not run yet", "running": "is still running",
+                   "error": "failed in the last run", "cancelled": "was cancelled in the last run"}[record.status]
+            self._say(f"{node_id} {why}: it has no {what} to put in a variable.", error=True, at="inspect")
+            raise FlowValidationError([Problem(f"{why}: no {what}", node=node_id)])
         value = {"outputs": record.outputs, "inputs": record.inputs}.get(what)
         if what == "activations":
             value = activations(record, self.result)
+            if not value:
+                self._say(f"{node_id} captured no activations in the last run (list the layers under `capture:`).",
+                          error=True, at="inspect")
+                raise FlowValidationError([Problem("no captured activations", node=node_id, field="capture")])
         user_namespace()[name] = value
         self.variables[name] = node_id
-        self._say(f"{node_id} {what} are now in the variable `{name}`.")
+        self._say(f"{node_id} {what} are now in the variable `{name}`.", at="inspect")
         return name
 
     # -- files ------------------------------------------------------------------------------
@@ -544,7 +655,7 @@ class Workbench:
         try:
             spec, document = FlowDocument.open(path)
         except FlowError as exc:
-            self._say(f"Cannot open: {exc}", error=True)
+            self._say(f"Cannot open: {exc}", error=True, at="files")
             raise
         self.document = document
         self.editor.reset(spec)
@@ -555,19 +666,19 @@ class Workbench:
         self.path_text.value = str(document.path)
         self._refresh()
         self._show_selection()
-        self._say(f"Opened {document.path}.")
+        self._say(f"Opened {document.path}.", at="files")
 
     def save(self, path: PathLike | None = None) -> Path:
         """Save the flow, layout included; comments of the opened file are kept."""
         if path is None and self.document is None:
-            self._say("Give a file name to save to.", error=True)
+            self._say("Give a file name to save to.", error=True, at="files")
             raise FlowValidationError("no file name to save to")
         if self.document is None:
             self.document = FlowDocument(Path(path))  # type: ignore[arg-type]
         target = self.document.save(self.spec, path)
         self.flow.source = target
         self.path_text.value = str(target)
-        self._say(f"Saved {target}.")
+        self._say(f"Saved {target}.", at="files")
         return target
 
     def export_notebook(self, path: PathLike | None = None) -> Path:
@@ -576,7 +687,7 @@ class Workbench:
 
         target = Path(path) if path else Path(f"{self.spec.name}.ipynb")
         export.export_notebook(self.flow, target)
-        self._say(f"Exported {target}.")
+        self._say(f"Exported {target}.", at="files")
         return target
 
     def __repr__(self) -> str:

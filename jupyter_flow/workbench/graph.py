@@ -1,26 +1,68 @@
-"""The flow drawn with ipycytoscape: spec to elements, default positions, and the view.
+"""The flow drawn with ipycytoscape: spec to elements, placement, and the view.
 
 The view uses the `preset` layout: every node sits where the flow's `layout` says, so
 changing the element list (which makes ipycytoscape run the layout again) moves nothing.
-Drags are not synced back by ipycytoscape; the workbench listens to `mouseup` on nodes and
-stores the position it reports.
+A flow without a saved layout is placed in layers (`layered_positions`), left to right,
+wrapped into bands so that a long flow is not drawn as one thin line. Drags are not
+synced back by ipycytoscape; the workbench listens to `mouseup` on nodes and stores the
+position it reports.
+
+Legibility: labels are drawn at `NODE_FONT_PX` and the view never zooms out below
+`MIN_ZOOM`, so no label is drawn under `MIN_LABEL_PX` on screen; a flow larger than the
+view is panned (drag the background). ipycytoscape does not tell the kernel when its pane
+changes size, so the view is framed again after every change of the drawing (see
+`GraphView._frame`), and the workbench's Fit button fits it to the pane on demand.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from jupyter_flow.errors import Problem
 from jupyter_flow.spec import START, EdgeSpec, FlowSpec
-from jupyter_flow.workbench.styles import kind_colour, status_class, stylesheet
+from jupyter_flow.workbench.styles import MIN_LABEL_PX, NODE_FONT_PX, kind_colour, status_class, stylesheet
 
-__all__ = ["GraphView", "default_positions", "edge_key", "edge_label", "problems_by_element", "to_elements"]
+__all__ = [
+    "MIN_ZOOM",
+    "GraphView",
+    "default_positions",
+    "edge_key",
+    "edge_label",
+    "layered_positions",
+    "node_label",
+    "node_size",
+    "problems_by_element",
+    "to_elements",
+]
 
 X_STEP, Y_STEP, MARGIN = 200.0, 100.0, 60.0
-#: How far left of the first column the start node sits (a node is 130 wide).
-START_GAP = 150.0
+#: The space between two layers, and between two nodes of a layer (room for edge labels).
+LAYER_GAP, ROW_GAP = 80.0, 34.0
+#: A band of layers is wrapped when it would reach further right than this (in graph
+#: units; at MIN_ZOOM about VIEW_WIDTH); a flow less than WRAP_AFTER times as wide stays
+#: in one band.
+BAND_WIDTH = 700.0
+WRAP_AFTER = 1.5
+BAND_GAP = 60.0
+NODE_HEIGHT = 52.0
+NODE_MIN_WIDTH, NODE_MAX_WIDTH = 110.0, 230.0
+#: The longest node id a label shows whole; longer ones are shortened in the middle.
+LABEL_CHARS = 24
+START_SIZE = 56.0
+#: The room between the start node and the first node.
+START_ROOM = 70.0
 START_ID = "__start__"
+MAX_ZOOM = 2.0
+FIT_PADDING = 20
+#: The height range of a view that grows with its drawing (pixels).
+MIN_HEIGHT, MAX_HEIGHT = 440, 720
+#: The width the view is framed for (pixels): the workbench gives the graph at least about
+#: this much (it goes above its panels in a narrower pane).
+VIEW_WIDTH = 600
+#: The smallest zoom: labels are never drawn smaller than MIN_LABEL_PX on screen.
+MIN_ZOOM = MIN_LABEL_PX / NODE_FONT_PX
 
 
 def edge_key(edge: EdgeSpec) -> str:
@@ -42,13 +84,37 @@ def edge_label(edge: EdgeSpec) -> str:
     return " | ".join(parts)
 
 
-def default_positions(spec: FlowSpec) -> dict[str, tuple[float, float]]:
-    """Positions for nodes the layout does not place: a column per depth, left to right."""
-    ids = [n.id for n in spec.nodes]
-    parents: dict[str, set[str]] = {i: set() for i in ids}
+def shorten(text: str, most: int = LABEL_CHARS) -> str:
+    """`text`, or its start and end around an ellipsis when it is longer than `most`."""
+    if len(text) <= most:
+        return text
+    tail = most // 3
+    return f"{text[:most - tail - 1]}\u2026{text[-tail:]}"
+
+
+def node_label(node_id: str, kind: str, *, problem: bool = False) -> str:
+    """A node's label: its (shortened) id, a warning sign when it has problems, its kind."""
+    badge = " \u26a0" if problem else ""
+    return f"{shorten(node_id)}{badge}\n{shorten(kind)}"
+
+
+def node_size(label: str) -> tuple[float, float]:
+    """A node's width and height from its label: wide enough for its longest line."""
+    longest = max((len(line) for line in label.split("\n")), default=0)
+    width = min(NODE_MAX_WIDTH, max(NODE_MIN_WIDTH, round(longest * NODE_FONT_PX * 0.62 + 28)))
+    return float(width), NODE_HEIGHT
+
+
+def _parents(spec: FlowSpec) -> dict[str, list[str]]:
+    parents: dict[str, list[str]] = {n.id: [] for n in spec.nodes}
     for edge in spec.edges:
-        if edge.source in parents and edge.target in parents:
-            parents[edge.target].add(edge.source)
+        if edge.source in parents and edge.target in parents and edge.source not in parents[edge.target]:
+            parents[edge.target].append(edge.source)
+    return parents
+
+
+def _depths(parents: Mapping[str, list[str]]) -> dict[str, int]:
+    """The longest path from a node without parents to each node (a cycle counts once)."""
     depth: dict[str, int] = {}
 
     def level(node: str, seen: frozenset[str] = frozenset()) -> int:
@@ -60,18 +126,81 @@ def default_positions(spec: FlowSpec) -> dict[str, tuple[float, float]]:
         depth[node] = value
         return value
 
+    for node in parents:
+        level(node)
+    return depth
+
+
+def default_positions(spec: FlowSpec) -> dict[str, tuple[float, float]]:
+    """Positions for nodes the layout does not place: the layered placement when the flow
+    has no layout at all, else a free spot in the column of each node's depth."""
+    if not spec.layout:
+        return layered_positions(spec)
+    depth = _depths(_parents(spec))
     taken: dict[tuple[int, int], bool] = {}
     for pos in spec.layout.values():
         taken[(round((pos.x - MARGIN) / X_STEP), round((pos.y - MARGIN) / Y_STEP))] = True
     out: dict[str, tuple[float, float]] = {}
-    for node in ids:
-        if node in spec.layout:
+    for node in spec.nodes:
+        if node.id in spec.layout:
             continue
-        col, row = level(node), 0
+        col, row = depth[node.id], 0
         while taken.get((col, row)):
             row += 1
         taken[(col, row)] = True
-        out[node] = (MARGIN + col * X_STEP, MARGIN + row * Y_STEP)
+        out[node.id] = (MARGIN + col * X_STEP, MARGIN + row * Y_STEP)
+    return out
+
+
+def layered_positions(spec: FlowSpec) -> dict[str, tuple[float, float]]:
+    """A layered placement (in the manner of dagre): one column per depth, left to right;
+    in each column a node sits level with the mean row of its parents when it can, and
+    below the node before it when not. Columns that would make the drawing wider than
+    BAND_WIDTH wrap into a new band below, as a line of text wraps, so a long flow comes
+    out roughly as wide as a pane instead of a long thin line."""
+    if not spec.nodes:
+        return {}
+    parents = _parents(spec)
+    depth = _depths(parents)
+    widths = {n.id: node_size(node_label(n.id, n.type, problem=True))[0] for n in spec.nodes}
+    columns: list[list[str]] = [[] for _ in range(max(depth.values()) + 1)]
+    for spec_node in spec.nodes:
+        columns[depth[spec_node.id]].append(spec_node.id)
+    row: dict[str, float] = {}
+    for column in columns:
+        wanted = {n: (sum(row[p] for p in parents[n] if p in row) / len([p for p in parents[n] if p in row])
+                      if any(p in row for p in parents[n]) else math.inf) for n in column}
+        order = sorted(column, key=lambda n: (wanted[n], column.index(n)))
+        next_free = 0.0
+        for node in order:
+            place = wanted[node] if wanted[node] != math.inf else next_free
+            row[node] = max(place, next_free)
+            next_free = row[node] + 1
+    # columns into bands no wider than BAND_WIDTH
+    column_width = [max(widths[n] for n in column) if column else NODE_MIN_WIDTH for column in columns]
+    left = MARGIN + START_SIZE + START_ROOM if any(e.source == START for e in spec.edges) else MARGIN
+    bands: list[list[int]] = [[]]
+    used = left
+    whole = left + sum(column_width) + LAYER_GAP * (len(column_width) - 1)
+    for index, width in enumerate(column_width):
+        if bands[-1] and whole > BAND_WIDTH * WRAP_AFTER and used + LAYER_GAP + width > BAND_WIDTH:
+            bands.append([])
+            used = left
+        used += (LAYER_GAP if bands[-1] else 0.0) + width
+        bands[-1].append(index)
+    out: dict[str, tuple[float, float]] = {}
+    pitch = NODE_HEIGHT + ROW_GAP
+    top = MARGIN
+    for band in bands:
+        members = [n for index in band for n in columns[index]]
+        first = min(row[n] for n in members)
+        x = left
+        for index in band:
+            centre = x + column_width[index] / 2
+            for node in columns[index]:
+                out[node] = (round(centre, 1), round(top + (row[node] - first) * pitch + NODE_HEIGHT / 2, 1))
+            x += column_width[index] + LAYER_GAP
+        top += (max(row[n] for n in members) - first + 1) * pitch + BAND_GAP
     return out
 
 
@@ -112,40 +241,50 @@ def to_elements(
             classes.append("chosen")
         if wire_source == node.id:
             classes.append("wire-source")
-        badge = " \u26a0" if problems.get(node.id) else ""
+        label = node_label(node.id, node.type, problem=bool(problems.get(node.id)))
+        width, height = node_size(label)
         pos = spec.layout.get(node.id)
         x, y = (pos.x, pos.y) if pos is not None else guessed[node.id]
         elements.append({
             "group": "nodes",
             "data": {
                 "id": node.id,
-                "label": f"{node.id}{badge}\n{node.type}",
+                "label": label,
                 "kind": node.type,
                 "colour": kind_colour(node.type),
                 "status": statuses.get(node.id, ""),
                 "problems": [str(p) for p in problems.get(node.id, [])],
+                "width": width,
+                "height": height,
             },
             "classes": " ".join(classes),
             "position": {"x": float(x), "y": float(y)},
         })
-    if any(edge.source == START for edge in spec.edges):
+    starts = [e.target for e in spec.edges if e.source == START]
+    if starts:
         # first in the list, so that adding or removing a node never moves it in the
-        # front end's list of views; placed a node's width left of the first column
-        ys = [e["position"]["y"] for e in elements] or [MARGIN]
-        xs = [e["position"]["x"] for e in elements] or [MARGIN]
+        # front end's list of views; placed left of the nodes it starts, with room
+        lefts = [e["position"]["x"] - e["data"]["width"] / 2 for e in elements] or [MARGIN]
+        ys = [e["position"]["y"] for e in elements if e["data"]["id"] in starts] or [e["position"]["y"] for e in elements] or [MARGIN]
         elements.insert(0, {
             "group": "nodes",
-            "data": {"id": START_ID, "label": "start", "kind": "start", "colour": "#ffffff", "status": "", "problems": []},
+            "data": {"id": START_ID, "label": "start", "kind": "start", "colour": "#ffffff", "status": "", "problems": [],
+                     "width": START_SIZE, "height": START_SIZE},
             "classes": "start-node",
-            "position": {"x": min(xs) - START_GAP, "y": sum(ys) / len(ys)},
+            "position": {"x": min(lefts) - START_ROOM - START_SIZE / 2, "y": sum(ys) / len(ys)},
         })
+    depth = _depths(_parents(spec))
     for index, edge in enumerate(spec.edges):
         key = edge_key(edge)
         classes = []
+        if edge.source in depth and edge.target in depth and abs(depth[edge.target] - depth[edge.source]) > 1:
+            classes.append("skip")  # spans layers: drawn as a curve, so it passes beside the nodes between
         if edge.when or edge.branch is not None:
             classes.append("conditional")
         if edge.on == "error":
             classes.append("error-edge")
+        if edge_label(edge):
+            classes.append("labelled")
         if problems.get(key):
             classes.append("problem")
         if chosen == key:
@@ -173,21 +312,29 @@ class GraphView:
         on_node_click: Callable[[str], None],
         on_node_moved: Callable[[str, float, float], None],
         on_edge_click: Callable[[str], None],
-        height: str = "440px",
+        height: str | None = None,
     ) -> None:
         import ipycytoscape
         import ipywidgets as widgets
 
         self._cyto = ipycytoscape
-        self.widget = ipycytoscape.CytoscapeWidget(layout=widgets.Layout(height=height, width="100%", border="1px solid #ddd"))
-        self.widget.set_layout(name="preset", fit=True, padding=40, animate=False)
+        #: None: the view grows with the drawing, between MIN_HEIGHT and MAX_HEIGHT pixels
+        self.fixed_height = height
+        self.widget = ipycytoscape.CytoscapeWidget(
+            layout=widgets.Layout(height=height or f"{MIN_HEIGHT}px", width="100%", border="1px solid #ddd")
+        )
+        self.widget.add_class("jf-graph")
+        self.widget.cytoscape_layout = {"name": "preset", "fit": False, "zoom": 1.0, "animate": False}
         self.widget.set_style(stylesheet())
-        self.widget.min_zoom = 0.3
-        self.widget.max_zoom = 2.5
+        self.widget.min_zoom = MIN_ZOOM
+        self.widget.max_zoom = MAX_ZOOM
         self.widget.auto_unselectify = True
+        # no click tooltips: the settings panel names the selected node in full
+        self.widget.tooltip_source = ""
         self._nodes: dict[str, Any] = {}
         self._edges: dict[str, Any] = {}
         self._fit_handle: Any = None
+        self._drawn: list[dict[str, Any]] = []
         self._on_node_click = on_node_click
         self._on_node_moved = on_node_moved
         self._on_edge_click = on_edge_click
@@ -196,6 +343,15 @@ class GraphView:
         self.widget.on("node", "click", self._node_click)
         self.widget.on("node", "mouseup", self._node_mouseup)
         self.widget.on("edge", "click", self._edge_click)
+
+    def fit(self) -> None:
+        """Show the whole flow in the view as it is now (never below MIN_ZOOM: a flow too
+        big for that is centred, and the rest reached by panning)."""
+        layout = {"name": "preset", "fit": True, "padding": FIT_PADDING, "animate": False}
+        if self.widget.cytoscape_layout != layout:
+            self.widget.cytoscape_layout = layout  # the front end runs it at once
+        else:
+            self.widget.relayout()
 
     # -- events from the browser ------------------------------------------------------
     def _node_click(self, element: Mapping[str, Any]) -> None:
@@ -249,10 +405,12 @@ class GraphView:
             self._update(widget, element)
             new_edges[key] = widget
         self._nodes, self._edges = new_nodes, new_edges
+        self._drawn = nodes
         want_nodes, want_edges = list(new_nodes.values()), list(new_edges.values())
         have_nodes, have_edges = list(graph.nodes), list(graph.edges)
         if _same(have_nodes, want_nodes) and _same(have_edges, want_edges):
-            return
+            return  # the view stays where the user panned it
+        self._frame(nodes)
         keep = _common_prefix(have_nodes, want_nodes)
         redrawn = {w.data.get("id") for w in have_nodes[keep:]}
         # an edge drawn between nodes that are redrawn goes with them (the drawing drops a
@@ -280,6 +438,39 @@ class GraphView:
         graph.nodes = list(self._nodes.values())
         graph.edges = list(self._edges.values())
         self._fit_soon()
+
+    def _frame(self, nodes: list[dict[str, Any]]) -> bool:
+        """Size the view and choose how the next layout run frames the drawing; True when
+        either changed. A view without a fixed height is as tall as the drawing at MIN_ZOOM,
+        within MIN_HEIGHT and MAX_HEIGHT, so that a tall flow needs less panning.
+
+        The frame does not depend on the view's width, which the kernel never learns and
+        which is not settled when the view is first drawn (a fit then can zoom far in or
+        out): the drawing is shown from its top left corner (where the flow starts) at the
+        largest zoom up to 1 at which it fits VIEW_WIDTH and the view's height, and never
+        below MIN_ZOOM. The Fit button fits it to the view as it is."""
+        if not nodes:
+            return False
+        x1 = min(e["position"]["x"] - e["data"].get("width", NODE_MIN_WIDTH) / 2 for e in nodes)
+        x2 = max(e["position"]["x"] + e["data"].get("width", NODE_MIN_WIDTH) / 2 for e in nodes)
+        y1 = min(e["position"]["y"] - e["data"].get("height", NODE_HEIGHT) / 2 for e in nodes)
+        y2 = max(e["position"]["y"] + e["data"].get("height", NODE_HEIGHT) / 2 for e in nodes)
+        changed = False
+        if self.fixed_height is None:
+            tall = (y2 - y1) * MIN_ZOOM + 2 * FIT_PADDING
+            height = f"{int(min(MAX_HEIGHT, max(MIN_HEIGHT, tall)))}px"
+            if self.widget.layout.height != height:
+                self.widget.layout.height = height
+                changed = True
+        room_x = VIEW_WIDTH - 2 * FIT_PADDING
+        room_y = _pixels(self.widget.layout.height, MIN_HEIGHT) - 2 * FIT_PADDING
+        zoom = round(max(MIN_ZOOM, min(1.0, room_x / max(x2 - x1, 1.0), room_y / max(y2 - y1, 1.0))), 4)
+        pan = {"x": round(FIT_PADDING - x1 * zoom, 1), "y": round(FIT_PADDING - y1 * zoom, 1)}
+        layout = {"name": "preset", "fit": False, "zoom": zoom, "pan": pan, "animate": False}
+        if self.widget.cytoscape_layout != layout:
+            self.widget.cytoscape_layout = layout
+            changed = True
+        return changed
 
     def _fit_soon(self) -> None:
         """The front end lays out (and fits the view) before the views of new nodes exist,
@@ -319,6 +510,17 @@ class GraphView:
 
     def edge_widget(self, key: str) -> Any:
         return self._edges[key]
+
+
+def _pixels(length: str | None, default: int) -> int:
+    """A CSS length in pixels ("440px"), or `default` for any other unit."""
+    text = (length or "").strip()
+    if text.endswith("px"):
+        try:
+            return int(float(text[:-2]))
+        except ValueError:
+            pass
+    return default
 
 
 def _same(a: list[Any], b: list[Any]) -> bool:

@@ -3,6 +3,8 @@
 Values are shown as a collapsible `<details>` tree; a list of records (dicts sharing keys)
 as a table; text as text. Tensors and arrays appear as their summary with a histogram of
 the summary's counts (matplotlib when it is installed, an inline SVG bar chart otherwise).
+A node's page shows each tensor once, histogram first, at the top; the trees of its
+inputs and outputs name the tensor in one line.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from jupyter_flow.trace import NodeRecord, RunResult, summarize, to_jsonable
 
-__all__ = ["find_tensors", "histogram_svg", "record_html", "tensor_html", "value_html"]
+__all__ = ["find_tensors", "histogram_svg", "record_html", "tensor_html", "tensor_line", "value_html"]
 
 _MAX_CHILDREN = 200
 _MAX_ROWS = 50
@@ -54,13 +56,16 @@ def _short(value: Any) -> str:
     return text if len(text) <= 300 else text[:300] + "..."
 
 
-def value_html(value: Any, *, name: str | None = None, open_levels: int = 1, _depth: int = 0) -> str:
-    """A value as a collapsible tree; tensors, tables and text get their own views."""
+def value_html(value: Any, *, name: str | None = None, open_levels: int = 1, brief_tensors: bool = False, _depth: int = 0) -> str:
+    """A value as a collapsible tree; tensors, tables and text get their own views.
+    `brief_tensors`: a tensor is named in one line (its full view is shown elsewhere)."""
     label = f"<b>{_esc(name)}</b>: " if name is not None else ""
     summary = summarize(value)
     if summary is None and isinstance(value, Mapping) and isinstance(value.get("__summary__"), Mapping):
         summary = dict(value["__summary__"])
     if summary is not None:
+        if brief_tensors:
+            return f"<div class='jf-leaf'>{label}{tensor_line(summary)}</div>"
         return f"<div class='jf-leaf'>{label}{tensor_html(summary)}</div>"
     if isinstance(value, str):
         if len(value) <= _TEXT_INLINE and "\n" not in value:
@@ -73,13 +78,15 @@ def value_html(value: Any, *, name: str | None = None, open_levels: int = 1, _de
         return _details(title, records_table(value), open_=_depth < open_levels)
     if isinstance(value, Mapping):
         items = list(value.items())
-        inner = "".join(value_html(v, name=str(k), open_levels=open_levels, _depth=_depth + 1) for k, v in items[:_MAX_CHILDREN])
+        inner = "".join(value_html(v, name=str(k), open_levels=open_levels, brief_tensors=brief_tensors, _depth=_depth + 1)
+                        for k, v in items[:_MAX_CHILDREN])
         if len(items) > _MAX_CHILDREN:
             inner += f"<div class='jf-more'>... {len(items) - _MAX_CHILDREN} more keys</div>"
         return _details(f"{label}{{{len(items)} keys}}", inner, open_=_depth < open_levels)
     if isinstance(value, (list, tuple, set, frozenset)):
         items = list(value)
-        inner = "".join(value_html(v, name=f"[{i}]", open_levels=open_levels, _depth=_depth + 1) for i, v in enumerate(items[:_MAX_CHILDREN]))
+        inner = "".join(value_html(v, name=f"[{i}]", open_levels=open_levels, brief_tensors=brief_tensors, _depth=_depth + 1)
+                        for i, v in enumerate(items[:_MAX_CHILDREN]))
         if len(items) > _MAX_CHILDREN:
             inner += f"<div class='jf-more'>... {len(items) - _MAX_CHILDREN} more items</div>"
         return _details(f"{label}[{len(items)} items]", inner, open_=_depth < open_levels)
@@ -129,8 +136,16 @@ def _histogram_png(counts: list[int], lo: float, hi: float) -> str | None:
     return f"<img class='jf-hist' src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'/>"
 
 
+def tensor_line(summary: Mapping[str, Any]) -> str:
+    """A tensor in one line: kind, shape and dtype."""
+    shape = "\u00d7".join(str(s) for s in summary.get("shape", [])) or "scalar"
+    return (f"<span class='jf-tensor-ref'>{_esc(summary.get('kind', 'tensor'))} {_esc(shape)} "
+            f"{_esc(summary.get('dtype', ''))}</span>")
+
+
 def tensor_html(summary: Mapping[str, Any]) -> str:
-    """A tensor summary: shape, dtype, device, statistics, NaN/Inf counts and a histogram."""
+    """A tensor summary: a histogram first, then shape, dtype, device, statistics and
+    NaN/Inf counts."""
     fields = [("shape", "\u00d7".join(str(s) for s in summary.get("shape", [])) or "scalar")]
     for key in ("dtype", "device", "numel", "min", "max", "mean", "std", "nan", "inf"):
         if key in summary:
@@ -146,7 +161,7 @@ def tensor_html(summary: Mapping[str, Any]) -> str:
         lo, hi = hist.get("range", [0.0, 1.0])
         plot = _histogram_png(list(hist["counts"]), float(lo), float(hi)) or histogram_svg(list(hist["counts"]), float(lo), float(hi))
     kind = summary.get("kind", "tensor")
-    return f"<div class='jf-tensor'><b>{_esc(kind)}</b> {cells} {warn}<div>{plot}</div></div>"
+    return f"<div class='jf-tensor'><div>{plot}</div><b>{_esc(kind)}</b> {cells} {warn}</div>"
 
 
 def find_tensors(value: Any, prefix: str = "", *, limit: int = 20) -> dict[str, Any]:
@@ -219,14 +234,17 @@ def record_html(record: NodeRecord, result: RunResult | None = None) -> str:
     extra = {k: v for k, v in record.extra.items() if k != "attempt_errors" and summarize(v) is None and not find_tensors(v)}
     if extra:
         parts.append(_details("details", value_html(extra, open_levels=0), open_=False))
-    parts.append(_section("Inputs", value_html(record.inputs, open_levels=1), open_=False))
-    parts.append(_section("Outputs", value_html(record.outputs, open_levels=2), open_=True))
-    tensors = find_tensors(record.outputs)
-    if tensors:
-        parts.append(_section("Tensors", "".join(value_html(v, name=k) for k, v in tensors.items()), open_=True))
+    # each tensor once, at the top, histogram first: the captured activations, then the
+    # other tensors of the outputs; the trees below name them in a line
     captured = activations(record, result)
     if captured:
         parts.append(_section("Captured activations", "".join(value_html(v, name=k) for k, v in captured.items()), open_=True))
+    shown = {id(v) for v in captured.values()}
+    tensors = {k: v for k, v in find_tensors(record.outputs).items() if id(v) not in shown}
+    if tensors:
+        parts.append(_section("Tensors", "".join(value_html(v, name=k) for k, v in tensors.items()), open_=True))
+    parts.append(_section("Inputs", value_html(record.inputs, open_levels=1, brief_tensors=True), open_=False))
+    parts.append(_section("Outputs", value_html(record.outputs, open_levels=2, brief_tensors=True), open_=True))
     if record.shadow:
         parts.append(_section("Shadow variants", value_html(record.shadow, open_levels=1), open_=False))
     return f"<div class='jf-inspect'>{CSS}{''.join(parts)}</div>"

@@ -70,7 +70,8 @@ def to_yaml(data: Any) -> str:
 class SettingsEditor:
     """A YAML editor for the selected node, edge or the flow's settings, with Apply."""
 
-    def __init__(self, on_apply: Callable[[str], None]) -> None:
+    def __init__(self, on_apply: Callable[[str], None], *, feedback: Any = None) -> None:
+        """`feedback`: where what Apply reports shows, beside the button (an HTML widget)."""
         import ipywidgets as widgets
 
         self.title = widgets.HTML("<i>Click a node or an edge to edit it; with nothing selected this edits the flow's settings.</i>")
@@ -79,8 +80,13 @@ class SettingsEditor:
         self.apply_button = widgets.Button(description="Apply", button_style="primary", icon="check", tooltip="Validate and apply")
         self.schema = widgets.HTML()
         self.problems = widgets.HTML()
+        self.apply_button.layout = widgets.Layout(width="auto", flex="0 0 auto")
         self.apply_button.on_click(lambda _b: on_apply(self.text.value))
-        self.widget = widgets.VBox([self.title, self.text, widgets.HBox([self.apply_button]), self.problems, self.schema])
+        self.feedback = feedback if feedback is not None else widgets.HTML()
+        self.feedback.layout.flex = "1 1 160px"
+        self.feedback.layout.min_width = "0"
+        bar = widgets.HBox([self.apply_button, self.feedback], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
+        self.widget = widgets.VBox([self.title, self.text, bar, self.problems, self.schema])
 
     def show(self, title: str, body: Any, *, schema: str = "", problems: list[Problem] | None = None) -> None:
         self.title.value = title

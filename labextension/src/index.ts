@@ -1,7 +1,7 @@
 /**
  * jupyter-flow in JupyterLab: flow files open as graphs, and four commands (palette,
- * file-browser context menu, launcher): new model flow, open in workbench, validate,
- * export to a production notebook.
+ * file-browser context menu, launcher): new model flow, open in notebook workbench (the
+ * companion notebook, its cell run), validate, export to a production notebook.
  */
 import {
   ILayoutRestorer,
@@ -34,6 +34,13 @@ namespace CommandIDs {
 const FILE_TYPES = ['flow-yaml', 'flow-json'];
 /** Context-menu selectors (one each: a selector may not hold a comma) of flow files. */
 const ON_FLOW_FILE = FILE_TYPES.map(t => `.jp-DirListing-item[data-file-type="${t}"]`);
+
+/** What of an opened notebook panel the workbench command needs. */
+interface RunnableDocument {
+  id: string;
+  context: { ready: Promise<void> };
+  sessionContext?: { ready: Promise<void> };
+}
 
 interface Defaults {
   device: string;
@@ -123,7 +130,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
             })
           );
         button('validate', 'Validate', CommandIDs.validate, 'Check the flow on the server');
-        button('workbench', 'Workbench', CommandIDs.openWorkbench, 'Open the flow in a workbench notebook');
+        button('workbench', 'Notebook workbench', CommandIDs.openWorkbench, 'Open the flow in its workbench notebook and run it');
         button('export', 'Export', CommandIDs.exportNotebook, 'Write the production notebook');
       }
     );
@@ -160,6 +167,26 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
     const viewOf = (path: string) => tracker.find(widget => widget.context.path === path);
 
+    // A flow's validation problems stay up until the flow is valid, validated again, or
+    // another document comes to the front; they never hang over other files.
+    const problemNotes = new Map<string, string>();
+    const dismissNote = (path: string) => {
+      const id = problemNotes.get(path);
+      if (id !== undefined) {
+        Notification.dismiss(id);
+        problemNotes.delete(path);
+      }
+    };
+    app.shell.currentChanged?.connect(() => {
+      const current = tracker.currentWidget;
+      const front = current && app.shell.currentWidget === current ? current.context.path : null;
+      for (const path of [...problemNotes.keys()]) {
+        if (path !== front) {
+          dismissNote(path);
+        }
+      }
+    });
+
     const fail = (what: string, error: unknown) => {
       const message = error instanceof Error ? error.message : String(error);
       Notification.error(`${what}: ${message}`, { autoClose: false });
@@ -187,8 +214,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     commands.addCommand(CommandIDs.openWorkbench, {
-      label: 'Open in workbench',
-      caption: 'Open (or create) the notebook beside the flow file with a Workbench on it',
+      label: 'Open in notebook workbench',
+      caption: 'Open (or create) the notebook beside the flow file with a Workbench on it, and run its cell',
       icon: args => (args.isPalette ? undefined : flowIcon),
       isEnabled: args => flowPath(args) !== null,
       execute: async args => {
@@ -198,10 +225,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
         try {
           const reply = await workbenchFor(path);
-          await openFile(reply.notebook);
+          const notebook = (await openFile(reply.notebook)) as RunnableDocument | undefined;
+          if (notebook?.sessionContext) {
+            // run its cell, so the workbench shows at once
+            await notebook.context.ready;
+            await notebook.sessionContext.ready;
+            app.shell.activateById(notebook.id);
+            await commands.execute('notebook:run-all-cells');
+          }
           return reply;
         } catch (error) {
-          fail(`Open ${fileName(path)} in workbench`, error);
+          fail(`Open ${fileName(path)} in notebook workbench`, error);
         }
       }
     });
@@ -218,18 +252,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
         try {
           const view = viewOf(path);
           const reply = view ? await view.content.validate() : await validateFlow(path);
+          dismissNote(path);
           if (reply.valid) {
             Notification.success(`${fileName(path)} is valid (${reply.nodes} nodes, ${reply.edges} edges)`, {
               autoClose: 5000
             });
           } else {
             const count = `${reply.problems.length} problem${reply.problems.length === 1 ? '' : 's'}`;
-            Notification.error(`${fileName(path)}: ${count}. ${summary(reply.problems)}`, {
+            const id = Notification.error(`${fileName(path)}: ${count}. ${summary(reply.problems)}`, {
               autoClose: false,
               actions: view
                 ? []
                 : [{ label: 'Show graph', callback: () => void openFile(path) }]
             });
+            problemNotes.set(path, id);
           }
           return reply;
         } catch (error) {

@@ -114,13 +114,72 @@ def test_add_nodes_from_palette_and_wire_by_clicking_source_then_target() -> Non
     assert json.dumps(state)
 
 
+def test_a_long_flow_without_layout_is_placed_in_bands_with_legible_labels() -> None:
+    from jupyter_flow.workbench.graph import BAND_WIDTH, MIN_ZOOM, layered_positions, node_size
+    from jupyter_flow.workbench.styles import MIN_LABEL_PX, NODE_FONT_PX
+
+    ids = ["a_node_with_a_really_long_name_indeed"] + [f"n{i:02d}" for i in range(1, 30)]
+    data = {"name": "long", "nodes": [{"id": i, "type": "template", "config": {"template": "x"}} for i in ids],
+            "edges": [{"from": "start", "to": ids[0]}] + [{"from": a, "to": b} for a, b in zip(ids, ids[1:])]}
+    wb = Workbench(data)
+    positions = layered_positions(wb.spec)
+    assert positions == {k: (p.x, p.y) for k, p in wb.spec.layout.items()}
+    xs, ys = [x for x, _ in positions.values()], [y for _, y in positions.values()]
+    # wrapped into bands about a pane wide, not one long line; no two nodes on one spot
+    assert max(xs) < BAND_WIDTH and max(ys) - min(ys) > (max(xs) - min(xs)) / 2
+    assert len(set(positions.values())) == len(ids)
+    assert NODE_FONT_PX * MIN_ZOOM >= MIN_LABEL_PX and wb.graph.widget.min_zoom == MIN_ZOOM
+    elements = {e["data"]["id"]: e for e in to_elements(wb.spec)}
+    long_label = elements[ids[0]]["data"]["label"]
+    assert "\u2026" in long_label and node_size(long_label)[0] == elements[ids[0]]["data"]["width"] <= 230
+    # the start node: left of the first node with room between them
+    start, first = elements["__start__"], elements[ids[0]]
+    assert start["position"]["x"] + 28 + 60 <= first["position"]["x"] - first["data"]["width"] / 2
+    assert start["position"]["y"] == first["position"]["y"]
+    # a graph bigger than the view is shown from its start at the legible zoom
+    assert wb.graph.widget.cytoscape_layout["zoom"] == pytest.approx(MIN_ZOOM, abs=1e-3) and not wb.graph.widget.cytoscape_layout["fit"]
+
+
+def test_add_node_goes_beside_the_selected_node_and_opens_its_settings() -> None:
+    wb = Workbench(three_nodes())
+    wb.select("shout")
+    wb.tabs.selected_index = 1
+    new = wb.add_node("template")
+    at, beside = wb.spec.layout["shout"], wb.spec.layout[new]
+    assert beside.x > at.x and abs(beside.y - at.y) < 150
+    assert all((p.x, p.y) != (beside.x, beside.y) for k, p in wb.spec.layout.items() if k != new)
+    assert wb.selected == ("node", new) and wb.tabs.selected_index == 0 and new in wb.settings.text.value
+    assert "Applied" in wb.feedback["edit"].value and wb.message.value == ""
+    # Apply reports beside Apply
+    wb.settings.text.value = "type: template\nconfig: {template: hello}\n"
+    wb.settings.apply_button.click()
+    assert "Applied" in wb.feedback["settings"].value and wb.feedback["edit"].value == ""
+    # Apply again with nothing changed: no success is claimed for an edit that did not happen
+    wb.settings.apply_button.click()
+    assert "Nothing changed" in wb.feedback["settings"].value and "Applied" not in wb.feedback["settings"].value
+
+
+def test_kinds_that_only_tools_write_are_not_offered() -> None:
+    from jupyter_flow.palette import palette
+
+    offered = [entry["kind"] for entry in palette()]
+    assert "placeholder" not in offered and "python" in offered
+    assert list(Workbench().palette.options) == offered
+
+
+def test_a_selected_node_keeps_its_problem_border() -> None:
+    chosen = {s["selector"]: s["css"] for s in stylesheet()}["node.chosen"]
+    assert not any(key.startswith("border") for key in chosen) and chosen["underlay-opacity"] > 0
+
+
 def test_invalid_edits_keep_the_last_good_flow_and_say_why() -> None:
     wb = Workbench(three_nodes())
     before = wb.spec
     with pytest.raises(FlowValidationError, match="cycle"):
         wb.connect("report", "prompt")
     assert wb.spec == before
-    assert "cycle" in wb.message.value and wb.error
+    # said under the toolbar, where the edit was asked for, not below the run bar
+    assert "cycle" in wb.feedback["edit"].value and wb.error and wb.message.value == ""
     # a typo in the YAML editor: the node is unchanged and the panel says which field
     wb.select("shout")
     wb.settings.text.value = "type: python\nconfig: {function: wb_upper}\nretri: 3\n"
@@ -355,6 +414,9 @@ def test_inspector_shows_tensor_summary_histogram_and_to_variable_hands_back_the
     assert wb.tabs.selected_index == 1
     assert "4\u00d78" in page and "float32" in page and "Tensors" in page
     assert "jf-hist" in page and "<table" in page and "norm" in page
+    # the tensor once, in full with its histogram first, above the trees (named there in a line)
+    assert page.count("jf-hist") == 1 and page.count("<div class='jf-tensor'>") == 1
+    assert page.index("jf-hist") < page.index("<i>shape</i>") < page.index("Outputs")
     assert wb.variable_name.value == "embed_output"
     wb.variable_button.click()
     assert shell.user_ns["embed_output"]["embedding"] is made["t"]
@@ -362,6 +424,32 @@ def test_inspector_shows_tensor_summary_histogram_and_to_variable_hands_back_the
     assert shell.user_ns[name] == {"function": "wb_embed", "input_mapping": {"n": 4}}
     with pytest.raises(FlowValidationError):
         wb.to_variable("embed", "not a name")
+
+
+def test_to_variable_on_a_skipped_node_says_so_instead_of_handing_back_nothing() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    data = three_nodes()
+    data["edges"][1]["when"] = "{{ shout.output.n > 100 }}"
+
+    async def main() -> Workbench:
+        wb = Workbench(data)
+        result = await wb.run({"text": "hi"})
+        assert result is not None and result.records["report"].status == "skipped"
+        return wb
+
+    wb = asyncio.run(main())
+    click(wb, "report")
+    shell.user_ns.pop("report_output", None)
+    wb.variable_button.click()
+    assert "report_output" not in shell.user_ns
+    said = wb.feedback["inspect"].value
+    assert "skipped" in said and "now in the variable" not in said and wb.error
+    with pytest.raises(FlowValidationError, match="skipped"):
+        wb.to_variable("report", "r")
+    # the edit and run places stay quiet: the message is beside the button that asked
+    assert wb.feedback["edit"].value == "" and wb.message.value == ""
 
 
 def test_timeline_shows_parallel_nodes_overlapping() -> None:
@@ -422,7 +510,7 @@ def test_opening_a_broken_file_names_line_and_keeps_the_flow(tmp_path: Path) -> 
     bad.write_text("nodes:\n  - id: a\n    type: python\n   config: {}\n")
     with pytest.raises(FlowValidationError, match="line 4"):
         wb.open(bad)
-    assert wb.editor.node_ids() == ["prompt", "shout", "report"] and "line 4" in wb.message.value
+    assert wb.editor.node_ids() == ["prompt", "shout", "report"] and "line 4" in wb.feedback["files"].value
 
 
 def test_export_button_is_enabled() -> None:
