@@ -22,3 +22,17 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# The JupyterLab extension: built by the install above; built again here when its sources
+# changed since (a pull, an edit), and the environment then serves that build.
+ext_hash=$(cat labextension/package.json labextension/yarn.lock $(find labextension/src labextension/style labextension/schema -type f | sort) | sha256sum | cut -c1-16)
+ext_stamp=.venv/.labextension-$ext_hash
+if [ ! -f "$ext_stamp" ]; then
+  if ls .venv/.labextension-* >/dev/null 2>&1; then
+    (cd labextension && PATH="$PWD/../.venv/bin:$PATH" jlpm install --immutable >/dev/null && PATH="$PWD/../.venv/bin:$PATH" jlpm build >/dev/null)
+    served=$(.venv/bin/python -c "import sys; print(sys.prefix)")/share/jupyter/labextensions/jupyter-flow
+    rm -rf "$served"
+    ln -s "$PWD/jupyter_flow/labextension" "$served"
+  fi
+  rm -f .venv/.labextension-*
+  touch "$ext_stamp"
+fi

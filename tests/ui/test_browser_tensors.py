@@ -56,6 +56,18 @@ print(result.status, len(result.tensors("clauses")["attentions"]), "inputs")""",
 
 
 @pytest.fixture
+def _scroll(page: Any, selector: str) -> None:
+    """Scroll a view into sight; a view the kernel redraws meanwhile is looked up again."""
+    for attempt in range(5):
+        try:
+            page.locator(selector).first.scroll_into_view_if_needed(timeout=10_000)
+            return
+        except Exception as exc:  # playwright: "Element is not attached to the DOM" while bqplot redraws
+            if "not attached" not in str(exc) or attempt == 4:
+                raise
+            page.wait_for_timeout(300)
+
+
 def browser() -> Iterator[Browser]:
     why = browser_available()
     if why:
@@ -93,7 +105,7 @@ def _open_node(page: Any, browser: Browser, node: str, shot: str) -> None:
         compare.uncheck()
     page.locator(f"{PANEL} .jf-tensor-picker select").select_option(label="attentions")
     page.wait_for_function(f"() => document.querySelector('{PANEL} .jf-attention-map .heatmapcell')", timeout=30_000)
-    page.locator(f"{PANEL} .jf-attention-map").scroll_into_view_if_needed()
+    _scroll(page, f"{PANEL} .jf-attention-map")
     page.wait_for_timeout(500)
     browser.screenshot(shot)
 
@@ -142,7 +154,7 @@ def _check_attention(page: Any, browser: Browser, tokens: list[str], prefix: str
     page.locator(f"{PANEL} .jf-attention-head select").select_option(label="all")
     page.wait_for_function(f"() => document.querySelectorAll('{PANEL} .jf-attention-grid .jf-heatmap').length >= 2",
                            timeout=15_000)
-    page.locator(f"{PANEL} .jf-attention-grid").scroll_into_view_if_needed()
+    _scroll(page, f"{PANEL} .jf-attention-grid")
     page.wait_for_timeout(500)
     browser.screenshot(f"{prefix}-all-heads")
 
@@ -154,7 +166,7 @@ def _check_other_tensor(page: Any, browser: Browser, name: str, prefix: str) -> 
         f" return v && v.textContent.includes('{name}') && v.querySelector('.jf-heatmap, .jf-strip'); }}",
         timeout=15_000,
     )
-    page.locator(f"{PANEL} .jf-tensor-view").scroll_into_view_if_needed()
+    _scroll(page, f"{PANEL} .jf-tensor-view")
     page.wait_for_timeout(500)
     browser.screenshot(f"{prefix}-{name}")
 
@@ -183,7 +195,7 @@ def test_quickstart_attention_map_and_diff_in_the_browser(tmp_path: Path, browse
             _check_attention(page, browser, ["customer", "shall", "pay"], "quickstart")
             page.locator(f"{PANEL} .jf-tensor-compare input").check()
             page.wait_for_function(f"() => document.querySelector('{PANEL} .jf-diff-view')", timeout=15_000)
-            page.locator(f"{PANEL} .jf-diff-view").scroll_into_view_if_needed()
+            _scroll(page, f"{PANEL} .jf-diff-view")
             page.wait_for_timeout(500)
             browser.screenshot("quickstart-compare-attentions")
             page.locator(f"{PANEL} .jf-tensor-compare input").uncheck()
@@ -226,7 +238,7 @@ def test_contract_review_attention_per_clause_in_the_browser(tmp_path: Path, bro
                 arg=[before],
                 timeout=15_000,
             )
-            page.locator(f"{PANEL} .jf-attention-map").scroll_into_view_if_needed()
+            _scroll(page, f"{PANEL} .jf-attention-map")
             browser.screenshot("contract-next-clause")
             _check_other_tensor(page, browser, "bert.pooler", "contract")
             assert browser.page_errors == [], browser.page_errors
