@@ -226,6 +226,8 @@ class _Run:
             attempt += 1
             record.attempts = attempt
             try:
+                if self.slots is None and not pn.spec.timeout_s:  # the common case, one frame less
+                    return await node.run(inputs, NodeContext(pn.id, record, self.result, self.runtime, attempt))
                 return await self.attempt(pn, node, inputs, record, attempt)
             except asyncio.CancelledError:
                 raise

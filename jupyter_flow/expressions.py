@@ -427,7 +427,9 @@ def combine(value: Mapping[str, Any], parts: Mapping[str, Renderer], *, node: st
     if all(p.is_constant for p in parts.values()):
         return Renderer(value)
     refs = set().union(*(p.refs for p in parts.values()))
-    return Renderer(value, refs, lambda ctx: {k: p(ctx) for k, p in parts.items()}, node, where)
+    # constant keys give their value without a call: configs are mostly constants
+    items = [(k, p.source, p._fn) for k, p in parts.items()]
+    return Renderer(value, refs, lambda ctx: {k: src if fn is None else fn(ctx) for k, src, fn in items}, node, where)
 
 
 @dataclass
