@@ -25,7 +25,7 @@ from jupyter_flow.nodes.base import Node, NodeContext
 from jupyter_flow.plan import Plan, PlannedEdge, PlannedNode
 from jupyter_flow.spec import RetrySpec
 from jupyter_flow.trace import ErrorInfo, NodeRecord, RunEvent, RunResult, fingerprint
-from jupyter_flow.workers import DEFAULT_MAX_THREADS, run_in_worker, worker_pool
+from jupyter_flow.workers import DEFAULT_MAX_THREADS, run_in_worker, within, worker_pool
 
 if TYPE_CHECKING:
     import httpx
@@ -204,8 +204,8 @@ class _Run:
         try:
             if self.slots is not None:
                 async with self.slots:
-                    return await asyncio.wait_for(node.run(inputs, ctx), timeout) if timeout else await node.run(inputs, ctx)
-            return await asyncio.wait_for(node.run(inputs, ctx), timeout) if timeout else await node.run(inputs, ctx)
+                    return await within(node.run(inputs, ctx), timeout)
+            return await within(node.run(inputs, ctx), timeout)
         except asyncio.TimeoutError:
             raise NodeTimeoutError(f"attempt {attempt} ran past timeout_s={timeout:g}", node=pn.id) from None
 

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["DEFAULT_MAX_THREADS", "abandoned_workers", "run_in_worker", "run_sync", "worker_pool"]
+__all__ = ["DEFAULT_MAX_THREADS", "abandoned_workers", "run_in_worker", "run_sync", "within", "worker_pool"]
 
 T = TypeVar("T")
 
@@ -99,3 +99,16 @@ def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     except KeyboardInterrupt:
         future.cancel()  # the run's task is cancelled on its loop: its nodes stop
         raise
+
+
+async def within(awaitable: Coroutine[Any, Any, T], seconds: float | None) -> T:
+    """`await awaitable`, cancelled with `TimeoutError` after `seconds` (None: no limit).
+    Runs in the caller's task (`asyncio.timeout`, Python 3.11+), not in a task of its own as
+    `asyncio.wait_for` does: one task less per call, on every node and every HTTP call."""
+    if not seconds:
+        return await awaitable
+    timeout = getattr(asyncio, "timeout", None)
+    if timeout is None:  # Python 3.10
+        return await asyncio.wait_for(awaitable, seconds)
+    async with timeout(seconds):
+        return await awaitable

@@ -16,6 +16,7 @@ from jupyter_flow.expressions import Renderer, compile_value
 from jupyter_flow.http import DEFAULT_TIMEOUT_S, describe_error
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.spec import NodeSpec
+from jupyter_flow.workers import within
 
 __all__ = ["HttpNode", "expand_env"]
 
@@ -148,7 +149,7 @@ class HttpNode(Node):
         while True:
             left = max(deadline - loop.time(), 0.001)
             try:
-                response = await asyncio.wait_for(ctx.http.request(method, endpoint, **request, timeout=httpx.Timeout(left)), left)
+                response = await within(ctx.http.request(method, endpoint, **request, timeout=httpx.Timeout(left)), left)
             except (httpx.HTTPError, asyncio.TimeoutError) as exc:
                 raise RemoteError(describe_error(exc, endpoint, timeout), node=self.id) from exc
             wait = retry_after(response) if wait_when_asked else None
