@@ -55,7 +55,6 @@ print(result.status, len(result.tensors("clauses")["attentions"]), "inputs")""",
 ]
 
 
-@pytest.fixture
 def _scroll(page: Any, selector: str) -> None:
     """Scroll a view into sight; a view the kernel redraws meanwhile is looked up again."""
     for attempt in range(5):
@@ -68,6 +67,7 @@ def _scroll(page: Any, selector: str) -> None:
             page.wait_for_timeout(300)
 
 
+@pytest.fixture
 def browser() -> Iterator[Browser]:
     why = browser_available()
     if why:
