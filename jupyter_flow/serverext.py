@@ -25,7 +25,6 @@ JupyterLab file browser names them; a path that leaves the root is refused. Enab
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import re
 from pathlib import Path, PurePosixPath
@@ -180,7 +179,7 @@ class StatusHandler(_FlowHandler):
     def get(self) -> None:
         from jupyter_flow import __version__
 
-        self.reply({"version": __version__, "export": _has_module("jupyter_flow.export")})
+        self.reply({"version": __version__, "export": True})
 
 
 class PaletteHandler(_FlowHandler):
@@ -265,8 +264,6 @@ class ExportHandler(_FlowHandler):
     async def post(self) -> None:
         data = self.body()
         path = self.flow_file(data)
-        if not _has_module("jupyter_flow.export"):
-            raise tornado.web.HTTPError(501, "export is not available: this jupyter-flow has no jupyter_flow.export")
         from jupyter_flow.export import export_notebook
 
         output = self.field(data, "output", required=False)
@@ -368,13 +365,6 @@ def _schema(kind: str | None) -> dict[str, Any]:
     from jupyter_flow.nodes.registry import default_registry
     config_model = default_registry().get(kind).Config
     return {"kind": kind, "schema": form_schema(config_model.model_json_schema()), "config": new_node_config(kind)}
-
-
-def _has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ImportError:
-        return False
 
 
 def _free_name(directory: Path) -> str:
