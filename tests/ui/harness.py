@@ -43,6 +43,32 @@ LAB_SETTINGS = {
 }
 
 
+#: A small flow with a `start` edge, a switch and two branches, for the browser tests.
+GREET_FLOW = """\
+spec_version: 1
+name: greet
+inputs: {text: {type: text, default: hi}}
+nodes:
+  - id: shout
+    type: template
+    config: {template: "{{ text | upper }}"}
+  - id: route
+    type: switch
+    config: {cases: {loud: "{{ shout.output.text | length > 3 }}"}, default: quiet}
+  - id: loud_reply
+    type: template
+    config: {template: "LOUD"}
+  - id: quiet_reply
+    type: template
+    config: {template: "quiet"}
+edges:
+  - {from: start, to: shout}
+  - {from: shout, to: route}
+  - {from: route, to: loud_reply, branch: loud}
+  - {from: route, to: quiet_reply, branch: quiet}
+"""
+
+
 def browser_available() -> str | None:
     """None when a browser test can run here, else why not."""
     if not Path(CHROMIUM).exists():

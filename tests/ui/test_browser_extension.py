@@ -15,33 +15,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import Browser, JupyterLab, browser_available  # noqa: E402
+from harness import GREET_FLOW, Browser, JupyterLab, browser_available  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
-GOOD = """\
-spec_version: 1
-name: greet
-inputs: {text: {type: text, default: hi}}
-nodes:
-  - id: shout
-    type: template
-    config: {template: "{{ text | upper }}"}
-  - id: route
-    type: switch
-    config: {cases: {loud: "{{ shout.output.text | length > 3 }}"}, default: quiet}
-  - id: loud_reply
-    type: template
-    config: {template: "LOUD"}
-  - id: quiet_reply
-    type: template
-    config: {template: "quiet"}
-edges:
-  - {from: start, to: shout}
-  - {from: shout, to: route}
-  - {from: route, to: loud_reply, branch: loud}
-  - {from: route, to: quiet_reply, branch: quiet}
-"""
 
 # `echo` reads a node that does not exist.
 BROKEN = """\
@@ -80,7 +57,7 @@ def lab(tmp_path: Path) -> Iterator[JupyterLab]:
     if why:
         pytest.skip(why)
     (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "greet.flow.yaml").write_text(GOOD)
+    (tmp_path / "flows" / "greet.flow.yaml").write_text(GREET_FLOW)
     (tmp_path / "flows" / "broken.flow.yaml").write_text(BROKEN)
     with Lab(tmp_path) as server:
         yield server

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import (  # noqa: E402
     CY_LIST,
+    GREET_FLOW,
     Browser,
     JupyterLab,
     browser_available,
@@ -31,29 +32,6 @@ from harness import (  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
-FLOW = """\
-spec_version: 1
-name: greet
-inputs: {text: {type: text, default: hi}}
-nodes:
-  - id: shout
-    type: template
-    config: {template: "{{ text | upper }}"}
-  - id: route
-    type: switch
-    config: {cases: {loud: "{{ shout.output.text | length > 3 }}"}, default: quiet}
-  - id: loud_reply
-    type: template
-    config: {template: "LOUD"}
-  - id: quiet_reply
-    type: template
-    config: {template: "quiet"}
-edges:
-  - {from: start, to: shout}
-  - {from: shout, to: route}
-  - {from: route, to: loud_reply, branch: loud}
-  - {from: route, to: quiet_reply, branch: quiet}
-"""
 START_EDGE = ("__start__", "shout")
 EDGES = {START_EDGE, ("shout", "route"), ("route", "loud_reply"), ("route", "quiet_reply")}
 NODES = {"__start__", "shout", "route", "loud_reply", "quiet_reply"}
@@ -73,7 +51,7 @@ def lab(tmp_path: Path) -> Iterator[JupyterLab]:
     why = browser_available()
     if why:
         pytest.skip(why)
-    (tmp_path / "greet.flow.yaml").write_text(FLOW)
+    (tmp_path / "greet.flow.yaml").write_text(GREET_FLOW)
     (tmp_path / "edit.ipynb").write_text(_notebook())
     with JupyterLab(tmp_path) as server:
         yield server
