@@ -23,13 +23,10 @@ from jupyter_flow.trace import RunEvent, RunResult
 from jupyter_flow.workbench.editor import FlowEditor
 from jupyter_flow.workbench.files import FlowDocument
 from jupyter_flow.workbench.graph import (
-    MARGIN,
-    NODE_HEIGHT,
-    X_STEP,
-    Y_STEP,
     GraphView,
     default_positions,
     edge_key,
+    free_spot,
     problems_by_element,
     to_elements,
 )
@@ -293,33 +290,12 @@ class Workbench:
             except (KeyError, ImportError):
                 config = {}
         if position is None:
-            position = self._free_spot()
+            near = self.selected[1] if self.selected and self.selected[0] == "node" else None
+            position = free_spot(self.spec.layout, near)
         new_id = self._edit(lambda: self.editor.add_node(kind, node_id, config, position, **fields))
         self.select(new_id)
         self.tabs.selected_index = 0
         return new_id
-
-    def _free_spot(self) -> tuple[float, float]:
-        """Where a new node goes: right of the selected node, or as near that place above or
-        below it as is free; with nothing selected, under the drawing at its left, so that
-        the drawing grows down (as the layered placement does) rather than sideways."""
-        layout = self.spec.layout
-        if not layout:
-            return (MARGIN, MARGIN)
-        if self.selected and self.selected[0] == "node" and self.selected[1] in layout:
-            at = layout[self.selected[1]]
-            x, y = at.x + X_STEP, at.y
-        else:
-            x, y = min(p.x for p in layout.values()), max(p.y for p in layout.values()) + Y_STEP
-
-        def free(cy: float) -> bool:
-            return not any(abs(p.x - x) < X_STEP * 0.75 and abs(p.y - cy) < NODE_HEIGHT + 16 for p in layout.values())
-
-        for step in range(0, 120):
-            for cy in (y + step * 10, y - step * 10):
-                if cy >= 0 and free(cy):
-                    return (x, cy)
-        return (x, max(p.y for p in layout.values()) + Y_STEP)
 
     def delete_node(self, node_id: str) -> None:
         self._edit(lambda: self.editor.remove_node(node_id))

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jupyter_flow.errors import Problem
-from jupyter_flow.spec import START, EdgeSpec, FlowSpec
+from jupyter_flow.spec import START, EdgeSpec, FlowSpec, Position
 from jupyter_flow.workbench.styles import MIN_LABEL_PX, NODE_FONT_PX, kind_colour, status_class, stylesheet
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "default_positions",
     "edge_key",
     "edge_label",
+    "free_spot",
     "layered_positions",
     "node_label",
     "node_size",
@@ -150,6 +151,27 @@ def default_positions(spec: FlowSpec) -> dict[str, tuple[float, float]]:
         taken[(col, row)] = True
         out[node.id] = (MARGIN + col * X_STEP, MARGIN + row * Y_STEP)
     return out
+
+
+def free_spot(layout: Mapping[str, Position], near: str | None) -> tuple[float, float]:
+    """Where a new node goes: right of node `near`, or as near that place above or below it
+    as is free; with no `near` node, under the drawing at its left, so that the drawing
+    grows down (as the layered placement does) rather than sideways."""
+    if not layout:
+        return (MARGIN, MARGIN)
+    if near is not None and near in layout:
+        x, y = layout[near].x + X_STEP, layout[near].y
+    else:
+        x, y = min(p.x for p in layout.values()), max(p.y for p in layout.values()) + Y_STEP
+
+    def free(cy: float) -> bool:
+        return not any(abs(p.x - x) < X_STEP * 0.75 and abs(p.y - cy) < NODE_HEIGHT + 16 for p in layout.values())
+
+    for step in range(0, 120):
+        for cy in (y + step * 10, y - step * 10):
+            if cy >= 0 and free(cy):
+                return (x, cy)
+    return (x, max(p.y for p in layout.values()) + Y_STEP)
 
 
 def layered_positions(spec: FlowSpec) -> dict[str, tuple[float, float]]:
