@@ -80,7 +80,10 @@ class _Run:
         self.waiting = {nid: len(pn.incoming) for nid, pn in plan.nodes.items()}
         self.active: dict[str, bool] = {}
         self.remaining = len(plan.nodes)
-        self.node_tasks: dict[str, asyncio.Task[None]] = {}
+        self.node_tasks: dict[str, asyncio.Task[Any]] = {}
+        #: while a node task reports its node done: that task (it runs the first node made ready next)
+        self.handing_off: asyncio.Task[Any] | None = None
+        self.next_up: str | None = None
         self.event_tasks: set[asyncio.Future[Any]] = set()
         self.shadow_tasks: set[asyncio.Future[Any]] = set()
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -123,8 +126,11 @@ class _Run:
         if self.failure is not None:
             return
         if active:
-            work = telemetry.trace_node(self.span, self.records[nid], self.execute(self.plan.nodes[nid]))
-            task = asyncio.get_running_loop().create_task(work, name=f"jupyter-flow:{nid}")
+            if self.handing_off is not None and self.next_up is None:
+                self.next_up = nid  # the node task that made it ready runs it next
+                self.node_tasks[nid] = self.handing_off
+                return
+            task = asyncio.get_running_loop().create_task(self.node_task(nid), name=f"jupyter-flow:{nid}")
             self.node_tasks[nid] = task
         else:
             record = self.records[nid]
@@ -199,8 +205,8 @@ class _Run:
         return v.id, node, renderer
 
     async def attempt(self, pn: PlannedNode, node: Node, inputs: dict[str, Any], record: NodeRecord, attempt: int) -> Any:
-        ctx = NodeContext(pn.id, record, self.result, self.runtime, attempt)
-        timeout = pn.spec.timeout_s
+        ctx = NodeContext(pn.id, record, self.result, self.runtime, attempt, self.span is not None)
+        timeout = None if node.keeps_own_deadline else pn.spec.timeout_s
         try:
             if self.slots is not None:
                 async with self.slots:
@@ -226,8 +232,8 @@ class _Run:
             attempt += 1
             record.attempts = attempt
             try:
-                if self.slots is None and not pn.spec.timeout_s:  # the common case, one frame less
-                    return await node.run(inputs, NodeContext(pn.id, record, self.result, self.runtime, attempt))
+                if self.slots is None and (not pn.spec.timeout_s or node.keeps_own_deadline):  # one frame and timer less
+                    return await node.run(inputs, NodeContext(pn.id, record, self.result, self.runtime, attempt, self.span is not None))
                 return await self.attempt(pn, node, inputs, record, attempt)
             except asyncio.CancelledError:
                 raise
@@ -259,6 +265,16 @@ class _Run:
 
         pairs = await asyncio.gather(*(one(v) for v in pn.variants if v != chosen))
         return dict(pairs)
+
+    async def node_task(self, nid: str) -> None:
+        """Run node `nid`, then the first node its end made ready, and so on: a chain runs in
+        one task, without a task and a turn of the event loop per node. Nodes made ready
+        besides the first get tasks of their own and start at once."""
+        while True:
+            await telemetry.trace_node(self.span, self.records[nid], self.execute(self.plan.nodes[nid]))
+            if self.next_up is None:
+                return
+            nid, self.next_up = self.next_up, None
 
     async def execute(self, pn: PlannedNode) -> None:
         record = self.records[pn.id]
@@ -317,7 +333,11 @@ class _Run:
                     self.fail_run(str(exc) if named else f"node '{pn.id}': {exc}")
                     return
         record.duration_s = time.perf_counter() - t0
-        self.finished(pn, record)
+        self.handing_off = asyncio.current_task()
+        try:
+            self.finished(pn, record)
+        finally:
+            self.handing_off = None
         if self.on_event is not None:
             await self.emit("node_finished", record)
 

@@ -11,6 +11,12 @@ The client keeps httpx's API (nodes and users write against it) over aiohttp's t
 own pool spends its time checking connections. `JUPYTER_FLOW_HTTP_TRANSPORT=httpx` picks
 httpx's own transport instead.
 
+`send` is how the `http` node calls: on a client made here over aiohttp it sends a JSON
+request through the aiohttp session under the transport, skipping the request and
+response models httpx would build around it (they cost more CPU than aiohttp's own call);
+anything else, and any other client, goes through httpx as usual. Both ways give the same
+`Answer` and the same errors.
+
 `shared_client()` is the client of the running event loop: `Flow.arun` without a client
 of its own uses it, so repeated runs (in a notebook, a served flow, user code) reuse
 connections. It is closed when its loop shuts down (`asyncio.run` ending) or at exit.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import json as _json
 import os
 import threading
 import weakref
@@ -30,7 +37,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["DEFAULT_TIMEOUT_S", "TRANSPORT_ENV", "describe_error", "make_client", "shared_client", "transport_name"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "TRANSPORT_ENV",
+    "Answer",
+    "describe_error",
+    "make_client",
+    "send",
+    "shared_client",
+    "transport_errors",
+    "transport_name",
+]
 
 #: Seconds an HTTP call may take in all when its node sets no `timeout_s`.
 DEFAULT_TIMEOUT_S = 60.0
@@ -73,13 +90,164 @@ def make_client(
         from httpx_aiohttp import AiohttpTransport
 
         transport = AiohttpTransport(limits=limits)
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         limits=limits,
         transport=transport,
         follow_redirects=True,
         timeout=httpx.Timeout(timeout_s),
         headers={"user-agent": f"jupyter-flow/{__version__}", **dict(headers or {})},
     )
+    if transport is not None:
+        _AIOHTTP_TRANSPORTS[client] = transport
+    return client
+
+
+#: clients made by `make_client` over aiohttp, and their transports: `send` may call their
+#: aiohttp session directly
+_AIOHTTP_TRANSPORTS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+#: headers aiohttp sets itself (it advertises only the encodings it can decode)
+_OWN_HEADERS = frozenset({"accept-encoding", "connection", "host", "content-length", "transfer-encoding"})
+#: at most this many redirects are followed, as httpx does
+MAX_REDIRECTS = 20
+
+
+class Answer:
+    """An HTTP answer read in full: status, headers (lower-case names; repeated ones joined
+    with ", ", as `dict(httpx.Headers)` gives them) and body."""
+
+    __slots__ = ("status_code", "headers", "content")
+
+    def __init__(self, status_code: int, headers: dict[str, str], content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        """The body as text: the charset the answer names, else UTF-8; bytes that do not
+        decode become U+FFFD."""
+        charset = "utf-8"
+        ctype = self.headers.get("content-type", "")
+        if "charset=" in ctype:
+            charset = ctype.split("charset=", 1)[1].split(";", 1)[0].strip().strip('"') or "utf-8"
+        try:
+            return self.content.decode(charset, errors="replace")
+        except LookupError:
+            return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON (raises `json.JSONDecodeError` or `UnicodeDecodeError`)."""
+        return _json.loads(self.content)
+
+    @classmethod
+    def from_httpx(cls, response: httpx.Response) -> Answer:
+        return cls(response.status_code, dict(response.headers), response.content)
+
+
+def _joined(headers: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
+
+
+_NO_BODY = object()
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    json: Any = _NO_BODY,
+    content: str | bytes | None = None,
+    form: dict[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Answer:
+    """One request read in full, following redirects, within `timeout_s` seconds in all
+    (a server trickling its answer does not hold the call past it: `asyncio.TimeoutError`).
+    Other errors are the transport's; `describe_error` names them.
+
+    A JSON body (`json=`, or no body) on a client from `make_client` over aiohttp goes
+    straight to its aiohttp session, encoded as httpx encodes it; everything else goes
+    through `client.request`."""
+    from jupyter_flow.workers import within
+
+    transport = _AIOHTTP_TRANSPORTS.get(client)
+    if transport is None or content is not None or form is not None or client.is_closed:
+        return await within(_send_httpx(client, method, url, json, content, form, params, headers, timeout_s), timeout_s)
+    session = _session_of(transport)
+    sent = {k: v for k, v in client.headers.items() if k not in _OWN_HEADERS}
+    for name, value in (headers or {}).items():
+        sent[name.lower()] = value
+    body = None
+    if json is not _NO_BODY and json is not None:
+        body = _json.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        sent.setdefault("content-type", "application/json")
+    target: Any = url
+    if params:
+        import httpx
+        import yarl
+
+        target = yarl.URL(str(httpx.URL(url, params=params)), encoded=True)
+    return await within(_send_aiohttp(session, method, target, body, sent), timeout_s)
+
+
+async def _send_aiohttp(session: Any, method: str, target: Any, body: bytes | None, headers: dict[str, str]) -> Answer:
+    async with session.request(
+        method, target, data=body, headers=headers, allow_redirects=True, max_redirects=MAX_REDIRECTS, timeout=_unbounded()
+    ) as response:
+        data = await response.read()
+        return Answer(response.status, _joined(response.headers), data)
+
+
+async def _send_httpx(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    json: Any,
+    content: str | bytes | None,
+    form: dict[str, str] | None,
+    params: Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None,
+    timeout_s: float,
+) -> Answer:
+    import httpx
+
+    kwargs: dict[str, Any] = {"params": params, "headers": headers, "timeout": httpx.Timeout(timeout_s)}
+    if content is not None:
+        kwargs["content"] = content
+    elif form is not None:
+        kwargs["data"] = form
+    elif json is not _NO_BODY:
+        kwargs["json"] = json
+    return Answer.from_httpx(await client.request(method, url, **kwargs))
+
+
+def _session_of(transport: Any) -> Any:
+    """The aiohttp session under an `AiohttpTransport` (made now if it has not sent yet: the
+    same session the transport would make, so both ways share the connections)."""
+    import aiohttp
+
+    if not isinstance(transport.client, aiohttp.ClientSession):
+        transport.client = transport.get_client()
+    return transport.client
+
+
+_UNBOUNDED: list[Any] = []
+
+
+def _unbounded() -> Any:
+    """aiohttp's timeout with no limits (the caller bounds the whole call: one timer, not
+    one per phase and per read)."""
+    if not _UNBOUNDED:
+        import aiohttp
+
+        _UNBOUNDED.append(aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None))
+    return _UNBOUNDED[0]
 
 
 class _LoopClients:
@@ -131,6 +299,18 @@ _LOOP_CLIENTS = _LoopClients()
 async def shared_client() -> httpx.AsyncClient:
     """The HTTP client of the running event loop (made on first use)."""
     return await _LOOP_CLIENTS.get()
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """The errors a call through `send` raises when the call itself fails (not the answer):
+    the transports' own, and the deadline."""
+    import httpx
+
+    try:
+        import aiohttp
+    except ImportError:  # pragma: no cover - the httpx transport alone
+        return (httpx.HTTPError, asyncio.TimeoutError)
+    return (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError)
 
 
 def describe_error(exc: BaseException, endpoint: str, timeout_s: float) -> str:

@@ -62,13 +62,17 @@ class NodeConfig(BaseModel):
 class NodeContext:
     """What a running node may use: its record, the run, a shared HTTP client, threads."""
 
-    __slots__ = ("node_id", "record", "result", "attempt", "_runtime")
+    __slots__ = ("node_id", "record", "result", "attempt", "traced", "_runtime")
 
-    def __init__(self, node_id: str, record: NodeRecord, result: RunResult, runtime: Any, attempt: int = 1) -> None:
+    def __init__(
+        self, node_id: str, record: NodeRecord, result: RunResult, runtime: Any, attempt: int = 1, traced: bool = False
+    ) -> None:
         self.node_id = node_id
         self.record = record
         self.result = result
         self.attempt = attempt
+        #: whether the run is traced (OpenTelemetry): a node calling out passes the trace on
+        self.traced = traced
         self._runtime = runtime
 
     @property
@@ -100,6 +104,10 @@ class Node:
     kind: ClassVar[str] = ""
     Config: ClassVar[type[NodeConfig]] = NodeConfig
     default_retry: ClassVar[RetrySpec | None] = None
+    #: True for a kind that ends its own work by its `timeout_s` (counted from the start of
+    #: each attempt) with an error of its own that says more (an `http` node names the
+    #: endpoint that did not answer): the engine then sets no timer of its own for it
+    keeps_own_deadline: ClassVar[bool] = False
     own_templates: ClassVar[frozenset[str]] = frozenset()
     #: False for a kind users do not add themselves (one a tool writes, such as a stand-in
     #: for a node it could not import): palettes of node kinds leave it out

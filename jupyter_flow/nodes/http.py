@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
 from typing import Any, Literal
 
-import httpx
-
 from jupyter_flow import telemetry
 from jupyter_flow.errors import NodeError, Problem, RemoteError, TemplateError
 from jupyter_flow.expressions import Renderer, compile_value
-from jupyter_flow.http import DEFAULT_TIMEOUT_S, describe_error
+from jupyter_flow.http import DEFAULT_TIMEOUT_S, Answer, describe_error, send, transport_errors
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.spec import NodeSpec
-from jupyter_flow.workers import within
 
 __all__ = ["HttpNode", "expand_env"]
 
@@ -25,17 +23,26 @@ _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def expand_env(text: str, *, node: str, field: str) -> str:
     """Expand `${VAR}` from the environment at run time; a missing variable is an error."""
-
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1)
+    parts = _env_parts(text)
+    if len(parts) == 1:
+        return text
+    out = [parts[0]]
+    for i in range(1, len(parts), 2):
+        name = parts[i]
         value = os.environ.get(name)
         if value is None:
             raise NodeError(
                 f"environment variable {name} (used in {field}) is not set", node=node, retryable=False
             )
-        return value
+        out += (value, parts[i + 1])
+    return "".join(out)
 
-    return _ENV_VAR.sub(sub, text)
+
+@functools.lru_cache(maxsize=1024)
+def _env_parts(text: str) -> tuple[str, ...]:
+    """`text` split at its `${VAR}` references: literal, name, literal, name, ..., literal
+    (one literal when there is none), worked out once per text."""
+    return tuple(_ENV_VAR.split(text)) if "${" in text else (text,)
 
 
 class HttpConfig(NodeConfig):
@@ -71,6 +78,7 @@ class HttpNode(Node):
     Config = HttpConfig
     config: HttpConfig
     own_templates = frozenset({"output_mapping"})
+    keeps_own_deadline = True  # the whole call, Retry-After waits included, ends by timeout_s
 
     def __init__(self, spec: NodeSpec) -> None:
         super().__init__(spec)
@@ -89,7 +97,8 @@ class HttpNode(Node):
         headers = {
             k: expand_env(str(v), node=self.id, field=f"config.headers.{k}") for k, v in (inputs.get("headers") or {}).items()
         }
-        telemetry.inject(headers)
+        if ctx.traced:
+            telemetry.inject(headers)
         method = str(inputs.get("method") or "POST").upper()
         payload = inputs.get("input_mapping")
         if inputs.get("body") is not None:
@@ -102,7 +111,7 @@ class HttpNode(Node):
             content = inputs["content"]
             body = {"content": content if isinstance(content, (str, bytes)) else json.dumps(content)}
         elif inputs.get("form") is not None:
-            body = {"data": {k: "" if v is None else str(v) for k, v in inputs["form"].items()}}
+            body = {"form": {k: "" if v is None else str(v) for k, v in inputs["form"].items()}}
         timeout = self.spec.timeout_s or DEFAULT_TIMEOUT_S
         request = dict(body, params=params, headers=headers)
         response = await self._send(ctx, method, endpoint, request, timeout, wait_when_asked=inputs.get("response") != "full")
@@ -138,7 +147,7 @@ class HttpNode(Node):
 
     async def _send(
         self, ctx: NodeContext, method: str, endpoint: str, request: dict[str, Any], timeout: float, *, wait_when_asked: bool
-    ) -> httpx.Response:
+    ) -> Answer:
         """The call, within `timeout` seconds in all: a server trickling its answer a byte at
         a time does not hold the node past it. A 429 or 503 with `Retry-After` is sent again
         after the wait the server asks for while that wait ends before the deadline; a wait
@@ -149,8 +158,8 @@ class HttpNode(Node):
         while True:
             left = max(deadline - loop.time(), 0.001)
             try:
-                response = await within(ctx.http.request(method, endpoint, **request, timeout=httpx.Timeout(left)), left)
-            except (httpx.HTTPError, asyncio.TimeoutError) as exc:
+                response = await send(ctx.http, method, endpoint, **request, timeout_s=left)
+            except _TRANSPORT_ERRORS as exc:
                 raise RemoteError(describe_error(exc, endpoint, timeout), node=self.id) from exc
             wait = retry_after(response) if wait_when_asked else None
             if wait is None or waits >= _MAX_RETRY_AFTER_WAITS:
@@ -171,9 +180,10 @@ class HttpNode(Node):
 
 
 _MAX_RETRY_AFTER_WAITS = 10
+_TRANSPORT_ERRORS = transport_errors()
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: Answer) -> float | None:
     """Seconds a 429 or 503 answer asks the client to wait (`Retry-After` in seconds or as
     an HTTP date); None when it does not ask."""
     if response.status_code not in (429, 503):

@@ -119,7 +119,8 @@ class InferenceNode(Node):
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
         endpoint = self.url(expand_env(str(inputs["endpoint"]), node=self.id, field="config.endpoint"))
         headers = {k: expand_env(str(v), node=self.id, field=f"config.headers.{k}") for k, v in (inputs.get("headers") or {}).items()}
-        telemetry.inject(headers)
+        if ctx.traced:
+            telemetry.inject(headers)
         body = self.request(inputs, ctx)
         timeout = self.spec.timeout_s or DEFAULT_TIMEOUT_S
         try:

@@ -166,6 +166,8 @@ class PythonNode(Node):
             value = fn(**kwargs)
         else:
             value = await ctx.run_blocking(fn, **kwargs)
+        if isinstance(value, dict):
+            return value
         if inspect.isawaitable(value):
             value = await value
         return value if isinstance(value, dict) else {"result": value}
