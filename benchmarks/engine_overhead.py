@@ -8,7 +8,7 @@
   example services each in its own process), 64 runs at a time through plain
   `Flow.arun` calls, against calling the four services directly from aiohttp.
 
-    python benchmarks/engine_overhead.py [--runs N]
+    python benchmarks/engine_overhead.py [--runs N] [--cases chain,fanout,services]
 
 Prints a table; never fails on timing.
 """
@@ -228,66 +228,17 @@ def main() -> None:
     parser.add_argument("--fanout-runs", type=int, default=15)
     parser.add_argument("--service-runs", type=int, default=1200, help="runs of the four-service flow per case")
     parser.add_argument("--concurrency", type=int, default=64, help="four-service runs in flight at once")
+    parser.add_argument("--cases", default="chain,fanout,services", help="which cases to run (comma-separated)")
     args = parser.parse_args()
     register_function(step, name="step")
     register_function(step_sync, name="step_sync")
 
     rows = []
-    base = timed(lambda: hand_chain(0), args.runs * 5)
-    flow = chain_flow("step")
-    flow.run({"x": 0})
-    engine = timed(lambda: flow.arun({"x": 0}), args.runs)
-    events = []
-    with_events = timed(lambda: flow.arun({"x": 0}, on_event=events.append), args.runs)
-    sync_flow = chain_flow("step_sync", blocking=False)
-    engine_sync = timed(lambda: sync_flow.arun({"x": 0}), args.runs)
-    threaded = chain_flow("step_sync")
-    engine_thread = timed(lambda: threaded.arun({"x": 0}), max(20, args.runs // 5))
-    per = lambda t: (t - base) / CHAIN * 1e6  # noqa: E731
-    rows.append(("chain: hand-written asyncio (baseline)", f"{base * 1e3:.3f} ms", "-"))
-    rows.append(("chain: engine, {{ nX.output.x }} references, async nodes, tracing on", f"{engine * 1e3:.3f} ms", f"{per(engine):.1f} us/node"))
-    rows.append(("chain: engine + live event callback", f"{with_events * 1e3:.3f} ms", f"{per(with_events):.1f} us/node"))
-    rows.append(("chain: engine, sync nodes on the loop", f"{engine_sync * 1e3:.3f} ms", f"{per(engine_sync):.1f} us/node"))
-    rows.append(("chain: engine, sync nodes in threads", f"{engine_thread * 1e3:.3f} ms", f"{per(engine_thread):.1f} us/node"))
-
-    ctx = multiprocessing.get_context("spawn")
-    procs = []
-    try:
-        proc, slow = _start(ctx, "slow")
-        procs.append(proc)
-        url = slow + "/predict"
-        fan = fanout_flow(url)
-        raw = asyncio.run(_aiohttp_fanout(url, args.fanout_runs))
-        fan_times, branch_max = asyncio.run(_engine_fanout(fan, args.fanout_runs))
-
-        urls = {}
-        for var in ("CLEANER_URL", "INTENT_URL", "SLOTS_URL", "ANSWER_URL"):
-            proc, urls[var] = _start(ctx, "service", var)
-            procs.append(proc)
-        import os
-
-        os.environ.update(urls)
-        from pathlib import Path
-
-        service_flow = Flow.load(Path(__file__).resolve().parents[1] / "notebooks" / "flows" / "customer-service.flow.json")
-        text = service_flow.spec.inputs["user_input"].default
-        direct_rate, direct_lat = asyncio.run(_direct_service_runs(urls, text, args.service_runs, args.concurrency))
-        flow_rate, flow_lat = asyncio.run(_flow_service_runs(service_flow, text, args.service_runs, args.concurrency))
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.join()
-    raw_med = statistics.median(raw)
-    fan_med = statistics.median(fan_times)
-    rows.append((f"fan-out {FANOUT} x {DELAY_S * 1e3:.0f} ms: floor", f"{DELAY_S * 1e3:.1f} ms", "1.00x"))
-    rows.append(("fan-out: raw aiohttp gather, no engine", f"{raw_med * 1e3:.1f} ms", f"{raw_med / DELAY_S:.2f}x floor"))
-    rows.append(("fan-out: slowest branch (node duration in trace)", f"{statistics.median(branch_max) * 1e3:.1f} ms", f"{statistics.median(branch_max) / DELAY_S:.2f}x floor"))
-    rows.append(("fan-out: engine wall time (Flow.arun, shared client)", f"{fan_med * 1e3:.1f} ms",
-                 f"{fan_med / DELAY_S:.2f}x floor, {fan_med / raw_med:.3f}x aiohttp"))
-    rows.append((f"4 services, {args.concurrency} runs at once: direct aiohttp", f"{direct_rate:.0f} runs/s", f"p99 {_p99(direct_lat) * 1e3:.0f} ms"))
-    rows.append((f"4 services, {args.concurrency} runs at once: Flow.arun", f"{flow_rate:.0f} runs/s",
-                 f"p99 {_p99(flow_lat) * 1e3:.0f} ms; {flow_rate / direct_rate:.2f}x direct rate, p99 {_p99(flow_lat) / _p99(direct_lat):.2f}x direct"))
-
+    cases = set(args.cases.split(","))
+    if "chain" in cases:
+        rows += chain_rows(args.runs)
+    if cases & {"fanout", "services"}:
+        rows += remote_rows(args, cases)
     from jupyter_flow.http import transport_name
 
     width = max(len(r[0]) for r in rows)
@@ -296,9 +247,85 @@ def main() -> None:
     print(f"|{'-' * (width + 2)}|------|----------|")
     for name, t, o in rows:
         print(f"| {name.ljust(width)} | {t} | {o} |")
-    print(f"\nengine overhead per node (template references, tracing on): {per(engine):.1f} us (target < 15 us)")
-    print(f"fan-out wall time: {fan_med / DELAY_S:.2f}x the floor (target <= 1.15x), {fan_med / raw_med:.3f}x raw aiohttp (target within 5%)")
-    print(f"four services: {flow_rate / direct_rate:.2f}x the direct rate (target >= 0.8x), p99 {_p99(flow_lat) / _p99(direct_lat):.2f}x (target <= 1.5x)")
+    print()
+    for line in SUMMARY:
+        print(line)
+
+
+SUMMARY: list[str] = []
+
+
+def chain_rows(runs: int) -> list[tuple[str, str, str]]:
+    rows = []
+    base = timed(lambda: hand_chain(0), runs * 5)
+    flow = chain_flow("step")
+    flow.run({"x": 0})
+    engine = timed(lambda: flow.arun({"x": 0}), runs)
+    events: list[object] = []
+    with_events = timed(lambda: flow.arun({"x": 0}, on_event=events.append), runs)
+    sync_flow = chain_flow("step_sync", blocking=False)
+    engine_sync = timed(lambda: sync_flow.arun({"x": 0}), runs)
+    threaded = chain_flow("step_sync")
+    engine_thread = timed(lambda: threaded.arun({"x": 0}), max(20, runs // 5))
+    per = lambda t: (t - base) / CHAIN * 1e6  # noqa: E731
+    rows.append(("chain: hand-written asyncio (baseline)", f"{base * 1e3:.3f} ms", "-"))
+    rows.append(("chain: engine, {{ nX.output.x }} references, async nodes, tracing on", f"{engine * 1e3:.3f} ms", f"{per(engine):.1f} us/node"))
+    rows.append(("chain: engine + live event callback", f"{with_events * 1e3:.3f} ms", f"{per(with_events):.1f} us/node"))
+    rows.append(("chain: engine, sync nodes on the loop", f"{engine_sync * 1e3:.3f} ms", f"{per(engine_sync):.1f} us/node"))
+    rows.append(("chain: engine, sync nodes in threads", f"{engine_thread * 1e3:.3f} ms", f"{per(engine_thread):.1f} us/node"))
+    SUMMARY.append(f"engine overhead per node (template references, tracing on): {per(engine):.1f} us (target < 15 us)")
+    return rows
+
+
+def remote_rows(args: argparse.Namespace, cases: set[str]) -> list[tuple[str, str, str]]:
+    rows = []
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    try:
+        if "fanout" in cases:
+            proc, slow = _start(ctx, "slow")
+            procs.append(proc)
+            url = slow + "/predict"
+            fan = fanout_flow(url)
+            raw = asyncio.run(_aiohttp_fanout(url, args.fanout_runs))
+            fan_times, branch_max = asyncio.run(_engine_fanout(fan, args.fanout_runs))
+        if "services" in cases:
+            urls = {}
+            for var in ("CLEANER_URL", "INTENT_URL", "SLOTS_URL", "ANSWER_URL"):
+                proc, urls[var] = _start(ctx, "service", var)
+                procs.append(proc)
+            import os
+
+            os.environ.update(urls)
+            from pathlib import Path
+
+            service_flow = Flow.load(Path(__file__).resolve().parents[1] / "notebooks" / "flows" / "customer-service.flow.json")
+            text = service_flow.spec.inputs["user_input"].default
+            direct_rate, direct_lat = asyncio.run(_direct_service_runs(urls, text, args.service_runs, args.concurrency))
+            flow_rate, flow_lat = asyncio.run(_flow_service_runs(service_flow, text, args.service_runs, args.concurrency))
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.join()
+    if "fanout" in cases:
+        raw_med = statistics.median(raw)
+        fan_med = statistics.median(fan_times)
+        rows.append((f"fan-out {FANOUT} x {DELAY_S * 1e3:.0f} ms: floor", f"{DELAY_S * 1e3:.1f} ms", "1.00x"))
+        rows.append(("fan-out: raw aiohttp gather, no engine", f"{raw_med * 1e3:.1f} ms", f"{raw_med / DELAY_S:.2f}x floor"))
+        rows.append(("fan-out: slowest branch (node duration in trace)", f"{statistics.median(branch_max) * 1e3:.1f} ms",
+                     f"{statistics.median(branch_max) / DELAY_S:.2f}x floor"))
+        rows.append(("fan-out: engine wall time (Flow.arun, shared client)", f"{fan_med * 1e3:.1f} ms",
+                     f"{fan_med / DELAY_S:.2f}x floor, {fan_med / raw_med:.3f}x aiohttp"))
+        SUMMARY.append(f"fan-out wall time: {fan_med / DELAY_S:.2f}x the floor (target <= 1.15x), "
+                       f"{fan_med / raw_med:.3f}x raw aiohttp (target within 5%)")
+    if "services" in cases:
+        rows.append((f"4 services, {args.concurrency} runs at once: direct aiohttp", f"{direct_rate:.0f} runs/s", f"p99 {_p99(direct_lat) * 1e3:.0f} ms"))
+        rows.append((f"4 services, {args.concurrency} runs at once: Flow.arun", f"{flow_rate:.0f} runs/s",
+                     f"p99 {_p99(flow_lat) * 1e3:.0f} ms; {flow_rate / direct_rate:.2f}x direct rate, "
+                     f"p99 {_p99(flow_lat) / _p99(direct_lat):.2f}x direct"))
+        SUMMARY.append(f"four services: {flow_rate / direct_rate:.2f}x the direct rate (target >= 0.8x), "
+                       f"p99 {_p99(flow_lat) / _p99(direct_lat):.2f}x (target <= 1.5x)")
+    return rows
 
 
 if __name__ == "__main__":

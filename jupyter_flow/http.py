@@ -198,7 +198,7 @@ async def send(
 
 async def _send_aiohttp(session: Any, method: str, target: Any, body: bytes | None, headers: dict[str, str]) -> Answer:
     async with session.request(
-        method, target, data=body, headers=headers, allow_redirects=True, max_redirects=MAX_REDIRECTS, timeout=_unbounded()
+        method, target, data=body, headers=headers, allow_redirects=True, max_redirects=MAX_REDIRECTS + 1, timeout=_unbounded()
     ) as response:
         data = await response.read()
         return Answer(response.status, _joined(response.headers), data)
