@@ -6,7 +6,9 @@
   against the floor (100 ms) and raw aiohttp;
 - the customer-service flow (cleaner -> intent and slots at once -> answer, the four
   example services each in its own process), 64 runs at a time through plain
-  `Flow.arun` calls, against calling the four services directly from aiohttp.
+  `Flow.arun` calls, against calling the four services directly from aiohttp (and, to
+  show what the http node's short cut to the aiohttp session saves, the same runs with
+  every call going through httpx's request and response objects).
 
     python benchmarks/engine_overhead.py [--runs N] [--cases chain,fanout,services]
 
@@ -191,15 +193,30 @@ async def _direct_service_runs(urls: dict[str, str], text: str, total: int, conc
         return await _closed_loop(one, total, concurrency), latencies
 
 
-async def _flow_service_runs(flow: Flow, text: str, total: int, concurrency: int) -> tuple[float, list[float]]:
+async def _flow_service_runs(flow: Flow, text: str, total: int, concurrency: int, *, through_httpx: bool = False) -> tuple[float, list[float]]:
+    """`total` runs of the flow, `concurrency` at a time, through plain `Flow.arun` calls
+    (the loop's shared client); `through_httpx`: with a client passed in that is httpx over
+    the same aiohttp transport, so every call goes through httpx's request and response
+    objects (the way before the http node sent through the aiohttp session)."""
     latencies: list[float] = []
+    client = None
+    if through_httpx:
+        import httpx
+        from httpx_aiohttp import AiohttpTransport
+
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        client = httpx.AsyncClient(transport=AiohttpTransport(limits=limits), limits=limits, follow_redirects=True)
 
     async def one() -> None:
         t0 = time.perf_counter()
-        await flow.arun({"user_input": text})
+        await flow.arun({"user_input": text}, http_client=client)
         latencies.append(time.perf_counter() - t0)
 
-    return await _closed_loop(one, total, concurrency), latencies
+    try:
+        return await _closed_loop(one, total, concurrency), latencies
+    finally:
+        if client is not None:
+            await client.aclose()
 
 
 async def _closed_loop(one, total: int, concurrency: int) -> float:
@@ -303,6 +320,7 @@ def remote_rows(args: argparse.Namespace, cases: set[str]) -> list[tuple[str, st
             text = service_flow.spec.inputs["user_input"].default
             direct_rate, direct_lat = asyncio.run(_direct_service_runs(urls, text, args.service_runs, args.concurrency))
             flow_rate, flow_lat = asyncio.run(_flow_service_runs(service_flow, text, args.service_runs, args.concurrency))
+            httpx_rate, httpx_lat = asyncio.run(_flow_service_runs(service_flow, text, args.service_runs, args.concurrency, through_httpx=True))
     finally:
         for proc in procs:
             proc.terminate()
@@ -323,6 +341,9 @@ def remote_rows(args: argparse.Namespace, cases: set[str]) -> list[tuple[str, st
         rows.append((f"4 services, {args.concurrency} runs at once: Flow.arun", f"{flow_rate:.0f} runs/s",
                      f"p99 {_p99(flow_lat) * 1e3:.0f} ms; {flow_rate / direct_rate:.2f}x direct rate, "
                      f"p99 {_p99(flow_lat) / _p99(direct_lat):.2f}x direct"))
+        rows.append((f"4 services, {args.concurrency} runs at once: Flow.arun, calls through httpx's models", f"{httpx_rate:.0f} runs/s",
+                     f"p99 {_p99(httpx_lat) * 1e3:.0f} ms; {httpx_rate / direct_rate:.2f}x direct rate, "
+                     f"p99 {_p99(httpx_lat) / _p99(direct_lat):.2f}x direct"))
         SUMMARY.append(f"four services: {flow_rate / direct_rate:.2f}x the direct rate (target >= 0.8x), "
                        f"p99 {_p99(flow_lat) / _p99(direct_lat):.2f}x (target <= 1.5x)")
     return rows

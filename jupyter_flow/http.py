@@ -97,9 +97,17 @@ def make_client(
         timeout=httpx.Timeout(timeout_s),
         headers={"user-agent": f"jupyter-flow/{__version__}", **dict(headers or {})},
     )
-    if transport is not None:
-        _AIOHTTP_TRANSPORTS[client] = transport
+    if transport is not None and not _proxies_configured():
+        _AIOHTTP_TRANSPORTS[client] = transport  # with a proxy set, httpx's routing applies: no short cut
     return client
+
+
+def _proxies_configured() -> bool:
+    """Whether the environment names a proxy (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, as
+    httpx reads them)."""
+    import urllib.request
+
+    return any(scheme in ("http", "https", "all") for scheme in urllib.request.getproxies_environment())
 
 
 #: clients made by `make_client` over aiohttp, and their transports: `send` may call their
@@ -153,6 +161,8 @@ def _joined(headers: Any) -> dict[str, str]:
 
 
 _NO_BODY = object()
+#: JSON as httpx encodes a `json=` body (UTF-8, compact, no NaN), one encoder for all calls
+_ENCODE_JSON = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 async def send(
@@ -185,7 +195,7 @@ async def send(
         sent[name.lower()] = value
     body = None
     if json is not _NO_BODY and json is not None:
-        body = _json.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        body = _ENCODE_JSON(json).encode("utf-8")
         sent.setdefault("content-type", "application/json")
     target: Any = url
     if params:

@@ -150,3 +150,23 @@ def test_the_http_node_answers_the_same_through_either_transport(serve: Serve, m
     with pytest.raises(FlowRunError) as info:
         down.run()
     assert "answered HTTP 503" in str(info.value) and "overloaded" in str(info.value)
+
+
+def test_with_a_proxy_configured_every_request_goes_through_httpx(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpx routes by HTTP_PROXY/NO_PROXY; the short cut to aiohttp would not, so it is off
+    from jupyter_flow.http import _AIOHTTP_TRANSPORTS
+
+    server = serve({"/echo": echo})
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+
+    async def go() -> tuple[Answer, bool]:
+        client = make_client()
+        try:
+            return await send(client, "POST", f"{server.url}/echo", json={"a": 1}), client in _AIOHTTP_TRANSPORTS
+        finally:
+            await client.aclose()
+
+    answer, short_cut = asyncio.run(go())
+    assert answer.json()["body"] == '{"a":1}'
+    assert not short_cut
