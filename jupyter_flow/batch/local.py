@@ -185,4 +185,5 @@ async def run_prepared(batch: PreparedBatch, options: BatchOptions, bar: Any = N
         await asyncio.to_thread(writer.close)
     if crashed:
         raise crashed[0]
-    return finish_batch(batch, ran=ran, duration_s=time.perf_counter() - t0, stopped=stop[0] if stop else None)
+    # the summary reads every result line back: in a thread, so the loop goes on meanwhile
+    return await asyncio.to_thread(finish_batch, batch, ran=ran, duration_s=time.perf_counter() - t0, stopped=stop[0] if stop else None)
