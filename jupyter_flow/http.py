@@ -328,7 +328,10 @@ def describe_error(exc: BaseException, endpoint: str, timeout_s: float) -> str:
     transport (aiohttp's own error, where there is one, says more than httpx's mapping)."""
     cause = exc.__cause__ if exc.__cause__ is not None else exc
     kind = type(cause).__name__
-    reason = str(getattr(cause, "strerror", None) or cause).strip() or str(exc).strip()
+    # aiohttp's parse errors read "400, message: ..." over several lines: its own code, not
+    # the server's status; the message alone, on one line
+    message = getattr(cause, "strerror", None) or getattr(cause, "message", None)
+    reason = " ".join(str(message if isinstance(message, str) and message else cause).split()).rstrip(" ^") or " ".join(str(exc).split())
     if isinstance(exc, asyncio.TimeoutError) or ("Timeout" in kind and "Connect" not in kind):
         return f"{endpoint} did not answer within {timeout_s:g} s ({kind})"
     for types, text in _error_texts():
@@ -353,6 +356,8 @@ def _error_texts() -> list[tuple[tuple[type[BaseException], ...], str]]:
             ((aiohttp.ServerDisconnectedError,), "{endpoint} closed the connection before it answered ({kind})"),
             ((aiohttp.ClientPayloadError,), "the connection to {endpoint} broke while the answer was being read ({kind}: {reason})"),
             ((aiohttp.ClientOSError,), "the connection to {endpoint} failed: {reason} ({kind})"),
+            ((aiohttp.ClientResponseError, aiohttp.http_exceptions.HttpProcessingError),
+             "{endpoint} broke the HTTP protocol ({kind}: {reason})"),
         ]
     texts += [
         ((httpx.ConnectError,), "cannot connect to {endpoint}: {reason} ({kind})"),

@@ -403,3 +403,42 @@ def test_retry_after_as_an_http_date(serve: Serve) -> None:
     server = serve({"/p": busy_then_ok})
     flow = Flow.from_dict({"nodes": [{"id": "model", "type": "http", "timeout_s": 5, "config": {"endpoint": f"{server.url}/p"}}]})
     assert flow.run().outputs["model"] == {"label": "ok"} and len(calls) == 2
+
+
+# -- servers that lie about their answer, through both transports ------------------------
+
+
+def _lie(raw: bytes) -> Callable[[Any], None]:
+    def handler(conn: Any) -> None:
+        conn.sendall(raw)
+
+    return handler
+
+
+LIES = {
+    "a status line that is not HTTP": b"HTTP/1.1 abc OK\r\ncontent-length: 2\r\n\r\n{}",
+    "a body shorter than its content-length": b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 50\r\n\r\n{\"a\": 1}",
+    "gzip announced, plain text sent": b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: 8\r\n\r\n{\"a\": 1}",
+    "a broken chunked body": b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{\"a\"\r\n0\r\n\r\n",
+    "a close before any answer": b"",
+}
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("lie", list(LIES))
+def test_a_lying_server_fails_the_node_with_a_named_error(monkeypatch: pytest.MonkeyPatch, lie: str, transport: str) -> None:
+    from jupyter_flow.http import TRANSPORT_ENV
+
+    monkeypatch.setenv(TRANSPORT_ENV, transport)
+    server = RawServer(_lie(LIES[lie]))
+    try:
+        flow = Flow.from_dict({"nodes": [{"id": "model", "type": "http", "timeout_s": 5, "config": {"endpoint": server.url}}]})
+        with pytest.raises(FlowRunError) as info:
+            flow.run()
+    finally:
+        server.close()
+    error = info.value.result["model"].error  # type: ignore[index]
+    assert error.type == "RemoteError", error
+    assert server.url in error.message, error.message
+    assert "Traceback" not in error.message and "\n" not in error.message
+    print(f"{transport}, {lie}: {error.message}")
