@@ -1,0 +1,95 @@
+"""`workers.within`, the one deadline the engine and the HTTP calls use: the same rules as
+`asyncio.timeout` (a deadline is a TimeoutError; a cancel from outside stays a cancel)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jupyter_flow.workers import within
+
+
+async def _sleep(seconds: float, value: str = "done") -> str:
+    await asyncio.sleep(seconds)
+    return value
+
+
+def test_work_that_ends_in_time_gives_its_result() -> None:
+    assert asyncio.run(within(_sleep(0.01), 1.0)) == "done"
+    assert asyncio.run(within(_sleep(0.01), None)) == "done"
+
+
+def test_work_past_its_deadline_is_a_timeout_and_is_stopped() -> None:
+    stopped: list[bool] = []
+
+    async def work() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            stopped.append(True)
+            raise
+
+    async def go() -> float:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(TimeoutError):
+            await within(work(), 0.05)
+        # the task was not left cancelled: it goes on awaiting normally
+        await asyncio.sleep(0.01)
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        return loop.time() - t0
+
+    assert asyncio.run(go()) < 1.0
+    assert stopped == [True]
+
+
+def test_a_cancel_from_outside_stays_a_cancel() -> None:
+    async def go() -> None:
+        task = asyncio.ensure_future(within(_sleep(10), 5.0))
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+
+
+def test_a_cancel_from_outside_at_the_deadline_stays_a_cancel() -> None:
+    # both fire in the same turn of the loop: the caller's cancel must not become a timeout
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(within(_sleep(10), 0.05))
+        await asyncio.sleep(0)
+        loop.call_at(loop.time() + 0.05, task.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+
+
+def test_nested_deadlines_each_raise_at_their_own_level() -> None:
+    async def inner_first() -> str:
+        try:
+            await within(_sleep(10), 0.02)
+        except TimeoutError:
+            return "inner timed out, outer still running"
+        return "no timeout"
+
+    async def outer_first() -> str:
+        try:
+            await within(within(_sleep(10), 5.0), 0.02)
+        except TimeoutError:
+            return "outer timed out"
+        return "no timeout"
+
+    assert asyncio.run(within(inner_first(), 5.0)) == "inner timed out, outer still running"
+    assert asyncio.run(outer_first()) == "outer timed out"
+
+
+def test_errors_of_the_work_pass_through_untouched() -> None:
+    async def fails() -> None:
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError, match="bad input"):
+        asyncio.run(within(fails(), 1.0))
