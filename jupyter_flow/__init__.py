@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 
 
 if TYPE_CHECKING:
-    from jupyter_flow.batch import run_batch
+    from jupyter_flow.batch import BatchFailedError, BatchSummary, arun_batch, run_batch
     from jupyter_flow.dify import export_dify, import_dify
     from jupyter_flow.export import export_notebook
     from jupyter_flow.exported import run_exported
@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 _LAZY = {
     "Workbench": "jupyter_flow.workbench",
     "run_batch": "jupyter_flow.batch",
+    "arun_batch": "jupyter_flow.batch",
+    "BatchSummary": "jupyter_flow.batch",
+    "BatchFailedError": "jupyter_flow.batch",
     "export_notebook": "jupyter_flow.export",
     "run_exported": "jupyter_flow.exported",
     "import_dify": "jupyter_flow.dify",
@@ -57,6 +60,8 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "BatchFailedError",
+    "BatchSummary",
     "EdgeSpec",
     "Flow",
     "FlowError",
@@ -81,6 +86,7 @@ __all__ = [
     "TemplateError",
     "Workbench",
     "__version__",
+    "arun_batch",
     "default_registry",
     "export_dify",
     "export_notebook",

@@ -8,6 +8,8 @@ import sys
 import jupyter_flow
 
 PUBLIC = [
+    "BatchFailedError",
+    "BatchSummary",
     "EdgeSpec",
     "Flow",
     "FlowError",
@@ -32,6 +34,7 @@ PUBLIC = [
     "TemplateError",
     "Workbench",
     "__version__",
+    "arun_batch",
     "default_registry",
     "export_dify",
     "export_notebook",
