@@ -26,11 +26,9 @@ model failed) or 504 (a timeout).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import struct
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -399,51 +397,43 @@ class _Routes:
         rules, scrubbed messages, metrics and run history); only the body's shape differs."""
         from jupyter_flow import telemetry
         from jupyter_flow.errors import FlowError, FlowValidationError
-        from jupyter_flow.serve_guard import BodyTooLarge, FileInputs
+        from jupyter_flow.serve_guard import BodyTooLarge
 
-        app, route = self.app, "/v2/infer"
-        t0 = time.perf_counter()
-        app.metrics.in_flight.inc()
-        status = 500
-        flow = self.flow  # one flow for the whole request
-        files = FileInputs(flow.spec.inputs, app.files_root)
-        try:
-            other = self._other_model(request)
-            if other is not None:
-                status = 404
-                return other
+        app = self.app
+        async with app.exchange("/v2/infer") as ex:
+            flow, files = ex.flow, ex.files
             try:
-                body, requested, request_id = await self._read(request, flow)
-                inputs = flow.resolve_inputs(files.confine(body))
-            except BodyTooLarge as exc:
-                status = 413
-                return self._json({"error": str(exc)}, 413)
-            except ProtocolError as exc:
-                status = 400
-                return self._json({"error": files.scrubber.text(str(exc))}, 400)
-            except FlowValidationError as exc:
-                status = 400
-                return self._json({"error": files.scrubber.text("; ".join(map(str, exc.problems)))}, 400)
-            with telemetry.continue_trace(request.headers):
-                result = await flow.arun(inputs, http_client=app.client, raise_on_error=False, wait_for_shadows=False)
-            code, answer = app.answer(result, files.scrubber)
-            headers = app.run_headers(result)
-            if code != 200:
-                status = code
-                return self._json({"error": answer.get("error") or "the model failed"}, code, headers)
-            try:
-                reply = self._response(result, requested, request_id)
-            except ProtocolError as exc:
-                return self._json({"error": f"the model's answer does not fit the protocol: {exc}"}, 500, headers)
-            status = 200
-            return self._json(files.scrubber.value(reply), 200, headers)
-        except FlowError as exc:
-            return self._json({"error": files.scrubber.text(str(exc))}, 500)
-        finally:
-            await asyncio.to_thread(files.close)
-            app.metrics.in_flight.dec()
-            app.metrics.requests.labels(route, str(status)).inc()
-            app.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+                other = self._other_model(request)
+                if other is not None:
+                    ex.status = 404
+                    return other
+                try:
+                    body, requested, request_id = await self._read(request, flow)
+                    inputs = flow.resolve_inputs(files.confine(body))
+                except BodyTooLarge as exc:
+                    ex.status = 413
+                    return self._json({"error": str(exc)}, 413)
+                except ProtocolError as exc:
+                    ex.status = 400
+                    return self._json({"error": files.scrubber.text(str(exc))}, 400)
+                except FlowValidationError as exc:
+                    ex.status = 400
+                    return self._json({"error": files.scrubber.text("; ".join(map(str, exc.problems)))}, 400)
+                with telemetry.continue_trace(request.headers):
+                    result = await flow.arun(inputs, http_client=app.client, raise_on_error=False, wait_for_shadows=False)
+                code, answer = app.answer(result, files.scrubber)
+                headers = app.run_headers(result)
+                if code != 200:
+                    ex.status = code
+                    return self._json({"error": answer.get("error") or "the model failed"}, code, headers)
+                try:
+                    reply = self._response(result, requested, request_id)
+                except ProtocolError as exc:
+                    return self._json({"error": f"the model's answer does not fit the protocol: {exc}"}, 500, headers)
+                ex.status = 200
+                return self._json(files.scrubber.value(reply), 200, headers)
+            except FlowError as exc:
+                return self._json({"error": files.scrubber.text(str(exc))}, 500)
 
     async def _read(self, request: Any, flow: Flow) -> tuple[dict[str, Any], list[str] | None, Any]:
         from jupyter_flow.errors import FlowValidationError

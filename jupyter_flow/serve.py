@@ -157,41 +157,50 @@ class _ServiceApp:
                 log.error("%s", self.warm_error)
 
     # -- runs -------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def exchange(self, route: str) -> AsyncIterator[Exchange]:
+        """One request to a run route, as every such route handles it: one flow for the whole
+        request (whatever a reload does), its uploaded files (removed at the end) and its
+        metrics (in flight, answers by status, latency). The handler sets `status`."""
+        t0 = time.perf_counter()
+        self.metrics.in_flight.inc()
+        flow = self.service.flow
+        ex = Exchange(flow, FileInputs(flow.spec.inputs, self.files_root))
+        try:
+            yield ex
+        finally:
+            await asyncio.to_thread(ex.files.close)
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(route, str(ex.status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+
     async def run_request(self, request: Any, route: str) -> Any:
         from starlette.responses import JSONResponse
 
-        t0 = time.perf_counter()
-        self.metrics.in_flight.inc()
-        status = 500
-        flow = self.service.flow  # one flow for the whole request, whatever a reload does
-        files = FileInputs(flow.spec.inputs, self.files_root)
-        try:
+        async with self.exchange(route) as ex:
+            flow, files = ex.flow, ex.files
             try:
-                body = await self.read_body(request, files)
-                inputs = flow.resolve_inputs(files.confine(_body_inputs(body, wrapped=self.mode == "flow")))
-            except BodyTooLarge as exc:
-                status = 413
-                return JSONResponse({"error": str(exc)}, status_code=413)
-            except FlowValidationError as exc:
-                status = 422
-                return JSONResponse(files.scrubber.value(_problems_json(exc), messages=True), status_code=422)
-            with telemetry.continue_trace(request.headers):  # the caller's `traceparent`, when traced
-                result = await flow.arun(inputs, http_client=self.client, raise_on_error=False,
-                                         wait_for_shadows=files.folder is not None)
-            code, answer = self.answer(result, files.scrubber)
-            response = JSONResponse(answer, status_code=code, headers=self.run_headers(result))
-            status = code  # counted as answered only once the answer could be built
-            return response
-        except FlowError as exc:
-            return JSONResponse({"error": files.scrubber.text(str(exc))}, status_code=500)
-        except Exception as exc:
-            log.exception("%s failed", route)
-            return JSONResponse({"error": f"the server failed to answer: {type(exc).__name__}"}, status_code=500)
-        finally:
-            await asyncio.to_thread(files.close)
-            self.metrics.in_flight.dec()
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+                try:
+                    body = await self.read_body(request, files)
+                    inputs = flow.resolve_inputs(files.confine(_body_inputs(body, wrapped=self.mode == "flow")))
+                except BodyTooLarge as exc:
+                    ex.status = 413
+                    return JSONResponse({"error": str(exc)}, status_code=413)
+                except FlowValidationError as exc:
+                    ex.status = 422
+                    return JSONResponse(files.scrubber.value(_problems_json(exc), messages=True), status_code=422)
+                with telemetry.continue_trace(request.headers):  # the caller's `traceparent`, when traced
+                    result = await flow.arun(inputs, http_client=self.client, raise_on_error=False,
+                                             wait_for_shadows=files.folder is not None)
+                code, answer = self.answer(result, files.scrubber)
+                response = JSONResponse(answer, status_code=code, headers=self.run_headers(result))
+                ex.status = code  # counted as answered only once the answer could be built
+                return response
+            except FlowError as exc:
+                return JSONResponse({"error": files.scrubber.text(str(exc))}, status_code=500)
+            except Exception as exc:
+                log.exception("%s failed", route)
+                return JSONResponse({"error": f"the server failed to answer: {type(exc).__name__}"}, status_code=500)
 
     async def read_body(self, request: Any, files: FileInputs) -> Any:
         """The request's inputs: a JSON body, or a multipart form whose file fields are
@@ -319,6 +328,17 @@ class _ServiceApp:
         else:
             routes += [Route("/run", self.run, methods=["POST"]), Route("/runs/{run_id}", self.get_run, methods=["GET"])]
         return routes
+
+
+class Exchange:
+    """What one request to a run route works with (see `ServedApp.exchange`)."""
+
+    __slots__ = ("flow", "files", "status")
+
+    def __init__(self, flow: Flow, files: FileInputs) -> None:
+        self.flow = flow
+        self.files = files
+        self.status = 500  # until the handler says otherwise
 
 
 def _named(message: str, source: Path | None) -> str:
