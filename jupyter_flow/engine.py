@@ -81,9 +81,9 @@ class _Run:
         self.active: dict[str, bool] = {}
         self.remaining = len(plan.nodes)
         self.node_tasks: dict[str, asyncio.Task[Any]] = {}
-        #: while a node task reports its node done: that task (it runs the first node made ready next)
-        self.handing_off: asyncio.Task[Any] | None = None
-        self.next_up: str | None = None
+        #: while a node task reports its node done (`finished`, never interrupted): that task,
+        #: and the first node the report made ready, which the task runs next
+        self.hand_off: _HandOff | None = None
         self.event_tasks: set[asyncio.Future[Any]] = set()
         self.shadow_tasks: set[asyncio.Future[Any]] = set()
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -126,9 +126,10 @@ class _Run:
         if self.failure is not None:
             return
         if active:
-            if self.handing_off is not None and self.next_up is None:
-                self.next_up = nid  # the node task that made it ready runs it next
-                self.node_tasks[nid] = self.handing_off
+            hand_off = self.hand_off
+            if hand_off is not None and hand_off.next_up is None:
+                hand_off.next_up = nid  # the node task that made it ready runs it next
+                self.node_tasks[nid] = hand_off.task
                 return
             task = asyncio.get_running_loop().create_task(self.node_task(nid), name=f"jupyter-flow:{nid}")
             self.node_tasks[nid] = task
@@ -270,13 +271,12 @@ class _Run:
         """Run node `nid`, then the first node its end made ready, and so on: a chain runs in
         one task, without a task and a turn of the event loop per node. Nodes made ready
         besides the first get tasks of their own and start at once."""
-        while True:
-            await telemetry.trace_node(self.span, self.records[nid], self.execute(self.plan.nodes[nid]))
-            if self.next_up is None:
-                return
-            nid, self.next_up = self.next_up, None
+        next_up: str | None = nid
+        while next_up is not None:
+            next_up = await telemetry.trace_node(self.span, self.records[next_up], self.execute(self.plan.nodes[next_up]))
 
-    async def execute(self, pn: PlannedNode) -> None:
+    async def execute(self, pn: PlannedNode) -> str | None:
+        """Run one node and report it done; the node this task runs next, if any."""
         record = self.records[pn.id]
         record.status = "running"
         record.started_at = time.time()
@@ -331,15 +331,18 @@ class _Run:
                         await self.emit("node_finished", record)
                     named = isinstance(exc, NodeError) or getattr(exc, "node", None) == pn.id
                     self.fail_run(str(exc) if named else f"node '{pn.id}': {exc}")
-                    return
+                    return None
         record.duration_s = time.perf_counter() - t0
-        self.handing_off = asyncio.current_task()
+        task = asyncio.current_task()
+        assert task is not None  # a node runs in a node task
+        hand_off = self.hand_off = _HandOff(task)
         try:
             self.finished(pn, record)
         finally:
-            self.handing_off = None
+            self.hand_off = None
         if self.on_event is not None:
             await self.emit("node_finished", record)
+        return hand_off.next_up
 
     def cached(self, pn: PlannedNode, node: Node, inputs: Any) -> NodeRecord | None:
         if self.reuse is None or pn.id in self.force:
@@ -348,6 +351,14 @@ class _Run:
         if previous is None or previous.status != "ok" or previous.defaulted or previous.cache_key is None:
             return None
         return previous if previous.cache_key == _CacheKey(pn, node, inputs) else None
+
+
+class _HandOff:
+    __slots__ = ("task", "next_up")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.next_up: str | None = None
 
 
 class _CacheKey:

@@ -605,3 +605,72 @@ def test_without_waiting_for_shadows_the_run_returns_first(serve: Serve) -> None
     returned, result = asyncio.run(go())
     assert returned < 0.8
     assert result["clf"].shadow["v2"]["outputs"] == {"label": "slow"}
+
+
+# -- a chain runs in one task: what that must not change -------------------------------------
+
+
+def test_each_chained_node_is_cancelled_with_the_task_that_runs_it() -> None:
+    # a1 -> a2 (long) and b1 -> b2 (fails after 0.5 s). The event callback holds a1's task
+    # in its `node_finished` while b1's goes on: a2 must still run in a1's task, the task the
+    # run knows it by, so that the failure of b2 cancels a2 rather than waiting for it.
+    async def quick() -> dict[str, bool]:
+        return {"ok": True}
+
+    async def long() -> dict[str, bool]:
+        await asyncio.sleep(30)
+        return {"ok": True}
+
+    async def fails() -> dict[str, bool]:
+        await asyncio.sleep(0.5)  # a2 is running by then
+        raise ValueError("b2 broke")
+
+    flow = Flow.from_dict({"nodes": [
+        {"id": "a1", "type": "python", "config": {"function": "quick"}},
+        {"id": "a2", "type": "python", "config": {"function": "long"}},
+        {"id": "b1", "type": "python", "config": {"function": "quick"}},
+        {"id": "b2", "type": "python", "config": {"function": "fails"}},
+    ], "edges": [{"from": "a1", "to": "a2"}, {"from": "b1", "to": "b2"}]},
+        functions={"quick": quick, "long": long, "fails": fails})
+    order: list[str] = []
+
+    async def on_event(event: RunEvent) -> None:
+        if event.kind == "node_started" and event.record is not None:
+            order.append(event.record.node)
+        if event.kind == "node_finished" and event.record is not None and event.record.node == "a1":
+            await asyncio.sleep(0.1)
+
+    t0 = time.perf_counter()
+    result = asyncio.run(flow.arun(on_event=on_event, raise_on_error=False))
+    elapsed = time.perf_counter() - t0
+    assert result.status == "error" and "b2 broke" in (result.error or "")
+    assert result["a2"].status == "cancelled", result["a2"]
+    assert elapsed < 15, f"the run waited {elapsed:.1f} s for a node it should have cancelled"
+    assert order.index("a2") > order.index("a1")
+
+
+def test_a_long_chain_runs_every_node_in_order_and_fan_outs_still_run_at_once() -> None:
+    async def step(x: int) -> dict[str, int]:
+        return {"x": x + 1}
+
+    running: list[int] = []
+    peak: list[int] = [0]
+
+    async def slow(x: int) -> dict[str, int]:
+        running.append(x)
+        peak[0] = max(peak[0], len(running))
+        await asyncio.sleep(0.2)
+        running.remove(x)
+        return {"x": x}
+
+    nodes = [{"id": f"n{i}", "type": "python",
+              "config": {"function": "step", "input_mapping": {"x": "{{ x }}" if i == 0 else f"{{{{ n{i - 1}.output.x }}}}"}}}
+             for i in range(200)]
+    nodes += [{"id": f"f{j}", "type": "python", "config": {"function": "slow", "input_mapping": {"x": j}}} for j in range(8)]
+    edges = [{"from": f"n{i - 1}", "to": f"n{i}"} for i in range(1, 200)] + [{"from": "n199", "to": f"f{j}"} for j in range(8)]
+    flow = Flow.from_dict({"inputs": {"x": {"type": "integer", "default": 0}}, "nodes": nodes, "edges": edges},
+                          functions={"step": step, "slow": slow})
+    result = flow.run()
+    assert result["n199"].outputs == {"x": 200}
+    assert all(result[f"f{j}"].status == "ok" for j in range(8))
+    assert peak[0] == 8  # the fan-out after the chain ran at once, not one after another
