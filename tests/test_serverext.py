@@ -17,49 +17,17 @@ from typing import Any
 import httpx
 import nbformat
 import pytest
+from lab_server import JupyterLab, fixture_flow, flow_with
 
 from jupyter_flow.palette import KIND_COLOURS, STATUS_COLOURS
 
-sys.path.insert(0, str(Path(__file__).parent / "ui"))
-
-from harness import JupyterLab  # noqa: E402
-
 pytestmark = pytest.mark.timeout(120)
 
-GOOD = """\
-spec_version: 1
-name: greet
-inputs: {text: {type: text, default: hi}}
-nodes:
-  - id: shout
-    type: template
-    config: {template: "{{ text | upper }}"}
-  - id: echo
-    type: template
-    config: {template: "{{ shout.output.text }}!"}
-edges:
-  - {from: start, to: shout}
-  - {from: shout, to: echo}
-"""
-
-# `echo` reads a node that does not exist, and `mystery` has a kind nobody registered.
-BROKEN = """\
-spec_version: 1
-name: broken
-nodes:
-  - id: shout
-    type: template
-    config: {template: "hi"}
-  - id: echo
-    type: template
-    config: {template: "{{ ghost.output.text }}"}
-  - id: mystery
-    type: no_such_kind
-edges:
-  - {from: start, to: shout}
-  - {from: shout, to: echo}
-  - {from: shout, to: mystery}
-"""
+# `echo` reads a node that does not exist (the shared broken flow), and `mystery` has a kind
+# nobody registered.
+BROKEN = flow_with(
+    "broken.flow.yaml", nodes="  - id: mystery\n    type: no_such_kind\n", edges="  - {from: shout, to: mystery}\n"
+)
 
 # Edges that name a missing node and a condition reading a node that is not upstream.
 BAD_EDGES = """\
@@ -118,7 +86,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("root")
     (root / "flows").mkdir()
-    (root / "flows" / "greet.flow.yaml").write_text(GOOD)
+    (root / "flows" / "greet.flow.yaml").write_text(fixture_flow("greet_chain.flow.yaml"))
     (root / "flows" / "broken.flow.yaml").write_text(BROKEN)
     (root / "seed.flow.json").write_text(
         json.dumps({
@@ -127,19 +95,16 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         })
     )
     (root / "flows" / "bad_edges.flow.yaml").write_text(BAD_EDGES)
-    (root.parent / "secret.flow.yaml").write_text(GOOD)
+    (root.parent / "secret.flow.yaml").write_text(fixture_flow("greet_chain.flow.yaml"))
     return root
 
 
 @pytest.fixture(scope="module")
 def server(root: Path, plugin_site: Path) -> Iterator[JupyterLab]:
-    with pytest.MonkeyPatch.context() as patch:  # the server (not this process) sees the plug-in
-        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")])))
-        lab = JupyterLab(root).start()
-    try:
+    # the server (not this process) sees the plug-in
+    pythonpath = os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")]))
+    with JupyterLab(root, env={"PYTHONPATH": pythonpath}) as lab:
         yield lab
-    finally:
-        lab.stop()
 
 
 @pytest.fixture

@@ -206,6 +206,13 @@ export class FlowGraphView extends Widget {
 
     context.model.contentChanged.connect(this._scheduleRedraw, this);
     context.fileChanged.connect(this._onFileChanged, this);
+    context.saveState.connect((_context, state) => {
+      // the last edit's note says "(unsaved)" until the document is saved
+      const text = this._feedback.textContent ?? '';
+      if (state === 'completed' && text.endsWith(' (unsaved)')) {
+        this._say(`${text.slice(0, -' (unsaved)'.length)} (saved)`);
+      }
+    }, this);
     context.pathChanged.connect(() => this._updateHeader(), this);
     void context.ready.then(() => {
       this._redraw();

@@ -1,31 +1,29 @@
 """A real JupyterLab server and a real Chromium driven by Playwright, for browser tests.
 
-`JupyterLab(root_dir)` starts `jupyter lab` on a free loopback port with every Jupyter
-directory in a temporary folder, and stops it (by its process group) on exit. `Browser`
-launches Debian's Chromium headless, records console messages and page errors, and saves
-screenshots under `test-artifacts/`. Helpers open a notebook, run all cells, and reach the
-cytoscape graphs drawn by ipycytoscape.
+`JupyterLab` (from tests/lab_server.py) serves a folder; `lab_serving` fills the folder,
+skips the test where no browser can run, and serves it. `Browser` launches Debian's Chromium
+headless, records console messages and page errors, and saves screenshots under
+`test-artifacts/`; `browser_fixture` makes a test module's `browser` fixture. Helpers open
+a notebook, run all cells, and reach the cytoscape graphs drawn by ipycytoscape, in the
+notebook workbench and in the flow file's own view.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+from lab_server import JupyterLab
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -35,38 +33,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# Stop the kernel-choice dialog and the news pop-up, which would block a run.
-LAB_SETTINGS = {
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"checkForUpdates": False, "fetchNews": "false"},
-    # every cell stays in the page, so tests can read outputs far down the notebook
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"autoStartDefaultKernel": True, "windowingMode": "none"},
-}
-
-
-#: A small flow with a `start` edge, a switch and two branches, for the browser tests.
-GREET_FLOW = """\
-spec_version: 1
-name: greet
-inputs: {text: {type: text, default: hi}}
-nodes:
-  - id: shout
-    type: template
-    config: {template: "{{ text | upper }}"}
-  - id: route
-    type: switch
-    config: {cases: {loud: "{{ shout.output.text | length > 3 }}"}, default: quiet}
-  - id: loud_reply
-    type: template
-    config: {template: "LOUD"}
-  - id: quiet_reply
-    type: template
-    config: {template: "quiet"}
-edges:
-  - {from: start, to: shout}
-  - {from: shout, to: route}
-  - {from: route, to: loud_reply, branch: loud}
-  - {from: route, to: quiet_reply, branch: quiet}
-"""
 
 
 def browser_available() -> str | None:
@@ -80,93 +46,35 @@ def browser_available() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@contextmanager
+def lab_serving(root: Path, files: Mapping[str, str | Path], **options: Any) -> Iterator[JupyterLab]:
+    """Skip the test where no browser can run; else put `files` under `root` (a relative
+    path -> a text to write, or a file or folder to copy) and serve `root` with JupyterLab
+    (`options` go to `JupyterLab`)."""
+    why = browser_available()
+    if why:
+        pytest.skip(why)
+    for rel, content in files.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            target.write_text(content)
+        elif content.is_dir():
+            shutil.copytree(content, target)
+        else:
+            shutil.copy(content, target)
+    with JupyterLab(root, **options) as server:
+        yield server
 
 
-class JupyterLab:
-    """`jupyter lab` serving `root_dir` on 127.0.0.1, isolated from the user's settings."""
+def workbench_notebook(flow_path: str) -> str:
+    """A notebook whose one cell shows the workbench of `flow_path`."""
+    import nbformat
 
-    def __init__(self, root_dir: Path, *, startup_timeout_s: float = 60.0) -> None:
-        self.root_dir = Path(root_dir)
-        self.port = _free_port()
-        self.token = secrets.token_hex(16)
-        self.startup_timeout_s = startup_timeout_s
-        self.process: subprocess.Popen[bytes] | None = None
-        self._home = Path(tempfile.mkdtemp(prefix="jf-lab-"))
-        self.log_path = self._home / "server.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_WORKSPACES_DIR", "IPYTHONDIR"):
-            path = self._home / name.lower()
-            path.mkdir(exist_ok=True)
-            env[name] = str(path)
-        settings = self._home / "lab-settings"
-        for rel, body in LAB_SETTINGS.items():
-            target = settings / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(body))
-        env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
-
-    def start(self) -> JupyterLab:
-        cmd = [
-            sys.executable, "-m", "jupyterlab", "--allow-root", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
-            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root_dir}",
-            "--ServerApp.port_retries=0",
-        ]
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=2) as reply:
-                    if reply.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"jupyter lab did not answer within {self.startup_timeout_s:g} s:\n{self.log()}")
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-6000:]
-        except OSError:
-            return ""
-
-    def notebook_url(self, path: str) -> str:
-        return f"{self.url}/lab/tree/{path}?token={self.token}&reset"
-
-    def stop(self) -> None:
-        """Stop the server and the kernels it started (its whole process group)."""
-        proc = self.process
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-            except ProcessLookupError:
-                pass
-        self.process = None
-        shutil.rmtree(self._home, ignore_errors=True)
-
-    def __enter__(self) -> JupyterLab:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"from jupyter_flow.workbench import Workbench\n\nwb = Workbench('{flow_path}')\nwb")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return str(nbformat.writes(nb))
 
 
 class Browser:
@@ -178,6 +86,7 @@ class Browser:
         self.console: list[str] = []
         self.page_errors: list[str] = []
         self.screenshots: list[Path] = []
+        self._last_shot: str | None = None
         self._pw: Any = None
         self._browser: Any = None
         self.page: Any = None
@@ -201,13 +110,23 @@ class Browser:
         self.screenshots.append(path)
         return path
 
+    def screenshot_at_end(self, name: str) -> None:
+        """Save a screenshot named `name` when the browser stops, however the test ended."""
+        self._last_shot = name
+
     def stop(self) -> None:
-        """Close the browser (its processes end with it) and Playwright's driver."""
-        if self._browser is not None:
-            try:
-                self._browser.close()
-            finally:
-                self._browser = None
+        """Take the screenshot asked for at the end, close the browser (its processes end
+        with it) and Playwright's driver."""
+        try:
+            if self._last_shot and self.page is not None:
+                name, self._last_shot = self._last_shot, None
+                self.screenshot(name)
+        finally:
+            if self._browser is not None:
+                try:
+                    self._browser.close()
+                finally:
+                    self._browser = None
         if self._pw is not None:
             self._pw.stop()
             self._pw = None
@@ -219,10 +138,24 @@ class Browser:
         self.stop()
 
 
+def browser_fixture(prefix: str, *, per_test: bool = False) -> Callable[..., Iterator[Browser]]:
+    """A test module's `browser` fixture: a fresh `Browser` for each test, its screenshots
+    named `<prefix>-NN-...`, or `<prefix>-<test name>-NN-...` with `per_test`. Take it after
+    `lab`, so that a screenshot asked for at the end still sees the lab."""
+
+    @pytest.fixture
+    def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
+        name = f"{prefix}-{request.node.name.removeprefix('test_')[:30]}" if per_test else prefix
+        with Browser(prefix=name) as b:
+            yield b
+
+    return browser
+
+
 # -- JupyterLab pages ---------------------------------------------------------------------------
 def open_notebook(page: Any, lab: JupyterLab, path: str, *, timeout_s: float = 90.0) -> None:
     """Open a notebook and wait until its kernel is idle."""
-    page.goto(lab.notebook_url(path), timeout=timeout_s * 1000)
+    page.goto(lab.page_url(path), timeout=timeout_s * 1000)
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_s * 1000)
     # the status bar names the kernel once it has started ("No Kernel | Initializing" before)
     page.wait_for_function(
@@ -346,3 +279,59 @@ def click_cy_node(page: Any, node_id: str, index: int = 0) -> None:
         }}"""
     )
     page.mouse.click(point["x"], point["y"])
+
+
+# -- the file browser, and a flow file's own view ---------------------------------------------------
+FLOW_VIEW = ".jp-FlowGraphDocument:not(.lm-mod-hidden)"
+FLOW_CY = f"[...document.querySelectorAll('{FLOW_VIEW} .jp-FlowGraph-canvas')].filter(d => d._cyreg && d._cyreg.cy)"
+
+
+def open_lab(page: Any, lab: JupyterLab, path: str = "") -> None:
+    """Open the lab's page (with `path` open in it when given)."""
+    page.goto(lab.page_url(path), timeout=90_000)
+
+
+def file_browser_open(page: Any, name: str) -> None:
+    """Double-click the file browser's item whose name starts with `name`."""
+    page.locator(".jp-DirListing-item", has_text=re.compile(rf"^{re.escape(name)}")).first.dblclick()
+
+
+def file_browser_menu(page: Any, name: str, item: str) -> None:
+    """Pick `item` of the context menu of the file browser's item whose name starts with `name`."""
+    page.locator(".jp-DirListing-item", has_text=re.compile(rf"^{re.escape(name)}")).first.click(button="right")
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{re.escape(item)}$")).click()
+
+
+def wait_for_flow_graph(page: Any, nodes: int, *, timeout_s: float = 60.0) -> None:
+    """Wait until the flow view in front draws `nodes` nodes, and its first fit."""
+    page.wait_for_function(f"() => {FLOW_CY}.length > 0 && {FLOW_CY}[0]._cyreg.cy.nodes().length === {nodes}",
+                           timeout=timeout_s * 1000)
+    page.wait_for_timeout(600)  # the first fit after the panel has its size
+
+
+def open_flow(page: Any, lab: JupyterLab, name: str, nodes: int) -> None:
+    """Open a flow file in its own view and wait until it draws `nodes` nodes."""
+    open_lab(page, lab, name)
+    wait_for_flow_graph(page, nodes)
+
+
+def flow_graph(page: Any) -> dict[str, Any]:
+    """The zoom, the nodes (id, classes, data, rendered position and box, font size) and the
+    edges (id, ends, label, rendered midpoint) of the flow view in front."""
+    return page.evaluate(
+        f"""() => {{
+            const cy = {FLOW_CY}[0]._cyreg.cy;
+            return {{
+                zoom: cy.zoom(),
+                nodes: cy.nodes().map(n => ({{id: n.id(), classes: n.classes(), data: n.data(), rendered: n.renderedPosition(),
+                                              box: n.renderedBoundingBox(), font: parseFloat(n.style('font-size'))}})),
+                edges: cy.edges().map(e => ({{id: e.id(), source: e.source().id(), target: e.target().id(),
+                                              label: e.data('label'), mid: e.renderedMidpoint()}})),
+            }};
+        }}"""
+    )
+
+
+def flow_canvas_box(page: Any) -> dict[str, float]:
+    """Where the flow view's canvas is on the page."""
+    return page.evaluate(f"() => {{ const r = {FLOW_CY}[0].getBoundingClientRect(); return {{x: r.left, y: r.top, w: r.width, h: r.height}}; }}")

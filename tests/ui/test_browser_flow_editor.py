@@ -18,7 +18,18 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import Browser, JupyterLab, browser_available  # noqa: E402
+from harness import (  # noqa: E402
+    FLOW_CY,
+    FLOW_VIEW,
+    Browser,
+    JupyterLab,
+    browser_fixture,
+    flow_canvas_box,
+    flow_graph,
+    lab_serving,
+    open_flow,
+)
+from lab_server import flow_with  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -49,21 +60,7 @@ edges:
 """
 
 # `echo` reads a node that does not exist, and an edge names a missing node.
-BROKEN = """\
-spec_version: 1
-name: broken
-nodes:
-  - id: shout
-    type: template
-    config: {template: "hi"}
-  - id: echo
-    type: template
-    config: {template: "{{ ghost.output.text }}"}
-edges:
-  - {from: start, to: shout}
-  - {from: shout, to: echo}
-  - {from: echo, to: nowhere}
-"""
+BROKEN = flow_with("broken.flow.yaml", edges="  - {from: echo, to: nowhere}\n")
 
 
 def big_flow(n: int = 30) -> str:
@@ -75,63 +72,24 @@ def big_flow(n: int = 30) -> str:
     return yaml.safe_dump({"spec_version": 1, "name": "big", "nodes": nodes, "edges": edges}, sort_keys=False)
 
 
-FLOW_VIEW = ".jp-FlowGraphDocument:not(.lm-mod-hidden)"
-CY = f"[...document.querySelectorAll('{FLOW_VIEW} .jp-FlowGraph-canvas')].filter(d => d._cyreg && d._cyreg.cy)"
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
-    why = browser_available()
-    if why:
-        pytest.skip(why)
-    root = tmp_path_factory.mktemp("lab")
-    (root / "greet.flow.yaml").write_text(COMMENTED)
-    (root / "resize.flow.yaml").write_text(COMMENTED)
-    (root / "broken.flow.yaml").write_text(BROKEN)
-    (root / "big.flow.yaml").write_text(big_flow())
-    with JupyterLab(root) as server:
+    files = {"greet.flow.yaml": COMMENTED, "resize.flow.yaml": COMMENTED, "broken.flow.yaml": BROKEN, "big.flow.yaml": big_flow()}
+    with lab_serving(tmp_path_factory.mktemp("lab"), files) as server:
         yield server
 
 
-@pytest.fixture
-def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
-    with Browser(prefix=f"flow-editor-{request.node.name.removeprefix('test_')[:30]}") as b:
-        yield b
-
-
-def open_flow(page: Any, lab: JupyterLab, name: str, nodes: int) -> None:
-    page.goto(f"{lab.url}/lab/tree/{name}?token={lab.token}&reset", timeout=90_000)
-    page.wait_for_function(f"() => {CY}.length > 0 && {CY}[0]._cyreg.cy.nodes().length === {nodes}", timeout=60_000)
-    page.wait_for_timeout(600)
-
-
-def graph(page: Any) -> dict[str, Any]:
-    return page.evaluate(
-        f"""() => {{
-            const cy = {CY}[0]._cyreg.cy;
-            return {{
-                zoom: cy.zoom(),
-                nodes: cy.nodes().map(n => ({{id: n.id(), classes: n.classes(), rendered: n.renderedPosition(),
-                                              box: n.renderedBoundingBox(), font: parseFloat(n.style('font-size'))}})),
-                edges: cy.edges().map(e => ({{id: e.id(), source: e.source().id(), target: e.target().id(),
-                                              mid: e.renderedMidpoint()}})),
-            }};
-        }}"""
-    )
-
-
-def canvas_box(page: Any) -> dict[str, float]:
-    return page.evaluate(f"() => {{ const r = {CY}[0].getBoundingClientRect(); return {{x: r.left, y: r.top, w: r.width, h: r.height}}; }}")
+browser = browser_fixture("flow-editor", per_test=True)
 
 
 def node_point(page: Any, node_id: str) -> tuple[float, float]:
-    box = canvas_box(page)
-    pos = next(n for n in graph(page)["nodes"] if n["id"] == node_id)["rendered"]
+    box = flow_canvas_box(page)
+    pos = next(n for n in flow_graph(page)["nodes"] if n["id"] == node_id)["rendered"]
     return box["x"] + pos["x"], box["y"] + pos["y"]
 
 
 def wait_graph(page: Any, condition: str) -> None:
-    page.wait_for_function(f"() => {{ const cy = {CY}[0]._cyreg.cy; return {condition}; }}", timeout=20_000)
+    page.wait_for_function(f"() => {{ const cy = {FLOW_CY}[0]._cyreg.cy; return {condition}; }}", timeout=20_000)
 
 
 def dirty(page: Any) -> bool:
@@ -140,19 +98,13 @@ def dirty(page: Any) -> bool:
 
 def test_edit_in_the_file_view_and_save_keeps_comments(lab: JupyterLab, browser: Browser) -> None:
     page = browser.page
-    try:
-        _edit_and_save(page, lab, browser)
-    finally:
-        browser.screenshot("final")
-
-
-def _edit_and_save(page: Any, lab: JupyterLab, browser: Browser) -> None:
+    browser.screenshot_at_end("final")
     open_flow(page, lab, "greet.flow.yaml", 5)
     assert not dirty(page)
     browser.screenshot("opened")
 
     # 1. a template node dragged from the palette onto the canvas
-    box = canvas_box(page)
+    box = flow_canvas_box(page)
     page.locator(f"{FLOW_VIEW} .jp-FlowGraph-kind[data-kind='template']").drag_to(
         page.locator(f"{FLOW_VIEW} .jp-FlowGraph-canvas"), target_position={"x": box["w"] / 2, "y": box["h"] - 40}
     )
@@ -189,8 +141,8 @@ def _edit_and_save(page: Any, lab: JupyterLab, browser: Browser) -> None:
     browser.screenshot("form-applied")
 
     # 4. delete the quiet branch's edge with the Delete key
-    edge = next(e for e in graph(page)["edges"] if e["target"] == "quiet_reply")
-    box = canvas_box(page)
+    edge = next(e for e in flow_graph(page)["edges"] if e["target"] == "quiet_reply")
+    box = flow_canvas_box(page)
     page.mouse.click(box["x"] + edge["mid"]["x"], box["y"] + edge["mid"]["y"])
     wait_graph(page, "cy.edges(':selected').length === 1")
     page.keyboard.press("Delete")
@@ -212,6 +164,8 @@ def _edit_and_save(page: Any, lab: JupyterLab, browser: Browser) -> None:
     assert "template_1" in saved["layout"]
     for comment in ("# A flow kept under version control", "# shouts the input back", "# picks a reply"):
         assert comment in text, text
+    # the header's note of the last edit no longer says it is unsaved
+    page.locator(f"{FLOW_VIEW} .jp-FlowGraph-header .jp-FlowGraph-feedback", has_text="(saved)").wait_for(timeout=10_000)
     browser.screenshot("saved")
     assert browser.page_errors == [], browser.page_errors
 
@@ -225,7 +179,7 @@ def test_thirty_nodes_are_legible_in_a_900px_pane(lab: JupyterLab, browser: Brow
     page.wait_for_timeout(900)
     width = page.evaluate(pane)
     assert 895 <= width <= 905, width
-    drawn = graph(page)
+    drawn = flow_graph(page)
     browser.screenshot("thirty-nodes")
     assert len(drawn["nodes"]) == 31
     smallest = min(n["font"] * drawn["zoom"] for n in drawn["nodes"])
@@ -244,8 +198,8 @@ def test_resizing_the_pane_keeps_every_node_in_view(lab: JupyterLab, browser: Br
     for width, height in ((1500, 1000), (1150, 700), (1400, 900)):
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(900)
-        box = canvas_box(page)
-        for node in graph(page)["nodes"]:
+        box = flow_canvas_box(page)
+        for node in flow_graph(page)["nodes"]:
             b = node["box"]
             assert b["x1"] >= -1 and b["y1"] >= -1 and b["x2"] <= box["w"] + 1 and b["y2"] <= box["h"] + 1, (width, node)
     browser.screenshot("resized")

@@ -4,7 +4,6 @@ it both ways through its if-else and exports it back; every cell runs with no er
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,43 +13,39 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import (  # noqa: E402
+    NOTEBOOKS,
     Browser,
     JupyterLab,
-    browser_available,
+    browser_fixture,
     code_cell_output,
     error_outputs,
+    lab_serving,
     open_notebook,
     run_all_cells,
     wait_all_cells_ran,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOK = "from_dify.ipynb"
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[JupyterLab]:
-    why = browser_available()
-    if why:
-        pytest.skip(why)
-    shutil.copy(NOTEBOOKS / NOTEBOOK, tmp_path / NOTEBOOK)
-    shutil.copytree(NOTEBOOKS / "flows", tmp_path / "flows")
-    with JupyterLab(tmp_path) as server:
+    with lab_serving(tmp_path, {NOTEBOOK: NOTEBOOKS / NOTEBOOK, "flows": NOTEBOOKS / "flows"}) as server:
         yield server
 
 
-def test_the_from_dify_notebook_runs_in_the_browser(lab: JupyterLab) -> None:
-    with Browser(prefix="from-dify") as browser:
-        page = browser.page
-        try:
-            open_notebook(page, lab, NOTEBOOK)
-            run_all_cells(page)
-            wait_all_cells_ran(page, timeout_s=360)
-            assert error_outputs(page) == []
-            assert browser.page_errors == [], browser.page_errors
-            outputs = "\n".join(code_cell_output(page, i) for i in range(page.locator(".jp-Notebook .jp-CodeCell").count()))
-            assert "status: ok" in outputs and "time to first token" in outputs
-            assert "same flow after" in outputs
-        finally:
-            browser.screenshot("final")
+browser = browser_fixture("from-dify")
+
+
+def test_the_from_dify_notebook_runs_in_the_browser(lab: JupyterLab, browser: Browser) -> None:
+    page = browser.page
+    browser.screenshot_at_end("final")
+    open_notebook(page, lab, NOTEBOOK)
+    run_all_cells(page)
+    wait_all_cells_ran(page, timeout_s=360)
+    assert error_outputs(page) == []
+    assert browser.page_errors == [], browser.page_errors
+    outputs = "\n".join(code_cell_output(page, i) for i in range(page.locator(".jp-Notebook .jp-CodeCell").count()))
+    assert "status: ok" in outputs and "time to first token" in outputs
+    assert "same flow after" in outputs

@@ -7,7 +7,6 @@ settings page is titled "Model flows"."""
 from __future__ import annotations
 
 import json
-import re
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -18,47 +17,29 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import Browser, JupyterLab, browser_available, error_outputs  # noqa: E402
+from harness import (  # noqa: E402
+    Browser,
+    JupyterLab,
+    browser_fixture,
+    error_outputs,
+    file_browser_menu,
+    file_browser_open,
+    lab_serving,
+    open_lab,
+)
+from lab_server import FLOWS  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
-
-GOOD = """\
-spec_version: 1
-name: greet
-nodes:
-  - id: shout
-    type: template
-    config: {template: "HI"}
-  - id: echo
-    type: template
-    config: {template: "{{ shout.output.text }}"}
-edges:
-  - {from: start, to: shout}
-  - {from: shout, to: echo}
-"""
-BROKEN = GOOD.replace("shout.output.text", "ghost.output.text").replace("name: greet", "name: broken")
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[JupyterLab]:
-    why = browser_available()
-    if why:
-        pytest.skip(why)
-    (tmp_path / "greet.flow.yaml").write_text(GOOD)
-    (tmp_path / "broken.flow.yaml").write_text(BROKEN)
-    with JupyterLab(tmp_path) as server:
+    files = {"greet.flow.yaml": FLOWS / "greet_chain.flow.yaml", "broken.flow.yaml": FLOWS / "broken.flow.yaml"}
+    with lab_serving(tmp_path, files) as server:
         yield server
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with Browser(prefix="lab-commands") as b:
-        yield b
-
-
-def _context_menu(page: Any, name: str, item: str) -> None:
-    page.locator(".jp-DirListing-item", has_text=re.compile(rf"^{re.escape(name)}")).first.click(button="right")
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{re.escape(item)}$")).click()
+browser = browser_fixture("lab-commands")
 
 
 def _tab(page: Any, name: str) -> Any:
@@ -67,18 +48,12 @@ def _tab(page: Any, name: str) -> Any:
 
 def test_lab_commands_open_and_run_the_workbench_and_keep_messages_to_their_file(lab: JupyterLab, browser: Browser) -> None:
     page = browser.page
-    try:
-        _check(page, lab, browser)
-    finally:
-        browser.screenshot("final")
-
-
-def _check(page: Any, lab: JupyterLab, browser: Browser) -> None:
+    browser.screenshot_at_end("final")
     with urllib.request.urlopen(f"{lab.url}/lab/api/settings/jupyter-flow:plugin?token={lab.token}", timeout=30) as reply:
         schema = json.loads(reply.read())["schema"]
     assert schema["title"] == "Model flows"
 
-    page.goto(f"{lab.url}/lab?token={lab.token}&reset", timeout=90_000)
+    open_lab(page, lab)
     page.locator(".jp-DirListing-item", has_text="greet.flow.yaml").first.wait_for(timeout=30_000)
 
     # the commands' names say which notebook each one makes
@@ -88,7 +63,7 @@ def _check(page: Any, lab: JupyterLab, browser: Browser) -> None:
     assert "Open in notebook workbench" in labels and "Export to production notebook" in labels, labels
     assert "Open in workbench" not in labels
 
-    _context_menu(page, "greet.flow.yaml", "Open in notebook workbench")
+    file_browser_menu(page, "greet.flow.yaml", "Open in notebook workbench")
     _tab(page, "greet.ipynb").wait_for(timeout=30_000)
     # its cell ran by itself: the workbench is drawn with the flow's nodes
     page.wait_for_function(
@@ -101,11 +76,11 @@ def _check(page: Any, lab: JupyterLab, browser: Browser) -> None:
     browser.screenshot("workbench-opened-and-run")
 
     # a red Validate message of one flow does not stay up over another document
-    page.locator(".jp-DirListing-item", has_text="broken.flow.yaml").first.dblclick()
+    file_browser_open(page, "broken.flow.yaml")
     page.locator(".jp-FlowGraphDocument:not(.lm-mod-hidden) .jp-FlowGraph-kinds").wait_for(timeout=30_000)
     kinds = page.locator(".jp-FlowGraphDocument:not(.lm-mod-hidden) .jp-FlowGraph-kinds").inner_text()
     assert "template" in kinds and "placeholder" not in kinds, kinds
-    _context_menu(page, "broken.flow.yaml", "Validate flow")
+    file_browser_menu(page, "broken.flow.yaml", "Validate flow")
     toast = page.locator(".Toastify__toast", has_text="broken.flow.yaml: 1 problem")
     toast.wait_for(timeout=20_000)
     browser.screenshot("validated-broken")

@@ -6,7 +6,6 @@ with a colour scale. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +16,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import (  # noqa: E402
+    NOTEBOOKS,
     Browser,
     JupyterLab,
-    browser_available,
+    browser_fixture,
     click_cy_node,
     error_outputs,
+    lab_serving,
     open_notebook,
     run_all_cells,
     run_menu,
@@ -32,7 +33,6 @@ from harness import (  # noqa: E402
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 PANEL = ".jf-workbench .jf-tensor-panel"
 
 # A contract review with the attention probabilities captured too: the flow file as
@@ -67,18 +67,22 @@ def _scroll(page: Any, selector: str) -> None:
             page.wait_for_timeout(300)
 
 
+def _review_notebook() -> str:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in CONTRACT_CELLS]
+    return str(nbformat.writes(nb))
+
+
 @pytest.fixture
-def browser() -> Iterator[Browser]:
-    why = browser_available()
-    if why:
-        pytest.skip(why)
-    with Browser(prefix="tensors") as b:
-        yield b
+def lab(tmp_path: Path) -> Iterator[JupyterLab]:
+    files = {"01_quickstart.ipynb": NOTEBOOKS / "01_quickstart.ipynb", "review.ipynb": _review_notebook(), "flows": NOTEBOOKS / "flows"}
+    with lab_serving(tmp_path, files) as server:
+        yield server
 
 
-def _lab(tmp_path: Path) -> JupyterLab:
-    shutil.copytree(NOTEBOOKS / "flows", tmp_path / "flows")
-    return JupyterLab(tmp_path)
+browser = browser_fixture("tensors")
 
 
 def _tick_texts(page: Any, selector: str) -> list[str]:
@@ -171,76 +175,64 @@ def _check_other_tensor(page: Any, browser: Browser, name: str, prefix: str) -> 
     browser.screenshot(f"{prefix}-{name}")
 
 
-def test_quickstart_attention_map_and_diff_in_the_browser(tmp_path: Path, browser: Browser) -> None:
+def test_quickstart_attention_map_and_diff_in_the_browser(lab: JupyterLab, browser: Browser) -> None:
     page = browser.page
-    shutil.copy(NOTEBOOKS / "01_quickstart.ipynb", tmp_path / "01_quickstart.ipynb")
-    with _lab(tmp_path) as lab:
-        try:
-            open_notebook(page, lab, "01_quickstart.ipynb")
-            select_code_cell(page, -1)  # all but the last cell, which stops the model services
-            run_menu(page, "Run All Above Selected Cell")
-            wait_all_cells_ran(page, skip_last=1, timeout_s=240)
-            assert error_outputs(page) == []
-            assert browser.page_errors == [], browser.page_errors
-            # the notebook's own views: the attention map and the diff, drawn in cell outputs
-            assert page.locator(".jp-OutputArea .jf-attention-view .heatmapcell").count() >= 9
-            assert page.locator(".jp-OutputArea .jf-diff-view").count() >= 1
-            cell_diff = page.locator(".jp-OutputArea .jf-diff-view").last  # the cell's own output (the panel holds one too)
-            diff_text = cell_diff.inner_text()
-            assert "cosine similarity" in diff_text and "max |diff|" in diff_text, diff_text
-            cell_diff.scroll_into_view_if_needed()
-            browser.screenshot("quickstart-diff-cell")
+    browser.screenshot_at_end("quickstart-final")
+    open_notebook(page, lab, "01_quickstart.ipynb")
+    select_code_cell(page, -1)  # all but the last cell, which stops the model services
+    run_menu(page, "Run All Above Selected Cell")
+    wait_all_cells_ran(page, skip_last=1, timeout_s=240)
+    assert error_outputs(page) == []
+    assert browser.page_errors == [], browser.page_errors
+    # the notebook's own views: the attention map and the diff, drawn in cell outputs
+    assert page.locator(".jp-OutputArea .jf-attention-view .heatmapcell").count() >= 9
+    assert page.locator(".jp-OutputArea .jf-diff-view").count() >= 1
+    cell_diff = page.locator(".jp-OutputArea .jf-diff-view").last  # the cell's own output (the panel holds one too)
+    diff_text = cell_diff.inner_text()
+    assert "cosine similarity" in diff_text and "max |diff|" in diff_text, diff_text
+    cell_diff.scroll_into_view_if_needed()
+    browser.screenshot("quickstart-diff-cell")
 
-            _open_node(page, browser, "classify", "quickstart-attention")
-            _check_attention(page, browser, ["customer", "shall", "pay"], "quickstart")
-            page.locator(f"{PANEL} .jf-tensor-compare input").check()
-            page.wait_for_function(f"() => document.querySelector('{PANEL} .jf-diff-view')", timeout=15_000)
-            _scroll(page, f"{PANEL} .jf-diff-view")
-            page.wait_for_timeout(500)
-            browser.screenshot("quickstart-compare-attentions")
-            page.locator(f"{PANEL} .jf-tensor-compare input").uncheck()
-            _check_other_tensor(page, browser, "bert.pooler", "quickstart")
-            assert browser.page_errors == [], browser.page_errors
-        finally:
-            browser.screenshot("quickstart-final")
+    _open_node(page, browser, "classify", "quickstart-attention")
+    _check_attention(page, browser, ["customer", "shall", "pay"], "quickstart")
+    page.locator(f"{PANEL} .jf-tensor-compare input").check()
+    page.wait_for_function(f"() => document.querySelector('{PANEL} .jf-diff-view')", timeout=15_000)
+    _scroll(page, f"{PANEL} .jf-diff-view")
+    page.wait_for_timeout(500)
+    browser.screenshot("quickstart-compare-attentions")
+    page.locator(f"{PANEL} .jf-tensor-compare input").uncheck()
+    _check_other_tensor(page, browser, "bert.pooler", "quickstart")
+    assert browser.page_errors == [], browser.page_errors
 
 
-def test_contract_review_attention_per_clause_in_the_browser(tmp_path: Path, browser: Browser) -> None:
-    import nbformat
-
+def test_contract_review_attention_per_clause_in_the_browser(lab: JupyterLab, browser: Browser) -> None:
     page = browser.page
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in CONTRACT_CELLS]
-    nbformat.write(nb, str(tmp_path / "review.ipynb"))
-    with _lab(tmp_path) as lab:
-        try:
-            open_notebook(page, lab, "review.ipynb")
-            run_all_cells(page)
-            wait_all_cells_ran(page, timeout_s=240)
-            assert error_outputs(page) == []
-            out = page.locator(".jp-Notebook .jp-CodeCell").nth(1).locator(".jp-OutputArea").inner_text()
-            assert out.startswith("ok ") and "inputs" in out, out
+    browser.screenshot_at_end("contract-final")
+    open_notebook(page, lab, "review.ipynb")
+    run_all_cells(page)
+    wait_all_cells_ran(page, timeout_s=240)
+    assert error_outputs(page) == []
+    out = page.locator(".jp-Notebook .jp-CodeCell").nth(1).locator(".jp-OutputArea").inner_text()
+    assert out.startswith("ok ") and "inputs" in out, out
 
-            _open_node(page, browser, "clauses", "contract-attention")
-            # one attention map per paragraph: the input slider picks the clause
-            item = page.locator(f"{PANEL} .jf-tensor-item")
-            assert item.is_visible()
-            _check_attention(page, browser, [], "contract")
-            page.locator(f"{PANEL} .jf-attention-head select").select_option(label="0")
-            before = _tick_texts(page, f"{PANEL} .jf-attention-map")
-            item.locator(".noUi-handle, .ui-slider-handle").first.focus()
-            page.keyboard.press("ArrowRight")
-            page.wait_for_function(
-                f"""([before]) => {{
-                    const t = [...document.querySelectorAll('{PANEL} .jf-attention-map .tick text')].map(e => e.textContent);
-                    return t.length && t.join() !== before.join();
-                }}""",
-                arg=[before],
-                timeout=15_000,
-            )
-            _scroll(page, f"{PANEL} .jf-attention-map")
-            browser.screenshot("contract-next-clause")
-            _check_other_tensor(page, browser, "bert.pooler", "contract")
-            assert browser.page_errors == [], browser.page_errors
-        finally:
-            browser.screenshot("contract-final")
+    _open_node(page, browser, "clauses", "contract-attention")
+    # one attention map per paragraph: the input slider picks the clause
+    item = page.locator(f"{PANEL} .jf-tensor-item")
+    assert item.is_visible()
+    _check_attention(page, browser, [], "contract")
+    page.locator(f"{PANEL} .jf-attention-head select").select_option(label="0")
+    before = _tick_texts(page, f"{PANEL} .jf-attention-map")
+    item.locator(".noUi-handle, .ui-slider-handle").first.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        f"""([before]) => {{
+            const t = [...document.querySelectorAll('{PANEL} .jf-attention-map .tick text')].map(e => e.textContent);
+            return t.length && t.join() !== before.join();
+        }}""",
+        arg=[before],
+        timeout=15_000,
+    )
+    _scroll(page, f"{PANEL} .jf-attention-map")
+    browser.screenshot("contract-next-clause")
+    _check_other_tensor(page, browser, "bert.pooler", "contract")
+    assert browser.page_errors == [], browser.page_errors

@@ -5,7 +5,6 @@ colours changing live, clicking a node inspects it, and the last cell stops the 
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +15,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import (  # noqa: E402
+    NOTEBOOKS,
     Browser,
     JupyterLab,
-    browser_available,
+    browser_fixture,
     click_cy_node,
     code_cell_output,
     cy_elements,
     error_outputs,
+    lab_serving,
     open_notebook,
     record_cy_classes,
     recorded_cy_classes,
@@ -34,7 +35,6 @@ from harness import (  # noqa: E402
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOK = "01_quickstart.ipynb"
 NODES = ["classify", "clean", "report", "stats"]
 EDGES = [("classify", "report"), ("clean", "classify"), ("clean", "stats"), ("stats", "report")]
@@ -42,20 +42,12 @@ EDGES = [("classify", "report"), ("clean", "classify"), ("clean", "stats"), ("st
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[JupyterLab]:
-    why = browser_available()
-    if why:
-        pytest.skip(why)
     # no models/ folder: the notebook makes its tiny BERT on the spot, as on a fresh checkout
-    shutil.copy(NOTEBOOKS / NOTEBOOK, tmp_path / NOTEBOOK)
-    shutil.copytree(NOTEBOOKS / "flows", tmp_path / "flows")
-    with JupyterLab(tmp_path) as server:
+    with lab_serving(tmp_path, {NOTEBOOK: NOTEBOOKS / NOTEBOOK, "flows": NOTEBOOKS / "flows"}) as server:
         yield server
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with Browser(prefix="workbench") as b:
-        yield b
+browser = browser_fixture("workbench")
 
 
 def _timeline_text(page: Any) -> str:
@@ -64,13 +56,7 @@ def _timeline_text(page: Any) -> str:
 
 def test_quickstart_workbench_runs_and_inspects_in_the_browser(lab: JupyterLab, browser: Browser) -> None:
     page = browser.page
-    try:
-        _check_quickstart(page, lab, browser)
-    finally:
-        browser.screenshot("final")
-
-
-def _check_quickstart(page: Any, lab: JupyterLab, browser: Browser) -> None:
+    browser.screenshot_at_end("final")
     open_notebook(page, lab, NOTEBOOK)
     browser.screenshot("opened")
     # Everything but the last cell, which stops the model services the Run button needs

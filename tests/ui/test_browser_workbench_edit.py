@@ -16,19 +16,21 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import (  # noqa: E402
     CY_LIST,
-    GREET_FLOW,
     Browser,
     JupyterLab,
-    browser_available,
+    browser_fixture,
     click_cy_node,
     cy_elements,
     error_outputs,
+    lab_serving,
     open_notebook,
     run_all_cells,
     scroll_to_cytoscape,
     wait_all_cells_ran,
     wait_for_cytoscape,
+    workbench_notebook,
 )
+from lab_server import FLOWS  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -37,30 +39,14 @@ EDGES = {START_EDGE, ("shout", "route"), ("route", "loud_reply"), ("route", "qui
 NODES = {"__start__", "shout", "route", "loud_reply", "quiet_reply"}
 
 
-def _notebook() -> str:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("from jupyter_flow.workbench import Workbench\n\nwb = Workbench('greet.flow.yaml')\nwb")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return str(nbformat.writes(nb))
-
-
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[JupyterLab]:
-    why = browser_available()
-    if why:
-        pytest.skip(why)
-    (tmp_path / "greet.flow.yaml").write_text(GREET_FLOW)
-    (tmp_path / "edit.ipynb").write_text(_notebook())
-    with JupyterLab(tmp_path) as server:
+    files = {"greet.flow.yaml": FLOWS / "greet_switch.flow.yaml", "edit.ipynb": workbench_notebook("greet.flow.yaml")}
+    with lab_serving(tmp_path, files) as server:
         yield server
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with Browser(prefix="workbench-edit") as b:
-        yield b
+browser = browser_fixture("workbench-edit")
 
 
 def _wait_drawn(page: Any, nodes: set[str], edges: set[tuple[str, str]]) -> None:
@@ -84,13 +70,7 @@ def _button(page: Any, css: str) -> Any:
 
 def test_add_wire_undo_delete_keep_the_start_node(lab: JupyterLab, browser: Browser) -> None:
     page = browser.page
-    try:
-        _check_editing(page, lab, browser)
-    finally:
-        browser.screenshot("final")
-
-
-def _check_editing(page: Any, lab: JupyterLab, browser: Browser) -> None:
+    browser.screenshot_at_end("final")
     open_notebook(page, lab, "edit.ipynb")
     run_all_cells(page)
     wait_all_cells_ran(page)

@@ -21,14 +21,16 @@ from harness import (  # noqa: E402
     CY_LIST,
     Browser,
     JupyterLab,
-    browser_available,
+    browser_fixture,
     click_cy_node,
     error_outputs,
+    lab_serving,
     open_notebook,
     run_all_cells,
     scroll_to_cytoscape,
     wait_all_cells_ran,
     wait_for_cytoscape,
+    workbench_notebook,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -49,30 +51,14 @@ def thirty_nodes() -> dict[str, Any]:
     return {"spec_version": 1, "name": "thirty", "nodes": nodes, "edges": edges}
 
 
-def _notebook() -> str:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("from jupyter_flow.workbench import Workbench\n\nwb = Workbench('thirty.flow.yaml')\nwb")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return str(nbformat.writes(nb))
-
-
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[JupyterLab]:
-    why = browser_available()
-    if why:
-        pytest.skip(why)
-    (tmp_path / "thirty.flow.yaml").write_text(yaml.safe_dump(thirty_nodes(), sort_keys=False))
-    (tmp_path / "thirty.ipynb").write_text(_notebook())
-    with JupyterLab(tmp_path) as server:
+    files = {"thirty.flow.yaml": yaml.safe_dump(thirty_nodes(), sort_keys=False), "thirty.ipynb": workbench_notebook("thirty.flow.yaml")}
+    with lab_serving(tmp_path, files) as server:
         yield server
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with Browser(prefix="workbench-legible") as b:
-        yield b
+browser = browser_fixture("workbench-legible")
 
 
 def _graph(page: Any) -> dict[str, Any]:
@@ -145,13 +131,7 @@ def _clipped(page: Any, selector: str) -> list[str]:
 
 def test_a_thirty_node_flow_stays_legible_and_reachable(lab: JupyterLab, browser: Browser) -> None:
     page = browser.page
-    try:
-        _check(page, lab, browser)
-    finally:
-        browser.screenshot("final")
-
-
-def _check(page: Any, lab: JupyterLab, browser: Browser) -> None:
+    browser.screenshot_at_end("final")
     page.set_viewport_size({"width": PANE_PX + 60, "height": 1000})
     open_notebook(page, lab, "thirty.ipynb")
     # only the notebook: the side bar closed, so its pane is the window less the tab strip
