@@ -20,17 +20,15 @@ The output has one field per output tensor, by name: nested lists of the tensor'
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any, Literal
 
-import httpx
 from pydantic import field_validator
 
 from jupyter_flow import telemetry
 from jupyter_flow.errors import NodeError, RemoteError
 from jupyter_flow.expressions import is_template
-from jupyter_flow.http import DEFAULT_TIMEOUT_S, describe_error
+from jupyter_flow.http import DEFAULT_TIMEOUT_S, describe_error, send, transport_errors
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.nodes.http import expand_env
 from jupyter_flow.oip import DATATYPES, ProtocolError, Tensor, decode, encode, to_torch
@@ -124,10 +122,8 @@ class InferenceNode(Node):
         body = self.request(inputs, ctx)
         timeout = self.spec.timeout_s or DEFAULT_TIMEOUT_S
         try:
-            response = await asyncio.wait_for(
-                ctx.http.post(endpoint, json=body, headers=headers, timeout=httpx.Timeout(timeout)), timeout
-            )
-        except (httpx.HTTPError, asyncio.TimeoutError) as exc:
+            response = await send(ctx.http, "POST", endpoint, json=body, headers=headers, timeout_s=timeout)
+        except _TRANSPORT_ERRORS as exc:
             raise RemoteError(describe_error(exc, endpoint, timeout), node=self.id) from exc
         ctx.record.extra["http_status"] = response.status_code
         try:
@@ -158,6 +154,9 @@ class InferenceNode(Node):
                 raise RemoteError(f"{endpoint} answered a tensor this node cannot read: {exc}", node=self.id, retryable=False) from None
             result[tensor.name] = to_torch(tensor) if self.config.tensors == "torch" else tensor.nested()
         return result
+
+
+_TRANSPORT_ERRORS = transport_errors()
 
 
 def _snippet(text: str, limit: int = 200) -> str:

@@ -22,6 +22,7 @@ from jupyter_flow.http import DEFAULT_TIMEOUT_S, describe_error
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.nodes.http import expand_env
 from jupyter_flow.spec import RetrySpec
+from jupyter_flow.workers import within
 
 __all__ = ["LlmConfig", "LlmNode"]
 
@@ -132,7 +133,7 @@ class LlmNode(Node):
         try:
             call = self._stream(url, body, headers, timeout, ctx) if body["stream"] else self._complete(url, body, headers, timeout, ctx)
             # one deadline for the whole answer, however slowly it trickles in
-            return await asyncio.wait_for(call, timeout)
+            return await within(call, timeout)
         except (httpx.HTTPError, asyncio.TimeoutError) as exc:
             raise RemoteError(describe_error(exc, url, timeout), node=self.id) from exc
 
