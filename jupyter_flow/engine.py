@@ -94,18 +94,20 @@ class _Run:
 
     # -- events ------------------------------------------------------------------
     async def emit(self, kind: str, record: NodeRecord | None = None) -> None:
+        ret = self.tell(kind, record)
+        if ret is not None:
+            await _settled_event(ret, kind)
+
+    def tell(self, kind: str, record: NodeRecord | None = None) -> Awaitable[Any] | None:
+        """Call the event callback now; what it returned to await, if anything."""
         if self.on_event is None:
-            return
+            return None
         try:
             ret = self.on_event(RunEvent(kind, self.result, record))  # type: ignore[arg-type]
-            if inspect.isawaitable(ret):
-                await ret
-        except asyncio.CancelledError:
-            raise
         except Exception:  # a broken UI callback must not break the run
-            import logging
-
-            logging.getLogger(__name__).exception("event callback failed on %s", kind)
+            _log_event_failure(kind)
+            return None
+        return ret if inspect.isawaitable(ret) else None
 
     # -- scheduling --------------------------------------------------------------
     def start(self) -> None:
@@ -214,6 +216,8 @@ class _Run:
                     return await within(node.run(inputs, ctx), timeout)
             return await within(node.run(inputs, ctx), timeout)
         except asyncio.TimeoutError:
+            if timeout is None:  # the node's own (a kind that keeps its own deadline says more)
+                raise
             raise NodeTimeoutError(f"attempt {attempt} ran past timeout_s={timeout:g}", node=pn.id) from None
 
     async def run_node(self, pn: PlannedNode, node: Node, inputs: dict[str, Any], record: NodeRecord) -> Any:
@@ -271,9 +275,17 @@ class _Run:
         """Run node `nid`, then the first node its end made ready, and so on: a chain runs in
         one task, without a task and a turn of the event loop per node. Nodes made ready
         besides the first get tasks of their own and start at once."""
+        loop = asyncio.get_running_loop()
+        turn = loop.time()
         next_up: str | None = nid
         while next_up is not None:
             next_up = await telemetry.trace_node(self.span, self.records[next_up], self.execute(self.plan.nodes[next_up]))
+            if next_up is not None and loop.time() - turn > _TURN_S:
+                # nodes that never wait would hold the loop: the flow's deadline, a cancel and
+                # the other branches get their turn between them (the next node counts as
+                # started, as a task of its own would: a failure meanwhile cancels it here)
+                await asyncio.sleep(0)
+                turn = loop.time()
 
     async def execute(self, pn: PlannedNode) -> str | None:
         """Run one node and report it done; the node this task runs next, if any."""
@@ -341,7 +353,12 @@ class _Run:
         finally:
             self.hand_off = None
         if self.on_event is not None:
-            await self.emit("node_finished", record)
+            ret = self.tell("node_finished", record)
+            if ret is not None:
+                if hand_off.next_up is None:
+                    await _settled_event(ret, "node_finished")
+                else:  # the next node does not wait for the callback
+                    self.event_tasks.add(asyncio.ensure_future(_settled_event(ret, "node_finished")))
         return hand_off.next_up
 
     def cached(self, pn: PlannedNode, node: Node, inputs: Any) -> NodeRecord | None:
@@ -351,6 +368,25 @@ class _Run:
         if previous is None or previous.status != "ok" or previous.defaulted or previous.cache_key is None:
             return None
         return previous if previous.cache_key == _CacheKey(pn, node, inputs) else None
+
+
+#: how long a node task runs nodes one after another before it gives the loop a turn
+_TURN_S = 0.005
+
+
+async def _settled_event(ret: Awaitable[Any], kind: str) -> None:
+    try:
+        await ret
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        _log_event_failure(kind)
+
+
+def _log_event_failure(kind: str) -> None:
+    import logging
+
+    logging.getLogger(__name__).exception("event callback failed on %s", kind)
 
 
 class _HandOff:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import json as _json
 import os
 import threading
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "TRANSPORT_ENV",
     "Answer",
+    "UnsendableRequest",
     "describe_error",
     "make_client",
     "send",
@@ -89,7 +91,7 @@ def make_client(
     if transport_name() == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
-        transport = AiohttpTransport(limits=limits)
+        transport = AiohttpTransport(limits=limits, client=_session_factory(limits))
     client = httpx.AsyncClient(
         limits=limits,
         transport=transport,
@@ -100,6 +102,22 @@ def make_client(
     if transport is not None and not _proxies_configured():
         _AIOHTTP_TRANSPORTS[client] = transport  # with a proxy set, httpx's routing applies: no short cut
     return client
+
+
+def _session_factory(limits: httpx.Limits) -> Any:
+    """What makes the aiohttp session under a client, on first use: the pool the transport
+    would make, without aiohttp's own cookie store (httpx keeps the client's cookies, and
+    `send` leaves any call that involves cookies to httpx)."""
+
+    def make() -> Any:
+        import aiohttp
+        import httpx
+
+        connector = aiohttp.TCPConnector(limit=limits.max_connections or 0, keepalive_timeout=limits.keepalive_expiry,
+                                         ssl=httpx.create_ssl_context())
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    return make
 
 
 def _proxies_configured() -> bool:
@@ -113,8 +131,8 @@ def _proxies_configured() -> bool:
 #: clients made by `make_client` over aiohttp, and their transports: `send` may call their
 #: aiohttp session directly
 _AIOHTTP_TRANSPORTS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-#: headers aiohttp sets itself (it advertises only the encodings it can decode)
-_OWN_HEADERS = frozenset({"accept-encoding", "connection", "host", "content-length", "transfer-encoding"})
+#: headers aiohttp sets itself
+_OWN_HEADERS = frozenset({"connection", "host", "content-length", "transfer-encoding"})
 #: at most this many redirects are followed, as httpx does
 MAX_REDIRECTS = 20
 
@@ -134,10 +152,7 @@ class Answer:
     def text(self) -> str:
         """The body as text: the charset the answer names, else UTF-8; bytes that do not
         decode become U+FFFD."""
-        charset = "utf-8"
-        ctype = self.headers.get("content-type", "")
-        if "charset=" in ctype:
-            charset = ctype.split("charset=", 1)[1].split(";", 1)[0].strip().strip('"') or "utf-8"
+        charset = _charset(self.headers.get("content-type", "")) or "utf-8"
         try:
             return self.content.decode(charset, errors="replace")
         except LookupError:
@@ -152,12 +167,40 @@ class Answer:
         return cls(response.status_code, dict(response.headers), response.content)
 
 
-def _joined(headers: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in headers.items():
-        key = name.lower()
-        out[key] = f"{out[key]}, {value}" if key in out else value
-    return out
+def _charset(content_type: str) -> str | None:
+    """The charset a Content-Type names, read as httpx reads it (any case, quoted or not)."""
+    if "charset" not in content_type.lower():
+        return None
+    import email.message
+
+    message = email.message.Message()
+    message["content-type"] = content_type
+    return message.get_content_charset(failobj=None)
+
+
+def _decoded_headers(raw: Any) -> dict[str, str]:
+    """Raw header pairs (bytes) as `dict(httpx.Headers)` gives them: names in lower case,
+    repeated ones joined with ", ", every value decoded as httpx decodes it (ASCII, else
+    UTF-8, else Latin-1, the same for all)."""
+    for encoding in ("ascii", "utf-8", "latin-1"):
+        try:
+            pairs = [(name.decode(encoding).lower(), value.decode(encoding)) for name, value in raw]
+        except UnicodeDecodeError:
+            continue
+        out: dict[str, str] = {}
+        for key, value in pairs:
+            out[key] = f"{out[key]}, {value}" if key in out else value
+        return out
+    raise AssertionError("unreachable: Latin-1 decodes any bytes")  # pragma: no cover
+
+
+class UnsendableRequest(ValueError):
+    """A request the transport refused to send as given (a URL it cannot parse, a port out
+    of range, a header value with a line break or characters HTTP headers cannot carry)."""
+
+
+#: answers after which httpx sends another request (`Location` says where)
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 _NO_BODY = object()
@@ -177,48 +220,99 @@ async def send(
     headers: Mapping[str, str] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> Answer:
-    """One request read in full, following redirects, within `timeout_s` seconds in all
-    (a server trickling its answer does not hold the call past it: `asyncio.TimeoutError`).
-    Other errors are the transport's; `describe_error` names them.
+    """One request read in full, following redirects as the client says, within
+    `timeout_s` seconds in all (a server trickling its answer does not hold the call past
+    it: `asyncio.TimeoutError`). A request the transport cannot send as given raises
+    `UnsendableRequest`; other errors are the transport's. `describe_error` names them all.
 
-    A JSON body (`json=`, or no body) on a client from `make_client` over aiohttp goes
-    straight to its aiohttp session, encoded as httpx encodes it; everything else goes
-    through `client.request`."""
+    A JSON body (`json=`, or no body) on a client that is as `make_client` made it (over
+    aiohttp; no auth, cookies, params or event hooks added since) goes straight to its
+    aiohttp session, encoded as httpx encodes it. A redirect, or an answer that sets a
+    cookie, is then handled by httpx's own rules from there on; any other call goes through
+    `client.request`."""
     from jupyter_flow.workers import within
 
-    transport = _AIOHTTP_TRANSPORTS.get(client)
-    if transport is None or content is not None or form is not None or client.is_closed:
-        return await within(_send_httpx(client, method, url, json, content, form, params, headers, timeout_s), timeout_s)
-    session = _session_of(transport)
-    sent = {k: v for k, v in client.headers.items() if k not in _OWN_HEADERS}
-    for name, value in (headers or {}).items():
-        sent[name.lower()] = value
-    body = None
-    if json is not _NO_BODY and json is not None:
-        body = _ENCODE_JSON(json).encode("utf-8")
-        sent.setdefault("content-type", "application/json")
-    target: Any = url
-    if params:
-        import httpx
-        import yarl
+    body = None if json is _NO_BODY or json is None else _ENCODE_JSON(json).encode("utf-8")  # as httpx encodes `json=`
+    try:
+        transport = _AIOHTTP_TRANSPORTS.get(client)
+        if transport is None or content is not None or form is not None or not _as_made(client, headers):
+            if body is not None:
+                headers = {"content-type": "application/json", **(headers or {})}
+            return await within(_send_httpx(client, method, url, body, content, form, params, headers, timeout_s), timeout_s)
+        sent = {k: v for k, v in client.headers.items() if k not in _OWN_HEADERS}
+        for name, value in (headers or {}).items():
+            sent[name.lower()] = value
+        if body is not None:
+            sent.setdefault("content-type", "application/json")
+        target: Any = url
+        if params:
+            import httpx
+            import yarl
 
-        target = yarl.URL(str(httpx.URL(url, params=params)), encoded=True)
-    return await within(_send_aiohttp(session, method, target, body, sent), timeout_s)
+            target = yarl.URL(str(httpx.URL(url, params=params)), encoded=True)
+        call = _send_aiohttp(client, _session_of(transport), method, url, target, body, params, headers, sent)
+        return await within(call, timeout_s)
+    except _unsendable() as exc:
+        while getattr(exc, "exceptions", None):  # an exception group: what went wrong, inside it
+            exc = exc.exceptions[0]  # type: ignore[attr-defined]
+        raise UnsendableRequest(" ".join(str(exc).split()) or type(exc).__name__) from exc
 
 
-async def _send_aiohttp(session: Any, method: str, target: Any, body: bytes | None, headers: dict[str, str]) -> Answer:
-    async with session.request(
-        method, target, data=body, headers=headers, allow_redirects=True, max_redirects=MAX_REDIRECTS + 1, timeout=_unbounded()
-    ) as response:
+def _as_made(client: httpx.AsyncClient, headers: Mapping[str, str] | None) -> bool:
+    """Whether the short cut gives what httpx would: the client still as `make_client`
+    made it, and header values HTTP can carry as they are (httpx refuses others)."""
+    if client.is_closed or client.auth is not None or client.cookies or client.params or not client.follow_redirects:
+        return False
+    if any(client.event_hooks.values()) or str(client.base_url):
+        return False
+    return all(value.isascii() and name.lower() != "host" for name, value in (headers or {}).items())
+
+
+async def _send_aiohttp(
+    client: httpx.AsyncClient,
+    session: Any,
+    method: str,
+    url: str,
+    target: Any,
+    body: bytes | None,
+    params: Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None,
+    sent: dict[str, str],
+) -> Answer:
+    async with session.request(method, target, data=body, headers=sent, allow_redirects=False, auto_decompress=False,
+                               timeout=_unbounded()) as response:
         data = await response.read()
-        return Answer(response.status, _joined(response.headers), data)
+        answer = Answer(response.status, _decoded_headers(response.raw_headers), data)
+    if "content-encoding" in answer.headers:  # decoded by httpx's decoders, as the transport path does
+        import httpx
+
+        answer.content = httpx.Response(answer.status_code, headers=response.raw_headers, content=data).read()
+    if "set-cookie" not in answer.headers and not (answer.status_code in _REDIRECTS and "location" in answer.headers):
+        return answer
+    # a cookie to keep, or a redirect to follow: httpx's rules from here on, as they would have been
+    import httpx
+
+    request = client.build_request(method, url, params=params, headers=headers, content=body)
+    if body is not None and "content-type" not in request.headers:
+        request.headers["content-type"] = "application/json"
+    first = httpx.Response(answer.status_code, headers=response.raw_headers, content=data, request=request)
+    client.cookies.extract_cookies(first)
+    if not first.has_redirect_location:
+        return answer
+    follow = client._build_redirect_request(request, first)  # what httpx sends after this answer
+    for _ in range(client.max_redirects):
+        final = await client.send(follow, follow_redirects=False)
+        if final.next_request is None:
+            return Answer.from_httpx(final)
+        follow = final.next_request
+    raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=follow)
 
 
 async def _send_httpx(
     client: httpx.AsyncClient,
     method: str,
     url: str,
-    json: Any,
+    body: bytes | None,
     content: str | bytes | None,
     form: dict[str, str] | None,
     params: Mapping[str, Any] | None,
@@ -232,8 +326,8 @@ async def _send_httpx(
         kwargs["content"] = content
     elif form is not None:
         kwargs["data"] = form
-    elif json is not _NO_BODY:
-        kwargs["json"] = json
+    elif body is not None:
+        kwargs["content"] = body
     return Answer.from_httpx(await client.request(method, url, **kwargs))
 
 
@@ -258,6 +352,21 @@ def _unbounded() -> Any:
 
         _UNBOUNDED.append(aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None))
     return _UNBOUNDED[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _unsendable() -> tuple[type[BaseException], ...]:
+    """What the transports raise for a request they cannot send as given: a URL, port or
+    header value they refuse (httpx's own transport raises an exception group for some)."""
+    import builtins
+
+    import httpx
+
+    kinds: list[type[BaseException]] = [ValueError, OverflowError, httpx.InvalidURL]
+    group = getattr(builtins, "ExceptionGroup", None)  # Python 3.11+
+    if group is not None:
+        kinds.append(group)
+    return tuple(kinds)
 
 
 class _LoopClients:
@@ -319,8 +428,8 @@ def transport_errors() -> tuple[type[BaseException], ...]:
     try:
         import aiohttp
     except ImportError:  # pragma: no cover - the httpx transport alone
-        return (httpx.HTTPError, asyncio.TimeoutError)
-    return (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError)
+        return (httpx.HTTPError, UnsendableRequest, asyncio.TimeoutError)
+    return (httpx.HTTPError, aiohttp.ClientError, UnsendableRequest, asyncio.TimeoutError)
 
 
 def describe_error(exc: BaseException, endpoint: str, timeout_s: float) -> str:
@@ -360,6 +469,7 @@ def _error_texts() -> list[tuple[tuple[type[BaseException], ...], str]]:
              "{endpoint} broke the HTTP protocol ({kind}: {reason})"),
         ]
     texts += [
+        ((UnsendableRequest,), "cannot send the request to {endpoint}: {reason} ({kind})"),
         ((httpx.ConnectError,), "cannot connect to {endpoint}: {reason} ({kind})"),
         ((httpx.RemoteProtocolError,), "{endpoint} broke the HTTP protocol or closed the connection ({kind}: {reason})"),
         ((httpx.ReadError,), "the connection to {endpoint} broke while the answer was being read ({kind}: {reason})"),

@@ -674,3 +674,65 @@ def test_a_long_chain_runs_every_node_in_order_and_fan_outs_still_run_at_once() 
     assert result["n199"].outputs == {"x": 200}
     assert all(result[f"f{j}"].status == "ok" for j in range(8))
     assert peak[0] == 8  # the fan-out after the chain ran at once, not one after another
+
+
+def test_a_chain_of_nodes_that_never_wait_still_meets_the_flow_deadline() -> None:
+    # sync nodes on the loop (`blocking: false`) hold it 0.2 s each; the chain runs in one
+    # task, which must still give the flow's deadline its turn between them
+    def hold(x: int) -> dict[str, int]:
+        time.sleep(0.2)
+        return {"x": x + 1}
+
+    nodes = [{"id": f"n{i}", "type": "python", "config": {"function": "hold", "blocking": False,
+              "input_mapping": {"x": 0 if i == 0 else f"{{{{ n{i - 1}.output.x }}}}"}}} for i in range(10)]
+    flow = Flow.from_dict({"timeout_s": 1, "nodes": nodes, "edges": [{"from": f"n{i - 1}", "to": f"n{i}"} for i in range(1, 10)]},
+                          functions={"hold": hold})
+    result = flow.run(raise_on_error=False)
+    assert result.status == "timeout", result.status
+    ran = [nid for nid, record in result.records.items() if record.status == "ok"]
+    assert 3 <= len(ran) < 10, ran
+    assert all(result[f"n{i}"].status in ("skipped", "cancelled") for i in range(len(ran) + 1, 10))
+
+
+def test_the_next_node_of_a_chain_does_not_wait_for_an_awaiting_event_callback() -> None:
+    async def step(x: int) -> dict[str, int]:
+        return {"x": x + 1}
+
+    flow = Flow.from_dict({"nodes": [
+        {"id": "a", "type": "python", "config": {"function": "step", "input_mapping": {"x": 0}}},
+        {"id": "b", "type": "python", "config": {"function": "step", "input_mapping": {"x": "{{ a.output.x }}"}}},
+    ], "edges": [{"from": "a", "to": "b"}]}, functions={"step": step})
+    b_started = asyncio.Event()
+    saw: list[str] = []
+
+    async def on_event(event: RunEvent) -> None:
+        if event.kind == "node_started" and event.record is not None and event.record.node == "b":
+            b_started.set()
+        if event.kind == "node_finished" and event.record is not None and event.record.node == "a":
+            try:  # the callback for a's end waits until b has started: b must not wait for it
+                await asyncio.wait_for(b_started.wait(), 10)
+                saw.append("b started while a's callback waited")
+            except asyncio.TimeoutError:
+                saw.append("b waited for a's callback")
+
+    result = asyncio.run(flow.arun(on_event=on_event))
+    assert result["b"].outputs == {"x": 2}
+    assert saw == ["b started while a's callback waited"]
+
+
+def test_a_kind_that_keeps_its_own_deadline_reports_its_own_timeout() -> None:
+    from jupyter_flow import Node, NodeRegistry
+
+    class Gives(Node):
+        kind = "gives-up"
+        keeps_own_deadline = True
+
+        async def run(self, inputs: dict[str, Any], ctx: Any) -> Any:
+            raise TimeoutError("the device did not answer within 0.1 s")
+
+    registry = NodeRegistry()
+    registry.register(Gives)
+    for limit in (None, 2):
+        flow = Flow.from_dict({"max_concurrency": limit, "nodes": [{"id": "a", "type": "gives-up", "timeout_s": 5}]}, registry=registry)
+        result = flow.run(raise_on_error=False)
+        assert result["a"].error is not None and "did not answer within 0.1 s" in result["a"].error.message, result["a"].error

@@ -170,3 +170,147 @@ def test_with_a_proxy_configured_every_request_goes_through_httpx(serve: Serve, 
     answer, short_cut = asyncio.run(go())
     assert answer.json()["body"] == '{"a":1}'
     assert not short_cut
+
+
+# -- where the short cut must give what httpx gives -----------------------------------------
+
+
+def _node_flow(url: str, **config: Any) -> Flow:
+    return Flow.from_dict({"nodes": [{"id": "call", "type": "http", "timeout_s": 5, "config": {"endpoint": url, **config}}]})
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_cookie_an_endpoint_sets_is_sent_back_by_later_nodes(serve: Serve, monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
+    # an IP host, as a service address in a cluster is: aiohttp's own cookie store would refuse it
+    monkeypatch.setenv(TRANSPORT_ENV, transport)
+    server = serve({
+        "/login": lambda req: Reply(200, {"ok": True}, headers={"set-cookie": "sid=abc; Path=/"}),
+        "/me": lambda req: Reply(200, {"cookie": _header(req, "cookie")}),
+    })
+    flow = Flow.from_dict({"nodes": [
+        {"id": "login", "type": "http", "config": {"endpoint": f"{server.url}/login"}},
+        {"id": "me", "type": "http", "config": {"endpoint": f"{server.url}/me"}},
+    ], "edges": [{"from": "login", "to": "me"}]})
+    assert flow.run()["me"].outputs == {"cookie": "sid=abc"}
+
+
+def _with_client_settings(transport: str, monkeypatch: pytest.MonkeyPatch, url: str) -> tuple[str, int, list[str]]:
+    """Through a client given auth, params, a cookie and a hook after `make_client`: the
+    path the echo saw, then the status of a 307 once redirects are off, and the hook's log."""
+    import httpx
+
+    monkeypatch.setenv(TRANSPORT_ENV, transport)
+    hooks: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        hooks.append(request.url.path)
+
+    async def go() -> tuple[Answer, Answer]:
+        client = make_client()
+        client.auth = httpx.BasicAuth("user", "pw")
+        client.params = httpx.QueryParams({"api-version": "2"})
+        client.cookies.set("session", "s1")
+        client.event_hooks = {"request": [hook], "response": []}
+        try:
+            echoed = await send(client, "POST", f"{url}/echo", json={})
+            client.follow_redirects = False
+            return echoed, await send(client, "POST", f"{url}/old", json={})
+        finally:
+            await client.aclose()
+
+    echoed, not_followed = asyncio.run(go())
+    return echoed.json()["path"], not_followed.status_code, hooks
+
+
+def test_settings_added_to_the_client_are_honoured_both_ways(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = serve({"/echo": echo, "/old": lambda req: Reply(307, {}, headers={"location": "/echo"})})
+    seen = {t: _with_client_settings(t, monkeypatch, server.url) for t in TRANSPORTS}
+    assert seen["aiohttp"] == seen["httpx"] == ("/echo?api-version=2", 307, ["/echo", "/old"])
+    for req in server.requests:
+        assert _header(req, "authorization") == "Basic dXNlcjpwdw==" and "session=s1" in (_header(req, "cookie") or "")
+
+
+def _raw_answer(headers: bytes, body: bytes = b"{}") -> Callable[[Any], None]:
+    def handler(conn: Any) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n" % len(body) + headers + b"\r\n" + body)
+
+    return handler
+
+
+@pytest.mark.parametrize("encoded", ["utf-8", "latin-1"])
+def test_header_values_decode_as_httpx_decodes_them(monkeypatch: pytest.MonkeyPatch, encoded: str) -> None:
+    from servers import RawServer
+
+    header = 'content-disposition: attachment; filename="Grüße.txt"\r\ncontent-type: application/json\r\n'.encode(encoded)
+    server = RawServer(_raw_answer(header))
+    try:
+        answers = {t: call(t, monkeypatch, "GET", server.url) for t in TRANSPORTS}
+        flow_out = _node_flow(server.url, response="full").run()["call"].outputs
+    finally:
+        server.close()
+    assert answers["aiohttp"].headers == answers["httpx"].headers
+    assert "Grüße" in answers["aiohttp"].headers["content-disposition"] or encoded == "latin-1"
+    json.dumps(flow_out["headers"], ensure_ascii=False).encode("utf-8")  # a result line can carry it
+
+
+@pytest.mark.parametrize("ctype", ["text/plain; Charset=ISO-8859-1", "text/plain;CHARSET=latin-1", 'text/plain; charset="latin-1"',
+                                   "text/plain; charset=no-such-charset"])
+def test_the_charset_is_read_in_any_spelling(serve: Serve, monkeypatch: pytest.MonkeyPatch, ctype: str) -> None:
+    body = "Grüße".encode("latin-1")
+    server = serve({"/t": lambda req: Reply(200, body, content_type=ctype)})
+    texts = {t: call(t, monkeypatch, "GET", f"{server.url}/t").text for t in TRANSPORTS}
+    assert texts["aiohttp"] == texts["httpx"]
+    assert texts["aiohttp"] == ("Grüße" if "no-such" not in ctype else body.decode("utf-8", "replace"))
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirects_change_the_method_as_httpx_does(serve: Serve, monkeypatch: pytest.MonkeyPatch, method: str, status: int) -> None:
+    server = serve({"/moved": lambda req: Reply(status, {}, headers={"location": "/echo"}), "/echo": echo})
+    seen = {t: call(t, monkeypatch, method, f"{server.url}/moved", json={"a": 1}).json() for t in TRANSPORTS}
+    assert seen["aiohttp"] == seen["httpx"], seen
+
+
+def test_a_redirect_to_another_host_takes_the_new_host_and_drops_authorization(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = serve({"/echo": echo})
+    port = other.url.rsplit(":", 1)[1]
+    server = serve({"/away": lambda req: Reply(307, {}, headers={"location": f"http://localhost:{port}/echo"})})
+    for t in TRANSPORTS:
+        call(t, monkeypatch, "POST", f"{server.url}/away", json={}, headers={"Authorization": "Bearer secret", "Host": "api.example"})
+    hosts = [(_header(r, "host"), _header(r, "authorization")) for r in other.requests]
+    assert hosts == [(f"localhost:{port}", None)] * 2
+
+
+def test_compressed_answers_decode_as_httpx_decodes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    from servers import RawServer
+
+    body = gzip.compress(gzip.compress(b'{"a": 1}'))
+    server = RawServer(_raw_answer(b"content-type: application/json\r\ncontent-encoding: gzip, gzip\r\n", body))
+    try:
+        answers = {t: call(t, monkeypatch, "GET", server.url) for t in TRANSPORTS}
+    finally:
+        server.close()
+    assert answers["aiohttp"].json() == answers["httpx"].json() == {"a": 1}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("case", ["a port out of range", "a header with a line break", "a header httpx cannot encode"])
+def test_a_request_that_cannot_be_sent_names_the_endpoint(serve: Serve, monkeypatch: pytest.MonkeyPatch, transport: str, case: str) -> None:
+    monkeypatch.setenv(TRANSPORT_ENV, transport)
+    server = serve({"/echo": echo})
+    monkeypatch.setenv("API_KEY", "k\n")  # read from a file with its trailing newline
+    config: dict[str, Any] = {
+        "a port out of range": {"endpoint": "http://127.0.0.1:99999/x", "method": "GET", "params": {"q": 1}},
+        "a header with a line break": {"endpoint": f"{server.url}/echo", "headers": {"X-Key": "${API_KEY}"}},
+        "a header httpx cannot encode": {"endpoint": f"{server.url}/echo", "headers": {"X-Name": "Grüße ☃"}},
+    }[case]
+    endpoint = config.pop("endpoint")
+    with pytest.raises(FlowRunError) as info:
+        _node_flow(endpoint, **config).run()
+    error = info.value.result["call"].error  # type: ignore[index]
+    assert error.type == "RemoteError", error
+    assert endpoint in error.message and "\n" not in error.message, error.message
+    print(f"{transport}, {case}: {error.message}")
+    assert server.requests == []

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import LoopbackServer, Reply, Request, free_port
+from servers import LoopbackServer, RawServer, Reply, Request, free_port
 
 from jupyter_flow import Flow, FlowRunError, RemoteError
 
@@ -264,45 +264,6 @@ def test_output_mapping_over_a_full_response(serve: Serve) -> None:
 
 
 # -- servers that hold, trickle, reset, or ask to wait ---------------------------------------
-
-
-class RawServer:
-    """A loopback TCP server answering each connection with `handler(sock)`: for answers
-    no well-behaved HTTP server gives (a trickled body, a reset mid-body)."""
-
-    def __init__(self, handler: Callable[[Any], None]) -> None:
-        import socket
-        import threading
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.handler = handler
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/predict"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        import threading
-
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: Any) -> None:
-        try:
-            conn.recv(65536)
-            self.handler(conn)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def trickle(conn: Any) -> None:
