@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import os
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -357,8 +357,9 @@ class _Run:
             if ret is not None:
                 if hand_off.next_up is None:
                     await _settled_event(ret, "node_finished")
-                else:  # the next node does not wait for the callback
+                else:  # the next node does not wait for the callback, once the callback has begun
                     self.event_tasks.add(asyncio.ensure_future(_settled_event(ret, "node_finished")))
+                    await asyncio.sleep(0)
         return hand_off.next_up
 
     def cached(self, pn: PlannedNode, node: Node, inputs: Any) -> NodeRecord | None:
@@ -442,7 +443,7 @@ async def execute(
     node or its downstream; the run waits for them at its end unless `wait_for_shadows`
     is false, and then they finish in `result.background` (awaitable tasks)."""
     records = {nid: NodeRecord(nid, pn.spec.type) for nid, pn in plan.nodes.items()}
-    result = RunResult(run_id or uuid.uuid4().hex[:12], plan.spec.name, inputs, records, started_at=time.time())
+    result = RunResult(run_id or os.urandom(6).hex(), plan.spec.name, inputs, records, started_at=time.time())
     force: set[str] = set()
     for nid in rerun or ():
         force |= {nid} | plan.downstream.get(nid, set())

@@ -287,7 +287,7 @@ def _lookup(name: str, steps: list[Any], node: str | None, where: str | None, so
         except KeyError:
             raise TemplateError(f"template {source!r} failed: {name!r} is undefined", node=node, field=where) from None
         for step in steps:
-            if isinstance(value, Mapping):
+            if type(value) is dict or isinstance(value, Mapping):  # a plain dict: no ABC check
                 try:
                     value = value[step]
                     continue

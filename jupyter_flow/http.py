@@ -239,7 +239,7 @@ async def send(
             if body is not None:
                 headers = {"content-type": "application/json", **(headers or {})}
             return await within(_send_httpx(client, method, url, body, content, form, params, headers, timeout_s), timeout_s)
-        sent = {k: v for k, v in client.headers.items() if k not in _OWN_HEADERS}
+        sent = _base_headers(client)
         for name, value in (headers or {}).items():
             sent[name.lower()] = value
         if body is not None:
@@ -256,6 +256,19 @@ async def send(
         while getattr(exc, "exceptions", None):  # an exception group: what went wrong, inside it
             exc = exc.exceptions[0]  # type: ignore[attr-defined]
         raise UnsendableRequest(" ".join(str(exc).split()) or type(exc).__name__) from exc
+
+
+_BASE_HEADERS: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, str]]] = weakref.WeakKeyDictionary()
+
+
+def _base_headers(client: httpx.AsyncClient) -> dict[str, str]:
+    """A fresh copy of the client's own headers as the short cut sends them (worked out
+    again whenever they change)."""
+    raw = client.headers.raw
+    cached = _BASE_HEADERS.get(client)
+    if cached is None or cached[0] != raw:
+        cached = _BASE_HEADERS[client] = (raw, {k: v for k, v in client.headers.items() if k not in _OWN_HEADERS})
+    return dict(cached[1])
 
 
 def _as_made(client: httpx.AsyncClient, headers: Mapping[str, str] | None) -> bool:
@@ -334,11 +347,10 @@ async def _send_httpx(
 def _session_of(transport: Any) -> Any:
     """The aiohttp session under an `AiohttpTransport` (made now if it has not sent yet: the
     same session the transport would make, so both ways share the connections)."""
-    import aiohttp
-
-    if not isinstance(transport.client, aiohttp.ClientSession):
-        transport.client = transport.get_client()
-    return transport.client
+    session = transport.client
+    if callable(session):  # the factory `make_client` gave it: the session is made on first use
+        session = transport.client = session()
+    return session
 
 
 _UNBOUNDED: list[Any] = []
