@@ -133,8 +133,6 @@ def _proxies_configured() -> bool:
 _AIOHTTP_TRANSPORTS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 #: headers aiohttp sets itself
 _OWN_HEADERS = frozenset({"connection", "host", "content-length", "transfer-encoding"})
-#: at most this many redirects are followed, as httpx does
-MAX_REDIRECTS = 20
 
 
 class Answer:
@@ -233,17 +231,15 @@ async def send(
     from jupyter_flow.workers import within
 
     body = None if json is _NO_BODY or json is None else _ENCODE_JSON(json).encode("utf-8")  # as httpx encodes `json=`
+    if body is not None and not any(name.lower() == "content-type" for name in headers or {}):
+        headers = {"content-type": "application/json", **(headers or {})}  # as httpx sets it for `json=`
     try:
         transport = _AIOHTTP_TRANSPORTS.get(client)
         if transport is None or content is not None or form is not None or not _as_made(client, headers):
-            if body is not None:
-                headers = {"content-type": "application/json", **(headers or {})}
             return await within(_send_httpx(client, method, url, body, content, form, params, headers, timeout_s), timeout_s)
         sent = _base_headers(client)
         for name, value in (headers or {}).items():
             sent[name.lower()] = value
-        if body is not None:
-            sent.setdefault("content-type", "application/json")
         target: Any = url
         if params:
             import httpx
@@ -306,8 +302,6 @@ async def _send_aiohttp(
     import httpx
 
     request = client.build_request(method, url, params=params, headers=headers, content=body)
-    if body is not None and "content-type" not in request.headers:
-        request.headers["content-type"] = "application/json"
     first = httpx.Response(answer.status_code, headers=response.raw_headers, content=data, request=request)
     client.cookies.extract_cookies(first)
     if not first.has_redirect_location:
@@ -353,17 +347,13 @@ def _session_of(transport: Any) -> Any:
     return session
 
 
-_UNBOUNDED: list[Any] = []
-
-
+@functools.lru_cache(maxsize=1)
 def _unbounded() -> Any:
     """aiohttp's timeout with no limits (the caller bounds the whole call: one timer, not
     one per phase and per read)."""
-    if not _UNBOUNDED:
-        import aiohttp
+    import aiohttp
 
-        _UNBOUNDED.append(aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None))
-    return _UNBOUNDED[0]
+    return aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
 
 
 @functools.lru_cache(maxsize=1)

@@ -314,3 +314,12 @@ def test_a_request_that_cannot_be_sent_names_the_endpoint(serve: Serve, monkeypa
     assert endpoint in error.message and "\n" not in error.message, error.message
     print(f"{transport}, {case}: {error.message}")
     assert server.requests == []
+
+
+def test_a_content_type_the_caller_gives_is_the_only_one_sent(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = serve({"/echo": echo})
+    for t in TRANSPORTS:
+        call(t, monkeypatch, "POST", f"{server.url}/echo", json={"a": 1}, headers={"Content-Type": "application/json; charset=utf-8"})
+    for req in server.requests:
+        sent = [v for k, v in req.headers.items() if k.lower() == "content-type"]
+        assert sent == ["application/json; charset=utf-8"], sent
