@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from processes import stop
 from servers import free_port
 
 CHAT_TEMPLATE = (
@@ -75,9 +76,4 @@ def transformers_serve(model_dir: Path, log: Path, timeout_s: float = 180) -> It
             time.sleep(0.5)
         yield OpenAIServer(f"http://127.0.0.1:{port}/v1", str(model_dir), proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)

@@ -1,4 +1,5 @@
-"""Killing a real process half-way through a batch, for the resume tests."""
+"""Real processes in tests: killing one half-way through a batch (the resume tests), and
+stopping the servers tests start."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ def kill_after_results(proc: subprocess.Popen, results: Path, lines: int, timeou
             proc.kill()
         proc.communicate()
     assert proc.returncode == -signal.SIGKILL
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 20) -> None:
+    """Stop a server the test started: SIGTERM, then SIGKILL if it is still there after
+    `timeout_s`; its pipes are drained either way."""
+    proc.terminate()
+    try:
+        proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from processes import stop
 from servers import AsgiServer, Reply, Request, free_port
 from test_serve import metric
 
@@ -83,12 +84,7 @@ def served_cli(tmp_path: Path) -> Iterator[object]:
 
     yield start
     for proc in procs:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        stop(proc)
 
 
 def test_the_secret_pdf_request_is_refused_and_reveals_no_path(tmp_path: Path, served_cli) -> None:

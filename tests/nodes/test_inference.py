@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from model_fixtures import model_dir, tiny_bert  # noqa: F401  (session fixtures)
+from processes import stop
 from servers import AsgiServer, free_port
 
 from jupyter_flow import Flow, FlowRunError
@@ -74,12 +75,7 @@ def kserve_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout_s=30)
 
 
 def inference_flow(url: str, inputs: dict[str, Any], **config: Any) -> Flow:
