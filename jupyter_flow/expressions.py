@@ -259,6 +259,21 @@ def _fail(node: str | None, where: str | None, source: str, exc: Exception) -> T
     return TemplateError(f"template {source!r} failed: {reason}", node=node, field=where)
 
 
+def _rendering(source: str, node: str | None, where: str | None) -> Callable[[Mapping[str, Any]], Any]:
+    """`source` rendered as a whole template (compiled on first use), within the bounds of
+    one evaluation; a failure is a TemplateError naming node and field."""
+    template = _LazyTemplate(source)
+
+    @_bounded
+    def run(context: Mapping[str, Any]) -> Any:
+        try:
+            return _render_bounded(template.get(), context)
+        except _FAILURES as exc:
+            raise _fail(node, where, source, exc) from None
+
+    return run
+
+
 def _path(ast: nodes.Template) -> tuple[str, list[Any]] | None:
     """`a.b["c"].d` as ("a", ["b", "c", "d"]); None for anything more than a lookup path."""
     body = ast.body
@@ -357,16 +372,7 @@ def _compile_string(source: str, node: str | None, where: str | None) -> Rendere
     if plain is not None and lone is not None and len(plain) == 1:
         return Renderer(source, _plain_references(plain), _lookup(*plain[0], node, where, source), node, where)
     if plain is not None:
-        template = _LazyTemplate(source)
-
-        @_bounded
-        def run_plain(context: Mapping[str, Any]) -> Any:
-            try:
-                return _render_bounded(template.get(), context)
-            except _FAILURES as exc:
-                raise _fail(node, where, source, exc) from None
-
-        return Renderer(source, _plain_references(plain), run_plain, node, where)
+        return Renderer(source, _plain_references(plain), _rendering(source, node, where), node, where)
     try:
         if lone and "{{" not in lone.group("expr") and "}}" not in lone.group("expr"):
             expr = lone.group("expr").strip()
@@ -388,14 +394,7 @@ def _compile_string(source: str, node: str | None, where: str | None) -> Rendere
 
         else:
             ast = _ENV.parse(source)
-            template = _LazyTemplate(source)
-
-            @_bounded
-            def run(context: Mapping[str, Any]) -> Any:
-                try:
-                    return _render_bounded(template.get(), context)
-                except _FAILURES as exc:
-                    raise _fail(node, where, source, exc) from None
+            run = _rendering(source, node, where)
 
     except TemplateSyntaxError as exc:
         raise TemplateError(f"invalid template {source!r}: {exc.message}", node=node, field=where) from None
