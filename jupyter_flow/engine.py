@@ -277,9 +277,13 @@ class _Run:
         besides the first get tasks of their own and start at once."""
         loop = asyncio.get_running_loop()
         turn = loop.time()
+        task = asyncio.current_task()
+        assert task is not None
+        hand_off = _HandOff(task)
         next_up: str | None = nid
         while next_up is not None:
-            next_up = await telemetry.trace_node(self.span, self.records[next_up], self.execute(self.plan.nodes[next_up]))
+            hand_off.next_up = None
+            next_up = await telemetry.trace_node(self.span, self.records[next_up], self.execute(self.plan.nodes[next_up], hand_off))
             if next_up is not None and loop.time() - turn > _TURN_S:
                 # nodes that never wait would hold the loop: the flow's deadline, a cancel and
                 # the other branches get their turn between them (the next node counts as
@@ -287,8 +291,9 @@ class _Run:
                 await asyncio.sleep(0)
                 turn = loop.time()
 
-    async def execute(self, pn: PlannedNode) -> str | None:
-        """Run one node and report it done; the node this task runs next, if any."""
+    async def execute(self, pn: PlannedNode, hand_off: _HandOff) -> str | None:
+        """Run one node and report it done; the node this task (`hand_off.task`) runs next,
+        if any."""
         record = self.records[pn.id]
         record.status = "running"
         record.started_at = time.time()
@@ -296,11 +301,14 @@ class _Run:
         if self.on_event is not None:
             await self.emit("node_started", record)
         try:
-            variant, node, renderer = self.choose_variant(pn)
-            record.variant = variant
+            if pn.variants:
+                variant, node, renderer = self.choose_variant(pn)
+                record.variant = variant
+            else:
+                variant, node, renderer = None, pn.node, pn.renderer
             inputs = renderer(self.context)
             record.inputs = inputs
-            cached = self.cached(pn, node, inputs)
+            cached = self.cached(pn, node, inputs) if self.reuse is not None else None
             if cached is not None:
                 record.outputs = cached.outputs
                 record.cached = True
@@ -345,9 +353,7 @@ class _Run:
                     self.fail_run(str(exc) if named else f"node '{pn.id}': {exc}")
                     return None
         record.duration_s = time.perf_counter() - t0
-        task = asyncio.current_task()
-        assert task is not None  # a node runs in a node task
-        hand_off = self.hand_off = _HandOff(task)
+        self.hand_off = hand_off
         try:
             self.finished(pn, record)
         finally:
@@ -449,7 +455,8 @@ async def execute(
         force |= {nid} | plan.downstream.get(nid, set())
     run = _Run(plan, result, runtime, on_event, reuse, force)
     t0 = time.perf_counter()
-    await run.emit("run_started")
+    if on_event is not None:
+        await run.emit("run_started")
     try:
         run.start()
         timeout = plan.spec.timeout_s
@@ -471,9 +478,13 @@ async def execute(
         result.error = "cancelled by the caller"
         result.duration_s = time.perf_counter() - t0
         telemetry.end_run(run.span, result)
-        await run.emit("run_finished")
+        if on_event is not None:
+            await run.emit("run_finished")
         raise
-    await _settle(run, wait_shadows=wait_for_shadows)
+    pending = _unsettled(run, wait_shadows=wait_for_shadows)
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+    _settled_records(run)
     for nid, record in records.items():
         if record.status == "ok" and not record.defaulted and not record.cached:
             pn = plan.nodes[nid]
@@ -487,7 +498,8 @@ async def execute(
         result.flow_outputs = _flow_outputs(plan, run.context)
     result.duration_s = time.perf_counter() - t0
     telemetry.end_run(run.span, result)
-    await run.emit("run_finished")
+    if on_event is not None:
+        await run.emit("run_finished")
     return result
 
 
@@ -514,6 +526,14 @@ async def _settle(run: _Run, *, cancel_shadows: bool = False, wait_shadows: bool
     """Cancel the nodes still running; wait for every task (events included) to end.
     Shadow runs are cancelled when the run was cancelled or failed; otherwise they are
     waited for, or (`wait_shadows=False`) handed to the caller in `result.background`."""
+    pending = _unsettled(run, cancel_shadows=cancel_shadows, wait_shadows=wait_shadows)
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+    _settled_records(run)
+
+
+def _unsettled(run: _Run, *, cancel_shadows: bool = False, wait_shadows: bool = True) -> list[asyncio.Future[Any]]:
+    """What `_settle` waits for, once it has cancelled what it cancels."""
     for nid, task in run.node_tasks.items():
         if not task.done() and run.records[nid].status in ("pending", "running"):
             task.cancel()
@@ -524,9 +544,11 @@ async def _settle(run: _Run, *, cancel_shadows: bool = False, wait_shadows: bool
     if not wait_shadows:
         run.result.background = {t for t in run.shadow_tasks if not t.done()}
     shadows = run.shadow_tasks if wait_shadows else ()
-    pending = [t for t in (*run.node_tasks.values(), *run.event_tasks, *shadows) if not t.done()]
-    if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
+    return [t for t in (*run.node_tasks.values(), *run.event_tasks, *shadows) if not t.done()]
+
+
+def _settled_records(run: _Run) -> None:
+    """Records still running or pending when the run ends: cancelled, skipped."""
     for record in run.records.values():
         if record.status == "running":
             record.status = "cancelled"

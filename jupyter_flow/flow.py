@@ -143,10 +143,13 @@ class Flow:
         resolved = self.resolve_inputs(inputs)
         if isinstance(rerun, str):
             rerun = {rerun}
-        unknown = set(rerun or ()) - set(plan.nodes)
-        if unknown:
-            raise FlowValidationError([Problem("rerun names a node that is not in the flow", node=n, field="rerun") for n in sorted(unknown)])
-        functions = {**default_functions(), **self.functions}
+        if rerun:
+            unknown = set(rerun) - set(plan.nodes)
+            if unknown:
+                raise FlowValidationError([Problem("rerun names a node that is not in the flow", node=n, field="rerun") for n in sorted(unknown)])
+        functions = default_functions().snapshot()
+        if self.functions:
+            functions.update(self.functions)
         client = http_client if http_client is not None else await shared_client()
         runtime = Runtime(functions, dict(settings or {}), client, max_threads=max_threads)
         token = run_functions.set(functions)

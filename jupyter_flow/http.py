@@ -33,7 +33,9 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from jupyter_flow.workers import Deadline, within
 
 if TYPE_CHECKING:
     import httpx
@@ -99,8 +101,9 @@ def make_client(
         timeout=httpx.Timeout(timeout_s),
         headers={"user-agent": f"jupyter-flow/{__version__}", **dict(headers or {})},
     )
-    if transport is not None and not _proxies_configured():
-        _AIOHTTP_TRANSPORTS[client] = transport  # with a proxy set, httpx's routing applies: no short cut
+    if transport is not None and not _proxies_configured():  # with a proxy set, httpx's routing applies: no short cut
+        _MADE[id(client)] = _Made(weakref.ref(client), transport, client.base_url, client.params)
+        weakref.finalize(client, _MADE.pop, id(client), None)
     return client
 
 
@@ -128,9 +131,24 @@ def _proxies_configured() -> bool:
     return any(scheme in ("http", "https", "all") for scheme in urllib.request.getproxies_environment())
 
 
-#: clients made by `make_client` over aiohttp, and their transports: `send` may call their
-#: aiohttp session directly
-_AIOHTTP_TRANSPORTS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+class _Made(NamedTuple):
+    """A client `make_client` made over aiohttp, as it was made: `send` may call its aiohttp
+    session directly while the client is still so."""
+
+    client: weakref.ref[Any]
+    transport: Any
+    base_url: Any
+    params: Any
+
+
+#: the clients `make_client` made over aiohttp, by `id` (looked up on every call: no weak
+#: reference made per lookup, as a WeakKeyDictionary would)
+_MADE: dict[int, _Made] = {}
+
+
+def _made(client: httpx.AsyncClient) -> _Made | None:
+    made = _MADE.get(id(client))
+    return made if made is not None and made.client() is client else None
 #: headers aiohttp sets itself
 _OWN_HEADERS = frozenset({"connection", "host", "content-length", "transfer-encoding"})
 
@@ -139,12 +157,20 @@ class Answer:
     """An HTTP answer read in full: status, headers (lower-case names; repeated ones joined
     with ", ", as `dict(httpx.Headers)` gives them) and body."""
 
-    __slots__ = ("status_code", "headers", "content")
+    __slots__ = ("status_code", "_headers", "_raw_headers", "content")
 
-    def __init__(self, status_code: int, headers: dict[str, str], content: bytes) -> None:
+    def __init__(self, status_code: int, headers: dict[str, str] | None, content: bytes, raw_headers: Any = ()) -> None:
         self.status_code = status_code
-        self.headers = headers
+        self._headers = headers
+        self._raw_headers = raw_headers  # (name, value) bytes pairs, decoded when first asked
         self.content = content
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            self._headers = _decoded_headers(self._raw_headers)
+            self._raw_headers = ()
+        return self._headers
 
     @property
     def text(self) -> str:
@@ -228,26 +254,37 @@ async def send(
     aiohttp session, encoded as httpx encodes it. A redirect, or an answer that sets a
     cookie, is then handled by httpx's own rules from there on; any other call goes through
     `client.request`."""
-    from jupyter_flow.workers import within
-
     body = None if json is _NO_BODY or json is None else _ENCODE_JSON(json).encode("utf-8")  # as httpx encodes `json=`
-    if body is not None and not any(name.lower() == "content-type" for name in headers or {}):
-        headers = {"content-type": "application/json", **(headers or {})}  # as httpx sets it for `json=`
+    if body is not None and not (headers and any(name.lower() == "content-type" for name in headers)):
+        headers = {**_JSON_TYPE, **headers} if headers else _JSON_TYPE  # as httpx sets it for `json=`
     try:
-        transport = _AIOHTTP_TRANSPORTS.get(client)
-        if transport is None or content is not None or form is not None or not _as_made(client, headers):
+        made = _made(client)
+        if made is None or content is not None or form is not None or not _as_made(client, made, headers):
             return await within(_send_httpx(client, method, url, body, content, form, params, headers, timeout_s), timeout_s)
         sent = _base_headers(client)
-        for name, value in (headers or {}).items():
-            sent[name.lower()] = value
+        if headers:
+            for name, value in headers.items():
+                sent[name.lower()] = value
         target: Any = url
         if params:
             import httpx
             import yarl
 
             target = yarl.URL(str(httpx.URL(url, params=params)), encoded=True)
-        call = _send_aiohttp(client, _session_of(transport), method, url, target, body, params, headers, sent)
-        return await within(call, timeout_s)
+        session = _session_of(made.transport)
+        # the call itself, here rather than in a coroutine of its own: every HTTP node makes it
+        with Deadline(timeout_s):
+            async with session.request(method, target, data=body, headers=sent, allow_redirects=False, auto_decompress=False,
+                                       timeout=_unbounded()) as response:
+                data = await response.read()
+            seen = response.headers  # aiohttp's own view of the headers: a quick look, without decoding them all
+            answer = Answer(response.status, None, data, response.raw_headers)
+            if "content-encoding" in seen:  # decoded by httpx's decoders, as the transport path does
+                answer.content = _decoded_body(answer.status_code, response.raw_headers, data)
+            if "set-cookie" not in seen and not (answer.status_code in _REDIRECTS and "location" in seen):
+                return answer
+            # a cookie to keep, or a redirect to follow: httpx's rules from here on, as they would have been
+            return await _by_httpx_rules(client, answer, method, url, params, headers, body, response.raw_headers, data)
     except _unsendable() as exc:
         while getattr(exc, "exceptions", None):  # an exception group: what went wrong, inside it
             exc = exc.exceptions[0]  # type: ignore[attr-defined]
@@ -267,42 +304,60 @@ def _base_headers(client: httpx.AsyncClient) -> dict[str, str]:
     return dict(cached[1])
 
 
-def _as_made(client: httpx.AsyncClient, headers: Mapping[str, str] | None) -> bool:
+def _as_made(client: httpx.AsyncClient, made: _Made, headers: Mapping[str, str] | None) -> bool:
     """Whether the short cut gives what httpx would: the client still as `make_client`
-    made it, and header values HTTP can carry as they are (httpx refuses others)."""
-    if client.is_closed or client.auth is not None or client.cookies or client.params or not client.follow_redirects:
+    made it (no auth, base URL, params, event hooks or cookies added, redirects followed),
+    and header values HTTP can carry as they are (httpx refuses others)."""
+    if client.is_closed or client.auth is not None or not client.follow_redirects:
         return False
-    if any(client.event_hooks.values()) or str(client.base_url):
+    if client.base_url is not made.base_url or client.params is not made.params:  # each setter makes a new one
         return False
-    return all(value.isascii() and name.lower() != "host" for name, value in (headers or {}).items())
+    hooks = client.event_hooks
+    if hooks.get("request") or hooks.get("response") or _has_cookies(client):
+        return False
+    if headers:
+        for name, value in headers.items():
+            if not value.isascii() or name.lower() == "host":
+                return False
+    return True
 
 
-async def _send_aiohttp(
+def _has_cookies(client: httpx.AsyncClient) -> bool:
+    """Whether the client's cookie jar may hold a cookie (a look at the jar's own store,
+    where it has the standard library's layout, rather than a walk through it)."""
+    jar = client.cookies.jar
+    store = getattr(jar, "_cookies", None)
+    return bool(store) if isinstance(store, dict) else bool(client.cookies)
+
+
+#: the content type httpx sends with a `json=` body (shared: never changed)
+_JSON_TYPE: Mapping[str, str] = {"content-type": "application/json"}
+
+
+def _decoded_body(status: int, raw_headers: Any, data: bytes) -> bytes:
+    """A compressed body decoded as httpx decodes it (the same decoders, the same errors)."""
+    import httpx
+
+    return httpx.Response(status, headers=raw_headers, content=data).read()
+
+
+async def _by_httpx_rules(
     client: httpx.AsyncClient,
-    session: Any,
+    answer: Answer,
     method: str,
     url: str,
-    target: Any,
-    body: bytes | None,
     params: Mapping[str, Any] | None,
     headers: Mapping[str, str] | None,
-    sent: dict[str, str],
+    body: bytes | None,
+    raw_headers: Any,
+    data: bytes,
 ) -> Answer:
-    async with session.request(method, target, data=body, headers=sent, allow_redirects=False, auto_decompress=False,
-                               timeout=_unbounded()) as response:
-        data = await response.read()
-        answer = Answer(response.status, _decoded_headers(response.raw_headers), data)
-    if "content-encoding" in answer.headers:  # decoded by httpx's decoders, as the transport path does
-        import httpx
-
-        answer.content = httpx.Response(answer.status_code, headers=response.raw_headers, content=data).read()
-    if "set-cookie" not in answer.headers and not (answer.status_code in _REDIRECTS and "location" in answer.headers):
-        return answer
-    # a cookie to keep, or a redirect to follow: httpx's rules from here on, as they would have been
+    """After an answer that sets a cookie or redirects: the cookie kept in the client, and
+    the redirect followed, as httpx would have done from that answer on."""
     import httpx
 
     request = client.build_request(method, url, params=params, headers=headers, content=body)
-    first = httpx.Response(answer.status_code, headers=response.raw_headers, content=data, request=request)
+    first = httpx.Response(answer.status_code, headers=raw_headers, content=data, request=request)
     client.cookies.extract_cookies(first)
     if not first.has_redirect_location:
         return answer
@@ -377,24 +432,32 @@ class _LoopClients:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+        #: the loop asked last (weakly) and its client: most calls come from the same loop
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], Any] | None = None
         atexit.register(self.close_all)
 
     async def get(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0]() is loop and not last[1].is_closed:
+            return last[1]
         entry = self._clients.get(loop)
         if entry is not None and not entry[0].is_closed:
+            self._last = (weakref.ref(loop), entry[0])
             return entry[0]
         client = make_client()
         keeper = _keep_until_loop_ends(client)
         await keeper.__anext__()  # the loop now tracks it: its shutdown closes the client
         with self._lock:
             self._clients[loop] = (client, keeper)
+        self._last = (weakref.ref(loop), client)
         return client
 
     def close_all(self) -> None:
         with self._lock:
             entries = list(self._clients.items())
             self._clients.clear()
+            self._last = None
         for loop, (client, _keeper) in entries:
             if client.is_closed or loop.is_closed():
                 continue

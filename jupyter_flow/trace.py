@@ -151,6 +151,8 @@ class RunResult:
         return [r for r in self.records.values() if r.status == "error"]
 
     def raise_for_status(self) -> RunResult:
+        if self.status == "ok":
+            return self
         from jupyter_flow.errors import FlowRunError, FlowTimeoutError
 
         if self.status == "timeout":

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["DEFAULT_MAX_THREADS", "abandoned_workers", "run_in_worker", "run_sync", "within", "worker_pool"]
+__all__ = ["DEFAULT_MAX_THREADS", "Deadline", "abandoned_workers", "run_in_worker", "run_sync", "within", "worker_pool"]
 
 T = TypeVar("T")
 
@@ -109,31 +109,62 @@ async def within(awaitable: Coroutine[Any, Any, T], seconds: float | None) -> T:
     if not seconds:
         return await awaitable
     task = asyncio.current_task()
-    if task is None or not hasattr(task, "uncancel"):  # Python 3.10
+    if task is None or not _UNCANCEL:  # Python 3.10
         return await asyncio.wait_for(awaitable, seconds)
-    loop = task.get_loop()
-    fired: list[bool] = []
-    cancelling = task.cancelling()
-    timer = loop.call_at(loop.time() + seconds, _expire, task, fired)
-    try:
-        result = await awaitable
-    except asyncio.CancelledError:
-        timer.cancel()
-        if fired and task.uncancel() <= cancelling:
-            raise asyncio.TimeoutError from None
-        raise
-    except BaseException:
-        timer.cancel()
-        if fired:
-            task.uncancel()
-        raise
-    timer.cancel()
-    if fired:  # the time ran out as the work ended: its result stands
-        task.uncancel()
-    return result
+    with Deadline(seconds):
+        return await awaitable
 
 
-def _expire(task: asyncio.Task[Any], fired: list[bool]) -> None:
-    if not task.done():
-        fired.append(True)
-        task.cancel()
+#: whether tasks count cancels (Python 3.11+), so that a deadline can tell its own
+_UNCANCEL = hasattr(asyncio.Task, "uncancel")
+
+
+class Deadline:
+    """`with Deadline(seconds):` around awaits in a task: they are cancelled when the time
+    is up, and the block raises `TimeoutError`; `within` as a block, for code that would
+    otherwise wrap its awaits in a coroutine of their own only for the deadline. A cancel
+    from outside stays a cancel; work that ends as the time runs out keeps its result."""
+
+    __slots__ = ("_seconds", "_task", "_timer", "_cancelling", "_fired")
+
+    def __init__(self, seconds: float | None) -> None:
+        self._seconds = seconds
+        self._timer: asyncio.TimerHandle | None = None
+        self._fired = False
+
+    def __enter__(self) -> Deadline:
+        if not self._seconds:
+            return self
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no running loop
+            task = None
+        if task is None:
+            raise RuntimeError("a Deadline is for code running in an asyncio task")
+        loop = task.get_loop()
+        self._task = task
+        self._cancelling = task.cancelling() if _UNCANCEL else 0
+        self._timer = loop.call_at(loop.time() + self._seconds, self._expire)
+        return self
+
+    def _expire(self) -> None:
+        if not self._task.done():
+            self._fired = True
+            self._task.cancel()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        timer = self._timer
+        if timer is None:
+            return
+        timer.cancel()
+        if not self._fired:
+            return
+        if not _UNCANCEL:  # Python 3.10: our cancel cannot be told from another
+            if kind is asyncio.CancelledError:
+                raise asyncio.TimeoutError from None
+            return
+        if kind is asyncio.CancelledError:
+            if self._task.uncancel() <= self._cancelling:
+                raise asyncio.TimeoutError from None
+            return
+        self._task.uncancel()  # the work ended (or failed) as the time ran out: that stands

@@ -154,7 +154,7 @@ def test_the_http_node_answers_the_same_through_either_transport(serve: Serve, m
 
 def test_with_a_proxy_configured_every_request_goes_through_httpx(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
     # httpx routes by HTTP_PROXY/NO_PROXY; the short cut to aiohttp would not, so it is off
-    from jupyter_flow.http import _AIOHTTP_TRANSPORTS
+    from jupyter_flow.http import _made
 
     server = serve({"/echo": echo})
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
@@ -163,7 +163,7 @@ def test_with_a_proxy_configured_every_request_goes_through_httpx(serve: Serve, 
     async def go() -> tuple[Answer, bool]:
         client = make_client()
         try:
-            return await send(client, "POST", f"{server.url}/echo", json={"a": 1}), client in _AIOHTTP_TRANSPORTS
+            return await send(client, "POST", f"{server.url}/echo", json={"a": 1}), _made(client) is not None
         finally:
             await client.aclose()
 
@@ -323,3 +323,55 @@ def test_a_content_type_the_caller_gives_is_the_only_one_sent(serve: Serve, monk
     for req in server.requests:
         sent = [v for k, v in req.headers.items() if k.lower() == "content-type"]
         assert sent == ["application/json; charset=utf-8"], sent
+
+
+def _one_setting(name: str, client: Any, url: str, seen: list[str]) -> str:
+    """Change one setting of a client `make_client` made; the URL to send to."""
+    import httpx
+
+    async def hook(request: httpx.Request) -> None:
+        seen.append(request.url.path)
+
+    if name == "params":
+        client.params = httpx.QueryParams({"api-version": "2"})
+    elif name == "cookie":
+        client.cookies.set("session", "s1")
+    elif name == "hook":
+        client.event_hooks["request"].append(hook)
+    elif name == "base_url":
+        client.base_url = url
+        return "/echo"
+    elif name == "header":
+        client.headers["x-team"] = "search"
+    return f"{url}/echo"
+
+
+@pytest.mark.parametrize("setting", ["params", "cookie", "hook", "base_url", "header"])
+def test_each_setting_added_to_the_client_alone_is_honoured(serve: Serve, monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
+    # the short cut checks each setting on every call: any one of them alone takes the call
+    # through httpx (or, for headers, sends them), as the client says
+    server = serve({"/echo": echo})
+    monkeypatch.setenv(TRANSPORT_ENV, "aiohttp")
+    hooked: list[str] = []
+
+    async def go() -> tuple[Answer, Answer]:
+        client = make_client()
+        try:
+            before = await send(client, "POST", f"{server.url}/echo", json={})
+            target = _one_setting(setting, client, server.url, hooked)
+            return before, await send(client, "POST", target, json={})
+        finally:
+            await client.aclose()
+
+    before, after = asyncio.run(go())
+    assert before.json()["path"] == "/echo" and after.status_code == 200
+    first, second = server.requests
+    assert _header(first, "cookie") is None and _header(first, "x-team") is None
+    expected = {
+        "params": lambda: after.json()["path"] == "/echo?api-version=2",
+        "cookie": lambda: _header(second, "cookie") == "session=s1",
+        "hook": lambda: hooked == ["/echo"],
+        "base_url": lambda: after.json()["path"] == "/echo",
+        "header": lambda: _header(second, "x-team") == "search",
+    }
+    assert expected[setting](), (setting, after.json(), second.headers)

@@ -142,3 +142,22 @@ def test_a_served_flow_continues_the_callers_trace(serve: Serve, tmp_path: Path)
     assert run["trace"] == caller_trace and run["parent"] == caller_span
     assert run["attrs"]["jupyter_flow.run_id"] == run_id
     assert model.requests[0].headers["traceparent"].split("-")[1] == caller_trace
+
+
+def test_tracing_follows_the_environment_as_it_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # read on every run: a notebook that sets OTEL_* after import gets traces from then on
+    from jupyter_flow import telemetry
+
+    for name in [k for k in os.environ if k.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    assert not telemetry.enabled()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    assert telemetry.enabled()
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert not telemetry.enabled()
+    monkeypatch.delenv("OTEL_SDK_DISABLED")
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    assert telemetry.enabled()
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert not telemetry.enabled()

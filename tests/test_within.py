@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from jupyter_flow.workers import within
+from jupyter_flow.workers import Deadline, within
 
 
 async def _sleep(seconds: float, value: str = "done") -> str:
@@ -93,3 +93,40 @@ def test_errors_of_the_work_pass_through_untouched() -> None:
 
     with pytest.raises(ValueError, match="bad input"):
         asyncio.run(within(fails(), 1.0))
+
+
+def test_a_deadline_block_bounds_the_awaits_inside_it() -> None:
+    # `Deadline` is `within` as a block: the same rules, without a coroutine of its own
+    async def go() -> tuple[str, float, int]:
+        with Deadline(1.0):
+            first = await _sleep(0.01, "in time")
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(TimeoutError), Deadline(0.05):
+            await asyncio.sleep(10)
+        with Deadline(None):  # no limit
+            await _sleep(0.01)
+        return first, loop.time() - t0, asyncio.current_task().cancelling()  # type: ignore[union-attr]
+
+    first, took, cancelling = asyncio.run(go())
+    assert first == "in time" and took < 1.0 and cancelling == 0
+
+
+def test_a_cancel_from_outside_a_deadline_block_stays_a_cancel() -> None:
+    async def blocked() -> None:
+        with Deadline(5.0):
+            await asyncio.sleep(10)
+
+    async def go() -> None:
+        task = asyncio.ensure_future(blocked())
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+
+
+def test_a_deadline_block_outside_a_task_says_so() -> None:
+    with pytest.raises(RuntimeError, match="asyncio task"), Deadline(1.0):
+        pass

@@ -7,7 +7,7 @@ import functools
 import json
 import os
 import re
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from jupyter_flow import telemetry
 from jupyter_flow.errors import NodeError, Problem, RemoteError, TemplateError
@@ -94,10 +94,10 @@ class HttpNode(Node):
 
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
         endpoint = expand_env(str(inputs["endpoint"]), node=self.id, field="config.endpoint")
-        headers = {
-            k: expand_env(str(v), node=self.id, field=f"config.headers.{k}") for k, v in (inputs.get("headers") or {}).items()
-        }
+        given = inputs.get("headers")
+        headers = {k: expand_env(str(v), node=self.id, field=f"config.headers.{k}") for k, v in given.items()} if given else None
         if ctx.traced:
+            headers = headers or {}
             telemetry.inject(headers)
         method = str(inputs.get("method") or "POST").upper()
         payload = inputs.get("input_mapping")
@@ -106,15 +106,15 @@ class HttpNode(Node):
         params = inputs.get("params")
         if method == "GET" and payload is not None and params is None:
             params, payload = payload, None
-        body: dict[str, Any] = {"json": payload}
-        if inputs.get("content") is not None:
-            content = inputs["content"]
-            body = {"content": content if isinstance(content, (str, bytes)) else json.dumps(content)}
-        elif inputs.get("form") is not None:
-            body = {"form": {k: "" if v is None else str(v) for k, v in inputs["form"].items()}}
+        content = inputs.get("content")
+        form = inputs.get("form")
+        if content is not None:  # sent as it is: no JSON body beside it
+            content, form, payload = content if isinstance(content, (str, bytes)) else json.dumps(content), None, None
+        elif form is not None:
+            form, payload = {k: "" if v is None else str(v) for k, v in form.items()}, None
         timeout = self.spec.timeout_s or DEFAULT_TIMEOUT_S
-        request = dict(body, params=params, headers=headers)
-        response = await self._send(ctx, method, endpoint, request, timeout, wait_when_asked=inputs.get("response") != "full")
+        request = _Request(method, endpoint, payload, content, form, params, headers)
+        response = await self._send(ctx, request, timeout, wait_when_asked=inputs.get("response") != "full")
         ctx.record.extra["http_status"] = response.status_code
         if inputs.get("response") == "full":
             full = {"status_code": response.status_code, "body": response.text, "headers": dict(response.headers)}
@@ -145,20 +145,20 @@ class HttpNode(Node):
         return answer if isinstance(answer, dict) else {"result": answer}
 
 
-    async def _send(
-        self, ctx: NodeContext, method: str, endpoint: str, request: dict[str, Any], timeout: float, *, wait_when_asked: bool
-    ) -> Answer:
+    async def _send(self, ctx: NodeContext, request: _Request, timeout: float, *, wait_when_asked: bool) -> Answer:
         """The call, within `timeout` seconds in all: a server trickling its answer a byte at
         a time does not hold the node past it. A 429 or 503 with `Retry-After` is sent again
         after the wait the server asks for while that wait ends before the deadline; a wait
         past it fails the node at once (no quicker retry the server asked not to get)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        endpoint = request.endpoint
         waits = 0
         while True:
             left = max(deadline - loop.time(), 0.001)
             try:
-                response = await send(ctx.http, method, endpoint, **request, timeout_s=left)
+                response = await send(ctx.http, request.method, endpoint, json=request.payload, content=request.content,
+                                      form=request.form, params=request.params, headers=request.headers, timeout_s=left)
             except _TRANSPORT_ERRORS as exc:
                 raise RemoteError(describe_error(exc, endpoint, timeout), node=self.id) from exc
             wait = retry_after(response) if wait_when_asked else None
@@ -177,6 +177,18 @@ class HttpNode(Node):
             waits += 1
             ctx.record.extra["retry_after_waits"] = waits
             await asyncio.sleep(wait)
+
+
+class _Request(NamedTuple):
+    """One call as the node makes it (sent again as is after a `Retry-After` wait)."""
+
+    method: str
+    endpoint: str
+    payload: Any
+    content: str | bytes | None
+    form: dict[str, str] | None
+    params: Any
+    headers: dict[str, str] | None
 
 
 _MAX_RETRY_AFTER_WAITS = 10

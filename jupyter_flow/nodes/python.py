@@ -44,6 +44,10 @@ class FunctionRegistry(MutableMapping[str, Callable[..., Any]]):
     def __len__(self) -> int:
         return len(self._fns)
 
+    def snapshot(self) -> dict[str, Callable[..., Any]]:
+        """The functions registered now, as a plain dict (what one run calls)."""
+        return dict(self._fns)
+
 
 #: The functions of the run in progress (the flow's own over the registered ones), so that
 #: cache keys follow the function a run actually calls.
