@@ -116,7 +116,11 @@ class _Run:
             if pn.incoming:
                 continue
             try:
-                active = not pn.start_edges or any(self.edge_passes(e) for e in pn.start_edges)
+                active = not pn.start_edges
+                for edge in pn.start_edges:
+                    if self.edge_passes(edge):
+                        active = True
+                        break
             except TemplateError as exc:
                 self.fail_node_now(nid, exc)
                 continue

@@ -101,7 +101,8 @@ class Flow:
 
     @property
     def plan(self) -> Plan:
-        self.validate()
+        if self._plan is None or self._problems:  # planned once, and valid: nothing to check again
+            self.validate()
         assert self._plan is not None
         return self._plan
 
@@ -155,7 +156,7 @@ class Flow:
         token = run_functions.set(functions)
         try:
             result = await execute(plan, resolved, runtime=runtime, on_event=on_event, reuse=reuse,
-                                   rerun=set(rerun or ()), run_id=run_id, wait_for_shadows=wait_for_shadows)
+                                   rerun=set(rerun) if rerun else None, run_id=run_id, wait_for_shadows=wait_for_shadows)
         finally:
             run_functions.reset(token)
         if raise_on_error:

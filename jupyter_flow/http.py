@@ -33,7 +33,7 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from jupyter_flow.workers import Deadline, within
 
@@ -102,7 +102,7 @@ def make_client(
         headers={"user-agent": f"jupyter-flow/{__version__}", **dict(headers or {})},
     )
     if transport is not None and not _proxies_configured():  # with a proxy set, httpx's routing applies: no short cut
-        _MADE[id(client)] = _Made(weakref.ref(client), transport, client.base_url, client.params)
+        _MADE[id(client)] = _Made(client, transport)
         weakref.finalize(client, _MADE.pop, id(client), None)
     return client
 
@@ -131,14 +131,20 @@ def _proxies_configured() -> bool:
     return any(scheme in ("http", "https", "all") for scheme in urllib.request.getproxies_environment())
 
 
-class _Made(NamedTuple):
+class _Made:
     """A client `make_client` made over aiohttp, as it was made: `send` may call its aiohttp
-    session directly while the client is still so."""
+    session directly while the client is still so. Also the client's own headers as the
+    short cut sends them, with what they were worked out from."""
 
-    client: weakref.ref[Any]
-    transport: Any
-    base_url: Any
-    params: Any
+    __slots__ = ("client", "transport", "base_url", "params", "headers_from", "headers")
+
+    def __init__(self, client: httpx.AsyncClient, transport: Any) -> None:
+        self.client = weakref.ref(client)
+        self.transport = transport
+        self.base_url = client.base_url
+        self.params = client.params
+        self.headers_from: Any = None
+        self.headers: dict[str, str] = {}
 
 
 #: the clients `make_client` made over aiohttp, by `id` (looked up on every call: no weak
@@ -261,7 +267,7 @@ async def send(
         made = _made(client)
         if made is None or content is not None or form is not None or not _as_made(client, made, headers):
             return await within(_send_httpx(client, method, url, body, content, form, params, headers, timeout_s), timeout_s)
-        sent = _base_headers(client)
+        sent = _base_headers(client, made)
         if headers:
             for name, value in headers.items():
                 sent[name.lower()] = value
@@ -291,17 +297,18 @@ async def send(
         raise UnsendableRequest(" ".join(str(exc).split()) or type(exc).__name__) from exc
 
 
-_BASE_HEADERS: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, str]]] = weakref.WeakKeyDictionary()
-
-
-def _base_headers(client: httpx.AsyncClient) -> dict[str, str]:
+def _base_headers(client: httpx.AsyncClient, made: _Made) -> dict[str, str]:
     """A fresh copy of the client's own headers as the short cut sends them (worked out
-    again whenever they change)."""
-    raw = client.headers.raw
-    cached = _BASE_HEADERS.get(client)
-    if cached is None or cached[0] != raw:
-        cached = _BASE_HEADERS[client] = (raw, {k: v for k, v in client.headers.items() if k not in _OWN_HEADERS})
-    return dict(cached[1])
+    again whenever they change: compared with httpx's own list of them where it keeps one,
+    which costs no copy)."""
+    headers = client.headers
+    now = getattr(headers, "_list", None)
+    if not isinstance(now, list):  # pragma: no cover - another httpx layout
+        now = headers.raw
+    if made.headers_from != now:
+        made.headers = {k: v for k, v in headers.items() if k not in _OWN_HEADERS}
+        made.headers_from = list(now)
+    return dict(made.headers)
 
 
 def _as_made(client: httpx.AsyncClient, made: _Made, headers: Mapping[str, str] | None) -> bool:

@@ -112,7 +112,8 @@ class InputValidator:
             if problems:
                 raise FlowValidationError(problems)
             return given
-        for name in sorted(set(given) - set(self.declared)):
+        unknown = given.keys() - self.declared.keys()
+        for name in sorted(unknown) if unknown else ():
             problems.append(Problem(f"unknown input (the flow takes: {', '.join(self.declared)})", field=f"inputs.{name}"))
         resolved: dict[str, Any] = {}
         for name, spec in self.declared.items():

@@ -30,6 +30,8 @@ from collections.abc import Coroutine, Iterator, Mapping, MutableMapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from jupyter_flow import environ
+
 if TYPE_CHECKING:
     from jupyter_flow.trace import NodeRecord, RunResult
 
@@ -41,20 +43,14 @@ T = TypeVar("T")
 _ATTR = "jupyter_flow."
 
 
-#: the variables that can turn tracing on, as the process environment keeps them
+#: the variables that can turn tracing on
 _TRACING_VARS = ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-_ENVIRON_DATA: Any = getattr(os.environ, "_data", None)
-_ENVIRON_KEYS: tuple[Any, ...] = ()
-if isinstance(_ENVIRON_DATA, dict) and callable(getattr(os.environ, "encodekey", None)):
-    _ENVIRON_KEYS = tuple(os.environ.encodekey(name) for name in _TRACING_VARS)
-else:  # pragma: no cover - an environment mapping without CPython's layout
-    _ENVIRON_DATA = None
 
 
 def enabled() -> bool:
     """Whether the environment asks for traces (read on every run: tests and notebooks set
-    it; when none of the variables is set, a look at the environment's own keys says so)."""
-    if _ENVIRON_DATA is not None and not any(key in _ENVIRON_DATA for key in _ENVIRON_KEYS):
+    it after import)."""
+    if not environ.any_set(_TRACING_VARS):
         return False
     exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     if exporter == "none" or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 import re
 from typing import Any, Literal, NamedTuple
 
-from jupyter_flow import telemetry
+from jupyter_flow import environ, telemetry
 from jupyter_flow.errors import NodeError, Problem, RemoteError, TemplateError
 from jupyter_flow.expressions import Renderer, compile_value
 from jupyter_flow.http import DEFAULT_TIMEOUT_S, Answer, describe_error, send, transport_errors
@@ -29,7 +28,7 @@ def expand_env(text: str, *, node: str, field: str) -> str:
     out = [parts[0]]
     for i in range(1, len(parts), 2):
         name = parts[i]
-        value = os.environ.get(name)
+        value = environ.get(name)
         if value is None:
             raise NodeError(
                 f"environment variable {name} (used in {field}) is not set", node=node, retryable=False
