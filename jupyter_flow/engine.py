@@ -17,6 +17,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 from jupyter_flow import telemetry
@@ -67,7 +68,7 @@ class _Run:
         runtime: Runtime,
         on_event: EventCallback | None,
         reuse: RunResult | None,
-        force: set[str],
+        force: set[str] | None,
     ) -> None:
         self.plan = plan
         self.result = result
@@ -84,8 +85,9 @@ class _Run:
         #: while a node task reports its node done (`finished`, never interrupted): that task,
         #: and the first node the report made ready, which the task runs next
         self.hand_off: _HandOff | None = None
-        self.event_tasks: set[asyncio.Future[Any]] = set()
-        self.shadow_tasks: set[asyncio.Future[Any]] = set()
+        #: callbacks and shadow runs still going (made on the first one: most runs have none)
+        self.event_tasks: AbstractSet[asyncio.Future[Any]] = _NONE_YET
+        self.shadow_tasks: AbstractSet[asyncio.Future[Any]] = _NONE_YET
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.failure: str | None = None
         limit = plan.spec.max_concurrency
@@ -93,6 +95,12 @@ class _Run:
         self.span = telemetry.start_run(plan.spec.name, result)  # None unless OTEL_* asks for traces
 
     # -- events ------------------------------------------------------------------
+    def keep_event(self, task: asyncio.Future[Any]) -> None:
+        """A callback still going, waited for when the run ends."""
+        tasks = self.event_tasks = set(self.event_tasks) if self.event_tasks is _NONE_YET else self.event_tasks
+        assert isinstance(tasks, set)
+        tasks.add(task)
+
     async def emit(self, kind: str, record: NodeRecord | None = None) -> None:
         ret = self.tell(kind, record)
         if ret is not None:
@@ -144,7 +152,7 @@ class _Run:
             record.status = "skipped"
             self.context[nid] = {"output": None, "status": "skipped", "error": None}
             if self.on_event is not None:
-                self.event_tasks.add(asyncio.ensure_future(self.emit("node_finished", record)))
+                self.keep_event(asyncio.ensure_future(self.emit("node_finished", record)))
             self.finished(self.plan.nodes[nid], record)
 
     def edge_passes(self, edge: PlannedEdge) -> bool:
@@ -247,14 +255,18 @@ class _Run:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                err = NodeError.from_exception(pn.id, exc)
-                if err is not exc:
-                    err.__cause__ = exc
-                    err.__traceback__ = exc.__traceback__
+                err = _node_error(pn.id, exc)
                 if not err.retryable or attempt >= policy.max_attempts:
                     raise err from exc if err is not exc else None
                 record.extra.setdefault("attempt_errors", []).append(str(err))
                 await asyncio.sleep(policy.delay(attempt))
+
+    def one_attempt(self, pn: PlannedNode, node: Node) -> bool:
+        """Whether the node runs once as it is: no warm-up, no retries, no limit on nodes at
+        once and no deadline for the engine to keep (then `execute` awaits `node.run` itself,
+        without `run_node`'s frame)."""
+        return not (node.needs_warm_up or self.slots is not None or pn.spec.retry or node.default_retry
+                    or (pn.spec.timeout_s and not node.keeps_own_deadline))
 
     async def runtime_warm(self, node: Node) -> None:
         await self.runtime.run_blocking(node.ensure_warm)
@@ -323,7 +335,18 @@ class _Run:
                 if pn.spec.shadow and variant is not None and len(pn.variants) > 1:
                     shadow_task = asyncio.ensure_future(self.shadow(pn, variant))
                 try:
-                    record.outputs = await self.run_node(pn, node, inputs, record)
+                    if shadow_task is None and self.one_attempt(pn, node):
+                        record.attempts = 1
+                        try:
+                            record.outputs = await node.run(inputs, NodeContext(pn.id, record, self.result, self.runtime, 1,
+                                                                                self.span is not None))
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception as exc:
+                            err = _node_error(pn.id, exc)
+                            raise err from exc if err is not exc else None
+                    else:
+                        record.outputs = await self.run_node(pn, node, inputs, record)
                 except BaseException:
                     if shadow_task is not None:
                         shadow_task.cancel()
@@ -332,7 +355,8 @@ class _Run:
                 if shadow_task is not None and variant is not None:
                     # the shadow never holds up the primary: its results join the record later
                     primary = {"outputs": record.outputs, "duration_s": time.perf_counter() - t0, "error": None}
-                    self.shadow_tasks.add(asyncio.ensure_future(_join_shadow(record, shadow_task, variant, primary)))
+                    shadows = self.shadow_tasks = set(self.shadow_tasks)
+                    shadows.add(asyncio.ensure_future(_join_shadow(record, shadow_task, variant, primary)))
             record.status = "ok"
             self.context[pn.id] = {"output": record.outputs, "status": "ok", "error": None}
         except asyncio.CancelledError:
@@ -368,18 +392,21 @@ class _Run:
                 if hand_off.next_up is None:
                     await _settled_event(ret, "node_finished")
                 else:  # the next node does not wait for the callback, once the callback has begun
-                    self.event_tasks.add(asyncio.ensure_future(_settled_event(ret, "node_finished")))
+                    self.keep_event(asyncio.ensure_future(_settled_event(ret, "node_finished")))
                     await asyncio.sleep(0)
         return hand_off.next_up
 
     def cached(self, pn: PlannedNode, node: Node, inputs: Any) -> NodeRecord | None:
-        if self.reuse is None or pn.id in self.force:
+        if self.reuse is None or (self.force and pn.id in self.force):
             return None
         previous = self.reuse.records.get(pn.id)
         if previous is None or previous.status != "ok" or previous.defaulted or previous.cache_key is None:
             return None
         return previous if previous.cache_key == _CacheKey(pn, node, inputs) else None
 
+
+#: no tasks yet (shared, never added to: `keep_event` and the shadow start make a set)
+_NONE_YET: frozenset[Any] = frozenset()
 
 #: how long a node task runs nodes one after another before it gives the loop a turn
 _TURN_S = 0.005
@@ -398,6 +425,16 @@ def _log_event_failure(kind: str) -> None:
     import logging
 
     logging.getLogger(__name__).exception("event callback failed on %s", kind)
+
+
+def _node_error(nid: str, exc: Exception) -> NodeError:
+    """`exc` as the NodeError of node `nid` (itself when it is one already), keeping where
+    it was raised."""
+    err = NodeError.from_exception(nid, exc)
+    if err is not exc:
+        err.__cause__ = exc
+        err.__traceback__ = exc.__traceback__
+    return err
 
 
 class _HandOff:
@@ -454,9 +491,9 @@ async def execute(
     is false, and then they finish in `result.background` (awaitable tasks)."""
     records = {nid: NodeRecord(nid, pn.spec.type) for nid, pn in plan.nodes.items()}
     result = RunResult(run_id or os.urandom(6).hex(), plan.spec.name, inputs, records, started_at=time.time())
-    force: set[str] = set()
+    force: set[str] | None = None
     for nid in rerun or ():
-        force |= {nid} | plan.downstream.get(nid, set())
+        force = (force or set()) | {nid} | plan.downstream.get(nid, set())
     run = _Run(plan, result, runtime, on_event, reuse, force)
     t0 = time.perf_counter()
     if on_event is not None:

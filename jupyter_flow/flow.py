@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from jupyter_flow.engine import EventCallback, Runtime, execute
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = ["Flow"]
+
+#: the settings of a run given none (shared, read-only)
+_NO_SETTINGS: Mapping[str, Any] = MappingProxyType({})
 
 
 class Flow:
@@ -150,9 +154,9 @@ class Flow:
                 raise FlowValidationError([Problem("rerun names a node that is not in the flow", node=n, field="rerun") for n in sorted(unknown)])
         functions = default_functions().snapshot()
         if self.functions:
-            functions.update(self.functions)
+            functions = {**functions, **self.functions}
         client = http_client if http_client is not None else await shared_client()
-        runtime = Runtime(functions, dict(settings or {}), client, max_threads=max_threads)
+        runtime = Runtime(functions, dict(settings) if settings else _NO_SETTINGS, client, max_threads=max_threads)
         token = run_functions.set(functions)
         try:
             result = await execute(plan, resolved, runtime=runtime, on_event=on_event, reuse=reuse,

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import json
 import re
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from jupyter_flow import environ, telemetry
 from jupyter_flow.errors import NodeError, Problem, RemoteError, TemplateError
@@ -112,8 +112,26 @@ class HttpNode(Node):
         elif form is not None:
             form, payload = {k: "" if v is None else str(v) for k, v in form.items()}, None
         timeout = self.spec.timeout_s or DEFAULT_TIMEOUT_S
-        request = _Request(method, endpoint, payload, content, form, params, headers)
-        response = await self._send(ctx, request, timeout, wait_when_asked=inputs.get("response") != "full")
+        # the call, within `timeout` seconds in all: a server trickling its answer a byte at a
+        # time does not hold the node past it (sent from here, not from a coroutine of its own:
+        # every call of every HTTP node comes this way)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        wait_when_asked = inputs.get("response") != "full"
+        waits = 0
+        while True:
+            try:
+                response = await send(ctx.http, method, endpoint, json=payload, content=content, form=form, params=params,
+                                      headers=headers, timeout_s=max(deadline - loop.time(), 0.001))
+            except _TRANSPORT_ERRORS as exc:
+                raise RemoteError(describe_error(exc, endpoint, timeout), node=self.id) from exc
+            wait = retry_after(response) if wait_when_asked else None
+            if wait is None or waits >= _MAX_RETRY_AFTER_WAITS:
+                break
+            self._check_wait(ctx, endpoint, response, wait, deadline - loop.time(), timeout)
+            waits += 1
+            ctx.record.extra["retry_after_waits"] = waits
+            await asyncio.sleep(wait)
         ctx.record.extra["http_status"] = response.status_code
         if inputs.get("response") == "full":
             full = {"status_code": response.status_code, "body": response.text, "headers": dict(response.headers)}
@@ -144,50 +162,19 @@ class HttpNode(Node):
         return answer if isinstance(answer, dict) else {"result": answer}
 
 
-    async def _send(self, ctx: NodeContext, request: _Request, timeout: float, *, wait_when_asked: bool) -> Answer:
-        """The call, within `timeout` seconds in all: a server trickling its answer a byte at
-        a time does not hold the node past it. A 429 or 503 with `Retry-After` is sent again
-        after the wait the server asks for while that wait ends before the deadline; a wait
-        past it fails the node at once (no quicker retry the server asked not to get)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        endpoint = request.endpoint
-        waits = 0
-        while True:
-            left = max(deadline - loop.time(), 0.001)
-            try:
-                response = await send(ctx.http, request.method, endpoint, json=request.payload, content=request.content,
-                                      form=request.form, params=request.params, headers=request.headers, timeout_s=left)
-            except _TRANSPORT_ERRORS as exc:
-                raise RemoteError(describe_error(exc, endpoint, timeout), node=self.id) from exc
-            wait = retry_after(response) if wait_when_asked else None
-            if wait is None or waits >= _MAX_RETRY_AFTER_WAITS:
-                return response
-            left = deadline - loop.time()
-            ctx.record.extra["retry_after_s"] = wait
-            if wait >= left:
-                raise RemoteError(
-                    f"{endpoint} answered HTTP {response.status_code} asking to retry after {wait:g} s, past the node's "
-                    f"deadline ({max(left, 0):.1f} s left of timeout_s={timeout:g}): {_snippet(response.text)}",
-                    node=self.id,
-                    status_code=response.status_code,
-                    retryable=False,
-                )
-            waits += 1
-            ctx.record.extra["retry_after_waits"] = waits
-            await asyncio.sleep(wait)
-
-
-class _Request(NamedTuple):
-    """One call as the node makes it (sent again as is after a `Retry-After` wait)."""
-
-    method: str
-    endpoint: str
-    payload: Any
-    content: str | bytes | None
-    form: dict[str, str] | None
-    params: Any
-    headers: dict[str, str] | None
+    def _check_wait(self, ctx: NodeContext, endpoint: str, response: Answer, wait: float, left: float, timeout: float) -> None:
+        """A 429 or 503 with `Retry-After` is sent again after the wait the server asks for
+        while that wait ends before the deadline; a wait past it fails the node at once (no
+        quicker retry the server asked not to get)."""
+        ctx.record.extra["retry_after_s"] = wait
+        if wait >= left:
+            raise RemoteError(
+                f"{endpoint} answered HTTP {response.status_code} asking to retry after {wait:g} s, past the node's "
+                f"deadline ({max(left, 0):.1f} s left of timeout_s={timeout:g}): {_snippet(response.text)}",
+                node=self.id,
+                status_code=response.status_code,
+                retryable=False,
+            )
 
 
 _MAX_RETRY_AFTER_WAITS = 10

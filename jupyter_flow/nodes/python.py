@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from jupyter_flow.errors import NodeError, Problem
@@ -26,6 +27,7 @@ class FunctionRegistry(MutableMapping[str, Callable[..., Any]]):
 
     def __init__(self) -> None:
         self._fns: dict[str, Callable[..., Any]] = {}
+        self._snapshot: Mapping[str, Callable[..., Any]] | None = None
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
         return self._fns[name]
@@ -34,9 +36,11 @@ class FunctionRegistry(MutableMapping[str, Callable[..., Any]]):
         if not callable(fn):
             raise TypeError(f"{name!r}: {fn!r} is not callable")
         self._fns[name] = fn
+        self._snapshot = None
 
     def __delitem__(self, name: str) -> None:
         del self._fns[name]
+        self._snapshot = None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._fns)
@@ -44,9 +48,12 @@ class FunctionRegistry(MutableMapping[str, Callable[..., Any]]):
     def __len__(self) -> int:
         return len(self._fns)
 
-    def snapshot(self) -> dict[str, Callable[..., Any]]:
-        """The functions registered now, as a plain dict (what one run calls)."""
-        return dict(self._fns)
+    def snapshot(self) -> Mapping[str, Callable[..., Any]]:
+        """The functions registered now, read-only (what one run calls; the same one for
+        every run until the next registration)."""
+        if self._snapshot is None:
+            self._snapshot = MappingProxyType(dict(self._fns))
+        return self._snapshot
 
 
 #: The functions of the run in progress (the flow's own over the registered ones), so that
