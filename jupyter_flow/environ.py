@@ -49,4 +49,13 @@ def any_set(names: tuple[str, ...]) -> bool:
     """Whether any of `names` is set now."""
     if _DATA is None:  # pragma: no cover
         return any(name in os.environ for name in names)
-    return any(_key(name) in _DATA for name in names)
+    keys = _KEY_TUPLES.get(names)
+    if keys is None:
+        keys = _KEY_TUPLES[names] = tuple(_key(name) for name in names)
+    for key in keys:
+        if key in _DATA:
+            return True
+    return False
+
+
+_KEY_TUPLES: dict[tuple[str, ...], tuple[Any, ...]] = {}
