@@ -11,7 +11,7 @@ from jupyter_flow.engine import EventCallback, Runtime, execute
 from jupyter_flow.errors import FlowValidationError, Problem
 from jupyter_flow.http import shared_client
 from jupyter_flow.inputs import InputValidator
-from jupyter_flow.nodes.python import default_functions, run_functions
+from jupyter_flow.nodes.python import PythonNode, default_functions, run_functions
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
 from jupyter_flow.plan import Plan, build_plan
 from jupyter_flow.spec import FlowSpec, PathLike, dump_spec, load_spec, parse_spec_text, spec_from_dict, spec_to_dict
@@ -48,6 +48,7 @@ class Flow:
         self.functions: dict[str, Callable[..., Any]] = dict(functions or {})
         self._plan: Plan | None = None
         self._problems: list[Problem] | None = None
+        self._functions_in: tuple[Plan, bool] | None = None
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -157,15 +158,26 @@ class Flow:
             functions = {**functions, **self.functions}
         client = http_client if http_client is not None else await shared_client()
         runtime = Runtime(functions, dict(settings) if settings else _NO_SETTINGS, client, max_threads=max_threads)
-        token = run_functions.set(functions)
+        # the functions of this run, for the cache keys of its python nodes (set only where
+        # there are some: the context change costs every run)
+        token = run_functions.set(functions) if self._calls_functions(plan) else None
         try:
             result = await execute(plan, resolved, runtime=runtime, on_event=on_event, reuse=reuse,
                                    rerun=set(rerun) if rerun else None, run_id=run_id, wait_for_shadows=wait_for_shadows)
         finally:
-            run_functions.reset(token)
+            if token is not None:
+                run_functions.reset(token)
         if raise_on_error:
             result.raise_for_status()
         return result
+
+    def _calls_functions(self, plan: Plan) -> bool:
+        """Whether the plan has a `python` node (or variant), worked out once per plan."""
+        known = self._functions_in
+        if known is None or known[0] is not plan:
+            nodes = [n for pn in plan.nodes.values() for n in (pn.node, *(v[0] for v in pn.variants.values()))]
+            known = self._functions_in = (plan, any(isinstance(n, PythonNode) for n in nodes))
+        return known[1]
 
     def run(self, inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> RunResult:
         """Run once and wait. Works in a plain script and inside a running event loop (a

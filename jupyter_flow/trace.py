@@ -22,6 +22,7 @@ import json
 import math
 import traceback
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -120,7 +121,7 @@ class RunResult:
     started_at: float | None = None
     duration_s: float | None = None
     error: str | None = None
-    background: set[Any] = field(default_factory=set, repr=False, compare=False)  # shadow runs still going
+    background: AbstractSet[Any] = field(default=frozenset(), repr=False, compare=False)  # shadow runs still going
     #: the flow's declared outputs (`outputs:` in the flow file) by name; None when it declares none
     flow_outputs: dict[str, Any] | None = None
 

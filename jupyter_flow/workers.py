@@ -18,7 +18,9 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import math
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -123,17 +125,22 @@ class Deadline:
     """`with Deadline(seconds):` around awaits in a task: they are cancelled when the time
     is up, and the block raises `TimeoutError`; `within` as a block, for code that would
     otherwise wrap its awaits in a coroutine of their own only for the deadline. A cancel
-    from outside stays a cancel; work that ends as the time runs out keeps its result."""
+    from outside stays a cancel; work that ends as the time runs out keeps its result.
 
-    __slots__ = ("_seconds", "_task", "_timer", "_cancelling", "_fired")
+    The time is up at `seconds`, or up to 1% (at most 10 ms) later: deadlines that end in
+    the same slice of time share one loop timer (`_Slices`), where a timer each would cost
+    every HTTP call a heap push and a cancelled handle."""
+
+    __slots__ = ("_seconds", "_task", "_slice", "_cancelling", "_fired")
 
     def __init__(self, seconds: float | None) -> None:
         self._seconds = seconds
-        self._timer: asyncio.TimerHandle | None = None
+        self._slice: set[Deadline] | None = None
         self._fired = False
 
     def __enter__(self) -> Deadline:
-        if not self._seconds:
+        seconds = self._seconds
+        if not seconds:
             return self
         try:
             task = asyncio.current_task()
@@ -141,22 +148,22 @@ class Deadline:
             task = None
         if task is None:
             raise RuntimeError("a Deadline is for code running in an asyncio task")
-        loop = task.get_loop()
         self._task = task
         self._cancelling = task.cancelling() if _UNCANCEL else 0
-        self._timer = loop.call_at(loop.time() + self._seconds, self._expire)
+        self._slice = _slices(task.get_loop()).join(self, seconds)
         return self
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """The time is up (called by the loop)."""
         if not self._task.done():
             self._fired = True
             self._task.cancel()
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        timer = self._timer
-        if timer is None:
+        joined = self._slice
+        if joined is None:
             return
-        timer.cancel()
+        joined.discard(self)
         if not self._fired:
             return
         if not _UNCANCEL:  # Python 3.10: our cancel cannot be told from another
@@ -168,3 +175,50 @@ class Deadline:
                 raise asyncio.TimeoutError from None
             return
         self._task.uncancel()  # the work ended (or failed) as the time ran out: that stands
+
+
+#: the longest a deadline may end after its time (a slice of the loop's clock)
+_SLICE_S = 0.01
+
+
+class _Slices:
+    """The deadlines of one event loop, by the slice of time in which each ends: one loop
+    timer per slice, however many deadlines end in it."""
+
+    __slots__ = ("loop", "slices", "__weakref__")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.slices: dict[float, set[Deadline]] = {}
+
+    def join(self, deadline: Deadline, seconds: float) -> set[Deadline]:
+        """Add `deadline`, `seconds` from now: the set it joined (leave by discarding it)."""
+        size = min(_SLICE_S, seconds / 100)
+        end = math.ceil((self.loop.time() + seconds) / size) * size  # never before its time
+        joined = self.slices.get(end)
+        if joined is None:
+            joined = self.slices[end] = set()
+            self.loop.call_at(end, self.fire, end)
+        joined.add(deadline)
+        return joined
+
+    def fire(self, end: float) -> None:
+        for deadline in self.slices.pop(end, ()):
+            deadline.expire()
+
+
+def _slices(loop: asyncio.AbstractEventLoop) -> _Slices:
+    """The deadlines of `loop` (most calls come from the loop asked last)."""
+    global _LAST_SLICES
+    last = _LAST_SLICES
+    if last is not None and last.loop is loop:
+        return last
+    found = _LOOP_SLICES.get(loop)
+    if found is None:
+        found = _LOOP_SLICES[loop] = _Slices(loop)
+    _LAST_SLICES = found
+    return found
+
+
+_LOOP_SLICES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Slices] = weakref.WeakKeyDictionary()
+_LAST_SLICES: _Slices | None = None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -130,3 +131,36 @@ def test_a_cancel_from_outside_a_deadline_block_stays_a_cancel() -> None:
 def test_a_deadline_block_outside_a_task_says_so() -> None:
     with pytest.raises(RuntimeError, match="asyncio task"), Deadline(1.0):
         pass
+
+
+def test_deadlines_that_end_together_share_one_loop_timer() -> None:
+    # every HTTP call has a deadline: those ending in the same slice of time (10 ms at
+    # most) share one timer, and none ends before its time
+    async def go() -> tuple[int, list[float]]:
+        loop = asyncio.get_running_loop()
+        timers: list[Any] = []
+        call_at = loop.call_at
+
+        def counting(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            if getattr(callback, "__name__", "") != "_set_result_unless_cancelled":  # not the sleeps
+                timers.append(when)
+            return call_at(when, callback, *args, **kwargs)
+
+        loop.call_at = counting  # type: ignore[method-assign]
+
+        async def one() -> None:
+            with Deadline(5.0):
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(*(one() for _ in range(200)))
+        late: list[float] = []
+        for seconds in (0.03, 0.2):
+            t0 = loop.time()
+            with pytest.raises(TimeoutError), Deadline(seconds):
+                await asyncio.sleep(10)
+            late.append(loop.time() - t0 - seconds)
+        return len(timers), late
+
+    timers, late = asyncio.run(go())
+    assert timers <= 4, timers  # 200 deadlines started together, then the two that expire
+    assert all(x >= 0 for x in late), late  # never before its time
