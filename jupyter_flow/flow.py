@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_flow.engine import EventCallback, Runtime, execute
 from jupyter_flow.errors import FlowValidationError, Problem
-from jupyter_flow.http import shared_client
+from jupyter_flow.http import loop_client, shared_client
 from jupyter_flow.inputs import InputValidator
 from jupyter_flow.nodes.python import PythonNode, default_functions, run_functions
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
@@ -156,7 +156,7 @@ class Flow:
         functions = default_functions().snapshot()
         if self.functions:
             functions = {**functions, **self.functions}
-        client = http_client if http_client is not None else await shared_client()
+        client = http_client if http_client is not None else (loop_client() or await shared_client())
         runtime = Runtime(functions, dict(settings) if settings else _NO_SETTINGS, client, max_threads=max_threads)
         # the functions of this run, for the cache keys of its python nodes (set only where
         # there are some: the context change costs every run)

@@ -443,11 +443,18 @@ class _LoopClients:
         self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], Any] | None = None
         atexit.register(self.close_all)
 
-    async def get(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
+    def ready(self) -> httpx.AsyncClient | None:
+        """The running loop's client when it is the one asked for last (no await needed)."""
         last = self._last
-        if last is not None and last[0]() is loop and not last[1].is_closed:
+        if last is not None and last[0]() is asyncio.get_running_loop() and not last[1].is_closed:
             return last[1]
+        return None
+
+    async def get(self) -> httpx.AsyncClient:
+        ready = self.ready()
+        if ready is not None:
+            return ready
+        loop = asyncio.get_running_loop()
         entry = self._clients.get(loop)
         if entry is not None and not entry[0].is_closed:
             self._last = (weakref.ref(loop), entry[0])
@@ -487,9 +494,14 @@ async def _keep_until_loop_ends(client: httpx.AsyncClient) -> AsyncIterator[None
 _LOOP_CLIENTS = _LoopClients()
 
 
+def loop_client() -> httpx.AsyncClient | None:
+    """The running loop's shared client, when it has been made (None: `await shared_client()`)."""
+    return _LOOP_CLIENTS.ready()
+
+
 async def shared_client() -> httpx.AsyncClient:
     """The HTTP client of the running event loop (made on first use)."""
-    return await _LOOP_CLIENTS.get()
+    return _LOOP_CLIENTS.ready() or await _LOOP_CLIENTS.get()
 
 
 def transport_errors() -> tuple[type[BaseException], ...]:
