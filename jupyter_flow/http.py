@@ -114,13 +114,24 @@ def _session_factory(limits: httpx.Limits) -> Any:
 
     def make() -> Any:
         import aiohttp
-        import httpx
 
         connector = aiohttp.TCPConnector(limit=limits.max_connections or 0, keepalive_timeout=limits.keepalive_expiry,
-                                         ssl=httpx.create_ssl_context())
+                                         ssl=_ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")))
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     return make
+
+
+@functools.lru_cache(maxsize=4)
+def _ssl_context(cert_file: str | None, cert_dir: str | None) -> Any:
+    """The TLS settings httpx would make (its certificate bundle, or the one `SSL_CERT_FILE`
+    or `SSL_CERT_DIR` names), made once per process and shared by every client: loading
+    the bundle costs tens of milliseconds, which a script that runs a flow on a new event
+    loop each time would otherwise pay on every first call. The two variables, which httpx
+    reads, key the cache."""
+    import httpx
+
+    return httpx.create_ssl_context()
 
 
 def _proxies_configured() -> bool:

@@ -140,7 +140,7 @@ class Deadline:
 
     def __enter__(self) -> Deadline:
         seconds = self._seconds
-        if not seconds:
+        if not seconds or seconds == math.inf:  # no limit
             return self
         try:
             task = asyncio.current_task()

@@ -375,3 +375,51 @@ def test_each_setting_added_to_the_client_alone_is_honoured(serve: Serve, monkey
         "header": lambda: _header(second, "x-team") == "search",
     }
     assert expected[setting](), (setting, after.json(), second.headers)
+
+
+def test_tls_is_verified_and_ssl_cert_file_is_honoured_when_set_later(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    # the TLS settings are made once per process (loading the bundle is slow) but follow
+    # SSL_CERT_FILE as httpx does, even when a notebook sets it after the first call
+    import http.server
+    import ssl
+    import threading
+
+    import trustme
+
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_cert.configure_cert(context)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{httpd.server_address[1]}/predict"
+    monkeypatch.setenv(TRANSPORT_ENV, "aiohttp")
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    spec = {"nodes": [{"id": "tls", "type": "http", "config": {"endpoint": url}}]}
+    flow = Flow.from_dict(spec)
+    try:
+        with pytest.raises(FlowRunError) as info:  # signed by no authority it trusts
+            flow.run()
+        assert "certificate" in str(info.value).lower() and url in str(info.value)
+        bundle = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(bundle))
+        monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+        assert asyncio.run(Flow.from_dict(spec).arun())["tls"].outputs == {"ok": True}  # a new loop, a new client
+    finally:
+        httpd.shutdown()

@@ -107,6 +107,8 @@ def test_a_deadline_block_bounds_the_awaits_inside_it() -> None:
             await asyncio.sleep(10)
         with Deadline(None):  # no limit
             await _sleep(0.01)
+        with Deadline(float("inf")):  # `timeout_s: .inf` in a flow file
+            await _sleep(0.01)
         return first, loop.time() - t0, asyncio.current_task().cancelling()  # type: ignore[union-attr]
 
     first, took, cancelling = asyncio.run(go())
