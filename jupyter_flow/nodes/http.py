@@ -161,7 +161,6 @@ class HttpNode(Node):
             return answer if isinstance(answer, dict) and key in answer else {key: answer}
         return answer if isinstance(answer, dict) else {"result": answer}
 
-
     def _check_wait(self, ctx: NodeContext, endpoint: str, response: Answer, wait: float, left: float, timeout: float) -> None:
         """A 429 or 503 with `Retry-After` is sent again after the wait the server asks for
         while that wait ends before the deadline; a wait past it fails the node at once (no
