@@ -10,6 +10,9 @@
   script with `asyncio.run`, inside a running loop (a Jupyter kernel) on one background
   loop the process keeps, so connections and loaded state are reused between runs. Ctrl-C
   cancels the coroutine.
+- `within(coroutine, seconds)` and `with Deadline(seconds):`: the deadlines of nodes and
+  HTTP calls, in the caller's task, with `asyncio.timeout`'s rules; deadlines ending in the
+  same slice of time share one loop timer.
 """
 
 from __future__ import annotations
