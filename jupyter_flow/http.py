@@ -478,6 +478,16 @@ class _LoopClients:
         self._last = (weakref.ref(loop), client)
         return client
 
+    def forget(self, client: httpx.AsyncClient) -> None:
+        """Drop a closed client from the table (its loop is ending)."""
+        with self._lock:
+            for loop, entry in list(self._clients.items()):
+                if entry[0] is client:
+                    del self._clients[loop]
+            last = self._last
+            if last is not None and last[1] is client:
+                self._last = None
+
     def close_all(self) -> None:
         with self._lock:
             entries = list(self._clients.items())
@@ -495,11 +505,16 @@ class _LoopClients:
 
 async def _keep_until_loop_ends(client: httpx.AsyncClient) -> AsyncIterator[None]:
     # An async generator left suspended is closed by the loop's shutdown_asyncgens(), which
-    # asyncio.run() calls before it closes the loop: the client closes on its own loop.
+    # asyncio.run() calls before it closes the loop: the client closes on its own loop, and
+    # is forgotten (the client holds its loop: kept in the table, it would keep the loop
+    # and its connections' objects alive after the loop ends)
     try:
         yield
     finally:
-        await client.aclose()
+        try:
+            await client.aclose()
+        finally:
+            _LOOP_CLIENTS.forget(client)
 
 
 _LOOP_CLIENTS = _LoopClients()

@@ -153,7 +153,8 @@ class Deadline:
             raise RuntimeError("a Deadline is for code running in an asyncio task")
         self._task = task
         self._cancelling = task.cancelling() if _UNCANCEL else 0
-        self._slice = _slices(task.get_loop()).join(self, seconds)
+        loop = task.get_loop()
+        self._slice = _slices(loop).join(loop, self, seconds)
         return self
 
     def expire(self) -> None:
@@ -191,17 +192,17 @@ class _Slices:
     __slots__ = ("loop", "slices", "__weakref__")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        self.loop = weakref.ref(loop)  # weakly: the table of loops must not keep one alive
         self.slices: dict[float, set[Deadline]] = {}
 
-    def join(self, deadline: Deadline, seconds: float) -> set[Deadline]:
+    def join(self, loop: asyncio.AbstractEventLoop, deadline: Deadline, seconds: float) -> set[Deadline]:
         """Add `deadline`, `seconds` from now: the set it joined (leave by discarding it)."""
         size = min(_SLICE_S, seconds / 100)
-        end = math.ceil((self.loop.time() + seconds) / size) * size  # never before its time
+        end = math.ceil((loop.time() + seconds) / size) * size  # never before its time
         joined = self.slices.get(end)
         if joined is None:
             joined = self.slices[end] = set()
-            self.loop.call_at(end, self.fire, end)
+            loop.call_at(end, self.fire, end)
         joined.add(deadline)
         return joined
 
@@ -214,7 +215,7 @@ def _slices(loop: asyncio.AbstractEventLoop) -> _Slices:
     """The deadlines of `loop` (most calls come from the loop asked last)."""
     global _LAST_SLICES
     last = _LAST_SLICES
-    if last is not None and last.loop is loop:
+    if last is not None and last.loop() is loop:
         return last
     found = _LOOP_SLICES.get(loop)
     if found is None:

@@ -423,3 +423,24 @@ def test_tls_is_verified_and_ssl_cert_file_is_honoured_when_set_later(monkeypatc
         assert asyncio.run(Flow.from_dict(spec).arun())["tls"].outputs == {"ok": True}  # a new loop, a new client
     finally:
         httpd.shutdown()
+
+
+def test_an_ended_event_loop_is_not_kept_alive_by_its_client_or_deadlines(serve: Serve) -> None:
+    # a script that calls flow.run() again and again gets a new loop each time: the shared
+    # client and the deadlines of each loop must go with it, or every call leaks a loop
+    import gc
+    import weakref
+
+    server = serve({"/echo": echo})
+    flow = Flow.from_dict({"nodes": [{"id": "call", "type": "http", "timeout_s": 5, "config": {"endpoint": f"{server.url}/echo"}}]})
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def one() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        await flow.arun({})
+
+    for _ in range(3):
+        asyncio.run(one())
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None, None]
+    assert len(server.requests) == 3
