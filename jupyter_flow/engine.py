@@ -95,12 +95,6 @@ class _Run:
         self.span = telemetry.start_run(plan.spec.name, result)  # None unless OTEL_* asks for traces
 
     # -- events ------------------------------------------------------------------
-    def keep_event(self, task: asyncio.Future[Any]) -> None:
-        """A callback still going, waited for when the run ends."""
-        tasks = self.event_tasks = set(self.event_tasks) if self.event_tasks is _NONE_YET else self.event_tasks
-        assert isinstance(tasks, set)
-        tasks.add(task)
-
     async def emit(self, kind: str, record: NodeRecord | None = None) -> None:
         ret = self.tell(kind, record)
         if ret is not None:
@@ -152,7 +146,7 @@ class _Run:
             record.status = "skipped"
             self.context[nid] = {"output": None, "status": "skipped", "error": None}
             if self.on_event is not None:
-                self.keep_event(asyncio.ensure_future(self.emit("node_finished", record)))
+                self.event_tasks = _kept(self.event_tasks, asyncio.ensure_future(self.emit("node_finished", record)))
             self.finished(self.plan.nodes[nid], record)
 
     def edge_passes(self, edge: PlannedEdge) -> bool:
@@ -355,8 +349,7 @@ class _Run:
                 if shadow_task is not None and variant is not None:
                     # the shadow never holds up the primary: its results join the record later
                     primary = {"outputs": record.outputs, "duration_s": time.perf_counter() - t0, "error": None}
-                    shadows = self.shadow_tasks = set(self.shadow_tasks)
-                    shadows.add(asyncio.ensure_future(_join_shadow(record, shadow_task, variant, primary)))
+                    self.shadow_tasks = _kept(self.shadow_tasks, asyncio.ensure_future(_join_shadow(record, shadow_task, variant, primary)))
             record.status = "ok"
             self.context[pn.id] = {"output": record.outputs, "status": "ok", "error": None}
         except asyncio.CancelledError:
@@ -392,7 +385,7 @@ class _Run:
                 if hand_off.next_up is None:
                     await _settled_event(ret, "node_finished")
                 else:  # the next node does not wait for the callback, once the callback has begun
-                    self.keep_event(asyncio.ensure_future(_settled_event(ret, "node_finished")))
+                    self.event_tasks = _kept(self.event_tasks, asyncio.ensure_future(_settled_event(ret, "node_finished")))
                     await asyncio.sleep(0)
         return hand_off.next_up
 
@@ -405,8 +398,16 @@ class _Run:
         return previous if previous.cache_key == _CacheKey(pn, node, inputs) else None
 
 
-#: no tasks yet (shared, never added to: `keep_event` and the shadow start make a set)
+#: no tasks yet (shared, never added to: `_kept` makes a set for the first one)
 _NONE_YET: frozenset[Any] = frozenset()
+
+
+def _kept(tasks: AbstractSet[asyncio.Future[Any]], task: asyncio.Future[Any]) -> set[asyncio.Future[Any]]:
+    """`tasks` with `task` added: a set of its own for the first, then the same set."""
+    kept = set() if tasks is _NONE_YET else tasks
+    assert isinstance(kept, set)
+    kept.add(task)
+    return kept
 
 #: how long a node task runs nodes one after another before it gives the loop a turn
 _TURN_S = 0.005
@@ -522,10 +523,7 @@ async def execute(
         if on_event is not None:
             await run.emit("run_finished")
         raise
-    pending = _unsettled(run, wait_shadows=wait_for_shadows)
-    if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
-    _settled_records(run)
+    await _settle(run, wait_shadows=wait_for_shadows)
     for nid, record in records.items():
         if record.status == "ok" and not record.defaulted and not record.cached:
             pn = plan.nodes[nid]
@@ -567,14 +565,6 @@ async def _settle(run: _Run, *, cancel_shadows: bool = False, wait_shadows: bool
     """Cancel the nodes still running; wait for every task (events included) to end.
     Shadow runs are cancelled when the run was cancelled or failed; otherwise they are
     waited for, or (`wait_shadows=False`) handed to the caller in `result.background`."""
-    pending = _unsettled(run, cancel_shadows=cancel_shadows, wait_shadows=wait_shadows)
-    if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
-    _settled_records(run)
-
-
-def _unsettled(run: _Run, *, cancel_shadows: bool = False, wait_shadows: bool = True) -> list[asyncio.Future[Any]]:
-    """What `_settle` waits for, once it has cancelled what it cancels."""
     for nid, task in run.node_tasks.items():
         if not task.done() and run.records[nid].status in ("pending", "running"):
             task.cancel()
@@ -585,11 +575,9 @@ def _unsettled(run: _Run, *, cancel_shadows: bool = False, wait_shadows: bool = 
     if not wait_shadows:
         run.result.background = {t for t in run.shadow_tasks if not t.done()}
     shadows = run.shadow_tasks if wait_shadows else ()
-    return [t for t in (*run.node_tasks.values(), *run.event_tasks, *shadows) if not t.done()]
-
-
-def _settled_records(run: _Run) -> None:
-    """Records still running or pending when the run ends: cancelled, skipped."""
+    pending = [t for t in (*run.node_tasks.values(), *run.event_tasks, *shadows) if not t.done()]
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
     for record in run.records.values():
         if record.status == "running":
             record.status = "cancelled"

@@ -21,6 +21,8 @@ if not (isinstance(_DATA, dict) and callable(_ENCODE_KEY) and callable(_DECODE_V
 #: name -> its key in the store, and the last stored value seen with its decoded text
 _KEYS: dict[str, Any] = {}
 _SEEN: dict[str, tuple[Any, str]] = {}
+#: names -> their keys in the store (`any_set`)
+_KEY_TUPLES: dict[tuple[str, ...], tuple[Any, ...]] = {}
 
 
 def _key(name: str) -> Any:
@@ -56,6 +58,3 @@ def any_set(names: tuple[str, ...]) -> bool:
         if key in _DATA:
             return True
     return False
-
-
-_KEY_TUPLES: dict[tuple[str, ...], tuple[Any, ...]] = {}

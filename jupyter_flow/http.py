@@ -166,6 +166,8 @@ _MADE: dict[int, _Made] = {}
 def _made(client: httpx.AsyncClient) -> _Made | None:
     made = _MADE.get(id(client))
     return made if made is not None and made.client() is client else None
+
+
 #: headers aiohttp sets itself
 _OWN_HEADERS = frozenset({"connection", "host", "content-length", "transfer-encoding"})
 

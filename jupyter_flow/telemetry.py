@@ -52,10 +52,10 @@ def enabled() -> bool:
     it after import)."""
     if not environ.any_set(_TRACING_VARS):
         return False
-    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if exporter == "none" or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    exporter = (environ.get("OTEL_TRACES_EXPORTER") or "").strip().lower()
+    if exporter == "none" or (environ.get("OTEL_SDK_DISABLED") or "").strip().lower() == "true":
         return False
-    return bool(exporter or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    return bool(exporter or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
 @lru_cache(maxsize=1)
