@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_flow import telemetry
 from jupyter_flow.errors import NodeError, NodeTimeoutError, TemplateError
+from jupyter_flow.http import loop_shared_client
 from jupyter_flow.nodes.base import Node, NodeContext
 from jupyter_flow.plan import Plan, PlannedEdge, PlannedNode
 from jupyter_flow.spec import RetrySpec
@@ -45,16 +46,23 @@ class Runtime:
         self,
         functions: Mapping[str, Callable[..., Any]],
         settings: Mapping[str, Any],
-        http_client: httpx.AsyncClient,
+        http_client: httpx.AsyncClient | None,
         max_threads: int = DEFAULT_MAX_THREADS,
     ) -> None:
         self.functions = functions
         self.settings = settings
         self.client = http_client
         self.pool = worker_pool(max_threads)
+        self.loop = asyncio.get_running_loop()
 
     def http_client(self) -> httpx.AsyncClient:
-        return self.client
+        """The client given to the run, else the event loop's shared one, taken when a node
+        first calls out: a run that calls nothing over HTTP makes no client (and imports no
+        HTTP transport)."""
+        client = self.client
+        if client is None:
+            client = self.client = loop_shared_client(self.loop)
+        return client
 
     async def run_blocking(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         return await run_in_worker(self.pool, fn, *args, **kwargs)

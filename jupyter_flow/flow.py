@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_flow.engine import EventCallback, Runtime, execute
 from jupyter_flow.errors import FlowValidationError, Problem
-from jupyter_flow.http import loop_client, shared_client
 from jupyter_flow.inputs import InputValidator
 from jupyter_flow.nodes.python import PythonNode, default_functions, run_functions
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
@@ -142,7 +141,8 @@ class Flow:
         returns without waiting for `shadow` variants; they complete in `result.background`
         (and must then be awaited by the caller).
         Without `http_client` the run uses the event loop's shared client
-        (`jupyter_flow.http.shared_client`), so repeated runs reuse connections. Blocking
+        (`jupyter_flow.http.shared_client`), so repeated runs reuse connections; it is made
+        when a node first calls out (a flow of local models makes none). Blocking
         node work runs on the engine's pool of `max_threads` threads (default 64).
         """
         plan = self.plan
@@ -156,8 +156,7 @@ class Flow:
         functions = default_functions().snapshot()
         if self.functions:
             functions = {**functions, **self.functions}
-        client = http_client if http_client is not None else (loop_client() or await shared_client())
-        runtime = Runtime(functions, dict(settings) if settings else _NO_SETTINGS, client, max_threads=max_threads)
+        runtime = Runtime(functions, dict(settings) if settings else _NO_SETTINGS, http_client, max_threads=max_threads)
         # the functions of this run, for the cache keys of its python nodes (set only where
         # there are some: the context change costs every run)
         token = run_functions.set(functions) if self._calls_functions(plan) else None

@@ -93,7 +93,10 @@ def make_client(
     if transport_name() == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
-        transport = AiohttpTransport(limits=limits, client=_session_factory(limits))
+        # the process's TLS settings, made once (the transport would load the certificates
+        # again for every client: tens of milliseconds on each new event loop)
+        transport = AiohttpTransport(limits=limits, client=_session_factory(limits),
+                                     verify=_ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")))
     client = httpx.AsyncClient(
         limits=limits,
         transport=transport,
@@ -456,25 +459,18 @@ class _LoopClients:
         self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], Any] | None = None
         atexit.register(self.close_all)
 
-    def ready(self) -> httpx.AsyncClient | None:
-        """The running loop's client when it is the one asked for last (no await needed)."""
+    def get(self, loop: asyncio.AbstractEventLoop) -> httpx.AsyncClient:
+        """`loop`'s client, made on first use; called on `loop`'s thread."""
         last = self._last
-        if last is not None and last[0]() is asyncio.get_running_loop() and not last[1].is_closed:
+        if last is not None and last[0]() is loop and not last[1].is_closed:
             return last[1]
-        return None
-
-    async def get(self) -> httpx.AsyncClient:
-        ready = self.ready()
-        if ready is not None:
-            return ready
-        loop = asyncio.get_running_loop()
         entry = self._clients.get(loop)
         if entry is not None and not entry[0].is_closed:
             self._last = (weakref.ref(loop), entry[0])
             return entry[0]
         client = make_client()
         keeper = _keep_until_loop_ends(client)
-        await keeper.__anext__()  # the loop now tracks it: its shutdown closes the client
+        _first_step(keeper)  # the loop now tracks it: its shutdown closes the client
         with self._lock:
             self._clients[loop] = (client, keeper)
         self._last = (weakref.ref(loop), client)
@@ -505,6 +501,18 @@ class _LoopClients:
                     loop.run_until_complete(client.aclose())
 
 
+def _first_step(agen: AsyncIterator[None]) -> None:
+    """Run an async generator up to its first `yield` now, as `await anext(agen)` would
+    (the running loop's hooks see it start, so its shutdown closes the generator): for a
+    generator whose first step never waits, without an await."""
+    step: Any = agen.__anext__()
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    raise RuntimeError("the generator waited before its first yield")
+
+
 async def _keep_until_loop_ends(client: httpx.AsyncClient) -> AsyncIterator[None]:
     # An async generator left suspended is closed by the loop's shutdown_asyncgens(), which
     # asyncio.run() calls before it closes the loop: the client closes on its own loop, and
@@ -522,14 +530,21 @@ async def _keep_until_loop_ends(client: httpx.AsyncClient) -> AsyncIterator[None
 _LOOP_CLIENTS = _LoopClients()
 
 
-def loop_client() -> httpx.AsyncClient | None:
-    """The running loop's shared client, when it has been made (None: `await shared_client()`)."""
-    return _LOOP_CLIENTS.ready()
-
-
 async def shared_client() -> httpx.AsyncClient:
     """The HTTP client of the running event loop (made on first use)."""
-    return _LOOP_CLIENTS.ready() or await _LOOP_CLIENTS.get()
+    return loop_shared_client(asyncio.get_running_loop())
+
+
+def loop_shared_client(loop: asyncio.AbstractEventLoop) -> httpx.AsyncClient:
+    """`loop`'s shared client (made on first use), from any thread: off the loop's own
+    thread it is made on the loop, which must be running."""
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        return _LOOP_CLIENTS.get(loop)
+    return asyncio.run_coroutine_threadsafe(shared_client(), loop).result()
 
 
 def transport_errors() -> tuple[type[BaseException], ...]:

@@ -444,3 +444,53 @@ def test_an_ended_event_loop_is_not_kept_alive_by_its_client_or_deadlines(serve:
     gc.collect()
     assert [ref() for ref in loops] == [None, None, None]
     assert len(server.requests) == 3
+
+
+def test_a_flow_that_calls_nothing_over_http_makes_no_client() -> None:
+    # a flow of local models (here a template) takes no client and imports no transport;
+    # a later flow with an HTTP node on the same loop still gets the loop's shared client
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, sys\n"
+        "from jupyter_flow import Flow\n"
+        "local = Flow.from_dict({'inputs': {'x': {'type': 'integer', 'default': 1}},"
+        " 'nodes': [{'id': 't', 'type': 'template', 'config': {'template': '{{ x + 1 }}'}}]})\n"
+        "for _ in range(3):\n"
+        "    assert local.run({'x': 2})['t'].outputs == {'text': '3'}, local.run({'x': 2})['t'].outputs\n"
+        "assert 'aiohttp' not in sys.modules and 'httpx_aiohttp' not in sys.modules, 'a transport was imported'\n"
+        "from jupyter_flow.http import shared_client\n"
+        "async def both():\n"
+        "    await local.arun({})\n"
+        "    return await shared_client()\n"
+        "client = asyncio.run(both())\n"
+        "assert client.is_closed, 'the shared client outlived its loop'\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_node_takes_the_shared_client_on_first_use_from_the_loop_or_a_worker_thread(serve: Serve) -> None:
+    from jupyter_flow import Node, NodeRegistry
+    from jupyter_flow.http import shared_client
+
+    server = serve({"/echo": echo})
+    seen: dict[str, Any] = {}
+
+    class Both(Node):
+        kind = "both-ways"
+
+        async def run(self, inputs: dict[str, Any], ctx: Any) -> Any:
+            seen["thread"] = await ctx._runtime.run_blocking(lambda: ctx.http)  # first use: from a worker thread
+            seen["loop"] = ctx.http
+            seen["shared"] = await shared_client()
+            return {"status": (await ctx.http.post(f"{server.url}/echo", json={})).status_code}
+
+    registry = NodeRegistry()
+    registry.register(Both)
+    flow = Flow.from_dict({"nodes": [{"id": "b", "type": "both-ways"}]}, registry=registry)
+    assert flow.run()["b"].outputs == {"status": 200}
+    assert seen["thread"] is seen["loop"] is seen["shared"]
+    assert len(server.requests) == 1
