@@ -426,9 +426,27 @@ def combine(value: Mapping[str, Any], parts: Mapping[str, Renderer], *, node: st
     if all(p.is_constant for p in parts.values()):
         return Renderer(value)
     refs = set().union(*(p.refs for p in parts.values()))
-    # constant keys give their value without a call: configs are mostly constants
-    items = [(k, p.source, p._fn) for k, p in parts.items()]
-    return Renderer(value, refs, lambda ctx: {k: src if fn is None else fn(ctx) for k, src, fn in items}, node, where)
+    # configs are mostly constants: a copy of the constant keys (the others hold their
+    # place, so the keys keep their order), then a call for each key that has a template
+    shape = {k: p.source if p._fn is None else None for k, p in parts.items()}
+    calls = tuple((k, p._fn) for k, p in parts.items() if p._fn is not None)
+    if len(calls) == 1:
+        ((key, call),) = calls
+
+        def one(ctx: Mapping[str, Any]) -> dict[str, Any]:
+            out = shape.copy()
+            out[key] = call(ctx)
+            return out
+
+        return Renderer(value, refs, one, node, where)
+
+    def some(ctx: Mapping[str, Any]) -> dict[str, Any]:
+        out = shape.copy()
+        for key, call in calls:
+            out[key] = call(ctx)
+        return out
+
+    return Renderer(value, refs, some, node, where)
 
 
 @dataclass

@@ -52,10 +52,10 @@ class PlannedNode:
     start_edges: list[PlannedEdge] = field(default_factory=list)
     outgoing: list[PlannedEdge] = field(default_factory=list)
     has_error_edges: bool = False
+    id: str = field(init=False)  # the spec's (an attribute: read on every step of a run)
 
-    @property
-    def id(self) -> str:
-        return self.spec.id
+    def __post_init__(self) -> None:
+        self.id = self.spec.id
 
 
 class _Related(Mapping[str, set[str]]):

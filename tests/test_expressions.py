@@ -44,6 +44,19 @@ def test_templates_inside_nested_config() -> None:
     assert compile_value(config)(ctx) == {"body": {"text": "hi", "values": [1, 7, "q=hi"]}, "fixed": True}
 
 
+def test_a_rendered_mapping_keeps_its_keys_in_order_and_is_a_new_dict_each_time() -> None:
+    # the order reaches JSON bodies and keyword arguments; a node may change what it got
+    ctx = {"a": {"output": {"x": 1, "y": [2]}}, "q": "hi"}
+    config = {"first": 0, "one": "{{ a.output.x }}", "mid": "m", "two": "{{ q }}!", "three": "{{ a.output.y }}", "last": None}
+    render = compile_value(config)
+    got = render(ctx)
+    assert list(got) == list(config)
+    assert got == {"first": 0, "one": 1, "mid": "m", "two": "hi!", "three": [2], "last": None}
+    got["first"] = "changed"
+    assert render(ctx) == {"first": 0, "one": 1, "mid": "m", "two": "hi!", "three": [2], "last": None}
+    assert list(compile_value({"k": 1, "t": "{{ q }}", "z": 2})(ctx).items()) == [("k", 1), ("t", "hi"), ("z", 2)]
+
+
 def test_mapping_keys_win_over_methods() -> None:
     # `items` and `keys` are dict methods; a node output field with that name must win
     ctx = {"n": {"output": {"items": ["a", "b"], "keys": 3}}}

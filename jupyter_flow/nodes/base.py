@@ -119,7 +119,7 @@ class Node:
         self.spec = spec
         self.id = spec.id
         self.config = self.Config.model_validate(spec.config)
-        self._warm = False
+        self._warm = type(self).warm_up is Node.warm_up  # a kind without a warm-up is warm from the start
         self._warm_lock = threading.Lock()
 
     @classmethod
@@ -157,7 +157,7 @@ class Node:
 
     @property
     def needs_warm_up(self) -> bool:
-        return not self._warm and type(self).warm_up is not Node.warm_up
+        return not self._warm
 
     def cache_token(self) -> str:
         return ""
