@@ -53,7 +53,10 @@ class Runtime:
         self.settings = settings
         self.client = http_client
         self.pool = worker_pool(max_threads)
-        self.loop = asyncio.get_running_loop()
+        try:  # the loop whose shared client a node gets, even asking from a worker thread
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # made outside a loop: the loop running when a node asks
+            self.loop = None
 
     def http_client(self) -> httpx.AsyncClient:
         """The client given to the run, else the event loop's shared one, taken when a node
@@ -61,7 +64,7 @@ class Runtime:
         HTTP transport)."""
         client = self.client
         if client is None:
-            client = self.client = loop_shared_client(self.loop)
+            client = self.client = loop_shared_client(self.loop or asyncio.get_running_loop())
         return client
 
     async def run_blocking(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:

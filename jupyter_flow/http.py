@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import functools
 import json as _json
@@ -468,6 +469,9 @@ class _LoopClients:
         if entry is not None and not entry[0].is_closed:
             self._last = (weakref.ref(loop), entry[0])
             return entry[0]
+        if getattr(loop, "_asyncgens_shutdown_called", False):  # asyncio's own flag (uvloop has none)
+            # nothing would close a client made now, and it would keep the ended loop alive
+            raise RuntimeError("the event loop is shutting down: no new HTTP client is made on it")
         client = make_client()
         keeper = _keep_until_loop_ends(client)
         _first_step(keeper)  # the loop now tracks it: its shutdown closes the client
@@ -544,7 +548,17 @@ def loop_shared_client(loop: asyncio.AbstractEventLoop) -> httpx.AsyncClient:
         here = None
     if here is loop:
         return _LOOP_CLIENTS.get(loop)
-    return asyncio.run_coroutine_threadsafe(shared_client(), loop).result()
+    if loop.is_closed() or not loop.is_running():
+        raise RuntimeError("the run's event loop is not running (the run has ended): it has no HTTP client to give")
+    try:
+        return asyncio.run_coroutine_threadsafe(shared_client(), loop).result(timeout=_FROM_THREAD_S)
+    except concurrent.futures.TimeoutError:
+        raise RuntimeError(f"the run's event loop did not make its HTTP client within {_FROM_THREAD_S:g} s "
+                           "(is it stopped, or waiting for this thread?)") from None
+
+
+#: how long a worker thread waits for the loop to make its client
+_FROM_THREAD_S = 30.0
 
 
 def transport_errors() -> tuple[type[BaseException], ...]:

@@ -494,3 +494,34 @@ def test_a_node_takes_the_shared_client_on_first_use_from_the_loop_or_a_worker_t
     assert flow.run()["b"].outputs == {"status": 200}
     assert seen["thread"] is seen["loop"] is seen["shared"]
     assert len(server.requests) == 1
+
+
+def test_the_shared_client_is_refused_where_nothing_could_close_it() -> None:
+    # a worker thread left running after its run ended (a node past its timeout) must get
+    # an error at once, not wait for a loop that will never run again; and a loop that is
+    # shutting down makes no client, which nothing would close and which would keep it alive
+    import threading
+
+    from jupyter_flow.http import loop_shared_client, shared_client
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.sleep(0))
+        errors: list[BaseException] = []
+
+        def from_thread() -> None:
+            try:
+                loop_shared_client(loop)
+            except RuntimeError as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=from_thread)
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive()
+        assert len(errors) == 1 and "not running" in str(errors[0])
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        with pytest.raises(RuntimeError, match="shutting down"):
+            loop.run_until_complete(shared_client())
+    finally:
+        loop.close()
