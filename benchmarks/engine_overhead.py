@@ -75,13 +75,18 @@ def timed(fn, runs: int) -> float:
 
 def _uvicorn(app_factory: str, arg: str, ports: multiprocessing.Queue) -> None:
     """One uvicorn server in its own process (so that it shares no GIL with the client)."""
+    from jupyter_flow.examples import services
+
+    serve_app(_slow_app() if app_factory == "slow" else services.service_app(*_service(arg)), ports)
+
+
+def serve_app(app: object, ports: multiprocessing.Queue) -> None:
+    """Serve `app` with uvicorn (uvloop and httptools when installed) on a free loopback
+    port, put on `ports`; runs until the process ends."""
     import socket
 
     import uvicorn
 
-    from jupyter_flow.examples import services
-
-    app = _slow_app() if app_factory == "slow" else services.service_app(*_service(arg))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     ports.put(sock.getsockname()[1])
@@ -262,18 +267,23 @@ def main() -> None:
         rows += remote_rows(args, cases)
     from jupyter_flow.http import transport_name
 
-    width = max(len(r[0]) for r in rows)
     print(f"python {sys.version.split()[0]}, HTTP transport {transport_name()}, {CHAIN}-node chain: best of {args.rounds} rounds of the median of {args.runs} runs")
-    print(f"| {'case'.ljust(width)} | time | overhead |")
-    print(f"|{'-' * (width + 2)}|------|----------|")
-    for name, t, o in rows:
-        print(f"| {name.ljust(width)} | {t} | {o} |")
+    print_table(rows, "overhead")
     print()
     for line in SUMMARY:
         print(line)
 
 
 SUMMARY: list[str] = []
+
+
+def print_table(rows: list[tuple[str, str, str]], third: str) -> None:
+    """Rows of (case, time, `third`) as a markdown table."""
+    width = max(len(r[0]) for r in rows)
+    print(f"| {'case'.ljust(width)} | time | {third} |")
+    print(f"|{'-' * (width + 2)}|------|{'-' * (len(third) + 2)}|")
+    for name, t, o in rows:
+        print(f"| {name.ljust(width)} | {t} | {o} |")
 
 
 def chain_rows(runs: int, rounds: int) -> list[tuple[str, str, str]]:

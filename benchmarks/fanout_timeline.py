@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import socket
 import statistics
 import time
 
@@ -24,7 +23,7 @@ DELAY_S = 0.100
 
 
 def _serve(ports: multiprocessing.Queue) -> None:
-    import uvicorn
+    from engine_overhead import serve_app
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -44,19 +43,7 @@ def _serve(ports: multiprocessing.Queue) -> None:
         log.clear()
         return JSONResponse(taken)
 
-    app = Starlette(routes=[Route("/predict", predict, methods=["GET", "POST"]), Route("/handled", handled)])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    ports.put(sock.getsockname()[1])
-    loop = "uvloop" if _has("uvloop") else "asyncio"
-    http = "httptools" if _has("httptools") else "h11"
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", loop=loop, http=http, backlog=4096)).run(sockets=[sock])
-
-
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
+    serve_app(Starlette(routes=[Route("/predict", predict, methods=["GET", "POST"]), Route("/handled", handled)]), ports)
 
 
 async def _timelines(url: str, client: str, rounds: int, body: bool) -> list[dict[str, float]]:

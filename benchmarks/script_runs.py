@@ -88,7 +88,7 @@ def main() -> None:
     rows.append(("template flow: later flow.run() (median)", ms(later), f"{ms(later - bare)} over a bare asyncio.run ({ms(bare)})"))
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from engine_overhead import _start
+    from engine_overhead import _start, print_table
 
     proc, url = _start(multiprocessing.get_context("spawn"), "service", "CLEANER_URL")
     try:
@@ -102,12 +102,8 @@ def main() -> None:
     rows.append(("one http node: later flow.run() (median)", ms(later),
                  f"{later / direct:.2f}x asyncio.run(new aiohttp session + the call) ({ms(direct)})"))
 
-    width = max(len(r[0]) for r in rows)
     print(f"python {sys.version.split()[0]}: flow.run() from a plain script, a fresh process per case, median of {args.runs} later runs")
-    print(f"| {'case'.ljust(width)} | time | against |")
-    print(f"|{'-' * (width + 2)}|------|---------|")
-    for name, t, o in rows:
-        print(f"| {name.ljust(width)} | {t} | {o} |")
+    print_table(rows, "against")
 
 
 if __name__ == "__main__":
