@@ -14,12 +14,12 @@ lab: setup examples demo
 
 ## Run the example flow end to end (starts its two model services on loopback).
 demo: setup
-	$(PY) -m jupyter_flow.examples.services
+	$(PY) -m jupyter_flow_examples.services
 
 ## Make the example models (small ones, trained on the spot) and sample contracts.
 examples: setup
-	$(PY) -m jupyter_flow.examples.models --out notebooks/models
-	$(PY) -m jupyter_flow.examples.samples --out notebooks/samples
+	$(PY) -m jupyter_flow_examples.models --out notebooks/models
+	$(PY) -m jupyter_flow_examples.samples --out notebooks/samples
 
 ## Run every test.
 test: setup

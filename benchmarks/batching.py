@@ -66,7 +66,7 @@ def main() -> int:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from jupyter_flow import Flow
-    from jupyter_flow.examples.models import CLAUSE_LABELS, clause_sentences, make_tiny_bert
+    from jupyter_flow_examples.models import CLAUSE_LABELS, clause_sentences, make_tiny_bert
     from jupyter_flow.models import release_models, resolve_device
 
     device = resolve_device(args.device)

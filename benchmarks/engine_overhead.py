@@ -75,7 +75,7 @@ def timed(fn, runs: int) -> float:
 
 def _uvicorn(app_factory: str, arg: str, ports: multiprocessing.Queue) -> None:
     """One uvicorn server in its own process (so that it shares no GIL with the client)."""
-    from jupyter_flow.examples import services
+    from jupyter_flow_examples import services
 
     serve_app(_slow_app() if app_factory == "slow" else services.service_app(*_service(arg)), ports)
 
@@ -102,7 +102,7 @@ def _has(module: str) -> bool:
 
 
 def _service(var: str) -> tuple[str, object]:
-    from jupyter_flow.examples.services import SERVICES
+    from jupyter_flow_examples.services import SERVICES
 
     _name, route, handler = SERVICES[var]
     return route, handler

@@ -27,7 +27,7 @@ from typing import Any
 
 from jupyter_flow import Flow
 from jupyter_flow.batch import read_results, run_batch
-from jupyter_flow.examples.models import make_tiny_bert
+from jupyter_flow_examples.models import make_tiny_bert
 
 WORDS = ["the", "customer", "shall", "pay", "invoice", "within", "thirty", "days", "terminate", "notice",
          "liability", "risk", "fee", "supplier", "warranty", "indemnify", "breach", "party"]

@@ -24,7 +24,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from jupyter_flow.examples.models import make_tiny_bert
+from jupyter_flow_examples.models import make_tiny_bert
 
 
 def free_port() -> int:

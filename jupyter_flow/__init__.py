@@ -24,8 +24,8 @@ from jupyter_flow.nodes.python import register_function
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
 from jupyter_flow.spec import EdgeSpec, FlowSpec, NodeSpec
 from jupyter_flow.trace import NodeRecord, RunEvent, RunResult
+from jupyter_flow.version import __version__
 
-__version__ = "0.1.0"
 
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_flow.errors import FlowError, FlowRunError, FlowValidationError
+from jupyter_flow.version import __version__
 
 __all__ = ["console", "main"]
 
@@ -209,7 +210,6 @@ def _add_batch(sub: Any) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from jupyter_flow import __version__
 
     parser = _Parser(prog="jupyter-flow", description="Chain models into flows: validate, run, export.")
     parser.add_argument("--version", action="version", version=f"jupyter-flow {__version__}")
@@ -243,7 +243,7 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     import importlib
 
     commands = []
-    for module in ("jupyter_flow.export", "jupyter_flow.serve", "jupyter_flow.doctor", "jupyter_flow.dify"):
+    for module in ("jupyter_flow.export", "jupyter_flow.serve.app", "jupyter_flow.doctor", "jupyter_flow.dify"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_flow.http_errors import UnsendableRequest, describe_error, transport_errors, unsendable_errors
 from jupyter_flow.workers import Deadline, within
+from jupyter_flow.version import __version__
 
 if TYPE_CHECKING:
     import httpx
@@ -85,7 +86,6 @@ def make_client(
     in flight at once) raises the pool limits when it needs more than the defaults."""
     import httpx
 
-    from jupyter_flow import __version__
 
     limits = httpx.Limits(
         max_connections=max(MAX_CONNECTIONS, 4 * (concurrency or 0)),

@@ -31,6 +31,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jupyter_flow import environ
+from jupyter_flow.version import __version__
 
 if TYPE_CHECKING:
     from jupyter_flow.trace import NodeRecord, RunResult
@@ -71,7 +72,6 @@ def _tracer() -> Any:
 
         log.warning("%s; runs are not traced", MissingDependencyError("opentelemetry-sdk", "otel", "tracing runs (OTEL_* is set)"))
         return None
-    from jupyter_flow import __version__
 
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):

@@ -11,7 +11,7 @@ PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 EXTRAS=${EXTRAS:-all,test}
 VENV_ARGS=${VENV_ARGS:-}
-stamp=.venv/.installed-$( (cat pyproject.toml; echo "$TORCH_SPEC $EXTRAS") | sha256sum | cut -c1-16)
+stamp=.venv/.installed-$( (cat pyproject.toml examples/pyproject.toml; echo "$TORCH_SPEC $EXTRAS") | sha256sum | cut -c1-16)
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv $VENV_ARGS .venv
 fi
@@ -19,6 +19,8 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet "$TORCH_SPEC"
   .venv/bin/python -m pip install --quiet -e ".[$EXTRAS]"
+  # the example services, models and samples the notebooks and tests use (not in the package)
+  .venv/bin/python -m pip install --quiet --no-deps -e examples
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

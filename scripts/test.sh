@@ -6,7 +6,7 @@ mkdir -p test-artifacts
 # frontend unit tests of the JupyterLab extension
 (cd labextension && ../.venv/bin/jlpm install --immutable >/dev/null && ../.venv/bin/jlpm test) || exit 1
 # lint and types: the next person inherits a clean baseline
-.venv/bin/ruff check jupyter_flow tests benchmarks || exit 1
+.venv/bin/ruff check jupyter_flow examples tests benchmarks || exit 1
 .venv/bin/mypy || exit 1
 .venv/bin/python -m pytest -ra "$@"
 rc=$?

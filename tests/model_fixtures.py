@@ -5,7 +5,7 @@ Importable helpers (tests/ is on sys.path through conftest.py)::
     from model_fixtures import make_tiny_bert, make_torchscript_model
     path = make_tiny_bert(tmp_path / "bert", labels=["payment", "other"])
 
-The builders live in `jupyter_flow.examples.models` so that notebooks can make the same
+The builders live in `jupyter_flow_examples.models` so that notebooks can make the same
 models; the fixtures here build each model once per test session.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_flow.examples.models import (
+from jupyter_flow_examples.models import (
     CLAUSE_LABELS,
     make_clause_classifier,
     make_exported_model,

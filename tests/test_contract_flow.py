@@ -17,7 +17,7 @@ import yaml
 
 from jupyter_flow import Flow
 from jupyter_flow.cli import main as cli_main
-from jupyter_flow.examples.samples import RISKS, PlantedContract, make_contract_pdf
+from jupyter_flow_examples.samples import RISKS, PlantedContract, make_contract_pdf
 from jupyter_flow.nodes.pdf import find_tessdata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +119,7 @@ def test_cli_names_a_missing_contract(tmp_path: Path, capsys: pytest.CaptureFixt
 def demo_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The example's models, made once per test session (a second call finds them up to date)."""
     pytest.importorskip("transformers")
-    from jupyter_flow.examples.models import make_demo_models
+    from jupyter_flow_examples.models import make_demo_models
 
     return make_demo_models(tmp_path_factory.getbasetemp() / "demo-models", log=lambda *_: None)
 
@@ -253,8 +253,8 @@ def test_the_shipped_flow_file_is_valid_and_names_the_example_inputs() -> None:
 
 # -- the clause classifier and the commands that make the example's files -----------------
 def test_the_classifier_generalises_to_the_sample_contracts(clause_classifier: Path) -> None:
-    from jupyter_flow.examples.models import evaluate_classifier
-    from jupyter_flow.examples.samples import sample_clauses
+    from jupyter_flow_examples.models import evaluate_classifier
+    from jupyter_flow_examples.samples import sample_clauses
 
     facts = json.loads((clause_classifier / "config.json").read_text(encoding="utf-8"))["demo_training"]
     assert facts["train_accuracy"] >= 0.99 and not facts["stopped_by_time_limit"]
@@ -266,7 +266,7 @@ def test_the_classifier_generalises_to_the_sample_contracts(clause_classifier: P
 
 
 def test_generated_training_clauses_are_seeded_and_leave_out_what_they_are_told() -> None:
-    from jupyter_flow.examples.models import CLAUSE_LABELS, clause_sentences
+    from jupyter_flow_examples.models import CLAUSE_LABELS, clause_sentences
 
     first = clause_sentences(per_label=20, seed=3)
     assert first == clause_sentences(per_label=20, seed=3) and first != clause_sentences(per_label=20, seed=4)
@@ -280,15 +280,15 @@ def test_generated_training_clauses_are_seeded_and_leave_out_what_they_are_told(
 
 def test_the_demo_models_command_skips_an_up_to_date_model_and_writes_a_service_config(
         clause_classifier: Path, tmp_path: Path) -> None:
-    from jupyter_flow.examples.models import clause_classifier_is_current
-    from jupyter_flow.examples.samples import sample_clauses
-    from jupyter_flow.serve import model_flow
+    from jupyter_flow_examples.models import clause_classifier_is_current
+    from jupyter_flow_examples.samples import sample_clauses
+    from jupyter_flow.serve.app import model_flow
 
     out = tmp_path / "models"
     shutil.copytree(clause_classifier, out / "clause-bert")
     weights = out / "clause-bert" / "model.safetensors"
     before = weights.stat().st_mtime_ns
-    proc = subprocess.run([sys.executable, "-m", "jupyter_flow.examples.models", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "jupyter_flow_examples.models", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "up to date" in proc.stdout and weights.stat().st_mtime_ns == before
@@ -308,7 +308,7 @@ def test_the_demo_models_command_skips_an_up_to_date_model_and_writes_a_service_
 def test_the_samples_command_writes_text_scanned_and_clean_contracts_in_english_and_chinese(tmp_path: Path) -> None:
     import pymupdf
 
-    proc = subprocess.run([sys.executable, "-m", "jupyter_flow.examples.samples", "--out", str(tmp_path / "samples")],
+    proc = subprocess.run([sys.executable, "-m", "jupyter_flow_examples.samples", "--out", str(tmp_path / "samples")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     files = {p.name: p for p in (tmp_path / "samples").iterdir()}
@@ -323,6 +323,6 @@ def test_the_samples_command_writes_text_scanned_and_clean_contracts_in_english_
     assert "within 30 days" in text("clean.pdf") and "unlimited liability" not in text("clean.pdf")
     assert "无限责任" in text("contract_zh.pdf") and text("scanned_zh.pdf").strip() == ""
     before = {name: p.stat().st_mtime_ns for name, p in files.items()}
-    assert subprocess.run([sys.executable, "-m", "jupyter_flow.examples.samples", "--out", str(tmp_path / "samples")],
+    assert subprocess.run([sys.executable, "-m", "jupyter_flow_examples.samples", "--out", str(tmp_path / "samples")],
                           capture_output=True, timeout=120).returncode == 0
     assert {name: p.stat().st_mtime_ns for name, p in files.items()} == before  # kept, not written again

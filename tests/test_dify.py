@@ -245,7 +245,7 @@ def test_declared_outputs_in_served_flows_batch_records_and_exported_notebooks(t
 
     from jupyter_flow import run_batch
     from jupyter_flow.export import notebook_for
-    from jupyter_flow.serve import flow_app
+    from jupyter_flow.serve.app import flow_app
 
     path = tmp_path / "greeter.flow.yaml"
     path.write_text(yaml.safe_dump(GREETER))
@@ -268,7 +268,7 @@ def test_flows_without_declared_outputs_answer_as_before(tmp_path: Path) -> None
     import httpx
     from servers import AsgiServer
 
-    from jupyter_flow.serve import flow_app
+    from jupyter_flow.serve.app import flow_app
 
     data = {k: v for k, v in GREETER.items() if k != "outputs"}
     path = tmp_path / "plain.flow.yaml"

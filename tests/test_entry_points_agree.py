@@ -67,7 +67,7 @@ def test_an_endpoint_that_answers_307_works_through_run_batch_and_serve(serve: S
     (record,) = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert record["status"] == "ok" and record["outputs"] == {"shout": {"text": "HELLO"}}
 
-    from jupyter_flow.serve import flow_app
+    from jupyter_flow.serve.app import flow_app
 
     with AsgiServer(flow_app(path, warm=False)) as served:
         answer = httpx.post(f"{served.url}/run", json={"text": "hello"}, timeout=30)
@@ -154,7 +154,7 @@ def test_a_number_for_a_text_input_gets_the_same_answer_everywhere(tmp_path: Pat
     assert records["word"]["status"] == "ok"
     assert records["five"]["status"] == "error" and expected in records["five"]["error"]["message"]
 
-    from jupyter_flow.serve import flow_app
+    from jupyter_flow.serve.app import flow_app
 
     with AsgiServer(flow_app(path, warm=False)) as served:
         answer = httpx.post(f"{served.url}/run", json={"text": 5}, timeout=30)

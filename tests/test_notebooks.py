@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_flow.examples.samples import RISKS, SAMPLES, make_contract_pdf
+from jupyter_flow_examples.samples import RISKS, SAMPLES, make_contract_pdf
 from jupyter_flow.nodes.pdf import find_tessdata
 
 pytest.importorskip("papermill")
@@ -26,7 +26,7 @@ GENERATED = ("models", "samples", "build", ".ipynb_checkpoints", "executed-*")
 def demo_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The example's models, made once per test session (a second call finds them up to date)."""
     pytest.importorskip("transformers")
-    from jupyter_flow.examples.models import make_demo_models
+    from jupyter_flow_examples.models import make_demo_models
 
     return make_demo_models(tmp_path_factory.getbasetemp() / "demo-models", log=lambda *_: None)
 

@@ -15,7 +15,7 @@ from model_fixtures import model_dir, tiny_bert, torchscript_model  # noqa: F401
 from servers import AsgiServer
 from test_serve import metric
 
-from jupyter_flow.serve import model_app
+from jupyter_flow.serve.app import model_app
 
 tc = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402

@@ -27,7 +27,7 @@ from jupyter_flow import Flow, FlowValidationError, run_exported
 from jupyter_flow.batch import LOCK_FILE, collect_items
 from jupyter_flow.export import export_notebook
 from jupyter_flow.exported import ParameterError, check_parameters
-from jupyter_flow.serve import flow_app
+from jupyter_flow.serve.app import flow_app
 
 VENV_BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -394,14 +394,14 @@ def test_parameters_are_read_as_papermill_gives_them_and_required_inputs_are_che
 @pytest.fixture(scope="session")
 def demo_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pytest.importorskip("transformers")
-    from jupyter_flow.examples.models import make_demo_models
+    from jupyter_flow_examples.models import make_demo_models
 
     return make_demo_models(tmp_path_factory.getbasetemp() / "demo-models", log=lambda *_: None)
 
 
 def test_the_exported_contract_review_runs_from_its_own_folder(tmp_path: Path, demo_models: dict[str, Path],
                                                                papermill_env: dict[str, str]) -> None:
-    from jupyter_flow.examples.samples import make_samples
+    from jupyter_flow_examples.samples import make_samples
 
     root = tmp_path / "notebooks"  # the repository's layout: notebooks/, flows/ in it, models/ and samples/ beside
     shutil.copytree(REPO / "notebooks" / "flows", root / "flows")

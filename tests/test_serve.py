@@ -13,7 +13,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from servers import AsgiServer, Reply
 
-from jupyter_flow.serve import flow_app
+from jupyter_flow.serve.app import flow_app
 
 GREET = """\
 spec_version: 1

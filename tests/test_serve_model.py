@@ -15,7 +15,7 @@ from model_fixtures import model_dir, tiny_bert  # noqa: F401  (session fixtures
 from servers import AsgiServer, free_port
 from test_serve import metric
 
-from jupyter_flow.serve import model_app
+from jupyter_flow.serve.app import model_app
 
 
 def service_config(model: Path, **config: object) -> dict:

@@ -31,7 +31,7 @@ from jupyter_flow.expressions import is_template
 from jupyter_flow.http import DEFAULT_TIMEOUT_S, describe_error, send, transport_errors
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.nodes.http import expand_env
-from jupyter_flow.oip import DATATYPES, ProtocolError, Tensor, decode, encode, to_torch
+from jupyter_flow.serve.codec import DATATYPES, ProtocolError, Tensor, decode, encode, to_torch
 
 __all__ = ["InferenceNode"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jupyter_flow.examples.services import SERVICES, start_demo_services
+from jupyter_flow_examples.services import SERVICES, start_demo_services
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOW = ROOT / "notebooks" / "flows" / "customer-service.flow.json"
@@ -198,7 +198,7 @@ def test_the_customer_service_flow_says_which_node_failed_when_a_service_is_down
 
 
 def test_the_intent_example_one_liner_still_runs_end_to_end() -> None:
-    proc = subprocess.run([sys.executable, "-m", "jupyter_flow.examples.services"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "jupyter_flow_examples.services"], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)

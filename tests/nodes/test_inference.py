@@ -19,7 +19,7 @@ from processes import stop
 from servers import AsgiServer, free_port
 
 from jupyter_flow import Flow, FlowRunError
-from jupyter_flow.serve import model_app
+from jupyter_flow.serve.app import model_app
 
 pytest.importorskip("kserve")
 

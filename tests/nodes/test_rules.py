@@ -14,7 +14,7 @@ import yaml
 from jupyter_flow import Flow
 from jupyter_flow.cli import main as cli_main
 from jupyter_flow.errors import FlowRunError, FlowValidationError
-from jupyter_flow.examples.samples import RISKS, make_contract_pdf
+from jupyter_flow_examples.samples import RISKS, make_contract_pdf
 
 CONTRACT_RULES = Path(__file__).resolve().parents[2] / "notebooks" / "flows" / "rules" / "contract.yaml"
 

@@ -21,7 +21,7 @@ from model_fixtures import (  # noqa: F401  (fixtures)
 from jupyter_flow import Flow, FlowRunError, FlowValidationError
 from jupyter_flow.capture import tensors
 
-FACTORY = "jupyter_flow.examples.models:tiny_mlp"
+FACTORY = "jupyter_flow_examples.models:tiny_mlp"
 
 
 def reference(x: torch.Tensor) -> torch.Tensor:

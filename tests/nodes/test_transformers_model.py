@@ -136,7 +136,7 @@ def test_warm_up_makes_the_first_run_a_cache_hit(tiny_bert: Path) -> None:
 
 
 def test_the_demo_clause_classifier_separates_clause_types(tmp_path: Path) -> None:
-    from jupyter_flow.examples.models import clause_sentences
+    from jupyter_flow_examples.models import clause_sentences
 
     # a generous time budget: training stops by itself once the training set is separated
     path = make_clause_classifier(tmp_path / "clause-bert", seconds=120)

@@ -38,8 +38,8 @@ PANEL = ".jf-workbench .jf-tensor-panel"
 # A contract review with the attention probabilities captured too: the flow file as
 # shipped, its `clauses` node given `attentions` from the notebook.
 CONTRACT_CELLS = [
-    """from jupyter_flow.examples.models import CLAUSE_LABELS, make_tiny_bert
-from jupyter_flow.examples.samples import make_samples
+    """from jupyter_flow_examples.models import CLAUSE_LABELS, make_tiny_bert
+from jupyter_flow_examples.samples import make_samples
 from jupyter_flow.spec import spec_to_dict
 from jupyter_flow.workbench import Workbench
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_flow.examples.services import clean_text
+from jupyter_flow_examples.services import clean_text
 from jupyter_flow.spec import load_spec, spec_to_dict
 
 nbformat = pytest.importorskip("nbformat")
@@ -65,7 +65,7 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("trained_model_present", [False, True], ids=["tiny-bert-made-on-the-spot", "clause-bert-present"])
 def test_quickstart_builds_runs_inspects_and_saves_the_flow(workdir: Path, trained_model_present: bool) -> None:
-    from jupyter_flow.examples.models import CLAUSE_LABELS, classify_texts, make_tiny_bert
+    from jupyter_flow_examples.models import CLAUSE_LABELS, classify_texts, make_tiny_bert
 
     if trained_model_present:
         # stands in for the classifier `make lab` trains: the notebook must pick it up, not make its own

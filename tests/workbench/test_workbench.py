@@ -478,7 +478,7 @@ def test_timeline_shows_parallel_nodes_overlapping() -> None:
 
 # -- files -------------------------------------------------------------------------------------------
 def test_save_and_open_keep_layout_and_the_users_comments(tmp_path: Path) -> None:
-    from jupyter_flow.examples.models import CLAUSE_LABELS, make_tiny_bert
+    from jupyter_flow_examples.models import CLAUSE_LABELS, make_tiny_bert
 
     path = tmp_path / "flows" / "q.flow.yaml"
     path.parent.mkdir()

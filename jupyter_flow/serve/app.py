@@ -15,7 +15,7 @@ Both have ``GET /health`` and ``GET /metrics`` (Prometheus). They bind 127.0.0.1
 told otherwise. With ``--token-env VAR`` (or JUPYTER_FLOW_TOKEN set) every route but
 ``/health`` needs ``Authorization: Bearer <token>``, and ``/health`` without it says only
 ok or degraded. What a client may send and see (body size, files, paths in messages) is
-`jupyter_flow.serve_guard`'s subject.
+`jupyter_flow.serve.guards`' subject.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ from typing import Any
 
 import yaml
 
-from jupyter_flow import oip, telemetry
+from jupyter_flow import telemetry
 from jupyter_flow.errors import FlowError, FlowValidationError, MissingDependencyError, Problem
 from jupyter_flow.flow import Flow
 from jupyter_flow.http import make_client
-from jupyter_flow.serve_guard import DEFAULT_MAX_BODY, BodyLimit, BodyTooLarge, FileInputs, Scrubber
-from jupyter_flow.serve_state import DEFAULT_KEEP_BYTES, DEFAULT_KEEP_RUNS, DEFAULT_SETTLE_S, FlowService
+from jupyter_flow.serve import v2
+from jupyter_flow.serve.guards import DEFAULT_MAX_BODY, MAX_BODY_DEPTH, BodyLimit, BodyTooLarge, FileInputs, Scrubber
+from jupyter_flow.serve.state import DEFAULT_KEEP_BYTES, DEFAULT_KEEP_RUNS, DEFAULT_SETTLE_S, FlowService
 from jupyter_flow.spec import FlowSpec, parse_json, spec_from_dict
 from jupyter_flow.trace import RunResult, result_json, to_jsonable
 
@@ -46,8 +47,6 @@ __all__ = ["FlowService", "add_to_cli", "flow_app", "model_app", "model_flow"]
 
 log = logging.getLogger("jupyter_flow.serve")
 TOKEN_ENV = "JUPYTER_FLOW_TOKEN"
-#: How deep a request body may nest (a flow's inputs are data, not programs).
-MAX_BODY_DEPTH = 100
 
 
 def _deps() -> None:
@@ -324,7 +323,7 @@ class _ServiceApp:
             routes.append(Route("/predict", self.predict, methods=["POST"]))
             if self.service.keep_runs > 0:
                 routes.append(Route("/runs/{run_id}", self.get_run, methods=["GET"]))
-            routes += oip.routes(self)  # the Open Inference Protocol (KServe V2 / Triton)
+            routes += v2.routes(self)  # the Open Inference Protocol (KServe V2 / Triton)
         else:
             routes += [Route("/run", self.run, methods=["POST"]), Route("/runs/{run_id}", self.get_run, methods=["GET"])]
         return routes

@@ -22,7 +22,7 @@ from typing import Any
 
 from jupyter_flow.errors import FlowError, FlowValidationError
 from jupyter_flow.flow import Flow
-from jupyter_flow.serve_guard import Scrubber
+from jupyter_flow.serve.guards import Scrubber
 from jupyter_flow.spec import parse_spec_text
 from jupyter_flow.trace import RunResult
 

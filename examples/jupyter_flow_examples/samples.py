@@ -7,7 +7,7 @@ be checked against it. The risk ids are those of ``notebooks/flows/rules/contrac
 `sample_clauses` lists every clause the samples can contain with its label (to measure
 a clause classifier on text it was not trained on).
 
-``python -m jupyter_flow.examples.samples --out DIR`` writes the example notebook's samples:
+``python -m jupyter_flow_examples.samples --out DIR`` writes the example notebook's samples:
 ``contract.pdf`` (every risk planted), ``scanned.pdf`` (the same, image-only pages),
 ``clean.pdf`` (no risk planted), and the Chinese contract as ``contract_zh.pdf`` (text) and
 ``scanned_zh.pdf`` (image-only pages), every risk planted in both.
@@ -291,7 +291,7 @@ def make_samples(out: str | Path, *, force: bool = False) -> dict[str, Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jupyter_flow.examples.samples",
+    parser = argparse.ArgumentParser(prog="python -m jupyter_flow_examples.samples",
                                      description="Write sample contract PDFs with known risks planted in them.")
     parser.add_argument("--out", default="notebooks/samples", help="folder for the PDFs (default: notebooks/samples)")
     parser.add_argument("--force", action="store_true", help="write them again even when they exist")

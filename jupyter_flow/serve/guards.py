@@ -28,6 +28,8 @@ __all__ = ["BodyLimit", "BodyTooLarge", "FileInputs", "Scrubber"]
 
 #: The default of `--max-body`: large enough for a contract PDF, small enough to refuse floods.
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
+#: How deep a request body's JSON may nest (lists and objects), on every route.
+MAX_BODY_DEPTH = 100
 
 
 class BodyTooLarge(Exception):

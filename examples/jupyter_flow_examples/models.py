@@ -10,8 +10,8 @@
   never saw in training.
 - `make_torchscript_model(path)`, `make_exported_model(path)`, `make_factory_weights(path)`:
   a small MLP (`TinyMLP`) as TorchScript, as a ``torch.export`` archive, and as
-  safetensors weights for the factory ``jupyter_flow.examples.models:tiny_mlp``.
-- ``python -m jupyter_flow.examples.models --out DIR`` makes what the example notebooks need
+  safetensors weights for the factory ``jupyter_flow_examples.models:tiny_mlp``.
+- ``python -m jupyter_flow_examples.models --out DIR`` makes what the example notebooks need
   (``DIR/clause-bert`` and its model-service config ``DIR/clause-bert.serve.yaml``),
   skipping what is already there and up to date.
 """
@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from jupyter_flow.examples.corpus import _TEMPLATES, CLAUSE_LABELS, clause_sentences
+from jupyter_flow_examples.corpus import _TEMPLATES, CLAUSE_LABELS, clause_sentences
 
 __all__ = [
     "CLAUSE_KEYWORDS",
@@ -191,14 +191,14 @@ def make_clause_classifier(
     Training is seeded and runs a fixed number of epochs (stopping early once the
     training set has been separated for two epochs), so the same seed gives the same
     model; `seconds` is only a safety limit for very slow machines. The clauses of the
-    sample contracts (``jupyter_flow.examples.samples``) are kept out of the training data so that
+    sample contracts (``jupyter_flow_examples.samples``) are kept out of the training data so that
     `evaluate_classifier` on them measures generalisation. ``config.json`` records the
     recipe's fingerprint and the training figures under ``demo_training``.
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from jupyter_flow.examples.samples import sample_clauses
+    from jupyter_flow_examples.samples import sample_clauses
 
     labels = list(labels)
     unknown = set(labels) - set(CLAUSE_LABELS)
@@ -303,7 +303,7 @@ def evaluate_classifier(path: str | Path, pairs: Sequence[tuple[str, str]] | Non
     """Accuracy of a clause classifier on `pairs` (by default every clause of the sample
     contracts, English and Chinese, safe and risky wording): ``{accuracy, right, total,
     mean_score, wrong: [(text, expected, got, score)]}``."""
-    from jupyter_flow.examples.samples import sample_clauses
+    from jupyter_flow_examples.samples import sample_clauses
 
     pairs = list(pairs if pairs is not None else sample_clauses())
     got = classify_texts(path, [t for t, _ in pairs])
@@ -326,7 +326,7 @@ def clause_classifier_is_current(path: str | Path, labels: Sequence[str] = CLAUS
 # -- a small plain PyTorch model ----------------------------------------------------------
 def tiny_mlp(in_features: int = 8, hidden: int = 16, out_features: int = 3, seed: int = 0) -> Any:
     """A small MLP (`in_features` -> `out_features`), deterministic for a seed: the factory
-    ``jupyter_flow.examples.models:tiny_mlp``. Its submodules are ``encoder`` and ``head``."""
+    ``jupyter_flow_examples.models:tiny_mlp``. Its submodules are ``encoder`` and ``head``."""
     import torch
     from torch import nn
 
@@ -369,7 +369,7 @@ def make_exported_model(path: str | Path, **kwargs: Any) -> Path:
 
 
 def make_factory_weights(path: str | Path, **kwargs: Any) -> Path:
-    """`tiny_mlp`'s weights as safetensors (for ``factory: jupyter_flow.examples.models:tiny_mlp``)."""
+    """`tiny_mlp`'s weights as safetensors (for ``factory: jupyter_flow_examples.models:tiny_mlp``)."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -424,7 +424,7 @@ def _command(args: argparse.Namespace) -> int:
     try:
         make_demo_models(args.out, force=args.force)
         if args.samples:
-            from jupyter_flow.examples.samples import make_samples
+            from jupyter_flow_examples.samples import make_samples
 
             for path in make_samples(args.samples, force=args.force).values():
                 print(path)
@@ -435,7 +435,7 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jupyter_flow.examples.models",
+    parser = argparse.ArgumentParser(prog="python -m jupyter_flow_examples.models",
                                      description="Make the models the example notebooks use (no downloads).")
     _add_arguments(parser)
     return _command(parser.parse_args(argv))

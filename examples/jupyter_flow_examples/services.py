@@ -15,9 +15,9 @@ answer    POST /answer  ``{"intent", "slots", "text"?, "language"?}`` -> ``{"ans
 A request without the fields a service needs gets HTTP 422 with ``{"error": "..."}``
 saying what is wrong. Every service also answers ``GET /health``. ::
 
-    python -m jupyter_flow.examples.services            # run the intent example once
-    python -m jupyter_flow.examples.services --flow notebooks/flows/customer-service.flow.json
-    python -m jupyter_flow.examples.services --serve    # keep the services up, print their URLs
+    python -m jupyter_flow_examples.services            # run the intent example once
+    python -m jupyter_flow_examples.services --flow notebooks/flows/customer-service.flow.json
+    python -m jupyter_flow_examples.services --serve    # keep the services up, print their URLs
 
 `start_demo_services()` starts the four on free loopback ports in background threads and
 sets CLEANER_URL, INTENT_URL, SLOTS_URL and ANSWER_URL, which the example flow files read
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     from jupyter_flow.cli import main as cli
 
     flows = Path(__file__).resolve().parents[2] / "notebooks" / "flows"
-    parser = argparse.ArgumentParser(prog="python -m jupyter_flow.examples.services", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m jupyter_flow_examples.services", description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help="keep the services running until Ctrl-C")
     parser.add_argument("--flow", default=str(flows / "intent.flow.yaml"),
                         help="flow to run once against the services (default: notebooks/flows/intent.flow.yaml)")
