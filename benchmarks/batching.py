@@ -66,8 +66,8 @@ def main() -> int:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from jupyter_flow import Flow
-    from jupyter_flow_examples.models import CLAUSE_LABELS, clause_sentences, make_tiny_bert
     from jupyter_flow.models import release_models, resolve_device
+    from jupyter_flow_examples.models import CLAUSE_LABELS, clause_sentences, make_tiny_bert
 
     device = resolve_device(args.device)
     languages = tuple(x.strip() for x in args.languages.split(",") if x.strip())

@@ -26,8 +26,6 @@ from jupyter_flow.spec import EdgeSpec, FlowSpec, NodeSpec
 from jupyter_flow.trace import NodeRecord, RunEvent, RunResult
 from jupyter_flow.version import __version__
 
-
-
 if TYPE_CHECKING:
     from jupyter_flow.batch import BatchFailedError, BatchSummary, arun_batch, run_batch
     from jupyter_flow.dify import export_dify, import_dify

@@ -17,8 +17,8 @@ import yaml
 
 from jupyter_flow import Flow
 from jupyter_flow.cli import main as cli_main
-from jupyter_flow_examples.samples import RISKS, PlantedContract, make_contract_pdf
 from jupyter_flow.nodes.pdf import find_tessdata
+from jupyter_flow_examples.samples import RISKS, PlantedContract, make_contract_pdf
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOWS = ROOT / "notebooks" / "flows"
@@ -280,9 +280,9 @@ def test_generated_training_clauses_are_seeded_and_leave_out_what_they_are_told(
 
 def test_the_demo_models_command_skips_an_up_to_date_model_and_writes_a_service_config(
         clause_classifier: Path, tmp_path: Path) -> None:
+    from jupyter_flow.serve.app import model_flow
     from jupyter_flow_examples.models import clause_classifier_is_current
     from jupyter_flow_examples.samples import sample_clauses
-    from jupyter_flow.serve.app import model_flow
 
     out = tmp_path / "models"
     shutil.copytree(clause_classifier, out / "clause-bert")

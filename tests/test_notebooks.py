@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from jupyter_flow_examples.samples import RISKS, SAMPLES, make_contract_pdf
 from jupyter_flow.nodes.pdf import find_tessdata
+from jupyter_flow_examples.samples import RISKS, SAMPLES, make_contract_pdf
 
 pytest.importorskip("papermill")
 nbformat = pytest.importorskip("nbformat")

@@ -21,8 +21,8 @@ from processes import stop
 from servers import AsgiServer, Reply, Request, free_port
 from test_serve import metric
 
-from jupyter_flow_examples.samples import make_contract_pdf
 from jupyter_flow.serve.app import flow_app, model_app
+from jupyter_flow_examples.samples import make_contract_pdf
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYED = ROOT / "images" / "pytorch-cuda" / "contract-review.flow.yaml"

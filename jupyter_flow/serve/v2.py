@@ -19,7 +19,6 @@ model failed) or 504 (a timeout).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any

@@ -10,8 +10,8 @@ import pytest
 
 from jupyter_flow import Flow
 from jupyter_flow.errors import FlowRunError, FlowValidationError
-from jupyter_flow_examples.samples import make_contract_pdf
 from jupyter_flow.nodes.pdf import find_tessdata, parse_page_ranges
+from jupyter_flow_examples.samples import make_contract_pdf
 
 needs_tesseract = pytest.mark.skipif(
     find_tessdata() is None,

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from jupyter_flow_examples.services import clean_text
 from jupyter_flow.spec import load_spec, spec_to_dict
+from jupyter_flow_examples.services import clean_text
 
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("papermill")
