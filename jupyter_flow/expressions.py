@@ -10,7 +10,11 @@ Python code at its first render.
 
 Rendering is bounded: one evaluation may take `TIME_LIMIT_S` seconds, step through
 `MAX_STEPS` loop items (`{% for %}` and `range`), and write `MAX_OUTPUT` characters; `**`
-and `*` refuse results past `MAX_OUTPUT`. A template past a bound fails with a
+and `*` refuse results past `MAX_OUTPUT`. One filter call cannot be stopped once it runs,
+so what it is asked is bounded before it starts: a number given to a filter (a width, a
+count) is at most `MAX_FILTER_ARG`, a `%` or `format` pattern may not ask for a field wider
+than that, `replace` may not grow a text past `MAX_OUTPUT`, and any filter's result past
+`MAX_OUTPUT` is refused; `lipsum` (filler text) is not offered. A template past a bound fails with a
 TemplateError naming the node and field, instead of holding the run (and the event loop)
 for as long as it likes. Plain references (`{{ a.output.b }}`) take a fast path with no
 such accounting, since they do no work.
@@ -19,6 +23,7 @@ such accounting, since they do no work.
 from __future__ import annotations
 
 import contextvars
+import functools
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -45,7 +50,10 @@ __all__ = [
 TIME_LIMIT_S = 5.0
 MAX_STEPS = 1_000_000
 MAX_OUTPUT = 10_000_000
+MAX_FILTER_ARG = 1_000_000
 _CHECK_EVERY = 1024
+#: a field width or precision in a `%` or `format` pattern (`%9999999d`, `{:>9999999}`)
+_WIDE_FIELD = re.compile(r"\d{" + str(len(str(MAX_FILTER_ARG))) + ",}")
 
 
 class _Budget:
@@ -105,7 +113,7 @@ class _Environment(ImmutableSandboxedEnvironment):
     """Mapping keys win over methods: `{{ x.output.items }}` is the key, not `dict.items`.
     Calls and `**`/`*` are checked against the evaluation's budget."""
 
-    intercepted_binops = frozenset({"**", "*"})
+    intercepted_binops = frozenset({"**", "*", "%"})
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's signature)
         _budget().step()
@@ -120,9 +128,13 @@ class _Environment(ImmutableSandboxedEnvironment):
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_OUTPUT:
                     raise _TooCostly(f"repeats a {type(seq).__name__} {times} times, a result too large")
+        if operator == "%" and isinstance(left, str):
+            _check_pattern(left)
         return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, str) and attribute in ("format", "format_map"):
+            _check_pattern(obj)
         if isinstance(obj, Mapping):
             try:
                 return obj[attribute]
@@ -131,7 +143,42 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
+def _check_pattern(pattern: str) -> None:
+    if _WIDE_FIELD.search(pattern):
+        raise _TooCostly(f"formats with a field wider than {MAX_FILTER_ARG:,} characters")
+
+
+def _check_size(result: Any, name: str) -> Any:
+    if isinstance(result, (str, list, tuple)) and len(result) > MAX_OUTPUT:
+        raise _TooCostly(f"makes a result of more than {MAX_OUTPUT:,} items with `{name}`")
+    return result
+
+
+def _guarded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` (a Jinja filter) with its arguments checked before it runs and its result after."""
+    skip = 2 if getattr(fn, "jinja_pass_arg", None) is not None else 1  # the context/environment, then the value
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        for arg in (*args[skip:], *kwargs.values()):
+            if isinstance(arg, (int, float)) and not isinstance(arg, bool) and abs(arg) > MAX_FILTER_ARG:
+                raise _TooCostly(f"gives `{name}` the number {arg:g}, more than {MAX_FILTER_ARG:,}")
+        value = args[skip - 1] if len(args) >= skip else None
+        if name == "format" and isinstance(value, str):
+            _check_pattern(value)
+        if name == "replace" and isinstance(value, str) and len(args) > skip + 1:
+            old, new = str(args[skip]), str(args[skip + 1])
+            grows = (len(value) + 1) if old == "" else value.count(old)
+            if len(value) + grows * max(len(new) - len(old), 0) > MAX_OUTPUT:
+                raise _TooCostly(f"makes a text of more than {MAX_OUTPUT:,} characters with `replace`")
+        return _check_size(fn(*args, **kwargs), name)
+
+    return run
+
+
 _ENV = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_ENV.filters.update({name: _guarded_filter(name, fn) for name, fn in _ENV.filters.items()})
+del _ENV.globals["lipsum"]  # filler text: nothing a flow needs, and unbounded in one call
 _ENV.globals["_jf_counted"] = _counted
 _FUNCTIONS = frozenset(name for name in _ENV.globals if not name.startswith("_jf_"))
 

@@ -43,6 +43,14 @@ def test_anything_else_goes_to_jinja(source: str) -> None:
     ("{{ 2 ** big }}", "too large"),
     ("{% for i in range(99999) %}{{ 'x' * 1000 }}{% endfor %}", "characters"),
     ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "calls itself"),
+    # one filter call cannot be stopped once it runs: its arguments are bounded before it starts
+    ("{{ 'x' | center(2000000000) }}", "more than 1,000,000"),
+    ("{{ x | slice(1000000000) }}", "more than 1,000,000"),
+    ("{{ 'a' | indent(width=2000000000) }}", "more than 1,000,000"),
+    ("{{ '%2000000000d' % 1 }}", "field wider"),
+    ("{{ '%2000000000d' | format(1) }}", "field wider"),
+    ("{{ '{:>2000000000}'.format(1) }}", "field wider"),
+    ("{{ ('x' * 5000000) | replace('', 'yy') }}", "characters with `replace`"),
 ])
 def test_runaway_templates_stop_with_an_error_naming_node_and_field(source: str, says: str) -> None:
     renderer = compile_value(source, node="n", where="config.t")
@@ -56,3 +64,15 @@ def test_runaway_templates_stop_with_an_error_naming_node_and_field(source: str,
 def test_bounds_are_per_evaluation() -> None:
     renderer = compile_value("{% for i in range(90000) %}{% endfor %}" * 6 + "ok")
     assert renderer({}) == "ok" and renderer({}) == "ok"  # two evaluations, each under the bound
+
+
+def test_filler_text_is_not_offered() -> None:
+    # lipsum(n=3000000) ran for 100 s in one call, past any deadline
+    with pytest.raises(TemplateError) as info:
+        compile_value("{{ lipsum(n=3000000) }}", node="n", where="config.t")({})
+    assert "lipsum" in str(info.value)
+
+
+def test_filters_with_ordinary_arguments_still_work() -> None:
+    renderer = compile_value("{{ 'ab' | center(6) }}|{{ '%5.1f' | format(2.25) }}|{{ x | slice(2) | list | length }}|{{ 'a-b' | replace('-', '+') }}")
+    assert renderer({"x": [1, 2, 3]}) == "  ab  |  2.2|2|a+b"

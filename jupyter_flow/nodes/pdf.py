@@ -9,6 +9,7 @@ tesseract-ocr-chi-sim``); the data folder is found from ``TESSDATA_PREFIX``, fro
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -29,6 +30,12 @@ from jupyter_flow.nodes.http import expand_env
 
 __all__ = ["PdfNode", "find_tessdata", "parse_page_ranges", "tesseract_languages"]
 
+#: A page rendered for OCR holds at most this many pixels (an A2 page at 300 dpi holds 35 M);
+#: a larger page is rendered at the resolution that fits, and one that does not fit even at
+#: 72 dpi is refused (a 3.6 KB PDF can declare a page of 3000 x 3000 points: 156 M pixels at 300 dpi).
+DEFAULT_OCR_MAX_PIXELS = 40_000_000
+#: OCR below this resolution reads nothing useful
+MIN_OCR_DPI = 72
 INSTALL_HINT = "apt-get install -y tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim (or set TESSDATA_PREFIX to a tessdata folder)"
 DEFAULT_LANGUAGES = ("eng", "chi_sim")
 _TESSDATA_DIRS = (
@@ -142,6 +149,8 @@ class PdfConfig(NodeConfig):
     ocr: Literal["auto", "always", "never"] = "auto"
     ocr_language: str | None = None
     ocr_dpi: int = 300
+    #: pixels of one page rendered for OCR; a larger page is read at a lower resolution
+    ocr_max_pixels: int = DEFAULT_OCR_MAX_PIXELS
     tessdata: str | None = None
     pages: Any = None
     password: str | None = None
@@ -159,6 +168,13 @@ class PdfConfig(NodeConfig):
     def _dpi(cls, value: int) -> int:
         if not 72 <= value <= 1200:
             raise ValueError("must be between 72 and 1200")
+        return value
+
+    @field_validator("ocr_max_pixels")
+    @classmethod
+    def _max_pixels(cls, value: int) -> int:
+        if not 1_000_000 <= value <= 400_000_000:
+            raise ValueError("must be between 1000000 and 400000000")
         return value
 
     @field_validator("ocr_language")
@@ -336,6 +352,7 @@ class _Ocr:
         self.node = node
         self.requested: str | None = inputs.get("ocr_language")
         self.dpi = int(inputs.get("ocr_dpi") or 300)
+        self.max_pixels = int(inputs.get("ocr_max_pixels") or DEFAULT_OCR_MAX_PIXELS)
         self.override = inputs.get("tessdata")
         self.tessdata: Path | None = None
         self.language = ""
@@ -367,12 +384,26 @@ class _Ocr:
 
     def read(self, page: Any, number: int) -> Any:
         self._setup(number)
+        dpi = self._dpi_for(page, number)
         try:
-            textpage = page.get_textpage_ocr(language=self.language, dpi=self.dpi, full=True, tessdata=str(self.tessdata))
+            textpage = page.get_textpage_ocr(language=self.language, dpi=dpi, full=True, tessdata=str(self.tessdata))
         except RuntimeError as exc:
             raise self.node._fail(f"OCR of page {number} failed ({exc}); check the Tesseract install: {INSTALL_HINT}") from None
         self.language_used = True
         return textpage
+
+    def _dpi_for(self, page: Any, number: int) -> int:
+        """`ocr_dpi`, or the highest resolution at which the page fits `ocr_max_pixels`."""
+        width_in, height_in = page.rect.width / 72, page.rect.height / 72
+        pixels = width_in * height_in * self.dpi * self.dpi
+        if pixels <= self.max_pixels:
+            return self.dpi
+        dpi = int(self.dpi * math.sqrt(self.max_pixels / pixels))
+        if dpi < MIN_OCR_DPI:
+            raise self.node._fail(
+                f"page {number} is {page.rect.width:g} x {page.rect.height:g} points: more than config.ocr_max_pixels "
+                f"({self.max_pixels:,}) even at {MIN_OCR_DPI} dpi; raise config.ocr_max_pixels or set config.ocr: never")
+        return dpi
 
 
 # -- text clean-up -----------------------------------------------------------------------

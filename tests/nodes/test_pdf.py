@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pymupdf as fitz
 import pytest
 
 from jupyter_flow import Flow
@@ -215,3 +219,40 @@ def test_tesseract_binary_matches_language_data() -> None:
     if shutil.which("tesseract") is None:
         pytest.skip("tesseract binary not installed")
     assert find_tessdata() is not None
+
+
+def _huge_scan(path: Path, points: float) -> Path:
+    """A few KB of PDF declaring one image-only page of `points` x `points`: a scan to OCR."""
+    doc = fitz.open()
+    page = doc.new_page(width=points, height=points)
+    pix = fitz.Pixmap(fitz.csRGB, fitz.IRect(0, 0, 60, 20), False)
+    pix.clear_with(255)
+    page.insert_image(fitz.Rect(0, 0, points, points / 3), pixmap=pix)
+    doc.save(path)
+    return path
+
+
+@needs_tesseract
+def test_a_huge_page_is_read_at_a_resolution_that_fits_the_pixel_bound(tmp_path: Path) -> None:
+    # 3000 x 3000 points is 156 M pixels at 300 dpi (2 GB in OCR); the bound keeps it to 40 M
+    scan = _huge_scan(tmp_path / "huge.pdf", 3000)
+    assert scan.stat().st_size < 20_000
+    code = f"""
+import resource, json
+from jupyter_flow import Flow
+flow = Flow.from_dict({{"nodes": [{{"id": "p", "type": "pdf", "config": {{"source": {str(scan)!r}, "ocr": "always", "ocr_language": "eng"}}}}]}})
+out = flow.run({{}}).outputs["p"]
+print(json.dumps({{"ocr": out["pages"][0]["ocr"], "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["ocr"] is True
+    assert seen["peak_mb"] < 1200, seen
+
+
+@needs_tesseract
+def test_a_page_too_large_even_at_72_dpi_is_refused_by_name(tmp_path: Path) -> None:
+    scan = _huge_scan(tmp_path / "vast.pdf", 14400)  # the largest page PDF allows: 200 inches
+    message = failure(source=str(scan), ocr="always", ocr_language="eng", ocr_max_pixels=1_000_000)
+    assert "page 1" in message and "config.ocr_max_pixels" in message and "ocr: never" in message
