@@ -7,6 +7,13 @@ else is set). The OTLP exporter (HTTP, protobuf) reads the other standard variab
 itself: headers, timeout, ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``. It needs
 the ``otel`` extra; without it a warning says so once and runs go on untraced.
 
+A collector that does not answer costs a run nothing and a process at most
+`EXIT_FLUSH_S` at its end: spans are sent in the background, each export gives up after
+`DEFAULT_EXPORT_TIMEOUT_S` unless ``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` or
+``OTEL_EXPORTER_OTLP_TIMEOUT`` says otherwise (the SDK's own default, 10 s with retries,
+held every `jupyter-flow run` for 15 s), and what is still unsent when the process ends is
+flushed for at most `EXIT_FLUSH_S`.
+
 What a trace holds:
 
 - ``flow NAME``: the run, with its run id, flow name, status and error;
@@ -23,6 +30,7 @@ traced through it; otherwise one is made here and set as the global one.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -42,6 +50,11 @@ log = logging.getLogger("jupyter_flow.telemetry")
 T = TypeVar("T")
 
 _ATTR = "jupyter_flow."
+#: how long one export to a collector may take when the environment does not say
+DEFAULT_EXPORT_TIMEOUT_S = 2.0
+#: how long a process waits at its end for spans still unsent
+EXIT_FLUSH_S = 2.0
+_TIMEOUT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
 
 
 #: the variables that can turn tracing on
@@ -86,14 +99,18 @@ def _tracer() -> Any:
                 except ImportError:
                     log.warning("OTEL_TRACES_EXPORTER=otlp needs opentelemetry-exporter-otlp-proto-http: pip install 'jupyter-flow[otel]'")
                     continue
-                exporters.append(OTLPSpanExporter())
+                given = any(os.environ.get(name) for name in _TIMEOUT_VARS)
+                exporters.append(OTLPSpanExporter() if given else OTLPSpanExporter(timeout=DEFAULT_EXPORT_TIMEOUT_S))
             else:
                 log.warning("OTEL_TRACES_EXPORTER=%s is not one jupyter-flow knows (otlp, console, none); ignored", name)
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "jupyter-flow"})
-        provider = TracerProvider(resource=resource)  # shut down (spans flushed) at exit
+        # flushed at exit for at most EXIT_FLUSH_S, not shut down: a shutdown waits for an
+        # export in progress, however long the collector takes (the exporter's thread is a daemon)
+        provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         for exporter in exporters:
-            provider.add_span_processor(BatchSpanProcessor(exporter))
+            provider.add_span_processor(BatchSpanProcessor(exporter, export_timeout_millis=DEFAULT_EXPORT_TIMEOUT_S * 1000))
         trace.set_tracer_provider(provider)
+        atexit.register(provider.force_flush, int(EXIT_FLUSH_S * 1000))
         provider = trace.get_tracer_provider()  # the one in place, if another was set meanwhile
     return provider.get_tracer("jupyter_flow", __version__)
 

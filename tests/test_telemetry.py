@@ -161,3 +161,31 @@ def test_tracing_follows_the_environment_as_it_changes(monkeypatch: pytest.Monke
     assert telemetry.enabled()
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     assert not telemetry.enabled()
+
+
+def test_a_collector_that_never_answers_does_not_hold_a_command_line_run(tmp_path: Path) -> None:
+    # the OTLP exporter's own default (10 s, with retries) held every `jupyter-flow run` 15 s
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(50)
+    held: list[Any] = []
+    threading.Thread(target=lambda: [held.append(listener.accept()) for _ in range(50)], daemon=True).start()
+    flow = tmp_path / "f.flow.yaml"
+    flow.write_text(yaml.safe_dump({"nodes": [{"id": "t", "type": "template", "config": {"template": "hi"}}]}))
+
+    def cli_seconds(env: dict[str, str]) -> float:
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "jupyter_flow.cli", "run", str(flow)], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return time.perf_counter() - t0
+
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    baseline = cli_seconds(plain)
+    stalled = cli_seconds({**plain, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{listener.getsockname()[1]}"})
+    listener.close()
+    print(f"without a collector {baseline:.1f} s, with one that never answers {stalled:.1f} s")
+    assert stalled - baseline < 8  # at most the export timeout and the exit flush (2 s each), not 15 s
