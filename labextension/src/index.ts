@@ -213,16 +213,31 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
-    commands.addCommand(CommandIDs.openWorkbench, {
-      label: 'Open in notebook workbench',
-      caption: 'Open (or create) the notebook beside the flow file with a Workbench on it, and run its cell',
-      icon: args => (args.isPalette ? undefined : flowIcon),
-      isEnabled: args => flowPath(args) !== null,
-      execute: async args => {
-        const path = flowPath(args);
-        if (!path) {
-          return;
+    /** A command on one flow file (see `flowPath`); disabled when there is none. */
+    const addFlowCommand = (
+      id: string,
+      options: { label: string; caption: string; icon?: boolean },
+      run: (path: string) => Promise<unknown>
+    ) =>
+      commands.addCommand(id, {
+        label: options.label,
+        caption: options.caption,
+        icon: options.icon ? args => (args.isPalette ? undefined : flowIcon) : undefined,
+        isEnabled: args => flowPath(args) !== null,
+        execute: args => {
+          const path = flowPath(args);
+          return path ? run(path) : undefined;
         }
+      });
+
+    addFlowCommand(
+      CommandIDs.openWorkbench,
+      {
+        label: 'Open in notebook workbench',
+        caption: 'Open (or create) the notebook beside the flow file with a Workbench on it, and run its cell',
+        icon: true
+      },
+      async path => {
         try {
           const reply = await workbenchFor(path);
           const notebook = (await openFile(reply.notebook)) as RunnableDocument | undefined;
@@ -238,20 +253,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
           fail(`Open ${fileName(path)} in notebook workbench`, error);
         }
       }
-    });
+    );
 
-    commands.addCommand(CommandIDs.validate, {
-      label: 'Validate flow',
-      caption: 'Check the flow on the server and mark its problems on the graph',
-      isEnabled: args => flowPath(args) !== null,
-      execute: async args => {
-        const path = flowPath(args);
-        if (!path) {
-          return;
-        }
+    addFlowCommand(
+      CommandIDs.validate,
+      { label: 'Validate flow', caption: 'Check the flow on the server and mark its problems on the graph' },
+      async path => {
         try {
           const view = viewOf(path);
-          const reply = view ? await view.content.validate() : await validateFlow(path);
+          const reply = view ? await view.content.model.validate() : await validateFlow(path);
           dismissNote(path);
           if (reply.valid) {
             Notification.success(`${fileName(path)} is valid (${reply.nodes} nodes, ${reply.edges} edges)`, {
@@ -272,17 +282,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
           fail(`Validate ${fileName(path)}`, error);
         }
       }
-    });
+    );
 
-    commands.addCommand(CommandIDs.exportNotebook, {
-      label: 'Export to production notebook',
-      caption: 'Write a papermill-ready notebook that runs this flow, and open it',
-      isEnabled: args => flowPath(args) !== null,
-      execute: async args => {
-        const path = flowPath(args);
-        if (!path) {
-          return;
-        }
+    addFlowCommand(
+      CommandIDs.exportNotebook,
+      { label: 'Export to production notebook', caption: 'Write a papermill-ready notebook that runs this flow, and open it' },
+      async path => {
         const view = viewOf(path);
         try {
           if (view?.context.model.dirty) {
@@ -294,14 +299,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return reply;
         } catch (error) {
           if (error instanceof FlowApiError && error.problems.length > 0) {
-            view?.content.setProblems(error.problems);
+            view?.content.model.setProblems(error.problems);
             Notification.error(`${error.message}. ${summary(error.problems)}`, { autoClose: false });
           } else {
             fail(`Export ${fileName(path)}`, error);
           }
         }
       }
-    });
+    );
 
     for (const command of Object.values(CommandIDs)) {
       palette?.addItem({ command, category: CATEGORY });

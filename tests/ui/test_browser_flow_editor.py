@@ -2,8 +2,9 @@
 a node dragged from the palette, two nodes connected by dragging from a node's handle, a
 field set in the node's form, an edge deleted with the Delete key, Ctrl+S, and the file
 on disk has every change with its comments kept. Also: a 30-node flow is drawn with
-labels at least 11 px on screen, every node stays in view when the pane is resized, and
-the header's problem count is the length of the problem list."""
+labels at least 11 px on screen, every node stays in view when the pane is resized, the
+header's problem count is the length of the problem list, and closing a flow's tab (its
+side panel open) raises no page error."""
 
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ from harness import (  # noqa: E402
     Browser,
     JupyterLab,
     browser_fixture,
+    file_browser_open,
     flow_canvas_box,
     flow_graph,
     lab_serving,
     open_flow,
+    wait_for_flow_graph,
 )
 from lab_server import flow_with  # noqa: E402
 
@@ -74,7 +77,8 @@ def big_flow(n: int = 30) -> str:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
-    files = {"greet.flow.yaml": COMMENTED, "resize.flow.yaml": COMMENTED, "broken.flow.yaml": BROKEN, "big.flow.yaml": big_flow()}
+    files = {"greet.flow.yaml": COMMENTED, "resize.flow.yaml": COMMENTED, "broken.flow.yaml": BROKEN, "big.flow.yaml": big_flow(),
+             "close.flow.yaml": COMMENTED}
     with lab_serving(tmp_path_factory.mktemp("lab"), files) as server:
         yield server
 
@@ -203,6 +207,32 @@ def test_resizing_the_pane_keeps_every_node_in_view(lab: JupyterLab, browser: Br
             b = node["box"]
             assert b["x1"] >= -1 and b["y1"] >= -1 and b["x2"] <= box["w"] + 1 and b["y2"] <= box["h"] + 1, (width, node)
     browser.screenshot("resized")
+    assert browser.page_errors == [], browser.page_errors
+
+
+def test_closing_the_tab_raises_no_page_error(lab: JupyterLab, browser: Browser) -> None:
+    page = browser.page
+    browser.screenshot_at_end("final")
+    open_flow(page, lab, "close.flow.yaml", 5)
+    # a node's settings open in the side panel, then the tab closed
+    x, y = node_point(page, "shout")
+    page.mouse.click(x, y)
+    page.locator(f"{FLOW_VIEW} .jp-FlowGraph-panelTitle", has_text="Node shout").wait_for(timeout=10_000)
+    browser.screenshot("panel-open")
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="close.flow.yaml")
+    tab.locator(".lm-TabBar-tabCloseIcon").click()
+    tab.wait_for(state="detached", timeout=10_000)
+    page.wait_for_timeout(500)
+    browser.screenshot("closed")
+    assert page.locator(".jp-FlowGraphDocument").count() == 0
+    assert browser.page_errors == [], browser.page_errors
+
+    # opened again in the same page, it draws and selects as before
+    file_browser_open(page, "close.flow.yaml")
+    wait_for_flow_graph(page, 5)
+    x, y = node_point(page, "route")
+    page.mouse.click(x, y)
+    page.locator(f"{FLOW_VIEW} .jp-FlowGraph-panelTitle", has_text="Node route").wait_for(timeout=10_000)
     assert browser.page_errors == [], browser.page_errors
 
 

@@ -1,0 +1,418 @@
+/**
+ * The state of one flow file's view, apart from its widgets: the flow read from the
+ * document, the problems shown, what is selected and what the side panel edits, the edit
+ * in flight and the note it left. The views draw this model and hand the user's actions
+ * back to it (select, add a node, connect, move, delete, apply a form); the model sends
+ * each edit to the server's editor and puts the answer into the document.
+ *
+ * No DOM and no JupyterLab import at run time: the tests drive it with a document and a
+ * server of their own.
+ */
+import { Signal, type ISignal } from '@lumino/signaling';
+
+import type { EditReply, FlowEdit, SchemaReply, ValidateReply } from './api';
+import { FlowParseError, formatOf, parseFlow, type FlowModel, type Position } from './flowfile';
+import { EMPTY_PALETTE, type Palette } from './graph';
+import type { PanelSubject } from './panel';
+import { problemText, uniqueProblems, type Problem } from './problems';
+import {
+  FormSchemas,
+  NOTHING_SELECTED,
+  filledFields,
+  panelEdit,
+  sameSelection,
+  subjectOf,
+  type FormSchema,
+  type Selection
+} from './subject';
+
+export { NOTHING_SELECTED, type Selection } from './subject';
+
+/** The document a view edits (JupyterLab's document context, in the lab). */
+export interface FlowDocument {
+  /** The file's path; its name says the format (`.json` or YAML). */
+  readonly path: string;
+  /** The document's text now, saved or not. */
+  readonly text: string;
+  /** Put an edit's result into the document (which then shows unsaved changes). */
+  setText(text: string): void;
+}
+
+/** What the model asks of the server extension (`api.ts` in the lab). A refused edit
+ * rejects with an Error, whose `problems` say why when the flow would be invalid. */
+export interface FlowServer {
+  validate(path: string, text: string): Promise<ValidateReply>;
+  edit(path: string, text: string, edit: FlowEdit): Promise<EditReply>;
+  schema(kind: string | null): Promise<SchemaReply>;
+}
+
+/** A note about the last thing done, shown next to the view's controls. */
+export interface Note {
+  text: string;
+  error: boolean;
+}
+
+/** How the drawing stands: not a flow, drawn (not validated yet), valid, or with problems. */
+export type ViewState = 'unreadable' | 'drawn' | 'valid' | 'problems';
+
+const UNSAVED = ' (unsaved)';
+
+function errorText(error: unknown): string {
+  const problems = (error as { problems?: unknown } | null)?.problems;
+  if (Array.isArray(problems) && problems.length > 0) {
+    return `Not applied: ${(problems as Problem[]).map(problemText).join('; ')}`;
+  }
+  return `Not applied: ${error instanceof Error ? error.message : String(error)}`;
+}
+
+/** One flow file's view state. */
+export class FlowViewModel {
+  constructor(document: FlowDocument, server: FlowServer) {
+    this._document = document;
+    this._server = server;
+    this._schemas = new FormSchemas(kind => server.schema(kind).then(reply => reply.schema));
+  }
+
+  /** The flow, its problems or its validation changed: redraw the graph and the header. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  get selectionChanged(): ISignal<this, Selection> {
+    return this._selectionChanged;
+  }
+
+  /** What the side panel shows changed (null: nothing, the panel closes). */
+  get subjectChanged(): ISignal<this, PanelSubject | null> {
+    return this._subjectChanged;
+  }
+
+  get noteChanged(): ISignal<this, Note | null> {
+    return this._noteChanged;
+  }
+
+  get paletteChanged(): ISignal<this, Palette> {
+    return this._paletteChanged;
+  }
+
+  /** The flow as last read from the document (null when the text is not a flow). */
+  get flow(): FlowModel | null {
+    return this._flow;
+  }
+
+  /** Why the text is not a flow, when it is not. */
+  get parseError(): string | null {
+    return this._parseError;
+  }
+
+  /** The problems the server reported for the text as it was when validated. */
+  get problems(): readonly Problem[] {
+    return this._serverProblems;
+  }
+
+  /** The problems shown: the server's and those the browser sees itself, each once. */
+  get shownProblems(): readonly Problem[] {
+    return this._shown;
+  }
+
+  get validated(): boolean {
+    return this._validated;
+  }
+
+  get state(): ViewState {
+    if (this._flow === null) {
+      return 'unreadable';
+    }
+    if (!this._validated) {
+      return 'drawn';
+    }
+    return this._shown.length > 0 ? 'problems' : 'valid';
+  }
+
+  /** The header's line: the flow's name, its size and how validation went. */
+  get headline(): string {
+    const flow = this._flow;
+    if (flow === null) {
+      return `${this._document.path.split('/').pop() ?? this._document.path}: cannot be drawn`;
+    }
+    const count = this._shown.length;
+    const status =
+      !this._validated && count === 0 ? '' : count === 0 ? ' \u2014 valid' : ` \u2014 ${count} problem${count === 1 ? '' : 's'}`;
+    return `${flow.name}: ${flow.nodes.length} nodes, ${flow.edges.length} edges${status}`;
+  }
+
+  get selection(): Selection {
+    return this._selection;
+  }
+
+  /** What the side panel shows: the one selected node or edge, with its form. */
+  get subject(): PanelSubject | null {
+    return this._subject;
+  }
+
+  get note(): Note | null {
+    return this._note;
+  }
+
+  /** The edit sent to the server and not answered yet (edits go one at a time). */
+  get pending(): FlowEdit | null {
+    return this._pending;
+  }
+
+  /** The colours of node kinds (grey until the server's palette arrives). */
+  get palette(): Palette {
+    return this._palette;
+  }
+
+  set palette(palette: Palette) {
+    this._palette = palette;
+    this._paletteChanged.emit(palette);
+  }
+
+  get isDisposed(): boolean {
+    return this._disposed;
+  }
+
+  /** Read the document again (after it changed); nothing happens when its text is the same. */
+  refresh(): void {
+    if (this._disposed) {
+      return;
+    }
+    const text = this._document.text;
+    if (text === this._text) {
+      return;
+    }
+    this._text = text;
+    try {
+      this._flow = parseFlow(text, formatOf(this._document.path));
+      this._parseError = null;
+    } catch (err) {
+      this._flow = null;
+      this._parseError = err instanceof FlowParseError ? err.message : String(err);
+    }
+    this._update();
+    // what no longer exists is no longer selected
+    this.select(this._selection);
+  }
+
+  /** Ask the server for the problems of the document's text, and show them. */
+  async validate(): Promise<ValidateReply> {
+    const text = this._document.text;
+    const reply = await this._server.validate(this._document.path, text);
+    // an answer about text that has changed since would mark the wrong elements
+    if (!this._disposed && this._document.text === text) {
+      this.setProblems(reply.problems);
+    }
+    return reply;
+  }
+
+  /** Validate, and say in the note when the server could not (as on opening and saving). */
+  async revalidate(): Promise<void> {
+    try {
+      await this.validate();
+    } catch (error) {
+      this._say(`not validated: ${error instanceof Error ? error.message : String(error)}`, true);
+    }
+  }
+
+  /** Show `problems` (from the server) as the flow's. */
+  setProblems(problems: readonly Problem[]): void {
+    if (this._disposed) {
+      return;
+    }
+    this._serverProblems = [...problems];
+    this._validated = true;
+    this._update();
+  }
+
+  /** Apply one edit with the server's editor and put the new text into the document.
+   * Edits go one after the other, each on the text the one before left. Returns the
+   * server's answer, or null when the edit was refused (the note says why). */
+  edit(edit: FlowEdit): Promise<EditReply | null> {
+    const run = this._queue.then(() => this._send(edit));
+    this._queue = run.then(
+      () => undefined,
+      () => undefined
+    );
+    return run;
+  }
+
+  /** The document was saved: the last edit's note no longer says "(unsaved)". */
+  saved(): void {
+    const note = this._note;
+    if (note && !note.error && note.text.endsWith(UNSAVED)) {
+      this._say(`${note.text.slice(0, -UNSAVED.length)} (saved)`);
+    }
+  }
+
+  /** Select nodes and edges of the flow (others are left out); the side panel shows the
+   * one selected element. */
+  select(selection: Selection): void {
+    const flow = this._flow;
+    const nodes = new Set(flow?.nodes.map(n => n.id));
+    const edges = new Set(flow?.edges.map(e => e.index));
+    const next = { nodes: selection.nodes.filter(id => nodes.has(id)), edges: selection.edges.filter(i => edges.has(i)) };
+    if (this._disposed || sameSelection(next, this._selection)) {
+      return;
+    }
+    this._selection = next;
+    this._selectionChanged.emit(this._selection);
+    void this._showSelected();
+  }
+
+  /** Add a node of `kind` at `position` (graph coordinates) and select it. */
+  async addNode(kind: string, position: Position): Promise<EditReply | null> {
+    const reply = await this.edit({ op: 'add_node', kind, position: { x: Math.round(position.x), y: Math.round(position.y) } });
+    if (reply && typeof reply.made === 'string') {
+      this.select({ nodes: [reply.made], edges: [] });
+    }
+    return reply;
+  }
+
+  /** Connect two nodes (`from` may be `start`, to mark an entry node). */
+  connect(from: string, to: string): Promise<EditReply | null> {
+    return this.edit({ op: 'add_edge', from, to });
+  }
+
+  /** Keep where nodes were moved to, in the file's `layout`. */
+  move(positions: Record<string, Position>): Promise<EditReply | null> {
+    const rounded: Record<string, Position> = {};
+    for (const [id, p] of Object.entries(positions)) {
+      rounded[id] = { x: Math.round(p.x), y: Math.round(p.y) };
+    }
+    return this.edit({ op: 'move', positions: rounded });
+  }
+
+  /** Remove the selected nodes and edges (what Delete and the context menu do). */
+  async deleteSelected(): Promise<EditReply | null> {
+    const { nodes, edges } = this._selection;
+    if (nodes.length === 0 && edges.length === 0) {
+      this._say('Select a node or an edge to delete.', true);
+      return null;
+    }
+    const reply = await this.edit({ op: 'remove', nodes: [...nodes], edges: [...edges] });
+    if (reply) {
+      this.select(NOTHING_SELECTED);
+    }
+    return reply;
+  }
+
+  /** Apply the side panel's form; null when applied, else why not. */
+  applyForm(subject: PanelSubject, data: Record<string, unknown>): Promise<string | null> {
+    return this._applyPanelEdit(subject, panelEdit(subject, filledFields(data)));
+  }
+
+  /** Apply the side panel's YAML; null when applied, else why not. */
+  applyYaml(subject: PanelSubject, text: string): Promise<string | null> {
+    return this._applyPanelEdit(subject, panelEdit(subject, text));
+  }
+
+  /** The JSON schema of a node kind's config (or of an edge's settings), asked once. */
+  schemaOf(kind: string | null): Promise<FormSchema> {
+    return this._schemas.get(kind);
+  }
+
+  /** The view is closed: no signal is sent and no edit reaches the document any more. */
+  dispose(): void {
+    if (this._disposed) {
+      return;
+    }
+    this._disposed = true;
+    Signal.clearData(this);
+  }
+
+  private async _send(edit: FlowEdit): Promise<EditReply | null> {
+    if (this._disposed) {
+      return null;
+    }
+    const text = this._document.text;
+    this._pending = edit;
+    try {
+      const reply = await this._server.edit(this._document.path, text, edit);
+      if (this._disposed) {
+        return null;
+      }
+      if (reply.text !== text) {
+        this._document.setText(reply.text);
+      }
+      this._say(`${reply.what}${UNSAVED}`);
+      this._serverProblems = [...reply.problems];
+      this._validated = true;
+      this._text = null;
+      this.refresh();
+      return reply;
+    } catch (error) {
+      if (!this._disposed) {
+        this._say(errorText(error), true);
+      }
+      return null;
+    } finally {
+      this._pending = null;
+    }
+  }
+
+  private async _applyPanelEdit(subject: PanelSubject, edit: FlowEdit): Promise<string | null> {
+    const reply = await this.edit(edit);
+    if (reply === null) {
+      return this._note?.text ?? 'Not applied';
+    }
+    // a node's YAML may rename it: the panel follows the node
+    if (subject.kind === 'node') {
+      this.select({ nodes: [typeof reply.made === 'string' ? reply.made : String(subject.key)], edges: [] });
+    } else {
+      this.select({ nodes: [], edges: [Number(subject.key)] });
+    }
+    await this._showSelected();
+    return null;
+  }
+
+  private _update(): void {
+    this._shown = this._flow ? uniqueProblems([...this._serverProblems, ...this._flow.problems]) : [];
+    this._changed.emit(undefined);
+  }
+
+  private _say(text: string, error = false): void {
+    this._note = { text, error };
+    this._noteChanged.emit(this._note);
+  }
+
+  /** Show the one selected element in the side panel (or nothing). */
+  private async _showSelected(): Promise<void> {
+    const ask = ++this._subjectAsked;
+    const subject = await subjectOf(
+      this._selection,
+      this._flow,
+      this._document.text,
+      this._document.path,
+      this._shown,
+      kind => this.schemaOf(kind)
+    );
+    if (ask === this._subjectAsked && !this._disposed) {
+      this._subject = subject;
+      this._subjectChanged.emit(subject);
+    }
+  }
+
+  private _document: FlowDocument;
+  private _server: FlowServer;
+  private _text: string | null = null;
+  private _flow: FlowModel | null = null;
+  private _parseError: string | null = null;
+  private _serverProblems: Problem[] = [];
+  private _shown: Problem[] = [];
+  private _validated = false;
+  private _selection: Selection = NOTHING_SELECTED;
+  private _subject: PanelSubject | null = null;
+  private _subjectAsked = 0;
+  private _note: Note | null = null;
+  private _pending: FlowEdit | null = null;
+  private _queue: Promise<void> = Promise.resolve();
+  private _schemas: FormSchemas;
+  private _palette: Palette = EMPTY_PALETTE;
+  private _disposed = false;
+  private _changed = new Signal<this, void>(this);
+  private _selectionChanged = new Signal<this, Selection>(this);
+  private _subjectChanged = new Signal<this, PanelSubject | null>(this);
+  private _noteChanged = new Signal<this, Note | null>(this);
+  private _paletteChanged = new Signal<this, Palette>(this);
+}
