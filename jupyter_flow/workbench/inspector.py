@@ -15,9 +15,11 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from jupyter_flow.trace import NodeRecord, RunResult, summarize, to_jsonable
+from jupyter_flow.trace import NodeRecord, RunResult
+from jupyter_flow.values import SUMMARY, encode, is_tensor, summarize
+from jupyter_flow.workbench.styles import STATUS_COLOURS
 
-__all__ = ["find_tensors", "histogram_svg", "record_html", "tensor_html", "tensor_line", "value_html"]
+__all__ = ["activations", "find_tensors", "histogram_svg", "record_html", "tensor_html", "tensor_line", "value_html"]
 
 _MAX_CHILDREN = 200
 _MAX_ROWS = 50
@@ -52,7 +54,7 @@ def records_table(rows: list[Mapping[str, Any]]) -> str:
 
 
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(to_jsonable(value))
+    text = value if isinstance(value, str) else repr(encode(value, SUMMARY).data)
     return text if len(text) <= 300 else text[:300] + "..."
 
 
@@ -171,7 +173,7 @@ def find_tensors(value: Any, prefix: str = "", *, limit: int = 20) -> dict[str, 
     def walk(v: Any, path: str) -> None:
         if len(found) >= limit:
             return
-        if summarize(v) is not None:
+        if is_tensor(v):
             found[path or "value"] = v
         elif isinstance(v, Mapping):
             for k, item in list(v.items())[:_MAX_CHILDREN]:
@@ -214,8 +216,6 @@ def _timing(record: NodeRecord) -> str:
 
 def record_html(record: NodeRecord, result: RunResult | None = None) -> str:
     """The whole inspector page of one node: status, timing, error, inputs, outputs, tensors."""
-    from jupyter_flow.workbench.styles import STATUS_COLOURS
-
     colour = STATUS_COLOURS.get(record.status, "#999")
     head = (
         f"<div class='jf-head'><b>{_esc(record.node)}</b> <i>({_esc(record.type)})</i> "
@@ -231,7 +231,7 @@ def record_html(record: NodeRecord, result: RunResult | None = None) -> str:
     retries = record.extra.get("attempt_errors")
     if retries:
         parts.append(_details("earlier attempts failed", "".join(f"<div>{_esc(e)}</div>" for e in retries), open_=False))
-    extra = {k: v for k, v in record.extra.items() if k != "attempt_errors" and summarize(v) is None and not find_tensors(v)}
+    extra = {k: v for k, v in record.extra.items() if k != "attempt_errors" and not is_tensor(v) and not find_tensors(v)}
     if extra:
         parts.append(_details("details", value_html(extra, open_levels=0), open_=False))
     # each tensor once, at the top, histogram first: the captured activations, then the
@@ -267,18 +267,3 @@ CSS = """<style>
 .jf-inspect .jf-warn{color:#d64541;font-weight:bold}
 .jf-inspect .jf-section{margin-top:6px}
 </style>"""
-
-
-def user_namespace() -> dict[str, Any]:
-    """The notebook's namespace (IPython's user_ns), or __main__'s outside IPython."""
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    except ImportError:
-        shell = None
-    if shell is not None:
-        return shell.user_ns
-    import __main__
-
-    return __main__.__dict__

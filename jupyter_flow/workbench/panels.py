@@ -1,42 +1,26 @@
-"""The workbench's side panels: the inputs form, the settings editor, the config schema help."""
+"""The workbench's side panels: the settings editor of what is selected (with the config
+schema of a node's kind), the flow's problems, and the timeline of the run shown."""
 
 from __future__ import annotations
 
 import html
-import json
-import tempfile
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from jupyter_flow.editor import config_fields, config_template
 from jupyter_flow.errors import Problem
-from jupyter_flow.spec import FlowSpec, InputSpec
+from jupyter_flow.spec import spec_to_dict
+from jupyter_flow.workbench.actions import WorkbenchActions
+from jupyter_flow.workbench.controls import FeedbackLine, guarded
+from jupyter_flow.workbench.events import Change
+from jupyter_flow.workbench.graph import edge_key, problems_by_element
+from jupyter_flow.workbench.state import WorkbenchState
+from jupyter_flow.workbench.timeline import timeline_svg
 
-__all__ = ["InputsForm", "SettingsEditor", "config_fields", "config_template", "problems_html"]
-
-
-def config_fields(config_model: Any) -> list[tuple[str, str, bool, Any]]:
-    """(name, type, required, default) of each field of a node kind's Config model."""
-    out = []
-    for name, field in getattr(config_model, "model_fields", {}).items():
-        annotation = field.annotation
-        type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-        default = None if field.is_required() else field.get_default(call_default_factory=True)
-        out.append((name, type_name, field.is_required(), default))
-    return out
-
-
-def config_template(config_model: Any) -> dict[str, Any]:
-    """A starting config for a new node: each required field with an empty value of its type."""
-    out: dict[str, Any] = {}
-    for name, type_name, required, _default in config_fields(config_model):
-        if not required:
-            continue
-        low = type_name.lower()
-        out[name] = {} if low.startswith("dict") else [] if low.startswith("list") else ""
-    return out
+__all__ = ["ProblemsPanel", "SelectionForm", "SettingsEditor", "TimelinePanel", "config_template", "problems_html",
+           "schema_html", "selection_form"]
 
 
 def schema_html(kind: str, config_model: Any) -> str:
@@ -67,157 +51,120 @@ def to_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
 
 
-class SettingsEditor:
-    """A YAML editor for the selected node, edge or the flow's settings, with Apply."""
+@dataclass(frozen=True)
+class SelectionForm:
+    """What the settings editor shows for the selection: a title, the settings (as a
+    mapping), the config fields of a node's kind, the problems of the selected element."""
 
-    def __init__(self, on_apply: Callable[[str], None], *, feedback: Any = None) -> None:
-        """`feedback`: where what Apply reports shows, beside the button (an HTML widget)."""
+    title: str
+    body: Any
+    schema: str = ""
+    problems: tuple[Problem, ...] = ()
+
+
+def selection_form(state: WorkbenchState) -> SelectionForm:
+    """The settings of the selected node or edge, or the flow's settings with nothing selected."""
+    problems = state.problems()
+    if state.selected is None:
+        settings = state.editor.settings() or {"name": state.spec.name}
+        return SelectionForm("<b>Flow settings</b> (name, description, inputs, timeout_s, max_concurrency)", settings,
+                             problems=tuple(p for p in problems if p.node is None and not (p.field or "").startswith("edges")))
+    kind, key = state.selected
+    data = spec_to_dict(state.spec)
+    if kind == "node":
+        node = next(n for n in data["nodes"] if n["id"] == key)
+        node_type = node.get("type", "")
+        try:
+            schema = schema_html(node_type, state.registry.get(node_type).Config)
+        except (KeyError, ImportError):
+            schema = ""
+        return SelectionForm(f"<b>Node {html.escape(key)}</b>", node, schema, tuple(p for p in problems if p.node == key))
+    index = next(i for i, e in enumerate(state.spec.edges) if edge_key(e) == key)
+    body = {k: v for k, v in data["edges"][index].items() if k not in ("from", "to")}
+    return SelectionForm(f"<b>Edge {html.escape(key)}</b> (when, branch, on, label)", body or {"when": None},
+                         problems=tuple(problems_by_element(state.spec, problems).get(key, [])))
+
+
+class SettingsEditor:
+    """A YAML editor for the selected node, edge or the flow's settings, with Apply.
+
+    It shows the selection again when the selection changes or when the flow changes what
+    it shows (an undo, an Apply); an edit elsewhere updates only the problems, so text
+    typed and not yet applied stays. A refused Apply lists its problems as "Not applied"."""
+
+    def __init__(self, state: WorkbenchState, actions: WorkbenchActions) -> None:
         import ipywidgets as widgets
 
+        self.state = state
         self.title = widgets.HTML("<i>Click a node or an edge to edit it; with nothing selected this edits the flow's settings.</i>")
         self.text = widgets.Textarea(layout=widgets.Layout(width="100%", height="220px"))
         self.text.add_class("jf-yaml")
-        self.apply_button = widgets.Button(description="Apply", button_style="primary", icon="check", tooltip="Validate and apply")
+        self.apply_button = widgets.Button(description="Apply", button_style="primary", icon="check", tooltip="Validate and apply",
+                                           layout=widgets.Layout(width="auto", flex="0 0 auto"))
+        self.apply_button.add_class("jf-apply")
+        self.apply_button.on_click(lambda _b: guarded(actions, "settings", lambda: actions.apply_settings(self.text.value)))
         self.schema = widgets.HTML()
         self.problems = widgets.HTML()
-        self.apply_button.layout = widgets.Layout(width="auto", flex="0 0 auto")
-        self.apply_button.on_click(lambda _b: on_apply(self.text.value))
-        self.feedback = feedback if feedback is not None else widgets.HTML()
-        self.feedback.layout.flex = "1 1 160px"
-        self.feedback.layout.min_width = "0"
-        bar = widgets.HBox([self.apply_button, self.feedback], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
+        self.feedback = FeedbackLine(state, "settings", grow="1 1 160px")
+        bar = widgets.HBox([self.apply_button, self.feedback.widget], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         self.widget = widgets.VBox([self.title, self.text, bar, self.problems, self.schema])
+        self._shown: SelectionForm | None = None
+        state.subscribe(self._changed, ("flow", "selection", "notice"))
+        self.draw()
 
-    def show(self, title: str, body: Any, *, schema: str = "", problems: list[Problem] | None = None) -> None:
-        self.title.value = title
-        self.text.value = body if isinstance(body, str) else to_yaml(body)
-        self.schema.value = schema
-        self.show_problems(problems or [])
+    def _changed(self, change: Change) -> None:
+        if "selection" in change:
+            self.draw()
+        elif "flow" in change:
+            form = selection_form(self.state)
+            if self._shown is not None and (form.title, form.body) == (self._shown.title, self._shown.body):
+                self._shown = form
+                self.show_problems(list(form.problems))
+            else:
+                self.draw(form)
+        notice = self.state.notice
+        if "notice" in change and notice is not None and notice.place == "settings" and notice.problems:
+            self.show_problems(list(notice.problems), title="Not applied")
+
+    def draw(self, form: SelectionForm | None = None) -> None:
+        """Show the selection's settings as they are now (text typed and not applied goes)."""
+        self._shown = form = form or selection_form(self.state)
+        self.title.value = form.title
+        self.text.value = form.body if isinstance(form.body, str) else to_yaml(form.body)
+        self.schema.value = form.schema
+        self.show_problems(list(form.problems))
 
     def show_problems(self, problems: list[Problem], title: str = "Problems") -> None:
         self.problems.value = problems_html(problems, title=title)
 
 
-class InputsForm:
-    """One field per declared flow input; file inputs take an upload saved to a temp file."""
+class ProblemsPanel:
+    """Every problem of the flow, listed under the workbench until fixed."""
 
-    def __init__(self) -> None:
+    def __init__(self, state: WorkbenchState) -> None:
         import ipywidgets as widgets
 
-        self._widgets = widgets
-        self.widget = widgets.VBox()
-        self.fields: dict[str, Any] = {}
-        self._signature: Any = None
-        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        self.state = state
+        self.widget = widgets.HTML("")
+        self.widget.add_class("jf-problems-panel")
+        state.subscribe(lambda _c: self.draw(), ("flow",))
+        self.draw()
 
-    def rebuild(self, spec: FlowSpec) -> None:
-        """Make the form match the flow's inputs; values already typed are kept."""
-        signature = {k: v.model_dump() for k, v in spec.inputs.items()}
-        if signature == self._signature:
-            return
-        self._signature = signature
-        old = {k: self._value_of(k) for k in self.fields}
-        self.fields = {}
-        rows = []
-        for name, ispec in spec.inputs.items():
-            field, row = self._field(name, ispec)
-            if name in old and old[name] is not None:
-                try:
-                    field.value = old[name]
-                except Exception:  # a value of another type after the input's type changed
-                    pass
-            self.fields[name] = field
-            rows.append(row)
-        if not rows:
-            rows = [self._widgets.HTML("<i>This flow declares no inputs.</i>")]
-        self.widget.children = rows
+    def draw(self) -> None:
+        self.widget.value = problems_html(self.state.problems(), title="Problems to fix before running")
 
-    def _field(self, name: str, ispec: InputSpec) -> tuple[Any, Any]:
-        w = self._widgets
-        desc = ispec.description or ""
-        label = w.HTML(f"<b>{html.escape(name)}</b>{' *' if ispec.is_required else ''} <span style='color:#777'>{html.escape(ispec.type)}</span>",
-                       layout=w.Layout(width="160px"))
-        default = ispec.default
-        kind = ispec.type
-        if kind in ("number",):
-            field = w.FloatText(value=float(default) if isinstance(default, (int, float)) else 0.0)
-        elif kind == "integer":
-            field = w.IntText(value=int(default) if isinstance(default, (int, float)) else 0)
-        elif kind == "boolean":
-            field = w.Checkbox(value=bool(default), indent=False)
-        elif kind == "text":
-            field = w.Textarea(value="" if default is None else str(default), layout=w.Layout(width="360px", height="70px"))
-        elif kind in ("json", "list", "object", "any"):
-            text = "" if default is None else (default if isinstance(default, str) else json.dumps(default))
-            field = w.Textarea(value=text, placeholder="JSON", layout=w.Layout(width="360px", height="60px"))
-        elif kind == "file":
-            field = w.Text(value="" if default is None else str(default), placeholder="path to a file, or upload one",
-                           layout=w.Layout(width="260px"))
-            upload = w.FileUpload(multiple=False, description="Upload")
-            upload.observe(lambda change, target=field, key=name: self._uploaded(change, target, key), names="value")
-            field.tooltip = desc
-            return field, w.HBox([label, field, upload])
-        else:
-            field = w.Text(value="" if default is None else str(default), layout=w.Layout(width="360px"))
-        field.tooltip = desc
-        return field, w.HBox([label, field])
 
-    def _uploaded(self, change: Mapping[str, Any], target: Any, name: str) -> None:
-        files = change.get("new") or ()
-        if not files:
-            return
-        item = files[0]
-        if self._tempdir is None:
-            self._tempdir = tempfile.TemporaryDirectory(prefix="jupyter-flow-uploads-")
-        safe = Path(str(item.get("name") or name)).name or name
-        path = Path(self._tempdir.name) / safe
-        content = item.get("content")
-        path.write_bytes(bytes(content) if content is not None else b"")
-        target.value = str(path)
+class TimelinePanel:
+    """The run shown, as a Gantt chart (one bar per node that started)."""
 
-    def _value_of(self, name: str) -> Any:
-        field = self.fields.get(name)
-        return None if field is None else field.value
+    def __init__(self, state: WorkbenchState) -> None:
+        import ipywidgets as widgets
 
-    def values(self, spec: FlowSpec) -> dict[str, Any]:
-        """The inputs to run with: empty fields are left out (so defaults apply); JSON fields
-        are parsed; a field that does not parse is an error naming the input."""
-        from jupyter_flow.errors import FlowValidationError
+        self.state = state
+        self.widget = widgets.HTML("<i>The timeline of the last run shows here.</i>")
+        self.widget.add_class("jf-timeline-panel")
+        state.subscribe(lambda _c: self.draw(), ("run",))
 
-        out: dict[str, Any] = {}
-        for name, ispec in spec.inputs.items():
-            field = self.fields.get(name)
-            if field is None:
-                continue
-            value = field.value
-            if isinstance(value, str) and value == "" and ispec.type not in ("string", "text"):
-                continue
-            if isinstance(value, str) and value == "" and ispec.default is not None:
-                continue
-            if ispec.type in ("json", "list", "object", "any") and isinstance(value, str):
-                try:
-                    value = json.loads(value)
-                except json.JSONDecodeError as exc:
-                    if ispec.type != "any":
-                        raise FlowValidationError([Problem(f"not valid JSON: {exc.msg} (line {exc.lineno})", field=f"inputs.{name}")]) from None
-            out[name] = value
-        return out
-
-    def show(self, values: Mapping[str, Any]) -> None:
-        """Put the inputs of a run started from code into the form, so the next click runs
-        with the same ones."""
-        for name, value in values.items():
-            if name in self.fields:
-                try:
-                    self.set(name, value)
-                except Exception:  # a value the field cannot show (a tensor, say) stays out
-                    pass
-
-    def set(self, name: str, value: Any) -> None:
-        field = self.fields[name]
-        field.value = value if not isinstance(field, self._widgets.Textarea) or isinstance(value, str) else json.dumps(value)
-
-    def close(self) -> None:
-        if self._tempdir is not None:
-            self._tempdir.cleanup()
-            self._tempdir = None
+    def draw(self) -> None:
+        result = self.state.runs.result
+        self.widget.value = timeline_svg(result) if result is not None else "<i>The timeline of the last run shows here.</i>"

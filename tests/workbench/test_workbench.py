@@ -207,6 +207,21 @@ def test_undo_takes_back_the_last_edit_only() -> None:
     assert len(wb.graph.widget.graph.edges) == 2
 
 
+def test_redo_brings_back_what_undo_took_until_the_next_edit() -> None:
+    wb = Workbench(three_nodes())
+    assert wb.redo_button.disabled
+    wb.delete_node("shout")
+    wb.undo_button.click()
+    assert wb.editor.node_ids() == ["prompt", "shout", "report"] and len(wb.graph.widget.graph.nodes) == 3
+    assert not wb.redo_button.disabled and wb.redo_button.tooltip == "Redo: delete node shout"
+    wb.redo_button.click()
+    assert wb.editor.node_ids() == ["prompt", "report"] and len(wb.graph.widget.graph.nodes) == 2
+    assert "Redone: delete node shout" in wb.feedback["edit"].value and wb.redo_button.disabled
+    wb.undo()
+    mouseup(wb, "report", 500, 40)  # a drag is an edit too: what was undone is gone
+    assert wb.redo_button.disabled and wb.redo() is None and "Nothing to redo" in wb.feedback["edit"].value
+
+
 def test_problems_show_on_the_node_and_in_the_panel_before_any_run() -> None:
     wb = Workbench(three_nodes())
     wb.select("report")
@@ -325,8 +340,8 @@ def test_run_from_here_reuses_upstream_results_and_picks_up_edits() -> None:
         wb.configure("report", {"type": "template", "config": {"template": "<{{shout.output.text}}>"}})
         wb.select("report")
         wb.run_from_button.click()
-        assert wb._task is not None
-        second = await wb._task
+        assert wb.state.runs.task is not None
+        second = await wb.state.runs.task
         assert second is not None and second.ok
         assert CALLS["upper"] == 1  # shout was not called again
         assert second.records["shout"].cached and second.records["prompt"].cached

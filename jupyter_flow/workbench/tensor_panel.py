@@ -1,0 +1,159 @@
+"""The tensors of the selected node, under the inspector: a picker, the view of the tensor
+picked (`jupyter_flow.workbench.tensors`), and its difference from an earlier run."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from jupyter_flow.capture import tokens
+from jupyter_flow.trace import RunResult
+from jupyter_flow.workbench.inspector import activations, find_tensors
+from jupyter_flow.workbench.tensors import DiffView, make_view
+
+__all__ = ["TensorPanel", "node_tensors"]
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+class TensorPanel:
+    """The tensors of the selected node, one view at a time, under the inspector.
+
+    `show(node, result)` lists the node's tensors (captured ones first); picking one draws
+    its view; "compare with previous run" draws the diff against the run `before(node)`
+    names (the workbench's run history: the one before the last in which the node ran)."""
+
+    def __init__(self, before: Callable[[str], RunResult | None]) -> None:
+        import ipywidgets as w
+
+        self.node: str | None = None
+        self.result: RunResult | None = None
+        self.tensors: dict[str, Any] = {}
+        self.tokens: list[list[str]] = []
+        self._before = before
+        self.view: Any = None
+        self.picker = w.Dropdown(options=[], description="Tensor", layout=w.Layout(width="300px"))
+        self.picker.add_class("jf-tensor-picker")
+        self.item = w.IntSlider(value=0, min=0, max=0, description="input", continuous_update=False,
+                                layout=w.Layout(width="260px", display="none"))
+        self.item.add_class("jf-tensor-item")
+        self.compare = w.Checkbox(value=False, description="compare with previous run", indent=False,
+                                  layout=w.Layout(width="auto"))
+        self.compare.add_class("jf-tensor-compare")
+        self.body = w.VBox([])
+        self._quiet = False
+        for control in (self.picker, self.item, self.compare):
+            control.observe(lambda _c: self._picked(), names="value")
+        self.widget = w.VBox([w.HBox([self.picker, self.item, self.compare], layout=w.Layout(flex_flow="row wrap")), self.body])
+        self.widget.add_class("jf-tensor-panel")
+        self.widget.layout.display = "none"
+
+    def show(self, node_id: str, result: RunResult | None) -> None:
+        """List the node's tensors of `result` (hidden when it has none)."""
+        tensors = node_tensors(result, node_id) if result is not None else {}
+        if node_id == self.node and result is self.result and all(tensors.get(k) is v for k, v in self.tensors.items()) \
+                and list(tensors) == list(self.tensors):
+            return  # the same tensors: keep the view (and its sliders) as the user left it
+        self.node, self.result, self.tensors = node_id, result, tensors
+        self.tokens = _tokens(result, node_id) if result is not None else []
+        self._quiet = True
+        try:
+            names = list(self.tensors)
+            self.picker.options = names
+            self.picker.value = names[0] if names else None
+        finally:
+            self._quiet = False
+        self.widget.layout.display = "" if self.tensors else "none"
+        self._picked()
+
+    def open(self, name: str, *, layer: int = 0, head: int | str = 0, index: Sequence[int] = (), item: int = 0,
+             compare: bool = False) -> Any:
+        """Draw tensor `name` of the shown node and return its view."""
+        if name not in self.tensors:
+            known = ", ".join(self.tensors) or "none"
+            raise KeyError(f"node {self.node!r} has no tensor {name!r} in the last run (its tensors: {known})")
+        self._quiet = True
+        try:
+            self.picker.value = name
+            self.compare.value = compare
+            self.item.value = min(item, self.item.max) if self._items(name) else 0
+        finally:
+            self._quiet = False
+        return self._draw(layer=layer, head=head, index=index, item=item)
+
+    def _items(self, name: str) -> int:
+        value = self.tensors.get(name)
+        return len(value) if isinstance(value, list) else 0
+
+    def _picked(self) -> None:
+        if self._quiet:
+            return
+        self._draw()
+
+    def _draw(self, *, layer: int = 0, head: int | str = 0, index: Sequence[int] = (), item: int | None = None) -> Any:
+        import ipywidgets as w
+
+        name = self.picker.value
+        if name is None or self.node is None:
+            self.body.children, self.view = [], None
+            return None
+        value, count = self.tensors[name], self._items(name)
+        self._quiet = True
+        try:
+            self.item.max = max(count - 1, 0)
+            self.item.layout.display = "" if count > 1 else "none"
+            if item is not None:
+                self.item.value = min(item, self.item.max)
+        finally:
+            self._quiet = False
+        i = self.item.value if count else 0
+        if count and not 0 <= (item if item is not None else i) < count:
+            raise IndexError(f"{name}: input {item} is out of range: the node had {count} inputs")
+        current = value[i] if count else value
+        tokens = self.tokens[i] if i < len(self.tokens) and (count or len(self.tokens) == 1) else None
+        if self.compare.value:
+            before = self._previous_value(name, i if count else None)
+            if before is None:
+                self.view = None
+                self.body.children = [w.HTML(f"<i>No earlier run of {_esc(self.node)} with {_esc(name)} to compare with: "
+                                             "run it again (Run, or Run from here) first.</i>")]
+                return None
+            self.view = DiffView(current, before, name=name, tokens=tokens, index=index)
+        else:
+            self.view = make_view(current, name=name, tokens=tokens, layer=layer, head=head, index=index)
+        self.body.children = [self.view.widget]
+        return self.view
+
+    def _previous_value(self, name: str, item: int | None) -> Any:
+        before = self._before(self.node) if self.node is not None else None
+        if before is None:
+            return None
+        value = node_tensors(before, self.node or "").get(name)
+        if isinstance(value, list):
+            return value[item] if item is not None and item < len(value) else None
+        return value
+
+
+def node_tensors(result: RunResult, node_id: str) -> dict[str, Any]:
+    """A node's tensors in a run: what it captured (by name, attentions first), then tensors
+    in its outputs."""
+    record = result.records.get(node_id)
+    if record is None or record.outputs is None:
+        return {}
+    captured = activations(record, result)
+    found: dict[str, Any] = dict(sorted(captured.items(), key=lambda kv: kv[0] != "attentions"))  # attention first
+    for path, value in find_tensors(record.outputs, limit=50).items():
+        if "captured" not in re.split(r"[.\[\]]", path):  # captured ones are listed above, by name
+            found.setdefault(path, value)
+    return found
+
+
+def _tokens(result: RunResult, node_id: str) -> list[list[str]]:
+    try:
+        return tokens(result, node_id)
+    except KeyError:
+        return []
