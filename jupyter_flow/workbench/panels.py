@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from jupyter_flow.editor import config_fields, config_template
+from jupyter_flow.editor import config_fields
 from jupyter_flow.errors import Problem
 from jupyter_flow.spec import spec_to_dict
 from jupyter_flow.workbench.actions import WorkbenchActions
@@ -19,8 +19,8 @@ from jupyter_flow.workbench.graph import edge_key, problems_by_element
 from jupyter_flow.workbench.state import WorkbenchState
 from jupyter_flow.workbench.timeline import timeline_svg
 
-__all__ = ["ProblemsPanel", "SelectionForm", "SettingsEditor", "TimelinePanel", "config_template", "problems_html",
-           "schema_html", "selection_form"]
+__all__ = ["ProblemsPanel", "SelectionForm", "SettingsEditor", "TimelinePanel", "problems_html", "schema_html",
+           "selection_form"]
 
 
 def schema_html(kind: str, config_model: Any) -> str:
