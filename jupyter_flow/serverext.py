@@ -8,8 +8,9 @@ checks apply to every one of them):
                                         problem, selected}: the workbench's colours
     POST /jupyter-flow/api/validate    {path, text?} -> {valid, problems: [{node, edge, field, message}]}
     POST /jupyter-flow/api/edit        {path, text, edit: {op, ...}} -> {text, what, made, problems}
-                                       (the document's new text, comments kept; 422 with
-                                       problems when the edit is refused)
+                                       (the document's new text, comments kept; 400 naming
+                                       the op and field when the edit does not fit, 422
+                                       with problems when it would break the flow)
     GET  /jupyter-flow/api/schema?kind=K  {kind, schema, config}: the JSON schema of a node
                                        kind's config and a new node's config; without
                                        `kind`, the schema of an edge's settings
@@ -17,9 +18,13 @@ checks apply to every one of them):
     POST /jupyter-flow/api/new         {directory, name?, device?, batch_size?} -> {flow, notebook}
     POST /jupyter-flow/api/workbench   {path} -> {notebook, created}
 
+Every request and reply is a model of `jupyter_flow.edits` and `jupyter_flow.replies`
+(from which the file view's TypeScript types are generated); a request that does not fit
+its model is a 400 whose `errors` name each field, and a refusal is an `ErrorReply`.
 Paths are relative to the server's root directory, with `/` separators, as the
 JupyterLab file browser names them; a path that leaves the root is refused. Enabled by
 `jupyter-config/jupyter_server_config.d/jupyter_flow.json`, installed with the package.
+This module loads no widget and no notebook workbench: the server imports it at start.
 """
 
 from __future__ import annotations
@@ -27,22 +32,51 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
+from pydantic import BaseModel
 
-from jupyter_flow.errors import FlowError, FlowValidationError, Problem
+from jupyter_flow.editor import new_node_config
+from jupyter_flow.edits import (
+    AppliedEdit,
+    EditRequest,
+    EditRequestError,
+    ExportRequest,
+    NewFlowRequest,
+    WorkbenchRequest,
+    apply_edit,
+    read_request,
+)
+from jupyter_flow.errors import FlowError, FlowFileError, FlowValidationError, Problem
+from jupyter_flow.nodes.registry import default_registry
 from jupyter_flow.palette import PROBLEM_COLOUR, SELECTED_COLOUR, STATUS_COLOURS, palette
+from jupyter_flow.replies import (
+    EditReply,
+    ErrorReply,
+    ExportReply,
+    FlowProblem,
+    NewFlowReply,
+    PaletteReply,
+    SchemaReply,
+    StatusReply,
+    WorkbenchReply,
+)
+from jupyter_flow.spec import EdgeSpec, parse_json
+from jupyter_flow.version import __version__ as VERSION
 
 __all__ = ["API_ROOT", "new_flow_text", "workbench_notebook"]
 
 API_ROOT = "jupyter-flow/api"
 _FLOW_SUFFIX = re.compile(r"\.flow\.(ya?ml|json)$", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_DEVICES = ("auto", "cpu", "cuda")
+#: The largest request body read (a flow document and an edit fit many times over).
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+_Request = TypeVar("_Request", bound=BaseModel)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -126,13 +160,29 @@ class _FlowHandler(APIHandler):
         self.root = root
 
     def body(self) -> dict[str, Any]:
+        if len(self.request.body) > MAX_REQUEST_BYTES:
+            raise tornado.web.HTTPError(413, f"the request body is larger than {MAX_REQUEST_BYTES:,} bytes")
         try:
-            data = json.loads(self.request.body or b"{}")
-        except ValueError as exc:
-            raise tornado.web.HTTPError(400, f"the request body is not JSON: {exc}") from None
+            data = parse_json(self.request.body or b"{}", source="the request body")
+        except FlowFileError as exc:
+            raise tornado.web.HTTPError(400, f"the request body is not JSON: {exc.problems[0].message}") from None
         if not isinstance(data, dict):
             raise tornado.web.HTTPError(400, "the request body must be a JSON object")
         return data
+
+    def read(self, model: type[_Request]) -> _Request:
+        """The request body as `model`; a body that does not fit is answered with a 400
+        naming each field (and the edit's op)."""
+        data = self.body()
+        try:
+            return read_request(model, data)
+        except EditRequestError as exc:
+            path = data.get("path")
+            self.refuse(exc, path if isinstance(path, str) else None)
+
+    def refuse(self, error: EditRequestError, path: str | None = None) -> NoReturn:
+        self.reply(error.reply(path), status=400)
+        raise tornado.web.Finish()
 
     def field(self, data: dict[str, Any], name: str, *, required: bool = True) -> str | None:
         value = data.get(name)
@@ -144,6 +194,8 @@ class _FlowHandler(APIHandler):
 
     def local(self, api_path: str) -> Path:
         """The file behind an API path; refuses paths that leave the root directory."""
+        if "\x00" in api_path:
+            raise tornado.web.HTTPError(400, "a path may not hold a NUL character")
         rel = PurePosixPath(api_path.strip("/"))
         target = (self.root / rel).resolve()
         if target != self.root and not target.is_relative_to(self.root):
@@ -153,8 +205,9 @@ class _FlowHandler(APIHandler):
     def api_path(self, path: Path) -> str:
         return path.resolve().relative_to(self.root).as_posix()
 
-    def flow_file(self, data: dict[str, Any], *, must_exist: bool = True) -> Path:
-        api_path = self.field(data, "path")
+    def flow_file(self, data: dict[str, Any] | str, *, must_exist: bool = True) -> Path:
+        """The flow file named by `data`'s `path` (or by the path given)."""
+        api_path = data if isinstance(data, str) else self.field(data, "path")
         assert api_path is not None
         if not _FLOW_SUFFIX.search(api_path):
             raise tornado.web.HTTPError(400, f"'{api_path}' is not a flow file (*.flow.yaml or *.flow.json)")
@@ -163,23 +216,22 @@ class _FlowHandler(APIHandler):
             raise tornado.web.HTTPError(404, f"no flow file '{api_path}'")
         return path
 
-    def reply(self, payload: dict[str, Any], status: int = 200) -> None:
+    def reply(self, payload: BaseModel | dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
-        self.finish(json.dumps(payload))
+        if isinstance(payload, BaseModel):
+            self.finish(payload.model_dump_json(by_alias=True))
+        else:
+            self.finish(json.dumps(payload))
 
-    def invalid(self, path: Path, problems: list[Problem], message: str) -> None:
-        self.reply(
-            {"message": message, "path": self.api_path(path), "problems": [p.to_dict() for p in problems]},
-            status=400,
-        )
+    def invalid(self, path: Path, problems: list[Problem], message: str, status: int = 400) -> None:
+        problem_list = [FlowProblem.of(p) for p in problems]
+        self.reply(ErrorReply(message=message, path=self.api_path(path), problems=problem_list), status=status)
 
 
 class StatusHandler(_FlowHandler):
     @tornado.web.authenticated
     def get(self) -> None:
-        from jupyter_flow import __version__
-
-        self.reply({"version": __version__, "export": True})
+        self.reply(StatusReply(version=VERSION, export=True))
 
 
 class PaletteHandler(_FlowHandler):
@@ -190,7 +242,9 @@ class PaletteHandler(_FlowHandler):
     async def get(self) -> None:
         # Listing kinds reads the installed packages' entry points: off the server's loop.
         kinds = await asyncio.to_thread(palette)
-        self.reply({"kinds": kinds, "statuses": STATUS_COLOURS, "problem": PROBLEM_COLOUR, "selected": SELECTED_COLOUR})
+        self.reply(PaletteReply.model_validate(
+            {"kinds": kinds, "statuses": STATUS_COLOURS, "problem": PROBLEM_COLOUR, "selected": SELECTED_COLOUR}
+        ))
 
 
 class ValidateHandler(_FlowHandler):
@@ -220,25 +274,18 @@ class EditHandler(_FlowHandler):
 
     @tornado.web.authenticated
     async def post(self) -> None:
-        data = self.body()
-        text = data.get("text")
-        if not isinstance(text, str):
-            raise tornado.web.HTTPError(400, "'text' must be the flow document's text")
-        edit = data.get("edit")
-        if not isinstance(edit, dict):
-            raise tornado.web.HTTPError(400, "'edit' must be an object with an 'op'")
-        path = self.flow_file(data, must_exist=False)
+        request = self.read(EditRequest)
+        path = self.flow_file(request.path, must_exist=False)
         source = self.api_path(path)
         try:
             # reading, validating and writing YAML of a big flow: off the server's loop
-            done, counts, problems = await asyncio.to_thread(_edit, text, path, source, edit)
+            done, counts, problems = await asyncio.to_thread(_edit, request, path, source)
+        except EditRequestError as exc:
+            self.refuse(exc, source)
         except FlowValidationError as exc:
-            return self.reply(
-                {"message": f"not applied: {exc}", "path": source, "problems": [p.to_dict() for p in exc.problems]},
-                status=422,
-            )
-        self.reply({"path": source, "text": done.text, "what": done.what, "made": done.made, **counts,
-                    "problems": [p.to_dict() for p in problems]})
+            return self.invalid(path, exc.problems, f"not applied: {exc}", status=422)
+        self.reply(EditReply(path=source, text=done.text, what=done.what, made=done.made, **counts,
+                             problems=[FlowProblem.of(p) for p in problems]))
 
 
 class SchemaHandler(_FlowHandler):
@@ -252,7 +299,7 @@ class SchemaHandler(_FlowHandler):
             payload = await asyncio.to_thread(_schema, kind)
         except KeyError:
             raise tornado.web.HTTPError(404, f"no node kind {kind!r}") from None
-        except ImportError as exc:
+        except (ImportError, AttributeError, TypeError) as exc:
             raise tornado.web.HTTPError(501, f"the node kind {kind!r} cannot be loaded: {exc}") from None
         self.reply(payload)
 
@@ -262,11 +309,11 @@ class ExportHandler(_FlowHandler):
 
     @tornado.web.authenticated
     async def post(self) -> None:
-        data = self.body()
-        path = self.flow_file(data)
+        request = self.read(ExportRequest)
+        path = self.flow_file(request.path)
         from jupyter_flow.export import export_notebook
 
-        output = self.field(data, "output", required=False)
+        output = request.output
         target = self.local(output) if output else path.with_name(f"{flow_stem(path)}.production.ipynb")
         if target.suffix != ".ipynb":
             raise tornado.web.HTTPError(400, f"'{output}' is not a notebook path (*.ipynb)")
@@ -276,7 +323,7 @@ class ExportHandler(_FlowHandler):
             return self.invalid(path, exc.problems, f"cannot export '{self.api_path(path)}': the flow is invalid")
         except FlowError as exc:
             raise tornado.web.HTTPError(400, f"cannot export '{self.api_path(path)}': {exc}") from None
-        self.reply({"path": self.api_path(path), "notebook": self.api_path(Path(written))})
+        self.reply(ExportReply(path=self.api_path(path), notebook=self.api_path(Path(written))))
 
 
 class NewFlowHandler(_FlowHandler):
@@ -286,17 +333,11 @@ class NewFlowHandler(_FlowHandler):
     async def post(self) -> None:
         import nbformat
 
-        data = self.body()
-        directory = self.local(self.field(data, "directory", required=False) or "")
+        request = self.read(NewFlowRequest)
+        directory = self.local(request.directory or "")
         if not directory.is_dir():
-            raise tornado.web.HTTPError(404, f"no directory '{data.get('directory')}'")
-        device = data.get("device", "auto")
-        if device not in _DEVICES:
-            raise tornado.web.HTTPError(400, f"'device' must be one of {', '.join(_DEVICES)}, got {device!r}")
-        batch_size = data.get("batch_size", 8)
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise tornado.web.HTTPError(400, f"'batch_size' must be a positive integer, got {batch_size!r}")
-        name = self.field(data, "name", required=False)
+            raise tornado.web.HTTPError(404, f"no directory '{request.directory}'")
+        name = request.name
         if name is not None:
             name = _FLOW_SUFFIX.sub("", name)
             if not _NAME.match(name):
@@ -307,9 +348,10 @@ class NewFlowHandler(_FlowHandler):
             name = _free_name(directory)
         flow_path = directory / f"{name}.flow.yaml"
         notebook_path = directory / f"{name}.ipynb"
-        flow_path.write_text(new_flow_text(name, device=device, batch_size=batch_size), encoding="utf-8")
+        text = new_flow_text(name, device=request.device, batch_size=request.batch_size)
+        flow_path.write_text(text, encoding="utf-8")
         nbformat.write(workbench_notebook(flow_path.name), str(notebook_path))
-        self.reply({"flow": self.api_path(flow_path), "notebook": self.api_path(notebook_path)}, status=201)
+        self.reply(NewFlowReply(flow=self.api_path(flow_path), notebook=self.api_path(notebook_path)), status=201)
 
 
 class WorkbenchHandler(_FlowHandler):
@@ -319,12 +361,12 @@ class WorkbenchHandler(_FlowHandler):
     async def post(self) -> None:
         import nbformat
 
-        path = self.flow_file(self.body())
+        path = self.flow_file(self.read(WorkbenchRequest).path)
         notebook_path = path.with_name(f"{flow_stem(path)}.ipynb")
         created = not notebook_path.exists()
         if created:
             nbformat.write(workbench_notebook(path.name), str(notebook_path))
-        self.reply({"path": self.api_path(path), "notebook": self.api_path(notebook_path), "created": created})
+        self.reply(WorkbenchReply(path=self.api_path(path), notebook=self.api_path(notebook_path), created=created))
 
 
 def _check(text: str, path: Path, source: str) -> tuple[dict[str, int], list[Problem]]:
@@ -343,28 +385,44 @@ def _check(text: str, path: Path, source: str) -> tuple[dict[str, int], list[Pro
         return counts, exc.problems
 
 
-def _edit(text: str, path: Path, source: str, edit: dict[str, Any]) -> tuple[Any, dict[str, int], list[Problem]]:
-    from jupyter_flow.workbench.textedit import edit_text
-
-    done = edit_text(text, path, edit)
+def _edit(request: EditRequest, path: Path, source: str) -> tuple[AppliedEdit, dict[str, int], list[Problem]]:
+    done = apply_edit(request.text, path, request.edit)
     counts, problems = _check(done.text, path, source)
     return done, counts, problems
 
 
-def _schema(kind: str | None) -> dict[str, Any]:
-    from jupyter_flow.workbench.textedit import form_schema, new_node_config
-
+def _schema(kind: str | None) -> SchemaReply:
     if kind is None:
-        from jupyter_flow.spec import EdgeSpec
-
         schema = EdgeSpec.model_json_schema(by_alias=True)
         for end in ("from", "to"):
             schema.get("properties", {}).pop(end, None)
         schema["required"] = []
-        return {"kind": None, "schema": form_schema(schema), "config": {}}
-    from jupyter_flow.nodes.registry import default_registry
+        return SchemaReply.model_validate({"kind": None, "schema": form_schema(schema), "config": {}})
     config_model = default_registry().get(kind).Config
-    return {"kind": kind, "schema": form_schema(config_model.model_json_schema()), "config": new_node_config(kind)}
+    return SchemaReply.model_validate(
+        {"kind": kind, "schema": form_schema(config_model.model_json_schema()), "config": new_node_config(kind)}
+    )
+
+
+def form_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema as a form shows it well: an optional field (`anyOf` with
+    `null`) as its one type, and a field of any type as text (a value a form cannot hold,
+    a mapping say, is edited in the YAML tab)."""
+    out = dict(schema)
+    props: dict[str, Any] = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        prop = dict(prop)
+        options = [o for o in prop.get("anyOf", []) if o.get("type") != "null"]
+        if "anyOf" in prop and len(options) == 1:
+            prop.pop("anyOf")
+            prop.update(options[0])
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+        if not any(k in prop for k in ("type", "anyOf", "oneOf", "allOf", "$ref", "enum", "const")):
+            prop["type"] = "string"
+        props[name] = prop
+    out["properties"] = props
+    return out
 
 
 def _free_name(directory: Path) -> str:

@@ -1,7 +1,8 @@
-"""The server extension through a real Jupyter server with its token: validate, export,
-new flow, workbench and palette requests, and the installed extensions as `jupyter` lists
-them. The server sees a plug-in package installed the way pip leaves one (a module and a
-dist-info folder with `jupyter_flow.nodes` entry points)."""
+"""The server extension through a real Jupyter server with its token: validate, edit,
+export, new flow, workbench and palette requests, and the installed extensions as
+`jupyter` lists them. The server sees a plug-in package installed the way pip leaves one (a
+module and a dist-info folder with `jupyter_flow.nodes` entry points), and can import
+neither ipywidgets nor the notebook workbench: the server extension needs neither."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ from typing import Any
 import httpx
 import nbformat
 import pytest
+import yaml
 from lab_server import JupyterLab, fixture_flow, flow_with
 
+from jupyter_flow.edits import MAX_ITEMS, MAX_TEXT_CHARS, ROUTES
 from jupyter_flow.palette import KIND_COLOURS, STATUS_COLOURS
+from jupyter_flow.replies import EditReply, ErrorReply
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -66,10 +70,47 @@ class GlowNode(Node):
 # `glow` is a real node class; `gone` names a module that does not exist.
 PLUGIN_KINDS = ("glow", "gone")
 
+# Run by the server's interpreter at start: ipywidgets and the notebook workbench are not
+# there, as on a server installed without the `workbench` extra's widgets.
+NO_WORKBENCH = """\
+import sys
+from importlib.abc import MetaPathFinder
+
+
+class NotInstalled(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "ipywidgets" or name.startswith("jupyter_flow.workbench"):
+            raise ModuleNotFoundError(f"{name} is not installed on this server", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NotInstalled())
+"""
+
+# A flow document as the file view holds it: comments, and nothing saved yet.
+COMMENTED = """\
+# kept: a comment at the top
+spec_version: 1
+name: greet
+nodes:
+  # kept: the shout node
+  - id: shout
+    type: template
+    config: {template: "hi"}
+  - id: echo  # kept: beside echo
+    type: template
+    config: {template: "{{ shout.output.text }}"}
+edges:
+  - {from: start, to: shout}
+  - {from: shout, to: echo}  # kept: the wire
+"""
+COMMENTS = ("# kept: a comment at the top", "# kept: the shout node", "# kept: beside echo", "# kept: the wire")
+
 
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with a plug-in package and its dist-info, for the server's PYTHONPATH."""
+    """A folder with a plug-in package and its dist-info, and a `sitecustomize` that keeps
+    ipywidgets and the workbench out, for the server's PYTHONPATH."""
     site = tmp_path_factory.mktemp("site")
     (site / "jf_glow").mkdir()
     (site / "jf_glow" / "__init__.py").write_text("")
@@ -79,6 +120,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: jf-glow\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[jupyter_flow.nodes]\nglow = jf_glow.nodes:GlowNode\ngone = jf_glow.missing:Gone\n")
     (dist / "RECORD").write_text("")
+    (site / "sitecustomize.py").write_text(NO_WORKBENCH)
     return site
 
 
@@ -276,6 +318,119 @@ def _jupyter(*args: str) -> str:
         [sys.executable, "-m", "jupyter", *args], capture_output=True, text=True, timeout=60, env=env
     )
     return re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)
+
+
+# -- edits of a flow document ---------------------------------------------------------------------
+def edit(api: httpx.Client, text: str, change: Any, path: str = "flows/greet.flow.yaml") -> tuple[int, dict[str, Any]]:
+    return post(api, "edit", {"path": path, "text": text, "edit": change})
+
+
+def test_every_edit_op_applies_through_the_server_and_keeps_the_comments(api: httpx.Client, root: Path) -> None:
+    on_disk = (root / "flows" / "greet.flow.yaml").read_text()
+    steps: list[tuple[dict[str, Any], Any]] = [
+        ({"op": "add_node", "kind": "template", "position": {"x": 300, "y": 40}}, "template_1"),
+        ({"op": "add_edge", "from": "echo", "to": "template_1"}, 2),
+        ({"op": "set_config", "node": "template_1", "config": {"template": "{{ echo.output.text }}"}}, "template_1"),
+        ({"op": "replace_edge", "index": 2, "body": "label: then"}, None),
+        ({"op": "move", "positions": {"echo": {"x": 120.5, "y": 80}}}, None),
+        ({"op": "settings", "body": {"name": "greet", "description": "says hi"}}, None),
+        ({"op": "replace_node", "node": "template_1", "body": {"id": "bye", "type": "template", "config": {"template": "bye"}}}, "bye"),
+        ({"op": "remove", "nodes": ["bye"]}, None),
+    ]
+    text = COMMENTED
+    for change, made in steps:
+        status, body = edit(api, text, change)
+        assert status == 200, (change, body)
+        reply = EditReply.model_validate(body)  # what the file view's generated types say
+        assert (reply.made, reply.problems) == (made, []), (change, body)
+        assert reply.text != text, change
+        text = reply.text
+    data = yaml.safe_load(text)
+    assert data["description"] == "says hi" and data["layout"] == {"echo": {"x": 120.5, "y": 80.0}}
+    assert [n["id"] for n in data["nodes"]] == ["shout", "echo"]
+    for comment in COMMENTS:
+        assert comment in text, text
+    assert (root / "flows" / "greet.flow.yaml").read_text() == on_disk  # the browser saves, not the edit
+
+
+def test_a_move_to_nan_is_refused_and_the_document_stays_as_it_was(api: httpx.Client) -> None:
+    # JSON.stringify never writes NaN, but any other client can: Python's json does
+    raw = json.dumps({"path": "flows/greet.flow.yaml", "text": COMMENTED,
+                      "edit": {"op": "move", "positions": {"shout": {"x": float("nan"), "y": 1}}}})
+    assert "NaN" in raw
+    reply = api.post("edit", content=raw, headers={"Content-Type": "application/json"})
+    assert reply.status_code == 400, reply.text
+    error = ErrorReply.model_validate(reply.json())
+    assert error.op == "move" and [e.field for e in error.errors] == ["positions.shout.x"]
+    assert "finite" in error.message and "text" not in reply.json()
+    # the document the view holds is untouched, and a good move on it keeps every comment
+    status, body = edit(api, COMMENTED, {"op": "move", "positions": {"shout": {"x": 5, "y": 1}}})
+    assert status == 200
+    assert all(comment in body["text"] for comment in COMMENTS), body["text"]
+
+
+@pytest.mark.parametrize(
+    ("change", "op", "field"),
+    [
+        ({"op": "remove", "edges": 5}, "remove", "edges"),
+        ({"op": "remove", "nodes": ["ghost"]}, "remove", "nodes.0"),
+        ({"op": "remove", "edges": [9]}, "remove", "edges.0"),
+        ({"op": "add_edge", "from": "shout"}, "add_edge", "to"),
+        ({"op": "set_config", "node": "shout", "config": "template: x"}, "set_config", "config"),
+        ({"op": "move", "positions": {"shout": {"x": "1", "y": 2}}}, "move", "positions.shout.x"),
+        ({"op": "explode"}, "explode", "op"),
+        ({"kind": "template"}, None, "op"),
+        ("add_node", None, "edit"),
+        ({"op": "remove", "nodes": ["shout"] * (MAX_ITEMS + 1)}, "remove", "nodes"),
+        ({"op": "settings", "body": "x" * (MAX_TEXT_CHARS + 1)}, "settings", "body"),
+    ],
+)
+def test_an_edit_that_does_not_fit_is_a_400_naming_its_op_and_field(
+    api: httpx.Client, change: Any, op: str | None, field: str
+) -> None:
+    status, body = edit(api, COMMENTED, change)
+    assert status == 400, body
+    error = ErrorReply.model_validate(body)
+    assert error.op == op and [e.field for e in error.errors] == [field], body
+    assert error.problems and error.problems[0].field == field  # shown by the view like any problem
+
+
+def test_an_edit_that_would_break_the_graph_is_a_422_with_its_problems(api: httpx.Client) -> None:
+    status, body = edit(api, COMMENTED, {"op": "add_edge", "from": "echo", "to": "shout"})
+    assert status == 422
+    error = ErrorReply.model_validate(body)
+    assert "cycle" in error.message and error.problems
+
+
+@pytest.mark.parametrize("route", ["edit", "validate", "export", "workbench"])
+def test_a_nul_byte_in_a_path_is_a_400(api: httpx.Client, route: str) -> None:
+    body: dict[str, Any] = {"path": "flows/gr\x00eet.flow.yaml"}
+    if route in ("edit", "validate"):
+        body["text"] = COMMENTED
+    if route == "edit":
+        body["edit"] = {"op": "remove"}
+    status, reply = post(api, route, body)
+    assert status == 400, reply
+    assert "NUL" in reply["message"]
+
+
+def test_every_route_answers_what_its_reply_model_says(api: httpx.Client, root: Path) -> None:
+    (root / "replies").mkdir()
+    (root / "replies" / "a.flow.yaml").write_text(COMMENTED)
+    gets = {"status": "status", "palette": "palette", "schema": "schema?kind=template"}
+    posts = {
+        "validate": {"path": "replies/a.flow.yaml"},
+        "edit": {"path": "replies/a.flow.yaml", "text": COMMENTED, "edit": {"op": "remove", "edges": [1]}},
+        "export": {"path": "replies/a.flow.yaml"},
+        "new": {"directory": "replies", "name": "b"},
+        "workbench": {"path": "replies/a.flow.yaml"},
+    }
+    assert set(gets) | set(posts) == set(ROUTES)
+    for route, (_request, reply_model) in ROUTES.items():
+        reply = api.get(gets[route]) if route in gets else api.post(route, json=posts[route])
+        assert reply.status_code in (200, 201), (route, reply.text)
+        reply_model.model_validate(reply.json())  # no field missing, none the model lacks
+    assert api.get("schema?kind=glow").json()["schema"]["properties"]["text"]["type"] == "string"
 
 
 def test_jupyter_lists_both_extensions_enabled() -> None:

@@ -1,52 +1,58 @@
 /**
  * Calls to the jupyter-flow server extension, through JupyterLab's ServerConnection (which
- * adds the token and the XSRF header).
+ * adds the token and the XSRF header). Every request and reply is typed by `./edits`, which
+ * is generated from the server's own models (jupyter_flow/edits.py, jupyter_flow/replies.py).
  */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
+import type {
+  EditReply,
+  ErrorReply,
+  FieldError,
+  FileViewRoutes,
+  FlowEdit,
+  NewFlowRequest,
+  SchemaReply,
+  ValidateReply
+} from './edits';
 import { readPalette, type Palette } from './graph';
 import { readProblems, type Problem } from './problems';
 
-/** The server answered with an error; `problems` is set when the flow was invalid. */
+export type {
+  EditReply,
+  ExportReply,
+  FlowEdit,
+  NewFlowReply,
+  SchemaReply,
+  ValidateReply,
+  WorkbenchReply
+} from './edits';
+
+/** The server answered with an error: `problems` is set when the flow was invalid, `op` and
+ * `errors` when a request or edit did not fit (each error names its field). */
 export class FlowApiError extends Error {
   readonly status: number;
   readonly problems: Problem[];
+  readonly op: string | null;
+  readonly errors: FieldError[];
 
-  constructor(message: string, status: number, problems: Problem[] = []) {
+  constructor(message: string, status: number, problems: Problem[] = [], op: string | null = null, errors: FieldError[] = []) {
     super(message);
     this.name = 'FlowApiError';
     this.status = status;
     this.problems = problems;
+    this.op = op;
+    this.errors = errors;
   }
 }
 
-export interface ValidateReply {
-  path: string;
-  valid: boolean;
-  nodes: number;
-  edges: number;
-  problems: Problem[];
-}
+type Route = keyof FileViewRoutes;
+type RequestOf<R extends Route> = FileViewRoutes[R] extends { request: infer Q } ? Q : never;
+type ReplyOf<R extends Route> = FileViewRoutes[R]['reply'];
 
-export interface ExportReply {
-  path: string;
-  notebook: string;
-}
-
-export interface NewFlowReply {
-  flow: string;
-  notebook: string;
-}
-
-export interface WorkbenchReply {
-  path: string;
-  notebook: string;
-  created: boolean;
-}
-
-async function request<T>(endpoint: string, body?: Record<string, unknown>): Promise<T> {
+async function request<R extends Route>(route: R, body?: RequestOf<R>, query = ''): Promise<ReplyOf<R>> {
   const settings = ServerConnection.makeSettings();
-  const url = URLExt.join(settings.baseUrl, 'jupyter-flow/api', endpoint);
+  const url = URLExt.join(settings.baseUrl, 'jupyter-flow/api', route) + query;
   const init: RequestInit =
     body === undefined ? { method: 'GET' } : { method: 'POST', body: JSON.stringify(body) };
   let response: Response;
@@ -56,7 +62,7 @@ async function request<T>(endpoint: string, body?: Record<string, unknown>): Pro
     throw new ServerConnection.NetworkError(error as TypeError);
   }
   const text = await response.text();
-  let data: any = {};
+  let data: unknown = {};
   if (text) {
     try {
       data = JSON.parse(text);
@@ -65,77 +71,63 @@ async function request<T>(endpoint: string, body?: Record<string, unknown>): Pro
     }
   }
   if (!response.ok) {
+    const error = (typeof data === 'object' && data !== null ? data : {}) as Partial<ErrorReply>;
     const message =
-      typeof data.message === 'string' && data.message
-        ? data.message
+      typeof error.message === 'string' && error.message
+        ? error.message
         : `the jupyter-flow server extension answered ${response.status}`;
-    const problems = Array.isArray(data.problems) ? readProblems(data.problems) : [];
-    if (response.status === 404 && !data.message) {
+    const problems = Array.isArray(error.problems) ? readProblems(error.problems) : [];
+    if (response.status === 404 && !error.message) {
       throw new FlowApiError(
         'the jupyter-flow server extension is not running: check `jupyter server extension list`',
         404
       );
     }
-    throw new FlowApiError(message, response.status, problems);
+    const errors = Array.isArray(error.errors) ? error.errors : [];
+    throw new FlowApiError(message, response.status, problems, typeof error.op === 'string' ? error.op : null, errors);
   }
-  return data as T;
+  return data as ReplyOf<R>;
 }
 
 /** The colours of node kinds (plug-ins included) as the notebook workbench draws them. */
 export async function fetchPalette(): Promise<Palette> {
-  return readPalette(await request<unknown>('palette'));
+  return readPalette(await request('palette'));
 }
 
 export async function validateFlow(path: string, text?: string): Promise<ValidateReply> {
-  const reply = await request<ValidateReply>('validate', text === undefined ? { path } : { path, text });
+  const reply = await request('validate', text === undefined ? { path } : { path, text });
   return { ...reply, problems: readProblems(reply.problems) };
 }
 
-export function exportFlow(path: string): Promise<ExportReply> {
-  return request<ExportReply>('export', { path });
+export function exportFlow(path: string): Promise<ReplyOf<'export'>> {
+  return request('export', { path });
 }
 
-export function newFlow(directory: string, device: string, batchSize: number): Promise<NewFlowReply> {
-  return request<NewFlowReply>('new', { directory, device, batch_size: batchSize });
+function deviceOf(device: string): NewFlowRequest['device'] {
+  if (device === 'auto' || device === 'cpu' || device === 'cuda') {
+    return device;
+  }
+  throw new FlowApiError(`the device must be auto, cpu or cuda, not '${device}'`, 400);
 }
 
-export function workbenchFor(path: string): Promise<WorkbenchReply> {
-  return request<WorkbenchReply>('workbench', { path });
+export async function newFlow(directory: string, device: string, batchSize: number): Promise<ReplyOf<'new'>> {
+  return request('new', { directory, device: deviceOf(device), batch_size: batchSize });
 }
 
-/** One edit of a flow document, as the server's editor takes it (`op` and its fields). */
-export interface FlowEdit {
-  op: 'add_node' | 'remove' | 'add_edge' | 'replace_node' | 'set_config' | 'replace_edge' | 'move' | 'settings';
-  [field: string]: unknown;
-}
-
-export interface EditReply {
-  path: string;
-  /** The document's text after the edit, its comments kept. */
-  text: string;
-  /** What the edit did ("add node template_1"). */
-  what: string;
-  /** What the edit made: a new node's id, a new edge's index. */
-  made: string | number | null;
-  nodes: number;
-  edges: number;
-  problems: Problem[];
-}
-
-export interface SchemaReply {
-  kind: string | null;
-  schema: Record<string, unknown>;
-  config: Record<string, unknown>;
+export function workbenchFor(path: string): Promise<ReplyOf<'workbench'>> {
+  return request('workbench', { path });
 }
 
 /** Apply `edit` to the document text `text` of the flow at `path`; the server answers
- * with the new text (nothing is written to disk) or refuses with the problems. */
+ * with the new text (nothing is written to disk) or refuses: a 400 naming the edit's op
+ * and field when the edit does not fit, a 422 with the problems when it would break the
+ * flow. */
 export async function editFlow(path: string, text: string, edit: FlowEdit): Promise<EditReply> {
-  const reply = await request<EditReply>('edit', { path, text, edit });
+  const reply = await request('edit', { path, text, edit });
   return { ...reply, problems: readProblems(reply.problems) };
 }
 
 /** The JSON schema of a node kind's config (or, without a kind, of an edge's settings). */
 export function fetchSchema(kind: string | null): Promise<SchemaReply> {
-  return request<SchemaReply>(kind === null ? 'schema' : `schema?kind=${encodeURIComponent(kind)}`);
+  return request('schema', undefined, kind === null ? '' : `?kind=${encodeURIComponent(kind)}`);
 }

@@ -1,5 +1,8 @@
 """Edits of a flow spec with undo: every edit is validated, a bad one changes nothing.
 
+The notebook workbench and the JupyterLab file view (through `jupyter_flow.edits`) edit
+flows with this one editor, so both refuse the same edits for the same reasons.
+
 An edit builds the new flow as a plain dict and validates it with the FlowSpec model, then
 checks the graph's shape (ids, edges, cycles). If either fails, `FlowValidationError` is
 raised and the last good spec stays. Problems that do not break the graph (a template that
@@ -17,23 +20,37 @@ import yaml
 
 from jupyter_flow.errors import FlowValidationError, Problem
 from jupyter_flow.graph import check_graph
-from jupyter_flow.spec import FlowSpec, spec_from_dict, spec_to_dict
+from jupyter_flow.nodes.registry import NodeRegistry, default_registry
+from jupyter_flow.spec import MAX_DEPTH, FlowSpec, check_document, spec_from_dict, spec_to_dict
 
-__all__ = ["FlowEditor", "graph_problems", "new_node_id", "parse_yaml"]
+__all__ = [
+    "FlowEditor",
+    "config_fields",
+    "config_template",
+    "graph_problems",
+    "new_node_config",
+    "new_node_id",
+    "parse_yaml",
+]
 
 HISTORY_LIMIT = 200
 _SETTINGS_KEYS = ("name", "description", "inputs", "timeout_s", "max_concurrency")
 
 
 def parse_yaml(text: str, *, what: str) -> Any:
-    """Parse YAML typed into the workbench; a syntax error names the line."""
+    """Parse YAML typed into the workbench; a syntax error names the line. Nesting and
+    aliases are bounded as in a flow file (an alias bomb is refused, not expanded)."""
     try:
-        return yaml.safe_load(text)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise FlowValidationError([Problem(f"the YAML does not parse{where}: {problem}", field=what)]) from None
+    except RecursionError:
+        raise FlowValidationError([Problem(f"the YAML nests more than {MAX_DEPTH} levels deep", field=what)]) from None
+    check_document(data, source=what)
+    return data
 
 
 def graph_problems(spec: FlowSpec) -> list[Problem]:
@@ -56,6 +73,37 @@ def new_node_id(kind: str, taken: set[str]) -> str:
     while f"{base}_{n}" in taken:
         n += 1
     return f"{base}_{n}"
+
+
+def config_fields(config_model: Any) -> list[tuple[str, str, bool, Any]]:
+    """(name, type, required, default) of each field of a node kind's Config model."""
+    out = []
+    for name, field in getattr(config_model, "model_fields", {}).items():
+        annotation = field.annotation
+        type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        out.append((name, type_name, field.is_required(), default))
+    return out
+
+
+def config_template(config_model: Any) -> dict[str, Any]:
+    """A starting config for a new node: each required field with an empty value of its type."""
+    out: dict[str, Any] = {}
+    for name, type_name, required, _default in config_fields(config_model):
+        if not required:
+            continue
+        low = type_name.lower()
+        out[name] = {} if low.startswith("dict") else [] if low.startswith("list") else ""
+    return out
+
+
+def new_node_config(kind: str, registry: NodeRegistry | None = None) -> dict[str, Any]:
+    """The config a new node of `kind` starts with: its required fields, empty (nothing for
+    a kind the registry does not know or cannot import: the node then shows that problem)."""
+    try:
+        return config_template((registry or default_registry()).get(kind).Config)
+    except (KeyError, ImportError, AttributeError, TypeError):
+        return {}
 
 
 class FlowEditor:

@@ -1,0 +1,385 @@
+/* eslint-disable */
+/**
+ * The requests, edits and replies of the jupyter-flow file view, GENERATED from
+ * src/edits.schema.json, which jupyter_flow/edits.py writes. Do not edit by hand: change
+ * jupyter_flow/edits.py and run `python scripts/edit_types.py` from the repository root.
+ *
+ * schema sha256: 286482931a405354979bc28802e5a0fcb832def25ae2c81060c8606c9c418bbf
+ */
+
+/**
+ * One edit of a flow document, told apart by its `op`.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "FlowEdit".
+ */
+export type FlowEdit =
+  AddNodeEdit | RemoveEdit | AddEdgeEdit | ReplaceNodeEdit | SetConfigEdit | ReplaceEdgeEdit | MoveEdit | SettingsEdit;
+/**
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "JsonValue".
+ */
+export type JsonValue = unknown;
+
+/**
+ * Each route of the jupyter-flow server extension that the file view calls: its request (none for a GET) and its reply. Generated from jupyter_flow/edits.py.
+ */
+export interface FileViewRoutes {
+  status: {
+    reply: StatusReply;
+  };
+  palette: {
+    reply: PaletteReply;
+  };
+  validate: {
+    request: ValidateRequest;
+    reply: ValidateReply;
+  };
+  edit: {
+    request: EditRequest;
+    reply: EditReply;
+  };
+  schema: {
+    reply: SchemaReply;
+  };
+  export: {
+    request: ExportRequest;
+    reply: ExportReply;
+  };
+  new: {
+    request: NewFlowRequest;
+    reply: NewFlowReply;
+  };
+  workbench: {
+    request: WorkbenchRequest;
+    reply: WorkbenchReply;
+  };
+}
+/**
+ * `GET status`.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "StatusReply".
+ */
+export interface StatusReply {
+  version: string;
+  export: boolean;
+}
+/**
+ * `GET palette`: the colours the notebook workbench draws with.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "PaletteReply".
+ */
+export interface PaletteReply {
+  kinds: KindColour[];
+  statuses: {
+    [k: string]: string;
+  };
+  problem: string;
+  selected: string;
+}
+/**
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "KindColour".
+ */
+export interface KindColour {
+  kind: string;
+  colour: string;
+  builtin: boolean;
+}
+/**
+ * `POST validate`: the flow file at `path`, or unsaved `text` for it.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "ValidateRequest".
+ */
+export interface ValidateRequest {
+  path: string;
+  text?: string | null;
+}
+/**
+ * `POST validate`: every problem of the flow, with its node and edge counts.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "ValidateReply".
+ */
+export interface ValidateReply {
+  path: string;
+  valid: boolean;
+  nodes: number;
+  edges: number;
+  problems: FlowProblem[];
+}
+/**
+ * One thing wrong with a flow: its node, edge (index in the file's edges) and field.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "FlowProblem".
+ */
+export interface FlowProblem {
+  node: string | null;
+  edge: number | null;
+  field: string | null;
+  message: string;
+}
+/**
+ * `POST edit`: the flow document's (unsaved) text, and one edit of it.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "EditRequest".
+ */
+export interface EditRequest {
+  path: string;
+  text: string;
+  edit: FlowEdit;
+}
+/**
+ * Add a node of `kind`, with `config` (by default the kind's required fields, empty).
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "AddNodeEdit".
+ */
+export interface AddNodeEdit {
+  op: 'add_node';
+  kind: string;
+  id?: string | null;
+  config?: {
+    [k: string]: JsonValue;
+  } | null;
+  position?: NodePosition | null;
+}
+/**
+ * Where a node is drawn, in the graph's coordinates.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "NodePosition".
+ */
+export interface NodePosition {
+  x: number;
+  y: number;
+}
+/**
+ * Remove nodes (with their edges) and edges, by id and by index in the file's edges.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "RemoveEdit".
+ */
+export interface RemoveEdit {
+  op: 'remove';
+  /**
+   * @maxItems 10000
+   */
+  nodes?: string[];
+  /**
+   * @maxItems 10000
+   */
+  edges?: number[];
+}
+/**
+ * Wire `from` (a node, or `start` for an entry node) to `to`.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "AddEdgeEdit".
+ */
+export interface AddEdgeEdit {
+  op: 'add_edge';
+  from: string;
+  to: string;
+  when?: string | null;
+  branch?: string | null;
+  on?: ('success' | 'error') | null;
+  label?: string | null;
+}
+/**
+ * Replace a node's settings (id, type, config, ...); a new `id` renames the node.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "ReplaceNodeEdit".
+ */
+export interface ReplaceNodeEdit {
+  op: 'replace_node';
+  node: string;
+  body:
+    | string
+    | {
+        [k: string]: JsonValue;
+      };
+}
+/**
+ * Replace a node's config, keeping its other settings.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "SetConfigEdit".
+ */
+export interface SetConfigEdit {
+  op: 'set_config';
+  node: string;
+  config: {
+    [k: string]: JsonValue;
+  };
+}
+/**
+ * Replace an edge's settings (when, branch, on, label; its ends unless given).
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "ReplaceEdgeEdit".
+ */
+export interface ReplaceEdgeEdit {
+  op: 'replace_edge';
+  index: number;
+  body:
+    | string
+    | {
+        [k: string]: JsonValue;
+      };
+}
+/**
+ * Keep nodes' positions in the flow's layout.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "MoveEdit".
+ */
+export interface MoveEdit {
+  op: 'move';
+  positions: {
+    [k: string]: NodePosition;
+  };
+}
+/**
+ * Replace the flow's settings: name, description, inputs, timeout_s, max_concurrency.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "SettingsEdit".
+ */
+export interface SettingsEdit {
+  op: 'settings';
+  body:
+    | string
+    | {
+        [k: string]: JsonValue;
+      };
+}
+/**
+ * `POST edit`: the document's text after the edit (comments kept), what the edit did
+ * ("add node template_1"), what it made (a new node's id, a new edge's index), and the
+ * problems of the flow the text holds.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "EditReply".
+ */
+export interface EditReply {
+  path: string;
+  text: string;
+  what: string;
+  made: string | number | null;
+  nodes: number;
+  edges: number;
+  problems: FlowProblem[];
+}
+/**
+ * `GET schema?kind=K`: the JSON schema of a node kind's config as a form shows it, and
+ * a new node's config; without `kind`, the schema of an edge's settings.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "SchemaReply".
+ */
+export interface SchemaReply {
+  kind: string | null;
+  schema: {
+    [k: string]: JsonValue;
+  };
+  config: {
+    [k: string]: JsonValue;
+  };
+}
+/**
+ * `POST export`: write the flow's production notebook beside it, or at `output`.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "ExportRequest".
+ */
+export interface ExportRequest {
+  path: string;
+  output?: string | null;
+}
+/**
+ * `POST export`.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "ExportReply".
+ */
+export interface ExportReply {
+  path: string;
+  notebook: string;
+}
+/**
+ * `POST new`: a new flow file and its workbench notebook in `directory`.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "NewFlowRequest".
+ */
+export interface NewFlowRequest {
+  directory?: string | null;
+  name?: string | null;
+  device?: 'auto' | 'cpu' | 'cuda';
+  batch_size?: number;
+}
+/**
+ * `POST new`.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "NewFlowReply".
+ */
+export interface NewFlowReply {
+  flow: string;
+  notebook: string;
+}
+/**
+ * `POST workbench`: the workbench notebook of the flow file at `path`.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "WorkbenchRequest".
+ */
+export interface WorkbenchRequest {
+  path: string;
+}
+/**
+ * `POST workbench`.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "WorkbenchReply".
+ */
+export interface WorkbenchReply {
+  path: string;
+  notebook: string;
+  created: boolean;
+}
+/**
+ * What every route answers when it refuses: `message`; a refused request or edit names
+ * its `op` and `errors`, a flow that is invalid lists its `problems`.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "ErrorReply".
+ */
+export interface ErrorReply {
+  message: string;
+  reason?: string | null;
+  path?: string | null;
+  op?: string | null;
+  errors?: FieldError[];
+  problems?: FlowProblem[];
+}
+/**
+ * One field of a request that does not fit: pydantic's location, the field within the
+ * edit (or request), and what is wrong.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "FieldError".
+ */
+export interface FieldError {
+  loc: (string | number)[];
+  field: string;
+  message: string;
+  type: string;
+}
