@@ -278,3 +278,28 @@ def test_flows_without_declared_outputs_answer_as_before(tmp_path: Path) -> None
     with AsgiServer(flow_app(path)) as srv:
         body = httpx.post(f"{srv.url}/run", json={"name": "Ada"}, timeout=30).json()
     assert set(body) == {"run_id", "outputs"}
+
+
+def test_imported_code_is_announced_and_runs_only_when_the_flow_runs(tmp_path: Path) -> None:
+    # A Dify app's code node becomes Python with the user's rights: `import-dify` says so
+    # and names the module; importing and validating run none of it.
+    marker = tmp_path / "code-ran"
+    data = yaml.safe_load((FIXTURES / "ticket_triage.yml").read_text(encoding="utf-8"))
+    (code_node,) = [n for n in data["workflow"]["graph"]["nodes"] if n["data"]["type"] == "code"]
+    code_node["data"]["code"] = f"open({str(marker)!r}, 'w').write('ran')\n" + code_node["data"]["code"]
+    app = tmp_path / "triage.yml"
+    app.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+    done = cli("import-dify", str(app), "-o", str(tmp_path / "triage.flow.yaml"))
+    assert done.returncode == 0, done.stderr
+    module = tmp_path / "triage_vip_score.py"
+    assert f"1 code node became Python that runs with your rights: review {module}" in done.stderr
+    assert cli("validate", str(tmp_path / "triage.flow.yaml")).returncode == 0
+    (tmp_path / "again").mkdir()
+    with pytest.warns(UserWarning, match="1 code node became Python that runs with your rights"):
+        flow = import_dify(app, tmp_path / "again" / "triage.flow.yaml")
+    flow.validate()
+    assert not marker.exists()
+    # the marker is live: the module writes it as soon as Python imports it (as a run does)
+    subprocess.run([sys.executable, "-c", "import triage_vip_score"], cwd=tmp_path, check=True, timeout=60)
+    assert marker.read_text() == "ran"

@@ -3,6 +3,11 @@
 An item is one run: a stable id and the flow inputs it runs with. Items come from a
 folder, a glob pattern, a `.jsonl` file, one file, or a list; `apply_endpoints` points
 http nodes at other URLs for the whole batch.
+
+What one item gets wrong fails that item, not the batch: an `id` that cannot be one
+(`null`, empty, a list) or inputs nested deeper than `MAX_ITEM_DEPTH` make a refused item
+(`BatchItem.problem`), recorded as failed with a message naming its line. Whatever an id
+holds, the file name made from it (`trace_name`) stays short enough for any file system.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ import hashlib
 import json
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from jupyter_flow.errors import FlowError, FlowValidationError, Problem
+from jupyter_flow.errors import FlowError, FlowFileError, FlowValidationError, Problem
+from jupyter_flow.spec import check_document
 
 if TYPE_CHECKING:
     from jupyter_flow.flow import Flow
@@ -26,7 +33,10 @@ __all__ = [
     "BatchInputError",
     "BatchItem",
     "ItemsSource",
+    "MAX_ITEM_DEPTH",
+    "MAX_NAME_BYTES",
     "apply_endpoints",
+    "check_out_dir",
     "collect_items",
     "items_to_run",
     "trace_name",
@@ -35,17 +45,31 @@ __all__ = [
 #: A folder, a glob pattern, a `.jsonl` file, one file, or a list of input dicts.
 ItemsSource = Union[str, Path, Sequence[Mapping[str, Any]], Sequence["BatchItem"]]
 
+#: How deep one item's inputs (a JSONL line, a dict in a list) may nest, lists and objects
+#: counted, as for a request body to a served flow: a deeper item is refused (it fails, the
+#: batch goes on), never a crash of the whole batch.
+MAX_ITEM_DEPTH = 100
+#: The longest file name stem made from an item's id (its trace file), in bytes: a longer
+#: id, or one with characters a file name should not hold, keeps a readable beginning and
+#: gets a digest of the whole id (file systems take 255 bytes; the id itself is not cut).
+MAX_NAME_BYTES = 100
+_DIGEST_BYTES = 8  # 16 hex digits: no two ids of a batch end up with one trace name
+
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One run of a batch: a stable `id` and the flow inputs it runs with."""
+    """One run of a batch: a stable `id` and the flow inputs it runs with.
+
+    `problem` says why the item cannot run (an unusable `id`, inputs nested too deep):
+    it is then recorded as failed with that message, without running."""
 
     id: str
     inputs: dict[str, Any]
     source: str | None = None  # where it came from (file path or "FILE.jsonl:LINE")
+    problem: str | None = None
 
 
 class BatchInputError(FlowValidationError):
@@ -87,6 +111,14 @@ def _glob_root(pattern: str) -> Path:
             break
         root.append(part)
     return Path(*root) if root else Path(".")
+
+
+def _glob_parts(text: str) -> tuple[Path, tuple[str, ...]]:
+    """A glob pattern's root folder (its parts before the first wildcard) and the parts
+    below it."""
+    root = _glob_root(text)
+    parts = Path(text).parts
+    return root, (parts[len(root.parts):] if root != Path(".") else parts)
 
 
 def _glob_files(root: Path, pattern: Sequence[str]) -> list[Path]:
@@ -146,16 +178,45 @@ def _jsonl_items(path: Path) -> list[BatchItem]:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
             raise BatchInputError([Problem(f"{where}: not JSON (column {exc.colno}: {exc.msg})", field="inputs")]) from None
-        if not isinstance(data, dict):
+        except RecursionError:  # deeper than the parser goes: this item is refused, the rest run
+            data = None
+        if data is not None and not isinstance(data, dict):
             raise BatchInputError([Problem(f"{where}: each line must be a JSON object of inputs", field="inputs")])
-        item_id = str(data.pop("id")) if "id" in data else f"line-{number}"
-        if item_id in seen:
+        item = _item(data, f"line-{number}", where, "leave it out to use the line number")
+        if item.id in seen:
             raise BatchInputError(
-                [Problem(f"{where}: id {item_id!r} is used again (first on line {seen[item_id]})", field="inputs")]
+                [Problem(f"{where}: id {item.id!r} is used again (first on line {seen[item.id]})", field="inputs")]
             )
-        seen[item_id] = number
-        items.append(BatchItem(item_id, data, where))
+        seen[item.id] = number
+        items.append(item)
     return items
+
+
+def _item(data: dict[str, Any] | None, fallback: str, where: str, without: str, *, id_is_input: bool = False) -> BatchItem:
+    """One item of a JSONL line or a list from its data (None: too deep to read), taking
+    its `id` field unless the flow has an input of that name. An item that cannot run is
+    refused (see `BatchItem.problem`) under its own id when it has a usable one, else under
+    `fallback`; its inputs are then left out of its record."""
+    if data is None:
+        return BatchItem(fallback, {}, where, f"{where}: nested more than {MAX_ITEM_DEPTH} levels deep")
+    data = dict(data)
+    item_id, problem = fallback, None
+    if "id" in data and not id_is_input:
+        value = data.pop("id")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            kind = "null" if value is None else type(value).__name__
+            problem = f"{where}: `id` must be a non-empty string or a number, not {kind} ({without})"
+        elif not str(value).strip():
+            problem = f"{where}: `id` is empty ({without})"
+        else:
+            item_id = str(value)
+    try:
+        check_document(data, source=where, max_depth=MAX_ITEM_DEPTH, max_values=sys.maxsize)
+    except FlowFileError as exc:
+        problem = f"{where}: " + "; ".join(p.message for p in exc.problems)
+    if problem is not None:
+        return BatchItem(item_id, {}, where, problem)
+    return BatchItem(item_id, data, where)
 
 
 def collect_items(flow: Flow, source: ItemsSource, *, input_name: str | None = None) -> list[BatchItem]:
@@ -164,10 +225,14 @@ def collect_items(flow: Flow, source: ItemsSource, *, input_name: str | None = N
     - a folder: one item per file in it (hidden files left out), its path given to the
       flow's file input (the single `type: file` input, or `input_name`); id = file name;
     - a glob pattern (`inbox/**/*.pdf`): likewise; id = path relative to the pattern's root;
-    - a `.jsonl` file: one item per line, a JSON object of inputs; id = its `id` field,
-      else `line-N`;
+    - a `.jsonl` file: one item per line, a JSON object of inputs; id = its `id` field
+      (a non-empty string or a number), else `line-N`;
     - any other file: one item, that file;
     - a list of dicts (id = their `id` key, else `item-N`) or of BatchItem.
+
+    A line or dict whose `id` is null, empty or not a string or number, or whose inputs
+    nest deeper than `MAX_ITEM_DEPTH`, is a refused item (it fails, naming the line; the
+    others run). A line that is not a JSON object, or an id used twice, refuses the batch.
     """
     if not isinstance(source, (str, Path)):
         entries: Sequence[Mapping[str, Any] | BatchItem] = source
@@ -176,11 +241,12 @@ def collect_items(flow: Flow, source: ItemsSource, *, input_name: str | None = N
             if isinstance(entry, BatchItem):
                 items.append(entry)
             else:
-                data = dict(entry)
-                item_id = str(data.pop("id")) if "id" in data and "id" not in flow.spec.inputs else f"item-{n}"
-                items.append(BatchItem(item_id, data, None))
+                item = _item(dict(entry), f"item-{n}", f"item {n}", "leave it out to use the item's number",
+                             id_is_input="id" in flow.spec.inputs)
+                items.append(BatchItem(item.id, item.inputs, None, item.problem))
         if not items:
             raise BatchInputError([Problem("no items to run (an empty list)", field="inputs")])
+        items = [_writable_id(i) for i in items]
         _check_unique(items)
         return items
     text = str(source)
@@ -196,16 +262,28 @@ def collect_items(flow: Flow, source: ItemsSource, *, input_name: str | None = N
         items = [BatchItem(path.name, {name: str(path.resolve())}, str(path))]
     elif _GLOB_CHARS.search(text):
         name = _file_input(flow, input_name)
-        root = _glob_root(text)
-        files = _glob_files(root, Path(text).parts[len(root.parts):] if root != Path(".") else Path(text).parts)
+        root, pattern = _glob_parts(text)
+        files = _glob_files(root, pattern)
         items = [BatchItem(p.relative_to(root).as_posix() if p.is_relative_to(root) else p.as_posix(),
                            {name: str(p.resolve())}, str(p)) for p in files]
     else:
         raise BatchInputError([Problem(f"{text}: no such folder or file, and not a glob pattern", field="inputs")])
     if not items:
         raise BatchInputError([Problem(f"{text}: no items to run (no files, or no lines)", field="inputs")])
+    items = [_writable_id(i) for i in items]
     _check_unique(items)
     return items
+
+
+def _writable_id(item: BatchItem) -> BatchItem:
+    """The item with an id that `results.jsonl` holds as it is: a lone surrogate (from a
+    file name that is not UTF-8, or a `\\udc80` escape in JSON) becomes `\\udc80` text,
+    as the results writer writes it, so resume and the summary find the item again."""
+    try:
+        item.id.encode("utf-8")
+    except UnicodeEncodeError:
+        return replace(item, id=item.id.encode("utf-8", "backslashreplace").decode("utf-8"))
+    return item
 
 
 def _check_unique(items: Sequence[BatchItem]) -> None:
@@ -232,11 +310,42 @@ def items_to_run(
 
 
 def trace_name(item_id: str) -> str:
-    """A file name for an item's trace: the id made safe, with a digest when it had to change."""
-    safe = _UNSAFE.sub("_", item_id).strip("._") or "item"
-    if safe != item_id:
-        safe = f"{safe[:80]}-{hashlib.blake2b(item_id.encode('utf-8', 'surrogatepass'), digest_size=4).hexdigest()}"
+    """A file name for an item's trace: the id made safe, bounded to `MAX_NAME_BYTES`,
+    with a digest of the whole id when it had to change. The same id always gets the same
+    name."""
+    safe = _UNSAFE.sub("_", item_id).strip("._") or "item"  # ASCII only: one byte per character
+    if safe != item_id or len(safe) > MAX_NAME_BYTES:
+        digest = hashlib.blake2b(item_id.encode("utf-8", "surrogatepass"), digest_size=_DIGEST_BYTES).hexdigest()
+        safe = f"{safe[: MAX_NAME_BYTES - len(digest) - 1]}-{digest}"
     return f"{safe}.json"
+
+
+def check_out_dir(source: ItemsSource, out_dir: str | Path) -> None:
+    """Refuse an output folder that the items are read from: a folder of inputs that is
+    the output folder or holds it, or a glob whose matches could reach into it (a later
+    batch would take the results, traces and summaries as documents)."""
+    if not isinstance(source, (str, Path)):
+        return
+    text = str(source)
+    path = Path(text).expanduser()
+    out = Path(out_dir).expanduser().resolve()
+    if path.is_dir():
+        root = path.resolve()
+        if out == root or out.is_relative_to(root):
+            what = "is" if out == root else "is inside"
+            raise BatchInputError([Problem(
+                f"the output folder {out_dir} {what} the folder of inputs {text}: its results would be read as "
+                "documents; give --out a folder outside the inputs", field="out_dir")])
+    elif not path.is_file() and _GLOB_CHARS.search(text):
+        top, pattern = _glob_parts(text)
+        root = top.resolve()
+        if out != root and not out.is_relative_to(root):
+            return
+        below = len(out.relative_to(root).parts)
+        if "**" in pattern or len(pattern) > below:
+            raise BatchInputError([Problem(
+                f"the output folder {out_dir} is where the pattern {text} finds inputs: its results would be read "
+                "as documents; give --out a folder the pattern does not reach", field="out_dir")])
 
 
 # -- endpoint overrides ---------------------------------------------------------------

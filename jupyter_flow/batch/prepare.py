@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jupyter_flow.batch.items import BatchItem, ItemsSource, apply_endpoints, items_to_run
+from jupyter_flow.batch.items import BatchItem, ItemsSource, apply_endpoints, check_out_dir, items_to_run
 from jupyter_flow.batch.lock import FolderLock
 from jupyter_flow.batch.options import parse_max_failures
 from jupyter_flow.batch.results import BatchStoppedError, BatchSummary, open_results, summarize_results
@@ -53,11 +53,13 @@ class PreparedBatch:
 
 def prepare_batch(flow: Flow, source: ItemsSource, out_dir: str | Path, options: BatchOptions) -> PreparedBatch:
     """Everything before the first run; raises BatchInputError (or FlowValidationError)
-    before the output folder is touched when the flow, items or options are wrong, and
+    before the output folder is touched when the flow, items or options are wrong or the
+    output folder is where the items are read from, and
     BatchLockedError when another batch is running on the folder. The caller closes the
     returned batch (releasing the lock) when it is done."""
     flow = apply_endpoints(flow, options.endpoints).validate()
     items = items_to_run(flow, source, input_name=options.input_name, common_inputs=options.common_inputs)
+    check_out_dir(source, out_dir)
     out = Path(out_dir)
     lock = FolderLock(out)
     notes = [note] if (note := lock.acquire()) else []

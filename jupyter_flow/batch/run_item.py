@@ -17,9 +17,9 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from jupyter_flow.batch.items import BatchItem, trace_name
+from jupyter_flow.batch.items import BatchInputError, BatchItem, trace_name
 from jupyter_flow.batch.results import TRACES_DIR
-from jupyter_flow.errors import FlowValidationError
+from jupyter_flow.errors import FlowValidationError, Problem
 from jupyter_flow.trace import dumps_json, result_json
 
 if TYPE_CHECKING:
@@ -50,6 +50,8 @@ async def run_item(
     record: dict[str, Any] = {"id": item.id, "source": item.source, "inputs": inputs, "started_at": started}
     trace: Callable[[], str]
     try:
+        if item.problem is not None:  # refused when the items were read: recorded as failed, not run
+            raise BatchInputError([Problem(item.problem)])
         result = await flow.arun(item.inputs, settings=settings, http_client=client, raise_on_error=False, run_id=None)
     except Exception as exc:  # this item's inputs do not fit the flow (or the run broke)
         message = "; ".join(str(p) for p in exc.problems) if isinstance(exc, FlowValidationError) else f"{type(exc).__name__}: {exc}"

@@ -26,6 +26,9 @@ def _cmd_import(args: Any) -> int:
         print(f"  placeholder: {problem}", file=sys.stderr)
     if result.unsupported:
         print("the flow does not run until its placeholders are replaced (jupyter-flow validate lists them)", file=sys.stderr)
+    notice = result.code_notice(target.parent)
+    if notice is not None:  # the app's code now runs unsandboxed with `run` (never with import or `validate`)
+        print(notice, file=sys.stderr)
     return 0
 
 

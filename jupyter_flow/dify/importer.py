@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,16 @@ class DifyImport:
     renamed: dict[str, str] = field(default_factory=dict)
     unsupported: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def code_notice(self, folder: Path) -> str | None:
+        """What to tell the user when the app's code nodes became Python modules (written
+        to `folder`): they run with the user's rights when the flow runs (importing and
+        validating it run none of them); None when the app has no code nodes."""
+        if not self.modules:
+            return None
+        files = ", ".join(str(folder / f"{module}.py") for module in self.modules)
+        became = "code node became" if len(self.modules) == 1 else "code nodes became"
+        return f"{len(self.modules)} {became} Python that runs with your rights: review {files}"
 
     def text(self) -> str:
         """The flow file, opening with how Dify's ids were renamed."""
@@ -399,10 +410,17 @@ def import_dify(path: PathLike, out: PathLike | None = None, *, partial: bool = 
     """Import a Dify app exported as DSL: writes the flow file (`out`, by default
     NAME.flow.yaml beside the app) and the modules of its code nodes beside it, and
     returns the Flow. `base_url` (and `model`, when given) point its llm nodes at an
-    OpenAI-compatible server; `${VAR}` is read from the environment at run time."""
+    OpenAI-compatible server; `${VAR}` is read from the environment at run time.
+
+    The code of the app's code nodes runs unsandboxed, with your rights, when the flow
+    runs (importing and validating it run none of it): a UserWarning names the modules
+    to review."""
     from jupyter_flow.flow import Flow
 
     result, target = write_import(path, out, partial=partial, base_url=base_url, model=model, api_key_env=api_key_env)
+    notice = result.code_notice(target.parent)
+    if notice is not None:
+        warnings.warn(notice, UserWarning, stacklevel=2)
     return Flow(result.spec, source=target)
 
 

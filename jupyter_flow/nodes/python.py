@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from jupyter_flow.errors import NodeError, Problem
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
+from jupyter_flow.sourcecheck import beside_module, check_callable
 
 __all__ = ["FunctionRegistry", "PythonNode", "default_functions", "register_function"]
 
@@ -86,10 +87,11 @@ class PythonConfig(NodeConfig):
 
 def _beside(module_name: str, base_dir: Path | None) -> Any:
     """The module `module_name.py` in the flow file's folder, loaded from that file (again
-    when the file changed), or None when there is no such file."""
-    if base_dir is None or not module_name.isidentifier():
+    when the file changed), or None when there is no such file. Runs the module: only a
+    run calls this, never validation (see `problems`)."""
+    path = beside_module(module_name, base_dir)
+    if path is None:
         return None
-    path = base_dir / f"{module_name}.py"
     try:
         stamp = path.stat().st_mtime_ns
     except OSError:
@@ -148,12 +150,13 @@ class PythonNode(Node):
         )
 
     def problems(self) -> list[Problem]:
+        """A `module:function` whose module or function cannot be found, found without
+        importing it: validating a flow runs none of its code (see `jupyter_flow.sourcecheck`)."""
         name = self.config.function
         if ":" in name and name not in default_functions():
-            try:
-                _import(name, self.base_dir)
-            except Exception as exc:
-                return [Problem(f"cannot import {name!r}: {type(exc).__name__}: {exc}", node=self.id, field="config.function")]
+            why = check_callable(name, base_dir=self.base_dir)
+            if why is not None:
+                return [Problem(f"cannot use {name!r}: {why}", node=self.id, field="config.function")]
         return []
 
     def describe(self) -> str:

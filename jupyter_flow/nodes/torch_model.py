@@ -29,6 +29,7 @@ from jupyter_flow.nodes.local_model import (
     LocalModelNode,
     upstream_nodes,
 )
+from jupyter_flow.sourcecheck import check_callable
 
 __all__ = ["BatchSpec", "LocalModelConfig", "LocalModelNode", "TorchConfig", "TorchNode"]
 
@@ -75,11 +76,10 @@ class TorchNode(LocalModelNode):
             value = getattr(c, fname)
             if value is not None and not is_template(value) and not self.local_path(value).exists():
                 found.append(Problem(f"no such file: {self.where(value)}", node=self.id, field=f"config.{fname}"))
-        if c.factory is not None:
-            try:
-                _import_factory(c.factory)
-            except Exception as exc:
-                found.append(Problem(f"cannot import {c.factory}: {type(exc).__name__}: {exc}", node=self.id, field="config.factory"))
+        if c.factory is not None:  # found without importing it: validation runs no code of the flow's
+            why = check_callable(c.factory)
+            if why is not None:
+                found.append(Problem(f"cannot use {c.factory}: {why}", node=self.id, field="config.factory"))
         if c.capture and c.model is not None:
             found.append(Problem("capture needs an eager model: TorchScript and .pt2 models take no forward hooks "
                                  "(use `factory` + `weights`)", node=self.id, field="config.capture"))
