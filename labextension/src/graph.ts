@@ -6,7 +6,7 @@
  *
  * Plain data only (no cytoscape instance), so it is checked by unit tests.
  */
-import type { FlowEdge, FlowModel, Position } from './flowfile';
+import type { FlowEdge, FlowModel, FlowNode, Position } from './flowfile';
 import { START } from './flowfile';
 import { problemText, type ProblemMap } from './problems';
 
@@ -22,6 +22,10 @@ export const START_GAP = 150;
  * smaller than MIN_LABEL_PX on screen. */
 export const NODE_FONT_PX = 13;
 export const MIN_LABEL_PX = 11;
+/** The font size of edge labels, and the most characters an edge label shows (the rest
+ * is in its tooltip). */
+export const EDGE_FONT_PX = 11;
+export const EDGE_LABEL_CHARS = 24;
 
 /** A node's width from its label: wide enough for its longest line. */
 export function nodeWidth(label: string): number {
@@ -75,7 +79,8 @@ export function kindColour(kind: string, palette: Palette = EMPTY_PALETTE): stri
   return palette.kinds.get(kind) ?? UNKNOWN_COLOUR;
 }
 
-/** What an edge shows: its label, branch, condition, or that it is an error edge. */
+/** What an edge says in full: its label, branch, condition, or that it is an error edge
+ * (the tooltip shows this; the drawing shows `shorten(edgeLabel(edge))`). */
 export function edgeLabel(edge: FlowEdge): string {
   const parts: string[] = [];
   if (edge.label) {
@@ -86,7 +91,7 @@ export function edgeLabel(edge: FlowEdge): string {
   }
   if (edge.when) {
     const when = edge.when.replace(/\{\{|\}\}/g, '').split(/\s+/).filter(Boolean).join(' ');
-    parts.push(`if ${when.slice(0, 40)}${when.length > 40 ? '...' : ''}`);
+    parts.push(`if ${when}`);
   }
   if (edge.on === 'error') {
     parts.push('on error');
@@ -94,8 +99,31 @@ export function edgeLabel(edge: FlowEdge): string {
   return parts.join(' | ');
 }
 
-/** Positions for nodes the file's `layout` does not place: a column per depth. */
-export function defaultPositions(flow: FlowModel): Record<string, Position> {
+/** `text`, or its start and end around an ellipsis when it is longer than `most`
+ * characters (the end often tells edges apart: `== 'high'`, `== 'low'`). */
+export function shorten(text: string, most: number = EDGE_LABEL_CHARS): string {
+  if (text.length <= most) {
+    return text;
+  }
+  const tail = Math.floor(most / 3);
+  return `${text.slice(0, most - tail - 1)}\u2026${text.slice(text.length - tail)}`;
+}
+
+/** About how wide an edge label is drawn, in graph units (EDGE_FONT_PX, with its padding). */
+export function edgeLabelWidth(label: string): number {
+  return label ? Math.round(label.length * EDGE_FONT_PX * 0.6 + 14) : 0;
+}
+
+/** A node's label: its title (when it has one), its id with a warning sign when it has
+ * problems, and its kind. */
+export function nodeLabel(node: FlowNode, problem: boolean): string {
+  const title = node.title ? `${node.title}\n` : '';
+  return `${title}${node.id}${problem ? ' \u26a0' : ''}\n${node.type}`;
+}
+
+/** Each node's depth: the longest path to it from a node without parents (a cycle
+ * counts once); edges from `start` and to nodes the flow lacks are left out. */
+export function nodeDepths(flow: FlowModel): Map<string, number> {
   const parents = new Map<string, Set<string>>(flow.nodes.map(n => [n.id, new Set<string>()]));
   for (const edge of flow.edges) {
     if (parents.has(edge.source) && parents.has(edge.target)) {
@@ -119,6 +147,15 @@ export function defaultPositions(flow: FlowModel): Record<string, Position> {
     depth.set(node, value);
     return value;
   };
+  for (const node of flow.nodes) {
+    level(node.id, new Set());
+  }
+  return depth;
+}
+
+/** Positions for nodes the file's `layout` does not place: a column per depth. */
+export function defaultPositions(flow: FlowModel): Record<string, Position> {
+  const depth = nodeDepths(flow);
   const taken = new Set<string>();
   for (const pos of Object.values(flow.layout)) {
     taken.add(`${Math.round((pos.x - MARGIN) / X_STEP)},${Math.round((pos.y - MARGIN) / Y_STEP)}`);
@@ -128,7 +165,7 @@ export function defaultPositions(flow: FlowModel): Record<string, Position> {
     if (flow.layout[node.id]) {
       continue;
     }
-    const col = level(node.id, new Set());
+    const col = depth.get(node.id) ?? 0;
     let row = 0;
     while (taken.has(`${col},${row}`)) {
       row++;
@@ -164,8 +201,7 @@ export function toElements(
     if (mine.length > 0) {
       classes.push('problem');
     }
-    const title = node.title ? `${node.title}\n` : '';
-    const label = `${title}${node.id}${mine.length > 0 ? ' \u26a0' : ''}\n${node.type}`;
+    const label = nodeLabel(node, mine.length > 0);
     elements.push({
       group: 'nodes',
       data: {
@@ -187,10 +223,12 @@ export function toElements(
       group: 'nodes',
       data: { id: START_ID, label: 'start', width: 56, kind: 'start', colour: '#ffffff', problems: '' },
       classes: 'start-node',
-      position: {
-        x: Math.min(...elements.map(e => e.position!.x), MARGIN) - START_GAP,
-        y: ys.length > 0 ? ys.reduce((a, b) => a + b, 0) / ys.length : MARGIN
-      }
+      position: auto[START_ID]
+        ? { ...auto[START_ID] }
+        : {
+            x: Math.min(...elements.map(e => e.position!.x), MARGIN) - START_GAP,
+            y: ys.length > 0 ? ys.reduce((a, b) => a + b, 0) / ys.length : MARGIN
+          }
     });
   }
   for (const edge of flow.edges) {
@@ -205,13 +243,18 @@ export function toElements(
     if (mine.length > 0) {
       classes.push('problem');
     }
+    const full = edgeLabel(edge);
+    if (full) {
+      classes.push('labelled');
+    }
     elements.push({
       group: 'edges',
       data: {
         id: `edge-${edge.index}`,
         source: edge.source === START ? START_ID : edge.source,
         target: edge.target,
-        label: edgeLabel(edge),
+        label: shorten(full),
+        fullLabel: full,
         index: edge.index,
         problems: mine.map(problemText).join('\n')
       },

@@ -2,24 +2,30 @@
  * The state of one flow file's view, apart from its widgets: the flow read from the
  * document, the problems shown, what is selected and what the side panel edits, the edit
  * in flight and the note it left. The views draw this model and hand the user's actions
- * back to it (select, add a node, connect, move, delete, apply a form); the model sends
- * each edit to the server's editor and puts the answer into the document.
+ * back to it (select, add a node, connect, move, delete, apply a form, paste, find); the
+ * model sends each edit to the server's editor and puts the answer into the document,
+ * and keeps the texts before and after each action so that it can undo and redo them.
  *
  * No DOM and no JupyterLab import at run time: the tests drive it with a document and a
  * server of their own.
  */
 import { Signal, type ISignal } from '@lumino/signaling';
 
-import type { EditReply, FlowEdit, SchemaReply, ValidateReply } from './api';
+import type { EditReply, FlowEdit, ValidateReply } from './api';
+import { FlowEditing, type Direction, type FlowDocument, type FlowServer } from './editing';
 import { FlowParseError, formatOf, parseFlow, type FlowModel, type Position } from './flowfile';
 import { EMPTY_PALETTE, type Palette } from './graph';
+import type { HistoryStep } from './history';
 import type { PanelSubject } from './panel';
 import { problemText, uniqueProblems, type Problem } from './problems';
+import { nextMatch, searchFlow, type SearchMatch } from './search';
+import { pastePlan, snippetOf, type FlowSnippet } from './snippet';
 import {
   FormSchemas,
   NOTHING_SELECTED,
   filledFields,
   panelEdit,
+  readDocument,
   sameSelection,
   subjectOf,
   type FormSchema,
@@ -27,24 +33,7 @@ import {
 } from './subject';
 
 export { NOTHING_SELECTED, type Selection } from './subject';
-
-/** The document a view edits (JupyterLab's document context, in the lab). */
-export interface FlowDocument {
-  /** The file's path; its name says the format (`.json` or YAML). */
-  readonly path: string;
-  /** The document's text now, saved or not. */
-  readonly text: string;
-  /** Put an edit's result into the document (which then shows unsaved changes). */
-  setText(text: string): void;
-}
-
-/** What the model asks of the server extension (`api.ts` in the lab). A refused edit
- * rejects with an Error, whose `problems` say why when the flow would be invalid. */
-export interface FlowServer {
-  validate(path: string, text: string): Promise<ValidateReply>;
-  edit(path: string, text: string, edit: FlowEdit): Promise<EditReply>;
-  schema(kind: string | null): Promise<SchemaReply>;
-}
+export type { FlowDocument, FlowServer } from './editing';
 
 /** A note about the last thing done, shown next to the view's controls. */
 export interface Note {
@@ -54,6 +43,21 @@ export interface Note {
 
 /** How the drawing stands: not a flow, drawn (not validated yet), valid, or with problems. */
 export type ViewState = 'unreadable' | 'drawn' | 'valid' | 'problems';
+
+/** Where pasted nodes go: moved by `offset` from where they were copied, or with their
+ * top left at `at` (graph coordinates). */
+export interface PastePlace {
+  offset?: Position;
+  at?: Position;
+}
+
+/** The match `findNext` selected, and where it stands among all matches. */
+export interface FoundNode {
+  match: SearchMatch;
+  /** 1 for the first match. */
+  index: number;
+  count: number;
+}
 
 const UNSAVED = ' (unsaved)';
 
@@ -70,6 +74,12 @@ export class FlowViewModel {
   constructor(document: FlowDocument, server: FlowServer) {
     this._document = document;
     this._server = server;
+    this._editing = new FlowEditing(document, server, {
+      applied: reply => this._applied(reply),
+      refused: error => this._say(errorText(error), true),
+      restored: (step, direction) => this._restored(step, direction),
+      declined: why => this._say(why, true)
+    });
     this._schemas = new FormSchemas(kind => server.schema(kind).then(reply => reply.schema));
   }
 
@@ -156,7 +166,7 @@ export class FlowViewModel {
 
   /** The edit sent to the server and not answered yet (edits go one at a time). */
   get pending(): FlowEdit | null {
-    return this._pending;
+    return this._editing.pending;
   }
 
   /** The colours of node kinds (grey until the server's palette arrives). */
@@ -229,12 +239,99 @@ export class FlowViewModel {
    * Edits go one after the other, each on the text the one before left. Returns the
    * server's answer, or null when the edit was refused (the note says why). */
   edit(edit: FlowEdit): Promise<EditReply | null> {
-    const run = this._queue.then(() => this._send(edit));
-    this._queue = run.then(
-      () => undefined,
-      () => undefined
-    );
-    return run;
+    return this._editing.edit(edit);
+  }
+
+  /** Whether there is an action to undo, or to redo. */
+  get canUndo(): boolean {
+    return this._editing.canUndo;
+  }
+
+  get canRedo(): boolean {
+    return this._editing.canRedo;
+  }
+
+  /** Put back the document's text from before the last action (after the edits in
+   * flight). False when there was nothing to undo, or the document has been changed
+   * elsewhere since (the history is then forgotten: undoing would lose that change). */
+  undo(): Promise<boolean> {
+    return this._editing.undo();
+  }
+
+  /** Do the last undone action again. */
+  redo(): Promise<boolean> {
+    return this._editing.redo();
+  }
+
+  /** The selected nodes with the edges between them, for the clipboard (null when no
+   * node is selected); `positions` are where the view draws the nodes. */
+  copy(positions: Record<string, Position>): FlowSnippet | null {
+    const flow = this._flow;
+    const snippet = flow ? snippetOf(flow, readDocument(this._document.text, this._document.path), this._selection.nodes, positions) : null;
+    if (!snippet) {
+      this._say('Select the nodes to copy.', true);
+    }
+    return snippet;
+  }
+
+  /** Copy the selected nodes and remove them (one action to undo). */
+  async cut(positions: Record<string, Position>): Promise<FlowSnippet | null> {
+    const snippet = this.copy(positions);
+    if (snippet && !(await this.deleteSelected())) {
+      return null;
+    }
+    return snippet;
+  }
+
+  /** Add copied nodes and the edges between them, renamed where their ids are taken,
+   * and select them. One action to undo, however many edits it takes. Returns the new
+   * ids (fewer when the server refused an edit: the note says why). */
+  async paste(snippet: FlowSnippet, place: PastePlace = {}): Promise<string[]> {
+    let ids: string[] = [];
+    const what = `paste ${snippet.nodes.length} node${snippet.nodes.length === 1 ? '' : 's'}`;
+    const replies = await this._editing.group(() => {
+      if (!this._flow) {
+        return null;
+      }
+      const plan = pastePlan(snippet, this._flow.nodes.map(n => n.id), place);
+      ids = [...plan.ids.values()];
+      return { edits: plan.edits, what };
+    });
+    const made = ids.filter(id => this._flow?.nodes.some(n => n.id === id));
+    if (replies.length > 0 && made.length === ids.length && !this._note?.error) {
+      this._say(`${what}${UNSAVED}`);
+    }
+    this.select({ nodes: made, edges: [] });
+    return made;
+  }
+
+  /** Paste the selected nodes again beside them. */
+  async duplicate(positions: Record<string, Position>): Promise<string[]> {
+    const snippet = this.copy(positions);
+    return snippet ? this.paste(snippet, { offset: { x: 40, y: 40 } }) : [];
+  }
+
+  /** Select every node of the flow. */
+  selectAll(): void {
+    this.select({ nodes: this._flow?.nodes.map(n => n.id) ?? [], edges: [] });
+  }
+
+  /** The nodes `query` matches (id, kind, title or config text). */
+  search(query: string): SearchMatch[] {
+    return searchFlow(this._flow, query);
+  }
+
+  /** Select the match of `query` after the one selected (the first when none is);
+   * null when nothing matches. */
+  findNext(query: string): FoundNode | null {
+    const matches = this.search(query);
+    const { nodes } = this._selection;
+    const match = nextMatch(matches, nodes.length === 1 ? nodes[0] : null);
+    if (!match) {
+      return null;
+    }
+    this.select({ nodes: [match.node], edges: [] });
+    return { match, index: matches.indexOf(match) + 1, count: matches.length };
   }
 
   /** The document was saved: the last edit's note no longer says "(unsaved)". */
@@ -318,37 +415,27 @@ export class FlowViewModel {
       return;
     }
     this._disposed = true;
+    this._editing.close();
     Signal.clearData(this);
   }
 
-  private async _send(edit: FlowEdit): Promise<EditReply | null> {
-    if (this._disposed) {
-      return null;
-    }
-    const text = this._document.text;
-    this._pending = edit;
-    try {
-      const reply = await this._server.edit(this._document.path, text, edit);
-      if (this._disposed) {
-        return null;
-      }
-      if (reply.text !== text) {
-        this._document.setText(reply.text);
-      }
-      this._say(`${reply.what}${UNSAVED}`);
-      this._serverProblems = [...reply.problems];
-      this._validated = true;
-      this._text = null;
-      this.refresh();
-      return reply;
-    } catch (error) {
-      if (!this._disposed) {
-        this._say(errorText(error), true);
-      }
-      return null;
-    } finally {
-      this._pending = null;
-    }
+  /** An edit's answer is in the document: show it, and the problems the server found. */
+  private _applied(reply: EditReply): void {
+    this._say(`${reply.what}${UNSAVED}`);
+    this._serverProblems = [...reply.problems];
+    this._validated = true;
+    this._text = null;
+    this.refresh();
+  }
+
+  /** Undo or redo put a text back: the problems shown were those of another text. */
+  private _restored(step: HistoryStep, direction: Direction): void {
+    this._say(`${direction} ${step.what}${UNSAVED}`);
+    this._serverProblems = [];
+    this._validated = false;
+    this._text = null;
+    this.refresh();
+    void this.revalidate();
   }
 
   private async _applyPanelEdit(subject: PanelSubject, edit: FlowEdit): Promise<string | null> {
@@ -405,8 +492,7 @@ export class FlowViewModel {
   private _subject: PanelSubject | null = null;
   private _subjectAsked = 0;
   private _note: Note | null = null;
-  private _pending: FlowEdit | null = null;
-  private _queue: Promise<void> = Promise.resolve();
+  private _editing: FlowEditing;
   private _schemas: FormSchemas;
   private _palette: Palette = EMPTY_PALETTE;
   private _disposed = false;

@@ -56,7 +56,7 @@ export function sameSelection(a: Selection, b: Selection): boolean {
 }
 
 /** The file's text as data; an unreadable text has no bodies to show. */
-function readText(text: string, path: string): any {
+export function readDocument(text: string, path: string): any {
   try {
     return formatOf(path) === 'json' ? JSON.parse(text) : parseYaml(text);
   } catch {
@@ -79,7 +79,7 @@ export async function subjectOf(
   if (!flow || selection.nodes.length + selection.edges.length !== 1) {
     return null;
   }
-  const raw = readText(text, path);
+  const raw = readDocument(text, path);
   if (selection.nodes.length === 1) {
     const node = flow.nodes.find(n => n.id === selection.nodes[0]);
     if (!node) {

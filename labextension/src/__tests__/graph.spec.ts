@@ -7,6 +7,7 @@ import {
   edgeLabel,
   kindColour,
   readPalette,
+  shorten,
   toElements
 } from '../graph';
 import { problemsByElement } from '../problems';
@@ -62,21 +63,26 @@ describe('toElements', () => {
     expect(byId.get('extract')!.classes).toBe('kind-pdf');
   });
 
-  it('labels conditional, branch and error edges', () => {
-    expect(edges[3].data.label).toBe("if risk.output.level == 'high'");
-    expect(edges[3].classes).toBe('conditional');
+  it('labels conditional, branch and error edges, shortened past 24 characters', () => {
+    expect(edges[3].data.fullLabel).toBe("if risk.output.level == 'high'");
+    expect(edges[3].data.label).toBe("if risk.output.\u2026= 'high'");
+    expect(edges[3].classes).toBe('conditional labelled');
     expect(edges[4].data.label).toBe('fallback | on error');
-    expect(edges[4].classes).toBe('error-edge');
+    expect(edges[4].data.fullLabel).toBe('fallback | on error');
+    expect(edges[4].classes).toBe('error-edge labelled');
+    expect(edges[1].classes).toBe('');
     expect(edgeLabel({ index: 0, source: 'a', target: 'b', branch: 'billing', on: 'success' })).toBe(
       'branch: billing'
     );
   });
 
-  it('shortens long conditions', () => {
-    const when = `{{ ${'x'.repeat(60)} }}`;
-    expect(edgeLabel({ index: 0, source: 'a', target: 'b', when, on: 'success' })).toBe(
-      `if ${'x'.repeat(40)}...`
-    );
+  it('says a long condition whole, and draws it shortened around an ellipsis', () => {
+    const when = `{{ ${'x'.repeat(60)} == 'yes' }}`;
+    const full = edgeLabel({ index: 0, source: 'a', target: 'b', when, on: 'success' });
+    expect(full).toBe(`if ${'x'.repeat(60)} == 'yes'`);
+    expect(shorten(full)).toBe(`if ${'x'.repeat(12)}\u2026== 'yes'`);
+    expect(shorten(full)).toHaveLength(24);
+    expect(shorten('short')).toBe('short');
   });
 
   it('marks problems on the nodes and edges they name', () => {
@@ -90,7 +96,7 @@ describe('toElements', () => {
     expect(risk.data.problems).toBe("node 'risk', field 'config.rules': no such file");
     expect(risk.data.label).toContain('\u26a0');
     const edge = marked.find(e => e.data.id === 'edge-3')!;
-    expect(edge.classes).toBe('conditional problem');
+    expect(edge.classes).toBe('conditional problem labelled');
     expect(edge.data.problems).toBe("edges[3], field 'when': bad condition");
     expect(marked.find(e => e.data.id === 'clauses')!.classes).toBe('kind-transformers');
   });

@@ -4,7 +4,7 @@
 import { parse, stringify } from 'yaml';
 
 import type { EditReply, FlowEdit, SchemaReply, ValidateReply } from '../api';
-import { FlowViewModel, type FlowDocument, type FlowServer } from '../model';
+import { FlowViewModel, NOTHING_SELECTED, type FlowDocument, type FlowServer } from '../model';
 import type { Problem } from '../problems';
 
 const GREET = `# kept under version control
@@ -63,11 +63,16 @@ class Server implements FlowServer {
     const e = edit as any;
     let made: string | number | null = null;
     if (e.op === 'add_node') {
-      made = `${e.kind}_1`;
-      flow.nodes.push({ id: made, type: e.kind });
-      flow.layout = { ...flow.layout, [made]: e.position };
+      const id: string = e.id ?? `${e.kind}_1`;
+      if (flow.nodes.some((n: any) => n.id === id)) {
+        throw new Error(`a node '${id}' exists already: pick another id`);
+      }
+      flow.nodes.push(e.config ? { id, type: e.kind, config: e.config } : { id, type: e.kind });
+      flow.layout = { ...flow.layout, [id]: e.position };
+      made = id;
     } else if (e.op === 'add_edge') {
-      made = flow.edges.push({ from: e.from, to: e.to }) - 1;
+      const { op: _op, ...edge } = e;
+      made = flow.edges.push(edge) - 1;
     } else if (e.op === 'remove') {
       flow.nodes = flow.nodes.filter((n: any) => !e.nodes.includes(n.id));
       flow.edges = flow.edges.filter((x: any, i: number) => !e.edges.includes(i) && !e.nodes.includes(x.from) && !e.nodes.includes(x.to));
@@ -76,7 +81,7 @@ class Server implements FlowServer {
     } else if (e.op === 'set_config') {
       flow.nodes.find((n: any) => n.id === e.node).config = e.config;
     } else if (e.op === 'replace_node') {
-      const body = parse(e.body);
+      const body = typeof e.body === 'string' ? parse(e.body) : e.body;
       flow.nodes = flow.nodes.map((n: any) => (n.id === e.node ? body : n));
       made = body.id;
     }
@@ -288,5 +293,131 @@ describe('FlowViewModel', () => {
     expect(doc.writes).toBe(0);
     expect(signals).toBe(0);
     expect(model.isDisposed).toBe(true);
+  });
+  it('undoes and redoes each edit, putting the text back exactly as it was, comments and all', async () => {
+    const { model, doc } = open();
+    const texts = [doc.text];
+    await model.addNode('pdf', { x: 100, y: 40 });
+    texts.push(doc.text);
+    await model.connect('reply', 'pdf_1');
+    texts.push(doc.text);
+    await model.move({ shout: { x: 10, y: 20 } });
+    texts.push(doc.text);
+    model.select({ nodes: ['reply'], edges: [] });
+    await model.deleteSelected();
+    texts.push(doc.text);
+    expect(model.canUndo).toBe(true);
+    expect(model.canRedo).toBe(false);
+
+    for (let i = texts.length - 2; i >= 0; i--) {
+      expect(await model.undo()).toBe(true);
+      expect(doc.text).toBe(texts[i]);
+    }
+    expect(doc.text).toContain('# kept under version control');
+    expect(model.flow!.nodes.map(n => n.id)).toEqual(['shout', 'reply']);
+    expect(model.canUndo).toBe(false);
+    expect(await model.undo()).toBe(false);
+    expect(model.note).toEqual({ text: 'Nothing to undo.', error: true });
+
+    expect(await model.redo()).toBe(true);
+    expect(await model.redo()).toBe(true);
+    expect(doc.text).toBe(texts[2]);
+    expect(model.flow!.edges).toContainEqual(expect.objectContaining({ source: 'reply', target: 'pdf_1' }));
+    expect(model.note).toEqual({ text: 'redo add_edge (unsaved)', error: false });
+
+    // a new edit drops what was undone
+    await model.undo();
+    await model.move({ reply: { x: 5, y: 5 } });
+    expect(model.canRedo).toBe(false);
+    expect(await model.redo()).toBe(false);
+  });
+
+  it('revalidates after an undo: the problems shown belong to the text put back', async () => {
+    const { model, server } = open();
+    server.problems = [{ node: 'pdf_1', edge: null, field: null, message: 'no input' }];
+    await model.addNode('pdf', { x: 1, y: 2 });
+    expect(model.shownProblems).toHaveLength(1);
+    server.problems = [];
+    await model.undo();
+    await settle();
+    expect(model.validated).toBe(true);
+    expect(model.shownProblems).toEqual([]);
+  });
+
+  it('undoes an action queued behind an edit in flight only once that edit is in', async () => {
+    const { model, doc, server } = open();
+    server.hold = true;
+    const added = model.addNode('pdf', { x: 1, y: 2 });
+    const undone = model.undo();
+    await settle();
+    server.release();
+    await added;
+    expect(await undone).toBe(true);
+    expect(doc.text).toBe(GREET);
+  });
+
+  it('forgets its history when the document was changed elsewhere', async () => {
+    const { model, doc } = open();
+    await model.addNode('pdf', { x: 1, y: 2 });
+    doc.text = `${doc.text}# typed in the text editor\n`;
+    expect(await model.undo()).toBe(false);
+    expect(doc.text).toContain('# typed in the text editor');
+    expect(model.note?.text).toMatch(/changed outside the flow view/);
+    expect(model.canUndo).toBe(false);
+  });
+
+  it('pastes copied nodes with the edge between them, renamed where taken, as one action', async () => {
+    const { model, doc, server } = open();
+    model.select({ nodes: ['shout', 'reply'], edges: [] });
+    const snippet = model.copy({ shout: { x: 100, y: 50 }, reply: { x: 300, y: 50 } })!;
+    expect(snippet.nodes.map(n => n.id)).toEqual(['shout', 'reply']);
+    expect(snippet.edges).toEqual([{ from: 'shout', to: 'reply' }]);
+
+    const before = doc.text;
+    const made = await model.paste(snippet, { offset: { x: 40, y: 40 } });
+    expect(made).toEqual(['shout_2', 'reply_2']);
+    expect(model.selection.nodes).toEqual(['shout_2', 'reply_2']);
+    const flow = parse(doc.text);
+    expect(flow.nodes.find((n: any) => n.id === 'reply_2').config).toEqual({ template: '{{ shout_2.output.text }}' });
+    expect(flow.edges).toContainEqual({ from: 'shout_2', to: 'reply_2' });
+    expect(flow.layout.shout_2).toEqual({ x: 140, y: 90 });
+    expect(server.edits.map(e => e.edit.op)).toEqual(['add_node', 'add_node', 'add_edge']);
+    expect(model.note).toEqual({ text: 'paste 2 nodes (unsaved)', error: false });
+
+    // pasted again: the next free ids
+    expect(await model.paste(snippet, { at: { x: 0, y: 300 } })).toEqual(['shout_3', 'reply_3']);
+    expect(parse(doc.text).layout.reply_3).toEqual({ x: 200, y: 300 });
+
+    await model.undo();
+    await model.undo();
+    expect(doc.text).toBe(before);
+  });
+
+  it('cuts as one action, and duplicates beside the original', async () => {
+    const { model, doc } = open();
+    model.select({ nodes: ['reply'], edges: [] });
+    const snippet = await model.cut({ reply: { x: 300, y: 50 } });
+    expect(snippet!.nodes.map(n => n.id)).toEqual(['reply']);
+    expect(model.flow!.nodes.map(n => n.id)).toEqual(['shout']);
+    // pasted where the id is free again, the node keeps it
+    expect(await model.paste(snippet!)).toEqual(['reply']);
+    model.select({ nodes: ['shout'], edges: [] });
+    expect(await model.duplicate({ shout: { x: 10, y: 10 } })).toEqual(['shout_2']);
+    expect(parse(doc.text).layout.shout_2).toEqual({ x: 50, y: 50 });
+    model.select(NOTHING_SELECTED);
+    expect(model.copy({})).toBeNull();
+    expect(model.note).toEqual({ text: 'Select the nodes to copy.', error: true });
+  });
+
+  it('finds nodes by id, kind or config text, selecting the next match each time', () => {
+    const { model } = open();
+    expect(model.search('TEXT').map(m => m.node)).toEqual(['shout', 'reply']);
+    expect(model.findNext('text')).toMatchObject({ match: { node: 'shout', where: 'config' }, index: 1, count: 2 });
+    expect(model.selection.nodes).toEqual(['shout']);
+    expect(model.findNext('text')).toMatchObject({ match: { node: 'reply' }, index: 2 });
+    expect(model.findNext('text')!.match.node).toBe('shout');
+    expect(model.findNext('REPL')).toMatchObject({ match: { node: 'reply', where: 'id' }, count: 1 });
+    expect(model.findNext('nothing like it')).toBeNull();
+    expect(model.selection.nodes).toEqual(['reply']);
   });
 });
