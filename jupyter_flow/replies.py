@@ -120,6 +120,9 @@ class WorkbenchReply(_Reply):
     path: str
     notebook: str
     created: bool
+    #: the notebook is the workbench made for this flow (its marker says so): the view runs
+    #: it; any other notebook of that name is only opened
+    runnable: bool
 
 
 class FieldError(_Reply):

@@ -16,7 +16,7 @@ checks apply to every one of them):
                                        `kind`, the schema of an edge's settings
     POST /jupyter-flow/api/export      {path, output?} -> {notebook}   (the production notebook)
     POST /jupyter-flow/api/new         {directory, name?, device?, batch_size?} -> {flow, notebook}
-    POST /jupyter-flow/api/workbench   {path} -> {notebook, created}
+    POST /jupyter-flow/api/workbench   {path} -> {notebook, created, runnable}
 
 Every request and reply is a model of `jupyter_flow.edits` and `jupyter_flow.replies`
 (from which the file view's TypeScript types are generated); a request that does not fit
@@ -69,7 +69,10 @@ from jupyter_flow.replies import (
 from jupyter_flow.spec import EdgeSpec, parse_json
 from jupyter_flow.version import __version__ as VERSION
 
-__all__ = ["API_ROOT", "new_flow_text", "workbench_notebook"]
+__all__ = ["API_ROOT", "WORKBENCH_MARKER", "is_workbench_notebook", "new_flow_text", "workbench_notebook"]
+
+#: the notebook metadata key that marks a workbench notebook this extension made
+WORKBENCH_MARKER = "jupyter_flow_workbench"
 
 API_ROOT = "jupyter-flow/api"
 _FLOW_SUFFIX = re.compile(r"\.flow\.(ya?ml|json)$", re.IGNORECASE)
@@ -120,7 +123,22 @@ def workbench_notebook(flow_file: str) -> dict[str, Any]:
         nbformat.v4.new_code_cell(f"from jupyter_flow.workbench import Workbench\n\nWorkbench({flow_file!r})"),
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata[WORKBENCH_MARKER] = {"flow": flow_file}
     return nb
+
+
+def is_workbench_notebook(path: Path, flow_file: str) -> bool:
+    """Whether the notebook at `path` is the workbench this extension made for `flow_file`
+    (its marker names it): only such a notebook is ever run by "Open in notebook workbench";
+    any other notebook of that name is opened and left alone."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception:  # not a notebook we can read: certainly not ours
+        return False
+    marker = nb.metadata.get(WORKBENCH_MARKER)
+    return isinstance(marker, dict) and marker.get("flow") == flow_file
 
 
 def new_flow_text(name: str, *, device: str = "auto", batch_size: int = 8) -> str:
@@ -200,7 +218,14 @@ class _FlowHandler(APIHandler):
         target = (self.root / rel).resolve()
         if target != self.root and not target.is_relative_to(self.root):
             raise tornado.web.HTTPError(403, f"'{api_path}' is outside the server's root directory")
+        if not self.allow_hidden and any(part.startswith(".") for part in (*rel.parts, *target.relative_to(self.root).parts)):
+            # Jupyter's own rule (ContentsManager.allow_hidden): a hidden file is not there
+            raise tornado.web.HTTPError(404, f"'{api_path}' is hidden")
         return target
+
+    @property
+    def allow_hidden(self) -> bool:
+        return bool(getattr(self.contents_manager, "allow_hidden", False))
 
     def api_path(self, path: Path) -> str:
         return path.resolve().relative_to(self.root).as_posix()
@@ -366,7 +391,8 @@ class WorkbenchHandler(_FlowHandler):
         created = not notebook_path.exists()
         if created:
             nbformat.write(workbench_notebook(path.name), str(notebook_path))
-        self.reply(WorkbenchReply(path=self.api_path(path), notebook=self.api_path(notebook_path), created=created))
+        runnable = created or await asyncio.to_thread(is_workbench_notebook, notebook_path, path.name)
+        self.reply(WorkbenchReply(path=self.api_path(path), notebook=self.api_path(notebook_path), created=created, runnable=runnable))
 
 
 def _check(text: str, path: Path, source: str) -> tuple[dict[str, int], list[Problem]]:

@@ -293,7 +293,29 @@ def test_workbench_notebook_is_made_once_beside_the_flow(api: httpx.Client, root
     nb = nbformat.read(root / "flows" / "greet.ipynb", as_version=4)
     assert "Workbench('greet.flow.yaml')" in nb.cells[-1].source
     status, body = post(api, "workbench", {"path": "flows/greet.flow.yaml"})
-    assert (status, body["created"]) == (200, False)
+    assert (status, body["created"], body["runnable"]) == (200, False, True)
+
+
+def test_only_the_workbench_notebook_made_for_a_flow_is_run(api: httpx.Client, root: Path) -> None:
+    # "Open in notebook workbench" ran every cell of whatever NAME.ipynb sat beside the flow
+    (root / "flows" / "other.flow.yaml").write_text(fixture_flow("greet_chain.flow.yaml"))
+    planted = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os; os.system('touch pwned')")])
+    nbformat.write(planted, str(root / "flows" / "other.ipynb"))
+    status, body = post(api, "workbench", {"path": "flows/other.flow.yaml"})
+    assert (status, body["created"], body["runnable"]) == (200, False, False)
+    marked = nbformat.read(root / "flows" / "greet.ipynb", as_version=4) if (root / "flows" / "greet.ipynb").exists() else None
+    if marked is not None:
+        assert marked.metadata["jupyter_flow_workbench"] == {"flow": "greet.flow.yaml"}
+
+
+def test_hidden_files_follow_jupyters_policy(api: httpx.Client, root: Path) -> None:
+    (root / ".hidden").mkdir(exist_ok=True)
+    (root / ".hidden" / "h.flow.yaml").write_text(fixture_flow("greet_chain.flow.yaml"))
+    (root / "flows" / ".dot.flow.yaml").write_text(fixture_flow("greet_chain.flow.yaml"))
+    for path in (".hidden/h.flow.yaml", "flows/.dot.flow.yaml"):
+        for route in ("validate", "workbench", "export"):
+            status, body = post(api, route, {"path": path})
+            assert status == 404 and "hidden" in json.dumps(body), (route, path, body)
 
 
 def test_export_writes_a_production_notebook(api: httpx.Client, root: Path) -> None:

@@ -4,7 +4,7 @@
  * src/edits.schema.json, which jupyter_flow/edits.py writes. Do not edit by hand: change
  * jupyter_flow/edits.py and run `python scripts/edit_types.py` from the repository root.
  *
- * schema sha256: 286482931a405354979bc28802e5a0fcb832def25ae2c81060c8606c9c418bbf
+ * schema sha256: aa70b42a9923aa35fb89c831a153265fa54f71c9055a5e3bad902f977cf1f7d9
  */
 
 /**
@@ -354,6 +354,7 @@ export interface WorkbenchReply {
   path: string;
   notebook: string;
   created: boolean;
+  runnable: boolean;
 }
 /**
  * What every route answers when it refuses: `message`; a refused request or edit names
