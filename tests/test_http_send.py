@@ -1,6 +1,7 @@
-"""`jupyter_flow.http.send` through both transports against real loopback servers: the
-aiohttp session under the shared client (the way the `http` node sends JSON) and httpx's
-own request path must send the same bytes and read the same answer."""
+"""`jupyter_flow.http_send.send` through both transports against real loopback servers:
+the aiohttp transport under the shared client (`jupyter_flow.http_transport`) and httpx's
+own must send the same bytes, read the same answer and fail with the same httpx errors;
+the loop's shared client and its end."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import pytest
 from servers import LoopbackServer, Reply, Request
 
 from jupyter_flow import Flow, FlowRunError
-from jupyter_flow.http import TRANSPORT_ENV, Answer, describe_error, make_client, send, transport_name
+from jupyter_flow.http import TRANSPORT_ENV, make_client, transport_name
+from jupyter_flow.http_errors import describe_error
+from jupyter_flow.http_send import Answer, send
 
 Serve = Callable[[dict[str, Any]], LoopbackServer]
 TRANSPORTS = ["aiohttp", "httpx"]
@@ -152,27 +155,21 @@ def test_the_http_node_answers_the_same_through_either_transport(serve: Serve, m
     assert "answered HTTP 503" in str(info.value) and "overloaded" in str(info.value)
 
 
-def test_with_a_proxy_configured_every_request_goes_through_httpx(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
-    # httpx routes by HTTP_PROXY/NO_PROXY; the short cut to aiohttp would not, so it is off
-    from jupyter_flow.http import _made
-
-    server = serve({"/echo": echo})
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+def test_a_proxy_the_environment_names_is_used_as_httpx_uses_it(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    # HTTP_PROXY/NO_PROXY route a request as httpx routes it, whatever the transport
+    proxy = serve({"http://models.invalid/echo": echo})  # a proxy sees the whole URL as the path
+    direct = serve({"/echo": echo})
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-
-    async def go() -> tuple[Answer, bool]:
-        client = make_client()
-        try:
-            return await send(client, "POST", f"{server.url}/echo", json={"a": 1}), _made(client) is not None
-        finally:
-            await client.aclose()
-
-    answer, short_cut = asyncio.run(go())
-    assert answer.json()["body"] == '{"a":1}'
-    assert not short_cut
+    for t in TRANSPORTS:
+        through = call(t, monkeypatch, "POST", "http://models.invalid/echo", json={"a": 1}).json()
+        past = call(t, monkeypatch, "POST", f"{direct.url}/echo", json={"a": 1}).json()
+        assert (through["path"], through["body"]) == ("http://models.invalid/echo", '{"a":1}')
+        assert past["path"] == "/echo"
+    assert len(proxy.requests) == len(direct.requests) == 2
 
 
-# -- where the short cut must give what httpx gives -----------------------------------------
+# -- the client's settings, whatever the transport -------------------------------------------
 
 
 def _node_flow(url: str, **config: Any) -> Flow:
@@ -348,8 +345,8 @@ def _one_setting(name: str, client: Any, url: str, seen: list[str]) -> str:
 
 @pytest.mark.parametrize("setting", ["params", "cookie", "hook", "base_url", "header"])
 def test_each_setting_added_to_the_client_alone_is_honoured(serve: Serve, monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
-    # the short cut checks each setting on every call: any one of them alone takes the call
-    # through httpx (or, for headers, sends them), as the client says
+    # a setting changed after the first call applies from the next call on (nothing the
+    # first call worked out is kept past a change)
     server = serve({"/echo": echo})
     monkeypatch.setenv(TRANSPORT_ENV, "aiohttp")
     hooked: list[str] = []

@@ -11,7 +11,9 @@ from typing import Any, Literal
 from jupyter_flow import environ, telemetry
 from jupyter_flow.errors import NodeError, Problem, RemoteError, TemplateError
 from jupyter_flow.expressions import Renderer, compile_value
-from jupyter_flow.http import DEFAULT_TIMEOUT_S, Answer, describe_error, send, transport_errors
+from jupyter_flow.http import DEFAULT_TIMEOUT_S
+from jupyter_flow.http_errors import describe_error, transport_errors
+from jupyter_flow.http_send import Answer, send
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.spec import NodeSpec
 

@@ -28,7 +28,9 @@ from pydantic import field_validator
 from jupyter_flow import telemetry
 from jupyter_flow.errors import NodeError, RemoteError
 from jupyter_flow.expressions import is_template
-from jupyter_flow.http import DEFAULT_TIMEOUT_S, describe_error, send, transport_errors
+from jupyter_flow.http import DEFAULT_TIMEOUT_S
+from jupyter_flow.http_errors import describe_error, transport_errors
+from jupyter_flow.http_send import send
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.nodes.http import expand_env
 from jupyter_flow.serve.codec import DATATYPES, ProtocolError, Tensor, decode, encode, to_torch

@@ -18,7 +18,8 @@ import httpx
 from pydantic import model_validator
 
 from jupyter_flow.errors import NodeError, RemoteError
-from jupyter_flow.http import DEFAULT_TIMEOUT_S, describe_error
+from jupyter_flow.http import DEFAULT_TIMEOUT_S
+from jupyter_flow.http_errors import describe_error
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.nodes.http import expand_env
 from jupyter_flow.spec import RetrySpec

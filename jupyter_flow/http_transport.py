@@ -1,0 +1,288 @@
+"""An `httpx.AsyncBaseTransport` over aiohttp: httpx's client API (redirects, cookies, auth,
+event hooks, decoding) over aiohttp's connection pool, which keeps up with many concurrent
+calls where httpx's own pool spends its time checking connections.
+
+httpx calls its transport interface "a strict point of cut-off": the client hands the
+transport an `httpx.Request` and gets an `httpx.Response` back, and nothing else passes
+between them. `AiohttpTransport` keeps to it:
+
+- one `aiohttp.ClientSession` per event loop that sends through it, made on first use
+  there, owned by the transport and closed by `aclose()` (an aiohttp session belongs to
+  the loop it was made on);
+- the request's method, URL, headers and body go out as httpx built them; aiohttp adds
+  nothing of its own (no cookies, no content type, no user agent, no decompression) and
+  follows no redirect: the client does all that;
+- a proxy the environment names (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, less the hosts
+  `NO_PROXY` names) carries the request, as it would through httpx's own transport;
+- httpx's timeouts (`request.extensions["timeout"]`) become aiohttp's: `connect` for
+  opening the connection, `read` for each wait for data, `pool` for waiting for a free
+  connection (aiohttp has no write timeout);
+- the answer's body streams through an `httpx.AsyncByteStream` over aiohttp's content,
+  chunk by chunk as it arrives;
+- every error aiohttp (or the socket under it) raises becomes httpx's error for the same
+  failure (`MapErrors`, the table `ERROR_MAP`), raised `from` aiohttp's, so callers catch
+  one tree of errors, httpx's, whatever the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+import urllib.request
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import httpx
+import yarl
+
+__all__ = ["ERROR_MAP", "AiohttpTransport", "MapErrors"]
+
+#: aiohttp's errors and the httpx error each one becomes, the more specific first (the
+#: first class that matches wins)
+ERROR_MAP: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # no connection within `connect` (or `pool`)
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),  # no data within `read`
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
+    (aiohttp.ClientHttpProxyError, httpx.ProxyError),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, no such host, TLS refused
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),  # closed before it answered
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # an answer that is not HTTP
+    # a body cut short or malformed (`_cut_short` tells a reset apart)
+    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
+    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    (aiohttp.ClientConnectionResetError, httpx.WriteError),  # reset while the request was written
+    (aiohttp.ClientOSError, httpx.ReadError),
+    (aiohttp.ClientConnectionError, httpx.NetworkError),
+    (ConnectionError, httpx.ReadError),
+    (asyncio.TimeoutError, httpx.ReadTimeout),
+    # a request HTTP cannot carry as given: a header value with a line break, a name or
+    # value that is not text (httpx's own transport raises LocalProtocolError for these)
+    (ValueError, httpx.LocalProtocolError),
+)
+
+
+class MapErrors:
+    """`with MAP_ERRORS:` around aiohttp calls: what they raise leaves the block as httpx's
+    error for the same failure (`ERROR_MAP`), raised from aiohttp's. Keeps no state, so one
+    instance serves every call."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is None or exc is None or not issubclass(kind, Exception) or isinstance(exc, httpx.HTTPError):
+            return
+        for source, target in ERROR_MAP:
+            if isinstance(exc, source):
+                if target is httpx.RemoteProtocolError and isinstance(exc, aiohttp.ClientPayloadError):
+                    target = _cut_short(exc)
+                raise target(_reason(exc)) from exc
+
+
+MAP_ERRORS = MapErrors()
+
+
+def _reason(exc: BaseException) -> str:
+    """aiohttp's message on one line (its parse errors span several, with a caret line;
+    an answer it cannot parse carries the parser's message apart from the status it made up)."""
+    text = exc.message if isinstance(exc, aiohttp.ClientResponseError) and isinstance(exc.message, str) and exc.message else str(exc)
+    return " ".join(text.split()).rstrip(" ^") or type(exc).__name__
+
+
+def _cut_short(exc: aiohttp.ClientPayloadError) -> type[httpx.TransportError]:
+    """A body that ended before its length: cut by a reset or another socket error (aiohttp
+    adds that error's repr to its message, its only mention of it) is a read error, as
+    httpx's own transport says; ended by the server closing the connection early, or
+    malformed, a protocol error."""
+    return httpx.ReadError if "Error(" in str(exc).rpartition(">. ")[2] else httpx.RemoteProtocolError
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """httpx's transport interface over aiohttp (see the module doc).
+
+    `limits`: the connections kept open at most and how long an idle one is kept;
+    `ssl_context`: the TLS settings for every connection (made once by the caller)."""
+
+    def __init__(self, *, limits: httpx.Limits, ssl_context: ssl.SSLContext) -> None:
+        self._limits = limits
+        self._ssl_context = ssl_context
+        #: the session of the loop that sent last: most calls come from the same loop
+        self._last: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
+        #: each loop's session (a session holds its loop: weak keys would not let go of one)
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self._closed = False
+        #: the proxies the environment names, read when the transport is made, as httpx
+        #: reads them for its own (httpx leaves them to a transport it is given)
+        self._proxies = {k: v for k, v in urllib.request.getproxies().items() if k in ("http", "https", "all", "no")}
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The running loop's session (made on its first call)."""
+        loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop:
+            return last[1]
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            if self._closed:
+                raise RuntimeError("the HTTP transport is closed: make a new client")
+            # a loop that has ended took its connections with it: its session is let go
+            self._sessions = {known: kept for known, kept in self._sessions.items() if not known.is_closed()}
+            connector = aiohttp.TCPConnector(limit=self._limits.max_connections or 0, keepalive_timeout=self._limits.keepalive_expiry,
+                                             ssl=self._ssl_context)
+            session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),  # the client keeps the cookies
+                auto_decompress=False,  # the client decodes, with httpx's decoders
+                skip_auto_headers=_NOT_ADDED,
+                timeout=_timeout(None, None, None),
+            )
+            self._sessions[loop] = session
+        self._last = (loop, session)
+        return session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._session()
+        timeout = request.extensions.get("timeout")
+        limits = _timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")) if timeout else _timeout(None, None, None)
+        with MAP_ERRORS:
+            body = await _body(request)
+            answer = await session.request(
+                request.method,
+                _url(str(request.url)),
+                headers=_headers(request.headers.raw, streamed=body is not None and not isinstance(body, bytes)),
+                data=body,
+                allow_redirects=False,
+                timeout=limits,
+                server_hostname=request.extensions.get("sni_hostname"),
+                proxy=self._proxy_for(request.url) if self._proxies else None,
+            )
+        return httpx.Response(
+            answer.status,
+            headers=answer.raw_headers,
+            stream=AiohttpBody(answer),
+            request=request,
+            extensions={"http_version": b"HTTP/1.0" if answer.version == aiohttp.HttpVersion10 else b"HTTP/1.1",
+                        "reason_phrase": (answer.reason or "").encode("latin-1", "replace")},
+        )
+
+    def _proxy_for(self, url: httpx.URL) -> str | None:
+        """The proxy `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` names for `url`, unless
+        `NO_PROXY` names its host."""
+        proxies = self._proxies
+        proxy = proxies.get(url.scheme) or proxies.get("all")
+        if not proxy or _bypassed(url.host, proxies.get("no", "")):
+            return None
+        return proxy if "://" in proxy else f"http://{proxy}"
+
+    async def aclose(self) -> None:
+        """Close the sessions: the running loop's at once; one on another loop that still
+        runs (in another thread) on that loop; one whose loop has ended cannot be closed
+        any more (its connections went with the loop) and is dropped."""
+        self._closed = True
+        sessions = list(self._sessions.items())
+        self._sessions.clear()
+        self._last = None
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        for loop, session in sessions:
+            if session.closed:
+                continue
+            if loop is here:
+                await session.close()
+            elif loop.is_running() and not loop.is_closed():
+                asyncio.run_coroutine_threadsafe(session.close(), loop)
+
+
+class AiohttpBody(httpx.AsyncByteStream):
+    """An answer's body from aiohttp's content, a chunk as it arrives; closing it before
+    the end closes the connection (a half-read answer cannot be reused), after the end
+    gives the connection back to the pool. Its own iterator (no async generator per body)."""
+
+    __slots__ = ("_answer",)
+
+    def __init__(self, answer: aiohttp.ClientResponse) -> None:
+        self._answer = answer
+
+    def __aiter__(self) -> AiohttpBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        with MAP_ERRORS:
+            chunk = await self._answer.content.readany()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+    async def aclose(self) -> None:
+        answer = self._answer
+        if answer.content.at_eof():
+            answer.release()
+        else:
+            answer.close()
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """Whether `NO_PROXY` (names separated by commas, or `*` for all) names `host`: a name
+    stands for itself and the names under it (`example.com` and `.example.com` both cover
+    `api.example.com`); an address stands for itself."""
+    host = host.lower()
+    for name in no_proxy.lower().split(","):
+        name = name.strip().lstrip(".")
+        if name == "*" or (name and (host == name or host.endswith("." + name))):
+            return True
+    return False
+
+
+#: the automatic headers aiohttp would add where httpx's request has none: httpx's request
+#: is sent as it is (Host and the body's length aiohttp still works out when missing)
+_NOT_ADDED = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(connect: float | None, read: float | None, pool: float | None) -> aiohttp.ClientTimeout:
+    """httpx's timeouts as aiohttp's (one object per combination: they repeat)."""
+    return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
+
+
+@functools.lru_cache(maxsize=512)
+def _url(url: str) -> yarl.URL:
+    """The URL httpx built, as aiohttp's URL type, as it is (httpx has encoded it; parsed
+    once per URL: a flow calls the same few again and again)."""
+    with MAP_ERRORS:
+        return yarl.URL(url, encoded=True)
+
+
+def _headers(raw: Iterable[tuple[bytes, bytes]], *, streamed: bool) -> list[tuple[str, str]]:
+    """httpx's header bytes, names in the case the caller gave, as the text aiohttp takes
+    (it encodes them back as UTF-8, the same bytes). A body sent as a stream goes without
+    httpx's `Transfer-Encoding: chunked`: aiohttp chunks it, and says so itself."""
+    if streamed:
+        return [(name.decode(), value.decode()) for name, value in raw if name.lower() != b"transfer-encoding"]
+    return [(name.decode(), value.decode()) for name, value in raw]
+
+
+async def _body(request: httpx.Request) -> bytes | AsyncIterator[bytes] | None:
+    """The request's body: its bytes when httpx holds them (any `content=`, `json=` or
+    form), else its stream, sent chunk by chunk."""
+    try:
+        content = request.content
+    except httpx.RequestNotRead:  # a stream (a redirect's copy of a body httpx holds, or an upload)
+        if isinstance(request.stream, httpx.ByteStream):
+            content = await request.aread()
+        else:
+            return _chunks(request.stream)
+    return content or None
+
+
+async def _chunks(stream: Any) -> AsyncIterator[bytes]:
+    async for chunk in stream:
+        yield chunk
