@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jupyter_flow.atomic import FileStamp, write_atomic
 from jupyter_flow.spec import FlowSpec, PathLike, dump_spec, load_spec, parse_spec_text, spec_to_dict
 
 __all__ = ["FlowDocument", "merge_into"]
@@ -76,14 +77,18 @@ def merge_into(doc: Any, data: Any, *, list_name: str | None = None) -> Any:
 class FlowDocument:
     """A flow file on disk: its path and, for YAML, the round-trip document that was read."""
 
-    def __init__(self, path: Path, doc: Any = None) -> None:
+    def __init__(self, path: Path, doc: Any = None, stamp: FileStamp | None = None) -> None:
         self.path = path
         self.doc = doc
+        #: the file as it was last read or written here: a save refuses to replace a file
+        #: that changed on disk since (someone else's edit), unless told to overwrite
+        self.stamp = stamp
 
     @classmethod
     def open(cls, path: PathLike) -> tuple[FlowSpec, FlowDocument]:
         """Read and validate a flow file (errors name line and column, node and field)."""
         path = Path(path)
+        stamp = FileStamp.of(path)
         spec = load_spec(path)
         doc = None
         yaml = _ruamel() if path.suffix.lower() != ".json" else None
@@ -92,7 +97,7 @@ class FlowDocument:
                 doc = yaml.load(path.read_text(encoding="utf-8"))
             except Exception:  # the file validated above; any ruamel quirk only costs the comments
                 doc = None
-        return spec, cls(path, doc)
+        return spec, cls(path, doc, stamp)
 
     @classmethod
     def parse(cls, text: str, path: PathLike) -> tuple[FlowSpec, FlowDocument]:
@@ -125,13 +130,16 @@ class FlowDocument:
             return dump_spec(spec)  # never a text that reads back as another flow
         return text
 
-    def save(self, spec: FlowSpec, path: PathLike | None = None) -> Path:
-        """Write the flow (layout included); comments survive when the same file is rewritten."""
+    def save(self, spec: FlowSpec, path: PathLike | None = None, *, overwrite: bool = False) -> Path:
+        """Write the flow (layout included); comments survive when the same file is rewritten.
+        The file is replaced whole or not at all (`write_atomic`); a file that changed on
+        disk since it was read here is not replaced unless `overwrite` (FileChangedError)."""
         target = Path(path) if path is not None else self.path
         if target.resolve() != self.path.resolve():
-            self.path, self.doc = target, None
+            self.path, self.doc, self.stamp = target, None, None
         text = self.text(spec)
-        target.write_text(text, encoding="utf-8")
+        write_atomic(target, text, unchanged_since=None if overwrite else self.stamp)
+        self.stamp = FileStamp.of_bytes(text.encode("utf-8"))
         yaml = _ruamel()
         if self.doc is None and yaml is not None and target.suffix.lower() != ".json":
             self.doc = yaml.load(text)

@@ -279,9 +279,11 @@ class Workbench:
         """Open a flow file (the current flow is replaced; undo history starts over)."""
         self.state.open(path)
 
-    def save(self, path: PathLike | None = None) -> Path:
-        """Save the flow, layout included; comments of the opened file are kept."""
-        return self.state.save(path)
+    def save(self, path: PathLike | None = None, *, overwrite: bool = False) -> Path:
+        """Save the flow, layout included; comments of the opened file are kept. The file is
+        replaced whole or not at all, and one changed on disk since it was opened is kept as
+        it is (FileChangedError) unless `overwrite`."""
+        return self.state.save(path, overwrite=overwrite)
 
     def export_notebook(self, path: PathLike | None = None) -> Path:
         """Export the flow as a parameterized notebook."""

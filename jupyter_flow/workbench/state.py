@@ -380,15 +380,17 @@ class WorkbenchState:
             self.observers.mark("selection", "wiring", "file")
             self.observers.say(f"Opened {document.path}.", place="files")
 
-    def save(self, path: PathLike | None = None) -> Path:
-        """Save the flow, layout included; comments of the opened file are kept."""
+    def save(self, path: PathLike | None = None, *, overwrite: bool = False) -> Path:
+        """Save the flow, layout included; comments of the opened file are kept. The file is
+        replaced whole or not at all; one changed on disk since it was opened is kept as it is
+        (FileChangedError) unless `overwrite`."""
         with self.observers.action("file"):
             if self.document is None:
                 if path is None:
                     self.observers.say("Give a file name to save to.", error=True, place="files")
                     raise FlowValidationError("no file name to save to")
                 self.document = FlowDocument(Path(path))
-            target = self.document.save(self.spec, path)
+            target = self.document.save(self.spec, path, overwrite=overwrite)
             self.flow.source = target
             self.observers.say(f"Saved {target}.", place="files")
         return target
