@@ -33,6 +33,7 @@ _BUILTIN = {
     "llm": "jupyter_flow.nodes.llm:LlmNode",
     "coalesce": "jupyter_flow.nodes.coalesce:CoalesceNode",
     "placeholder": "jupyter_flow.nodes.placeholder:PlaceholderNode",
+    "tool": "jupyter_flow.nodes.tool:ToolNode",
 }
 
 
