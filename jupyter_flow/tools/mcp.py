@@ -42,6 +42,8 @@ T = TypeVar("T")
 
 #: `${VAR}` references, found to keep their values out of error messages
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: values shorter than this are not looked for in error messages (a `1` would be found everywhere)
+_SHORTEST_SECRET = 4
 #: pages of a tool listing read at most
 _MAX_PAGES = 100
 #: characters of a server's own error output shown in an error
@@ -146,7 +148,7 @@ class _Secrets:
             self.values.append((value, text))
             for ref in _REFERENCE.findall(text):
                 secret = environ.get(ref)
-                if secret:
+                if secret and len(secret) >= _SHORTEST_SECRET:
                     self.values.append((secret, f"${{{ref}}}"))
         return value
 

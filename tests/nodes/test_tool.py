@@ -153,6 +153,13 @@ def test_an_mcp_server_the_flow_starts(tmp_path: Path, monkeypatch: pytest.Monke
     broken = tool_flow(tmp_path, {"id": "check", "config": {"tool": "mcp/local/secret_ok", "server": {"command": ["/no/such/server"]}}})
     message, _ = failure(broken)
     assert "tool 'mcp/local/secret_ok': cannot start MCP server '/no/such/server'" in message
+    # a server that dies telling its secret: what it wrote is in the error, the secret is not
+    blurt = "import os, sys; sys.stderr.write('my key is ' + os.environ['DEMO_KEY']); sys.exit(3)"
+    dying = tool_flow(tmp_path, {"id": "check", "config": {"tool": "mcp/local/secret_ok",
+                                                           "server": {"command": [sys.executable, "-c", blurt], "env": {"DEMO_KEY": "${DEMO_TOKEN}"}}}})
+    message, trace = failure(dying)
+    assert "tool 'mcp/local/secret_ok'" in message and "the server wrote: my key is ${DEMO_TOKEN}" in message
+    assert SECRET not in message and SECRET not in trace
 
 
 # -- built-in and Python tools -----------------------------------------------------------
