@@ -7,8 +7,8 @@
 - the customer-service flow (cleaner -> intent and slots at once -> answer, the four
   example services each in its own process), 64 runs at a time through plain
   `Flow.arun` calls, against calling the four services directly from aiohttp (and, to
-  show what the http node's short cut to the aiohttp session saves, the same runs with
-  every call going through httpx's request and response objects).
+  show what the aiohttp transport under httpx's client gives, the same runs over httpx's
+  own transport, as `JUPYTER_FLOW_HTTP_TRANSPORT=httpx` makes the client).
 
     python benchmarks/engine_overhead.py [--runs N] [--cases chain,fanout,services]
 
@@ -198,19 +198,26 @@ async def _direct_service_runs(urls: dict[str, str], text: str, total: int, conc
         return await _closed_loop(one, total, concurrency, latencies), latencies
 
 
-async def _flow_service_runs(flow: Flow, text: str, total: int, concurrency: int, *, through_httpx: bool = False) -> tuple[float, list[float]]:
+async def _flow_service_runs(flow: Flow, text: str, total: int, concurrency: int, *, httpx_own: bool = False) -> tuple[float, list[float]]:
     """`total` runs of the flow, `concurrency` at a time, through plain `Flow.arun` calls
-    (the loop's shared client); `through_httpx`: with a client passed in that is httpx over
-    the same aiohttp transport, so every call goes through httpx's request and response
-    objects (the way before the http node sent through the aiohttp session)."""
+    (the loop's shared client); `httpx_own`: with a client passed in that `make_client`
+    made over httpx's own transport (`JUPYTER_FLOW_HTTP_TRANSPORT=httpx`)."""
     latencies: list[float] = []
     client = None
-    if through_httpx:
-        import httpx
-        from httpx_aiohttp import AiohttpTransport
+    if httpx_own:
+        import os
 
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        client = httpx.AsyncClient(transport=AiohttpTransport(limits=limits), limits=limits, follow_redirects=True)
+        from jupyter_flow.http import TRANSPORT_ENV, make_client
+
+        before = os.environ.get(TRANSPORT_ENV)
+        os.environ[TRANSPORT_ENV] = "httpx"
+        try:
+            client = make_client(concurrency=concurrency)
+        finally:
+            if before is None:
+                del os.environ[TRANSPORT_ENV]
+            else:
+                os.environ[TRANSPORT_ENV] = before
 
     async def one() -> None:
         t0 = time.perf_counter()
@@ -350,7 +357,7 @@ def remote_rows(args: argparse.Namespace, cases: set[str]) -> list[tuple[str, st
                 for case, run in (("direct", lambda: _direct_service_runs(urls, text, args.service_runs, args.concurrency)),
                                   ("flow", lambda: _flow_service_runs(service_flow, text, args.service_runs, args.concurrency)),
                                   ("httpx", lambda: _flow_service_runs(service_flow, text, args.service_runs, args.concurrency,
-                                                                       through_httpx=True))):
+                                                                       httpx_own=True))):
                     rate, lat = asyncio.run(run())
                     rates[case].append(rate)
                     lats[case] += lat
@@ -379,7 +386,7 @@ def remote_rows(args: argparse.Namespace, cases: set[str]) -> list[tuple[str, st
         rows.append((f"4 services, {args.concurrency} runs at once: Flow.arun", f"{flow_rate:.0f} runs/s",
                      f"p99 {_p99(flow_lat) * 1e3:.0f} ms; {flow_ratio:.2f}x direct rate (rounds: {per_round}), "
                      f"p99 {_p99(flow_lat) / _p99(direct_lat):.2f}x direct"))
-        rows.append((f"4 services, {args.concurrency} runs at once: Flow.arun, calls through httpx's models", f"{httpx_rate:.0f} runs/s",
+        rows.append((f"4 services, {args.concurrency} runs at once: Flow.arun over httpx's own transport", f"{httpx_rate:.0f} runs/s",
                      f"p99 {_p99(httpx_lat) * 1e3:.0f} ms; {httpx_ratio:.2f}x direct rate, "
                      f"p99 {_p99(httpx_lat) / _p99(direct_lat):.2f}x direct"))
         SUMMARY.append(f"four services: {flow_ratio:.2f}x the direct rate (median of {args.rounds} rounds; target >= 0.8x), "

@@ -522,3 +522,159 @@ def test_the_shared_client_is_refused_where_nothing_could_close_it() -> None:
             loop.run_until_complete(shared_client())
     finally:
         loop.close()
+
+
+# -- one tree of errors: httpx's, whatever the transport -------------------------------------
+
+
+def _reset_mid_body(conn: Any) -> None:
+    import socket
+    import struct
+    import time
+
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"label\": ")
+    time.sleep(0.05)  # the head arrives on its own: the reset comes while the body is read
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+
+
+def _stall(head: bytes) -> Callable[[Any], None]:
+    def handler(conn: Any) -> None:
+        import time
+
+        conn.sendall(head)
+        time.sleep(3)
+
+    return handler
+
+
+def _answer(raw: bytes) -> Callable[[Any], None]:
+    def handler(conn: Any) -> None:
+        conn.sendall(raw)
+
+    return handler
+
+
+#: a server that fails the call, and the httpx error a caller gets, through either transport
+FAILURES: dict[str, tuple[Callable[[Any], None] | None, str]] = {
+    "a refused connection": (None, "ConnectError"),
+    "a reset mid-body": (_reset_mid_body, "ReadError"),
+    "a stall before the answer, past the read timeout": (_stall(b""), "ReadTimeout"),
+    "a stall mid-body, past the read timeout": (_stall(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{"), "ReadTimeout"),
+    "a status line that is not HTTP": (_answer(b"HTTP/1.1 abc OK\r\ncontent-length: 2\r\n\r\n{}"), "RemoteProtocolError"),
+    "an answer that is not HTTP at all": (_answer(b"hello there\r\n\r\n"), "RemoteProtocolError"),
+    "a close before any answer": (_answer(b""), "RemoteProtocolError"),
+    "a close before the body's end": (_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n{\"a\": 1}"), "RemoteProtocolError"),
+    "a broken chunked body": (_answer(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{\"a\"\r\n0\r\n\r\n"),
+                              "RemoteProtocolError"),
+    "gzip announced, plain text sent": (_answer(b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 8\r\n\r\n{\"a\": 1}"),
+                                        "DecodingError"),
+}
+
+
+@pytest.mark.parametrize("failure", list(FAILURES))
+def test_a_failed_call_raises_httpx_s_error_for_it_through_either_transport(monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
+    from servers import RawServer, free_port
+
+    handler, expected = FAILURES[failure]
+    server = RawServer(handler) if handler is not None else None
+    url = server.url if server is not None else f"http://127.0.0.1:{free_port()}/predict"  # nothing listens there
+
+    async def go(transport: str) -> BaseException:
+        monkeypatch.setenv(TRANSPORT_ENV, transport)
+        client = make_client(timeout_s=0.5)
+        try:
+            await client.post(url, json={"a": 1})
+        except Exception as exc:
+            return exc
+        finally:
+            await client.aclose()
+        raise AssertionError("the call did not fail")
+
+    try:
+        raised = {t: asyncio.run(go(t)) for t in TRANSPORTS}
+    finally:
+        if server is not None:
+            server.close()
+    assert {t: type(exc).__name__ for t, exc in raised.items()} == {t: expected for t in TRANSPORTS}
+    import aiohttp
+    import httpx
+
+    ours = raised["aiohttp"]
+    assert isinstance(ours, httpx.HTTPError) and str(ours)  # a reason, not an empty message
+    if expected != "DecodingError":  # httpx decodes the body itself, after the transport
+        assert isinstance(ours.__cause__, aiohttp.ClientError), repr(ours.__cause__)  # raised from aiohttp's own
+    message = describe_error(ours, url, 0.5)
+    assert url in message and expected in message and "\n" not in message, message
+
+
+def test_a_streamed_answer_reaches_the_caller_as_it_arrives() -> None:
+    # the second half is sent only once the caller has read the first: an answer held back
+    # until its end would never come
+    import threading
+
+    from servers import RawServer
+
+    first_read = threading.Event()
+
+    def two_halves(conn: Any) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nfirst \r\n")
+        if first_read.wait(10):
+            conn.sendall(b"6\r\nsecond\r\n0\r\n\r\n")
+
+    server = RawServer(two_halves)
+
+    async def go() -> list[bytes]:
+        client = make_client(timeout_s=5)
+        try:
+            async with client.stream("POST", server.url, json={}) as response:
+                chunks = []
+                async for chunk in response.aiter_bytes():
+                    chunks.append(chunk)
+                    first_read.set()
+                return chunks
+        finally:
+            await client.aclose()
+
+    try:
+        assert asyncio.run(go()) == [b"first ", b"second"]
+    finally:
+        server.close()
+
+
+def test_one_client_serves_calls_from_one_event_loop_after_another(serve: Serve) -> None:
+    # each loop gets its own connections (one belongs to the loop that opened it)
+    server = serve({"/echo": echo})
+    client = make_client()
+
+    async def one() -> int:
+        return (await client.post(f"{server.url}/echo", json={})).status_code
+
+    assert [asyncio.run(one()) for _ in range(3)] == [200, 200, 200]
+    asyncio.run(client.aclose())
+    assert client.is_closed
+
+
+def test_the_http_modules_read_no_other_object_s_private_attributes() -> None:
+    # what httpx, aiohttp and asyncio keep behind an underscore may change in any release:
+    # the HTTP modules use their public API only (`self._x`, their own state, is fine)
+    import ast
+    from pathlib import Path
+
+    import jupyter_flow
+
+    package = Path(jupyter_flow.__file__).parent
+    found = []
+    for path in sorted(package.glob("http*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            name = None
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("__"):
+                owner = node.value
+                if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+                    name = node.attr
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr", "setattr"):
+                args = node.args
+                if len(args) > 1 and isinstance(args[1], ast.Constant) and str(args[1].value).startswith("_"):
+                    name = str(args[1].value)
+            if name is not None:
+                found.append(f"{path.name}:{node.lineno}: {name}")
+    assert found == []
