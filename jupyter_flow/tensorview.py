@@ -9,29 +9,47 @@
 - `compare`: a run-to-run diff (max and mean absolute difference, cosine similarity,
   how many values changed) and the difference array over the shapes' common part.
 - `token_axis`: labels for a sequence axis from a node's tokens, padding marked apart.
+- `align_tokens`: two runs' tokens lined up by text (not by position), which `compare`
+  uses for the token axes of tensors from inputs of different texts.
+- `axis_names`: what each axis of a tensor is (layer, head, query token, token, ...).
+- `thin_labels`: which positions of an axis get a label, so that labels never overlap.
+- `attention_links`: the weights a head view draws as lines, within a budget of lines.
+- `attention_thumbnail`: one head's map cut to a small image, scaled for the eye.
 
-Nothing here draws: `jupyter_flow.workbench.tensors` turns these into widgets.
+Nothing here draws: the workbench's tensor views (`jupyter_flow.workbench.tensors`,
+`.attention`, `.tensor_diff`, `.plots`) turn these into widgets.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ATTENTION_AXES",
     "MAX_CELLS",
+    "Alignment",
     "Diff",
     "Downsampled",
+    "Links",
     "NonFinite",
     "TokenAxis",
+    "align_tokens",
     "as_array",
+    "attention_links",
+    "attention_thumbnail",
+    "axis_names",
     "compare",
     "downsample",
     "histogram",
+    "is_attention",
     "nonfinite",
     "plane",
+    "thin_labels",
+    "token_axes",
     "token_axis",
 ]
 
@@ -154,8 +172,42 @@ def nonfinite(array: Any, limit: int = 10) -> NonFinite:
 
 
 @dataclass(frozen=True)
+class Alignment:
+    """Two token lists lined up by text: `pairs` holds (position now, position before) of
+    each token found in both, in order; the rest were inserted or deleted."""
+
+    pairs: list[tuple[int, int]]
+    now: int  # tokens in this run
+    before: int  # tokens in the earlier run
+
+    @property
+    def matched(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def identical(self) -> bool:
+        return self.now == self.before == self.matched
+
+    def summary(self) -> str:
+        """``"24 tokens vs 19; aligned by text: 17 match"``, or ``"the same 19 tokens"``."""
+        if self.identical:
+            return f"the same {self.now} tokens"
+        return f"{self.now} tokens vs {self.before}; aligned by text: {self.matched} match"
+
+
+def align_tokens(now: Sequence[str], before: Sequence[str]) -> Alignment:
+    """Line up two runs' tokens by their text (the longest matching runs first), so that a
+    token added at the start does not shift every later comparison by one."""
+    a, b = [str(t) for t in now], [str(t) for t in before]
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    pairs = [(block.a + k, block.b + k) for block in matcher.get_matching_blocks() for k in range(block.size)]
+    return Alignment(pairs, len(a), len(b))
+
+
+@dataclass(frozen=True)
 class Diff:
-    """This run's tensor against the previous run's, over the shapes' common part."""
+    """This run's tensor against the previous run's. Token axes (when both runs' tokens
+    are known) are lined up by text (`alignment`), the other axes over their common part."""
 
     shape: tuple[int, ...]
     previous_shape: tuple[int, ...]
@@ -164,21 +216,51 @@ class Diff:
     cosine: float | None  # None when either side is all zeros
     changed: int  # values that differ by more than `atol`
     compared: int  # values compared (the common part's size)
-    difference: Any  # this - previous, over the common part
+    difference: Any  # this - previous, over the common part (matched tokens only on token axes)
+    alignment: Alignment | None = None
+    token_axes: tuple[int, ...] = ()  # the axes lined up by `alignment`
 
     @property
     def same_shape(self) -> bool:
         return self.shape == self.previous_shape
 
 
-def compare(current: Any, previous: Any, *, atol: float = 0.0) -> Diff:
-    """A run-to-run diff of two tensors. Where the shapes differ (a longer text has more
-    tokens), the leading corner they share is compared and both shapes are kept."""
+def token_axes(shape: Sequence[int], previous_shape: Sequence[int], tokens: int, previous_tokens: int) -> tuple[int, ...]:
+    """The axes of two tensors that run along their inputs' tokens: the last two of an
+    attention-like tensor (``..., tokens, tokens``), else the first axis as long as the
+    tokens in both runs; () when there is none."""
+    if len(shape) != len(previous_shape) or not tokens or not previous_tokens:
+        return ()
+    n = len(shape)
+    if n >= 2 and shape[-1] == shape[-2] == tokens and previous_shape[-1] == previous_shape[-2] == previous_tokens:
+        return (n - 2, n - 1)
+    for axis, (now, before) in enumerate(zip(shape, previous_shape)):
+        if now == tokens and before == previous_tokens:
+            return (axis,)
+    return ()
+
+
+def compare(current: Any, previous: Any, *, atol: float = 0.0, tokens: Sequence[str] | None = None,
+            previous_tokens: Sequence[str] | None = None) -> Diff:
+    """A run-to-run diff of two tensors. With both runs' tokens, the token axes are lined
+    up by text (`align_tokens`) and only matched tokens are compared; other axes whose
+    sizes differ are compared over the leading corner they share. Both shapes are kept."""
     import numpy as np
 
     a, b = as_array(current), as_array(previous)
     if a.ndim != b.ndim:
         raise ValueError(f"cannot compare a {a.ndim}-D tensor {tuple(a.shape)} with a {b.ndim}-D one {tuple(b.shape)}")
+    shape, previous_shape = tuple(int(s) for s in a.shape), tuple(int(s) for s in b.shape)
+    alignment: Alignment | None = None
+    axes: tuple[int, ...] = ()
+    if tokens is not None and previous_tokens is not None:
+        axes = token_axes(shape, previous_shape, len(tokens), len(previous_tokens))
+        if axes:
+            alignment = align_tokens(tokens, previous_tokens)
+            now_at = [i for i, _ in alignment.pairs]
+            before_at = [j for _, j in alignment.pairs]
+            for axis in axes:
+                a, b = np.take(a, now_at, axis=axis), np.take(b, before_at, axis=axis)
     common = tuple(slice(0, min(x, y)) for x, y in zip(a.shape, b.shape))
     ca, cb = a[common], b[common]
     diff = ca - cb
@@ -189,14 +271,16 @@ def compare(current: Any, previous: Any, *, atol: float = 0.0) -> Diff:
     na, nb = float(np.linalg.norm(fa)), float(np.linalg.norm(fb))
     cosine = float(np.dot(fa, fb) / (na * nb)) if na > 0 and nb > 0 else None
     return Diff(
-        shape=tuple(int(s) for s in a.shape),
-        previous_shape=tuple(int(s) for s in b.shape),
+        shape=shape,
+        previous_shape=previous_shape,
         max_abs=float(absd.max()) if absd.size else 0.0,
         mean_abs=float(absd.mean()) if absd.size else 0.0,
         cosine=cosine,
         changed=changed,
         compared=int(diff.size),
         difference=diff,
+        alignment=alignment,
+        token_axes=axes,
     )
 
 
@@ -222,3 +306,116 @@ def token_axis(tokens: Sequence[str] | None, length: int, *, pad_token: str = PA
         padding.append(pad)
         labels.append(f"{i} {tok}".rstrip() if not pad else f"{i} \u00b7{tok}")
     return TokenAxis(out_tokens, labels, padding)
+
+
+# -- attention and axes ---------------------------------------------------------------------
+ATTENTION_AXES = ("layer", "head", "query token", "key token")
+
+
+def is_attention(value: Any, tokens: Sequence[str] | None = None) -> bool:
+    """A ``(layers, heads, n, n)`` tensor (n the token count, when tokens are known)."""
+    shape = tuple(getattr(value, "shape", ()))
+    return len(shape) == 4 and shape[2] == shape[3] and (tokens is None or shape[2] == len(tokens))
+
+
+def axis_names(ndim: int, *, tokens: tuple[int, ...] = (), attention: bool = False) -> list[str]:
+    """What each axis is called in a view: an attention tensor's four axes by their meaning,
+    axes along the tokens "token", the others "axis k"."""
+    if attention and ndim == 4:
+        return list(ATTENTION_AXES)
+    if attention and ndim == 2:
+        return list(ATTENTION_AXES[2:])
+    return ["token" if axis in tokens else f"axis {axis}" for axis in range(ndim)]
+
+
+_NICE_STEPS = (1, 2, 3, 4, 5)
+
+
+def thin_labels(count: int, pixels: float, *, min_px: float = 12.0, start: float | None = None, stop: float | None = None) -> list[int]:
+    """The positions of an axis that get a label: of `count` positions, the window from
+    `start` to `stop` (positions, default all) is drawn over `pixels`; labels go on every
+    k-th position (k 1, 2, 3, 4, 5, 10, 20, ...), k the smallest step that leaves `min_px`
+    between two labels."""
+    if count <= 0:
+        return []
+    lo = -0.5 if start is None else float(start)
+    hi = count - 0.5 if stop is None else float(stop)
+    span = max(hi - lo, 1e-9)
+    per_position = max(float(pixels), 1.0) / span
+    step, scale = 1, 1
+    while step * per_position < min_px:
+        for nice in _NICE_STEPS:
+            if nice * scale * per_position >= min_px:
+                step = nice * scale
+                break
+        else:
+            scale *= 10
+            continue
+        break
+    first = max(0, math.ceil(lo))
+    last = min(count - 1, math.floor(hi))
+    first = -(-first // step) * step  # round up to a multiple of the step
+    return list(range(first, last + 1, step))
+
+
+@dataclass(frozen=True)
+class Links:
+    """The lines of a head view: one per (head, source token, target token) drawn, lightest
+    first. Weights under `floor` are left out (`hidden` of them), but each source token
+    keeps its strongest link in every head."""
+
+    head: list[int]
+    source: list[int]
+    target: list[int]
+    weight: list[float]
+    floor: float
+    hidden: int
+
+    def __len__(self) -> int:
+        return len(self.weight)
+
+
+def attention_links(weights: Any, heads: Sequence[int] | None = None, *, budget: int = 4000, min_weight: float = 0.0) -> Links:
+    """The links to draw of one layer's attention ``(heads, queries, keys)`` (or one head's
+    ``(queries, keys)``) for the heads chosen (default all): the heaviest, at most about
+    `budget` of them, none under `min_weight`."""
+    import numpy as np
+
+    a = as_array(weights)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise ValueError(f"attention_links takes (heads, queries, keys) weights, not shape {tuple(a.shape)}")
+    chosen = list(range(a.shape[0])) if heads is None else [int(h) for h in heads]
+    for h in chosen:
+        if not 0 <= h < a.shape[0]:
+            raise IndexError(f"head {h} is out of range: the layer has {a.shape[0]} heads")
+    if not chosen or not a.size:
+        return Links([], [], [], [], float(min_weight), 0)
+    sub = np.where(np.isfinite(a[chosen]), a[chosen], 0.0)
+    positive = sub[sub > 0]
+    floor = float(min_weight)
+    if positive.size > budget:
+        floor = max(floor, float(np.partition(positive, positive.size - budget)[positive.size - budget]))
+    keep = (sub >= floor) & (sub > 0)
+    strongest = sub.argmax(axis=2)  # each source token's heaviest link in each head
+    h_idx, s_idx = np.meshgrid(np.arange(sub.shape[0]), np.arange(sub.shape[1]), indexing="ij")
+    keep[h_idx, s_idx, strongest] |= sub[h_idx, s_idx, strongest] > 0
+    hs, ss, ts = np.nonzero(keep)
+    ws = sub[hs, ss, ts]
+    order = np.argsort(ws, kind="stable")  # the heaviest drawn last, on top
+    hidden = int((sub > 0).sum() - keep.sum())
+    return Links([chosen[int(h)] for h in hs[order]], [int(s) for s in ss[order]], [int(t) for t in ts[order]],
+                 [float(w) for w in ws[order]], floor, hidden)
+
+
+def attention_thumbnail(weights: Any, size: int = 64) -> Any:
+    """One head's ``(queries, keys)`` map as a small image: block means down to at most
+    `size` x `size`, scaled to 0..1 by its largest weight, then square-rooted so that
+    weak but real patterns stay visible; NaN and Inf show as 0."""
+    import numpy as np
+
+    cut = np.asarray(downsample(weights, size, size).values, dtype=float)
+    cut = np.where(np.isfinite(cut), np.abs(cut), 0.0)
+    top = float(cut.max()) if cut.size else 0.0
+    return np.sqrt(cut / top) if top > 0 else cut

@@ -1,6 +1,8 @@
 """Tensor views: the pure parts (downsampling with the true shape kept, slices, the
-NaN/Inf locator, run-to-run diffs, token labels) and the widgets built from them, driven
-from Python, down to the workbench's `inspect(node, tensor, ...)` on a real tiny BERT."""
+NaN/Inf locator, run-to-run diffs with tokens lined up by text, token labels thinned to
+what fits, the lines of a head view, thumbnails) and the widgets built from them, driven
+from Python, down to the workbench's `inspect(node, tensor, ...)` on a real tiny BERT.
+The attention views themselves are tested in tests/workbench/test_attention_views.py."""
 
 from __future__ import annotations
 
@@ -12,7 +14,21 @@ import pytest
 import torch
 from model_fixtures import _fresh_models, make_tiny_bert, model_dir, model_flow  # noqa: F401  (fixtures)
 
-from jupyter_flow.tensorview import MAX_CELLS, compare, downsample, histogram, nonfinite, plane, token_axis
+from jupyter_flow.tensorview import (
+    MAX_CELLS,
+    align_tokens,
+    attention_links,
+    attention_thumbnail,
+    axis_names,
+    compare,
+    downsample,
+    histogram,
+    nonfinite,
+    plane,
+    thin_labels,
+    token_axes,
+    token_axis,
+)
 
 pytest.importorskip("bqplot")
 
@@ -86,6 +102,84 @@ def test_token_axis_labels_positions_and_marks_padding() -> None:
     assert token_axis(None, 3).labels == ["0", "1", "2"]
 
 
+NOW = "[CLS] late payments bear interest : the customer shall pay each invoice within thirty days of the invoice date . [SEP]".split()
+BEFORE = "[CLS] the customer shall pay each invoice within 30 days of the date . [SEP]".split()
+
+
+def test_tokens_are_aligned_by_text_not_by_position() -> None:
+    al = align_tokens(NOW, BEFORE)
+    assert (al.now, al.before) == (len(NOW), len(BEFORE)) == (21, 15)
+    assert al.summary() == "21 tokens vs 15; aligned by text: 14 match"
+    # "customer" is at 7 now and at 2 before: five tokens were put in front of it
+    assert (NOW.index("customer"), BEFORE.index("customer")) in al.pairs
+    assert all(NOW[i] == BEFORE[j] for i, j in al.pairs)
+    assert align_tokens(BEFORE, BEFORE).summary() == "the same 15 tokens"
+
+
+def test_compare_lines_up_token_axes_by_text() -> None:
+    rng = np.random.default_rng(0)
+    words = sorted(set(NOW) | set(BEFORE))
+    table = {w: rng.normal(size=8) for w in words}  # a token's vector depends on its text alone
+    now = np.stack([table[w] for w in NOW])[None]  # (1, tokens, features)
+    before = np.stack([table[w] for w in BEFORE])[None]
+    by_text = compare(now, before, tokens=NOW, previous_tokens=BEFORE)
+    assert by_text.token_axes == (1,) and by_text.alignment is not None and by_text.alignment.matched == 14
+    assert by_text.changed == 0 and by_text.difference.shape == (1, 14, 8)
+    by_position = compare(now, before)  # what the view did before: the first 15 positions against each other
+    assert by_position.changed > 0 and by_position.alignment is None
+    # attention: both token axes are lined up
+    att_now, att_before = rng.random((2, 3, 21, 21)), rng.random((2, 3, 15, 15))
+    at = align_tokens(NOW, BEFORE)
+    now_at, before_at = [i for i, _ in at.pairs], [j for _, j in at.pairs]
+    att_now[np.ix_(range(2), range(3), now_at, now_at)] = att_before[np.ix_(range(2), range(3), before_at, before_at)]
+    d = compare(att_now, att_before, tokens=NOW, previous_tokens=BEFORE)
+    assert d.token_axes == (2, 3) and d.changed == 0 and d.difference.shape == (2, 3, 14, 14)
+    assert token_axes((4, 32), (4, 32), 9, 9) == () and token_axes((1, 9, 32), (1, 7, 32), 9, 7) == (1,)
+
+
+def test_axis_names_say_what_each_axis_is() -> None:
+    assert axis_names(4, tokens=(2, 3), attention=True) == ["layer", "head", "query token", "key token"]
+    assert axis_names(3, tokens=(1,)) == ["axis 0", "token", "axis 2"]
+
+
+def test_labels_are_thinned_to_what_fits_and_follow_the_zoom() -> None:
+    every = thin_labels(20, 400, min_px=12)  # 20 px a position: all fit
+    assert every == list(range(20))
+    shown = thin_labels(128, 640, min_px=12)  # 5 px a position: every 3rd
+    assert shown[:3] == [0, 3, 6] and len(shown) == 43
+    gaps = {b - a for a, b in zip(shown, shown[1:])}
+    assert gaps == {3} and 640 / 128 * 3 >= 12
+    zoomed = thin_labels(128, 640, min_px=12, start=39.5, stop=71.5)  # 20 px a position
+    assert zoomed == list(range(40, 72))
+    assert thin_labels(0, 100) == [] and thin_labels(3000, 500)[:2] == [0, 100]
+
+
+def test_head_view_links_keep_the_heaviest_within_a_budget() -> None:
+    att = torch.softmax(torch.randn(4, 50, 50) * 3, dim=-1)
+    links = attention_links(att, [0, 2], budget=300)
+    assert set(links.head) == {0, 2} and len(links) <= 300 + 2 * 50
+    assert links.weight == sorted(links.weight)  # the heaviest drawn last, on top
+    kept = att[[0, 2]].numpy()
+    assert links.hidden == kept.size - len(links)
+    assert min(links.weight) >= links.floor or links.floor > 0
+    for h in (0, 2):  # every token keeps its strongest link
+        for s in range(50):
+            t = int(att[h, s].argmax())
+            assert any(hh == h and ss == s and tt == t for hh, ss, tt in zip(links.head, links.source, links.target))
+    everything = attention_links(att[1])
+    assert len(everything) == 2500 and everything.hidden == 0
+    with pytest.raises(IndexError, match="head 4 is out of range"):
+        attention_links(att, [4])
+
+
+def test_attention_thumbnail_is_small_and_scaled() -> None:
+    weights = np.zeros((128, 128))
+    weights[:, 0] = 1.0
+    small = attention_thumbnail(weights, 64)
+    assert small.shape == (64, 64) and small.max() == pytest.approx(1.0) and small[:, 1:].max() == 0
+    assert attention_thumbnail(np.zeros((3, 3))).max() == 0
+
+
 # -- widgets --------------------------------------------------------------------------------
 def test_views_are_chosen_by_shape() -> None:
     from jupyter_flow.workbench.tensors import Heatmap, Strip, TensorView
@@ -100,7 +194,7 @@ def test_views_are_chosen_by_shape() -> None:
     hidden = torch.randn(4, 32)
     two = TensorView(hidden, name="hidden", tokens=tokens)
     assert isinstance(two.heatmap, Heatmap)
-    assert list(two.heatmap.mark.row) == ["0 [CLS]", "1 the", "2 fee", "3 [SEP]"]
+    assert list(two.heatmap.row_axis.tick_labels.values()) == ["0 [CLS]", "1 the", "2 fee", "3 [SEP]"]
     assert np.allclose(two.heatmap.mark.color, hidden.numpy(), atol=1e-6)
 
     t = torch.randn(3, 5, 4, 6)
@@ -131,27 +225,26 @@ def test_nan_and_inf_are_listed_and_drawn_in_the_highlight_colour() -> None:
     assert np.isnan(np.asarray(view.heatmap.mark.color)[2, 3]) and view.heatmap.mark.null_color == NULL_COLOUR
 
 
-def test_attention_view_picks_layer_and_head_and_draws_all_heads() -> None:
-    from jupyter_flow.workbench.tensors import AttentionView, make_view
+def test_a_heatmap_of_many_tokens_takes_room_thins_its_labels_and_zooms() -> None:
+    from jupyter_flow.workbench.plots import MIN_CELL_PX, Heatmap
 
-    att = torch.softmax(torch.randn(3, 4, 5, 5), dim=-1)
-    tokens = ["[CLS]", "the", "fee", "is", "[SEP]"]
-    view = make_view(att, name="attentions", tokens=tokens, layer=2, head=1)
-    assert isinstance(view, AttentionView)
-    assert list(view.map.mark.row) == list(view.map.mark.column) == [f"{i} {t}" for i, t in enumerate(tokens)]
-    assert np.allclose(view.map.mark.color, att[2, 1].numpy(), atol=1e-6)
-    view.show(layer=0, head="all")
-    assert len(view.grid.children) == 4 and view.body.children == (view.grid,)
-    view.show(head=3)
-    assert np.allclose(view.map.mark.color, att[0, 3].numpy(), atol=1e-6)
-    with pytest.raises(ValueError, match="layer 3 is out of range: the model has 3 layers"):
-        view.show(layer=3)
-    with pytest.raises(ValueError, match="each layer has 4 heads"):
-        view.show(head=9)
+    tokens = [f"{i} w{i}" for i in range(128)]
+    hm = Heatmap(np.random.default_rng(0).random((128, 128)), row_labels=tokens, col_labels=tokens)
+    margin = hm.figure.fig_margin
+    assert int(hm.figure.layout.min_width[:-2]) >= 128 * MIN_CELL_PX + margin["left"] + margin["right"]
+    height = int(hm.figure.layout.height[:-2]) - margin["top"] - margin["bottom"]
+    ticks = [int(t) for t in hm.row_axis.tick_values]
+    assert height / 128 * (ticks[1] - ticks[0]) >= 12  # no two labels closer than 12 px
+    assert [hm.row_axis.tick_labels[str(t)] for t in ticks[:2]] == [tokens[0], tokens[ticks[1]]]
+    assert type(hm.figure.interaction).__name__ == "PanZoom"
+    hm.row_scale.min, hm.row_scale.max = 9.5, 29.5  # what zooming in does: every row of the window labelled
+    assert [int(t) for t in hm.row_axis.tick_values] == list(range(10, 30))
+    hm.reset_zoom()
+    assert (hm.row_scale.min, hm.row_scale.max) == (-0.5, 127.5) and [int(t) for t in hm.row_axis.tick_values] == ticks
 
 
 def test_diff_view_shows_the_numbers_and_the_difference() -> None:
-    from jupyter_flow.workbench.tensors import DiffView
+    from jupyter_flow.workbench.tensor_diff import DiffView
 
     a = torch.randn(6, 8)
     b = a.clone()
@@ -165,6 +258,20 @@ def test_diff_view_shows_the_numbers_and_the_difference() -> None:
     assert "identical" in DiffView(a, a.clone()).widget.children[1].value
 
 
+def test_diff_view_of_attention_names_its_axes_and_says_how_tokens_were_aligned() -> None:
+    from jupyter_flow.workbench.tensor_diff import DiffView
+
+    att_now, att_before = torch.rand(2, 2, len(NOW), len(NOW)), torch.rand(2, 2, len(BEFORE), len(BEFORE))
+    view = DiffView(att_now, att_before, name="attentions", tokens=NOW, previous_tokens=BEFORE)
+    text = view.widget.children[0].value
+    assert "21 tokens vs 15; aligned by text: 14 match" in text
+    assert view.view is not None and [s.description for s in view.view.sliders] == ["layer", "head"]
+    heatmap = view.view.heatmap
+    assert (heatmap.rows_name, heatmap.cols_name) == ("query token", "key token")
+    labels = list(heatmap.row_axis.tick_labels.values())
+    assert labels[0] == "0 [CLS]" and all(label.split(" ", 1)[1] in BEFORE for label in labels)
+
+
 # -- in the workbench -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -174,7 +281,8 @@ def bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_workbench_inspect_opens_attention_and_compares_with_the_previous_run(bert: Path) -> None:
     from jupyter_flow.capture import tokens
     from jupyter_flow.workbench import Workbench
-    from jupyter_flow.workbench.tensors import AttentionView, DiffView
+    from jupyter_flow.workbench.attention import AttentionView
+    from jupyter_flow.workbench.tensor_diff import DiffView
 
     def config(text: str) -> dict[str, object]:
         return {"model": str(bert), "task": "text-classification", "text": text, "device": "cpu",
@@ -189,8 +297,10 @@ def test_workbench_inspect_opens_attention_and_compares_with_the_previous_run(be
         toks = tokens(result, "clauses")[0]
         view = wb.inspect("clauses", "attentions", layer=1, head=0)
         assert isinstance(view, AttentionView) and wb.tensor_panel.view is view
-        assert list(view.map.mark.row) == [f"{i} {t}" for i, t in enumerate(toks)]
-        assert np.allclose(view.map.mark.color, result.tensors("clauses")["attentions"][1, 0].numpy(), atol=1e-6)
+        assert view.axis.tokens == toks and view.heads == [0] and view.layer.value == 1
+        drawn = view.links
+        att = result.tensors("clauses")["attentions"][1, 0].numpy()
+        assert drawn is not None and all(abs(att[s, t] - w) < 1e-6 for s, t, w in zip(drawn.source, drawn.target, drawn.weight))
         assert wb.tensor_panel.picker.options[:2] == ("attentions", "bert.pooler")
         assert wb.tensor_panel.widget.layout.display != "none"
         assert wb.inspect("clauses", "attentions", compare=True) is None  # nothing to compare with yet
@@ -204,5 +314,10 @@ def test_workbench_inspect_opens_attention_and_compares_with_the_previous_run(be
         assert isinstance(diff, DiffView) and diff.diff.max_abs > 0 and diff.diff.same_shape
         longer = wb.inspect("clauses", "attentions", compare=True)
         assert isinstance(longer, DiffView) and not longer.diff.same_shape  # more tokens now
+        now = tokens(again, "clauses")[0]
+        # every earlier token is found again, [SEP] too though it moved three places on
+        assert longer.alignment is not None and longer.alignment.matched == len(toks)
+        assert longer.alignment.pairs[-1] == (len(now) - 1, len(toks) - 1)
+        assert f"{len(now)} tokens vs {len(toks)}; aligned by text: {len(toks)} match" in longer.widget.children[0].value
 
     asyncio.run(scenario())

@@ -1,5 +1,7 @@
 """The tensors of the selected node, under the inspector: a picker, the view of the tensor
-picked (`jupyter_flow.workbench.tensors`), and its difference from an earlier run."""
+picked (attention probabilities: `jupyter_flow.workbench.attention`; the rest:
+`jupyter_flow.workbench.tensors`), and its difference from an earlier run
+(`jupyter_flow.workbench.tensor_diff`, tokens lined up by text)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jupyter_flow.capture import tokens
+from jupyter_flow.tensorview import is_attention
 from jupyter_flow.trace import RunResult
+from jupyter_flow.workbench.attention import AttentionView
 from jupyter_flow.workbench.inspector import activations, find_tensors
-from jupyter_flow.workbench.tensors import DiffView, make_view
+from jupyter_flow.workbench.tensor_diff import DiffView
+from jupyter_flow.workbench.tensors import TensorView
 
-__all__ = ["TensorPanel", "node_tensors"]
+__all__ = ["TensorPanel", "make_view", "node_tensors"]
 
 
 def _esc(value: Any) -> str:
@@ -116,26 +121,38 @@ class TensorPanel:
         current = value[i] if count else value
         tokens = self.tokens[i] if i < len(self.tokens) and (count or len(self.tokens) == 1) else None
         if self.compare.value:
-            before = self._previous_value(name, i if count else None)
+            before, before_tokens = self._previous_value(name, i if count else None)
             if before is None:
                 self.view = None
                 self.body.children = [w.HTML(f"<i>No earlier run of {_esc(self.node)} with {_esc(name)} to compare with: "
                                              "run it again (Run, or Run from here) first.</i>")]
                 return None
-            self.view = DiffView(current, before, name=name, tokens=tokens, index=index)
+            self.view = DiffView(current, before, name=name, tokens=tokens, previous_tokens=before_tokens, index=index)
         else:
             self.view = make_view(current, name=name, tokens=tokens, layer=layer, head=head, index=index)
         self.body.children = [self.view.widget]
         return self.view
 
-    def _previous_value(self, name: str, item: int | None) -> Any:
+    def _previous_value(self, name: str, item: int | None) -> tuple[Any, list[str] | None]:
+        """The tensor `name` of the earlier run, and the tokens of its input (None when unknown)."""
         before = self._before(self.node) if self.node is not None else None
-        if before is None:
-            return None
-        value = node_tensors(before, self.node or "").get(name)
+        if before is None or self.node is None:
+            return None, None
+        value = node_tensors(before, self.node).get(name)
+        earlier = _tokens(before, self.node)
+        at = item or 0
+        toks = earlier[at] if at < len(earlier) and (item is not None or len(earlier) == 1) else None
         if isinstance(value, list):
-            return value[item] if item is not None and item < len(value) else None
-        return value
+            return (value[item], toks) if item is not None and item < len(value) else (None, None)
+        return value, toks
+
+
+def make_view(value: Any, *, name: str, tokens: Sequence[str] | None = None, layer: int = 0, head: int | str = 0,
+              index: Sequence[int] = ()) -> TensorView | AttentionView:
+    """The view a tensor gets: attention probabilities get `AttentionView`, the rest `TensorView`."""
+    if name.split(".")[-1] == "attentions" and is_attention(value, tokens):
+        return AttentionView(value, name=name, tokens=tokens, layer=layer, head=head)
+    return TensorView(value, name=name, tokens=tokens, index=index)
 
 
 def node_tensors(result: RunResult, node_id: str) -> dict[str, Any]:
