@@ -21,12 +21,16 @@ any        anything                                                nothing
 A required input (no default) that is missing, or given as null, is a problem; unknown
 input names are problems when the flow declares its inputs. Every problem names the input
 (``inputs.NAME``), the value and the type expected.
+
+`json_schema` describes the same inputs as a JSON schema, for those who call a flow as a
+tool (an agent's model, an MCP client): string, text and file as strings, number, integer
+and boolean as such, list as an array, object as an object, json and any as anything.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Union
 
 from pydantic import BeforeValidator, StrictStr, TypeAdapter, ValidationError
@@ -34,7 +38,7 @@ from pydantic import BeforeValidator, StrictStr, TypeAdapter, ValidationError
 from jupyter_flow.errors import FlowValidationError, Problem
 from jupyter_flow.spec import InputSpec
 
-__all__ = ["InputValidator", "validate_value"]
+__all__ = ["InputValidator", "json_schema", "validate_value"]
 
 
 def _no_bool(value: Any) -> Any:
@@ -61,6 +65,20 @@ _TYPES: dict[str, tuple[Any, str]] = {
     "any": (Any, "anything"),
 }
 _READ_AS_JSON = {"list", "object", "json"}
+#: What each type is in a JSON schema (a caller is shown the plain form: a string, not
+#: "a string or a list of strings", which the rules above still accept)
+_JSON_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "text": {"type": "string"},
+    "file": {"type": "string"},
+    "number": {"type": "number"},
+    "integer": {"type": "integer"},
+    "boolean": {"type": "boolean"},
+    "list": {"type": "array"},
+    "object": {"type": "object"},
+    "json": {},
+    "any": {},
+}
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {}
 
 
@@ -134,3 +152,32 @@ class InputValidator:
         if problems:
             raise FlowValidationError(problems)
         return resolved
+
+
+def json_schema(declared: Mapping[str, InputSpec], *, used: Iterable[str] = ()) -> dict[str, Any]:
+    """The JSON schema (an object) of a run's inputs: one property per declared input with
+    its description and default, the required ones listed, no others allowed. A flow that
+    declares no inputs takes the names its templates use (`used`), each required, of any type."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for name, spec in declared.items():
+        prop = dict(_JSON_SCHEMAS[spec.type])
+        if spec.description:
+            prop["description"] = spec.description
+        elif spec.type == "file":
+            prop["description"] = "a file's path"
+        if spec.default is not None:
+            prop["default"] = spec.default
+        properties[name] = prop
+        if spec.is_required:
+            required.append(name)
+    if not declared:
+        for name in sorted(used):
+            properties[name] = {}
+            required.append(name)
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    if declared:
+        schema["additionalProperties"] = False
+    return schema

@@ -37,6 +37,7 @@ KIND_COLOURS: dict[str, str] = {
     "llm": "#e15759",
     "coalesce": "#d7b5a6",
     "placeholder": "#79706e",
+    "agent": "#6a3d9a",
 }
 #: The colours kinds from plug-ins get, picked by a hash of the kind's name.
 SPARE_COLOURS: tuple[str, ...] = ("#86bcb6", "#d37295", "#a0cbe8", "#ffbe7d", "#d4a6c8", "#b6992d")

@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from pydantic import model_validator
@@ -84,7 +84,7 @@ class LlmNode(Node):
     kind = "llm"
     Config = LlmConfig
     config: LlmConfig
-    default_retry = RetrySpec(max_attempts=3, backoff_s=0.5)
+    default_retry: ClassVar[RetrySpec | None] = RetrySpec(max_attempts=3, backoff_s=0.5)
 
     def describe(self) -> str:
         if self.spec.description or self.spec.title:
@@ -139,18 +139,25 @@ class LlmNode(Node):
             raise RemoteError(describe_error(exc, url, timeout), node=self.id) from exc
 
     async def _complete(self, url: str, body: dict[str, Any], headers: dict[str, str], timeout: float, ctx: NodeContext) -> dict[str, Any]:
+        answer = await self._answer(url, body, headers, timeout, ctx)
+        choice = answer["choices"][0]
+        message = choice.get("message") or {}
+        text = message.get("content") if "message" in choice else choice.get("text")
+        return {"text": text or "", "finish_reason": choice.get("finish_reason"), "usage": answer.get("usage")}
+
+    async def _answer(self, url: str, body: dict[str, Any], headers: dict[str, str], timeout: float, ctx: NodeContext) -> dict[str, Any]:
+        """A whole (not streamed) answer's JSON, whose first choice is an object."""
         response = await ctx.http.post(url, json=body, headers=headers, timeout=httpx.Timeout(timeout))
         ctx.record.extra["http_status"] = response.status_code
         if response.status_code >= 400:
             raise self._status_error(url, response.status_code, response.text)
         try:
             answer = response.json()
-            choice = answer["choices"][0]
+            if not isinstance(answer["choices"][0], dict):
+                raise TypeError("a choice is an object")
         except (ValueError, KeyError, IndexError, TypeError):
             raise RemoteError(f"{url} answered without `choices`: {_server_message(response.text)}", node=self.id, retryable=False) from None
-        message = choice.get("message") or {}
-        text = message.get("content") if "message" in choice else choice.get("text")
-        return {"text": text or "", "finish_reason": choice.get("finish_reason"), "usage": answer.get("usage")}
+        return dict(answer)
 
     async def _stream(self, url: str, body: dict[str, Any], headers: dict[str, str], timeout: float, ctx: NodeContext) -> dict[str, Any]:
         extra = ctx.record.extra

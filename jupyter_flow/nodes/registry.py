@@ -34,6 +34,7 @@ _BUILTIN = {
     "coalesce": "jupyter_flow.nodes.coalesce:CoalesceNode",
     "placeholder": "jupyter_flow.nodes.placeholder:PlaceholderNode",
     "tool": "jupyter_flow.nodes.tool:ToolNode",
+    "agent": "jupyter_flow.nodes.agent:AgentNode",
 }
 
 
