@@ -39,6 +39,7 @@ from jupyter_flow.flow import Flow
 from jupyter_flow.http import make_client
 from jupyter_flow.serve import v2
 from jupyter_flow.serve.guards import DEFAULT_MAX_BODY, MAX_BODY_DEPTH, BodyLimit, BodyTooLarge, FileInputs, Scrubber
+from jupyter_flow.serve.mcp import FlowMcp
 from jupyter_flow.serve.state import DEFAULT_KEEP_BYTES, DEFAULT_KEEP_RUNS, DEFAULT_SETTLE_S, FlowService
 from jupyter_flow.spec import FlowSpec, parse_json, spec_from_dict
 from jupyter_flow.trace import RunResult, result_json, to_jsonable
@@ -353,13 +354,16 @@ def _server_info(request: Any) -> dict[str, str]:
 
 
 def _build_app(service: FlowService, *, mode: str, token: str | None, warm: bool, files_root: Path | None = None,
-               max_body: int = DEFAULT_MAX_BODY) -> Any:
+               max_body: int = DEFAULT_MAX_BODY, mcp: bool = False) -> Any:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
 
     app = _ServiceApp(service, mode=mode, warm=warm, token=token, files_root=files_root)
     middleware = [Middleware(BodyLimit, limit=max_body), *_auth_middleware(token)]
-    return Starlette(routes=app.routes(), lifespan=app.lifespan, middleware=middleware)
+    served = FlowMcp(app, max_body=max_body) if mcp else None  # the flow as an MCP tool at /mcp, behind the same guards
+    routes = app.routes() + (served.routes() if served else [])
+    lifespan = served.lifespan(app.lifespan) if served else app.lifespan
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
 
 
 def _model_health(flow: Flow) -> dict[str, Any]:
@@ -422,10 +426,11 @@ def flow_app(
     max_body: int = DEFAULT_MAX_BODY,
     keep_runs: int = DEFAULT_KEEP_RUNS,
     keep_bytes: int = DEFAULT_KEEP_BYTES,
+    mcp: bool = False,
 ) -> Any:
     """The Starlette app of a flow service (the file is watched when the flow has one).
     `file` inputs given as paths must lie inside `files_root`; without it, files come only
-    as multipart uploads."""
+    as multipart uploads. With `mcp`, `/mcp` offers the flow as an MCP tool."""
     _deps()
     if not isinstance(flow, Flow):
         flow = Flow.load(flow)
@@ -434,7 +439,7 @@ def flow_app(
     if root is not None and not root.is_dir():
         raise FlowValidationError([Problem(f"{root} is not a folder", field="--files-root")])
     service = FlowService(flow, keep_runs=keep_runs, keep_bytes=keep_bytes, settle_s=settle_s)
-    return _build_app(service, mode="flow", token=token, warm=warm, files_root=root, max_body=max_body)
+    return _build_app(service, mode="flow", token=token, warm=warm, files_root=root, max_body=max_body, mcp=mcp)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -488,7 +493,7 @@ def _cmd_model(args: argparse.Namespace) -> int:
 def _cmd_flow(args: argparse.Namespace) -> int:
     keep = DEFAULT_KEEP_RUNS if args.keep_runs is None else args.keep_runs
     app = flow_app(args.flow, token=_token(args), files_root=args.files_root, max_body=args.max_body, keep_runs=keep,
-                   keep_bytes=int(args.keep_mb * 1024 * 1024))
+                   keep_bytes=int(args.keep_mb * 1024 * 1024), mcp=args.mcp)
     return _serve(app, args)
 
 
@@ -524,4 +529,6 @@ def add_to_cli(sub: Any) -> None:
                            help=f"memory for kept traces (default {DEFAULT_KEEP_BYTES // 2**20}); the oldest go first")
             q.add_argument("--files-root", metavar="DIR", help="accept file inputs given as paths inside DIR "
                            "(without it, files come only as multipart/form-data uploads)")
+            q.add_argument("--mcp", action="store_true", help="also offer the flow as an MCP tool at /mcp (streamable HTTP; "
+                           "the tools extra)")
         q.set_defaults(fn=fn)
