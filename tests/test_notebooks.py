@@ -182,3 +182,29 @@ def test_the_from_dify_notebook_imports_the_app_runs_it_on_a_local_server_and_ex
     find(cells, r"'reply': 'Please ask a whole question \(got 1 word\)\.'")
     find(cells, r"^same flow after the round trip: True$")
     assert (workdir / "build" / "from-dify" / "faq_bot_clean_question.py").is_file()  # the code node's module
+
+
+def test_the_agent_tools_notebook_answers_with_a_page_and_a_classifier_flow_then_over_mcp(workdir: Path) -> None:
+    pytest.importorskip("mcp")
+    nb = execute(workdir / "agent_tools.ipynb", workdir)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    cells = code_cells(nb)
+    find(cells, r"^page at http://127\.0\.0\.1:\d+/kettle$")
+    find(cells, r"^OpenAI-compatible stand-in at http://127\.0\.0\.1:\d+/v1$")
+    find(cells, r"^status: ok$")
+    # the answer: the page read, each review classified by the flow
+    find(cells, r"^Of 5 reviews: 3 positive, 1 mixed, 1 negative\.$")
+    find(cells, r"^- negative: It leaks from the lid")
+    # the steps: the page, then five classifications asked for in one message
+    table = find(cells, r"^\| step \| the model said \|").string
+    assert len(re.findall(r"^\| 2 \| .*\| flow/sentiment \|", table, re.M)) == 5
+    find(cells, r"^\| 1 \| I will read the page first\. \| web/page_text \|")
+    find(cells, r"tool calls: 6 \| failed: 0$")
+    # the classifier served over MCP: one tool, its inputs as the schema; the agent using it
+    find(cells, r"^tool: sentiment \| The sentiment of one product review")
+    find(cells, r'^arguments: .*"required": \["review"\]')
+    find(cells, r"^result: \{'label': 'positive', 'score': 1\.0\}$")
+    find(cells, r"^tools used: mcp/reviews/sentiment, web/page_text$")
+    find(cells, r"^same answer as with the flow file: True$")
+    assert cells[-1].strip() == "servers stopped"
