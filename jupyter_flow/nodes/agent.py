@@ -16,13 +16,14 @@ tools offered to the model:
   itself without end.
 
 The loop: the model is asked; the tools it calls run, several asked for in one answer at
-the same time, each within `tool_timeout_s`; their results go back to it, and it is asked
-again, until it answers without calling a tool. A tool name it made up, arguments that are
-not a JSON object and a tool that fails are answered back to the model as errors, for it
-to correct: they never fail the node. `mode: native` (the default) uses the server's tool
-calling (OpenAI's `tools` and `tool_calls`); `mode: react` writes the tools into the
-system prompt and reads ``Action:`` / ``Action Input:`` / ``Final Answer:`` lines, for
-models without tool calling (`jupyter_flow.nodes.tool_calls`).
+the same time (up to 32; any more are answered as not run), each within `tool_timeout_s`;
+their results go back to it, and it is asked again, until it answers without calling a
+tool. A tool name it made up, arguments that are not a JSON object and a tool that fails
+are answered back to the model as errors, for it to correct: they never fail the node.
+`mode: native` (the default) uses the server's tool calling (OpenAI's `tools` and
+`tool_calls`); `mode: react` writes the tools into the system prompt and reads
+``Action:`` / ``Action Input:`` / ``Final Answer:`` lines, for models without tool calling
+(`jupyter_flow.nodes.tool_calls`).
 
 Limits: at most `max_steps` model calls (default 8). When the model still calls tools in
 the last one, the node fails saying so (`on_limit: fail`, the default), or answers with
@@ -67,12 +68,14 @@ from jupyter_flow.tools.mcp import list_tools
 from jupyter_flow.values import dumps, encode, limit
 from jupyter_flow.workers import within
 
-__all__ = ["DEFAULT_AGENT_TIMEOUT_S", "AgentConfig", "AgentNode", "ToolBox"]
+__all__ = ["DEFAULT_AGENT_TIMEOUT_S", "MAX_CALLS_PER_STEP", "AgentConfig", "AgentNode", "ToolBox"]
 
 #: the whole loop's time budget when the node sets no `timeout_s`
 DEFAULT_AGENT_TIMEOUT_S = 300.0
 #: names a model may give a tool (OpenAI's rule)
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+#: tool calls of one answer that run (the others are answered as not run)
+MAX_CALLS_PER_STEP = 32
 #: elements of a tool's result written out for the model at most (then markers say what is left out)
 _RESULT_VALUES = 100_000
 #: the flow files being run as tools further up this chain of calls
@@ -302,10 +305,12 @@ class AgentNode(LlmNode):
                 return {"text": final, "steps": steps, "stopped": None}
             last_text = content
             if number == cfg.max_steps:
-                step["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.shown_arguments,
-                                       "error": f"not run: the agent reached max_steps={cfg.max_steps}"} for c in calls]
+                step["tool_calls"] = [_not_run(c, f"the agent reached max_steps={cfg.max_steps}") for c in calls]
                 break
-            step["tool_calls"] = list(await asyncio.gather(*(self._call(box, call, ctx, deadline) for call in calls)))
+            many = f"at most {MAX_CALLS_PER_STEP} tool calls of one answer run; ask for the others in the next"
+            step["tool_calls"] = list(await asyncio.gather(*(
+                self._call(box, call, ctx, deadline) if i < MAX_CALLS_PER_STEP else _as_done(_not_run(call, many))
+                for i, call in enumerate(calls))))
             if cfg.mode == "react":
                 messages.append({"role": "assistant", "content": content})
                 messages.append({"role": "user", "content": _observations(step["tool_calls"])})
@@ -380,6 +385,14 @@ def _as_chat(inputs: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     prompt = inputs.get("prompt")
     return {"messages": [{"role": "user", "content": prompt if isinstance(prompt, str) else str(prompt)}], "prompt": None}
+
+
+def _not_run(call: AskedCall, why: str) -> dict[str, Any]:
+    return {"id": call.id, "name": call.name, "arguments": call.shown_arguments, "error": f"not run: {why}"}
+
+
+async def _as_done(done: dict[str, Any]) -> dict[str, Any]:
+    return done
 
 
 def _result_text(result: ToolResult) -> str:

@@ -161,6 +161,16 @@ def test_calls_asked_for_together_run_at_the_same_time(tmp_path: Path, serve: Se
         ("test/meet", "met ann"), ("test/meet", "met bob"), ("mcp/server1/shout", "HI")]
 
 
+def test_an_answer_asking_for_too_many_calls_runs_the_first_32(tmp_path: Path, serve: Serve) -> None:
+    calls = [call("base64_encode", {"text": f"n{i}"}, f"c{i}") for i in range(34)]
+    model = ScriptedModel(serve, {"tool_calls": calls}, lambda body: {"content": f"{len(tool_messages(body))} answers"})
+    out = agent_flow(tmp_path, {"base_url": model.base_url, "tools": ["base64/encode"]}).run({"question": "many"}).outputs["agent"]
+    done = out["steps"][0]["tool_calls"]
+    assert out["text"] == "34 answers"  # every call is answered, as the protocol wants
+    assert [d.get("result") for d in done[:2]] == ["bjA=", "bjE="] and all("result" in d for d in done[:32])
+    assert [d["error"] for d in done[32:]] == ["not run: at most 32 tool calls of one answer run; ask for the others in the next"] * 2
+
+
 # -- the model's mistakes go back to it ------------------------------------------------------
 def test_malformed_arguments_and_an_unknown_tool_are_answered_as_errors(tmp_path: Path, serve: Serve, mcp_url: str) -> None:
     model = ScriptedModel(
