@@ -21,7 +21,7 @@ import yaml
 from jupyter_flow.errors import FlowValidationError, Problem
 from jupyter_flow.graph import check_graph
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
-from jupyter_flow.spec import MAX_DEPTH, FlowSpec, check_document, spec_from_dict, spec_to_dict
+from jupyter_flow.spec import MAX_DEPTH, FlowSpec, check_document, spec_from_dict, spec_to_dict, yaml_problem
 
 __all__ = [
     "FlowEditor",
@@ -43,10 +43,9 @@ def parse_yaml(text: str, *, what: str) -> Any:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise FlowValidationError([Problem(f"the YAML does not parse{where}: {problem}", field=what)]) from None
+        problem = yaml_problem(exc)
+        where = f" ({problem.place})" if problem.place else ""
+        raise FlowValidationError([Problem(f"the YAML does not parse{where}: {problem.message}", field=what)]) from None
     except RecursionError:
         raise FlowValidationError([Problem(f"the YAML nests more than {MAX_DEPTH} levels deep", field=what)]) from None
     check_document(data, source=what)

@@ -13,81 +13,51 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jupyter_flow import telemetry
 from jupyter_flow.errors import NodeError, NodeTimeoutError, TemplateError
-from jupyter_flow.http import loop_shared_client
+from jupyter_flow.expressions import Renderer
 from jupyter_flow.nodes.base import Node, NodeContext
+from jupyter_flow.outcome import SKIPPED, NodeOutcome, ok
 from jupyter_flow.plan import Plan, PlannedEdge, PlannedNode
+from jupyter_flow.reuse import Reuse, keep_cache_keys
+from jupyter_flow.runtime import Runtime
 from jupyter_flow.spec import RetrySpec
-from jupyter_flow.trace import ErrorInfo, NodeRecord, RunEvent, RunResult, fingerprint
-from jupyter_flow.workers import DEFAULT_MAX_THREADS, run_in_worker, within, worker_pool
+from jupyter_flow.trace import ErrorInfo, NodeRecord, RunEvent, RunResult
+from jupyter_flow.workers import within
 
-if TYPE_CHECKING:
-    import httpx
-
-__all__ = ["EventCallback", "Runtime", "execute"]
+__all__ = ["EventCallback", "execute"]
 
 EventCallback = Callable[[RunEvent], "Awaitable[None] | None"]
 _NO_RETRY = RetrySpec()
 
 
-class Runtime:
-    """Per-run shared things: the HTTP client, registered functions, the worker threads
-    (`max_threads` of them, the engine's own pool), settings."""
-
-    def __init__(
-        self,
-        functions: Mapping[str, Callable[..., Any]],
-        settings: Mapping[str, Any],
-        http_client: httpx.AsyncClient | None,
-        max_threads: int = DEFAULT_MAX_THREADS,
-    ) -> None:
-        self.functions = functions
-        self.settings = settings
-        self.client = http_client
-        self.pool = worker_pool(max_threads)
-        try:  # the loop whose shared client a node gets, even asking from a worker thread
-            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:  # made outside a loop: the loop running when a node asks
-            self.loop = None
-
-    def http_client(self) -> httpx.AsyncClient:
-        """The client given to the run, else the event loop's shared one, taken when a node
-        first calls out: a run that calls nothing over HTTP makes no client (and imports no
-        HTTP transport)."""
-        client = self.client
-        if client is None:
-            client = self.client = loop_shared_client(self.loop or asyncio.get_running_loop())
-        return client
-
-    async def run_blocking(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        return await run_in_worker(self.pool, fn, *args, **kwargs)
-
-
 class _Run:
+    """One run of a plan: its records, what its templates read (`context`), which nodes
+    wait on how many others, the node tasks, and how the run ends."""
+
     def __init__(
         self,
         plan: Plan,
         result: RunResult,
         runtime: Runtime,
         on_event: EventCallback | None,
-        reuse: RunResult | None,
-        force: set[str] | None,
+        reuse: Reuse | None,
     ) -> None:
         self.plan = plan
         self.result = result
         self.runtime = runtime
         self.on_event = on_event
         self.reuse = reuse
-        self.force = force
         self.records = result.records
+        #: what templates read: the inputs by name (and as `inputs`), and a NodeOutcome per node done
         self.context: dict[str, Any] = {**result.inputs, "inputs": result.inputs}
         self.waiting = {nid: len(pn.incoming) for nid, pn in plan.nodes.items()}
         self.active: dict[str, bool] = {}
@@ -122,6 +92,18 @@ class _Run:
             return None
         return ret if inspect.isawaitable(ret) else None
 
+    async def told_finished(self, record: NodeRecord, hand_off: _HandOff) -> None:
+        """The callback told that `record` is done; awaited here, unless the task has a next
+        node to run: that node does not wait for the callback, once the callback has begun."""
+        ret = self.tell("node_finished", record)
+        if ret is None:
+            return
+        if hand_off.next_up is None:
+            await _settled_event(ret, "node_finished")
+        else:
+            self.event_tasks = _kept(self.event_tasks, asyncio.ensure_future(_settled_event(ret, "node_finished")))
+            await asyncio.sleep(0)
+
     # -- scheduling --------------------------------------------------------------
     def start(self) -> None:
         for nid in self.plan.order:
@@ -129,11 +111,7 @@ class _Run:
             if pn.incoming:
                 continue
             try:
-                active = not pn.start_edges
-                for edge in pn.start_edges:
-                    if self.edge_passes(edge):
-                        active = True
-                        break
+                active = not pn.start_edges or any(self.edge_passes(edge) for edge in pn.start_edges)
             except TemplateError as exc:
                 self.fail_node_now(nid, exc)
                 continue
@@ -144,49 +122,47 @@ class _Run:
     def ready(self, nid: str, active: bool) -> None:
         if self.failure is not None:
             return
-        if active:
-            hand_off = self.hand_off
-            if hand_off is not None and hand_off.next_up is None:
-                hand_off.next_up = nid  # the node task that made it ready runs it next
-                self.node_tasks[nid] = hand_off.task
-                return
-            task = asyncio.get_running_loop().create_task(self.node_task(nid), name=f"jupyter-flow:{nid}")
-            self.node_tasks[nid] = task
-        else:
-            record = self.records[nid]
-            record.status = "skipped"
-            self.context[nid] = {"output": None, "status": "skipped", "error": None}
-            if self.on_event is not None:
-                self.event_tasks = _kept(self.event_tasks, asyncio.ensure_future(self.emit("node_finished", record)))
-            self.finished(self.plan.nodes[nid], record)
+        if not active:
+            self.skip(nid)
+            return
+        hand_off = self.hand_off
+        if hand_off is not None and hand_off.next_up is None:
+            hand_off.next_up = nid  # the node task that made it ready runs it next
+            self.node_tasks[nid] = hand_off.task
+            return
+        task = asyncio.get_running_loop().create_task(self.node_task(nid), name=f"jupyter-flow:{nid}")
+        self.node_tasks[nid] = task
+
+    def skip(self, nid: str) -> None:
+        record = self.records[nid]
+        record.status = "skipped"
+        self.context[nid] = SKIPPED
+        if self.on_event is not None:
+            self.event_tasks = _kept(self.event_tasks, asyncio.ensure_future(self.emit("node_finished", record)))
+        self.finished(self.plan.nodes[nid], record)
 
     def edge_passes(self, edge: PlannedEdge) -> bool:
         if edge.spec.branch is not None:
-            chosen = (self.context.get(edge.spec.source) or {}).get("output") or {}
+            source = self.context.get(edge.spec.source)
+            chosen = (source.output if source is not None else None) or {}
             if chosen.get("branch") != edge.spec.branch:
                 return False
         return edge.condition is None or edge.condition(self.context)
 
     def finished(self, pn: PlannedNode, record: NodeRecord) -> None:
+        """Node `pn` is done: its edges are followed, and the nodes waiting only on it made ready."""
         self.remaining -= 1
         status = record.status
-        handled_error = status == "error"
+        taken = "success" if status == "ok" else "error" if status == "error" else None  # which edges it takes
         for edge in pn.outgoing:
             target = edge.spec.target
-            if status == "ok":
-                on = edge.spec.on == "success"
-            elif handled_error:
-                on = edge.spec.on == "error"
-            else:
-                on = False
-            if on:
+            if edge.spec.on == taken:
                 try:
-                    on = self.edge_passes(edge)
+                    if edge.always or self.edge_passes(edge):
+                        self.active[target] = True
                 except TemplateError as exc:
                     self.fail_node_now(target, exc)
                     return
-            if on:
-                self.active[target] = True
             self.waiting[target] -= 1
             if self.waiting[target] == 0:
                 self.ready(target, self.active.get(target, False))
@@ -206,7 +182,82 @@ class _Run:
         self.fail_run(str(exc))
 
     # -- one node ----------------------------------------------------------------
-    def choose_variant(self, pn: PlannedNode) -> tuple[str | None, Node, Any]:
+    async def node_task(self, nid: str) -> None:
+        """Run node `nid`, then the first node its end made ready, and so on: a chain runs in
+        one task, without a task and a turn of the event loop per node. Nodes made ready
+        besides the first get tasks of their own and start at once."""
+        turn = time.monotonic()  # as the loop's clock, without a method call per node
+        task = asyncio.current_task()
+        assert task is not None
+        hand_off = _HandOff(task)
+        next_up: str | None = nid
+        while next_up is not None:
+            hand_off.next_up = None
+            work = self.execute(self.plan.nodes[next_up], hand_off)
+            next_up = await (work if self.span is None else telemetry.trace_node(self.span, self.records[next_up], work))
+            if next_up is not None and time.monotonic() - turn > _TURN_S:
+                # nodes that never wait would hold the loop: the flow's deadline, a cancel and
+                # the other branches get their turn between them (the next node counts as
+                # started, as a task of its own would: a failure meanwhile cancels it here)
+                await asyncio.sleep(0)
+                turn = time.monotonic()
+
+    async def execute(self, pn: PlannedNode, hand_off: _HandOff) -> str | None:
+        """The steps of one node: start its record, get its outputs, settle a failure as
+        `on_error` says, report it done. Returns the node this task (`hand_off.task`)
+        runs next, if any."""
+        record = self.records[pn.id]
+        record.status = "running"
+        record.started_at = time.time()
+        t0 = time.perf_counter()
+        if self.on_event is not None:
+            await self.emit("node_started", record)
+        running = None
+        try:
+            running = self.begin(pn, record, t0)
+            if running is not None:
+                record.outputs = await running
+        except asyncio.CancelledError:
+            record.status = "cancelled"
+            record.duration_s = time.perf_counter() - t0
+            raise
+        except Exception as exc:
+            failure = exc if running is None else _node_error(pn.id, exc)  # its inputs', or its own
+            if self.failed(pn, record, failure):
+                await self.end_run_with(pn, record, failure, t0)
+                return None
+        else:
+            record.status = "ok"
+            self.context[pn.id] = ok(record.outputs)
+        record.duration_s = time.perf_counter() - t0
+        self.hand_off = hand_off
+        try:
+            self.finished(pn, record)
+        finally:
+            self.hand_off = None
+        if self.on_event is not None:
+            await self.told_finished(record, hand_off)
+        return hand_off.next_up
+
+    def begin(self, pn: PlannedNode, record: NodeRecord, t0: float) -> Awaitable[Any] | None:
+        """The node's variant chosen and its inputs rendered; then its outputs taken from the
+        run being reused (None), or what gives them once awaited: in the common case the
+        node's own coroutine (one attempt, nothing around it), else its attempts with
+        warm-up, retries and deadline, or beside its shadow variants."""
+        if pn.variants:
+            record.variant, node, renderer = self.choose_variant(pn)
+        else:
+            node, renderer = pn.node, pn.renderer
+        inputs = record.inputs = renderer(self.context)
+        if self.reuse is not None and self.reused(pn, node, inputs, record):
+            return None
+        if record.variant is not None and pn.spec.shadow and len(pn.variants) > 1:
+            return self.run_with_shadow(pn, node, inputs, record, t0)
+        if pn.runs_as_is and self.slots is None and not node.needs_warm_up:
+            return self.attempt(pn, node, inputs, record, 1)
+        return self.run_node(pn, node, inputs, record)
+
+    def choose_variant(self, pn: PlannedNode) -> tuple[str | None, Node, Renderer]:
         if not pn.variants:
             return None, pn.node, pn.renderer
         variants = pn.spec.variants
@@ -224,57 +275,33 @@ class _Run:
         node, renderer = pn.variants[v.id]
         return v.id, node, renderer
 
-    async def attempt(self, pn: PlannedNode, node: Node, inputs: dict[str, Any], record: NodeRecord, attempt: int) -> Any:
-        ctx = NodeContext(pn.id, record, self.result, self.runtime, attempt, self.span is not None)
-        timeout = None if node.keeps_own_deadline else pn.spec.timeout_s
+    def reused(self, pn: PlannedNode, node: Node, inputs: Any, record: NodeRecord) -> bool:
+        """Whether the earlier run being reused had this node's outputs for these inputs
+        (then they are in `record`)."""
+        previous = self.reuse.previous(pn, node, inputs) if self.reuse is not None else None
+        if previous is None:
+            return False
+        record.outputs = previous.outputs
+        record.cached = True
+        record.attempts = 0
+        record.extra.update(previous.extra)
+        return True
+
+    async def run_with_shadow(self, pn: PlannedNode, node: Node, inputs: dict[str, Any], record: NodeRecord, t0: float) -> Any:
+        """The chosen variant's outputs, the others run beside it; the shadow never holds up
+        the primary: its results join the record later."""
+        chosen = record.variant
+        assert chosen is not None
+        shadow_task = asyncio.ensure_future(self.shadow(pn, chosen))
         try:
-            if self.slots is not None:
-                async with self.slots:
-                    return await within(node.run(inputs, ctx), timeout)
-            return await within(node.run(inputs, ctx), timeout)
-        except asyncio.TimeoutError:
-            if timeout is None:  # the node's own (a kind that keeps its own deadline says more)
-                raise
-            raise NodeTimeoutError(f"attempt {attempt} ran past timeout_s={timeout:g}", node=pn.id) from None
-
-    async def run_node(self, pn: PlannedNode, node: Node, inputs: dict[str, Any], record: NodeRecord) -> Any:
-        if node.needs_warm_up:
-            try:
-                await self.runtime_warm(node)
-            except asyncio.CancelledError:
-                raise
-            except NodeError as exc:
-                exc.retryable = False
-                raise NodeError.from_exception(pn.id, exc) from exc.__cause__
-            except Exception as exc:
-                raise NodeError(f"warm-up failed: {type(exc).__name__}: {exc}", node=pn.id, retryable=False) from exc
-        policy = pn.spec.retry or node.default_retry or _NO_RETRY
-        attempt = 0
-        while True:
-            attempt += 1
-            record.attempts = attempt
-            try:
-                if self.slots is None and (not pn.spec.timeout_s or node.keeps_own_deadline):  # one frame and timer less
-                    return await node.run(inputs, NodeContext(pn.id, record, self.result, self.runtime, attempt, self.span is not None))
-                return await self.attempt(pn, node, inputs, record, attempt)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                err = _node_error(pn.id, exc)
-                if not err.retryable or attempt >= policy.max_attempts:
-                    raise err from exc if err is not exc else None
-                record.extra.setdefault("attempt_errors", []).append(str(err))
-                await asyncio.sleep(policy.delay(attempt))
-
-    def one_attempt(self, pn: PlannedNode, node: Node) -> bool:
-        """Whether the node runs once as it is: no warm-up, no retries, no limit on nodes at
-        once and no deadline for the engine to keep (then `execute` awaits `node.run` itself,
-        without `run_node`'s frame)."""
-        return not (node.needs_warm_up or self.slots is not None or pn.spec.retry or node.default_retry
-                    or (pn.spec.timeout_s and not node.keeps_own_deadline))
-
-    async def runtime_warm(self, node: Node) -> None:
-        await self.runtime.run_blocking(node.ensure_warm)
+            outputs = await self.run_node(pn, node, inputs, record)
+        except BaseException:
+            shadow_task.cancel()
+            await asyncio.gather(shadow_task, return_exceptions=True)
+            raise
+        primary = {"outputs": outputs, "duration_s": time.perf_counter() - t0, "error": None}
+        self.shadow_tasks = _kept(self.shadow_tasks, asyncio.ensure_future(_join_shadow(record, shadow_task, chosen, primary)))
+        return outputs
 
     async def shadow(self, pn: PlannedNode, chosen: str) -> dict[str, Any]:
         async def one(vid: str) -> tuple[str, dict[str, Any]]:
@@ -292,121 +319,82 @@ class _Run:
         pairs = await asyncio.gather(*(one(v) for v in pn.variants if v != chosen))
         return dict(pairs)
 
-    async def node_task(self, nid: str) -> None:
-        """Run node `nid`, then the first node its end made ready, and so on: a chain runs in
-        one task, without a task and a turn of the event loop per node. Nodes made ready
-        besides the first get tasks of their own and start at once."""
-        loop = asyncio.get_running_loop()
-        turn = loop.time()
-        task = asyncio.current_task()
-        assert task is not None
-        hand_off = _HandOff(task)
-        next_up: str | None = nid
-        while next_up is not None:
-            hand_off.next_up = None
-            next_up = await telemetry.trace_node(self.span, self.records[next_up], self.execute(self.plan.nodes[next_up], hand_off))
-            if next_up is not None and loop.time() - turn > _TURN_S:
-                # nodes that never wait would hold the loop: the flow's deadline, a cancel and
-                # the other branches get their turn between them (the next node counts as
-                # started, as a task of its own would: a failure meanwhile cancels it here)
-                await asyncio.sleep(0)
-                turn = loop.time()
+    async def run_node(self, pn: PlannedNode, node: Node, inputs: dict[str, Any], record: NodeRecord) -> Any:
+        """The node warmed up if it must be, then its attempts, as its retry policy allows."""
+        if node.needs_warm_up:
+            await self.warm_up(pn, node)
+        policy = pn.spec.retry or node.default_retry or _NO_RETRY
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self.attempt(pn, node, inputs, record, attempt)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                err = _node_error(pn.id, exc)
+                if not err.retryable or attempt >= policy.max_attempts:
+                    raise err  # noqa: B904 (_node_error sets its cause)
+                record.extra.setdefault("attempt_errors", []).append(str(err))
+            await asyncio.sleep(policy.delay(attempt))
 
-    async def execute(self, pn: PlannedNode, hand_off: _HandOff) -> str | None:
-        """Run one node and report it done; the node this task (`hand_off.task`) runs next,
-        if any."""
-        record = self.records[pn.id]
-        record.status = "running"
-        record.started_at = time.time()
-        t0 = time.perf_counter()
-        if self.on_event is not None:
-            await self.emit("node_started", record)
+    def attempt(self, pn: PlannedNode, node: Node, inputs: dict[str, Any], record: NodeRecord, attempt: int) -> Awaitable[Any]:
+        """Attempt number `attempt` of the node: `node.run` itself, or, when there is a limit
+        of nodes at once or a deadline for the engine to keep, `node.run` within them."""
+        record.attempts = attempt
+        ctx = NodeContext(pn.id, record, self.result, self.runtime, attempt, self.span is not None)
+        timeout = None if node.keeps_own_deadline else pn.spec.timeout_s
+        if self.slots is None and not timeout:
+            return node.run(inputs, ctx)
+        return self.limited(pn, node, inputs, ctx, timeout)
+
+    async def limited(self, pn: PlannedNode, node: Node, inputs: dict[str, Any], ctx: NodeContext, timeout: float | None) -> Any:
         try:
-            if pn.variants:
-                variant, node, renderer = self.choose_variant(pn)
-                record.variant = variant
-            else:
-                variant, node, renderer = None, pn.node, pn.renderer
-            inputs = renderer(self.context)
-            record.inputs = inputs
-            cached = self.cached(pn, node, inputs) if self.reuse is not None else None
-            if cached is not None:
-                record.outputs = cached.outputs
-                record.cached = True
-                record.attempts = 0
-                record.extra.update(cached.extra)
-            else:
-                shadow_task = None
-                if pn.spec.shadow and variant is not None and len(pn.variants) > 1:
-                    shadow_task = asyncio.ensure_future(self.shadow(pn, variant))
-                try:
-                    if shadow_task is None and self.one_attempt(pn, node):
-                        record.attempts = 1
-                        try:
-                            record.outputs = await node.run(inputs, NodeContext(pn.id, record, self.result, self.runtime, 1,
-                                                                                self.span is not None))
-                        except asyncio.CancelledError:
-                            raise
-                        except Exception as exc:
-                            err = _node_error(pn.id, exc)
-                            raise err from exc if err is not exc else None
-                    else:
-                        record.outputs = await self.run_node(pn, node, inputs, record)
-                except BaseException:
-                    if shadow_task is not None:
-                        shadow_task.cancel()
-                        await asyncio.gather(shadow_task, return_exceptions=True)
-                    raise
-                if shadow_task is not None and variant is not None:
-                    # the shadow never holds up the primary: its results join the record later
-                    primary = {"outputs": record.outputs, "duration_s": time.perf_counter() - t0, "error": None}
-                    self.shadow_tasks = _kept(self.shadow_tasks, asyncio.ensure_future(_join_shadow(record, shadow_task, variant, primary)))
-            record.status = "ok"
-            self.context[pn.id] = {"output": record.outputs, "status": "ok", "error": None}
+            if self.slots is not None:
+                async with self.slots:
+                    return await within(node.run(inputs, ctx), timeout)
+            return await within(node.run(inputs, ctx), timeout)
+        except asyncio.TimeoutError:
+            if timeout is None:  # the node's own (a kind that keeps its own deadline says more)
+                raise
+            raise NodeTimeoutError(f"attempt {ctx.attempt} ran past timeout_s={timeout:g}", node=pn.id) from None
+
+    async def warm_up(self, pn: PlannedNode, node: Node) -> None:
+        try:
+            await self.runtime_warm(node)
         except asyncio.CancelledError:
-            record.status = "cancelled"
-            record.duration_s = time.perf_counter() - t0
             raise
+        except NodeError as exc:
+            exc.retryable = False
+            raise NodeError.from_exception(pn.id, exc) from exc.__cause__
         except Exception as exc:
-            record.error = ErrorInfo.from_exception(exc)
-            if pn.spec.on_error == "default":
-                record.status = "ok"
-                record.defaulted = True
-                record.outputs = pn.spec.default
-                self.context[pn.id] = {"output": pn.spec.default, "status": "ok", "error": _error_view(record)}
-            else:
-                record.status = "error"
-                self.context[pn.id] = {"output": None, "status": "error", "error": _error_view(record)}
-                if pn.spec.on_error == "fail" and not pn.has_error_edges:
-                    record.duration_s = time.perf_counter() - t0
-                    if self.on_event is not None:
-                        await self.emit("node_finished", record)
-                    named = isinstance(exc, NodeError) or getattr(exc, "node", None) == pn.id
-                    self.fail_run(str(exc) if named else f"node '{pn.id}': {exc}")
-                    return None
-        record.duration_s = time.perf_counter() - t0
-        self.hand_off = hand_off
-        try:
-            self.finished(pn, record)
-        finally:
-            self.hand_off = None
-        if self.on_event is not None:
-            ret = self.tell("node_finished", record)
-            if ret is not None:
-                if hand_off.next_up is None:
-                    await _settled_event(ret, "node_finished")
-                else:  # the next node does not wait for the callback, once the callback has begun
-                    self.event_tasks = _kept(self.event_tasks, asyncio.ensure_future(_settled_event(ret, "node_finished")))
-                    await asyncio.sleep(0)
-        return hand_off.next_up
+            raise NodeError(f"warm-up failed: {type(exc).__name__}: {exc}", node=pn.id, retryable=False) from exc
 
-    def cached(self, pn: PlannedNode, node: Node, inputs: Any) -> NodeRecord | None:
-        if self.reuse is None or (self.force and pn.id in self.force):
-            return None
-        previous = self.reuse.records.get(pn.id)
-        if previous is None or previous.status != "ok" or previous.defaulted or previous.cache_key is None:
-            return None
-        return previous if previous.cache_key == _CacheKey(pn, node, inputs) else None
+    async def runtime_warm(self, node: Node) -> None:
+        await self.runtime.run_blocking(node.ensure_warm)
+
+    def failed(self, pn: PlannedNode, record: NodeRecord, exc: Exception) -> bool:
+        """The failure recorded as the node's `on_error` says; whether it ends the run
+        (`on_error: fail` and no error edge to take)."""
+        record.error = ErrorInfo.from_exception(exc)
+        spec = pn.spec
+        if spec.on_error == "default":
+            record.status = "ok"
+            record.defaulted = True
+            record.outputs = spec.default
+            self.context[pn.id] = NodeOutcome(spec.default, "ok", _error_view(record))
+            return False
+        record.status = "error"
+        self.context[pn.id] = NodeOutcome(None, "error", _error_view(record))
+        return spec.on_error == "fail" and not pn.has_error_edges
+
+    async def end_run_with(self, pn: PlannedNode, record: NodeRecord, exc: Exception, t0: float) -> None:
+        """The node's failure ends the run: its record is told, and the run fails with its message."""
+        record.duration_s = time.perf_counter() - t0
+        if self.on_event is not None:
+            await self.emit("node_finished", record)
+        named = isinstance(exc, NodeError) or (isinstance(exc, TemplateError) and exc.node == pn.id)
+        self.fail_run(str(exc) if named else f"node '{pn.id}': {exc}")
 
 
 #: no tasks yet (shared, never added to: `_kept` makes a set for the first one)
@@ -434,17 +422,16 @@ async def _settled_event(ret: Awaitable[Any], kind: str) -> None:
 
 
 def _log_event_failure(kind: str) -> None:
-    import logging
-
     logging.getLogger(__name__).exception("event callback failed on %s", kind)
 
 
 def _node_error(nid: str, exc: Exception) -> NodeError:
-    """`exc` as the NodeError of node `nid` (itself when it is one already), keeping where
-    it was raised."""
+    """`exc` as the NodeError of node `nid`: itself when it is one already, else a
+    NodeError caused by it, keeping where it was raised."""
     err = NodeError.from_exception(nid, exc)
     if err is not exc:
         err.__cause__ = exc
+        err.__suppress_context__ = True
         err.__traceback__ = exc.__traceback__
     return err
 
@@ -455,31 +442,6 @@ class _HandOff:
     def __init__(self, task: asyncio.Task[Any]) -> None:
         self.task = task
         self.next_up: str | None = None
-
-
-class _CacheKey:
-    """What a node's result depends on: its spec, its code (`cache_token`, taken now, so a
-    later edit is seen) and its resolved inputs (digested only if a later run asks)."""
-
-    __slots__ = ("_head", "_inputs", "_digest")
-
-    def __init__(self, pn: PlannedNode, node: Node, inputs: Any) -> None:
-        self._head = f"{pn.fingerprint}:{node.cache_token()}"
-        self._inputs = inputs
-        self._digest: str | None = None
-
-    @property
-    def digest(self) -> str:
-        if self._digest is None:
-            self._digest = fingerprint(self._inputs)
-            self._inputs = None
-        return self._digest
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _CacheKey) and self._head == other._head and self.digest == other.digest
-
-    def __hash__(self) -> int:
-        return hash((self._head, self.digest))
 
 
 def _error_view(record: NodeRecord) -> dict[str, str] | None:
@@ -503,60 +465,59 @@ async def execute(
     is false, and then they finish in `result.background` (awaitable tasks)."""
     records = {nid: NodeRecord(nid, pn.spec.type) for nid, pn in plan.nodes.items()}
     result = RunResult(run_id or os.urandom(6).hex(), plan.spec.name, inputs, records, started_at=time.time())
-    force: set[str] | None = None
-    for nid in rerun or ():
-        force = (force or set()) | {nid} | plan.downstream.get(nid, set())
-    run = _Run(plan, result, runtime, on_event, reuse, force)
+    run = _Run(plan, result, runtime, on_event, Reuse(plan, reuse, rerun) if reuse is not None else None)
     t0 = time.perf_counter()
     if on_event is not None:
         await run.emit("run_started")
     try:
         run.start()
-        timeout = plan.spec.timeout_s
-        if timeout:
-            try:
-                await asyncio.wait_for(asyncio.shield(run.done), timeout)
-            except asyncio.TimeoutError:
-                running = sorted(r.node for r in records.values() if r.status == "running")
-                result.status = "timeout"
-                run.failure = (
-                    f"flow '{plan.spec.name}' ran past its timeout_s={timeout:g}"
-                    + (f"; cancelled: {', '.join(running)}" if running else "")
-                )
-        else:
-            await run.done
+        await _until_done(run)
     except asyncio.CancelledError:
         await _settle(run, cancel_shadows=True)
         result.status = "cancelled"
         result.error = "cancelled by the caller"
-        result.duration_s = time.perf_counter() - t0
-        telemetry.end_run(run.span, result)
-        if on_event is not None:
-            await run.emit("run_finished")
+        await _close(run, t0)
         raise
     await _settle(run, wait_shadows=wait_for_shadows)
-    for nid, record in records.items():
-        if record.status == "ok" and not record.defaulted and not record.cached:
-            pn = plan.nodes[nid]
-            record.cache_key = _CacheKey(pn, pn.variants[record.variant][0] if record.variant else pn.node, record.inputs)
-        elif record.cached and reuse is not None:
-            record.cache_key = reuse.records[nid].cache_key
+    keep_cache_keys(plan, records, run.reuse)
     if result.status == "running":
         result.status = "error" if run.failure else "ok"
     result.error = run.failure
     if plan.outputs:
         result.flow_outputs = _flow_outputs(plan, run.context)
-    result.duration_s = time.perf_counter() - t0
-    telemetry.end_run(run.span, result)
-    if on_event is not None:
-        await run.emit("run_finished")
+    await _close(run, t0)
     return result
+
+
+async def _until_done(run: _Run) -> None:
+    """Wait for the run's end, or for its flow's deadline: then the run has timed out."""
+    timeout = run.plan.spec.timeout_s
+    if not timeout:
+        await run.done
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(run.done), timeout)
+    except asyncio.TimeoutError:
+        running = sorted(r.node for r in run.records.values() if r.status == "running")
+        run.result.status = "timeout"
+        run.failure = (
+            f"flow '{run.plan.spec.name}' ran past its timeout_s={timeout:g}"
+            + (f"; cancelled: {', '.join(running)}" if running else "")
+        )
+
+
+async def _close(run: _Run, t0: float) -> None:
+    """The run's duration, its span ended, and the callback told."""
+    run.result.duration_s = time.perf_counter() - t0
+    telemetry.end_run(run.span, run.result)
+    if run.on_event is not None:
+        await run.emit("run_finished")
 
 
 def _flow_outputs(plan: Plan, context: dict[str, Any]) -> dict[str, Any]:
     """The declared outputs; one that reads a node which did not run (a branch not taken,
     a failed run) is None."""
-    seen = {**{nid: {"output": None, "status": "skipped", "error": None} for nid in plan.nodes}, **context}
+    seen = {**dict.fromkeys(plan.nodes, SKIPPED), **context}
     values: dict[str, Any] = {}
     for name, renderer in plan.outputs.items():
         try:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     import argparse
 
     from jupyter_flow.flow import Flow
+    from jupyter_flow.nodes.base import Node
 
 __all__ = ["PARAMETERS", "add_to_cli", "export_notebook", "flow_files", "literal", "notebook_for"]
 
@@ -238,10 +239,12 @@ def _intro(flow: Flow) -> str:
         "| node | kind | what it does | runs after |",
         "|---|---|---|---|",
     ]
-    planned = flow.plan.nodes  # the validated flow's node objects: each says what it does
+    own: dict[str, Node] = {}  # the validated flow's node objects (each says what it does), not its variants'
+    for obj in flow.plan.node_objects():
+        own.setdefault(obj.id, obj)
     for node in spec.nodes:
         after = ", ".join(upstream[node.id]) or "the start"
-        lines.append(f"| `{node.id}` | {node.type} | {_md(planned[node.id].node.describe())} | {_md(after)} |")
+        lines.append(f"| `{node.id}` | {node.type} | {_md(own[node.id].describe())} | {_md(after)} |")
     if spec.inputs:
         lines += ["", "## The flow's inputs", "", "| input | type | default | description |", "|---|---|---|---|"]
         for name, inp in spec.inputs.items():
@@ -361,25 +364,11 @@ def _spec_cell(flow: Flow) -> str:
 
 
 #: The run cell: the parameters go, as they are, to the one public entry point.
-_RUN_CELL = """\
-import jupyter_flow
-
-summary = jupyter_flow.run_exported(
-    FLOW_SPEC,
-    inputs=inputs,
-    inputs_path=inputs_path,
-    output_dir=output_dir,
-    device=device,
-    endpoints=endpoints,
-    concurrency=concurrency,
-    fail_fast=fail_fast,
-    max_failures=max_failures,
-    engine=engine,
-    flow_dir=flow_dir,
-    exported_from=FLOW_DIR,
-    flow_files=FLOW_FILES,
+_RUN_CELL = (
+    "import jupyter_flow\n\nsummary = jupyter_flow.run_exported(\n    FLOW_SPEC,\n"
+    + "".join(f"    {name}={name},\n" for name in PARAMETERS)
+    + "    exported_from=FLOW_DIR,\n    flow_files=FLOW_FILES,\n)\nsummary"
 )
-summary"""
 
 #: The last cell: the notebook fails when the batch failed by the `max_failures` rule.
 _CHECK_CELL = """\

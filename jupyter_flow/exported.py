@@ -20,20 +20,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+from jupyter_flow.batch.engines import batch_engines
 from jupyter_flow.batch.items import BatchItem
-from jupyter_flow.batch.local import run_local
 from jupyter_flow.batch.options import BatchOptions, parse_max_failures
 from jupyter_flow.batch.results import BatchSummary
 from jupyter_flow.errors import FlowError, FlowValidationError, Problem
+from jupyter_flow.flow import Flow
 
-__all__ = ["ENGINES", "ParameterError", "check_parameters", "choose_flow_dir", "run_exported"]
+__all__ = ["DEFAULTS", "ParameterError", "check_parameters", "choose_flow_dir", "run_exported"]
 
-#: The values of the `engine` parameter.
-ENGINES = ("local", "ray")
 #: The item id of a single run (no `inputs_path`).
 SINGLE_RUN_ID = "run"
 
@@ -75,67 +75,118 @@ def _mapping(problems: list[Problem], name: str, value: Any, what: str) -> dict[
     return {}
 
 
-def check_parameters(
-    *,
-    inputs: Any = None,
-    inputs_path: Any = None,
-    output_dir: Any = "out",
-    device: Any = None,
-    endpoints: Any = None,
-    concurrency: Any = 4,
-    fail_fast: Any = False,
-    max_failures: Any = 0,
-    engine: Any = "local",
-    flow_dir: Any = None,
-) -> dict[str, Any]:
-    """The notebook's parameters checked and normalised (JSON text of a dict read, `"8"`
-    as 8, `"true"` as True); raises ParameterError listing every wrong one, each with
-    the parameter's name, the value given and the type expected."""
-    problems: list[Problem] = []
-    out: dict[str, Any] = {}
-    out["inputs"] = _mapping(problems, "inputs", inputs, "input names to values")
-    endpoints_ = _mapping(problems, "endpoints", endpoints, "node ids to URLs")
-    if any(not isinstance(v, str) or not v for v in endpoints_.values()):
-        _bad(problems, "endpoints", endpoints, "a dict of node ids to URLs (strings)")
-    out["endpoints"] = endpoints_
-    for name, value, optional in (("inputs_path", inputs_path, True), ("output_dir", output_dir, False),
-                                  ("flow_dir", flow_dir, True)):
-        if value is None and optional:
-            out[name] = None
-        elif isinstance(value, (str, os.PathLike)) and str(value).strip():
-            out[name] = value
-        else:
-            _bad(problems, name, value, "a path (a string)" + (" or None" if optional else ""))
-            out[name] = None
-    if out["flow_dir"] is not None and not Path(out["flow_dir"]).expanduser().is_dir():
-        _bad(problems, "flow_dir", flow_dir, "a folder that exists here (or None: the working folder)")
-    if device is not None and not (isinstance(device, str) and device.strip()):
-        _bad(problems, "device", device, "a device name such as 'cpu', 'cuda' or 'cuda:1', or None")
-    out["device"] = device or None
-    number = concurrency
-    if isinstance(concurrency, str) and concurrency.strip().isdigit():
-        number = int(concurrency)
-    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-        _bad(problems, "concurrency", concurrency, "a whole number of at least 1 (int)")
-        number = 1
-    out["concurrency"] = number
-    flag = fail_fast
-    if isinstance(fail_fast, str) and fail_fast.strip().lower() in _TRUE + _FALSE:
-        flag = fail_fast.strip().lower() in _TRUE
-    if not isinstance(flag, bool):
-        _bad(problems, "fail_fast", fail_fast, "True or False (bool)")
-        flag = False
-    out["fail_fast"] = flag
-    try:
-        out["max_failures"] = parse_max_failures(max_failures)
-    except ValueError as exc:
-        _bad(problems, "max_failures", max_failures, str(exc).removeprefix("must be "))
-    if engine not in ENGINES:
-        _bad(problems, "engine", engine, "'local' or 'ray' (str)")
-    out["engine"] = engine
+#: The notebook's parameters (the names of its `parameters` cell) and their defaults.
+DEFAULTS: Mapping[str, Any] = MappingProxyType({
+    "inputs": None,
+    "inputs_path": None,
+    "output_dir": "out",
+    "device": None,
+    "endpoints": None,
+    "concurrency": 4,
+    "fail_fast": False,
+    "max_failures": 0,
+    "engine": "local",
+    "flow_dir": None,
+})
+
+
+def check_parameters(**given: Any) -> dict[str, Any]:
+    """The notebook's parameters (`DEFAULTS` for those not given) checked and normalised
+    (JSON text of a dict read, `"8"` as 8, `"true"` as True); raises ParameterError
+    listing every wrong one, each with the parameter's name, the value given and the type
+    expected."""
+    problems = [Problem(f"there is no parameter `{name}` (the notebook's: {', '.join(DEFAULTS)})")
+                for name in given if name not in DEFAULTS]
+    values = {**DEFAULTS, **given}
+    out = {name: check(problems, name, values[name]) for name, check in _CHECKS.items()}
     if problems:
         raise ParameterError(problems)
     return out
+
+
+def _inputs(problems: list[Problem], name: str, value: Any) -> dict[str, Any]:
+    return _mapping(problems, name, value, "input names to values")
+
+
+def _endpoints(problems: list[Problem], name: str, value: Any) -> dict[str, Any]:
+    endpoints = _mapping(problems, name, value, "node ids to URLs")
+    if any(not isinstance(v, str) or not v for v in endpoints.values()):
+        _bad(problems, name, value, "a dict of node ids to URLs (strings)")
+    return endpoints
+
+
+def _path(problems: list[Problem], name: str, value: Any, *, optional: bool = True) -> Any:
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, os.PathLike)) and str(value).strip():
+        return value
+    _bad(problems, name, value, "a path (a string)" + (" or None" if optional else ""))
+    return None
+
+
+def _output_dir(problems: list[Problem], name: str, value: Any) -> Any:
+    return _path(problems, name, value, optional=False)
+
+
+def _flow_dir(problems: list[Problem], name: str, value: Any) -> Any:
+    folder = _path(problems, name, value)
+    if folder is not None and not Path(folder).expanduser().is_dir():
+        _bad(problems, name, value, "a folder that exists here (or None: the working folder)")
+    return folder
+
+
+def _device(problems: list[Problem], name: str, value: Any) -> Any:
+    if value is not None and not (isinstance(value, str) and value.strip()):
+        _bad(problems, name, value, "a device name such as 'cpu', 'cuda' or 'cuda:1', or None")
+    return value or None
+
+
+def _concurrency(problems: list[Problem], name: str, value: Any) -> int:
+    number = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        _bad(problems, name, value, "a whole number of at least 1 (int)")
+        return 1
+    return number
+
+
+def _fail_fast(problems: list[Problem], name: str, value: Any) -> bool:
+    flag = value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        flag = value.strip().lower() in _TRUE
+    if not isinstance(flag, bool):
+        _bad(problems, name, value, "True or False (bool)")
+        return False
+    return flag
+
+
+def _max_failures(problems: list[Problem], name: str, value: Any) -> int | float | None:
+    try:
+        return parse_max_failures(value)
+    except ValueError as exc:
+        _bad(problems, name, value, str(exc).removeprefix("must be "))
+        return None
+
+
+def _engine(problems: list[Problem], name: str, value: Any) -> Any:
+    engines = batch_engines()
+    if value not in engines:
+        _bad(problems, name, value, " or ".join(repr(known) for known in engines.names()) + " (str)")
+    return value
+
+
+#: How each parameter is checked, in the order of `DEFAULTS`.
+_CHECKS: Mapping[str, Callable[[list[Problem], str, Any], Any]] = MappingProxyType({
+    "inputs": _inputs,
+    "inputs_path": _path,
+    "output_dir": _output_dir,
+    "device": _device,
+    "endpoints": _endpoints,
+    "concurrency": _concurrency,
+    "fail_fast": _fail_fast,
+    "max_failures": _max_failures,
+    "engine": _engine,
+    "flow_dir": _flow_dir,
+})
 
 
 def _flow_files_under(folder: Path, flow_files: Sequence[str]) -> bool:
@@ -174,16 +225,16 @@ def _inputs_from_here(flow: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
 def run_exported(
     flow_spec: Mapping[str, Any],
     *,
-    inputs: Any = None,
-    inputs_path: Any = None,
-    output_dir: Any = "out",
-    device: Any = None,
-    endpoints: Any = None,
-    concurrency: Any = 4,
-    fail_fast: Any = False,
-    max_failures: Any = 0,
-    engine: Any = "local",
-    flow_dir: Any = None,
+    inputs: Any = DEFAULTS["inputs"],
+    inputs_path: Any = DEFAULTS["inputs_path"],
+    output_dir: Any = DEFAULTS["output_dir"],
+    device: Any = DEFAULTS["device"],
+    endpoints: Any = DEFAULTS["endpoints"],
+    concurrency: Any = DEFAULTS["concurrency"],
+    fail_fast: Any = DEFAULTS["fail_fast"],
+    max_failures: Any = DEFAULTS["max_failures"],
+    engine: Any = DEFAULTS["engine"],
+    flow_dir: Any = DEFAULTS["flow_dir"],
     exported_from: str | None = None,
     flow_files: Sequence[str] = (),
 ) -> BatchSummary:
@@ -214,8 +265,6 @@ def run_exported(
     and the type expected), and a single run's inputs before it starts. Returns the
     BatchSummary (counts, failures, per-node timing); shows a progress bar.
     """
-    from jupyter_flow.flow import Flow
-
     p = check_parameters(inputs=inputs, inputs_path=inputs_path, output_dir=output_dir, device=device,
                          endpoints=endpoints, concurrency=concurrency, fail_fast=fail_fast,
                          max_failures=max_failures, engine=engine, flow_dir=flow_dir)
@@ -236,11 +285,7 @@ def run_exported(
         max_failures=p["max_failures"],
     )
     out = Path(p["output_dir"])
-    if not batch:
-        return run_local(flow, [BatchItem(SINGLE_RUN_ID, given)], out, options)
-    if p["engine"] == "ray":  # one loaded flow per Ray actor, `concurrency` items at once in each
-        from jupyter_flow.batch.ray import run_ray
-
-        return run_ray(flow, str(p["inputs_path"]), out, options)
-    return run_local(flow, str(p["inputs_path"]), out, options)
+    if not batch:  # a single run stays in this process
+        return batch_engines().get("local").run(flow, [BatchItem(SINGLE_RUN_ID, given)], out, options)
+    return batch_engines().get(p["engine"]).run(flow, str(p["inputs_path"]), out, options)
 

@@ -340,6 +340,13 @@ def _path(ast: nodes.Template) -> tuple[str, list[Any]] | None:
         expr = expr.node
 
 
+@functools.lru_cache(maxsize=256)
+def _is_mapping(kind: type) -> bool:
+    """Whether values of type `kind` are mappings, asked once per type (`isinstance` with
+    an ABC is a call into Python on every value: a run's node outcomes are read so)."""
+    return issubclass(kind, Mapping)
+
+
 def _lookup(name: str, steps: list[Any], node: str | None, where: str | None, source: str) -> Callable[[Mapping[str, Any]], Any]:
     """The fast path for plain lookups, with the sandbox's rules and Jinja's messages."""
 
@@ -349,7 +356,7 @@ def _lookup(name: str, steps: list[Any], node: str | None, where: str | None, so
         except KeyError:
             raise TemplateError(f"template {source!r} failed: {name!r} is undefined", node=node, field=where) from None
         for step in steps:
-            if type(value) is dict or isinstance(value, Mapping):  # a plain dict: no ABC check
+            if type(value) is dict or _is_mapping(value.__class__):  # no ABC check per value
                 try:
                     value = value[step]
                     continue

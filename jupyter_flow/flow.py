@@ -7,12 +7,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from jupyter_flow.engine import EventCallback, Runtime, execute
+from jupyter_flow.engine import EventCallback, execute
 from jupyter_flow.errors import FlowValidationError, Problem
 from jupyter_flow.inputs import InputValidator
 from jupyter_flow.nodes.python import PythonNode, default_functions, run_functions
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
 from jupyter_flow.plan import Plan, build_plan
+from jupyter_flow.runtime import Runtime
 from jupyter_flow.spec import FlowSpec, PathLike, dump_spec, load_spec, parse_spec_text, spec_from_dict, spec_to_dict
 from jupyter_flow.trace import RunResult
 from jupyter_flow.workers import DEFAULT_MAX_THREADS, run_sync
@@ -74,6 +75,22 @@ class Flow:
         dump_spec(self.spec, target)
         self.source = target
         return target
+
+    def with_config(self, node_id: str, changes: Mapping[str, Any] | None = None, /, **more: Any) -> Flow:
+        """A new Flow whose node `node_id` has its config changed: `changes` (a mapping) and
+        the keyword arguments set over the node's config, the rest kept. The new flow is
+        validated (FlowValidationError names the node and field of anything the change
+        broke); this flow is left as it is. It keeps this flow's file (relative paths are
+        read from the same folder), node registry and registered functions."""
+        try:
+            node = self.spec.node(node_id)
+        except KeyError:
+            known = ", ".join(self.node_ids) or "none"
+            raise FlowValidationError([Problem(f"no such node (the flow has: {known})", node=node_id, field="config")]) from None
+        changed = node.model_copy(update={"config": {**node.config, **(changes or {}), **more}})
+        nodes = [changed if n is node else n for n in self.spec.nodes]
+        spec = self.spec.model_copy(update={"nodes": nodes})
+        return Flow(spec, source=self.source, registry=self.registry, functions=self.functions).validate()
 
     def register(self, name: str, fn: Callable[..., Any]) -> None:
         """Make `fn` callable from this flow's `python` nodes as `function: name`."""
@@ -174,8 +191,7 @@ class Flow:
         """Whether the plan has a `python` node (or variant), worked out once per plan."""
         known = self._functions_in
         if known is None or known[0] is not plan:
-            nodes = [n for pn in plan.nodes.values() for n in (pn.node, *(v[0] for v in pn.variants.values()))]
-            known = self._functions_in = (plan, any(isinstance(n, PythonNode) for n in nodes))
+            known = self._functions_in = (plan, any(isinstance(n, PythonNode) for n in plan.node_objects()))
         return known[1]
 
     def run(self, inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> RunResult:

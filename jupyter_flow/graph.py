@@ -15,11 +15,19 @@ from __future__ import annotations
 import graphlib
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from jupyter_flow.errors import Problem
-from jupyter_flow.spec import START, FlowSpec
 
-__all__ = ["Graph", "check_graph", "duplicate_ids", "self_edge"]
+if TYPE_CHECKING:
+    from jupyter_flow.spec import FlowSpec
+
+__all__ = ["START", "Graph", "check_graph", "duplicate_ids", "self_edge"]
+
+#: The pseudo-node an edge starts from to mark an entry node (the seed format's `start`).
+#: Defined here, below the spec (`jupyter_flow.spec` gives it too), so that the spec can
+#: check a raw flow's graph before it is a FlowSpec.
+START = "start"
 
 
 @dataclass

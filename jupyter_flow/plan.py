@@ -38,6 +38,11 @@ __all__ = ["Plan", "PlannedEdge", "PlannedNode", "build_plan"]
 class PlannedEdge:
     spec: EdgeSpec
     condition: Condition | None
+    #: whether the edge is taken whenever its `on` matches: no `when`, no `branch`
+    always: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.always = self.condition is None and self.spec.branch is None
 
 
 @dataclass
@@ -53,9 +58,18 @@ class PlannedNode:
     outgoing: list[PlannedEdge] = field(default_factory=list)
     has_error_edges: bool = False
     id: str = field(init=False)  # the spec's (an attribute: read on every step of a run)
+    #: whether each run is one attempt of `node.run` as it is: no retries, no deadline for
+    #: the engine to keep (the same for its variants, which share its kind and settings)
+    runs_as_is: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.id = self.spec.id
+        spec, node = self.spec, self.node
+        self.id = spec.id
+        self.runs_as_is = not (spec.retry or node.default_retry or (spec.timeout_s and not node.keeps_own_deadline))
+
+    def node_objects(self) -> list[Node]:
+        """The node object, then its variants' in the order the flow file lists them."""
+        return [self.node, *(node for node, _ in self.variants.values())]
 
 
 class _Related(Mapping[str, set[str]]):
@@ -87,6 +101,12 @@ class Plan:
     graph: Graph
     #: the flow's declared outputs, compiled (rendered once the run is over)
     outputs: dict[str, Renderer] = field(default_factory=dict)
+
+    def node_objects(self) -> list[Node]:
+        """Every node object of the plan, variants included: node by node in the flow
+        file's order, each node's own object first, then its variants' in the order the
+        file lists them. A variant's object has its node's id."""
+        return [node for pn in self.nodes.values() for node in pn.node_objects()]
 
     @property
     def upstream(self) -> Mapping[str, set[str]]:

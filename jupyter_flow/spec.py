@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -18,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from jupyter_flow.errors import FlowFileError, FlowValidationError, Problem
+from jupyter_flow.graph import START, duplicate_ids, self_edge
 
 __all__ = [
     "START",
@@ -28,13 +30,12 @@ __all__ = [
     "Position",
     "RetrySpec",
     "VariantSpec",
+    "YamlProblem",
     "dump_spec",
     "load_spec",
     "spec_from_dict",
+    "yaml_problem",
 ]
-
-#: The pseudo-node an edge starts from to mark an entry node (the seed format's `start`).
-START = "start"
 
 SPEC_VERSION: Literal[1] = 1
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -208,8 +209,6 @@ def spec_from_dict(data: Any, *, source: str | None = None) -> FlowSpec:
 def _raw_graph_problems(data: Mapping[str, Any]) -> list[Problem]:
     """Duplicate ids and self-edges read off the raw data, so that they are reported
     together with the field errors that keep the spec from being built."""
-    from jupyter_flow.graph import duplicate_ids, self_edge
-
     nodes = data.get("nodes")
     ids = [n["id"] for n in nodes if isinstance(n, Mapping) and isinstance(n.get("id"), str)] if isinstance(nodes, list) else []
     problems = duplicate_ids(ids)
@@ -261,6 +260,33 @@ def check_document(data: Any, *, source: str, max_depth: int = MAX_DEPTH, max_va
         open_ids.add(key)
         stack.append((obj, True))
         stack.extend((child, False) for child in children if isinstance(child, (dict, list)) and id(child) not in sizes)
+
+
+@dataclass(frozen=True)
+class YamlProblem:
+    """What a YAML parser said went wrong, and where: the 1-based `line` and `column`
+    (None when it names no place)."""
+
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    @property
+    def place(self) -> str:
+        """`line L, column C`, or "" when the error names no place."""
+        return f"line {self.line}, column {self.column}" if self.line is not None else ""
+
+
+def yaml_problem(exc: yaml.YAMLError) -> YamlProblem:
+    """A YAML error as a YamlProblem: the place of its problem, else of its context (the
+    construct it was reading); every reader of YAML in the package reports through this."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return YamlProblem(str(exc))
+    message = exc.problem or exc.context or str(exc)
+    mark = exc.problem_mark or exc.context_mark
+    if mark is None:
+        return YamlProblem(message)
+    return YamlProblem(message, mark.line + 1, mark.column + 1)
 
 
 class _FlowLoader(yaml.SafeLoader):
@@ -333,11 +359,8 @@ def _parse(text: str, source: str, as_json: bool) -> Any:
     except RecursionError:
         raise FlowFileError(f"nested more than {MAX_DEPTH} levels deep", source=source) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        if mark is not None:
-            raise FlowFileError(problem, source=source, line=mark.line + 1, column=mark.column + 1) from None
-        raise FlowFileError(problem, source=source) from None
+        problem = yaml_problem(exc)
+        raise FlowFileError(problem.message, source=source, line=problem.line, column=problem.column) from None
     check_document(data, source=source)
     return data
 

@@ -736,3 +736,31 @@ def test_a_kind_that_keeps_its_own_deadline_reports_its_own_timeout() -> None:
         flow = Flow.from_dict({"max_concurrency": limit, "nodes": [{"id": "a", "type": "gives-up", "timeout_s": 5}]}, registry=registry)
         result = flow.run(raise_on_error=False)
         assert result["a"].error is not None and "did not answer within 0.1 s" in result["a"].error.message, result["a"].error
+
+
+def test_a_node_outcome_offers_its_output_status_and_error_and_nothing_else() -> None:
+    seen: dict[str, Any] = {}
+
+    def keep(whole: Any, status: str, failed: Any) -> dict[str, Any]:
+        seen.update(whole=whole, status=status, failed=failed)
+        return {"ok": True}
+
+    flow = Flow.from_dict({
+        "nodes": [
+            tpl("a", "hi"),
+            {"id": "bad", "type": "python", "config": {"function": "nowhere"}},
+            {"id": "keep", "type": "python", "config": {"function": "keep", "blocking": False, "input_mapping": {
+                "whole": "{{ a }}", "status": "{{ a['status'] }}", "failed": "{{ bad.error }}"}}},
+            tpl("peek", "{{ a.__class__ }}"),
+        ],
+        "edges": [{"from": "a", "to": "bad"}, {"from": "bad", "to": "keep", "on": "error"}, {"from": "a", "to": "peek"}],
+    })
+    flow.register("keep", keep)
+    result = flow.run(raise_on_error=False)
+    assert dict(seen["whole"]) == {"output": {"text": "hi"}, "status": "ok", "error": None}
+    assert seen["status"] == "ok" and seen["failed"]["type"] == "NodeError"
+    assert "no function registered as 'nowhere'" in seen["failed"]["message"]
+    with pytest.raises(AttributeError):  # what a node is given of another cannot be changed
+        seen["whole"].status = "error"
+    # the sandbox's rules hold for what a run offers templates: no way to its class
+    assert result["peek"].status == "error" and "unsafe" in result["peek"].error.message  # type: ignore[union-attr]

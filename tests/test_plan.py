@@ -8,11 +8,16 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import httpx
 import pytest
+from servers import AsgiServer
 
 from jupyter_flow import Flow, FlowValidationError, Problem
+from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
+from jupyter_flow.nodes.registry import NodeRegistry
+from jupyter_flow.serve.app import flow_app
 
 
 def _tpl(node_id: str, text: str = "x") -> dict[str, Any]:
@@ -216,3 +221,100 @@ def test_a_long_chain_plans_with_references_checked_along_it() -> None:
         Flow.from_dict({"nodes": backwards, "edges": [*edges, {"from": "n0", "to": "early"}]}).validate()
     (problem,) = info.value.problems
     assert problem.node == "early" and f"'n{n - 1}', which is not upstream of 'early'" in problem.message
+
+
+# -- the plan's node objects ----------------------------------------------------------
+class LoadingConfig(NodeConfig):
+    model: str
+
+
+class Loading(Node):
+    """A node kind with a model to load: it notes each warm-up, and one model cannot load."""
+
+    kind = "loading"
+    Config = LoadingConfig
+    loaded: ClassVar[list[tuple[str, str]]] = []
+
+    def warm_up(self) -> None:
+        model = self.spec.config["model"]
+        if model == "broken":
+            raise OSError(f"cannot read the weights of {model}")
+        Loading.loaded.append((self.id, model))
+
+    async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
+        return {"model": inputs["model"]}
+
+
+def loading_flow(canary_model: str) -> Flow:
+    registry = NodeRegistry(entry_points_group=None)
+    registry.register(Loading)
+    data = {
+        "nodes": [
+            {"id": "first", "type": "loading", "config": {"model": "a"},
+             "variants": [{"id": "main", "weight": 9}, {"id": "canary", "weight": 1, "config": {"model": canary_model}}]},
+            _tpl("between", "{{ first.output.model }}"),
+            {"id": "last", "type": "loading", "config": {"model": "c"}},
+        ],
+        "edges": [{"from": "first", "to": "between"}, {"from": "between", "to": "last"}],
+    }
+    return Flow.from_dict(data, registry=registry)
+
+
+def test_node_objects_are_every_node_then_its_variants_in_file_order() -> None:
+    flow = loading_flow("b")
+    objects = flow.plan.node_objects()
+    assert [(o.id, o.spec.config.get("model")) for o in objects] == [
+        ("first", "a"), ("first", "a"), ("first", "b"), ("between", None), ("last", "c")]
+    assert objects[0] is flow.plan.nodes["first"].node
+
+
+def test_a_served_flow_loads_every_variant_and_health_names_one_that_cannot_load() -> None:
+    # a canary that cannot load must show at start, not when a request first picks it
+    Loading.loaded.clear()
+    with AsgiServer(flow_app(loading_flow("b"))) as srv:
+        assert httpx.get(f"{srv.url}/health").json()["status"] == "ok"
+    assert sorted(Loading.loaded) == [("first", "a"), ("first", "a"), ("first", "b"), ("last", "c")]
+    with AsgiServer(flow_app(loading_flow("broken"))) as srv:
+        health = httpx.get(f"{srv.url}/health")
+    assert health.status_code == 503
+    assert "node 'first'" in health.json()["error"] and "cannot read the weights of broken" in health.json()["error"]
+
+
+# -- changing one node's config -------------------------------------------------------
+def test_with_config_gives_a_validated_copy_and_leaves_the_flow_alone() -> None:
+    flow = Flow.from_dict({"name": "greet", "inputs": {"name": {"type": "text"}},
+                           "nodes": [_tpl("hello", "Hello {{ name }}"), _tpl("after", "{{ hello.output.text }}!")],
+                           "edges": [{"from": "hello", "to": "after"}]})
+    flow.register("unused", len)
+    louder = flow.with_config("hello", template="HELLO {{ name }}")
+    assert louder.run({"name": "Ada"}).outputs["after"] == {"text": "HELLO Ada!"}
+    assert flow.run({"name": "Ada"}).outputs["after"] == {"text": "Hello Ada!"}
+    assert flow.spec.node("hello").config == {"template": "Hello {{ name }}"}
+    assert louder.functions == {"unused": len} and louder.registry is flow.registry
+    same = flow.with_config("hello", {"template": "Hi {{ name }}"})
+    assert same.run({"name": "Bo"}).outputs["hello"] == {"text": "Hi Bo"}
+
+
+def test_with_config_keeps_the_folder_relative_paths_are_read_from(tmp_path: Path) -> None:
+    (tmp_path / "helpers.py").write_text("def shout(text):\n    return {'text': text.upper()}\n")
+    path = tmp_path / "shout.flow.yaml"
+    path.write_text(json.dumps({"nodes": [{"id": "s", "type": "python",
+                                           "config": {"function": "helpers:shout", "input_mapping": {"text": "hi"}}}]}))
+    flow = Flow.load(path).with_config("s", input_mapping={"text": "there"})
+    assert flow.source == path and flow.run().outputs["s"] == {"text": "THERE"}
+
+
+def test_with_config_refuses_a_change_that_breaks_the_flow_naming_node_and_field() -> None:
+    flow = Flow.from_dict({"nodes": [_tpl("a"), _tpl("b", "{{ a.output.text }}")], "edges": [{"from": "a", "to": "b"}]})
+    with pytest.raises(FlowValidationError) as info:
+        flow.with_config("a", template="{{ b.output.text }}")  # reads a node downstream of it
+    (problem,) = info.value.problems
+    assert (problem.node, problem.field) == ("a", "config.template") and "not upstream" in problem.message
+    with pytest.raises(FlowValidationError) as info:
+        flow.with_config("a", temperature=3)
+    assert info.value.problems[0].field == "config.temperature"
+    with pytest.raises(FlowValidationError) as info:
+        flow.with_config("ghost", template="x")
+    (problem,) = info.value.problems
+    assert problem.node == "ghost" and "no such node (the flow has: a, b)" in problem.message
+    assert flow.validate() is flow

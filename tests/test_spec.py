@@ -7,9 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from jupyter_flow import EdgeSpec, Flow, FlowFileError, FlowSpec, FlowValidationError, NodeSpec
-from jupyter_flow.spec import dump_spec, load_spec, spec_from_dict
+from jupyter_flow.dify import import_dify
+from jupyter_flow.editor import parse_yaml
+from jupyter_flow.nodes.rules import RuleSetError, load_rules
+from jupyter_flow.spec import YamlProblem, dump_spec, load_spec, spec_from_dict, yaml_problem
 
 RICH: dict[str, Any] = {
     "spec_version": 1,
@@ -192,3 +196,37 @@ def test_a_flow_that_is_not_a_mapping(tmp_path: Path) -> None:
     path.write_text("- a\n- b\n")
     with pytest.raises(FlowValidationError, match="must be a mapping"):
         Flow.load(path)
+
+
+def test_every_reader_of_yaml_names_the_same_line_and_column(tmp_path: Path) -> None:
+    # flow files, rule files, Dify apps and YAML typed into the workbench: one place computes
+    # where a YAML error is, so each names the line and column the same way
+    broken = "nodes:\n  - id: a\n    type: http\n   config: {}\n"
+    path = tmp_path / "broken.flow.yaml"
+    path.write_text(broken)
+    with pytest.raises(FlowFileError) as flow_error:
+        Flow.load(path)
+    with pytest.raises(RuleSetError) as rules_error:
+        load_rules(path)
+    with pytest.raises(FlowFileError) as dify_error:
+        import_dify(path, tmp_path / "out.flow.yaml")
+    with pytest.raises(FlowValidationError) as typed_error:
+        parse_yaml(broken, what="config")
+    assert (flow_error.value.line, flow_error.value.column) == (dify_error.value.line, dify_error.value.column) == (4, 4)
+    assert "not valid YAML at line 4, column 4: " in str(rules_error.value)
+    assert "the YAML does not parse (line 4, column 4): " in str(typed_error.value)
+    said = {str(flow_error.value).split("line 4, column 4: ")[1], str(rules_error.value).split("line 4, column 4: ")[1],
+            str(typed_error.value).split("(line 4, column 4): ")[1]}
+    assert len(said) == 1, said
+
+
+def test_a_yaml_error_is_placed_at_its_problem_else_at_its_context() -> None:
+    with pytest.raises(yaml.YAMLError) as info:
+        yaml.safe_load("a: [1, 2\nb: 3\n")
+    problem = yaml_problem(info.value)
+    assert (problem.line, problem.column, problem.place) == (2, 2, "line 2, column 2")
+    assert problem.message.startswith("expected ','")
+    only_context = yaml.MarkedYAMLError(context="while reading a flow", context_mark=yaml.Mark("f", 0, 6, 1, None, None))
+    assert yaml_problem(only_context) == YamlProblem("while reading a flow", 7, 2)
+    assert yaml_problem(yaml.YAMLError("no place")) == YamlProblem("no place")
+    assert YamlProblem("no place").place == ""

@@ -22,12 +22,14 @@ without `resume` moves earlier results aside, never deleting them.
 The modules, one subject each: `items` (what runs), `options` (how: `BatchOptions`),
 `results` (the output folder, its writer thread and the summary), `lock` (one batch per
 folder), `run_item` (one item into its record),
-`prepare` (the steps before and after the runs), `progress` (the bar), and the engines
-`local` (in this process) and `ray` (on a Ray cluster; the `ray` extra).
+`prepare` (the steps before and after the runs), `progress` (the bar), the engines
+`local` (in this process) and `ray` (on a Ray cluster; the `ray` extra), and `engines`
+(the engines by name, for `--engine` and an exported notebook's `engine`).
 """
 
 from __future__ import annotations
 
+from jupyter_flow.batch.engines import BatchEngine, BatchEngines, batch_engines
 from jupyter_flow.batch.items import (
     BatchInputError,
     BatchItem,
@@ -56,6 +58,8 @@ __all__ = [
     "RESULTS_FILE",
     "SUMMARY_FILE",
     "TRACES_DIR",
+    "BatchEngine",
+    "BatchEngines",
     "BatchFailedError",
     "BatchInputError",
     "BatchItem",
@@ -66,6 +70,7 @@ __all__ = [
     "ItemsSource",
     "apply_endpoints",
     "arun_batch",
+    "batch_engines",
     "collect_items",
     "read_results",
     "run_batch",

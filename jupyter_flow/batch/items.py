@@ -353,21 +353,20 @@ def apply_endpoints(flow: Flow, endpoints: Mapping[str, str] | None) -> Flow:
     """A copy of `flow` whose http nodes named in `endpoints` call the given URLs."""
     if not endpoints:
         return flow
-    from jupyter_flow.flow import Flow
-
-    data = flow.to_dict()
-    by_id = {n["id"]: n for n in data["nodes"]}
     problems = []
+    changes = {}
     for node_id, url in endpoints.items():
-        node = by_id.get(node_id)
-        if node is None:
-            problems.append(Problem(f"no such node (the flow has: {', '.join(by_id)})", node=node_id, field="endpoints"))
-        elif node.get("type", "http") != "http":
-            problems.append(Problem(f"is a '{node['type']}' node, not an http node", node=node_id, field="endpoints"))
+        if node_id not in flow.node_ids:
+            problems.append(Problem(f"no such node (the flow has: {', '.join(flow.node_ids)})", node=node_id, field="endpoints"))
+            continue
+        kind = flow.spec.node(node_id).type
+        change = flow.registry.get(kind).endpoint_changes(str(url)) if kind in flow.registry else None
+        if change is None:
+            problems.append(Problem(f"is a '{kind}' node, not an http node", node=node_id, field="endpoints"))
         else:
-            node["config"] = {**node.get("config", {}), "endpoint": str(url)}
+            changes[node_id] = change
     if problems:
         raise BatchInputError(problems)
-    copy = Flow.from_dict(data, registry=flow.registry, functions=flow.functions)
-    copy.source = flow.source
-    return copy
+    for node_id, change in changes.items():
+        flow = flow.with_config(node_id, change)
+    return flow

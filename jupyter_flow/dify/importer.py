@@ -14,7 +14,7 @@ import yaml
 
 from jupyter_flow.dify.dsl import DIFY_REF, IMPORTABLE, INPUT_TYPES, NUMERIC, OPERATORS, SAFE_ID
 from jupyter_flow.errors import FlowFileError, FlowValidationError, Problem
-from jupyter_flow.spec import START, FlowSpec, PathLike, dump_spec, spec_from_dict
+from jupyter_flow.spec import START, FlowSpec, PathLike, dump_spec, spec_from_dict, yaml_problem
 
 if TYPE_CHECKING:
     from jupyter_flow.flow import Flow
@@ -56,9 +56,8 @@ def _read(path: Path) -> Mapping[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise FlowFileError(f"cannot read: {exc}", source=str(path)) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise FlowFileError(getattr(exc, "problem", None) or str(exc), source=str(path),
-                            line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None) from None
+        problem = yaml_problem(exc)
+        raise FlowFileError(problem.message, source=str(path), line=problem.line, column=problem.column) from None
     graph = (data.get("workflow") or {}).get("graph") if isinstance(data, Mapping) else None
     if not isinstance(data, Mapping) or data.get("kind") != "app" or not isinstance(graph, Mapping):
         raise FlowFileError("not a Dify app: expected `kind: app` and `workflow.graph` (export it from Dify as DSL)", source=str(path))

@@ -24,8 +24,10 @@ A node kind is a small class:
   in ``__init__`` and reports their problems from ``problems()``.
 - Other modules ask a node, never probe its config: ``branches()`` (the branch names a
   node can choose, for edges with ``branch:``), ``device_request()`` (the device a model
-  node asks for), ``describe()`` (one line for the UI and exported notebooks) and
-  ``runtime_info()`` (where it runs, for health checks).
+  node asks for), ``describe()`` (one line for the UI and exported notebooks),
+  ``runtime_info()`` (where it runs, for health checks) and, of the kind,
+  ``endpoint_changes(url)`` (the config changes that point it at another endpoint, for a
+  batch's endpoint overrides).
 - ``cache_token()`` adds to the cache key whatever the config alone does not pin down
   (the code of a Python function, say), so a re-run after an edit does not reuse stale
   results.
@@ -119,7 +121,9 @@ class Node:
         self.spec = spec
         self.id = spec.id
         self.config = self.Config.model_validate(spec.config)
-        self._warm = type(self).warm_up is Node.warm_up  # a kind without a warm-up is warm from the start
+        #: whether `warm_up` has yet to run (a kind without one is warm from the start); an
+        #: attribute, not a property, as the engine reads it on every run of the node
+        self.needs_warm_up = type(self).warm_up is not Node.warm_up
         self._warm_lock = threading.Lock()
 
     @classmethod
@@ -148,16 +152,12 @@ class Node:
         """Load what is heavy. Called once, off the event loop, before the first run."""
 
     def ensure_warm(self) -> None:
-        if self._warm:
+        if not self.needs_warm_up:
             return
         with self._warm_lock:
-            if not self._warm:
+            if self.needs_warm_up:
                 self.warm_up()
-                self._warm = True
-
-    @property
-    def needs_warm_up(self) -> bool:
-        return not self._warm
+                self.needs_warm_up = False
 
     def cache_token(self) -> str:
         return ""
@@ -169,6 +169,12 @@ class Node:
     def device_request(self, ctx: NodeContext | None = None) -> str | None:
         """The device this node asks for (``auto``, ``cpu``, ``cuda:N``, or a template);
         None when it runs no model of its own."""
+        return None
+
+    @classmethod
+    def endpoint_changes(cls, url: str) -> dict[str, Any] | None:
+        """The config changes that make a node of this kind call `url` instead of the
+        endpoint its config names; None for a kind that calls no endpoint."""
         return None
 
     def describe(self) -> str:

@@ -93,6 +93,11 @@ class HttpNode(Node):
             return super().describe()
         return f"{self.config.method.upper()} `{self.config.endpoint}`"
 
+    @classmethod
+    def endpoint_changes(cls, url: str) -> dict[str, Any]:
+        """`endpoint` is the whole URL called (`${VAR}` in it expanded at run time)."""
+        return {"endpoint": url}
+
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
         endpoint = expand_env(str(inputs["endpoint"]), node=self.id, field="config.endpoint")
         given = inputs.get("headers")

@@ -224,7 +224,7 @@ class PdfNode(Node):
             return _Source(f"<{len(data)} bytes>", data=data)
         if isinstance(value, os.PathLike) or (isinstance(value, str) and value.strip()):
             path = Path(os.fspath(value)).expanduser()
-            base = getattr(self, "base_dir", None)  # the flow file's folder, when the flow sets it
+            base = self.base_dir  # the flow file's folder, when the flow sets it
             if not path.is_absolute() and not path.exists() and base is not None and (Path(base) / path).exists():
                 path = Path(base) / path
             if not path.exists():

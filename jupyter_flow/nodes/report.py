@@ -291,7 +291,7 @@ class ReportNode(Node):
         return out
 
     def _read(self, path: str, field: str) -> str:
-        base = getattr(self, "base_dir", None)
+        base = self.base_dir
         candidate = Path(path).expanduser()
         if not candidate.is_absolute() and not candidate.exists() and base is not None:
             candidate = Path(base) / candidate

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from jupyter_flow.errors import NodeError, Problem
 from jupyter_flow.expressions import is_template
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
+from jupyter_flow.spec import yaml_problem
 
 __all__ = ["LEVELS", "Rule", "RuleProblem", "RuleSet", "RuleSetError", "RulesNode", "load_rules", "normalize_items", "overall_level"]
 
@@ -288,10 +289,9 @@ def load_rules(value: str | Path | list[Any], *, base: Path | None = None) -> Ru
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise RuleSetError([RuleProblem(f"not valid YAML{where}: {reason}")], str(path)) from None
+        problem = yaml_problem(exc)
+        where = f" at {problem.place}" if problem.place else ""
+        raise RuleSetError([RuleProblem(f"not valid YAML{where}: {problem.message}")], str(path)) from None
     return RuleSet.from_data(data, source=str(path))
 
 
@@ -394,7 +394,7 @@ class RulesNode(Node):
 
     @property
     def _base(self) -> Path | None:
-        base = getattr(self, "base_dir", None)  # the flow file's folder, when the flow sets it
+        base = self.base_dir  # the flow file's folder, when the flow sets it
         return Path(base) if base is not None else None
 
     def problems(self) -> list[Problem]:
