@@ -144,12 +144,14 @@ def _captures(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from jupyter_flow.batch import BatchOptions, BatchStoppedError
+    from jupyter_flow.batch import BatchOptions, BatchStoppedError, batch_engines
     from jupyter_flow.flow import Flow
 
     _plain_streams()
-    if args.address and args.engine != "ray":
-        raise _Usage("--address is for --engine ray (a local batch runs in this process)")
+    engine = batch_engines().get(args.engine)
+    settings = {"address": args.address} if args.address else {}
+    if not engine.settings >= settings.keys():
+        raise _Usage(f"--address is for --engine ray (the {args.engine} engine takes no address)")
     options = BatchOptions(
         concurrency=args.concurrency,
         resume=args.resume,
@@ -161,16 +163,9 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         common_inputs=parse_pairs(args.input, "--input"),
         max_failures=args.max_failures,
     )
+    engine.check()  # before the flow is read, so that a missing extra is the first thing said
     try:
-        if args.engine == "ray":
-            from jupyter_flow.batch.ray import import_ray, run_ray
-
-            import_ray()  # before the flow is read, so that a missing extra is the first thing said
-            summary = run_ray(Flow.load(args.flow), args.inputs, args.out, options, address=args.address)
-        else:
-            from jupyter_flow.batch.local import run_local
-
-            summary = run_local(Flow.load(args.flow), args.inputs, args.out, options)
+        summary = engine.run(Flow.load(args.flow), args.inputs, args.out, options, **settings)
     except BatchStoppedError as exc:
         print(exc.summary.to_text())
         raise
@@ -202,8 +197,9 @@ def _add_batch(sub: Any) -> None:
     p.add_argument("--input", "-i", action="append", default=[], metavar="KEY=VALUE", help="an input given to every item")
     p.add_argument("--endpoint", action="append", default=[], metavar="NODE=URL", help="override an http node's endpoint")
     p.add_argument("--device", help="device for model nodes that say `device: auto` (cpu, cuda, cuda:N)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: in this process (default); ray: on a Ray cluster, one loaded flow per actor")
+    p.add_argument("--engine", default="local",
+                   help="local: in this process (default); ray: on a Ray cluster, one loaded flow per actor; "
+                   "or an engine a package adds")
     p.add_argument("--address", metavar="ADDR", help="the Ray cluster for --engine ray (default: RAY_ADDRESS, else a local one)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(fn=_cmd_batch)

@@ -135,17 +135,15 @@ def gpu_model_nodes(flow: Flow, settings: Mapping[str, Any] | None = None) -> li
     one is visible: their `device_request` is `auto`, `cuda` or `cuda:N`, or a template
     (known only at run time), and a run-wide `settings["device"]` overrides it."""
     override = (settings or {}).get("device")
-    found = []
-    for pn in flow.plan.nodes.values():
-        for node in [pn.node, *(node for node, _ in pn.variants.values())]:
-            device = node.device_request(None)
-            if device is None:  # no model of its own
-                continue
-            wanted = str(override or device)
-            if is_template(wanted) or wanted.strip().lower().startswith(GPU_DEVICES):
-                found.append(pn.id)
-                break
-    return found
+    found: dict[str, None] = {}
+    for node in flow.plan.node_objects():
+        device = node.device_request(None)
+        if device is None:  # no model of its own
+            continue
+        wanted = str(override or device)
+        if is_template(wanted) or wanted.strip().lower().startswith(GPU_DEVICES):
+            found[node.id] = None
+    return list(found)
 
 
 def _resources(
@@ -187,12 +185,11 @@ class FlowReplica:
             flow["spec"], source=flow["source"], registry=flow["registry"], functions=flow["functions"]
         ).validate()
         self._settings = settings
-        for pn in self._flow.plan.nodes.values():  # models load now, before the first item
-            for node in [pn.node, *(node for node, _ in pn.variants.values())]:
-                try:
-                    node.ensure_warm()
-                except Exception:  # noqa: BLE001 - each item's run reports it, naming the node
-                    pass
+        for node in self._flow.plan.node_objects():  # models load now, before the first item
+            try:
+                node.ensure_warm()
+            except Exception:  # noqa: BLE001 - each item's run reports it, naming the node
+                pass
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="jupyter-flow replica", daemon=True)
         self._thread.start()

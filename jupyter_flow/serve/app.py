@@ -149,11 +149,11 @@ class _ServiceApp:
             await self.client.aclose()
 
     async def warm_up(self) -> None:
-        for planned in self.service.flow.plan.nodes.values():
+        for node in self.service.flow.plan.node_objects():  # variants too: any may be chosen
             try:
-                await asyncio.to_thread(planned.node.ensure_warm)
+                await asyncio.to_thread(node.ensure_warm)
             except Exception as exc:  # reported by /health; requests then fail with the reason
-                self.warm_error = f"node '{planned.id}': warm-up failed: {type(exc).__name__}: {exc}"
+                self.warm_error = f"node '{node.id}': warm-up failed: {type(exc).__name__}: {exc}"
                 log.error("%s", self.warm_error)
 
     # -- runs -------------------------------------------------------------------------
