@@ -216,6 +216,20 @@ def _plan_node(
     for key, part in fields.items():
         refs.check(part.refs, owner=nid, field=f"config.{key}", after=nid)
     pn = PlannedNode(ns, node, renderer, _fingerprint(ns))
+    _plan_variants(pn, cls, base_dir, refs, problems)
+    if ns.variant_key:
+        try:
+            pn.variant_key = compile_value(ns.variant_key, node=nid, where="variant_key")
+            refs.check(pn.variant_key.refs, owner=nid, field="variant_key", after=nid)
+        except TemplateError as exc:
+            problems.append(exc.problem)
+    return pn
+
+
+def _plan_variants(pn: PlannedNode, cls: type[Node], base_dir: Path | None, refs: _References, problems: list[Problem]) -> None:
+    """Each variant of the node checked and compiled (its config merged over the node's)
+    into `pn.variants`; its problems name the variant's field."""
+    ns, nid = pn.spec, pn.id
     for j, variant in enumerate(ns.variants):
         vspec = ns.model_copy(update={"config": {**ns.config, **variant.config}, "variants": []})
         vproblems = cls.check_config(vspec)
@@ -233,13 +247,6 @@ def _plan_node(
         pn.variants[variant.id] = (vnode, vrenderer)
     if ns.variants and sum(v.weight for v in ns.variants) <= 0:
         problems.append(Problem("variants need a positive total weight", node=nid, field="variants"))
-    if ns.variant_key:
-        try:
-            pn.variant_key = compile_value(ns.variant_key, node=nid, where="variant_key")
-            refs.check(pn.variant_key.refs, owner=nid, field="variant_key", after=nid)
-        except TemplateError as exc:
-            problems.append(exc.problem)
-    return pn
 
 
 def _plan_edges(spec: FlowSpec, planned: dict[str, PlannedNode], refs: _References, problems: list[Problem]) -> None:
@@ -255,14 +262,7 @@ def _plan_edges(spec: FlowSpec, planned: dict[str, PlannedNode], refs: _Referenc
                 after = edge.source if edge.source != START else None
                 refs.check(condition.refs, owner=edge.target, field="when", after=after, edge=i)
         if edge.branch is not None and edge.source in planned:
-            source = planned[edge.source]
-            branches = source.node.branches()
-            if branches is None:
-                problems.append(Problem(f"`branch` needs a node that branches (a switch) as source; '{edge.source}' is a "
-                                        f"'{source.spec.type}' node", edge=i, field="branch"))
-            elif edge.branch not in branches:
-                problems.append(Problem(f"'{edge.source}' has no branch {edge.branch!r} (branches: {', '.join(branches)})",
-                                        edge=i, field="branch"))
+            problems.extend(_branch_problems(edge, i, planned[edge.source]))
         if edge.target not in planned or (edge.source != START and edge.source not in planned):
             continue
         pe = PlannedEdge(edge, condition)
@@ -273,6 +273,19 @@ def _plan_edges(spec: FlowSpec, planned: dict[str, PlannedNode], refs: _Referenc
             planned[edge.source].outgoing.append(pe)
             if edge.on == "error":
                 planned[edge.source].has_error_edges = True
+
+
+def _branch_problems(edge: EdgeSpec, index: int, source: PlannedNode) -> list[Problem]:
+    """What is wrong with edge `index`'s `branch`: a source that does not branch, or a
+    branch it cannot choose."""
+    branches = source.node.branches()
+    if branches is None:
+        return [Problem(f"`branch` needs a node that branches (a switch) as source; '{edge.source}' is a "
+                        f"'{source.spec.type}' node", edge=index, field="branch")]
+    if edge.branch not in branches:
+        return [Problem(f"'{edge.source}' has no branch {edge.branch!r} (branches: {', '.join(branches)})",
+                        edge=index, field="branch")]
+    return []
 
 
 def build_plan(spec: FlowSpec, registry: NodeRegistry, base_dir: Path | None = None) -> tuple[Plan | None, list[Problem]]:
