@@ -36,7 +36,7 @@ from jupyter_flow.batch.items import BatchItem
 from jupyter_flow.batch.results import RESULTS_FILE, TRACES_DIR
 from jupyter_flow.batch.run_item import run_item
 from jupyter_flow.http import make_client
-from jupyter_flow.trace import dumps_json
+from jupyter_flow.values import dumps
 
 FLOW = {
     "name": "small",
@@ -56,7 +56,7 @@ async def on_the_loop(flow: Flow, items: list[BatchItem], out: Path, concurrency
                 async with slots:
                     outcome = await run_item(flow, item, client, {})
                     (out / outcome.record["trace"]).write_text(outcome.trace() + "\n", encoding="utf-8")
-                    fh.write(dumps_json(outcome.record) + "\n")
+                    fh.write(dumps(outcome.record) + "\n")
                     fh.flush()
                     os.fsync(fh.fileno())
 

@@ -87,7 +87,7 @@ def _plain_streams() -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from jupyter_flow.flow import Flow
-    from jupyter_flow.trace import dumps_json, result_json
+    from jupyter_flow.values import dumps, encode
 
     _plain_streams()
     flow = Flow.load(args.flow).validate()
@@ -118,8 +118,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"note: --save-tensors: {miss['reason']}", file=sys.stderr)
     # a flow that declares its outputs answers with them; otherwise every node's output
     shown = result.flow_outputs if result.flow_outputs is not None else result.outputs
-    data, converted = result_json(shown)  # whole: results are never cut (traces may summarise)
-    text = dumps_json(data, indent=2)
+    data, converted = encode(shown)  # whole: results are never cut (traces may summarise)
+    text = dumps(data, indent=2)
     for c in converted:  # what JSON cannot hold, and how it was written instead
         print(f"note: output {c.path}: {c.kind} written as {c.written_as}", file=sys.stderr)
     if args.output:

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jupyter_flow.values import is_tensor, to_host
+
 __all__ = [
     "ATTENTION_AXES",
     "MAX_CELLS",
@@ -58,15 +60,11 @@ PAD = "[PAD]"
 
 
 def as_array(value: Any) -> Any:
-    """A float64 numpy array of a tensor (any device, any dtype), array or nested list."""
+    """A float64 numpy array of a tensor (any device, any dtype), array or nested list;
+    complex values by their magnitude."""
     import numpy as np
 
-    if hasattr(value, "detach"):  # torch.Tensor
-        t = value.detach()
-        if t.is_complex():
-            t = t.abs()
-        return t.to("cpu").double().numpy()
-    a = np.asarray(value)
+    a = np.asarray(to_host(value) if is_tensor(value) else value)
     if np.iscomplexobj(a):
         a = np.abs(a)
     return a.astype(np.float64)

@@ -346,8 +346,8 @@ def test_an_exported_notebook_copied_elsewhere_with_its_files_runs_there(flows: 
     assert done.returncode == 0, done.stderr[-3000:]
     (record,) = results(there / "portable-output")
     assert record["status"] == "ok"
-    assert record["outputs"]["read"] == {"text": "the contract text", "since": "2024-01-01", "limit": "inf"}
-    assert {"path": "outputs.read.limit", "kind": "float inf", "written_as": "the string 'inf'"} in record["converted"]
+    assert record["outputs"]["read"] == {"text": "the contract text", "since": "2024-01-01", "limit": "Infinity"}
+    assert {"path": "outputs.read.limit", "kind": "float inf", "written_as": "the string 'Infinity'"} in record["converted"]
 
     # its only item fails: the notebook, and papermill, fail naming the item
     write(there / "bad.txt", "BAD scan")

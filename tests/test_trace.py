@@ -1,4 +1,5 @@
-"""What a run leaves behind: records, summaries of tensors and arrays, the JSON trace."""
+"""What a run leaves behind: records and the JSON trace (tensors and arrays summarized;
+the summaries themselves are `jupyter_flow.values`' subject, tested in test_values)."""
 
 from __future__ import annotations
 
@@ -9,55 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from servers import LoopbackServer, Reply
 
 from jupyter_flow import Flow, RunResult
-from jupyter_flow.trace import HISTOGRAM_BINS, summarize, to_jsonable
+from jupyter_flow.values import SUMMARY, encode
 
 Serve = Callable[[dict[str, Any]], LoopbackServer]
-
-
-def test_tensor_summary() -> None:
-    import torch
-
-    t = torch.tensor([[1.0, 2.0, 3.0, float("nan")], [float("inf"), -float("inf"), 4.0, 5.0]])
-    s = summarize(t)
-    assert s is not None
-    assert s["kind"] == "tensor" and s["shape"] == [2, 4] and s["dtype"] == "float32" and s["device"] == "cpu"
-    assert (s["nan"], s["inf"], s["numel"]) == (1, 2, 8)
-    finite = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
-    assert (s["min"], s["max"]) == (1.0, 5.0)
-    assert s["mean"] == pytest.approx(float(finite.mean()))
-    assert s["std"] == pytest.approx(float(finite.std()))
-    hist = s["histogram"]
-    assert hist["bins"] == HISTOGRAM_BINS and len(hist["counts"]) == HISTOGRAM_BINS
-    assert sum(hist["counts"]) == 5 and hist["range"] == [1.0, 5.0]
-    assert hist["counts"][0] == 1 and hist["counts"][-1] == 1
-
-
-def test_integer_and_empty_tensors() -> None:
-    import torch
-
-    s = summarize(torch.arange(10, dtype=torch.int64))
-    assert s is not None and s["dtype"] == "int64" and (s["min"], s["max"], s["mean"]) == (0.0, 9.0, 4.5)
-    empty = summarize(torch.empty(0, 3))
-    assert empty is not None and empty["shape"] == [0, 3] and empty["numel"] == 0 and "mean" not in empty
-
-
-def test_ndarray_summary() -> None:
-    a = np.array([[0.5, np.nan], [np.inf, 2.5]], dtype=np.float64)
-    s = summarize(a)
-    assert s is not None
-    assert s["kind"] == "ndarray" and s["shape"] == [2, 2] and s["dtype"] == "float64" and s["device"] == "cpu"
-    assert (s["nan"], s["inf"]) == (1, 1)
-    assert (s["min"], s["max"], s["mean"]) == (0.5, 2.5, 1.5)
-    assert s["std"] == pytest.approx(float(np.std([0.5, 2.5], ddof=1)))
-    assert sum(s["histogram"]["counts"]) == 2
-
-
-def test_plain_values_have_no_summary() -> None:
-    assert summarize([1.0, 2.0]) is None and summarize("text") is None and summarize({"a": 1}) is None
 
 
 def test_to_json_never_dumps_tensors() -> None:
@@ -65,25 +23,14 @@ def test_to_json_never_dumps_tensors() -> None:
 
     big = torch.randn(300, 400)
     value = {"hidden": big, "nested": [np.ones((50, 50)), {"t": big[0]}], "label": "x", "score": float("nan")}
-    out = to_jsonable(value)
+    out = encode(value, SUMMARY).data
     text = json.dumps(out)
     assert len(text) < 5_000  # 120 000 floats would be megabytes
     assert out["hidden"]["__summary__"]["shape"] == [300, 400]
     assert out["nested"][0]["__summary__"]["kind"] == "ndarray"
     assert out["nested"][1]["t"]["__summary__"]["shape"] == [400]
-    assert out["label"] == "x" and out["score"] == "nan"
+    assert out["label"] == "x" and out["score"] == "NaN"
     assert value["hidden"] is big  # the live object is untouched
-
-
-def test_long_text_bytes_and_other_objects_are_kept_small_in_a_trace_and_the_summary_says_so() -> None:
-    out = to_jsonable({"text": "a" * 50_000, "blob": b"\x00" * 1000, "items": list(range(5000)), "path": Path("/x"), "obj": object()})
-    text = out["text"]["__summary__"]
-    assert text["kind"] == "text" and text["truncated"] is True and text["length"] == 50_000 and len(text["head"]) == 10_000
-    assert out["blob"] == {"__summary__": {"kind": "bytes", "length": 1000}}
-    items = out["items"]["__summary__"]
-    assert items["kind"] == "list" and items["truncated"] is True and items["length"] == 5000 and len(items["head"]) == 1000
-    assert out["path"] == "/x" and "__repr__" in out["obj"]
-    json.dumps(out)
 
 
 def test_run_result_fields_through_a_real_run(serve: Serve, tmp_path: Path) -> None:
@@ -159,4 +106,4 @@ def test_non_finite_floats_stay_valid_json() -> None:
     result = flow.run()
     assert result.outputs["p"] == {"result": "x"}
     result["p"].outputs = {"x": math.inf}
-    assert json.loads(result.to_json())["nodes"][0]["outputs"] == {"x": "inf"}
+    assert json.loads(result.to_json())["nodes"][0]["outputs"] == {"x": "Infinity"}

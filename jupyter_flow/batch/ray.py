@@ -44,7 +44,7 @@ from jupyter_flow.batch.results import BatchSummary, ResultsWriter
 from jupyter_flow.batch.run_item import run_item, stop_message
 from jupyter_flow.errors import FlowError, FlowRunError, MissingDependencyError, Problem
 from jupyter_flow.expressions import is_template
-from jupyter_flow.trace import dumps_json
+from jupyter_flow.values import dumps
 
 if TYPE_CHECKING:
     from jupyter_flow.flow import Flow
@@ -203,7 +203,7 @@ class FlowReplica:
     async def _one(self, item: BatchItem) -> dict[str, Any]:
         outcome = await run_item(self._flow, item, self._client, self._settings)
         trace = await asyncio.to_thread(outcome.trace)
-        return {"id": item.id, "record": dumps_json(outcome.record), "trace": trace}
+        return {"id": item.id, "record": dumps(outcome.record), "trace": trace}
 
     def __call__(self, batch: Mapping[str, Any]) -> Iterator[dict[str, list[str]]]:
         items = [

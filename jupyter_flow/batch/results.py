@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from jupyter_flow.batch.options import allowed_failures
 from jupyter_flow.errors import FlowRunError
-from jupyter_flow.trace import dumps_json
+from jupyter_flow.values import dumps
 
 if TYPE_CHECKING:
     from jupyter_flow.batch.items import BatchItem
@@ -178,7 +178,7 @@ class ResultsWriter:
                 if job.trace_path is not None:
                     text = job.trace() if callable(job.trace) else str(job.trace)
                     job.trace_path.write_text(text + "\n", encoding="utf-8")
-                lines.append((dumps_json(job.record) + "\n").encode("utf-8"))
+                lines.append((dumps(job.record) + "\n").encode("utf-8"))
                 written.append(job)
             except BaseException as exc:  # noqa: BLE001 - handed to the item's waiter
                 _settle(job.done, exc)
@@ -425,5 +425,5 @@ def summarize_results(
         max_failures=max_failures,
         notes=list(notes),
     )
-    (out_dir / SUMMARY_FILE).write_text(dumps_json(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    (out_dir / SUMMARY_FILE).write_text(dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     return summary

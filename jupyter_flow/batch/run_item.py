@@ -2,7 +2,7 @@
 run every item through `run_item`, so their records are the same.
 
 A record is the JSON line `results.jsonl` gets: the item's id, source and inputs, its
-status, its outputs whole (`result_json`: never cut; what JSON cannot hold is converted
+status, its outputs whole (`jupyter_flow.values.encode`: never cut; what JSON cannot hold is converted
 and `converted` lists how), the first failure (node, type, message), per-node status and
 timing, and where its trace is. The trace's text is made later, by the results writer,
 off the event loop.
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_flow.batch.items import BatchInputError, BatchItem, trace_name
 from jupyter_flow.batch.results import TRACES_DIR
 from jupyter_flow.errors import FlowValidationError, Problem
-from jupyter_flow.trace import dumps_json, result_json
+from jupyter_flow.values import dumps, encode
 
 if TYPE_CHECKING:
     import httpx
@@ -46,7 +46,7 @@ async def run_item(
     recorded, not raised."""
     started = datetime.now(timezone.utc).isoformat()
     t0 = time.perf_counter()
-    inputs, converted = result_json(item.inputs, "inputs")
+    inputs, converted = encode(item.inputs, path="inputs")
     record: dict[str, Any] = {"id": item.id, "source": item.source, "inputs": inputs, "started_at": started}
     trace: Callable[[], str]
     try:
@@ -71,16 +71,16 @@ async def run_item(
                 "type": first.error.type if first and first.error else result.status,
                 "message": message,
             }
-        outputs, more = result_json(result.outputs, "outputs")
+        outputs, more = encode(result.outputs, path="outputs")
         converted += more
         if result.flow_outputs is not None:  # the flow declares what it answers with
-            record["result"], more = result_json(result.flow_outputs, "result")
+            record["result"], more = encode(result.flow_outputs, path="result")
             converted += more
         record.update(
             status="ok" if result.ok else "error",
             run_id=result.run_id,
             outputs=outputs,
-            error=result_json(error)[0],
+            error=encode(error).data,
             nodes={r.node: {"status": r.status, "duration_s": r.duration_s, "attempts": r.attempts} for r in result.trace},
         )
         trace = result.to_json
@@ -92,7 +92,7 @@ async def run_item(
 
 
 def _failure_trace(failure: Mapping[str, Any]) -> str:
-    return dumps_json(result_json(failure)[0], indent=2)
+    return dumps(failure, indent=2)
 
 
 def stop_message(record: Mapping[str, Any]) -> str | None:

@@ -146,12 +146,18 @@ class InferenceNode(Node):
         return self.publish(answer["outputs"], endpoint)
 
     def publish(self, outputs: list[Any], endpoint: str) -> dict[str, Any]:
+        """The answer's tensors by name, read strictly and within the codec's bounds (a
+        shape that asks for more than `MAX_VALUES` values is refused before anything is
+        built from it)."""
         result: dict[str, Any] = {}
         for i, entry in enumerate(outputs):
             try:
                 tensor: Tensor = decode(entry, where=f"outputs[{i}]")[0]
+                if tensor.name in result:
+                    raise ProtocolError(f"outputs[{i}] '{tensor.name}': two outputs have this name")
             except ProtocolError as exc:
-                if isinstance(entry, dict) and "binary_data_size" in (entry.get("parameters") or {}):
+                params = entry.get("parameters") if isinstance(entry, dict) else None
+                if isinstance(params, dict) and "binary_data_size" in params:
                     exc = ProtocolError(f"{exc} (binary outputs are not read: ask for JSON outputs)")
                 raise RemoteError(f"{endpoint} answered a tensor this node cannot read: {exc}", node=self.id, retryable=False) from None
             result[tensor.name] = to_torch(tensor) if self.config.tensors == "torch" else tensor.nested()

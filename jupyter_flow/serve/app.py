@@ -38,11 +38,13 @@ from jupyter_flow.errors import FlowError, FlowValidationError, MissingDependenc
 from jupyter_flow.flow import Flow
 from jupyter_flow.http import make_client
 from jupyter_flow.serve import v2
+from jupyter_flow.serve.codec import MAX_VALUES
 from jupyter_flow.serve.guards import DEFAULT_MAX_BODY, MAX_BODY_DEPTH, BodyLimit, BodyTooLarge, FileInputs, Scrubber
 from jupyter_flow.serve.mcp import FlowMcp
 from jupyter_flow.serve.state import DEFAULT_KEEP_BYTES, DEFAULT_KEEP_RUNS, DEFAULT_SETTLE_S, FlowService
 from jupyter_flow.spec import FlowSpec, parse_json, spec_from_dict
-from jupyter_flow.trace import RunResult, result_json, to_jsonable
+from jupyter_flow.trace import RunResult
+from jupyter_flow.values import ValueTooLarge, encode, limit
 
 __all__ = ["FlowService", "add_to_cli", "flow_app", "model_app", "model_flow"]
 
@@ -90,22 +92,10 @@ def _body_inputs(body: Any, *, wrapped: bool) -> dict[str, Any]:
     return dict(body)
 
 
-_MAX_TENSOR_VALUES = 100_000
-
-
-def _plain(value: Any) -> Any:
-    """A model's answer as JSON for API clients: tensors and arrays as (nested) lists of
-    numbers up to a size; larger ones, and everything else odd, as `to_jsonable` gives."""
-    if hasattr(value, "shape") and hasattr(value, "tolist") and getattr(value, "size", None) is not None:
-        size = value.numel() if hasattr(value, "numel") else int(value.size)
-        if size <= _MAX_TENSOR_VALUES:
-            data = value.detach().cpu() if hasattr(value, "detach") else value
-            return to_jsonable(data.tolist())
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return to_jsonable(value)
+#: An answer holds every value of its outputs (tensor elements and list items), up to this
+#: many in all (the bound of one V2 tensor); a larger one is refused with a 500 that says so.
+MAX_ANSWER_VALUES = MAX_VALUES
+_ANSWER = limit(max_values=MAX_ANSWER_VALUES)
 
 
 def _problems_json(exc: FlowValidationError) -> dict[str, Any]:
@@ -233,30 +223,42 @@ class _ServiceApp:
         return {"x-run-id": result.run_id} if self.mode == "flow" or self.service.keep_runs > 0 else {}
 
     def answer(self, result: RunResult, scrubber: Scrubber) -> tuple[int, Any]:
-        """Record a finished run (metrics, shadows, history); the status code and body."""
+        """Record a finished run (`record`); the status code and body of its answer."""
+        self.record(result, scrubber)
+        if not result.ok:
+            return self.failure(result, scrubber)
+        # outputs whole, as `run` and `batch` write them (`jupyter_flow.values`), up to
+        # MAX_ANSWER_VALUES; what JSON cannot hold is converted, and listed for a flow
+        try:
+            if self.mode == "model":
+                (only,) = result.outputs.values()
+                return 200, scrubber.value(encode(only, _ANSWER).data)
+            outputs, converted = encode(result.outputs, _ANSWER, path="outputs")
+            body = {"run_id": result.run_id, "outputs": scrubber.value(outputs)}
+            if result.flow_outputs is not None:  # the flow declares what it answers with
+                declared, more = encode(result.flow_outputs, _ANSWER, path="result")
+                body["result"], converted = scrubber.value(declared), converted + more
+        except ValueTooLarge as exc:
+            return 500, {"error": scrubber.text(f"the answer is too large to send: {exc}"), "run_id": result.run_id}
+        if converted:
+            body["converted"] = [c.to_dict() for c in converted]
+        return 200, body
+
+    def record(self, result: RunResult, scrubber: Scrubber) -> None:
+        """Record a finished run: metrics, shadows (finishing after the answer), history."""
         self.metrics.observe(result, shadows=not result.background)
         if result.background:  # shadows must not delay the answer; their trace fills in later
             task = asyncio.ensure_future(self.finish_shadows(result))
             self.background.add(task)
             task.add_done_callback(self.background.discard)
         self.service.remember(result, scrubber)
-        if not result.ok:
-            failed = result.failed()
-            status = 504 if result.status == "timeout" else 500
-            error = scrubber.text(result_json(result.error)[0]) if result.error else result.error
-            return status, {"error": error, "run_id": result.run_id, "node": failed[0].node if failed else None}
-        # outputs whole, as `run` and `batch` write them (`result_json`); what JSON cannot hold is listed
-        if self.mode == "model":
-            (only,) = result.outputs.values()
-            return 200, scrubber.value(result_json(only)[0])
-        outputs, converted = result_json(result.outputs, "outputs")
-        body = {"run_id": result.run_id, "outputs": scrubber.value(outputs)}
-        if result.flow_outputs is not None:  # the flow declares what it answers with
-            declared, more = result_json(result.flow_outputs, "result")
-            body["result"], converted = scrubber.value(declared), converted + more
-        if converted:
-            body["converted"] = [c.to_dict() for c in converted]
-        return 200, body
+
+    def failure(self, result: RunResult, scrubber: Scrubber) -> tuple[int, dict[str, Any]]:
+        """The status code and body of a failed run's answer: 504 for a timeout, else 500."""
+        failed = result.failed()
+        status = 504 if result.status == "timeout" else 500
+        error = scrubber.text(encode(result.error).data) if result.error else result.error
+        return status, {"error": error, "run_id": result.run_id, "node": failed[0].node if failed else None}
 
     async def finish_shadows(self, result: RunResult) -> None:
         await asyncio.gather(*result.background, return_exceptions=True)

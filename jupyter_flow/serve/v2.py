@@ -13,12 +13,17 @@ route                                         method  answer
 ``/v2/models/{name}[/versions/{v}]/infer``    POST    ``{"model_name", "id", "outputs": [...]}``
 ============================================  ======  =========================================
 
-Errors are ``{"error": "..."}`` with 400 (a bad request), 404 (another model), 500 (the
-model failed) or 504 (a timeout).
+Errors are ``{"error": "..."}`` with 400 (a bad request: a tensor that does not fit the
+protocol or its bounds, an input given twice, an output asked for twice), 404 (another
+model), 500 (the model failed, or its answer does not fit the protocol) or 504 (a
+timeout). Answers are strict JSON: NaN and infinity as ``"NaN"``, ``"Infinity"``,
+``"-Infinity"`` (`jupyter_flow.values`). ``/metrics`` counts each answer by the status
+sent.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -28,6 +33,7 @@ from jupyter_flow.errors import FlowError, FlowValidationError
 from jupyter_flow.serve.codec import ProtocolError, Tensor, decode, encode, json_text
 from jupyter_flow.serve.guards import MAX_BODY_DEPTH, BodyTooLarge
 from jupyter_flow.spec import parse_json
+from jupyter_flow.values import is_tensor
 from jupyter_flow.version import __version__
 
 if TYPE_CHECKING:
@@ -35,6 +41,8 @@ if TYPE_CHECKING:
     from jupyter_flow.trace import RunResult
 
 __all__ = ["input_metadata", "output_tensors", "routes", "to_flow_value"]
+
+log = logging.getLogger("jupyter_flow.serve")
 
 _TEXT_TYPES = {"string", "text", "file"}
 _SCALAR_TYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL"}
@@ -89,7 +97,7 @@ def _stack(name: str, values: list[Any]) -> Tensor:
 
 
 def _is_array(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) or hasattr(value, "shape")
+    return isinstance(value, (list, tuple)) or is_tensor(value)
 
 
 class _Routes:
@@ -149,41 +157,43 @@ class _Routes:
         """One inference, run like a ``/predict`` request (same flow, micro-batcher, file
         rules, scrubbed messages, metrics and run history); only the body's shape differs."""
 
-        app = self.app
-        async with app.exchange("/v2/infer") as ex:
-            flow, files = ex.flow, ex.files
+        async with self.app.exchange("/v2/infer") as ex:
+            response = await self._infer(request, ex)
+            ex.status = response.status_code  # what is counted is what is sent
+            return response
+
+    async def _infer(self, request: Any, ex: Any) -> Any:
+        app, flow, files = self.app, ex.flow, ex.files
+        try:
+            other = self._other_model(request)
+            if other is not None:
+                return other
             try:
-                other = self._other_model(request)
-                if other is not None:
-                    ex.status = 404
-                    return other
-                try:
-                    body, requested, request_id = await self._read(request, flow)
-                    inputs = flow.resolve_inputs(files.confine(body))
-                except BodyTooLarge as exc:
-                    ex.status = 413
-                    return self._json({"error": str(exc)}, 413)
-                except ProtocolError as exc:
-                    ex.status = 400
-                    return self._json({"error": files.scrubber.text(str(exc))}, 400)
-                except FlowValidationError as exc:
-                    ex.status = 400
-                    return self._json({"error": files.scrubber.text("; ".join(map(str, exc.problems)))}, 400)
-                with telemetry.continue_trace(request.headers):
-                    result = await flow.arun(inputs, http_client=app.client, raise_on_error=False, wait_for_shadows=False)
-                code, answer = app.answer(result, files.scrubber)
-                headers = app.run_headers(result)
-                if code != 200:
-                    ex.status = code
-                    return self._json({"error": answer.get("error") or "the model failed"}, code, headers)
-                try:
-                    reply = self._response(result, requested, request_id)
-                except ProtocolError as exc:
-                    return self._json({"error": f"the model's answer does not fit the protocol: {exc}"}, 500, headers)
-                ex.status = 200
-                return self._json(files.scrubber.value(reply), 200, headers)
-            except FlowError as exc:
-                return self._json({"error": files.scrubber.text(str(exc))}, 500)
+                body, requested, request_id = await self._read(request, flow)
+                inputs = flow.resolve_inputs(files.confine(body))
+            except BodyTooLarge as exc:
+                return self._json({"error": str(exc)}, 413)
+            except ProtocolError as exc:
+                return self._json({"error": files.scrubber.text(str(exc))}, 400)
+            except FlowValidationError as exc:
+                return self._json({"error": files.scrubber.text("; ".join(map(str, exc.problems)))}, 400)
+            with telemetry.continue_trace(request.headers):
+                result = await flow.arun(inputs, http_client=app.client, raise_on_error=False, wait_for_shadows=False)
+            app.record(result, files.scrubber)
+            headers = app.run_headers(result)
+            if not result.ok:
+                code, answer = app.failure(result, files.scrubber)
+                return self._json({"error": answer.get("error") or "the model failed"}, code, headers)
+            try:
+                reply = self._response(result, requested, request_id)
+            except ProtocolError as exc:
+                return self._json({"error": files.scrubber.text(f"the model's answer does not fit the protocol: {exc}")}, 500, headers)
+            return self._json(files.scrubber.value(reply), 200, headers)
+        except FlowError as exc:
+            return self._json({"error": files.scrubber.text(str(exc))}, 500)
+        except Exception as exc:
+            log.exception("/v2/infer failed")
+            return self._json({"error": f"the server failed to answer: {type(exc).__name__}"}, 500)
 
     async def _read(self, request: Any, flow: Flow) -> tuple[dict[str, Any], list[str] | None, Any]:
 
@@ -195,6 +205,8 @@ class _Routes:
                 cut = int(header_len)
             except ValueError:
                 raise ProtocolError("Inference-Header-Content-Length is not a number") from None
+            if not 0 <= cut <= len(raw):
+                raise ProtocolError(f"Inference-Header-Content-Length is {cut}, but the body has {len(raw)} bytes")
             raw, binary = raw[:cut], raw[cut:]
         try:
             body = parse_json(raw, source="body", max_depth=MAX_BODY_DEPTH)
@@ -210,10 +222,21 @@ class _Routes:
             spec = declared.get(tensor.name)
             if declared and spec is None:
                 raise ProtocolError(f"unknown input {tensor.name!r} (the model takes: {', '.join(declared)})")
+            if tensor.name in values:
+                raise ProtocolError(f"inputs[{i}] '{tensor.name}': the input is given twice")
             values[tensor.name] = to_flow_value(tensor, spec.type if spec is not None else "any")
+        if binary is not None and offset != len(binary):
+            raise ProtocolError(f"the binary part has {len(binary) - offset} bytes past the last tensor's `binary_data_size`")
         requested = None
         if isinstance(body.get("outputs"), list):
-            requested = [str(o.get("name")) for o in body["outputs"] if isinstance(o, Mapping)]
+            requested = []
+            for i, o in enumerate(body["outputs"]):
+                name = o.get("name") if isinstance(o, Mapping) else None
+                if not isinstance(name, str) or not name:
+                    raise ProtocolError(f"outputs[{i}]: a requested output is an object with a `name`")
+                if name in requested:
+                    raise ProtocolError(f"outputs[{i}] '{name}': the output is asked for twice")
+                requested.append(name)
         return values, requested, body.get("id")
 
     def _response(self, result: RunResult, requested: list[str] | None, request_id: Any) -> dict[str, Any]:

@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ import httpx
 import pytest
 from model_fixtures import model_dir, tiny_bert  # noqa: F401  (session fixtures)
 from processes import stop
-from servers import AsgiServer, free_port
+from servers import AsgiServer, LoopbackServer, Reply, free_port
 
 from jupyter_flow import Flow, FlowRunError
 from jupyter_flow.serve.app import model_app
+from jupyter_flow.serve.codec import MAX_DIMS, MAX_VALUES
 
 pytest.importorskip("kserve")
 
@@ -147,3 +149,71 @@ def test_flow_chains_a_served_model_and_a_kserve_model(kserve_url: str, tiny_ber
     label = result.outputs["classify"]["label"]
     assert set(result.outputs["classify"]) == {"label", "score"} and label[0] in {"negative", "positive"}
     assert result.outputs["shout"] == {"shout": [label[0].upper()]}
+
+
+# -- answers larger than the node reads ----------------------------------------------------
+def test_an_answer_over_max_response_bytes_is_a_node_error(serve: Any) -> None:
+    from servers import Reply
+
+    big = {"model_name": "shout", "outputs": [{"name": "y", "datatype": "FP32", "shape": [100_000], "data": [0.5] * 100_000}]}
+    server = serve({"/v2/models/shout/infer": lambda req: Reply(200, big)})
+    flow = inference_flow(server.url, {"x": "{{ x }}"}, max_response_bytes=100_000)
+    with pytest.raises(FlowRunError) as info:
+        flow.run()
+    error = info.value.result["model"].error  # type: ignore[index]
+    assert error is not None and error.type == "RemoteError", error
+    assert f"{server.url}/v2/models/shout/infer" in error.message and "100000" in error.message and "max_response_bytes" in error.message
+    assert "node 'model'" in str(info.value)
+    within = inference_flow(server.url, {"x": "{{ x }}"}, max_response_bytes=10_000_000).run()  # the same answer, read when allowed
+    assert len(within.outputs["model"]["y"]) == 100_000
+
+
+# -- answers no node should take as they are -----------------------------------------------
+def answering(serve: Callable[[dict], LoopbackServer], *outputs: dict) -> str:
+    """A loopback server that answers every inference request with `outputs`."""
+    server = serve({"/v2/models/shout/infer": lambda req: Reply(200, {"model_name": "shout", "outputs": list(outputs)})})
+    return server.url
+
+
+@pytest.mark.timeout(120)
+def test_a_hostile_answer_with_a_huge_empty_shape_is_a_node_error_not_a_hang(serve: Callable[[dict], LoopbackServer]) -> None:
+    # no value, but a million lists of a million empty lists if the node built what the shape says
+    url = answering(serve, {"name": "y", "datatype": "FP32", "shape": [1_000_000, 1_000_000, 0], "data": []})
+    with pytest.raises(FlowRunError) as info:
+        inference_flow(url, {"x": "{{ x }}"}).run()
+    message = str(info.value)
+    assert "node 'model'" in message and "'y'" in message and f"{MAX_VALUES:,}" in message
+    # within the bounds, an empty tensor is read as what it holds
+    url = answering(serve, {"name": "y", "datatype": "FP32", "shape": [2, 0, 3], "data": []})
+    assert inference_flow(url, {"x": "{{ x }}"}).run().outputs["model"] == {"y": [[], []]}
+
+
+HOSTILE_ANSWERS = {
+    "INT8 overflow": ([{"name": "y", "datatype": "INT8", "shape": [2], "data": [1, 300]}], ["'y'", "INT8", "300"]),
+    "UINT8 given as floats": ([{"name": "y", "datatype": "UINT8", "shape": [1], "data": [2.5]}], ["'y'", "UINT8", "integers"]),
+    "FP16 overflow": ([{"name": "y", "datatype": "FP16", "shape": [1], "data": [1e9]}], ["'y'", "FP16", "too large"]),
+    "two outputs of one name": ([{"name": "y", "datatype": "FP32", "shape": [1], "data": [1.0]}] * 2, ["'y'", "two outputs"]),
+    "too many dims": ([{"name": "y", "datatype": "FP32", "shape": [1] * (MAX_DIMS + 1), "data": [1.0]}], ["'y'", f"limit of {MAX_DIMS}"]),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_ANSWERS))
+def test_an_answer_the_codec_cannot_take_as_it_is_is_a_node_error_naming_the_tensor(serve: Callable[[dict], LoopbackServer], case: str) -> None:
+    outputs, said = HOSTILE_ANSWERS[case]
+    with pytest.raises(FlowRunError) as info:
+        inference_flow(answering(serve, *outputs), {"x": "{{ x }}"}).run()
+    message = str(info.value)
+    assert "node 'model'" in message and all(word in message for word in said), message
+
+
+def test_nan_and_infinity_from_a_served_model_come_back_as_floats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "odd_numbers.py").write_text("import math\n\n\ndef make(x):\n    return {'y': [math.nan, math.inf, -math.inf, x]}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    service = {"name": "shout", "type": "python", "config": {"function": "odd_numbers:make", "input_mapping": {"x": "{{ x }}"}},
+               "inputs": {"x": {"type": "number"}}}
+    with AsgiServer(model_app(service)) as served:
+        flow = Flow.from_dict({"name": "nan", "inputs": {"v": {"type": "number"}},
+                               "nodes": [{"id": "model", "type": "inference", "config": {"endpoint": served.url, "model": "shout",
+                                                                                         "inputs": {"x": "{{ v }}"}}}]})
+        (nan, up, down, two) = flow.run({"v": 2.0}).outputs["model"]["y"]
+    assert math.isnan(nan) and (up, down, two) == (math.inf, -math.inf, 2.0)
