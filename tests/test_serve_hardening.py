@@ -339,3 +339,44 @@ def test_the_compose_review_api_serves_uploads_and_mounted_contracts(tmp_path: P
     outside = httpx.post(url + "/run", json={"document": "../secret.pdf"}, headers=auth, timeout=60)
     assert outside.status_code == 422 and str(tmp_path) not in outside.text
     assert httpx.post(url + "/run", json={"document": "2024/acme.pdf"}, timeout=60).status_code == 401
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's memory from /proc")
+def test_keep_mb_bounds_the_memory_kept_for_past_runs(tmp_path: Path) -> None:
+    # the whole run was kept while only its summarised trace was counted: --keep-mb 10 and
+    # 60 requests of 5 MB grew a server from 63 to 669 MB
+    flow = tmp_path / "greet.flow.yaml"
+    flow.write_text(GREET)
+    port = free_port()
+    exe = Path(sys.executable).with_name("jupyter-flow")
+    proc = subprocess.Popen([str(exe), "serve", "flow", str(flow), "--port", str(port), "--keep-mb", "10", "--max-body", "16MB"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "the service did not start"
+            try:
+                httpx.get(url + "/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for _ in range(5):  # warm: allocator pools, first traces
+                client.post("/run", json={"name": "w" * 5_000_000})
+            before = _rss_mb(proc.pid)
+            ids = [client.post("/run", json={"name": chr(65 + i % 26) * 5_000_000}).headers["x-run-id"] for i in range(40)]
+            grown = _rss_mb(proc.pid) - before
+            kept = [i for i in ids if client.get(f"/runs/{i}").status_code == 200]
+            print(f"RSS grew {grown:.0f} MB over 40 requests of 5 MB; {len(kept)} runs kept")
+            assert kept and kept == ids[-len(kept):]
+            assert grown < 100  # the 10 MB kept plus the allocator's slack, not 200 MB of inputs
+    finally:
+        stop(proc)

@@ -25,6 +25,7 @@ from jupyter_flow.flow import Flow
 from jupyter_flow.serve.guards import Scrubber
 from jupyter_flow.spec import parse_spec_text
 from jupyter_flow.trace import RunResult
+from jupyter_flow.values import dumps
 
 __all__ = ["DEFAULT_KEEP_BYTES", "DEFAULT_KEEP_RUNS", "DEFAULT_SETTLE_S", "FlowService"]
 
@@ -99,7 +100,9 @@ class FlowService:
     ) -> None:
         self.flow = flow
         self.source = flow.source
-        self.runs: OrderedDict[str, tuple[RunResult, int, Scrubber]] = OrderedDict()
+        #: each kept run as the JSON text `/runs/{id}` answers with (scrubbed): what is kept is
+        #: what is counted, never the run's live values (a 5 MB input would be kept whole)
+        self.runs: OrderedDict[str, bytes] = OrderedDict()
         self.runs_bytes = 0
         self.keep_runs = keep_runs
         self.keep_bytes = keep_bytes
@@ -182,15 +185,16 @@ class FlowService:
                 log.exception("reloading %s failed", self.source)
 
     def remember(self, result: RunResult, scrubber: Scrubber) -> None:
-        """Keep the run for `/runs/{id}`, within `keep_runs` runs and `keep_bytes` bytes,
-        with the scrubber that shows its paths as the client knows them."""
+        """Keep the run's trace for `/runs/{id}` as the JSON text it will be answered with
+        (paths shown as the client knows them), within `keep_runs` runs and `keep_bytes`
+        bytes of that text, which is all that is kept of it."""
         if self.keep_runs <= 0:
             return
-        size = len(result.to_json(indent=None))
-        if size > self.keep_bytes:
+        body = dumps(scrubber.value(result.to_dict())).encode()
+        if len(body) > self.keep_bytes:
             return
-        self.runs[result.run_id] = (result, size, scrubber)
-        self.runs_bytes += size
+        self.runs[result.run_id] = body
+        self.runs_bytes += len(body)
         while len(self.runs) > self.keep_runs or self.runs_bytes > self.keep_bytes:
-            _, (_, dropped, _) = self.runs.popitem(last=False)
-            self.runs_bytes -= dropped
+            _, dropped = self.runs.popitem(last=False)
+            self.runs_bytes -= len(dropped)
