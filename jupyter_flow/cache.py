@@ -34,14 +34,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from jupyter_flow.errors import FlowError
 from jupyter_flow.values import is_tensor
 from jupyter_flow.version import __version__
 
-__all__ = ["CACHE_ENV", "DEFAULT_MAX_BYTES", "CacheError", "CacheInfo", "NodeCache", "Uncacheable", "add_to_cli",
-           "default_cache_dir", "node_key"]
+__all__ = ["CACHE_ENV", "DEFAULT_MAX_BYTES", "CacheChoice", "CacheError", "CacheInfo", "NodeCache", "Uncacheable",
+           "add_to_cli", "default_cache_dir", "node_cache", "node_key"]
 
 CACHE_ENV = "JUPYTER_FLOW_CACHE"
 #: the store's size limit, values and tensors together
@@ -280,6 +280,21 @@ class NodeCache:
             entries, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries").fetchone()
             nodes = dict(db.execute("SELECT node, COUNT(*) FROM entries GROUP BY node").fetchall())
         return CacheInfo(self.path, entries, size, self.max_bytes, nodes)
+
+
+#: what `Flow.run(cache=...)` takes: off (False, None), the default folder (True), a folder, or a cache
+CacheChoice = Union[bool, str, Path, NodeCache, None]
+
+
+def node_cache(choice: CacheChoice) -> NodeCache | None:
+    """The node cache `choice` names (see `CacheChoice`); None when it is off."""
+    if choice is None or choice is False:
+        return None
+    if isinstance(choice, NodeCache):
+        return choice
+    if isinstance(choice, (str, Path)) or choice is True:
+        return NodeCache(None if choice is True else choice)
+    raise TypeError(f"cache must be True, False, a folder or a NodeCache, not {type(choice).__name__}")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

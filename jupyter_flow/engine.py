@@ -6,6 +6,11 @@ work goes to threads through the node context. A failed node with `on_error: fai
 error edge ends the run: what is still running is cancelled. The flow's `timeout_s` is a
 deadline that does the same. Cancelling the caller's task cancels every node task, marks
 them cancelled and re-raises; no task the engine starts is left behind.
+
+With a node cache (`stored`), a node whose spec allows it (`cache: true`, the default)
+first looks up its persistent key (kind, resolved inputs, code): a stored result stands for
+its run (the record says `cached`, `extra["cache_key"]` names the key); otherwise it runs and,
+once ok, its outputs are stored. Failures, defaults and skipped nodes are never stored.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from jupyter_flow import telemetry
+from jupyter_flow.cache import NodeCache
 from jupyter_flow.errors import NodeError, NodeTimeoutError, TemplateError
 from jupyter_flow.expressions import Renderer
 from jupyter_flow.nodes.base import Node, NodeContext
 from jupyter_flow.outcome import SKIPPED, NodeOutcome, ok
 from jupyter_flow.plan import Plan, PlannedEdge, PlannedNode
-from jupyter_flow.reuse import Reuse, keep_cache_keys
+from jupyter_flow.reuse import CacheKey, Reuse, StoredResults, keep_cache_keys
 from jupyter_flow.runtime import Runtime
 from jupyter_flow.spec import RetrySpec
 from jupyter_flow.trace import ErrorInfo, NodeRecord, RunEvent, RunResult
@@ -50,12 +56,14 @@ class _Run:
         runtime: Runtime,
         on_event: EventCallback | None,
         reuse: Reuse | None,
+        stored: StoredResults | None = None,
     ) -> None:
         self.plan = plan
         self.result = result
         self.runtime = runtime
         self.on_event = on_event
         self.reuse = reuse
+        self.stored = stored
         self.records = result.records
         #: what templates read: the inputs by name (and as `inputs`), and a NodeOutcome per node done
         self.context: dict[str, Any] = {**result.inputs, "inputs": result.inputs}
@@ -251,11 +259,34 @@ class _Run:
         inputs = record.inputs = renderer(self.context)
         if self.reuse is not None and self.reused(pn, node, inputs, record):
             return None
+        if self.stored is not None and pn.spec.cache:
+            return self.through_cache(self.stored, pn, node, inputs, record, t0)
+        return self.running(pn, node, inputs, record, t0)
+
+    def running(self, pn: PlannedNode, node: Node, inputs: dict[str, Any], record: NodeRecord, t0: float) -> Awaitable[Any]:
+        """What gives the node's outputs by running it (see `begin`)."""
         if record.variant is not None and pn.spec.shadow and len(pn.variants) > 1:
             return self.run_with_shadow(pn, node, inputs, record, t0)
         if pn.runs_as_is and self.slots is None and not node.needs_warm_up:
             return self.attempt(pn, node, inputs, record, 1)
         return self.run_node(pn, node, inputs, record)
+
+    async def through_cache(
+        self, stored: StoredResults, pn: PlannedNode, node: Node, inputs: dict[str, Any], record: NodeRecord, t0: float
+    ) -> Any:
+        """The node's outputs from the node cache, else from running it (then stored)."""
+        key, outputs = await stored.lookup(pn, node, record.variant, inputs, record)
+        if key is not None:
+            record.extra["cache_key"] = key
+        if outputs is not NodeCache.MISS:
+            record.cached = True
+            record.attempts = 0
+            record.cache_key = CacheKey(pn, node, inputs)  # a later run in the session may reuse it
+            return outputs
+        outputs = await self.running(pn, node, inputs, record, t0)
+        if key is not None:
+            await stored.store(pn, key, outputs, record)
+        return outputs
 
     def choose_variant(self, pn: PlannedNode) -> tuple[str | None, Node, Renderer]:
         if not pn.variants:
@@ -458,14 +489,16 @@ async def execute(
     rerun: set[str] | None = None,
     run_id: str | None = None,
     wait_for_shadows: bool = True,
+    cache: NodeCache | None = None,
 ) -> RunResult:
-    """Run a compiled plan once. Returns the RunResult, failed or not; raises only
+    """Run a compiled plan once (with `cache`, through that node cache). Returns the RunResult, failed or not; raises only
     CancelledError (after cancelling every node task). Shadow variants never hold up a
     node or its downstream; the run waits for them at its end unless `wait_for_shadows`
     is false, and then they finish in `result.background` (awaitable tasks)."""
     records = {nid: NodeRecord(nid, pn.spec.type) for nid, pn in plan.nodes.items()}
     result = RunResult(run_id or os.urandom(6).hex(), plan.spec.name, inputs, records, started_at=time.time())
-    run = _Run(plan, result, runtime, on_event, Reuse(plan, reuse, rerun) if reuse is not None else None)
+    run = _Run(plan, result, runtime, on_event, Reuse(plan, reuse, rerun) if reuse is not None else None,
+               StoredResults(cache) if cache is not None else None)
     t0 = time.perf_counter()
     if on_event is not None:
         await run.emit("run_started")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from jupyter_flow.cache import CacheChoice, node_cache
 from jupyter_flow.engine import EventCallback, execute
 from jupyter_flow.errors import FlowValidationError, Problem
+from jupyter_flow.history import HistoryChoice, run_history
 from jupyter_flow.inputs import InputValidator
 from jupyter_flow.nodes.python import PythonNode, default_functions, run_functions
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
@@ -147,6 +150,8 @@ class Flow:
         run_id: str | None = None,
         wait_for_shadows: bool = True,
         max_threads: int = DEFAULT_MAX_THREADS,
+        cache: CacheChoice = False,
+        history: HistoryChoice = False,
     ) -> RunResult:
         """Run once on the current event loop.
 
@@ -161,6 +166,12 @@ class Flow:
         (`jupyter_flow.http.shared_client`), so repeated runs reuse connections; it is made
         when a node first calls out (a flow of local models makes none). Blocking
         node work runs on the engine's pool of `max_threads` threads (default 64).
+        `cache` (off by default) runs through the node cache (`jupyter_flow.cache`): True for
+        the default folder (`$JUPYTER_FLOW_CACHE`, else `~/.cache/jupyter-flow`), a folder,
+        or a `NodeCache`; a node whose kind, resolved inputs and code match a stored result
+        is not run (its record says `cached`), and ok results are stored. `history` (off by
+        default) records the finished run, failed or not, in the run history
+        (`jupyter_flow.history`): True for the default file, a file, or a `RunHistory`.
         """
         plan = self.plan
         resolved = self.resolve_inputs(inputs)
@@ -179,10 +190,14 @@ class Flow:
         token = run_functions.set(functions) if self._calls_functions(plan) else None
         try:
             result = await execute(plan, resolved, runtime=runtime, on_event=on_event, reuse=reuse,
-                                   rerun=set(rerun) if rerun else None, run_id=run_id, wait_for_shadows=wait_for_shadows)
+                                   rerun=set(rerun) if rerun else None, run_id=run_id, wait_for_shadows=wait_for_shadows,
+                                   cache=None if cache is False or cache is None else node_cache(cache))
         finally:
             if token is not None:
                 run_functions.reset(token)
+        runs = None if history is False or history is None else run_history(history)
+        if runs is not None:
+            await asyncio.to_thread(runs.record, result, spec=self.spec, flow_path=self.source)
         if raise_on_error:
             result.raise_for_status()
         return result

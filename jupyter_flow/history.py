@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from jupyter_flow.errors import FlowError, MissingDependencyError
 from jupyter_flow.flowdiff import MISSING, FieldChange, diff_values
@@ -43,7 +43,7 @@ from jupyter_flow.values import dumps
 if TYPE_CHECKING:
     from jupyter_flow.trace import RunResult
 
-__all__ = ["DEFAULT_KEEP_RUNS", "HISTORY_ENV", "MAX_RUN_BYTES", "HistoryError", "add_to_cli", "NodeDiff", "RunDiff", "RunHistory", "default_history_path",
+__all__ = ["DEFAULT_KEEP_RUNS", "HISTORY_ENV", "MAX_RUN_BYTES", "HistoryChoice", "HistoryError", "add_to_cli", "NodeDiff", "RunDiff", "RunHistory", "default_history_path", "run_history",
            "flow_digest"]
 
 HISTORY_ENV = "JUPYTER_FLOW_HISTORY"
@@ -271,6 +271,21 @@ class RunHistory:
                 cached=(bool(na.get("cached")), bool(nb.get("cached"))),
             ))
         return out
+
+
+#: what `Flow.run(history=...)` takes: off (False, None), the default file (True), a file, or a history
+HistoryChoice = Union[bool, str, Path, RunHistory, None]
+
+
+def run_history(choice: HistoryChoice) -> RunHistory | None:
+    """The run history `choice` names (see `HistoryChoice`); None when it is off."""
+    if choice is None or choice is False:
+        return None
+    if isinstance(choice, RunHistory):
+        return choice
+    if isinstance(choice, (str, Path)) or choice is True:
+        return RunHistory(None if choice is True else choice)
+    raise TypeError(f"history must be True, False, a file or a RunHistory, not {type(choice).__name__}")
 
 
 def _configs(spec: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1,6 +1,8 @@
-"""What a run takes from an earlier one (`Flow.arun(reuse=earlier, rerun=...)`): a node's
-outputs, when its spec, its code and its resolved inputs are what they were then, unless
-`rerun` names it or a node upstream of it.
+"""What a run takes from earlier ones: from an earlier run in the session
+(`Flow.arun(reuse=earlier, rerun=...)`) a node's outputs, when its spec, its code and its
+resolved inputs are what they were then, unless `rerun` names it or a node upstream of it;
+from the node cache (`Flow.arun(cache=...)`, `StoredResults`) a node's outputs stored by any
+earlier run, in any process, under the same persistent key (`jupyter_flow.cache.node_key`).
 
 Every finished run keeps, per node, the `CacheKey` its outputs depend on
 (`keep_cache_keys`), so that any later run may reuse it.
@@ -8,14 +10,19 @@ Every finished run keeps, per node, the `CacheKey` its outputs depend on
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable
 from typing import Any
 
+from jupyter_flow.cache import CacheError, NodeCache, Uncacheable, node_key
 from jupyter_flow.nodes.base import Node
 from jupyter_flow.plan import Plan, PlannedNode
 from jupyter_flow.trace import NodeRecord, RunResult, fingerprint
 
-__all__ = ["CacheKey", "Reuse", "keep_cache_keys"]
+__all__ = ["CacheKey", "Reuse", "StoredResults", "keep_cache_keys"]
+
+_log = logging.getLogger(__name__)
 
 
 class CacheKey:
@@ -69,5 +76,45 @@ def keep_cache_keys(plan: Plan, records: dict[str, NodeRecord], reuse: Reuse | N
         if record.status == "ok" and not record.defaulted and not record.cached:
             pn = plan.nodes[nid]
             record.cache_key = CacheKey(pn, pn.variants[record.variant][0] if record.variant else pn.node, record.inputs)
-        elif record.cached and reuse is not None:
+        elif record.cached and record.cache_key is None and reuse is not None:
             record.cache_key = reuse.earlier.records[nid].cache_key
+
+
+class StoredResults:
+    """A run's side of the node cache: the persistent key of a node's result, its stored
+    outputs, and storing them. SQLite and the key's digest (tensors by content) run on a
+    thread, never on the event loop. A cache that cannot be read or written does not fail
+    the run: the node runs, and its record says why the cache was not used
+    (`extra["cache_error"]`)."""
+
+    def __init__(self, cache: NodeCache) -> None:
+        self.cache = cache
+
+    async def lookup(self, pn: PlannedNode, node: Node, variant: str | None, inputs: Any, record: NodeRecord) -> tuple[str | None, Any]:
+        """The node's persistent key (None when its inputs hold a value the cache cannot
+        key) and its stored outputs (`NodeCache.MISS` when there are none)."""
+        code = node.cache_token()  # on the loop: a python node reads the run's functions
+        if variant is not None:  # a variant keys on itself: each one's results are its own
+            code = f"{code}|variant:{variant}"
+        try:
+            return await asyncio.to_thread(self._get, pn.spec.type, inputs, code)
+        except CacheError as exc:
+            record.extra["cache_error"] = str(exc)
+            _log.warning("node %s: %s", pn.id, exc)
+            return None, NodeCache.MISS
+
+    def _get(self, kind: str, inputs: Any, code: str) -> tuple[str | None, Any]:
+        try:
+            key = node_key(kind, inputs, code)
+        except Uncacheable:
+            return None, NodeCache.MISS
+        return key, self.cache.get(key)
+
+    async def store(self, pn: PlannedNode, key: str, outputs: Any, record: NodeRecord) -> None:
+        """Keep a node's outputs under `key` (a value the cache cannot hold without pickle
+        is left out: the node then runs each time)."""
+        try:
+            await asyncio.to_thread(self.cache.put, key, outputs, node=pn.id, kind=pn.spec.type)
+        except CacheError as exc:
+            record.extra["cache_error"] = str(exc)
+            _log.warning("node %s: %s", pn.id, exc)

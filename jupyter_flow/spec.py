@@ -101,6 +101,9 @@ class NodeSpec(_Spec):
     variants: list[VariantSpec] = Field(default_factory=list)
     variant_key: str | None = None
     shadow: bool = False
+    #: read from and written to the node cache when a run uses one; `cache: false` for a
+    #: node whose effects matter (it sends, writes, charges): it then runs every time
+    cache: bool = True
 
     @model_validator(mode="before")
     @classmethod
