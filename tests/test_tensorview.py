@@ -241,6 +241,10 @@ def test_a_heatmap_of_many_tokens_takes_room_thins_its_labels_and_zooms() -> Non
     assert [int(t) for t in hm.row_axis.tick_values] == list(range(10, 30))
     hm.reset_zoom()
     assert (hm.row_scale.min, hm.row_scale.max) == (-0.5, 127.5) and [int(t) for t in hm.row_axis.tick_values] == ticks
+    hm.zoom_toggle.value = False  # zooming takes the pointer: off, clicks reach the cells
+    assert hm.figure.interaction is None and "click a cell" in hm.hint.value
+    hm.zoom_toggle.value = True
+    assert hm.figure.interaction is hm.zoom
 
 
 def test_diff_view_shows_the_numbers_and_the_difference() -> None:

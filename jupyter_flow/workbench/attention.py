@@ -37,6 +37,7 @@ HEAD_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"
 MODES = {"heads": "head view", "model": "model view", "map": "map"}
 ROW_PX = 16  # one token row of the head view
 LINE_BUDGET = 2000  # lines a head view draws at most (about)
+MIN_WEIGHT = 0.01  # lighter lines are all but invisible; each token still keeps its strongest
 _OFF = "#eeeeee"
 
 
@@ -71,8 +72,11 @@ def head_view_html(tokens: Sequence[str], padding: Sequence[bool], links: Links,
         f".{uid} .jf-hv-left .jf-hv-tok {{text-align:right}}",
         f".{uid} .jf-hv-tok.jf-pad {{color:#9a9a9a}}",
         f".{uid} .jf-hv-tok:hover {{background:#dfe8fb}}",
-        f".{uid} label:has(input:checked) {{background:#ffe08a;font-weight:bold}}",
-        f".{uid} .jf-hv-all {{cursor:pointer;padding:1px 6px;border:1px solid #ccc;border-radius:3px;margin-left:8px}}",
+        f".{uid} .jf-hv-tok:has(input:checked) {{background:#ffe08a;font-weight:bold}}",
+        f".{uid} .jf-hv-note {{font-family:var(--jp-ui-font-family,sans-serif);font-size:11px;line-height:1.5;color:#555;margin:2px 0 4px}}",
+        f".{uid} .jf-hv-all {{cursor:pointer;padding:0 6px;border:1px solid #bbb;border-radius:3px;margin-left:6px;"
+        "background:#f5f5f5;color:#222;white-space:nowrap}",
+        f".{uid} .jf-hv-all:has(input:checked) {{background:#e4ecfb;border-color:#8aa6d8}}",
         f".{uid} svg {{display:block}}",
         f".{uid} svg path {{fill:none;stroke-width:2px;vector-effect:non-scaling-stroke}}",
     ]
@@ -254,7 +258,7 @@ class AttentionView:
             self.body.children = [self._draw_map(layer).widget]
 
     def _draw_heads(self, layer: int) -> None:
-        self.links = links = attention_links(self.array[layer], self.heads, budget=LINE_BUDGET)
+        self.links = links = attention_links(self.array[layer], self.heads, budget=LINE_BUDGET, min_weight=MIN_WEIGHT)
         heads = ", ".join(map(str, self.heads))
         hidden = f"; {links.hidden} lighter ones (under {links.floor:.2g}) left out" if links.hidden else ""
         note = (f"layer {layer}, head{'s' if len(self.heads) > 1 else ''} {heads}: {len(links)} lines{hidden}. "

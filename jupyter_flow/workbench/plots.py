@@ -7,7 +7,8 @@ when its columns would be thinner than `MIN_CELL_PX`; its axes carry the given l
 (tokens, say) on every k-th position, as many as fit without overlapping
 (`jupyter_flow.tensorview.thin_labels`), index ranges when the array was cut. Scroll over
 it to zoom and drag to pan (bqplot's PanZoom): the labels are thinned again for the part
-in view; "reset zoom" shows the whole map. Clicking a cell names it.
+in view; "reset zoom" shows the whole map. With "zoom and pan" off, clicking a cell
+names it (both labels and the value).
 """
 
 from __future__ import annotations
@@ -89,9 +90,15 @@ class Heatmap:
                                      layout=w.Layout(width="auto"))
         self.reset_button.add_class("jf-heatmap-reset")
         self.reset_button.on_click(lambda _b: self.reset_zoom())
-        hint = w.HTML("<span class='jf-note'>scroll to zoom, drag to pan, click a cell to name it</span>")
-        self.widget = w.VBox([self.figure, w.HBox([self.reset_button, hint, self.readout],
+        # zooming takes the pointer: switched off, a click on a cell names it
+        self.zoom_toggle = w.ToggleButton(value=True, description="zoom and pan", icon="search", layout=w.Layout(width="auto"),
+                                          tooltip="on: scroll to zoom, drag to pan; off: click a cell to name it")
+        self.zoom_toggle.add_class("jf-heatmap-zoom")
+        self.zoom_toggle.observe(lambda c: self._zooming(bool(c["new"])), names="value")
+        self.hint = w.HTML("")
+        self.widget = w.VBox([self.figure, w.HBox([self.zoom_toggle, self.reset_button, self.hint, self.readout],
                                                   layout=w.Layout(align_items="center", flex_flow="row wrap"))])
+        self._zooming(True)
         self._labels: tuple[list[str], list[str], Any] = ([], [], None)
         self._set(values, row_labels, col_labels)
         for scale in (self.row_scale, self.col_scale):
@@ -99,6 +106,11 @@ class Heatmap:
 
     def update(self, values: Any, *, row_labels: Sequence[str] | None = None, col_labels: Sequence[str] | None = None) -> None:
         self._set(values, row_labels, col_labels)
+
+    def _zooming(self, on: bool) -> None:
+        self.figure.interaction = self.zoom if on else None
+        self.hint.value = ("<span class='jf-note'>scroll to zoom, drag to pan</span>" if on else
+                           "<span class='jf-note'>click a cell to name it</span>")
 
     def reset_zoom(self) -> None:
         """Show the whole map (after zooming or panning)."""
@@ -142,10 +154,11 @@ class Heatmap:
             self.color_scale.min, self.color_scale.max, self.color_scale.mid = -top, top, 0.0
         else:
             lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            lo = 0.0 if 0.0 < lo < (hi - lo) * 1e-3 else lo  # 0 rather than 2e-31 for weights
             self.color_scale.min, self.color_scale.max = lo, hi if hi > lo else lo + 1e-9
         self._labels = (rows, cols, data)
         left, bottom = _label_px(rows), int(_label_px(cols) * 0.87) + 8
-        margin = {"top": _FIG_MARGIN["top"], "bottom": bottom + 22, "left": left + 22, "right": 70}
+        margin = {"top": _FIG_MARGIN["top"], "bottom": bottom + 22, "left": left + 22, "right": 90}
         height = self._given_height or f"{int(self._plot_height(len(rows))) + margin['top'] + margin['bottom']}px"
         with self.figure.hold_sync():
             self.figure.fig_margin = margin

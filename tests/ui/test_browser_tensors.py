@@ -1,8 +1,10 @@
 """Tensor views in a real JupyterLab in real Chromium: after the quickstart's cells and a
 contract review run, a click on the transformers node opens its tensors under the
-inspector; the attention map is labelled with the input's tokens, its layer slider and
-head picker redraw it, "all" shows every head, and another tensor draws as a heatmap
-with a colour scale. Screenshots go to test-artifacts/."""
+inspector. Attention opens in the head view, the input's tokens on both sides; the layer
+slider redraws it; the map names the cell clicked by its tokens; the model view shows
+every layer and head; the comparison with the previous run lines tokens up by text; and
+another tensor draws as a heatmap with a colour scale. Screenshots go to test-artifacts/
+(the 128-token case is tests/ui/test_browser_attention.py)."""
 
 from __future__ import annotations
 
@@ -89,12 +91,12 @@ def _tick_texts(page: Any, selector: str) -> list[str]:
     return page.eval_on_selector_all(f"{selector} .tick text", "els => els.map(e => e.textContent)")
 
 
-def _heatmap_cells(page: Any, selector: str) -> int:
-    return int(page.eval_on_selector_all(f"{selector} rect.heatmapcell, {selector} .heatmapcell", "els => els.length"))
+def _head_tokens(page: Any) -> list[str]:
+    return page.eval_on_selector_all(f"{PANEL} .jf-head-view .jf-hv-left .jf-hv-tok", "els => els.map(e => e.textContent)")
 
 
-def _colours(page: Any, selector: str) -> list[str]:
-    return page.eval_on_selector_all(f"{selector} .heatmapcell", "els => els.slice(0, 40).map(e => e.style.fill || e.getAttribute('fill'))")
+def _mode(page: Any, label: str) -> None:
+    page.locator(f"{PANEL} .jf-attention-mode button", has_text=label).click()
 
 
 def _open_node(page: Any, browser: Browser, node: str, shot: str) -> None:
@@ -103,64 +105,65 @@ def _open_node(page: Any, browser: Browser, node: str, shot: str) -> None:
     click_cy_node(page, node)
     page.wait_for_function(
         f"() => {{ const p = document.querySelector('{PANEL}'); return p && p.offsetParent !== null; }}", timeout=60_000)
-    # the panel keeps what the notebook's cells last opened in it: back to the attention map
+    # the panel keeps what the notebook's cells last opened in it: back to the attention
     compare = page.locator(f"{PANEL} .jf-tensor-compare input")
     if compare.is_checked():
         compare.uncheck()
     page.locator(f"{PANEL} .jf-tensor-picker select").select_option(label="attentions")
-    page.wait_for_function(f"() => document.querySelector('{PANEL} .jf-attention-map .heatmapcell')", timeout=30_000)
-    _scroll(page, f"{PANEL} .jf-attention-map")
+    page.wait_for_function(f"() => document.querySelector('{PANEL} .jf-attention-view')", timeout=30_000)
+    if page.locator(f"{PANEL} .jf-head-view .jf-hv-tok").count() == 0:
+        _mode(page, "head view")
+    page.wait_for_function(f"() => document.querySelector('{PANEL} .jf-head-view .jf-hv-tok')", timeout=30_000)
+    _scroll(page, f"{PANEL} .jf-head-view")
     page.wait_for_timeout(500)
     browser.screenshot(shot)
 
 
 def _check_attention(page: Any, browser: Browser, tokens: list[str], prefix: str) -> None:
-    """Token labels, hover, the layer slider and the all-heads grid of the attention view."""
-    amap = f"{PANEL} .jf-attention-map"
-    ticks = _tick_texts(page, amap)
-    assert any(t.endswith("[CLS]") for t in ticks) and any(t.endswith("[SEP]") for t in ticks), ticks
+    """The head view's tokens and layer slider, the map's labels and readout, the model view."""
+    shown = _head_tokens(page)
+    assert shown[0] == "[CLS]" and shown[-1] == "[SEP]", shown
     for token in tokens:
-        assert any(t.endswith(" " + token) for t in ticks), (token, ticks)
-    n = len([t for t in ticks if t.startswith("0 ")])
-    assert n >= 1
-    cells = _heatmap_cells(page, amap)
-    assert cells >= 9, cells  # a token-by-token map
+        assert token in shown, (token, shown)
+    assert page.locator(f"{PANEL} .jf-head-view path").count() >= len(shown)  # a line from every token at least
 
-    # point at one cell (grid cells report clicks): the readout names both tokens, positions and the value
-    box = page.locator(f"{amap} .heatmapcell").nth(1).bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.wait_for_function(
-        f"() => (document.querySelector('{PANEL} .jf-tensor-readout') || {{}}).textContent"
-        " && document.querySelector('" + PANEL + " .jf-tensor-readout').textContent.includes('query token')",
-        timeout=15_000,
-    )
-    readout = page.locator(f"{PANEL} .jf-tensor-readout").first.inner_text()
-    assert "query token 0 [CLS]" in readout and "key token 1 " in readout, readout
-    browser.screenshot(f"{prefix}-hover")
-
-    # the layer slider redraws the map
-    before = _colours(page, amap)
+    # the layer slider redraws the head view
+    note = page.locator(f"{PANEL} .jf-hv-note").inner_text()
     handle = page.locator(f"{PANEL} .jf-attention-layer .noUi-handle, {PANEL} .jf-attention-layer .ui-slider-handle").first
     handle.focus()
     page.keyboard.press("ArrowRight")
-    page.wait_for_function(
-        f"""([before]) => {{
-            const els = [...document.querySelectorAll('{amap} .heatmapcell')].slice(0, 40);
-            return els.map(e => e.style.fill || e.getAttribute('fill')).join() !== before.join();
-        }}""",
-        arg=[before],
-        timeout=15_000,
-    )
+    page.wait_for_function(f"([before]) => (document.querySelector('{PANEL} .jf-hv-note') || {{}}).textContent !== before",
+                           arg=[note], timeout=15_000)
     browser.screenshot(f"{prefix}-last-layer")
 
-    # "all" heads: one small map per head
-    page.locator(f"{PANEL} .jf-attention-head select").select_option(label="all")
-    page.wait_for_function(f"() => document.querySelectorAll('{PANEL} .jf-attention-grid .jf-heatmap').length >= 2",
+    # the map: token labels, and a click on a cell names both tokens and the value
+    _mode(page, "map")
+    amap = f"{PANEL} .jf-attention-map"
+    page.wait_for_function(f"() => document.querySelectorAll('{amap} .heatmapcell').length >= 9", timeout=30_000)
+    ticks = _tick_texts(page, amap)
+    assert any(t.endswith("[CLS]") for t in ticks) and any(t.endswith("[SEP]") for t in ticks), ticks
+    _scroll(page, amap)
+    page.locator(f"{PANEL} .jf-heatmap-zoom").click()  # zooming off: the pointer names cells
+    page.wait_for_function(f"() => (document.querySelector('{PANEL} .jf-attention-view') || {{}}).textContent.includes('click a cell')",
                            timeout=15_000)
-    _scroll(page, f"{PANEL} .jf-attention-grid")
+    box = page.locator(f"{amap} .heatmapcell").nth(1).bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function(
+        f"() => ((document.querySelector('{PANEL} .jf-tensor-readout') || {{}}).textContent || '').includes('attending token')",
+        timeout=15_000,
+    )
+    readout = page.locator(f"{PANEL} .jf-tensor-readout").first.inner_text()
+    assert "attending token 0 [CLS]" in readout and "attended token 1 " in readout, readout
+    browser.screenshot(f"{prefix}-map")
+
+    # the model view: every layer and head of the tiny model (2 x 2)
+    _mode(page, "model view")
+    page.wait_for_function(f"() => document.querySelectorAll('{PANEL} .jf-mv-thumb').length === 4", timeout=15_000)
+    _scroll(page, f"{PANEL} .jf-model-view")
     page.wait_for_timeout(500)
-    browser.screenshot(f"{prefix}-all-heads")
+    browser.screenshot(f"{prefix}-model-view")
+    _mode(page, "head view")
+    page.wait_for_function(f"() => document.querySelector('{PANEL} .jf-head-view .jf-hv-tok')", timeout=15_000)
 
 
 def _check_other_tensor(page: Any, browser: Browser, name: str, prefix: str) -> None:
@@ -185,7 +188,7 @@ def test_quickstart_attention_map_and_diff_in_the_browser(lab: JupyterLab, brows
     assert error_outputs(page) == []
     assert browser.page_errors == [], browser.page_errors
     # the notebook's own views: the attention map and the diff, drawn in cell outputs
-    assert page.locator(".jp-OutputArea .jf-attention-view .heatmapcell").count() >= 9
+    assert page.locator(".jp-OutputArea .jf-attention-view .jf-hv-tok").count() >= 6
     assert page.locator(".jp-OutputArea .jf-diff-view").count() >= 1
     cell_diff = page.locator(".jp-OutputArea .jf-diff-view").last  # the cell's own output (the panel holds one too)
     diff_text = cell_diff.inner_text()
@@ -197,6 +200,11 @@ def test_quickstart_attention_map_and_diff_in_the_browser(lab: JupyterLab, brows
     _check_attention(page, browser, ["customer", "shall", "pay"], "quickstart")
     page.locator(f"{PANEL} .jf-tensor-compare input").check()
     page.wait_for_function(f"() => document.querySelector('{PANEL} .jf-diff-view')", timeout=15_000)
+    # the last run's text has one sentence more: its tokens are lined up with the earlier ones by text
+    diff_text = page.locator(f"{PANEL} .jf-diff-view").inner_text()
+    assert "aligned by text" in diff_text, diff_text
+    sliders = page.eval_on_selector_all(f"{PANEL} .jf-diff-view .jf-tensor-slider .widget-label", "els => els.map(e => e.textContent)")
+    assert sliders == ["layer", "head"], sliders  # axes named by what they are, not "axis 0"
     _scroll(page, f"{PANEL} .jf-diff-view")
     page.wait_for_timeout(500)
     browser.screenshot("quickstart-compare-attentions")
@@ -220,19 +228,18 @@ def test_contract_review_attention_per_clause_in_the_browser(lab: JupyterLab, br
     item = page.locator(f"{PANEL} .jf-tensor-item")
     assert item.is_visible()
     _check_attention(page, browser, [], "contract")
-    page.locator(f"{PANEL} .jf-attention-head select").select_option(label="0")
-    before = _tick_texts(page, f"{PANEL} .jf-attention-map")
+    before = _head_tokens(page)
     item.locator(".noUi-handle, .ui-slider-handle").first.focus()
     page.keyboard.press("ArrowRight")
     page.wait_for_function(
         f"""([before]) => {{
-            const t = [...document.querySelectorAll('{PANEL} .jf-attention-map .tick text')].map(e => e.textContent);
+            const t = [...document.querySelectorAll('{PANEL} .jf-head-view .jf-hv-left .jf-hv-tok')].map(e => e.textContent);
             return t.length && t.join() !== before.join();
         }}""",
         arg=[before],
         timeout=15_000,
     )
-    _scroll(page, f"{PANEL} .jf-attention-map")
+    _scroll(page, f"{PANEL} .jf-head-view")
     browser.screenshot("contract-next-clause")
     _check_other_tensor(page, browser, "bert.pooler", "contract")
     assert browser.page_errors == [], browser.page_errors
