@@ -8,6 +8,7 @@ The hierarchy::
     ├── TemplateError            a {{ }} template or `when` condition cannot be evaluated
     ├── NodeError                a node failed while running (names the node)
     │   ├── NodeTimeoutError     a node attempt ran past its `timeout_s`
+    │   ├── WorkersBusyError     every worker thread is still busy with work given up on
     │   └── RemoteError          an HTTP endpoint refused, stalled, failed or answered garbage
     ├── FlowRunError             the flow ran and failed (CLI exit code 1); carries the RunResult
     │   └── FlowTimeoutError     the flow's `timeout_s` deadline cancelled what was running
@@ -36,6 +37,7 @@ __all__ = [
     "Problem",
     "RemoteError",
     "TemplateError",
+    "WorkersBusyError",
 ]
 
 
@@ -132,6 +134,13 @@ class NodeError(FlowError):
 
 class NodeTimeoutError(NodeError):
     """A node attempt ran past its `timeout_s`."""
+
+
+class WorkersBusyError(NodeError):
+    """Every thread of the engine's pool is still busy with work whose node gave up on it
+    (a timeout): new blocking work would only wait in the queue and time out in turn."""
+
+    retryable = False
 
 
 class RemoteError(NodeError):

@@ -27,6 +27,8 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from jupyter_flow.errors import WorkersBusyError
+
 __all__ = ["DEFAULT_MAX_THREADS", "Deadline", "abandoned_workers", "run_in_worker", "run_sync", "within", "worker_pool"]
 
 T = TypeVar("T")
@@ -39,7 +41,9 @@ class _Pools:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.pools: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
-        self.abandoned: set[concurrent.futures.Future[Any]] = set()
+        self.sizes: dict[concurrent.futures.Executor, int] = {}
+        #: work given up on while its thread still runs, and the pool it runs in
+        self.abandoned: dict[concurrent.futures.Future[Any], concurrent.futures.Executor] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -54,12 +58,18 @@ def worker_pool(max_threads: int = DEFAULT_MAX_THREADS) -> concurrent.futures.Th
             pool = _STATE.pools[max_threads] = concurrent.futures.ThreadPoolExecutor(
                 max_workers=max_threads, thread_name_prefix="jupyter-flow-worker"
             )
+            _STATE.sizes[pool] = max_threads
         return pool
 
 
 async def run_in_worker(pool: concurrent.futures.Executor, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """`fn(*args, **kwargs)` in `pool`, with the caller's context variables. Cancelled (a
     timeout, the caller gone) while the thread still runs: the thread is abandoned."""
+    size = _STATE.sizes.get(pool)
+    if size is not None and _busy_abandoned(pool) >= size:
+        raise WorkersBusyError(
+            f"all {size} worker threads are still busy with work given up on after timeouts; "
+            "try again when it has finished (or give the run more threads: max_threads)")
     ctx = contextvars.copy_context()
     cfuture = pool.submit(ctx.run, functools.partial(fn, *args, **kwargs))
     try:
@@ -67,14 +77,19 @@ async def run_in_worker(pool: concurrent.futures.Executor, fn: Callable[..., T],
     except asyncio.CancelledError:
         if not cfuture.cancel():  # already running: let it run out on its own
             with _STATE.lock:
-                _STATE.abandoned.add(cfuture)
+                _STATE.abandoned[cfuture] = pool
             cfuture.add_done_callback(_forget)
         raise
 
 
+def _busy_abandoned(pool: concurrent.futures.Executor) -> int:
+    with _STATE.lock:
+        return sum(1 for f, p in _STATE.abandoned.items() if p is pool and not f.done())
+
+
 def _forget(cfuture: concurrent.futures.Future[Any]) -> None:
     with _STATE.lock:
-        _STATE.abandoned.discard(cfuture)
+        _STATE.abandoned.pop(cfuture, None)
 
 
 def abandoned_workers() -> int:

@@ -380,3 +380,75 @@ def test_keep_mb_bounds_the_memory_kept_for_past_runs(tmp_path: Path) -> None:
             assert grown < 100  # the 10 MB kept plus the allocator's slack, not 200 MB of inputs
     finally:
         stop(proc)
+
+
+def test_a_half_sent_body_is_answered_408_and_holds_nothing(tmp_path: Path) -> None:
+    # half-sent request bodies were held open forever (150 connections, 71 s)
+    import socket
+
+    flow = tmp_path / "greet.flow.yaml"
+    flow.write_text(GREET)
+    with AsgiServer(flow_app(flow, body_timeout_s=1)) as srv:
+        host, port = srv.url.removeprefix("http://").split(":")
+        socks = []
+        for _ in range(20):
+            s = socket.create_connection((host, int(port)), timeout=30)
+            s.sendall(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"name\": \"")
+            socks.append(s)
+        answers = []
+        for s in socks:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            answers.append(data.split(b"\r\n", 1)[0])
+            s.close()
+        assert set(answers) == {b"HTTP/1.1 408 Request Timeout"}, answers
+        with httpx.Client(base_url=srv.url, timeout=10) as client:
+            assert client.get("/health").status_code == 200
+            assert client.post("/run", json={"name": "ok"}).json()["outputs"]["hello"]["text"] == "Hello ok"
+            assert metric(client.get("/metrics").text, "jupyter_flow_requests_total", route="/run", status="408") == 20
+
+
+def test_worker_threads_held_by_abandoned_work_give_503_with_retry_after(tmp_path: Path) -> None:
+    # abandoned worker threads exhausted a served flow's pool, and then a request that did
+    # nothing failed with a misleading "ran past timeout_s"
+    release = tmp_path / "release"
+    (tmp_path / "blocker.py").write_text(textwrap.dedent(f"""\
+        import os, time
+
+        def hold(name):
+            deadline = time.monotonic() + 60
+            while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return {{"name": name}}
+        """))
+    flow = tmp_path / "hold.flow.yaml"
+    flow.write_text(textwrap.dedent("""\
+        name: hold
+        inputs: {name: {type: text}}
+        nodes:
+          - id: work
+            type: python
+            config: {function: "blocker:hold", input_mapping: {name: "{{ name }}"}}
+            timeout_s: 0.2
+        """))
+    from jupyter_flow.workers import DEFAULT_MAX_THREADS
+
+    try:
+        with AsgiServer(flow_app(flow)) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+            answers = [client.post("/run", json={"name": str(i)}) for i in range(DEFAULT_MAX_THREADS)]
+            assert {r.status_code for r in answers} == {500} and "timeout_s" in answers[0].json()["error"]
+            # each run gave up on its thread: now every thread is held
+            busy = client.post("/run", json={"name": "one more"})
+            assert busy.status_code == 503 and busy.headers["retry-after"].isdigit()
+            assert "worker threads are still busy" in busy.json()["error"]
+            release.write_text("go")
+            deadline = time.monotonic() + 30
+            while client.post("/run", json={"name": "x"}).status_code != 200:
+                assert time.monotonic() < deadline, "the threads never came back"
+                time.sleep(0.2)
+    finally:
+        release.write_text("go")

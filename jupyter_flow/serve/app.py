@@ -34,12 +34,12 @@ from typing import Any
 import yaml
 
 from jupyter_flow import telemetry
-from jupyter_flow.errors import FlowError, FlowValidationError, MissingDependencyError, Problem
+from jupyter_flow.errors import FlowError, FlowValidationError, MissingDependencyError, Problem, WorkersBusyError
 from jupyter_flow.flow import Flow
 from jupyter_flow.http import make_client
 from jupyter_flow.serve import v2
 from jupyter_flow.serve.codec import MAX_VALUES
-from jupyter_flow.serve.guards import DEFAULT_MAX_BODY, MAX_BODY_DEPTH, BodyLimit, BodyTooLarge, FileInputs, Scrubber
+from jupyter_flow.serve.guards import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_BODY, MAX_BODY_DEPTH, BodyLimit, BodyRefused, FileInputs, Scrubber
 from jupyter_flow.serve.mcp import FlowMcp
 from jupyter_flow.serve.state import DEFAULT_KEEP_BYTES, DEFAULT_KEEP_RUNS, DEFAULT_SETTLE_S, FlowService
 from jupyter_flow.spec import FlowSpec, parse_json, spec_from_dict
@@ -173,9 +173,9 @@ class _ServiceApp:
                 try:
                     body = await self.read_body(request, files)
                     inputs = flow.resolve_inputs(files.confine(_body_inputs(body, wrapped=self.mode == "flow")))
-                except BodyTooLarge as exc:
-                    ex.status = 413
-                    return JSONResponse({"error": str(exc)}, status_code=413)
+                except BodyRefused as exc:
+                    ex.status = exc.status
+                    return JSONResponse({"error": str(exc)}, status_code=exc.status)
                 except FlowValidationError as exc:
                     ex.status = 422
                     return JSONResponse(files.scrubber.value(_problems_json(exc), messages=True), status_code=422)
@@ -220,7 +220,10 @@ class _ServiceApp:
             raise FlowValidationError([Problem(f"the request body is not usable JSON: {exc.problems[0].message}", field="body")]) from None
 
     def run_headers(self, result: RunResult) -> dict[str, str]:
-        return {"x-run-id": result.run_id} if self.mode == "flow" or self.service.keep_runs > 0 else {}
+        headers = {"x-run-id": result.run_id} if self.mode == "flow" or self.service.keep_runs > 0 else {}
+        if _workers_busy(result):
+            headers["retry-after"] = str(WORKERS_BUSY_RETRY_S)
+        return headers
 
     def answer(self, result: RunResult, scrubber: Scrubber) -> tuple[int, Any]:
         """Record a finished run (`record`); the status code and body of its answer."""
@@ -256,7 +259,7 @@ class _ServiceApp:
     def failure(self, result: RunResult, scrubber: Scrubber) -> tuple[int, dict[str, Any]]:
         """The status code and body of a failed run's answer: 504 for a timeout, else 500."""
         failed = result.failed()
-        status = 504 if result.status == "timeout" else 500
+        status = 503 if _workers_busy(result) else 504 if result.status == "timeout" else 500
         error = scrubber.text(encode(result.error).data) if result.error else result.error
         return status, {"error": error, "run_id": result.run_id, "node": failed[0].node if failed else None}
 
@@ -342,6 +345,15 @@ class Exchange:
         self.status = 500  # until the handler says otherwise
 
 
+#: what a 503 for busy worker threads asks the client to wait, in seconds
+WORKERS_BUSY_RETRY_S = 5
+
+
+def _workers_busy(result: RunResult) -> bool:
+    """The run failed because every worker thread was busy with work given up on."""
+    return any(r.error is not None and r.error.type == WorkersBusyError.__name__ for r in result.failed())
+
+
 def _named(message: str, source: Path | None) -> str:
     """`message` with the flow file's path shortened to its name."""
     return message.replace(str(source), source.name) if source is not None else message
@@ -355,12 +367,12 @@ def _server_info(request: Any) -> dict[str, str]:
 
 
 def _build_app(service: FlowService, *, mode: str, token: str | None, warm: bool, files_root: Path | None = None,
-               max_body: int = DEFAULT_MAX_BODY, mcp: bool = False) -> Any:
+               max_body: int = DEFAULT_MAX_BODY, mcp: bool = False, body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S) -> Any:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
 
     app = _ServiceApp(service, mode=mode, warm=warm, token=token, files_root=files_root)
-    middleware = [Middleware(BodyLimit, limit=max_body), *_auth_middleware(token)]
+    middleware = [Middleware(BodyLimit, limit=max_body, body_timeout_s=body_timeout_s), *_auth_middleware(token)]
     served = FlowMcp(app, max_body=max_body) if mcp else None  # the flow as an MCP tool at /mcp, behind the same guards
     routes = app.routes() + (served.routes() if served else [])
     lifespan = served.lifespan(app.lifespan) if served else app.lifespan
@@ -409,12 +421,13 @@ def model_app(
     warm: bool = True,
     max_body: int = DEFAULT_MAX_BODY,
     keep_runs: int = 0,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> Any:
     """The Starlette app of a model service. It keeps no run history unless `keep_runs`
     says how many (then `/runs/{id}` serves them and answers carry `x-run-id`)."""
     _deps()
     service = FlowService(model_flow(config), keep_runs=keep_runs)
-    return _build_app(service, mode="model", token=token, warm=warm, max_body=max_body)
+    return _build_app(service, mode="model", token=token, warm=warm, max_body=max_body, body_timeout_s=body_timeout_s)
 
 
 def flow_app(
@@ -428,6 +441,7 @@ def flow_app(
     keep_runs: int = DEFAULT_KEEP_RUNS,
     keep_bytes: int = DEFAULT_KEEP_BYTES,
     mcp: bool = False,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> Any:
     """The Starlette app of a flow service (the file is watched when the flow has one).
     `file` inputs given as paths must lie inside `files_root`; without it, files come only
@@ -440,7 +454,8 @@ def flow_app(
     if root is not None and not root.is_dir():
         raise FlowValidationError([Problem(f"{root} is not a folder", field="--files-root")])
     service = FlowService(flow, keep_runs=keep_runs, keep_bytes=keep_bytes, settle_s=settle_s)
-    return _build_app(service, mode="flow", token=token, warm=warm, files_root=root, max_body=max_body, mcp=mcp)
+    return _build_app(service, mode="flow", token=token, warm=warm, files_root=root, max_body=max_body, mcp=mcp,
+                      body_timeout_s=body_timeout_s)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -488,13 +503,14 @@ def _token(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_model(args: argparse.Namespace) -> int:
-    return _serve(model_app(args.config, token=_token(args), max_body=args.max_body, keep_runs=args.keep_runs or 0), args)
+    return _serve(model_app(args.config, token=_token(args), max_body=args.max_body, keep_runs=args.keep_runs or 0,
+                            body_timeout_s=args.body_timeout), args)
 
 
 def _cmd_flow(args: argparse.Namespace) -> int:
     keep = DEFAULT_KEEP_RUNS if args.keep_runs is None else args.keep_runs
     app = flow_app(args.flow, token=_token(args), files_root=args.files_root, max_body=args.max_body, keep_runs=keep,
-                   keep_bytes=int(args.keep_mb * 1024 * 1024), mcp=args.mcp)
+                   keep_bytes=int(args.keep_mb * 1024 * 1024), mcp=args.mcp, body_timeout_s=args.body_timeout)
     return _serve(app, args)
 
 
@@ -523,6 +539,8 @@ def add_to_cli(sub: Any) -> None:
         q.add_argument("--log-level", default="info")
         q.add_argument("--max-body", type=_size, default=DEFAULT_MAX_BODY, metavar="SIZE",
                        help=f"largest request body, e.g. 20MB (default {DEFAULT_MAX_BODY // 2**20}MB); larger ones get 413")
+        q.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_S, metavar="S",
+                       help=f"seconds a request body may take to arrive whole (default {DEFAULT_BODY_TIMEOUT_S:g}); slower ones get 408")
         q.add_argument("--keep-runs", type=int, metavar="N",
                        help=f"runs whose traces /runs/ID keeps (flow default {DEFAULT_KEEP_RUNS}; model default 0)")
         if name == "flow":

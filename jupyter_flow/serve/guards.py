@@ -1,7 +1,9 @@
 """What a client of a served flow may send and may see.
 
-- Body size: `BodyLimit` (ASGI middleware) answers 413 when `Content-Length` is over the
-  limit, and stops a body streamed past it (`BodyTooLarge`, raised where the body is read).
+- Body size and pace: `BodyLimit` (ASGI middleware) answers 413 when `Content-Length` is
+  over the limit, and stops a body streamed past it (`BodyTooLarge`, raised where the body
+  is read); a body not whole within `--body-timeout` seconds of its first byte is stopped
+  too (`BodyTooSlow`, 408): a client that sends half a body and waits holds nothing.
 - Files: a `file` input comes as an upload (``multipart/form-data``), written to a private
   temporary folder for the run and deleted after it; or as a path string, accepted only
   inside the folder given with ``--files-root`` (resolved, symlinks included). Without
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import tempfile
@@ -24,7 +27,7 @@ from typing import Any
 from jupyter_flow.errors import FlowValidationError, Problem
 from jupyter_flow.spec import InputSpec
 
-__all__ = ["BodyLimit", "BodyTooLarge", "FileInputs", "Scrubber"]
+__all__ = ["DEFAULT_BODY_TIMEOUT_S", "BodyLimit", "BodyRefused", "BodyTooLarge", "BodyTooSlow", "FileInputs", "Scrubber"]
 
 #: The default of `--max-body`: large enough for a contract PDF, small enough to refuse floods.
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
@@ -32,21 +35,44 @@ DEFAULT_MAX_BODY = 8 * 1024 * 1024
 MAX_BODY_DEPTH = 100
 
 
-class BodyTooLarge(Exception):
+#: The default of `--body-timeout`: seconds from a body's first read to its last byte.
+DEFAULT_BODY_TIMEOUT_S = 30.0
+
+
+class BodyRefused(Exception):
+    """A request body the server stopped reading; `status` is the answer's HTTP status."""
+
+    status = 400
+
+
+class BodyTooLarge(BodyRefused):
     """A request body went past the limit while it was being read."""
+
+    status = 413
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"the request body is larger than {limit:,} bytes (the server's --max-body)")
         self.limit = limit
 
 
+class BodyTooSlow(BodyRefused):
+    """A request body was not whole within the server's --body-timeout."""
+
+    status = 408
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body did not arrive whole within {seconds:g} s (the server's --body-timeout)")
+        self.seconds = seconds
+
+
 class BodyLimit:
     """ASGI middleware: 413 for a declared `Content-Length` over `limit`; a body streamed
     past it raises `BodyTooLarge` from `receive`, for the route that reads it to answer."""
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: Any, limit: int, body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S) -> None:
         self.app = app
         self.limit = limit
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -63,14 +89,26 @@ class BodyLimit:
                     await self._refuse(send, BodyTooLarge(limit) if declared > limit else None)
                     return
         seen = 0
+        timeout = self.body_timeout_s
+        deadline: float | None = None
+        whole = False
 
         async def counted() -> Any:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, deadline, whole
+            if whole:  # the body is in: what follows (a disconnect) may take its time
+                return await receive()
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + timeout
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except asyncio.TimeoutError:
+                raise BodyTooSlow(timeout) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     raise BodyTooLarge(limit)
+                whole = not message.get("more_body", False)
             return message
 
         await self.app(scope, counted, send)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_flow import telemetry
 from jupyter_flow.errors import FlowError, FlowValidationError
 from jupyter_flow.serve.codec import ProtocolError, Tensor, decode, encode, json_text
-from jupyter_flow.serve.guards import MAX_BODY_DEPTH, BodyTooLarge
+from jupyter_flow.serve.guards import MAX_BODY_DEPTH, BodyRefused
 from jupyter_flow.spec import parse_json
 from jupyter_flow.values import is_tensor
 from jupyter_flow.version import __version__
@@ -171,8 +171,8 @@ class _Routes:
             try:
                 body, requested, request_id = await self._read(request, flow)
                 inputs = flow.resolve_inputs(files.confine(body))
-            except BodyTooLarge as exc:
-                return self._json({"error": str(exc)}, 413)
+            except BodyRefused as exc:
+                return self._json({"error": str(exc)}, exc.status)
             except ProtocolError as exc:
                 return self._json({"error": files.scrubber.text(str(exc))}, 400)
             except FlowValidationError as exc:
