@@ -305,6 +305,10 @@ def test_workbench_inspect_opens_attention_and_compares_with_the_previous_run(be
         drawn = view.links
         att = result.tensors("clauses")["attentions"][1, 0].numpy()
         assert drawn is not None and all(abs(att[s, t] - w) < 1e-6 for s, t, w in zip(drawn.source, drawn.target, drawn.weight))
+        model = wb.inspect("clauses", "attentions", mode="model")
+        assert isinstance(model, AttentionView) and model.model_view is not None and len(model.model_view.thumbs) == 4
+        focused = wb.inspect("clauses", "attentions", layer=0, head=[0, 1], focus=2)
+        assert focused.heads == [0, 1] and "value='l2' class='jf-hv-f' hidden checked" in focused.head_view.value
         assert wb.tensor_panel.picker.options[:2] == ("attentions", "bert.pooler")
         assert wb.tensor_panel.widget.layout.display != "none"
         assert wb.inspect("clauses", "attentions", compare=True) is None  # nothing to compare with yet

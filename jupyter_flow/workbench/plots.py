@@ -96,7 +96,9 @@ class Heatmap:
         self.zoom_toggle.add_class("jf-heatmap-zoom")
         self.zoom_toggle.observe(lambda c: self._zooming(bool(c["new"])), names="value")
         self.hint = w.HTML("")
-        self.widget = w.VBox([self.figure, w.HBox([self.zoom_toggle, self.reset_button, self.hint, self.readout],
+        # cells edge to edge: no light seams where anti-aliasing meets the background
+        crisp = w.HTML("<style>.jf-heatmap rect.heatmapcell{shape-rendering:crispEdges}</style>", layout=w.Layout(display="none"))
+        self.widget = w.VBox([crisp, self.figure, w.HBox([self.zoom_toggle, self.reset_button, self.hint, self.readout],
                                                   layout=w.Layout(align_items="center", flex_flow="row wrap"))])
         self._zooming(True)
         self._labels: tuple[list[str], list[str], Any] = ([], [], None)

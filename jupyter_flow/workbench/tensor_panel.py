@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Union
 
 from jupyter_flow.capture import tokens
 from jupyter_flow.tensorview import is_attention
@@ -18,7 +18,9 @@ from jupyter_flow.workbench.inspector import activations, find_tensors
 from jupyter_flow.workbench.tensor_diff import DiffView
 from jupyter_flow.workbench.tensors import TensorView
 
-__all__ = ["TensorPanel", "make_view", "node_tensors"]
+__all__ = ["Heads", "TensorPanel", "make_view", "node_tensors"]
+
+Heads = Union[int, str, Sequence[int]]  # a head, "all", or a list of heads
 
 
 def _esc(value: Any) -> str:
@@ -75,9 +77,11 @@ class TensorPanel:
         self.widget.layout.display = "" if self.tensors else "none"
         self._picked()
 
-    def open(self, name: str, *, layer: int = 0, head: int | str = 0, index: Sequence[int] = (), item: int = 0,
-             compare: bool = False) -> Any:
-        """Draw tensor `name` of the shown node and return its view."""
+    def open(self, name: str, *, layer: int = 0, head: Heads = 0, index: Sequence[int] = (), item: int = 0,
+             compare: bool = False, mode: str = "heads", focus: int | None = None) -> Any:
+        """Draw tensor `name` of the shown node and return its view. Attention takes `layer`,
+        `head` (a head, a list of heads, or "all"), `mode` ("heads", "model" or "map") and
+        `focus` (a token's position); other tensors `index` (their leading axes)."""
         if name not in self.tensors:
             known = ", ".join(self.tensors) or "none"
             raise KeyError(f"node {self.node!r} has no tensor {name!r} in the last run (its tensors: {known})")
@@ -88,7 +92,7 @@ class TensorPanel:
             self.item.value = min(item, self.item.max) if self._items(name) else 0
         finally:
             self._quiet = False
-        return self._draw(layer=layer, head=head, index=index, item=item)
+        return self._draw(layer=layer, head=head, index=index, item=item, mode=mode, focus=focus)
 
     def _items(self, name: str) -> int:
         value = self.tensors.get(name)
@@ -99,7 +103,8 @@ class TensorPanel:
             return
         self._draw()
 
-    def _draw(self, *, layer: int = 0, head: int | str = 0, index: Sequence[int] = (), item: int | None = None) -> Any:
+    def _draw(self, *, layer: int = 0, head: Heads = 0, index: Sequence[int] = (), item: int | None = None,
+              mode: str = "heads", focus: int | None = None) -> Any:
         import ipywidgets as w
 
         name = self.picker.value
@@ -129,7 +134,7 @@ class TensorPanel:
                 return None
             self.view = DiffView(current, before, name=name, tokens=tokens, previous_tokens=before_tokens, index=index)
         else:
-            self.view = make_view(current, name=name, tokens=tokens, layer=layer, head=head, index=index)
+            self.view = make_view(current, name=name, tokens=tokens, layer=layer, head=head, index=index, mode=mode, focus=focus)
         self.body.children = [self.view.widget]
         return self.view
 
@@ -147,11 +152,11 @@ class TensorPanel:
         return value, toks
 
 
-def make_view(value: Any, *, name: str, tokens: Sequence[str] | None = None, layer: int = 0, head: int | str = 0,
-              index: Sequence[int] = ()) -> TensorView | AttentionView:
+def make_view(value: Any, *, name: str, tokens: Sequence[str] | None = None, layer: int = 0, head: Heads = 0,
+              index: Sequence[int] = (), mode: str = "heads", focus: int | None = None) -> TensorView | AttentionView:
     """The view a tensor gets: attention probabilities get `AttentionView`, the rest `TensorView`."""
     if name.split(".")[-1] == "attentions" and is_attention(value, tokens):
-        return AttentionView(value, name=name, tokens=tokens, layer=layer, head=head)
+        return AttentionView(value, name=name, tokens=tokens, layer=layer, head=head, mode=mode, focus=focus)
     return TensorView(value, name=name, tokens=tokens, index=index)
 
 
