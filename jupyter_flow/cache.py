@@ -29,9 +29,10 @@ import math
 import os
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -209,25 +210,58 @@ class NodeCache:
         self.max_bytes = max_bytes
         self.hits = 0
         self.misses = 0
+        # one connection, opened on first use and kept (opening one and checking the schema
+        # costs more than a lookup), used by one thread at a time; a forked process opens its own
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"folder": self.folder, "max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["folder"], max_bytes=state["max_bytes"])  # type: ignore[misc]
 
     @property
     def path(self) -> Path:
         return self.folder / _FILE
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _open(self) -> sqlite3.Connection:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise CacheError(f"cannot open the node cache {self.path}: {exc}") from None
-        with closing(conn):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # a commit in WAL mode without a sync of its own stays whole; a power cut may
+            # only lose the last entries, which a cache can afford
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise CacheError(f"the node cache {self.path} cannot be used: {exc}") from None
+        return conn
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None or self._pid != os.getpid():
+                self._conn, self._pid = self._open(), os.getpid()
+            conn = self._conn
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
                 yield conn
             except sqlite3.DatabaseError as exc:
+                if conn.in_transaction:
+                    conn.rollback()
                 raise CacheError(f"the node cache {self.path} cannot be used: {exc}") from None
+
+    def close(self) -> None:
+        """Close the connection (the next use opens it again)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def get(self, key: str) -> Any:
         """The stored value, or `MISS` (compare with `NodeCache.MISS`)."""

@@ -103,7 +103,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         flow = add_captures(flow, captures).validate()
     settings = {"device": args.device} if args.device else {}
     try:
-        result = flow.run(inputs, settings=settings)
+        result = flow.run(inputs, settings=settings, cache=args.cache, history=args.history)
     except FlowRunError as exc:
         if args.trace and exc.result is not None:
             exc.result.to_json(args.trace)
@@ -162,6 +162,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         endpoints=parse_pairs(args.endpoint, "--endpoint", "NODE=URL"),
         common_inputs=parse_pairs(args.input, "--input"),
         max_failures=args.max_failures,
+        cache=args.cache,
+        history=args.history,
     )
     engine.check()  # before the flow is read, so that a missing extra is the first thing said
     try:
@@ -202,7 +204,18 @@ def _add_batch(sub: Any) -> None:
                    "or an engine a package adds")
     p.add_argument("--address", metavar="ADDR", help="the Ray cluster for --engine ray (default: RAY_ADDRESS, else a local one)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_store_options(p)
     p.set_defaults(fn=_cmd_batch)
+
+
+def add_store_options(p: argparse.ArgumentParser) -> None:
+    """`--cache [DIR]` and `--history [FILE]`: without a value, the default place."""
+    p.add_argument("--cache", nargs="?", const=True, default=False, metavar="DIR",
+                   help="take unchanged nodes' results from the node cache and store new ones "
+                   "(default folder: $JUPYTER_FLOW_CACHE, else ~/.cache/jupyter-flow)")
+    p.add_argument("--history", nargs="?", const=True, default=False, metavar="FILE",
+                   help="record the run in the run history (see `jupyter-flow runs`; "
+                   "default file: $JUPYTER_FLOW_HISTORY, else ~/.local/share/jupyter-flow/history.sqlite)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -226,6 +239,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="also capture a module's output (or `attentions`) of a model node (repeatable)")
     p.add_argument("--save-tensors", metavar="DIR",
                    help="write the captured tensors as safetensors files (NODE.NAME.safetensors) and index.json to DIR")
+    add_store_options(p)
     p.set_defaults(fn=_cmd_run)
 
     _add_batch(sub)

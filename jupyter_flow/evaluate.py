@@ -38,6 +38,7 @@ from typing import Any
 from jupyter_flow.batch import run_batch
 from jupyter_flow.batch.items import MAX_ITEM_DEPTH
 from jupyter_flow.batch.results import read_results
+from jupyter_flow.cache import CacheChoice
 from jupyter_flow.errors import FlowError, FlowValidationError, Problem
 from jupyter_flow.flow import Flow
 from jupyter_flow.flowdiff import load_flow_version
@@ -195,8 +196,12 @@ def evaluate(
     expect: Sequence[str] = (),
     concurrency: int = 4,
     progress: Any = True,
+    cache: CacheChoice = None,
 ) -> Evaluation:
-    """Run the evaluation (see the module's docstring) and return its rows and summary."""
+    """Run the evaluation (see the module's docstring) and return its rows and summary.
+    With `cache` (True: the default folder, a folder, or a `NodeCache`) every run goes
+    through the node cache: the nodes two versions share, and items seen before, are not
+    run again."""
     out_dir = Path(out)
     flows = [_load(flow)] + ([_load(other)] if other is not None else [])
     items = _read_data(Path(data))
@@ -206,7 +211,8 @@ def evaluate(
     for label, (_, f) in zip(labels, flows):
         names = set(f.spec.inputs)
         batch_items = [{"id": item["id"], **{k: v for k, v in item.items() if k in names}} for item in items]
-        run_batch(f, batch_items, out_dir / label, concurrency=concurrency, resume=True, progress=progress, max_failures="100%")
+        run_batch(f, batch_items, out_dir / label, concurrency=concurrency, resume=True, progress=progress, max_failures="100%",
+                  cache=cache)
         records[label] = {r["id"]: r for r in read_results(out_dir / label)}
     rows = [_row(item, labels, records, score_fn, expect) for item in items]
     summary = _summary(flows, labels, rows)
@@ -287,7 +293,7 @@ tr.changed {{ background: #fff4e0; }} pre {{ margin: 0; white-space: pre-wrap; f
 def _cmd_eval(args: argparse.Namespace) -> int:
     try:
         result = evaluate(args.flow, args.other, data=args.data, out=args.out, score=args.score, expect=args.expect or (),
-                          concurrency=args.concurrency, progress=not args.quiet)
+                          concurrency=args.concurrency, progress=not args.quiet, cache=args.cache)
     except FlowValidationError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -314,4 +320,7 @@ def add_to_cli(sub: Any) -> None:
     p.add_argument("--expect", action="append", metavar="FIELD", help="score 1 when the answer's FIELD equals the item's FIELD")
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--cache", nargs="?", const=True, default=False, metavar="DIR",
+                   help="run through the node cache: unchanged nodes are not run again "
+                   "(default folder: $JUPYTER_FLOW_CACHE, else ~/.cache/jupyter-flow)")
     p.set_defaults(fn=_cmd_eval)

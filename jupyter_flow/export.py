@@ -14,6 +14,7 @@ The notebook carries the flow spec, so it runs without the flow file. Its cell t
     engine        "local" (in the kernel) or "ray" (a batch on a Ray cluster: RAY_ADDRESS, else a local one)
     flow_dir      the folder relative paths in the flow are read from (None: the working
                   folder when the flow's files are there, else the folder it was exported from)
+    cache         None (every node runs), True or a folder: the node cache unchanged nodes come from
 
 Every value is written as a plain Python literal (a date as its ISO text, infinity as
 `float("inf")`), so the cells run wherever the notebook goes. The cells after it hold the
@@ -54,7 +55,7 @@ __all__ = ["PARAMETERS", "add_to_cli", "export_notebook", "flow_files", "literal
 #: The names in the exported notebook's `parameters` cell, in order.
 PARAMETERS = (
     "inputs", "inputs_path", "output_dir", "device", "endpoints", "concurrency", "fail_fast", "max_failures", "engine",
-    "flow_dir",
+    "flow_dir", "cache",
 )
 
 DEFAULT_CONCURRENCY = 4
@@ -228,6 +229,8 @@ def _intro(flow: Flow) -> str:
         "one loaded flow per actor, `concurrency` items at once in each |",
         "| `flow_dir` | the folder the flow's relative paths (models, rule files) are read from; default: the "
         "working folder when the flow's files (`FLOW_FILES`) are there, else the folder it was exported from |",
+        "| `cache` | `None` (every node runs), `True` (the default folder) or a folder: nodes whose kind, inputs "
+        "and code are unchanged take their results from the node cache |",
         "",
         "Every parameter is checked before anything runs; a wrong one fails the first cell that runs the flow, "
         "naming the parameter, its value and the type it takes. File inputs are read relative to the working folder.",
@@ -307,6 +310,7 @@ def _parameters(flow: Flow, output_dir: str) -> str:
             "max_failures = 0  # failed items accepted: a number, '5%' or 0.05; beyond it the notebook fails",
             "engine = 'local'  # 'ray': run a batch on a Ray cluster (RAY_ADDRESS, else a local one)",
             "flow_dir = None  # folder of the flow's models and rule files (None: here, else FLOW_DIR below)",
+            "cache = None  # True or a folder: unchanged nodes' results come from the node cache",
         ]
     )
 

@@ -87,6 +87,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "max_failures": 0,
     "engine": "local",
     "flow_dir": None,
+    "cache": None,
 })
 
 
@@ -167,6 +168,12 @@ def _max_failures(problems: list[Problem], name: str, value: Any) -> int | float
         return None
 
 
+def _cache(problems: list[Problem], name: str, value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value or None
+    return _path(problems, name, value)
+
+
 def _engine(problems: list[Problem], name: str, value: Any) -> Any:
     engines = batch_engines()
     if value not in engines:
@@ -186,6 +193,7 @@ _CHECKS: Mapping[str, Callable[[list[Problem], str, Any], Any]] = MappingProxyTy
     "max_failures": _max_failures,
     "engine": _engine,
     "flow_dir": _flow_dir,
+    "cache": _cache,
 })
 
 
@@ -235,6 +243,7 @@ def run_exported(
     max_failures: Any = DEFAULTS["max_failures"],
     engine: Any = DEFAULTS["engine"],
     flow_dir: Any = DEFAULTS["flow_dir"],
+    cache: Any = DEFAULTS["cache"],
     exported_from: str | None = None,
     flow_files: Sequence[str] = (),
 ) -> BatchSummary:
@@ -258,6 +267,9 @@ def run_exported(
       else a local one; a single run stays local);
     - `flow_dir`: the folder relative paths in the flow (models, rule files) are read
       from; None: see `choose_flow_dir` (the working folder, else `exported_from`);
+    - `cache`: None (the default: every node runs), True (the node cache's default
+      folder) or a folder: nodes whose kind, inputs and code are unchanged are not run
+      again (see `jupyter_flow.cache`);
     - `exported_from`, `flow_files`: written by the export: the flow file's folder then,
       and the relative paths the flow named that existed there.
 
@@ -267,7 +279,7 @@ def run_exported(
     """
     p = check_parameters(inputs=inputs, inputs_path=inputs_path, output_dir=output_dir, device=device,
                          endpoints=endpoints, concurrency=concurrency, fail_fast=fail_fast,
-                         max_failures=max_failures, engine=engine, flow_dir=flow_dir)
+                         max_failures=max_failures, engine=engine, flow_dir=flow_dir, cache=cache)
     batch = p["inputs_path"] is not None
     base = choose_flow_dir(p["flow_dir"], exported_from, flow_files)
     flow = Flow.from_dict(flow_spec, source=base / "(exported flow)")  # relative paths are read from `base`
@@ -283,6 +295,7 @@ def run_exported(
         endpoints=p["endpoints"],
         common_inputs=given if batch else {},
         max_failures=p["max_failures"],
+        cache=p["cache"],
     )
     out = Path(p["output_dir"])
     if not batch:  # a single run stays in this process

@@ -188,13 +188,16 @@ class Flow:
         # the functions of this run, for the cache keys of its python nodes (set only where
         # there are some: the context change costs every run)
         token = run_functions.set(functions) if self._calls_functions(plan) else None
+        store = None if cache is False or cache is None else node_cache(cache)
         try:
             result = await execute(plan, resolved, runtime=runtime, on_event=on_event, reuse=reuse,
                                    rerun=set(rerun) if rerun else None, run_id=run_id, wait_for_shadows=wait_for_shadows,
-                                   cache=None if cache is False or cache is None else node_cache(cache))
+                                   cache=store)
         finally:
             if token is not None:
                 run_functions.reset(token)
+            if store is not None and store is not cache:  # opened for this run: closed with it
+                await asyncio.to_thread(store.close)
         runs = None if history is False or history is None else run_history(history)
         if runs is not None:
             await asyncio.to_thread(runs.record, result, spec=self.spec, flow_path=self.source)

@@ -69,7 +69,9 @@ def test_clear_one_node_or_all(tmp_path: Path) -> None:
 
 
 def test_cli_info_and_clear(tmp_path: Path) -> None:
-    NodeCache(tmp_path).put("a", {"v": 1}, node="clean")
+    cache = NodeCache(tmp_path)
+    cache.put("a", {"v": 1}, node="clean")
+    cache.close()  # the file whole, its write-ahead log folded in: the garbage below replaces everything
     run = [sys.executable, "-m", "jupyter_flow.cli", "cache", "--dir", str(tmp_path)]
     info = subprocess.run([*run, "info", "--json"], capture_output=True, text=True, timeout=120)
     assert info.returncode == 0 and json.loads(info.stdout)["nodes"] == {"clean": 1}

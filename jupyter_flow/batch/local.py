@@ -25,7 +25,9 @@ from jupyter_flow.workers import run_sync
 if TYPE_CHECKING:
     import httpx
 
+    from jupyter_flow.cache import CacheChoice
     from jupyter_flow.flow import Flow
+    from jupyter_flow.history import HistoryChoice
 
 __all__ = ["arun_batch", "arun_local", "run_batch", "run_local", "run_prepared"]
 
@@ -44,6 +46,8 @@ def run_batch(
     endpoints: Mapping[str, str] | None = None,
     common_inputs: Mapping[str, Any] | None = None,
     max_failures: int | float | str = 0,
+    cache: CacheChoice = None,
+    history: HistoryChoice = None,
 ) -> BatchSummary:
     """Run `flow` over `items` (a folder, glob, `.jsonl` file or list; see `collect_items`),
     `concurrency` at a time, writing `out_dir/results.jsonl`, `out_dir/traces/` and
@@ -54,8 +58,9 @@ def run_batch(
     `progress`: True (a tqdm bar on stderr), "auto" (tqdm.auto, a widget in Jupyter),
     False, or a tqdm-like class. `settings` go to every run (e.g. `{"device": "cuda"}`);
     `endpoints` override http nodes' endpoints by node id; `common_inputs` are given to
-    every item (an item's own inputs win); `max_failures` (a number, `"5%"` or `0.05`)
-    is how many failed items `BatchSummary.succeeded` accepts (`summary.check()` raises
+    every item (an item's own inputs win); `cache` and `history` (off by default) give
+    every item's run the node cache and the run history (see `Flow.arun`);
+    `max_failures` (a number, `"5%"` or `0.05`) is how many failed items `BatchSummary.succeeded` accepts (`summary.check()` raises
     BatchFailedError beyond it); see `BatchOptions`. Works in a script and inside a
     Jupyter kernel. Raises BatchStoppedError (a FlowRunError) naming the item and node
     when `fail_fast` stops the batch, BatchInputError for bad items or options.
@@ -63,7 +68,7 @@ def run_batch(
     options = BatchOptions(
         concurrency=concurrency, resume=resume, fail_fast=fail_fast, progress=progress, input_name=input_name,
         settings=settings or {}, endpoints=endpoints or {}, common_inputs=common_inputs or {},
-        max_failures=max_failures,
+        max_failures=max_failures, cache=cache, history=history,
     )
     return run_local(flow, items, out_dir, options)
 
@@ -82,12 +87,14 @@ async def arun_batch(
     endpoints: Mapping[str, str] | None = None,
     common_inputs: Mapping[str, Any] | None = None,
     max_failures: int | float | str = 0,
+    cache: CacheChoice = None,
+    history: HistoryChoice = None,
 ) -> BatchSummary:
     """Run `flow` over `items` on the current event loop; see `run_batch`."""
     options = BatchOptions(
         concurrency=concurrency, resume=resume, fail_fast=fail_fast, progress=progress, input_name=input_name,
         settings=settings or {}, endpoints=endpoints or {}, common_inputs=common_inputs or {},
-        max_failures=max_failures,
+        max_failures=max_failures, cache=cache, history=history,
     )
     return await arun_local(flow, items, out_dir, options)
 
@@ -134,6 +141,7 @@ async def run_prepared(batch: PreparedBatch, options: BatchOptions, bar: Any = N
     from jupyter_flow.http import make_client
 
     settings = dict(options.settings)
+    cache, history = options.node_cache(), options.run_history()
     writer = ResultsWriter(batch.out_dir)
     slots = asyncio.Semaphore(options.concurrency)
     running: set[asyncio.Task[None]] = set()
@@ -145,7 +153,7 @@ async def run_prepared(batch: PreparedBatch, options: BatchOptions, bar: Any = N
     async def one(item: BatchItem, client: httpx.AsyncClient) -> None:
         nonlocal ran
         try:
-            outcome = await run_item(batch.flow, item, client, settings)
+            outcome = await run_item(batch.flow, item, client, settings, cache=cache, history=history)
             record = outcome.record
             await writer.write(record, outcome.trace)
             ran += 1

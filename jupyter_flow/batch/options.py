@@ -14,7 +14,9 @@ from types import MappingProxyType
 from typing import Any
 
 from jupyter_flow.batch.items import BatchInputError
+from jupyter_flow.cache import CacheChoice, NodeCache, node_cache
 from jupyter_flow.errors import Problem
+from jupyter_flow.history import HistoryChoice, RunHistory, run_history
 
 __all__ = ["BatchOptions", "allowed_failures", "parse_max_failures"]
 
@@ -91,7 +93,11 @@ class BatchOptions:
     - `common_inputs`: inputs given to every item (an item's own inputs win);
     - `max_failures`: how many failed items the batch accepts and still counts as a
       success: a number (0: none, the default), or a share of the items as `"5%"` or a
-      fraction below 1 (`0.05`); see `BatchSummary.succeeded`.
+      fraction below 1 (`0.05`); see `BatchSummary.succeeded`;
+    - `cache`: every item's run goes through this node cache (True: the default folder, a
+      folder, or a `NodeCache`; on Ray each replica opens the same folder);
+    - `history`: every item's run is recorded in this run history (True: the default
+      file, a file, or a `RunHistory`).
 
     Invalid values raise BatchInputError naming the field.
     """
@@ -105,6 +111,14 @@ class BatchOptions:
     endpoints: Mapping[str, str] = field(default_factory=dict)
     common_inputs: Mapping[str, Any] = field(default_factory=dict)
     max_failures: int | float | str = 0
+    cache: CacheChoice = None
+    history: HistoryChoice = None
+
+    def node_cache(self) -> NodeCache | None:
+        return self.cache if isinstance(self.cache, NodeCache) else None
+
+    def run_history(self) -> RunHistory | None:
+        return self.history if isinstance(self.history, RunHistory) else None
 
     def __post_init__(self) -> None:
         problems: list[Problem] = []
@@ -128,5 +142,13 @@ class BatchOptions:
         object.__setattr__(self, "settings", _frozen(self.settings, "settings", problems))
         object.__setattr__(self, "endpoints", _frozen(self.endpoints, "endpoints", problems))
         object.__setattr__(self, "common_inputs", _frozen(self.common_inputs, "common_inputs", problems))
+        try:
+            object.__setattr__(self, "cache", node_cache(self.cache))
+        except TypeError as exc:
+            problems.append(Problem(str(exc), field="cache"))
+        try:
+            object.__setattr__(self, "history", run_history(self.history))
+        except TypeError as exc:
+            problems.append(Problem(str(exc), field="history"))
         if problems:
             raise BatchInputError(problems)

@@ -42,8 +42,10 @@ from jupyter_flow.batch.prepare import PreparedBatch, finish_batch, prepare_batc
 from jupyter_flow.batch.progress import make_bar
 from jupyter_flow.batch.results import BatchSummary, ResultsWriter
 from jupyter_flow.batch.run_item import run_item, stop_message
+from jupyter_flow.cache import CacheChoice, NodeCache
 from jupyter_flow.errors import FlowError, FlowRunError, MissingDependencyError, Problem
 from jupyter_flow.expressions import is_template
+from jupyter_flow.history import HistoryChoice, RunHistory
 from jupyter_flow.values import dumps
 
 if TYPE_CHECKING:
@@ -178,13 +180,18 @@ class FlowReplica:
     concurrently on a private event loop, and yields each item's result line and trace
     text as it finishes."""
 
-    def __init__(self, flow: dict[str, Any], settings: dict[str, Any]) -> None:
+    def __init__(self, flow: dict[str, Any], settings: dict[str, Any], stores: dict[str, Any] | None = None) -> None:
         from jupyter_flow.flow import Flow
 
         self._flow = Flow.from_dict(
             flow["spec"], source=flow["source"], registry=flow["registry"], functions=flow["functions"]
         ).validate()
         self._settings = settings
+        # the node cache and run history by path: each replica opens its own (SQLite in WAL
+        # mode is safe across processes)
+        stores = stores or {}
+        self._cache = NodeCache(stores["cache"], max_bytes=stores["cache_max_bytes"]) if stores.get("cache") else None
+        self._history = RunHistory(stores["history"], keep_runs=stores["history_keep"]) if stores.get("history") else None
         for node in self._flow.plan.node_objects():  # models load now, before the first item
             try:
                 node.ensure_warm()
@@ -201,7 +208,7 @@ class FlowReplica:
         return make_client()
 
     async def _one(self, item: BatchItem) -> dict[str, Any]:
-        outcome = await run_item(self._flow, item, self._client, self._settings)
+        outcome = await run_item(self._flow, item, self._client, self._settings, cache=self._cache, history=self._history)
         trace = await asyncio.to_thread(outcome.trace)
         return {"id": item.id, "record": dumps(outcome.record), "trace": trace}
 
@@ -226,6 +233,17 @@ class FlowReplica:
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self._client.aclose(), loop).result(timeout=5)
             loop.call_soon_threadsafe(loop.stop)
+
+
+def _stores_payload(options: BatchOptions) -> dict[str, Any]:
+    """The node cache and the run history by path (absolute: a replica may start elsewhere)."""
+    cache, history = options.node_cache(), options.run_history()
+    return {
+        "cache": str(cache.folder.resolve()) if cache else None,
+        "cache_max_bytes": cache.max_bytes if cache else None,
+        "history": str(history.path.resolve()) if history else None,
+        "history_keep": history.keep_runs if history else None,
+    }
 
 
 def _flow_payload(flow: Flow) -> dict[str, Any]:
@@ -288,10 +306,12 @@ def run_batch_ray(
     common_inputs: Mapping[str, Any] | None = None,
     runtime_env: Mapping[str, Any] | None = None,
     max_failures: int | float | str = 0,
+    cache: CacheChoice = None,
+    history: HistoryChoice = None,
 ) -> BatchSummary:
     """Run `flow` over `items` on Ray; the results, traces, summary and `resume` are those
     of `jupyter_flow.batch.run_batch` (which see for `items`, `progress`, `settings`,
-    `endpoints`, `common_inputs`, `max_failures`; and `BatchOptions`).
+    `endpoints`, `common_inputs`, `max_failures`, `cache`, `history`; and `BatchOptions`).
 
     - `address`: the cluster (`HOST:PORT`, `ray://HOST:PORT`, `auto`); default
       `RAY_ADDRESS`, else a local cluster started for this call (Ray already initialised
@@ -312,7 +332,7 @@ def run_batch_ray(
     options = BatchOptions(
         concurrency=concurrency, resume=resume, fail_fast=fail_fast, progress=progress, input_name=input_name,
         settings=settings or {}, endpoints=endpoints or {}, common_inputs=common_inputs or {},
-        max_failures=max_failures,
+        max_failures=max_failures, cache=cache, history=history,
     )
     return run_ray(flow, items, out_dir, options, address=address, replicas=replicas, num_gpus=num_gpus,
                    num_cpus=num_cpus, runtime_env=runtime_env)
@@ -366,7 +386,7 @@ def _stream(
         extra: dict[str, Any] = {"runtime_env": dict(runtime_env)} if runtime_env else {}
         dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             FlowReplica,
-            fn_constructor_kwargs={"flow": _flow_payload(batch.flow), "settings": settings},
+            fn_constructor_kwargs={"flow": _flow_payload(batch.flow), "settings": settings, "stores": _stores_payload(options)},
             batch_size=concurrency,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=size),

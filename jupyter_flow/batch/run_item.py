@@ -25,7 +25,9 @@ from jupyter_flow.values import dumps, encode
 if TYPE_CHECKING:
     import httpx
 
+    from jupyter_flow.cache import NodeCache
     from jupyter_flow.flow import Flow
+    from jupyter_flow.history import RunHistory
 
 __all__ = ["ItemOutcome", "run_item", "stop_message"]
 
@@ -40,7 +42,8 @@ class ItemOutcome:
 
 
 async def run_item(
-    flow: Flow, item: BatchItem, client: httpx.AsyncClient, settings: Mapping[str, Any]
+    flow: Flow, item: BatchItem, client: httpx.AsyncClient, settings: Mapping[str, Any],
+    *, cache: NodeCache | None = None, history: RunHistory | None = None,
 ) -> ItemOutcome:
     """Run `item` through `flow` (with the batch's shared HTTP `client`); a failure is
     recorded, not raised."""
@@ -52,7 +55,8 @@ async def run_item(
     try:
         if item.problem is not None:  # refused when the items were read: recorded as failed, not run
             raise BatchInputError([Problem(item.problem)])
-        result = await flow.arun(item.inputs, settings=settings, http_client=client, raise_on_error=False, run_id=None)
+        result = await flow.arun(item.inputs, settings=settings, http_client=client, raise_on_error=False, run_id=None,
+                                 cache=cache, history=history)
     except Exception as exc:  # this item's inputs do not fit the flow (or the run broke)
         message = "; ".join(str(p) for p in exc.problems) if isinstance(exc, FlowValidationError) else f"{type(exc).__name__}: {exc}"
         record.update(status="error", outputs=None, nodes={}, error={"node": None, "type": type(exc).__name__, "message": message})
