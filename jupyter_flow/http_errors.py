@@ -14,6 +14,7 @@ httpx's errors whatever the transport (aiohttp's errors become httpx's inside
         │   ├── httpx.ProxyError
         │   └── httpx.UnsupportedProtocol  a URL that is not http:// or https://
         ├── httpx.DecodingError        a body that does not decode as its Content-Encoding says
+        ├── AnswerTooLarge             an answer over the bytes the caller reads (`http_send`)
         └── httpx.TooManyRedirects
     asyncio.TimeoutError               `send`'s deadline for the whole call passed
 
@@ -27,12 +28,22 @@ import asyncio
 
 import httpx
 
-__all__ = ["UnsendableRequest", "describe_error", "transport_errors"]
+__all__ = ["AnswerTooLarge", "UnsendableRequest", "describe_error", "transport_errors"]
 
 
 class UnsendableRequest(httpx.RequestError):
     """A request httpx refused to build as given (a URL it cannot parse, a port out of
     range, a header value HTTP headers cannot carry): nothing was sent."""
+
+
+class AnswerTooLarge(httpx.RequestError):
+    """An answer larger than the caller reads: its Content-Length says so (nothing of the
+    body was read), or more than `limit` bytes arrived (reading stopped there). The same
+    answer again would be as large: not worth another attempt."""
+
+    def __init__(self, message: str, *, limit: int, request: httpx.Request | None = None) -> None:
+        super().__init__(message, request=request)
+        self.limit = limit
 
 
 def transport_errors() -> tuple[type[BaseException], ...]:
@@ -75,6 +86,7 @@ def _reason(exc: BaseException) -> str:
 _TEXTS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
     ((UnsendableRequest, httpx.LocalProtocolError, httpx.UnsupportedProtocol),
      "cannot send the request to {endpoint}: {reason} ({kind})"),
+    ((AnswerTooLarge,), "{endpoint} answered more than this node reads: {reason}"),
     ((httpx.ConnectTimeout,), "cannot connect to {endpoint} within {timeout} s ({kind})"),
     ((httpx.ProxyError,), "cannot reach {endpoint} through the proxy: {reason} ({kind})"),
     ((httpx.ConnectError,), "cannot connect to {endpoint}: {reason} ({kind})"),

@@ -31,6 +31,6 @@ def test_an_unset_variable_in_an_endpoint_names_itself(monkeypatch: pytest.Monke
 
     monkeypatch.setenv("JF_HOST", "example.test")
     monkeypatch.delenv("JF_PORT", raising=False)
-    assert expand_env("http://${JF_HOST}/x", node="n", field="config.endpoint") == "http://example.test/x"
+    assert expand_env("http://${JF_HOST}/x", node="n", field="config.endpoint").value == "http://example.test/x"
     with pytest.raises(NodeError, match="JF_PORT"):
         expand_env("http://${JF_HOST}:${JF_PORT}/x", node="n", field="config.endpoint")

@@ -54,13 +54,13 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from jupyter_flow.errors import FlowValidationError, NodeError, NodeTimeoutError, Problem, RemoteError
+from jupyter_flow.errors import FlowValidationError, NodeError, NodeTimeoutError, Problem
 from jupyter_flow.expressions import is_template
 from jupyter_flow.flow import Flow
-from jupyter_flow.http_errors import describe_error
 from jupyter_flow.inputs import json_schema
 from jupyter_flow.nodes.base import NodeContext
-from jupyter_flow.nodes.llm import LlmConfig, LlmNode
+from jupyter_flow.nodes.http import call_error
+from jupyter_flow.nodes.llm import LlmCall, LlmConfig, LlmNode
 from jupyter_flow.nodes.tool_calls import AskedCall, native_calls, parse_react, react_messages, react_stop
 from jupyter_flow.spec import NodeSpec, RetrySpec
 from jupyter_flow.tools import McpServer, Tool, ToolContext, ToolError, ToolResult, default_tool_registry
@@ -278,7 +278,8 @@ class AgentNode(LlmNode):
         box = await self._toolbox(inputs, ctx)
         for flow in self._flows:  # functions the notebook registered on this flow reach the flows it calls
             flow.functions.update(ctx.functions)
-        url, body, headers = self._request({**inputs, **_as_chat(inputs), "stream": False})
+        call = self._request({**inputs, **_as_chat(inputs), "stream": False})
+        body = call.body
         messages: list[dict[str, Any]] = list(body["messages"])
         if cfg.mode == "react":
             messages = react_messages(messages, box.listing())
@@ -289,7 +290,7 @@ class AgentNode(LlmNode):
         for number in range(1, cfg.max_steps + 1):
             body["messages"] = messages
             started = time.perf_counter()
-            answer = await self._ask(url, body, headers, deadline, ctx)
+            answer = await self._ask(call, deadline, ctx)
             choice = answer["choices"][0]
             message = choice.get("message") or {}
             said = message.get("content")
@@ -323,12 +324,12 @@ class AgentNode(LlmNode):
         raise NodeError(f"the model still called tools ({asked}) at its last step: stopped at max_steps={cfg.max_steps}; raise max_steps, "
                         "or set on_limit: answer to take the model's last text", node=self.id, retryable=False)
 
-    async def _ask(self, url: str, body: dict[str, Any], headers: dict[str, str], deadline: float, ctx: NodeContext) -> dict[str, Any]:
+    async def _ask(self, call: LlmCall, deadline: float, ctx: NodeContext) -> dict[str, Any]:
         """The model's whole answer, within what is left of the time budget."""
         try:
-            return await self._answer(url, body, headers, max(deadline - time.monotonic(), 0.001), ctx)
+            return await self._answer(call, max(deadline - time.monotonic(), 0.001), ctx)
         except httpx.HTTPError as exc:
-            raise RemoteError(describe_error(exc, url, max(deadline - time.monotonic(), 0)), node=self.id) from exc
+            raise call_error(exc, call.where, max(deadline - time.monotonic(), 0), node=self.id, secrets=call.secrets) from call.secrets.cause(exc)
 
     async def _toolbox(self, inputs: dict[str, Any], ctx: NodeContext) -> ToolBox:
         """The tools of this run: the registry's and the flows (from the warm-up), then each

@@ -1,33 +1,62 @@
-"""`http`: call a remote model endpoint with JSON in and JSON out."""
+"""`http`: call a remote model endpoint with JSON in and JSON out.
+
+Here too is what every node that calls out shares: `expand_env` (a `${VAR}` is expanded
+from the environment at run time, and shown as `***`), `Secrets` (the values one call
+expanded, kept out of its messages and traces), `call_error` (a failed call as the
+node's error) and `ResponseBytes` (the `max_response_bytes` bound of an answer)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import json
+import math
 import re
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import Field
 
 from jupyter_flow import environ, telemetry
 from jupyter_flow.errors import NodeError, Problem, RemoteError, TemplateError
 from jupyter_flow.expressions import Renderer, compile_value
 from jupyter_flow.http import DEFAULT_TIMEOUT_S
-from jupyter_flow.http_errors import describe_error, transport_errors
-from jupyter_flow.http_send import Answer, send
+from jupyter_flow.http_errors import AnswerTooLarge, describe_error, transport_errors
+from jupyter_flow.http_send import MAX_RESPONSE_BYTES, Answer, send
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.spec import NodeSpec
 
-__all__ = ["HttpNode", "expand_env"]
+__all__ = ["MASK", "Expanded", "HttpNode", "ResponseBytes", "Secrets", "call_error", "expand_env"]
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: what messages and traces show in place of a value expanded from the environment
+MASK = "***"
+#: values shorter than this are not looked for in other text (a `1` would be found everywhere);
+#: the texts they were expanded into still are
+_SHORTEST_SECRET = 4
+
+#: a node's bound on the bytes of an answer it reads (`max_response_bytes`)
+ResponseBytes = Annotated[int, Field(gt=0, description="bytes of an answer read at most; a larger answer fails the node")]
 
 
-def expand_env(text: str, *, node: str, field: str) -> str:
-    """Expand `${VAR}` from the environment at run time; a missing variable is an error."""
+class Expanded(NamedTuple):
+    """A config text with its `${VAR}` references expanded: `value` is what is sent,
+    `shown` what messages and traces show (each reference as `***`), `secrets` the
+    values that went in."""
+
+    value: str
+    shown: str
+    secrets: tuple[str, ...] = ()
+
+
+def expand_env(text: str, *, node: str, field: str) -> Expanded:
+    """Expand `${VAR}` from the environment at run time; a missing variable is an error
+    (it names the variable, never a value)."""
     parts = _env_parts(text)
     if len(parts) == 1:
-        return text
+        return Expanded(text, text)
     out = [parts[0]]
+    secrets = []
     for i in range(1, len(parts), 2):
         name = parts[i]
         value = environ.get(name)
@@ -36,7 +65,8 @@ def expand_env(text: str, *, node: str, field: str) -> str:
                 f"environment variable {name} (used in {field}) is not set", node=node, retryable=False
             )
         out += (value, parts[i + 1])
-    return "".join(out)
+        secrets.append(value)
+    return Expanded("".join(out), MASK.join(parts[0::2]), tuple(secrets))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -44,6 +74,57 @@ def _env_parts(text: str) -> tuple[str, ...]:
     """`text` split at its `${VAR}` references: literal, name, literal, name, ..., literal
     (one literal when there is none), worked out once per text."""
     return tuple(_ENV_VAR.split(text)) if "${" in text else (text,)
+
+
+class Secrets:
+    """What one call expanded from the environment, kept out of every message it gives:
+    `expand` is `expand_env` remembering what went in, `mask` puts `***` in its place in
+    any text (a server's error that echoes the key, a library's error that quotes a
+    header), and `cause` is the error to chain a node's error to (none once a secret was
+    expanded: a trace records the chain's messages)."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self._shown: dict[str, str] = {}  # text that went out -> its shown form
+
+    def expand(self, text: str, field: str) -> Expanded:
+        expanded = expand_env(text, node=self.node, field=field)
+        if expanded.secrets:
+            self._shown[expanded.value] = expanded.shown
+            for secret in expanded.secrets:
+                self._remember(secret)
+        return expanded
+
+    def _remember(self, secret: str) -> None:
+        # as given, without the line break a key file ends with, and as a repr quotes it
+        for form in (secret, secret.strip(), secret.encode("unicode_escape").decode("ascii")):
+            if len(form) >= _SHORTEST_SECRET:
+                self._shown[form] = MASK
+
+    def keep(self, secret: str) -> None:
+        """Keep `secret`, read from the environment some other way, out of messages too."""
+        self._remember(secret)
+
+    def headers(self, given: Mapping[str, Any], field: str = "config.headers") -> dict[str, str]:
+        """Header values with their references expanded."""
+        return {k: self.expand(str(v), f"{field}.{k}").value for k, v in given.items()}
+
+    def mask(self, text: str) -> str:
+        """`text` with every value this call expanded shown as `***` (the longest first)."""
+        for value in sorted(self._shown, key=len, reverse=True):
+            text = text.replace(value, self._shown[value])
+        return text
+
+    def cause(self, exc: BaseException) -> BaseException | None:
+        """`exc`, or None once a value was expanded (its message may quote it)."""
+        return None if self._shown else exc
+
+
+def call_error(exc: BaseException, endpoint: str, timeout: float, *, node: str, secrets: Secrets) -> RemoteError:
+    """A call that failed (one of `transport_errors()`) as the node's error, naming
+    `endpoint` as shown; an answer over the node's bound is not tried again."""
+    return RemoteError(secrets.mask(describe_error(exc, endpoint, timeout)), node=node,
+                       retryable=False if isinstance(exc, AnswerTooLarge) else None)
 
 
 class HttpConfig(NodeConfig):
@@ -63,6 +144,9 @@ class HttpConfig(NodeConfig):
     #: `json`: the answer's JSON is the output; `full`: `{status_code, body (text), headers}`,
     #: whatever the status, so a flow can branch on `status_code`
     response: Literal["json", "full"] = "json"
+    #: bytes of the answer read at most: a larger one fails the node (refused before
+    #: reading when its Content-Length says so)
+    max_response_bytes: ResponseBytes = MAX_RESPONSE_BYTES
 
 
 class HttpNode(Node):
@@ -72,7 +156,8 @@ class HttpNode(Node):
     already has that field is used as is, anything else is wrapped as `{output_key: answer}`.
     `output_mapping` picks the output out of the answer instead: each name gets its
     template's value, evaluated over the answer (`response`).
-    Connection errors, timeouts and 5xx answers are retryable; 4xx and non-JSON are not.
+    Connection errors, timeouts and 5xx answers are retryable; 4xx, non-JSON and answers
+    over `max_response_bytes` are not. Messages show each `${VAR}` of the endpoint as `***`.
     """
 
     kind = "http"
@@ -99,9 +184,11 @@ class HttpNode(Node):
         return {"endpoint": url}
 
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
-        endpoint = expand_env(str(inputs["endpoint"]), node=self.id, field="config.endpoint")
+        secrets = Secrets(self.id)
+        endpoint = secrets.expand(str(inputs["endpoint"]), "config.endpoint")
+        where = endpoint.shown  # what messages say: no value from the environment
         given = inputs.get("headers")
-        headers = {k: expand_env(str(v), node=self.id, field=f"config.headers.{k}") for k, v in given.items()} if given else None
+        headers = secrets.headers(given) if given else None
         if ctx.traced:
             headers = headers or {}
             telemetry.inject(headers)
@@ -128,24 +215,25 @@ class HttpNode(Node):
         waits = 0
         while True:
             try:
-                response = await send(ctx.http, method, endpoint, json=payload, content=content, form=form, params=params,
-                                      headers=headers, timeout_s=max(deadline - loop.time(), 0.001))
+                response = await send(ctx.http, method, endpoint.value, json=payload, content=content, form=form, params=params,
+                                      headers=headers, timeout_s=max(deadline - loop.time(), 0.001),
+                                      max_bytes=self.config.max_response_bytes)
             except _TRANSPORT_ERRORS as exc:
-                raise RemoteError(describe_error(exc, endpoint, timeout), node=self.id) from exc
+                raise call_error(exc, where, timeout, node=self.id, secrets=secrets) from secrets.cause(exc)
             wait = retry_after(response) if wait_when_asked else None
             if wait is None or waits >= _MAX_RETRY_AFTER_WAITS:
                 break
-            self._check_wait(ctx, endpoint, response, wait, deadline - loop.time(), timeout)
+            self._check_wait(ctx, where, response, wait, deadline - loop.time(), timeout, secrets)
             waits += 1
             ctx.record.extra["retry_after_waits"] = waits
             await asyncio.sleep(wait)
         ctx.record.extra["http_status"] = response.status_code
         if inputs.get("response") == "full":
             full = {"status_code": response.status_code, "body": response.text, "headers": dict(response.headers)}
-            return map_response(self._mapping, full, node=self.id) if self._mapping else full
+            return map_response(self._mapping, full, node=self.id, secrets=secrets) if self._mapping else full
         if response.status_code >= 400:
             raise RemoteError(
-                f"{endpoint} answered HTTP {response.status_code}: {_snippet(response.text)}",
+                secrets.mask(f"{where} answered HTTP {response.status_code}: {_snippet(response.text)}"),
                 node=self.id,
                 status_code=response.status_code,
                 retryable=response.status_code >= 500 or response.status_code in (408, 429),
@@ -155,32 +243,39 @@ class HttpNode(Node):
         except (json.JSONDecodeError, UnicodeDecodeError):
             ctype = response.headers.get("content-type", "none")
             raise RemoteError(
-                f"{endpoint} answered HTTP {response.status_code} with something that is not JSON "
-                f"(content-type {ctype}): {_snippet(response.text)}",
+                secrets.mask(f"{where} answered HTTP {response.status_code} with something that is not JSON "
+                             f"(content-type {ctype}): {_snippet(response.text)}"),
                 node=self.id,
                 status_code=response.status_code,
                 retryable=False,
             ) from None
         if self._mapping:
-            answer = map_response(self._mapping, answer, node=self.id)
+            answer = map_response(self._mapping, answer, node=self.id, secrets=secrets)
         key = inputs.get("output_key")
         if key:
             return answer if isinstance(answer, dict) and key in answer else {key: answer}
         return answer if isinstance(answer, dict) else {"result": answer}
 
-    def _check_wait(self, ctx: NodeContext, endpoint: str, response: Answer, wait: float, left: float, timeout: float) -> None:
+    def _check_wait(self, ctx: NodeContext, where: str, response: Answer, wait: float, left: float, timeout: float,
+                    secrets: Secrets) -> None:
         """A 429 or 503 with `Retry-After` is sent again after the wait the server asks for
-        while that wait ends before the deadline; a wait past it fails the node at once (no
-        quicker retry the server asked not to get)."""
-        ctx.record.extra["retry_after_s"] = wait
-        if wait >= left:
-            raise RemoteError(
-                f"{endpoint} answered HTTP {response.status_code} asking to retry after {wait:g} s, past the node's "
-                f"deadline ({max(left, 0):.1f} s left of timeout_s={timeout:g}): {_snippet(response.text)}",
-                node=self.id,
-                status_code=response.status_code,
-                retryable=False,
-            )
+        while that wait is a number of seconds (finite, 0 or more) that ends before the
+        deadline; any other fails the node at once (no quicker retry the server asked not
+        to get, no wait past the deadline)."""
+        ctx.record.extra["retry_after_s"] = wait if math.isfinite(wait) else str(wait)
+        if not (math.isfinite(wait) and wait >= 0):
+            why = "which is no number of seconds to wait (Retry-After gives a finite number, 0 or more)"
+        elif wait >= left:
+            why = f"past the node's deadline ({max(left, 0):.1f} s left of timeout_s={timeout:g})"
+        else:
+            return
+        raise RemoteError(
+            secrets.mask(f"{where} answered HTTP {response.status_code} and asked to wait {wait:g} s before retrying, "
+                         f"{why}: {_snippet(response.text)}"),
+            node=self.id,
+            status_code=response.status_code,
+            retryable=False,
+        )
 
 
 _MAX_RETRY_AFTER_WAITS = 10
@@ -188,15 +283,16 @@ _TRANSPORT_ERRORS = transport_errors()
 
 
 def retry_after(response: Answer) -> float | None:
-    """Seconds a 429 or 503 answer asks the client to wait (`Retry-After` in seconds or as
-    an HTTP date); None when it does not ask."""
+    """Seconds a 429 or 503 answer asks the client to wait (`Retry-After` in seconds, as
+    given: it may be negative, infinite or NaN; or as an HTTP date, 0 once it has passed);
+    None when it does not ask."""
     if response.status_code not in (429, 503):
         return None
     value = response.headers.get("retry-after", "").strip()
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        return float(value)
     except ValueError:
         pass
     import email.utils
@@ -231,9 +327,9 @@ def compile_response_mapping(mapping: dict[str, Any] | None, *, node: str) -> tu
     return compiled, problems
 
 
-def map_response(mapping: dict[str, Renderer], answer: Any, *, node: str) -> dict[str, Any]:
+def map_response(mapping: dict[str, Renderer], answer: Any, *, node: str, secrets: Secrets | None = None) -> dict[str, Any]:
     """The output `mapping` picks from `answer`; a template that does not fit the answer is
-    an error naming its field and showing the answer."""
+    an error naming its field and showing the answer (with `secrets` masked)."""
     context = {"response": answer}
     out: dict[str, Any] = {}
     for name, renderer in mapping.items():
@@ -241,6 +337,8 @@ def map_response(mapping: dict[str, Renderer], answer: Any, *, node: str) -> dic
             out[name] = renderer(context)
         except TemplateError as exc:
             shown = _snippet(json.dumps(answer, default=str))
+            if secrets is not None:
+                shown = secrets.mask(shown)
             raise NodeError(f"config.output_mapping.{name}: {exc.problem.message}; the answer was {shown}", node=node, retryable=False) from None
     return out
 

@@ -29,10 +29,10 @@ from jupyter_flow import telemetry
 from jupyter_flow.errors import NodeError, RemoteError
 from jupyter_flow.expressions import is_template
 from jupyter_flow.http import DEFAULT_TIMEOUT_S
-from jupyter_flow.http_errors import describe_error, transport_errors
-from jupyter_flow.http_send import send
+from jupyter_flow.http_errors import transport_errors
+from jupyter_flow.http_send import MAX_RESPONSE_BYTES, send
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
-from jupyter_flow.nodes.http import expand_env
+from jupyter_flow.nodes.http import ResponseBytes, Secrets, call_error
 from jupyter_flow.serve.codec import DATATYPES, ProtocolError, Tensor, decode, encode, to_torch
 
 __all__ = ["InferenceNode"]
@@ -50,6 +50,8 @@ class InferenceConfig(NodeConfig):
     tensors: Literal["list", "torch"] = "list"
     headers: dict[str, str] = {}
     parameters: dict[str, Any] | None = None
+    #: bytes of the answer read at most: a larger one fails the node
+    max_response_bytes: ResponseBytes = MAX_RESPONSE_BYTES
 
     @field_validator("inputs")
     @classmethod
@@ -117,16 +119,19 @@ class InferenceNode(Node):
         return body
 
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
-        endpoint = self.url(expand_env(str(inputs["endpoint"]), node=self.id, field="config.endpoint"))
-        headers = {k: expand_env(str(v), node=self.id, field=f"config.headers.{k}") for k, v in (inputs.get("headers") or {}).items()}
+        secrets = Secrets(self.id)
+        given = secrets.expand(str(inputs["endpoint"]), "config.endpoint")
+        endpoint, where = self.url(given.value), self.url(given.shown)  # `where`: what messages show
+        headers = secrets.headers(inputs.get("headers") or {})
         if ctx.traced:
             telemetry.inject(headers)
         body = self.request(inputs, ctx)
         timeout = self.spec.timeout_s or DEFAULT_TIMEOUT_S
         try:
-            response = await send(ctx.http, "POST", endpoint, json=body, headers=headers, timeout_s=timeout)
+            response = await send(ctx.http, "POST", endpoint, json=body, headers=headers, timeout_s=timeout,
+                                  max_bytes=self.config.max_response_bytes)
         except _TRANSPORT_ERRORS as exc:
-            raise RemoteError(describe_error(exc, endpoint, timeout), node=self.id) from exc
+            raise call_error(exc, where, timeout, node=self.id, secrets=secrets) from secrets.cause(exc)
         ctx.record.extra["http_status"] = response.status_code
         try:
             answer = response.json()
@@ -135,15 +140,15 @@ class InferenceNode(Node):
         if response.status_code >= 400:
             said = answer.get("error") if isinstance(answer, dict) and isinstance(answer.get("error"), str) else _snippet(response.text)
             raise RemoteError(
-                f"{endpoint} answered HTTP {response.status_code}: {said}",
+                secrets.mask(f"{where} answered HTTP {response.status_code}: {said}"),
                 node=self.id,
                 status_code=response.status_code,
                 retryable=response.status_code >= 500 or response.status_code in (408, 429),
             )
         if not isinstance(answer, dict) or not isinstance(answer.get("outputs"), list):
-            raise RemoteError(f"{endpoint} did not answer an inference response (an object with `outputs`): {_snippet(response.text)}",
+            raise RemoteError(secrets.mask(f"{where} did not answer an inference response (an object with `outputs`): {_snippet(response.text)}"),
                               node=self.id, status_code=response.status_code, retryable=False)
-        return self.publish(answer["outputs"], endpoint)
+        return self.publish(answer["outputs"], where)
 
     def publish(self, outputs: list[Any], endpoint: str) -> dict[str, Any]:
         """The answer's tensors by name, read strictly and within the codec's bounds (a

@@ -210,7 +210,7 @@ class PdfNode(Node):
         source = self._source(inputs.get("source"))
         password = inputs.get("password")
         if password is not None:
-            password = expand_env(str(password), node=self.id, field="config.password")
+            password = expand_env(str(password), node=self.id, field="config.password").value
         try:
             parse_page_ranges(inputs.get("pages"))
         except ValueError as exc:

@@ -4,7 +4,8 @@ A server is declared where it is used, as `McpServer`: ``{url: ...}`` for one th
 streamable HTTP (with ``headers`` if it wants them), or ``{command: [...]}`` for one the
 flow starts and talks to over its standard input and output (with ``env`` and ``cwd``).
 Secrets go in as ``${VAR}`` references only: they are expanded from the environment when
-the server is called, and an error shows them as written, never their values.
+the server is called, and an error shows the server as written and any value that went
+in as ``***`` (`jupyter_flow.nodes.http.Secrets`, as the nodes that call out show theirs).
 
 Its tools are named ``mcp/<server>/<tool>``, where ``<server>`` is the name the server is
 known by (a label the flow chooses). `list_tools` asks the server for its tools (name,
@@ -24,26 +25,20 @@ import base64
 import builtins
 import contextlib
 import mimetypes
-import re
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from jupyter_flow import environ
 from jupyter_flow.errors import MissingDependencyError, NodeError
-from jupyter_flow.nodes.http import expand_env
+from jupyter_flow.nodes.http import Secrets
 from jupyter_flow.tools.base import Tool, ToolContext, ToolError, ToolFile, ToolResult
 
 __all__ = ["McpServer", "list_tools", "mcp_tool", "split_name"]
 
 T = TypeVar("T")
 
-#: `${VAR}` references, found to keep their values out of error messages
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-#: values shorter than this are not looked for in error messages (a `1` would be found everywhere)
-_SHORTEST_SECRET = 4
 #: pages of a tool listing read at most
 _MAX_PAGES = 100
 #: characters of a server's own error output shown in an error
@@ -133,29 +128,20 @@ async def list_tools(server_name: str, server: McpServer, ctx: ToolContext | Non
 
 
 class _Secrets:
-    """The server's settings with `${VAR}` expanded, and the values to keep out of errors."""
+    """The server's settings with `${VAR}` expanded; `redact` keeps the values out of errors."""
 
     def __init__(self, server: McpServer) -> None:
-        self.values: list[tuple[str, str]] = []  # (value, as written)
+        self._secrets = Secrets("")
         self.url = self.expand(server.url, "server.url") if server.url is not None else None
         self.headers = {k: self.expand(v, f"server.headers.{k}") for k, v in server.headers.items()}
         self.command = [self.expand(arg, f"server.command[{i}]") for i, arg in enumerate(server.command or ())]
         self.env = {k: self.expand(v, f"server.env.{k}") for k, v in server.env.items()}
 
     def expand(self, text: str, field: str) -> str:
-        value = expand_env(text, node="", field=f"config.{field}")
-        if value != text:
-            self.values.append((value, text))
-            for ref in _REFERENCE.findall(text):
-                secret = environ.get(ref)
-                if secret and len(secret) >= _SHORTEST_SECRET:
-                    self.values.append((secret, f"${{{ref}}}"))
-        return value
+        return self._secrets.expand(text, f"config.{field}").value
 
     def redact(self, text: str) -> str:
-        for value, written in sorted(self.values, key=lambda pair: -len(pair[0])):
-            text = text.replace(value, written)
-        return text
+        return self._secrets.mask(text)
 
 
 async def _with_client(server: McpServer, ctx: ToolContext, name: str, action: Callable[[Any], Awaitable[T]]) -> T:

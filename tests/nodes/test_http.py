@@ -345,7 +345,7 @@ def test_retry_after_past_the_deadline_fails_at_once_without_quick_retries(serve
     t0 = time.perf_counter()
     proc = cli_run(path)
     assert time.perf_counter() - t0 < 30
-    assert_failed_cleanly(proc, "HTTP 503", "retry after 120 s", "past the node's deadline")
+    assert_failed_cleanly(proc, "HTTP 503", "asked to wait 120 s", "past the node's deadline")
     assert len(calls) == 1
 
 
@@ -403,3 +403,105 @@ def test_a_lying_server_fails_the_node_with_a_named_error(monkeypatch: pytest.Mo
     assert server.url in error.message, error.message
     assert "Traceback" not in error.message and "\n" not in error.message
     print(f"{transport}, {lie}: {error.message}")
+
+
+# -- answers larger than the node reads ----------------------------------------------------
+
+
+def endless(conn: Any) -> None:
+    # no content-length: the body goes on until the client hangs up
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n[")
+    block = b"0," * 32768
+    while True:
+        conn.sendall(block)
+
+
+def declares_100_gb(conn: Any) -> None:
+    import time
+
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100000000000\r\n\r\n[")
+    for _ in range(600):
+        conn.sendall(b"0," * 512)  # slowly: what is refused must be refused before it is read
+        time.sleep(0.1)
+
+
+def gzip_bomb(conn: Any) -> None:
+    import gzip
+
+    body = gzip.compress(b'"' + b"a" * (20 * 1024 * 1024) + b'"')  # 20 MB in about 20 KB
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+                 + f"content-length: {len(body)}\r\n\r\n".encode() + body)
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_an_endless_answer_stops_at_max_response_bytes(monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
+    from jupyter_flow.http import TRANSPORT_ENV
+
+    monkeypatch.setenv(TRANSPORT_ENV, transport)
+    server = RawServer(endless)
+    try:
+        flow = Flow.from_dict({"nodes": [{"id": "model", "type": "http", "timeout_s": 60, "retry": {"max_attempts": 3},
+                                          "config": {"endpoint": server.url, "max_response_bytes": 1_000_000}}]})
+        result = flow.run(raise_on_error=False)
+    finally:
+        server.close()
+    record = result["model"]
+    assert record.error is not None and record.error.type == "RemoteError", record.error
+    message = record.error.message
+    assert "node 'model'" in message and server.url in message and "1000000" in message and "max_response_bytes" in message, message
+    assert record.attempts == 1  # the same answer again would be as large
+
+
+def test_a_content_length_over_the_default_bound_is_refused_before_reading(tmp_path: Path) -> None:
+    from jupyter_flow.http_send import MAX_RESPONSE_BYTES
+
+    server = RawServer(declares_100_gb)
+    try:
+        proc = cli_run(one_node_flow(tmp_path, config={"endpoint": server.url}, timeout_s=20))
+    finally:
+        server.close()
+    assert_failed_cleanly(proc, server.url, "100000000000", str(MAX_RESPONSE_BYTES), "max_response_bytes")
+
+
+def test_the_bound_counts_the_bytes_a_compressed_answer_decodes_to() -> None:
+    server = RawServer(gzip_bomb)
+    try:
+        flow = Flow.from_dict({"nodes": [{"id": "model", "type": "http", "config": {"endpoint": server.url, "max_response_bytes": 1_000_000}}]})
+        result = flow.run(raise_on_error=False)
+    finally:
+        server.close()
+    assert not result.ok and "max_response_bytes" in str(result.error), result.error
+
+
+def test_an_answer_within_the_bound_is_read_whole(serve: Serve) -> None:
+    server = serve({"/p": lambda req: Reply(200, {"text": "x" * 900})})
+    flow = Flow.from_dict({"nodes": [{"id": "model", "type": "http", "config": {"endpoint": f"{server.url}/p", "max_response_bytes": 1000}}]})
+    assert flow.run().outputs["model"] == {"text": "x" * 900}
+
+
+def test_max_response_bytes_must_be_a_positive_size() -> None:
+    flow = Flow.from_dict({"nodes": [{"id": "model", "type": "http", "config": {"endpoint": "http://127.0.0.1:9/p", "max_response_bytes": 0}}]})
+    problems = {p.field: p.message for p in flow.problems()}
+    assert "config.max_response_bytes" in problems, problems
+
+
+# -- Retry-After values that are no wait ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "shown"), [("nan", "nan"), ("inf", "inf"), ("-5", "-5"), ("1e999", "inf")])
+def test_a_retry_after_that_is_no_wait_fails_the_node_within_its_deadline(serve: Serve, value: str, shown: str) -> None:
+    calls: list[Request] = []
+
+    def busy_then_ok(req: Request) -> Reply:
+        calls.append(req)
+        if len(calls) == 1:
+            return Reply(429, {"detail": "slow down"}, headers={"Retry-After": value})
+        return Reply(200, {"label": "ok"})
+
+    server = serve({"/p": busy_then_ok})
+    flow = Flow.from_dict({"nodes": [{"id": "model", "type": "http", "timeout_s": 1, "retry": {"max_attempts": 3, "backoff_s": 0.01},
+                                      "config": {"endpoint": f"{server.url}/p"}}]})
+    result = flow.run(raise_on_error=False)
+    assert not result.ok, result.outputs  # not an answer taken after a wait the deadline does not allow
+    assert f"asked to wait {shown} s" in str(result.error) and "HTTP 429" in str(result.error), result.error
+    assert len(calls) == 1

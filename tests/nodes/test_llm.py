@@ -151,3 +151,85 @@ def test_config_mistakes_are_named_before_the_run() -> None:
         Flow.from_dict({"nodes": [{"id": "ask", "type": "llm", "config": {
             "base_url": "http://x/v1", "model": "m", "messages": [{"content": "hi"}]}}]}).validate()
     assert "role" in str(info.value)
+
+
+# -- streams cut short, chunks that are not the protocol's, answers without end ---------------
+
+
+def sse(*chunks: Any, done: bool = True) -> str:
+    import json
+
+    lines = [f"data: {c if isinstance(c, str) else json.dumps(c)}\n\n" for c in chunks]
+    return "".join(lines) + ("data: [DONE]\n\n" if done else "")
+
+
+def piece(text: str, finish_reason: str | None = None) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish_reason}]}
+
+
+def streaming(serve: Any, body: str) -> Flow:
+    server = serve({"/v1/chat/completions": lambda req: Reply(200, body, content_type="text/event-stream")})
+    return llm_flow(f"{server.url}/v1", "m", _node={"retry": {"max_attempts": 1}})
+
+
+def test_a_stream_cut_short_is_a_node_error_not_an_answer(serve: Any) -> None:
+    result = failed(streaming(serve, sse(piece("The cap"), done=False)), {"question": "hi"})
+    assert result["ask"].error.type == "RemoteError"  # type: ignore[union-attr]
+    assert "the stream ended before the answer was complete" in result.error, result.error
+    assert "node 'ask'" in result.error
+
+
+@pytest.mark.parametrize("done", [True, False])
+def test_a_stream_that_says_it_finished_is_an_answer(serve: Any, done: bool) -> None:
+    # some servers end with a finish_reason and no [DONE]
+    result = streaming(serve, sse(piece("Par"), piece("is", "stop"), done=done)).run({"question": "hi"})
+    assert result.ok, result.error
+    assert result.outputs["ask"]["text"] == "Paris" and result.outputs["ask"]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize(("chunk", "problem"), [
+    ([1, 2], "not an object"),
+    ({"choices": "abc"}, "`choices`"),
+    ({"choices": ["abc"]}, "`choices[0]`"),
+    ({"choices": [{"delta": "abc"}]}, "`choices[0].delta`"),
+    ({"choices": [{"delta": {"content": 5}}]}, "`choices[0].delta.content`"),
+    ({"choices": [{"text": ["a"]}]}, "`choices[0].text`"),
+    ({"choices": [{"delta": {"content": "a"}, "finish_reason": 3}]}, "`choices[0].finish_reason`"),
+])
+def test_a_malformed_chunk_is_a_node_error_naming_its_problem(serve: Any, chunk: Any, problem: str) -> None:
+    result = failed(streaming(serve, sse(piece("ok "), chunk, piece("x", "stop"))), {"question": "hi"})
+    error = result["ask"].error
+    assert error is not None and error.type == "RemoteError", error
+    assert "chunk" in error.message and problem in error.message, error.message
+    assert "AttributeError" not in error.message and "TypeError" not in error.message
+
+
+def endless_stream(conn: Any) -> None:
+    import json
+
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
+    line = f"data: {json.dumps(piece('word '))}\n\n".encode() * 200
+    while True:
+        conn.sendall(line)
+
+
+def test_an_endless_stream_stops_at_max_response_bytes() -> None:
+    from servers import RawServer
+
+    server = RawServer(endless_stream)
+    try:
+        flow = llm_flow(server.url.rsplit("/", 1)[0] + "/v1", "m", max_response_bytes=200_000, _node={"timeout_s": 60})
+        result = failed(flow, {"question": "hi"})
+    finally:
+        server.close()
+    error = result["ask"].error
+    assert error is not None and error.type == "RemoteError", error
+    assert "200000" in error.message and "max_response_bytes" in error.message and "/v1/chat/completions" in error.message, error.message
+    assert result["ask"].attempts == 1
+
+
+def test_a_whole_answer_over_max_response_bytes_is_refused(serve: Any) -> None:
+    answer = {"choices": [{"message": {"role": "assistant", "content": "x" * 5000}, "finish_reason": "stop"}]}
+    server = serve({"/v1/chat/completions": lambda req: Reply(200, answer)})
+    result = failed(llm_flow(f"{server.url}/v1", "m", stream=False, max_response_bytes=1000), {"question": "hi"})
+    assert "max_response_bytes" in result.error and "1000" in result.error and "Content-Length" in result.error, result.error
