@@ -134,3 +134,23 @@ def test_a_header_value_that_cannot_be_sent_is_not_shown(serve: Serve, monkeypat
     assert not result.ok and server.requests == []
     assert_hidden(result.to_json(), "RunResult.to_json()")
     assert "cannot send the request" in str(result.error), result.error
+
+
+def test_a_client_cannot_have_the_flow_expand_a_variable_it_names(serve: Serve, secrets: None) -> None:
+    # expansion came after templates: `${JF_SECRET}` typed into an input that reaches a URL
+    # was expanded, sent out and answered back
+    seen: list[str] = []
+
+    def echo(req: Request) -> Reply:
+        seen.append(req.path)
+        return Reply(200, {"path": req.path})
+
+    with LoopbackServer({"/p": echo}) as upstream:
+        flow = Flow.from_dict({"name": "q", "inputs": {"q": {"type": "string"}}, "nodes": [
+            {"id": "call", "type": "http", "config": {"endpoint": upstream.url + "/p?q={{ q }}&key=${JF_TOKEN}", "method": "GET"}}]})
+        with AsgiServer(flow_app(flow)) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+            answer = client.post("/run", json={"q": "${JF_SECRET}"})
+            assert answer.status_code == 200, answer.text
+    assert SECRET not in answer.text and SECRET not in "".join(seen)
+    assert "%7BJF_SECRET%7D" in seen[0] or "{JF_SECRET}" in seen[0]  # sent as the text the client gave
+    assert TOKEN in seen[0]  # the flow's own reference is expanded, as written

@@ -13,6 +13,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import Field
@@ -49,9 +50,11 @@ class Expanded(NamedTuple):
     secrets: tuple[str, ...] = ()
 
 
-def expand_env(text: str, *, node: str, field: str) -> Expanded:
+def expand_env(text: str, *, node: str, field: str, allowed: AbstractSet[str] | None = None) -> Expanded:
     """Expand `${VAR}` from the environment at run time; a missing variable is an error
-    (it names the variable, never a value)."""
+    (it names the variable, never a value). With `allowed`, only those names are expanded:
+    a `${VAR}` that came in through a template (a served flow's client typing
+    ``${AWS_SECRET_ACCESS_KEY}`` into an input that reaches a URL) stays as it is."""
     parts = _env_parts(text)
     if len(parts) == 1:
         return Expanded(text, text)
@@ -59,6 +62,9 @@ def expand_env(text: str, *, node: str, field: str) -> Expanded:
     secrets = []
     for i in range(1, len(parts), 2):
         name = parts[i]
+        if allowed is not None and name not in allowed:
+            out += ("${" + name + "}", parts[i + 1])
+            continue
         value = environ.get(name)
         if value is None:
             raise NodeError(
@@ -83,12 +89,16 @@ class Secrets:
     header), and `cause` is the error to chain a node's error to (none once a secret was
     expanded: a trace records the chain's messages)."""
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, written: Any = None) -> None:
         self.node = node
         self._shown: dict[str, str] = {}  # text that went out -> its shown form
+        #: the variables the flow file itself names in the node's config (`written`, before
+        #: templates): the only ones expanded; None when the caller gives no config
+        self.allowed: frozenset[str] | None = (
+            None if written is None else frozenset(_ENV_VAR.findall(json.dumps(written, default=str))))
 
     def expand(self, text: str, field: str) -> Expanded:
-        expanded = expand_env(text, node=self.node, field=field)
+        expanded = expand_env(text, node=self.node, field=field, allowed=self.allowed)
         if expanded.secrets:
             self._shown[expanded.value] = expanded.shown
             for secret in expanded.secrets:
@@ -184,7 +194,7 @@ class HttpNode(Node):
         return {"endpoint": url}
 
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
-        secrets = Secrets(self.id)
+        secrets = Secrets(self.id, self.config.model_dump())
         endpoint = secrets.expand(str(inputs["endpoint"]), "config.endpoint")
         where = endpoint.shown  # what messages say: no value from the environment
         given = inputs.get("headers")

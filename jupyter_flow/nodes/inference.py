@@ -119,7 +119,7 @@ class InferenceNode(Node):
         return body
 
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
-        secrets = Secrets(self.id)
+        secrets = Secrets(self.id, self.config.model_dump())
         given = secrets.expand(str(inputs["endpoint"]), "config.endpoint")
         endpoint, where = self.url(given.value), self.url(given.shown)  # `where`: what messages show
         headers = secrets.headers(inputs.get("headers") or {})

@@ -113,7 +113,7 @@ class LlmNode(Node):
         return f"asks `{self.config.model}` at `{self.config.base_url}`"
 
     def _request(self, inputs: dict[str, Any]) -> LlmCall:
-        secrets = Secrets(self.id)
+        secrets = Secrets(self.id, self.config.model_dump())
         base = secrets.expand(str(inputs["base_url"]), "config.base_url")
         body: dict[str, Any] = {"model": str(inputs["model"])}
         if inputs.get("messages") is not None:
