@@ -215,3 +215,81 @@ def test_a_cache_in_python_reads_what_the_command_stored(services: Services, tmp
     assert services.hits == {f"/{s}": 1 for s in STEPS}
     plain = Flow.load(flow).run()  # no cache unless asked
     assert not any(r.cached for r in plain.trace) and services.hits["/intent"] == 2
+
+
+def counting_flow(calls: list[str], **node: Any) -> Flow:
+    """One python node counting its calls in `calls`, registered on the flow."""
+
+    def echo(text: str) -> dict[str, str]:
+        calls.append(text)
+        if text == "boom":
+            raise ValueError("boom")
+        return {"text": text}
+
+    spec = {"name": "echo", "inputs": {"text": {"type": "string"}},
+            "nodes": [{"id": "echo", "type": "python", "config": {"function": "echo", "input_mapping": {"text": "{{ text }}"}},
+                       **node}]}
+    return Flow.from_dict(spec, functions={"echo": echo})
+
+
+def test_each_variant_keys_on_itself(tmp_path: Path) -> None:
+    calls: list[str] = []
+    variants = [{"id": "a", "weight": 1, "config": {}}, {"id": "b", "weight": 1, "config": {}}]
+    flow = counting_flow(calls, variants=variants, variant_key="{{ text }}")
+    seen: dict[str, str] = {}
+    for word in ("one", "two", "three", "four", "five", "six"):  # sticky routing: both variants get some
+        result = flow.run({"text": word}, cache=tmp_path)
+        seen[word] = result.records["echo"].variant or ""
+    assert set(seen.values()) == {"a", "b"}
+    other = Flow.from_dict({**flow.to_dict(), "nodes": [{**flow.to_dict()["nodes"][0], "variant_key": "{{ text }}!"}]},
+                           functions=flow.functions)
+    for word, variant in seen.items():
+        again = other.run({"text": word}, cache=tmp_path)  # the other key may route to the other variant
+        record = again.records["echo"]
+        assert record.cached == (record.variant == variant), (word, variant, record.variant)
+
+
+def test_a_defaulted_node_is_not_stored_and_runs_again(tmp_path: Path) -> None:
+    calls: list[str] = []
+    flow = counting_flow(calls, on_error="default", default={"text": "?"})
+    for _ in range(2):
+        result = flow.run({"text": "boom"}, cache=tmp_path)
+        assert result.records["echo"].defaulted and not result.records["echo"].cached
+    assert calls == ["boom", "boom"]
+    flow.run({"text": "fine"}, cache=tmp_path)
+    assert flow.run({"text": "fine"}, cache=tmp_path).records["echo"].cached and calls == ["boom", "boom", "fine"]
+
+
+def test_without_cache_nothing_is_read_or_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUPYTER_FLOW_CACHE", str(tmp_path / "default"))
+    calls: list[str] = []
+    flow = counting_flow(calls)
+    flow.run({"text": "x"})
+    flow.run({"text": "x"})
+    assert calls == ["x", "x"] and not (tmp_path / "default").exists()
+    flow.run({"text": "x"}, cache=True)  # True: the default folder
+    assert flow.run({"text": "x"}, cache=True).records["echo"].cached and (tmp_path / "default" / "nodes.sqlite").exists()
+
+
+def test_evaluate_with_a_cache_runs_each_item_once_for_an_unchanged_node(tmp_path: Path) -> None:
+    from jupyter_flow.evaluate import evaluate
+
+    calls: list[str] = []
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(json.dumps({"id": str(i), "text": w}) + "\n" for i, w in enumerate(["a", "b", "c"])))
+    flow = counting_flow(calls)
+    result = evaluate(flow, flow, data=data, out=tmp_path / "eval", cache=tmp_path / "cache", progress=False)
+    assert sorted(calls) == ["a", "b", "c"]  # the second version took every answer from the cache
+    assert result.summary["flows"]["b"]["ok"] == 3
+
+
+def test_an_exported_notebook_takes_a_cache_parameter(tmp_path: Path) -> None:
+    from jupyter_flow.exported import check_parameters, run_exported
+
+    assert check_parameters()["cache"] is None
+    spec = {"name": "t", "inputs": {"who": {"type": "string", "default": "Ada"}},
+            "nodes": [{"id": "hi", "type": "template", "config": {"template": "Hi {{ who }}"}}]}
+    for out in ("one", "two"):
+        run_exported(spec, output_dir=str(tmp_path / out), cache=str(tmp_path / "cache"))
+    traces = sorted((tmp_path / "two" / "traces").glob("*.json"))
+    assert json.loads(traces[0].read_text())["nodes"][0]["cached"] is True
