@@ -85,22 +85,26 @@ class StoredResults:
     outputs, and storing them. SQLite and the key's digest (tensors by content) run on a
     thread, never on the event loop. A cache that cannot be read or written does not fail
     the run: the node runs, and its record says why the cache was not used
-    (`extra["cache_error"]`)."""
+    (`extra["cache_error"]`); after the first such error the run leaves the cache alone
+    (one warning per run, not one per node)."""
 
     def __init__(self, cache: NodeCache) -> None:
         self.cache = cache
+        self.broken: str | None = None
 
     async def lookup(self, pn: PlannedNode, node: Node, variant: str | None, inputs: Any, record: NodeRecord) -> tuple[str | None, Any]:
         """The node's persistent key (None when its inputs hold a value the cache cannot
         key) and its stored outputs (`NodeCache.MISS` when there are none)."""
+        if self.broken is not None:
+            record.extra["cache_error"] = self.broken
+            return None, NodeCache.MISS
         code = node.cache_token()  # on the loop: a python node reads the run's functions
         if variant is not None:  # a variant keys on itself: each one's results are its own
             code = f"{code}|variant:{variant}"
         try:
             return await asyncio.to_thread(self._get, pn.spec.type, inputs, code)
         except CacheError as exc:
-            record.extra["cache_error"] = str(exc)
-            _log.warning("node %s: %s", pn.id, exc)
+            self._failed(pn, record, exc)
             return None, NodeCache.MISS
 
     def _get(self, kind: str, inputs: Any, code: str) -> tuple[str | None, Any]:
@@ -116,5 +120,10 @@ class StoredResults:
         try:
             await asyncio.to_thread(self.cache.put, key, outputs, node=pn.id, kind=pn.spec.type)
         except CacheError as exc:
-            record.extra["cache_error"] = str(exc)
-            _log.warning("node %s: %s", pn.id, exc)
+            self._failed(pn, record, exc)
+
+    def _failed(self, pn: PlannedNode, record: NodeRecord, exc: CacheError) -> None:
+        record.extra["cache_error"] = str(exc)
+        if self.broken is None:
+            _log.warning("node %s: the node cache is not used in this run: %s", pn.id, exc)
+        self.broken = str(exc)

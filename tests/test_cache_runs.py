@@ -293,3 +293,11 @@ def test_an_exported_notebook_takes_a_cache_parameter(tmp_path: Path) -> None:
         run_exported(spec, output_dir=str(tmp_path / out), cache=str(tmp_path / "cache"))
     traces = sorted((tmp_path / "two" / "traces").glob("*.json"))
     assert json.loads(traces[0].read_text())["nodes"][0]["cached"] is True
+
+
+def test_a_cache_folder_that_cannot_be_made_does_not_fail_the_run(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    calls: list[str] = []
+    result = counting_flow(calls).run({"text": "x"}, cache=tmp_path / "a-file" / "cache")
+    assert result.ok and result.outputs["echo"] == {"text": "x"} and calls == ["x"]
+    assert "cannot open the node cache" in result.records["echo"].extra["cache_error"]
