@@ -30,10 +30,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from jupyter_flow.errors import TemplateError
+from jupyter_flow.values import dumps
 
 __all__ = [
     "Condition",
@@ -176,7 +177,20 @@ def _guarded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _as_text(value: Any) -> str:
+    """The `as_text` filter: a value as it reads inside text: text as it is, nothing (none,
+    or a value that is not there) as '', lists and mappings as JSON, anything else as str."""
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, Undefined):
+        return ""
+    if isinstance(value, (Mapping, list, tuple)):
+        return dumps(dict(value) if isinstance(value, Mapping) else list(value))
+    return str(value)
+
+
 _ENV = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_ENV.filters["as_text"] = _as_text
 _ENV.filters.update({name: _guarded_filter(name, fn) for name, fn in _ENV.filters.items()})
 del _ENV.globals["lipsum"]  # filler text: nothing a flow needs, and unbounded in one call
 _ENV.globals["_jf_counted"] = _counted

@@ -1,7 +1,9 @@
 """Dify apps in and out. The apps under tests/fixtures/dify are written in Dify's exported
-DSL (`app`, `kind: app`, `version`, `workflow.graph`) and cover every node type that
-maps; they are imported, validated and run against loopback services and a real
-OpenAI-compatible server, exported back, and imported again with the same result."""
+DSL (`app`, `kind: app`, `version`, `workflow.graph`); they are imported, validated and run
+against loopback services, a real OpenAI-compatible server and a scripted one, exported
+back, and imported again with the same result. The import's report, its refusal to replace
+files, tool bindings and placeholders are checked through the real CLI.
+tests/test_dify_corpus.py imports the apps of the wild."""
 
 from __future__ import annotations
 
@@ -22,6 +24,39 @@ from jupyter_flow.spec import spec_to_dict
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "dify"
 Serve = Callable[[dict[str, Any]], LoopbackServer]
+Answer = Callable[[dict[str, Any]], Any]
+
+
+class ScriptedChat:
+    """An OpenAI-compatible chat server on loopback (`/v1/chat/completions`) answering each
+    request with `answer(body)`: the text, or a message with `tool_calls`; streamed (server
+    sent events) when the request asks. `requests` keeps the bodies it received."""
+
+    def __init__(self, serve: Serve, answer: Answer) -> None:
+        self.answer = answer
+        self.requests: list[dict[str, Any]] = []
+        self.server = serve({"/v1/chat/completions": self._reply})
+        self.base_url = f"{self.server.url}/v1"
+
+    def _reply(self, req: Request) -> Reply:
+        body = req.body
+        self.requests.append(body)
+        said = self.answer(body)
+        message = {"role": "assistant", "content": said} if isinstance(said, str) else {"role": "assistant", "content": None, **said}
+        finish = "tool_calls" if message.get("tool_calls") else "stop"
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        if body.get("stream"):
+            chunks = [{"choices": [{"index": 0, "delta": {"content": message["content"]}, "finish_reason": None}]},
+                      {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "usage": usage}]
+            text = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+            return Reply(200, text, content_type="text/event-stream")
+        return Reply(200, {"id": f"chat-{len(self.requests)}", "object": "chat.completion", "model": body["model"],
+                           "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
+
+
+def said_by(body: dict[str, Any], role: str) -> str:
+    """The text of the request's messages of `role`, one after the other."""
+    return "\n".join(str(m["content"]) for m in body["messages"] if m["role"] == role)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -108,13 +143,18 @@ def test_round_trip_gives_the_same_flow_and_the_same_answers(tmp_path: Path, ser
     first_dir.mkdir()
     second_dir.mkdir()
     for app in ("ticket_triage.yml", "support_chat.yml"):
-        first = import_dify(app_at(tmp_path, app, server), first_dir / "app.flow.yaml", base_url="http://127.0.0.1:9/v1")
+        name = f"{app.split('_')[0]}.flow.yaml"
+        first = import_dify(app_at(tmp_path, app, server), first_dir / name, base_url="http://127.0.0.1:9/v1")
         exported = export_dify(first, second_dir / app)
         data = yaml.safe_load(exported)
         assert data["kind"] == "app" and data["version"] and data["workflow"]["graph"]["nodes"]
-        second = import_dify(second_dir / app, second_dir / "app.flow.yaml", base_url="http://127.0.0.1:9/v1")
+        second = import_dify(second_dir / app, second_dir / name, base_url="http://127.0.0.1:9/v1")
         assert spec_to_dict(second.spec) == spec_to_dict(first.spec), app
-    assert (first_dir / "app_vip_score.py").read_text() == (second_dir / "app_vip_score.py").read_text()
+    assert (first_dir / "ticket_vip_score.py").read_text() == (second_dir / "ticket_vip_score.py").read_text()
+    # an answer node went to Dify as an answer node again
+    chat = yaml.safe_load((second_dir / "support_chat.yml").read_text())
+    assert chat["app"]["mode"] == "advanced-chat"
+    assert [n["data"]["type"] for n in chat["workflow"]["graph"]["nodes"]].count("answer") == 1
 
 
 def test_round_tripped_app_answers_as_the_first_import(tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,20 +181,20 @@ def _without_llm(flow: Flow, inputs: dict[str, Any]) -> dict[str, Any]:
     return result.flow_outputs
 
 
-def test_chat_app_with_answer_context_and_sys_query(tmp_path: Path, serve: Serve, openai_server: OpenAIServer) -> None:
+def test_chat_app_with_answer_context_and_sys_query(tmp_path: Path, serve: Serve) -> None:
     def kb(req: Request) -> Reply:
         form = dict(pair.split("=") for pair in req.raw.decode().split("&"))
         return Reply(200, f"Doc about {form['q']} (top {form['top']})", content_type="text/plain") if form["q"] != "down" else Reply(503, "")
 
     server = serve({"/kb/search": kb})
-    flow = import_dify(app_at(tmp_path, "support_chat.yml", server), tmp_path / "chat.flow.yaml",
-                       base_url=openai_server.base_url, model=openai_server.model)
+    model = ScriptedChat(serve, lambda body: f"Answer from: {said_by(body, 'system')}")
+    flow = import_dify(app_at(tmp_path, "support_chat.yml", server), tmp_path / "chat.flow.yaml", base_url=model.base_url, model="m")
     assert list(flow.spec.inputs) == ["query"]  # sys.query became an input
     messages = flow.spec.node("answerer").config["messages"]
-    assert messages[0]["content"] == "Use this context:\n{{ knowledge_base.output.body }}"  # {{#context#}}
+    assert messages[0]["content"] == "Use this context:\n{{ knowledge_base.output.body | as_text }}"  # {{#context#}}
     result = flow.run({"query": "printers"})
     assert result.ok, result.error
-    assert result.flow_outputs == {"answer": result.outputs["answerer"]["text"]}
+    assert result.flow_outputs == {"answer": "Answer from: Use this context:\nDoc about printers (top 3)"}
     assert "Doc about printers (top 3)" in result["answerer"].inputs["messages"][0]["content"]
     down = flow.run({"query": "down"})
     assert down.ok, down.error
@@ -162,34 +202,84 @@ def test_chat_app_with_answer_context_and_sys_query(tmp_path: Path, serve: Serve
     assert down["answerer"].status == "skipped"
 
 
-def test_unimportable_nodes_are_listed_by_id_and_type(tmp_path: Path) -> None:
-    app = app_at(tmp_path, "docs_search.yml")
-    with pytest.raises(FlowValidationError) as info:
-        import_dify(app, tmp_path / "docs.flow.yaml")
-    text = str(info.value)
-    assert "'1720000000002'" in text and "knowledge-retrieval" in text
-    assert "'1720000000003'" in text and "'tool'" in text
-    assert not (tmp_path / "docs.flow.yaml").exists()
+# A JavaScript code node and a loop (both from the apps of the wild): nothing here runs them.
+UNIMPORTABLE = """
+app: {mode: workflow, name: Loops and JavaScript}
+kind: app
+version: 0.1.5
+workflow:
+  graph:
+    edges:
+    - {source: '1', sourceHandle: source, target: '2'}
+    - {source: '2', sourceHandle: source, target: '3'}
+    - {source: '3', sourceHandle: source, target: '4'}
+    nodes:
+    - {id: '1', data: {type: start, title: Start, variables: [{variable: text, label: Text, type: paragraph, required: true}]}}
+    - id: '2'
+      data:
+        type: code
+        title: Count words
+        code_language: javascript
+        code: "function main({text}) { return {count: text.split(' ').length} }"
+        variables: [{variable: text, value_selector: ['1', text]}]
+        outputs: {count: {type: number}}
+    - {id: '3', data: {type: loop, title: Again, loop_count: 3}}
+    - {id: '4', data: {type: end, title: End, outputs: [{variable: count, value_selector: ['2', count]}]}}
+"""
 
-    done = cli("import-dify", str(app), "-o", str(tmp_path / "docs.flow.yaml"))
+
+def test_unimportable_nodes_are_listed_by_id_and_type(tmp_path: Path) -> None:
+    app = tmp_path / "loops.yml"
+    app.write_text(UNIMPORTABLE)
+    with pytest.raises(FlowValidationError) as info:
+        import_dify(app, tmp_path / "loops.flow.yaml")
+    by_node = {p.node: p.message for p in info.value.problems}
+    assert "needs a JavaScript runtime; rewrite it as Python" in by_node["2"]
+    assert "'loop'" in by_node["3"]
+    assert not (tmp_path / "loops.flow.yaml").exists()
+
+    done = cli("import-dify", str(app), "-o", str(tmp_path / "loops.flow.yaml"))
     assert done.returncode == 2, done.stderr
-    assert "1720000000002" in done.stderr and "knowledge-retrieval" in done.stderr and "Traceback" not in done.stderr
+    assert "'2'" in done.stderr and "JavaScript" in done.stderr and "'3'" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_partial_import_keeps_placeholders_the_plan_reports(tmp_path: Path) -> None:
-    app = app_at(tmp_path, "docs_search.yml")
-    done = cli("import-dify", str(app), "-o", str(tmp_path / "docs.flow.yaml"), "--partial")
+    app = tmp_path / "loops.yml"
+    app.write_text(UNIMPORTABLE)
+    done = cli("import-dify", str(app), "-o", str(tmp_path / "loops.flow.yaml"), "--partial")
     assert done.returncode == 0, done.stderr
-    assert "placeholder" in done.stderr
-    flow = Flow.load(tmp_path / "docs.flow.yaml")
+    assert "Placeholders" in done.stderr and "JavaScript" in done.stderr
+    flow = Flow.load(tmp_path / "loops.flow.yaml")
     with pytest.raises(FlowValidationError) as info:
         flow.validate()
     by_node = {p.node: p for p in info.value.problems}
-    assert set(by_node) == {"search_docs", "google"}
-    assert "knowledge-retrieval" in by_node["search_docs"].message and by_node["search_docs"].field == "type"
+    assert set(by_node) == {"count_words", "again"}
+    assert "'code'" in by_node["count_words"].message and by_node["count_words"].field == "type"
     # what Dify had is kept, its references written as templates here
-    assert flow.spec.node("google").config["data"]["tool_parameters"]["query"]["value"] == "{{ inputs.question }}"
-    assert cli("validate", str(tmp_path / "docs.flow.yaml")).returncode == 2
+    assert flow.spec.node("count_words").config["data"]["code"].startswith("function main")
+    assert cli("validate", str(tmp_path / "loops.flow.yaml")).returncode == 2
+
+
+def test_partial_import_never_crashes_on_settings_it_does_not_expect(tmp_path: Path) -> None:
+    # every node type with data cut short or of the wrong shape: each becomes a placeholder naming the Dify node
+    kinds = ["llm", "http-request", "code", "if-else", "tool", "agent", "question-classifier", "parameter-extractor",
+             "knowledge-retrieval", "document-extractor", "list-operator", "assigner", "iteration", "template-transform"]
+    nodes = [{"id": "1", "data": {"type": "start", "variables": []}}]
+    nodes += [{"id": str(10 + i), "data": {"type": kind, "title": kind, "variables": "oops", "cases": [{"conditions": 3}],
+                                           "tool_parameters": [1], "agent_parameters": 5, "classes": "x", "parameters": 7,
+                                           "dataset_ids": 1, "items": {"a": 1}, "url": None}} for i, kind in enumerate(kinds)]
+    nodes.append({"id": "99", "data": {"type": "", "text": "a sticky note"}})
+    app = tmp_path / "broken.yml"
+    app.write_text(yaml.safe_dump({"app": {"name": "broken", "mode": "workflow"}, "kind": "app", "version": "0.1.5",
+                                   "workflow": {"graph": {"nodes": nodes, "edges": []}}}))
+    done = cli("import-dify", str(app), "-o", str(tmp_path / "broken.flow.yaml"), "--partial")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    flow = Flow.load(tmp_path / "broken.flow.yaml")
+    assert all(n.id for n in flow.spec.nodes)
+    with pytest.raises(FlowValidationError):
+        flow.validate()
+    assert "# Note on the Dify canvas:\n#   a sticky note" in (tmp_path / "broken.flow.yaml").read_text()
 
 
 def test_cli_import_run_and_export(tmp_path: Path, serve: Serve) -> None:
@@ -197,7 +287,10 @@ def test_cli_import_run_and_export(tmp_path: Path, serve: Serve) -> None:
     app = app_at(tmp_path, "ticket_triage.yml", server)
     done = cli("import-dify", str(app), "-o", str(tmp_path / "triage.flow.yaml"), "--llm-base-url", "http://127.0.0.1:9/v1")
     assert done.returncode == 0, done.stderr
-    assert "triage_vip_score.py" in done.stdout and "CUSTOMER_LOOKUP_API_KEY" in done.stdout
+    assert "triage.flow.yaml" in done.stdout
+    # the report: what each Dify node became, the keys to set, the files written
+    assert "code '1718000000004' (VIP score) -> vip_score (python)" in done.stderr
+    assert "CUSTOMER_LOOKUP_API_KEY" in done.stderr and "triage_vip_score.py" in done.stderr
     assert cli("validate", str(tmp_path / "triage.flow.yaml")).returncode == 0
     done = cli("export-dify", str(tmp_path / "triage.flow.yaml"), "-o", str(tmp_path / "back.yml"))
     assert done.returncode == 0, done.stderr
@@ -205,6 +298,76 @@ def test_cli_import_run_and_export(tmp_path: Path, serve: Serve) -> None:
     types = sorted(n["data"]["type"] for n in back["workflow"]["graph"]["nodes"])
     assert types == sorted(["start", "http-request", "if-else", "code", "template-transform", "template-transform",
                             "variable-aggregator", "llm", "end"])
+
+
+def test_files_already_there_are_replaced_only_with_force(tmp_path: Path) -> None:
+    app = app_at(tmp_path, "ticket_triage.yml")
+    target = tmp_path / "triage.flow.yaml"
+    assert cli("import-dify", str(app), "-o", str(target)).returncode == 0
+    (tmp_path / "triage_vip_score.py").write_text("# my edits\n")
+    done = cli("import-dify", str(app), "-o", str(target))
+    assert done.returncode == 2
+    assert "will not replace" in done.stderr and "triage_vip_score.py" in done.stderr and "--force" in done.stderr
+    assert (tmp_path / "triage_vip_score.py").read_text() == "# my edits\n"  # nothing was written
+    done = cli("import-dify", str(app), "-o", str(target), "--force")
+    assert done.returncode == 0, done.stderr
+    assert f"{tmp_path / 'triage_vip_score.py'} (replaced the file that was there)" in done.stderr
+    assert "def main" in (tmp_path / "triage_vip_score.py").read_text()
+
+
+SEARCH_TOOLS = '''
+def search(query: str) -> str:
+    """Search the web.
+
+    Args:
+        query: what to look for
+    """
+    return f"results for {query}"
+'''
+
+
+def test_unbound_tool_is_named_by_validate_and_bound_with_tools(tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    # docs_search: a knowledge retrieval, then a Dify tool (Google search) no tool here matches
+    seen: list[Request] = []
+
+    def retrieval(req: Request) -> Reply:
+        seen.append(req)
+        return Reply(200, {"records": [{"content": "Printers need paper.", "score": 0.9, "title": "printing.md", "metadata": {}}]})
+
+    kb = serve({"/retrieval": retrieval})
+    monkeypatch.setenv("DIFY_KNOWLEDGE_API_URL", kb.url)
+    monkeypatch.setenv("DIFY_KNOWLEDGE_API_KEY", "kb-key")
+    app = app_at(tmp_path, "docs_search.yml")
+    done = cli("import-dify", str(app), "-o", str(tmp_path / "docs.flow.yaml"))
+    assert done.returncode == 0, done.stderr
+    assert "google/google_search has no counterpart" in done.stderr and "--tools" in done.stderr
+    assert "DIFY_KNOWLEDGE_API_URL" in done.stderr and "DIFY_KNOWLEDGE_API_KEY" in done.stderr
+    checked = cli("validate", str(tmp_path / "docs.flow.yaml"))
+    assert checked.returncode == 2
+    assert "'google'" in checked.stderr and "dify/google/google_search" in checked.stderr
+    assert "--tools BINDINGS.yaml holding the line `google/google_search: provider/tool`" in checked.stderr
+
+    (tmp_path / "searchtools.py").write_text(SEARCH_TOOLS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "bindings.yaml").write_text("google/google_search: python/searchtools:search\n")
+    flow = import_dify(app, tmp_path / "docs.flow.yaml", tools=tmp_path / "bindings.yaml", force=True)
+    flow.validate()
+    result = flow.run({"question": "printer jams"})
+    assert result.ok, result.error
+    assert result.outputs["google"] == {"result": "results for printer jams"}
+    # Dify's External Knowledge API: knowledge_id, query and retrieval_setting, the key as a bearer token
+    (req,) = seen
+    assert req.body == {"knowledge_id": "abc", "query": "printer jams", "retrieval_setting": {"top_k": 4}}
+    assert {k.lower(): v for k, v in req.headers.items()}["authorization"] == "Bearer kb-key"
+    assert "Printers need paper." in result.flow_outputs["text"]
+
+
+def test_a_bindings_file_that_is_wrong_is_named(tmp_path: Path) -> None:
+    (tmp_path / "bindings.yaml").write_text("google/google_search: {tool: web/page_text, colour: red}\n")
+    done = cli("import-dify", str(app_at(tmp_path, "docs_search.yml")), "-o", str(tmp_path / "d.flow.yaml"), "--tools",
+               str(tmp_path / "bindings.yaml"))
+    assert done.returncode == 2
+    assert "bindings.yaml" in done.stderr and "'colour'" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_run_prints_declared_outputs(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from jupyter_flow import Flow, Node, NodeConfig, NodeContext, NodeRegistry, default_registry
 
-BUILTIN = {"http", "inference", "python", "template", "switch", "vote", "torch", "transformers", "pdf", "rules", "report", "llm", "coalesce", "placeholder", "tool", "agent"}
+BUILTIN = {"http", "inference", "python", "template", "switch", "vote", "torch", "transformers", "pdf", "rules", "report", "llm", "coalesce", "placeholder", "tool", "agent", "map"}
 
 FAKE_NODE = '''
 from __future__ import annotations

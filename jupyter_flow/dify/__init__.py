@@ -1,32 +1,32 @@
 """Dify apps in and out: a Dify DSL file (`app`, `kind: app`, `version`, `workflow.graph`)
 becomes a flow file, and a flow made of kinds Dify has goes back to one.
 
-What maps to what (Dify -> flow):
+What maps to what (Dify -> flow); README's "From Dify" has the whole table:
 
-- start variables -> `inputs` (types and defaults; labels and select options kept as the
-  input's description); `sys.query` and other `sys.*` variables -> inputs of that name
-- `{{#id.var#}}` and value selectors -> `{{ id.output.var }}` (`{{ inputs.var }}` for the
-  start node); ids that are not template-safe are renamed (the flow file says how)
-- http-request -> `http` with `response: full` (outputs `body` as text, `status_code`,
-  `headers`, as in Dify); headers and params lines, JSON/raw/form bodies, timeouts, retry
-  config, api-key auth -> a header read from an environment variable
-- code (python3) -> `python`, the code written to a module beside the flow file and
-  called as `module:main`
-- if-else -> `switch`, one case per Dify case, edges following the `sourceHandle`
-- template-transform -> `template` (Dify's `output` is read as the node's `text`)
-- variable-aggregator -> `coalesce` (the first input whose branch ran)
-- llm -> `llm` (OpenAI-compatible; the server comes from `base_url`)
-- end and answer -> the flow's declared `outputs`; positions -> `layout`
+- start variables -> `inputs`; `sys.query`, `sys.conversation_id`, ... -> inputs of that
+  name; conversation and environment variables -> inputs with the app's value as default
+- `{{#id.var#}}` -> `{{ id.output.var | as_text }}` in text (prompts, answers, bodies:
+  the rest of the text is literal), `{{ id.output.var }}` where a value is taken
+- http-request -> `http` (`response: full`); code (python3) -> `python` (the code in a
+  module beside the flow file); if-else -> `switch`; template-transform -> `template`;
+  variable aggregator -> `coalesce`; llm -> `llm`; answer -> a `template` node that a
+  declared output reads; end -> declared `outputs`
+- question-classifier -> `llm` (a JSON schema as `response_format`) + `python` + `switch`;
+  parameter-extractor -> `llm` + `python`; agent -> `agent`; tool -> `tool` (a registry
+  tool where one matches or `--tools` binds one); knowledge-retrieval -> `http` to an
+  External Knowledge API; document-extractor -> `pdf`; list-operator and assigner -> `python`
+- sticky notes -> comments in the flow file
 
-Anything else (knowledge retrieval, tools, agents, iterations, ...) is listed with its id
-and type; with `partial=True` it comes over as a `placeholder` node that keeps Dify's data
-and that the plan reports as a problem on that node.
+Anything else is listed with its id and type; with `partial=True` it comes over as a
+`placeholder` node that keeps Dify's data and that the plan reports as a problem on that
+node. Each import writes a report (`DifyImport.report()`).
 """
 
 from __future__ import annotations
 
 from jupyter_flow.dify.cli import add_to_cli
 from jupyter_flow.dify.exporter import export_dify
-from jupyter_flow.dify.importer import DifyImport, convert_dify, import_dify, write_import
+from jupyter_flow.dify.importer import convert_dify, import_dify, write_import
+from jupyter_flow.dify.result import DifyImport
 
 __all__ = ["DifyImport", "add_to_cli", "convert_dify", "export_dify", "import_dify", "write_import"]

@@ -14,16 +14,9 @@ __all__ = ["add_to_cli"]
 
 def _cmd_import(args: Any) -> int:
     result, target = write_import(args.app, args.output, partial=args.partial, base_url=args.llm_base_url,
-                                  model=args.llm_model, api_key_env=args.llm_api_key_env)
+                                  model=args.llm_model, api_key_env=args.llm_api_key_env, tools=args.tools, force=args.force)
     print(f"wrote {target} ({len(result.spec.nodes)} nodes)")
-    for module in result.modules:
-        print(f"wrote {target.parent / module}.py")
-    for old, new in result.renamed.items():
-        print(f"  Dify node {old!r} is now '{new}'")
-    for note in result.notes:
-        print(f"  note: {note}")
-    for problem in result.unsupported:
-        print(f"  placeholder: {problem}", file=sys.stderr)
+    print(result.report(), file=sys.stderr)
     if result.unsupported:
         print("the flow does not run until its placeholders are replaced (jupyter-flow validate lists them)", file=sys.stderr)
     notice = result.code_notice(target.parent)
@@ -41,12 +34,17 @@ def _cmd_export(args: Any) -> int:
 def add_to_cli(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "import-dify", help="turn a Dify app (its exported DSL) into a flow file",
-        description="Write NAME.flow.yaml from a Dify app, with the code of its code nodes in modules beside it. "
-        "Exit 2 listing the nodes that cannot be imported (id and type), unless --partial, which keeps them "
-        "as placeholders the flow reports until they are replaced.")
+        description="Write NAME.flow.yaml from a Dify app, with the code of its code nodes in modules beside it, and "
+        "report on stderr what each Dify node became, what was approximated and what needs a tool binding or an "
+        "environment variable. Exit 2 listing the nodes that cannot be imported (id and type), unless --partial, "
+        "which keeps them as placeholders the flow reports until they are replaced.")
     p.add_argument("app", metavar="APP.yml")
     p.add_argument("-o", "--output", required=True, metavar="NAME.flow.yaml")
     p.add_argument("--partial", action="store_true", help="import what can be imported; the rest as placeholders")
+    p.add_argument("--tools", metavar="BINDINGS.yaml",
+                   help="bind Dify tools to registry tools: lines `provider/tool: registry/name` (or a mapping with "
+                   "tool, arguments, server)")
+    p.add_argument("--force", action="store_true", help="replace the flow file and code modules if they are there")
     p.add_argument("--llm-base-url", default="${OPENAI_BASE_URL}", metavar="URL",
                    help="the OpenAI-compatible server of llm nodes (default: ${OPENAI_BASE_URL}, read at run time)")
     p.add_argument("--llm-model", metavar="NAME", help="the model llm nodes ask for (default: the one the app names)")

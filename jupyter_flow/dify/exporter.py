@@ -10,7 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from jupyter_flow.dify.dsl import DIFY_TYPES, DIFY_VERSION, EXPORTABLE, GUARDED, HEADER, JINJA_REF, NUMERIC, OPERATOR_PATTERNS, SET
+from jupyter_flow.dify.dsl import (
+    DIFY_TYPES,
+    DIFY_VERSION,
+    EXPORTABLE,
+    GUARDED,
+    HEADER,
+    JINJA_REF,
+    LISTED,
+    LITERAL_BRACE,
+    NUMERIC,
+    OPERATOR_PATTERNS,
+    SET,
+)
 from jupyter_flow.errors import FlowValidationError, Problem
 from jupyter_flow.spec import START, FlowSpec, PathLike
 
@@ -19,11 +31,17 @@ if TYPE_CHECKING:
 
 __all__ = ["export_dify"]
 
+#: what import writes into text: a literal `{`, or a plain reference
+_TEXT_PART = re.compile(re.escape(LITERAL_BRACE) + "|" + JINJA_REF.pattern)
+
 class _Exporter:
     def __init__(self, spec: FlowSpec, base_dir: Path | None) -> None:
         self.spec, self.base_dir = spec, base_dir
         self.kinds = {n.id: n.type for n in spec.nodes}
         self.problems: list[Problem] = []
+        #: template nodes that stand for Dify answer nodes: a declared output of the same name reads each
+        self.answers = {n.id for n in spec.nodes if n.type == "template" and
+                        str(spec.outputs.get(n.id, "")).strip() == f"{{{{ {n.id}.output.text }}}}"}
 
     def selector(self, path: str, *, node: str | None, where: str) -> list[str] | None:
         parts = path.split(".")
@@ -34,7 +52,7 @@ class _Exporter:
         if parts[0] in self.kinds and len(parts) > 2 and parts[1] == "output":
             rest = parts[2:]
             if self.kinds[parts[0]] == "template" and rest[0] == "text":
-                rest = ["output", *rest[1:]]
+                rest = ["answer" if parts[0] in self.answers else "output", *rest[1:]]
             return [parts[0], *rest]
         self.problems.append(Problem(f"`{path}` is not a value Dify can reference", node=node, field=where))
         return None
@@ -42,16 +60,21 @@ class _Exporter:
     def text(self, value: Any, *, node: str | None, where: str) -> str:
         if not isinstance(value, str):
             return json.dumps(value) if not isinstance(value, (int, float)) else str(value)
-
-        def sub(match: re.Match[str]) -> str:
+        out: list[str] = []
+        end = 0
+        for match in _TEXT_PART.finditer(value):
+            out.append(value[end:match.start()])
+            end = match.end()
+            if match.group(0) == LITERAL_BRACE:
+                out.append("{")
+                continue
             sel = self.selector(match.group(1), node=node, where=where)
-            return f"{{{{#{'.'.join(sel)}#}}}}" if sel else ""
-
-        text = JINJA_REF.sub(sub, value)
-        if "{{ " in text or "{%" in text or re.search(r"\{\{[^#]", text):
+            out.append(f"{{{{#{'.'.join(sel)}#}}}}" if sel else "")
+        out.append(value[end:])
+        if any("{{" in part or "{%" in part or "{#" in part for part in out[::2]):
             self.problems.append(Problem("has a template Dify cannot express (only plain references like "
                                          "{{ node.output.field }} go over)", node=node, field=where))
-        return text
+        return "".join(out)
 
     def lone(self, value: Any, *, node: str | None, where: str) -> list[str] | None:
         match = JINJA_REF.fullmatch(value.strip()) if isinstance(value, str) else None
@@ -73,15 +96,19 @@ class _Exporter:
                 self.problems.append(Problem("conditional and error edges have no Dify counterpart (use a switch)", edge=i))
         nodes = [self._start()]
         for ns in spec.nodes:
-            if ns.type in EXPORTABLE:
+            if ns.id in self.answers:
+                nodes.append(self._node(ns.id, {"title": ns.title or ns.id, "type": "answer", "variables": [],
+                                                "answer": self.text(ns.config["template"], node=ns.id, where="config.template")}))
+            elif ns.type in EXPORTABLE:
                 nodes.append(self._node(ns.id, self._data(ns)))
         end = self._end()
         if end is not None:
             nodes.append(end)
         if self.problems:
             raise FlowValidationError(self.problems)
+        chat = bool(self.answers) or (end is not None and end["data"]["type"] == "answer")
         return {"app": {"description": spec.description or "", "icon": "🤖", "icon_background": "#FFEAD5",
-                        "mode": "advanced-chat" if end and end["data"]["type"] == "answer" else "workflow",
+                        "mode": "advanced-chat" if chat else "workflow",
                         "name": spec.name, "use_icon_as_answer_icon": False},
                 "kind": "app", "version": DIFY_VERSION,
                 "workflow": {"conversation_variables": [], "environment_variables": [], "features": {},
@@ -114,7 +141,9 @@ class _Exporter:
         return self._node("start", {"title": "Start", "type": "start", "variables": variables})
 
     def _end(self) -> dict[str, Any] | None:
-        outputs = self.spec.outputs
+        outputs = {k: v for k, v in self.spec.outputs.items() if k not in self.answers}
+        if not outputs and self.answers:
+            return None
         if set(outputs) == {"answer"}:
             return self._node("answer", {"title": "Answer", "type": "answer", "variables": [],
                                          "answer": self.text(outputs["answer"], node=None, where="outputs.answer")})
@@ -232,12 +261,13 @@ class _Exporter:
             if match is None:
                 continue
             value = match.groupdict().get("value")
-            if value is not None and value.startswith('"') == (op in NUMERIC):
-                continue  # `==` with a number is Dify's `=`, with text its `is`
+            listed = value is not None and value.startswith("[")
+            if value is not None and (listed != (op in LISTED) or (not listed and value.startswith('"') == (op in NUMERIC))):
+                continue  # `==` with a number is Dify's `=`, with text its `is`; a list goes with `in`
             sel = self.selector(match.group("left"), node=nid, where=f"config.cases.{case}")
-            shown = json.loads(value) if value is not None and value.startswith('"') else value
-            return {"comparison_operator": op, "id": f"{case}-{op}", "value": "" if shown is None else str(shown),
-                    "varType": "number" if op in NUMERIC else "string", "variable_selector": sel or []}
+            shown: Any = json.loads(value) if value is not None and value[0] in '"[' else value
+            return {"comparison_operator": op, "id": f"{case}-{op}", "value": shown if listed else "" if shown is None else str(shown),
+                    "varType": "number" if op in NUMERIC else "array[string]" if listed else "string", "variable_selector": sel or []}
         self.problems.append(Problem(f"the condition {text!r} has no Dify comparison", node=nid, field=f"config.cases.{case}"))
         return {}
 
@@ -263,7 +293,7 @@ class _Exporter:
 
     def _edges(self, end: dict[str, Any] | None) -> list[dict[str, Any]]:
         edges, has_in, has_out = [], set(), set()
-        types = {nid: EXPORTABLE.get(kind, kind) for nid, kind in self.kinds.items()}
+        types = {nid: "answer" if nid in self.answers else EXPORTABLE.get(kind, kind) for nid, kind in self.kinds.items()}
         if end is not None:
             types[end["id"]] = end["data"]["type"]
 

@@ -35,6 +35,7 @@ _BUILTIN = {
     "placeholder": "jupyter_flow.nodes.placeholder:PlaceholderNode",
     "tool": "jupyter_flow.nodes.tool:ToolNode",
     "agent": "jupyter_flow.nodes.agent:AgentNode",
+    "map": "jupyter_flow.nodes.map:MapNode",
 }
 
 

@@ -51,6 +51,8 @@ _BUILTIN = {
 }
 #: providers whose tool names say where the tool is, rather than naming a registered tool
 _PYTHON, _MCP = "python", "mcp"
+#: the provider of the tools an imported Dify app names that no tool here was bound to
+_DIFY = "dify"
 
 
 class ToolRegistry:
@@ -120,6 +122,10 @@ class ToolRegistry:
             self._load_provider(provider)
             if name in self._tools:
                 return None
+        if provider == _DIFY:
+            return (f"{name!r} stands for a tool of an imported Dify app that nothing here does: bind it to a tool of the registry "
+                    f"(import the app again with --tools BINDINGS.yaml holding the line `{rest}: provider/tool`), or register "
+                    f"a tool named {name!r}")
         same = sorted({n for n in (*self._targets, *self._tools) if n.startswith(f"{provider}/")})
         known = ", ".join(same) if same else ", ".join(sorted({n.split("/")[0] for n in (*self._targets, *self._tools)} | {_PYTHON, _MCP}))
         return f"unknown tool {name!r} (known {'tools' if same else 'providers'}: {known})"

@@ -1,0 +1,229 @@
+"""The functions `python` nodes of imported Dify apps call, doing what a Dify node did that
+no node kind here does alone: reading a classifier's or parameter extractor's JSON answer,
+a list operator, a variable assigner. Each is a plain function of its keyword arguments,
+returning a dict (the node's output)."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["assign", "classify", "list_operator", "parameters"]
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+#: a file's type as Dify names it, by the start of its media type
+_FILE_TYPES = {"image": "image", "audio": "audio", "video": "video", "text": "document", "application": "document"}
+
+
+def _json_object(text: Any) -> dict[str, Any] | None:
+    """The JSON object in a model's answer: the whole answer, a fenced block, or the text
+    from its first `{` to its last `}`; None when there is none."""
+    if isinstance(text, Mapping):
+        return dict(text)
+    if not isinstance(text, str):
+        return None
+    candidates = [text, *_FENCE.findall(text)]
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start:end + 1])
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _default(kind: str) -> Any:
+    if kind == "number":
+        return 0
+    if kind in ("bool", "boolean"):
+        return False
+    if kind.startswith("array"):
+        return []
+    return ""
+
+
+def _coerce(value: Any, kind: str) -> tuple[Any, bool]:
+    """`value` as Dify's parameter type `kind`, and whether it fits."""
+    if value is None:
+        return _default(kind), False
+    if kind == "number":
+        if isinstance(value, bool):
+            return _default(kind), False
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return _default(kind), False
+        return (int(number) if number.is_integer() else number), True
+    if kind in ("bool", "boolean"):
+        if isinstance(value, str):
+            return value.strip().lower() in ("true", "yes", "1"), True
+        return bool(value), True
+    if kind.startswith("array"):
+        return (list(value), True) if isinstance(value, (list, tuple)) else ([value], True)
+    return (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)), True
+
+
+def parameters(text: Any, parameters: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The parameters a model extracted (Dify's parameter extractor): each declared
+    parameter from the JSON object in `text`, of its type, else its type's empty value;
+    `__is_success` (1 or 0) and `__reason` say whether every required one was there."""
+    found = _json_object(text)
+    out: dict[str, Any] = {}
+    missing = []
+    for param in parameters:
+        name, kind = str(param["name"]), str(param.get("type") or "string")
+        value, ok = _coerce((found or {}).get(name), kind)
+        out[name] = value
+        if not ok and param.get("required"):
+            missing.append(name)
+    if found is None:
+        reason: str | None = "the model's answer holds no JSON object"
+    elif missing:
+        reason = f"the model's answer lacks {', '.join(missing)}"
+    else:
+        reason = None
+    return {**out, "__is_success": 0 if reason else 1, "__reason": reason}
+
+
+def classify(text: Any, classes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The class a model chose (Dify's question classifier): the class named in the JSON
+    object of `text` (`class_name`, or Dify's `category_name`), else the first class whose
+    name the answer holds, else the first class. Output: `class_name`, `class_id`."""
+    if not classes:
+        return {"class_name": None, "class_id": None}
+    found = _json_object(text) or {}
+    named = str(found.get("class_name") or found.get("category_name") or "").strip()
+    by_name = {str(c["name"]).strip(): c for c in classes}
+    chosen = by_name.get(named) or next((c for c in classes if str(c["name"]).strip().lower() == named.lower() and named), None)
+    if chosen is None and found.get("category_id") is not None:
+        chosen = next((c for c in classes if str(c["id"]) == str(found["category_id"])), None)
+    if chosen is None and isinstance(text, str):
+        chosen = next((c for c in classes if str(c["name"]).strip() and str(c["name"]).strip() in text), None)
+    chosen = chosen or classes[0]
+    return {"class_name": chosen["name"], "class_id": str(chosen["id"])}
+
+
+def _file_attribute(item: Any, key: str) -> Any:
+    """An attribute of a file (a path, or a mapping with Dify's file fields)."""
+    if isinstance(item, Mapping):
+        if key in item:
+            return item[key]
+        path = str(item.get("path") or item.get("url") or item.get("filename") or "")
+    else:
+        path = str(item)
+    name = os.path.basename(path)
+    media = mimetypes.guess_type(name)[0] or ""
+    if key == "name":
+        return name
+    if key == "extension":
+        return os.path.splitext(name)[1].lower()
+    if key == "mime_type":
+        return media
+    if key == "type":
+        if media in ("application/pdf", "application/msword") or media.startswith(("text/", "application/vnd")):
+            return "document"
+        return _FILE_TYPES.get(media.split("/")[0], "custom")
+    if key == "size":
+        try:
+            return os.path.getsize(path)
+        except OSError:
+            return None
+    if key == "url":
+        return path
+    return None
+
+
+def _compare(value: Any, op: str, expected: Any) -> bool:
+    if op in ("contains", "not contains"):
+        held = value is not None and expected in value
+        return held if op == "contains" else not held
+    if op == "start with":
+        return isinstance(value, str) and value.startswith(str(expected))
+    if op == "end with":
+        return isinstance(value, str) and value.endswith(str(expected))
+    if op in ("is", "="):
+        return bool(value == expected or str(value) == str(expected))
+    if op in ("is not", "≠"):
+        return not (value == expected or str(value) == str(expected))
+    if op in ("in", "not in"):
+        options = expected if isinstance(expected, (list, tuple)) else [expected]
+        held = value in options
+        return held if op == "in" else not held
+    if op == "all of":
+        return isinstance(value, (list, tuple)) and all(e in value for e in (expected or []))
+    if op in ("empty", "not empty"):
+        return (not value) == (op == "empty")
+    if op in (">", "<", "≥", "≤"):
+        try:
+            left, right = float(value), float(expected)
+        except (TypeError, ValueError):
+            return False
+        return {">": left > right, "<": left < right, "≥": left >= right, "≤": left <= right}[op]
+    raise ValueError(f"unknown comparison {op!r}")
+
+
+def list_operator(items: Any, conditions: Sequence[Mapping[str, Any]] = (), order_by: str | None = None,
+                  descending: bool = False, limit: int | None = None, take: int | None = None) -> dict[str, Any]:
+    """Dify's list operator: the items for which every condition holds (`key` names a
+    file's attribute: type, extension, name, mime_type, size), sorted by `order_by` (an
+    attribute, or '' for the items themselves), the first `limit`, or only item `take`
+    (counted from 1). Output: `result`, `first_record`, `last_record`."""
+    values = list(items or []) if not isinstance(items, (str, bytes, Mapping)) else [items]
+    for cond in conditions:
+        key, op, expected = cond.get("key"), str(cond.get("comparison_operator")), cond.get("value")
+        values = [v for v in values if _compare(_file_attribute(v, str(key)) if key else v, op, expected)]
+    if order_by is not None:
+        values.sort(key=lambda v: str(_file_attribute(v, order_by) if order_by else v), reverse=descending)
+    if take:
+        values = values[take - 1:take]
+    if limit is not None:
+        values = values[:limit]
+    return {"result": values, "first_record": values[0] if values else None, "last_record": values[-1] if values else None}
+
+
+def _cleared(current: Any) -> Any:
+    if isinstance(current, list):
+        return []
+    if isinstance(current, dict):
+        return {}
+    if isinstance(current, (int, float)) and not isinstance(current, bool):
+        return 0
+    return ""
+
+
+def assign(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The values Dify's variable assigner writes: each item's `variable` gets its
+    `operation` (over-write, set, clear, append, extend, +=, -=, *=, /=, remove-first,
+    remove-last) of its `current` value and `value`. Output: the new value by name."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, op = str(item["variable"]), str(item.get("operation") or "over-write")
+        current, value = out.get(name, item.get("current")), item.get("value")
+        if op in ("over-write", "set"):
+            new = value
+        elif op == "clear":
+            new = _cleared(current)
+        elif op == "append":
+            new = [*(current or []), value]
+        elif op == "extend":
+            new = [*(current or []), *(value or [])]
+        elif op in ("+=", "-=", "*=", "/="):
+            left, right = float(current or 0), float(value or 0)
+            result = {"+=": left + right, "-=": left - right, "*=": left * right, "/=": left / right if right else left}[op]
+            new = int(result) if result.is_integer() else result
+        elif op == "remove-first":
+            new = list(current or [])[1:]
+        elif op == "remove-last":
+            new = list(current or [])[:-1]
+        else:
+            raise ValueError(f"variable {name!r}: unknown operation {op!r}")
+        out[name] = new
+    return out
