@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_flow.errors import FlowValidationError, MissingDependencyError, Problem
 from jupyter_flow.spec import START
+from jupyter_flow.version import __version__
 
 if TYPE_CHECKING:
     import argparse
@@ -193,8 +194,6 @@ def _carry_functions(flow: Flow) -> str | None:
 
 
 def _intro(flow: Flow) -> str:
-    from jupyter_flow import __version__
-
     spec = flow.spec
     upstream: dict[str, list[str]] = {n.id: [] for n in spec.nodes}
     for edge in spec.edges:
@@ -427,7 +426,6 @@ def notebook_for(flow: Flow, *, output_dir: str | None = None) -> Any:
         from nbformat import v4
     except ImportError:
         raise MissingDependencyError("nbformat", "export", "exporting a flow to a notebook") from None
-    from jupyter_flow import __version__
 
     flow.validate()
     functions = _carry_functions(flow)

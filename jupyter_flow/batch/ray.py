@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from jupyter_flow.batch.items import BatchInputError, BatchItem, ItemsSource
@@ -45,11 +45,11 @@ from jupyter_flow.batch.run_item import run_item, stop_message
 from jupyter_flow.cache import CacheChoice, NodeCache
 from jupyter_flow.errors import FlowError, FlowRunError, MissingDependencyError, Problem
 from jupyter_flow.expressions import is_template
+from jupyter_flow.flow import Flow
 from jupyter_flow.history import HistoryChoice, RunHistory
+from jupyter_flow.http import make_client
+from jupyter_flow.nodes.registry import default_registry
 from jupyter_flow.values import dumps
-
-if TYPE_CHECKING:
-    from jupyter_flow.flow import Flow
 
 __all__ = ["FlowReplica", "gpu_model_nodes", "import_ray", "ray_cluster", "run_batch_ray", "run_ray"]
 
@@ -181,8 +181,6 @@ class FlowReplica:
     text as it finishes."""
 
     def __init__(self, flow: dict[str, Any], settings: dict[str, Any], stores: dict[str, Any] | None = None) -> None:
-        from jupyter_flow.flow import Flow
-
         self._flow = Flow.from_dict(
             flow["spec"], source=flow["source"], registry=flow["registry"], functions=flow["functions"]
         ).validate()
@@ -203,8 +201,6 @@ class FlowReplica:
         self._client = asyncio.run_coroutine_threadsafe(self._open_client(), self._loop).result()
 
     async def _open_client(self) -> Any:
-        from jupyter_flow.http import make_client
-
         return make_client()
 
     async def _one(self, item: BatchItem) -> dict[str, Any]:
@@ -249,8 +245,6 @@ def _stores_payload(options: BatchOptions) -> dict[str, Any]:
 def _flow_payload(flow: Flow) -> dict[str, Any]:
     """What an actor needs to build the same flow: the spec, where relative paths are read
     from, a custom node registry, and functions registered from a notebook."""
-    from jupyter_flow.nodes.registry import default_registry
-
     return {
         "spec": flow.to_dict(),
         "source": str(flow.source.resolve()) if flow.source else None,
