@@ -251,7 +251,7 @@ class _ServiceApp:
         """Record a finished run: metrics, shadows (finishing after the answer), history."""
         self.metrics.observe(result, shadows=not result.background)
         if result.background:  # shadows must not delay the answer; their trace fills in later
-            task = asyncio.ensure_future(self.finish_shadows(result))
+            task = asyncio.ensure_future(self.finish_shadows(result, scrubber))
             self.background.add(task)
             task.add_done_callback(self.background.discard)
         self.service.remember(result, scrubber)
@@ -263,9 +263,10 @@ class _ServiceApp:
         error = scrubber.text(encode(result.error).data) if result.error else result.error
         return status, {"error": error, "run_id": result.run_id, "node": failed[0].node if failed else None}
 
-    async def finish_shadows(self, result: RunResult) -> None:
+    async def finish_shadows(self, result: RunResult, scrubber: Scrubber) -> None:
         await asyncio.gather(*result.background, return_exceptions=True)
         self.metrics.observe_shadows(result)
+        self.service.remember(result, scrubber)  # the kept trace again, now with the shadows' results
 
     # -- routes -----------------------------------------------------------------------
     async def predict(self, request: Any) -> Any:

@@ -191,6 +191,9 @@ class FlowService:
         if self.keep_runs <= 0:
             return
         body = dumps(scrubber.value(result.to_dict())).encode()
+        earlier = self.runs.pop(result.run_id, None)  # kept again once its shadows ended
+        if earlier is not None:
+            self.runs_bytes -= len(earlier)
         if len(body) > self.keep_bytes:
             return
         self.runs[result.run_id] = body
