@@ -274,8 +274,10 @@ class _Run:
     async def through_cache(
         self, stored: StoredResults, pn: PlannedNode, node: Node, inputs: dict[str, Any], record: NodeRecord, t0: float
     ) -> Any:
-        """The node's outputs from the node cache, else from running it (then stored)."""
-        key, outputs = await stored.lookup(pn, node, record.variant, inputs, record)
+        """The node's outputs from the node cache, else from running it (then stored). A
+        node `rerun` names (or one downstream of it) runs, and its new result is stored."""
+        read = self.reuse is None or pn.id not in self.reuse.again
+        key, outputs = await stored.lookup(pn, node, record.variant, inputs, record, read=read)
         if key is not None:
             record.extra["cache_key"] = key
         if outputs is not NodeCache.MISS:
@@ -491,10 +493,11 @@ async def execute(
     wait_for_shadows: bool = True,
     cache: NodeCache | None = None,
 ) -> RunResult:
-    """Run a compiled plan once (with `cache`, through that node cache). Returns the RunResult, failed or not; raises only
-    CancelledError (after cancelling every node task). Shadow variants never hold up a
-    node or its downstream; the run waits for them at its end unless `wait_for_shadows`
-    is false, and then they finish in `result.background` (awaitable tasks)."""
+    """Run a compiled plan once (with `cache`, through that node cache). Returns the
+    RunResult, failed or not; raises only CancelledError (after cancelling every node
+    task). Shadow variants never hold up a node or its downstream; the run waits for them
+    at its end unless `wait_for_shadows` is false, and then they finish in
+    `result.background` (awaitable tasks)."""
     records = {nid: NodeRecord(nid, pn.spec.type) for nid, pn in plan.nodes.items()}
     result = RunResult(run_id or os.urandom(6).hex(), plan.spec.name, inputs, records, started_at=time.time())
     run = _Run(plan, result, runtime, on_event, Reuse(plan, reuse, rerun) if reuse is not None else None,

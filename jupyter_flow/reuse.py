@@ -92,9 +92,11 @@ class StoredResults:
         self.cache = cache
         self.broken: str | None = None
 
-    async def lookup(self, pn: PlannedNode, node: Node, variant: str | None, inputs: Any, record: NodeRecord) -> tuple[str | None, Any]:
+    async def lookup(
+        self, pn: PlannedNode, node: Node, variant: str | None, inputs: Any, record: NodeRecord, *, read: bool = True
+    ) -> tuple[str | None, Any]:
         """The node's persistent key (None when its inputs hold a value the cache cannot
-        key) and its stored outputs (`NodeCache.MISS` when there are none)."""
+        key) and its stored outputs (`NodeCache.MISS` when there are none, or without `read`)."""
         if self.broken is not None:
             record.extra["cache_error"] = self.broken
             return None, NodeCache.MISS
@@ -102,17 +104,17 @@ class StoredResults:
         if variant is not None:  # a variant keys on itself: each one's results are its own
             code = f"{code}|variant:{variant}"
         try:
-            return await asyncio.to_thread(self._get, pn.spec.type, inputs, code)
+            return await asyncio.to_thread(self._get, pn.spec.type, inputs, code, read)
         except CacheError as exc:
             self._failed(pn, record, exc)
             return None, NodeCache.MISS
 
-    def _get(self, kind: str, inputs: Any, code: str) -> tuple[str | None, Any]:
+    def _get(self, kind: str, inputs: Any, code: str, read: bool) -> tuple[str | None, Any]:
         try:
             key = node_key(kind, inputs, code)
         except Uncacheable:
             return None, NodeCache.MISS
-        return key, self.cache.get(key)
+        return key, self.cache.get(key) if read else NodeCache.MISS
 
     async def store(self, pn: PlannedNode, key: str, outputs: Any, record: NodeRecord) -> None:
         """Keep a node's outputs under `key` (a value the cache cannot hold without pickle

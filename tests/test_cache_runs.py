@@ -301,3 +301,12 @@ def test_a_cache_folder_that_cannot_be_made_does_not_fail_the_run(tmp_path: Path
     result = counting_flow(calls).run({"text": "x"}, cache=tmp_path / "a-file" / "cache")
     assert result.ok and result.outputs["echo"] == {"text": "x"} and calls == ["x"]
     assert "cannot open the node cache" in result.records["echo"].extra["cache_error"]
+
+
+def test_rerun_runs_the_named_node_even_when_the_cache_has_it(tmp_path: Path) -> None:
+    calls: list[str] = []
+    flow = counting_flow(calls)
+    first = flow.run({"text": "x"}, cache=tmp_path)
+    again = flow.run({"text": "x"}, cache=tmp_path, reuse=first, rerun="echo")
+    assert calls == ["x", "x"] and not again.records["echo"].cached
+    assert flow.run({"text": "x"}, cache=tmp_path).records["echo"].cached and calls == ["x", "x"]
