@@ -189,7 +189,7 @@ def test_chat_app_with_answer_context_and_sys_query(tmp_path: Path, serve: Serve
     server = serve({"/kb/search": kb})
     model = ScriptedChat(serve, lambda body: f"Answer from: {said_by(body, 'system')}")
     flow = import_dify(app_at(tmp_path, "support_chat.yml", server), tmp_path / "chat.flow.yaml", base_url=model.base_url, model="m")
-    assert list(flow.spec.inputs) == ["query"]  # sys.query became an input
+    assert list(flow.spec.inputs) == ["query", "conversation_id"]  # a chat app's sys.query and sys.conversation_id
     messages = flow.spec.node("answerer").config["messages"]
     assert messages[0]["content"] == "Use this context:\n{{ knowledge_base.output.body | as_text }}"  # {{#context#}}
     result = flow.run({"query": "printers"})

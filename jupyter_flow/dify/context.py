@@ -189,8 +189,8 @@ class Context:
         for name, known in self.outer_inputs.items():
             if known == template:
                 return name
-        head = parts[0]
-        base = "_".join([self.outer.ids.get(head, head), *parts[1:]])
+        outer_path = self.outer.path(parts, where=where)
+        base = outer_path.removeprefix("inputs.") if outer_path.startswith("inputs.") else outer_path.replace(".output.", "_")
         name = self.fresh(slug(base) or "outer")
         self.outer_inputs[name] = template
         self.inputs[name] = {"type": "any", "description": f"{template} of the flow that runs this one per item"}

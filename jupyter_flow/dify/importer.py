@@ -115,6 +115,9 @@ class _Importer:
                 except (KeyError, TypeError, AttributeError, ValueError) as exc:
                     self.problems.append(Problem(f"the start node's variables cannot be imported ({type(exc).__name__}: {exc})",
                                                  node=str(n["id"]), field="data.variables"))
+        if self.app.get("mode") in ("advanced-chat", "chat", "agent-chat") and ctx.outer is None:
+            ctx.system("query")  # a chat app always has the user's message, and a conversation
+            ctx.system("conversation_id")
         for n in self.nodes:
             if ctx.types[str(n["id"])] not in (START, END):
                 ctx.name(str(n["id"]), n["data"])
