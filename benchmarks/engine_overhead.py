@@ -6,11 +6,12 @@
   against the floor (100 ms) and raw aiohttp;
 - the customer-service flow (cleaner -> intent and slots at once -> answer, the four
   example services each in its own process), 64 runs at a time through plain
-  `Flow.arun` calls, against calling the four services directly from aiohttp (and, to
-  show what the aiohttp transport under httpx's client gives, the same runs over httpx's
-  own transport, as `JUPYTER_FLOW_HTTP_TRANSPORT=httpx` makes the client).
+  `Flow.arun` calls, against calling the four services directly from aiohttp (and, with
+  the case `httpx-own`, to show what the aiohttp transport under httpx's client gives,
+  the same runs over httpx's own transport, as `JUPYTER_FLOW_HTTP_TRANSPORT=httpx` makes
+  the client: several times slower, so not run unless asked).
 
-    python benchmarks/engine_overhead.py [--runs N] [--cases chain,fanout,services]
+    python benchmarks/engine_overhead.py [--runs N] [--cases chain,fanout,services[,httpx-own]]
 
 Prints a table; never fails on timing.
 """
@@ -270,7 +271,7 @@ def main() -> None:
     cases = set(args.cases.split(","))
     if "chain" in cases:
         rows += chain_rows(args.runs, args.rounds)
-    if cases & {"fanout", "services"}:
+    if cases & {"fanout", "services", "httpx-own"}:
         rows += remote_rows(args, cases)
     from jupyter_flow.http import transport_name
 
@@ -337,7 +338,7 @@ def remote_rows(args: argparse.Namespace, cases: set[str]) -> list[tuple[str, st
             fan = fanout_flow(url)
             raw = asyncio.run(_aiohttp_fanout(url, args.fanout_runs))
             fan_times, branch_max = asyncio.run(_engine_fanout(fan, args.fanout_runs))
-        if "services" in cases:
+        if cases & {"services", "httpx-own"}:
             urls = {}
             for var in ("CLEANER_URL", "INTENT_URL", "SLOTS_URL", "ANSWER_URL"):
                 proc, urls[var] = _start(ctx, "service", var)
@@ -351,20 +352,20 @@ def remote_rows(args: argparse.Namespace, cases: set[str]) -> list[tuple[str, st
             text = service_flow.spec.inputs["user_input"].default
             # the cases take turns, round after round, so that a slow minute of a shared
             # machine hits them alike; each ratio is taken within its round
-            rates: dict[str, list[float]] = {"direct": [], "flow": [], "httpx": []}
-            lats: dict[str, list[float]] = {"direct": [], "flow": [], "httpx": []}
+            runs = {"direct": lambda: _direct_service_runs(urls, text, args.service_runs, args.concurrency),
+                    "flow": lambda: _flow_service_runs(service_flow, text, args.service_runs, args.concurrency)}
+            if "httpx-own" in cases:
+                runs["httpx"] = lambda: _flow_service_runs(service_flow, text, args.service_runs, args.concurrency, httpx_own=True)
+            rates: dict[str, list[float]] = {case: [] for case in runs}
+            lats: dict[str, list[float]] = {case: [] for case in runs}
             for _ in range(args.rounds):
-                for case, run in (("direct", lambda: _direct_service_runs(urls, text, args.service_runs, args.concurrency)),
-                                  ("flow", lambda: _flow_service_runs(service_flow, text, args.service_runs, args.concurrency)),
-                                  ("httpx", lambda: _flow_service_runs(service_flow, text, args.service_runs, args.concurrency,
-                                                                       httpx_own=True))):
+                for case, run in runs.items():
                     rate, lat = asyncio.run(run())
                     rates[case].append(rate)
                     lats[case] += lat
-            direct_rate, flow_rate, httpx_rate = (statistics.median(rates[k]) for k in ("direct", "flow", "httpx"))
-            direct_lat, flow_lat, httpx_lat = lats["direct"], lats["flow"], lats["httpx"]
+            direct_rate, flow_rate = (statistics.median(rates[k]) for k in ("direct", "flow"))
+            direct_lat, flow_lat = lats["direct"], lats["flow"]
             flow_ratio = statistics.median(f / d for f, d in zip(rates["flow"], rates["direct"]))
-            httpx_ratio = statistics.median(h / d for h, d in zip(rates["httpx"], rates["direct"]))
             per_round = ", ".join(f"{f / d:.2f}x" for f, d in zip(rates["flow"], rates["direct"]))
     finally:
         for proc in procs:
@@ -381,14 +382,18 @@ def remote_rows(args: argparse.Namespace, cases: set[str]) -> list[tuple[str, st
                      f"{fan_med / DELAY_S:.2f}x floor, {fan_med / raw_med:.3f}x aiohttp"))
         SUMMARY.append(f"fan-out wall time: {fan_med / DELAY_S:.2f}x the floor (target <= 1.15x), "
                        f"{fan_med / raw_med:.3f}x raw aiohttp (target within 5%)")
-    if "services" in cases:
+    if cases & {"services", "httpx-own"}:
         rows.append((f"4 services, {args.concurrency} runs at once: direct aiohttp", f"{direct_rate:.0f} runs/s", f"p99 {_p99(direct_lat) * 1e3:.0f} ms"))
         rows.append((f"4 services, {args.concurrency} runs at once: Flow.arun", f"{flow_rate:.0f} runs/s",
                      f"p99 {_p99(flow_lat) * 1e3:.0f} ms; {flow_ratio:.2f}x direct rate (rounds: {per_round}), "
                      f"p99 {_p99(flow_lat) / _p99(direct_lat):.2f}x direct"))
-        rows.append((f"4 services, {args.concurrency} runs at once: Flow.arun over httpx's own transport", f"{httpx_rate:.0f} runs/s",
-                     f"p99 {_p99(httpx_lat) * 1e3:.0f} ms; {httpx_ratio:.2f}x direct rate, "
-                     f"p99 {_p99(httpx_lat) / _p99(direct_lat):.2f}x direct"))
+        if "httpx" in rates:
+            httpx_lat = lats["httpx"]
+            httpx_ratio = statistics.median(h / d for h, d in zip(rates["httpx"], rates["direct"]))
+            rows.append((f"4 services, {args.concurrency} runs at once: Flow.arun over httpx's own transport",
+                         f"{statistics.median(rates['httpx']):.0f} runs/s",
+                         f"p99 {_p99(httpx_lat) * 1e3:.0f} ms; {httpx_ratio:.2f}x direct rate, "
+                         f"p99 {_p99(httpx_lat) / _p99(direct_lat):.2f}x direct"))
         SUMMARY.append(f"four services: {flow_ratio:.2f}x the direct rate (median of {args.rounds} rounds; target >= 0.8x), "
                        f"p99 {_p99(flow_lat) / _p99(direct_lat):.2f}x (target <= 1.5x)")
     return rows
