@@ -1,7 +1,9 @@
 /**
- * The gestures that edit the drawn graph, each handed to the view's model: select (a tap),
- * connect (drag from the handle beside a node to another node), move (drop a dragged node),
- * delete (the context menu); and the problems of an element shown next to it on hover.
+ * The gestures that edit the drawn graph, each handed to the view's model: select (a tap,
+ * or shift-drag a box), connect (drag from the handle beside a node to another node), move
+ * (drop dragged nodes); what a right click is on, for JupyterLab's context menu (whose
+ * items are the view's commands); and, on hover, an element's problems and an edge's
+ * whole label next to it.
  */
 import cytoscape from 'cytoscape';
 import edgehandles from 'cytoscape-edgehandles';
@@ -29,14 +31,16 @@ export class GraphGestures {
     this._handle.className = 'jp-FlowGraph-handle';
     this._handle.title = 'Drag to another node to connect';
     this._handle.hidden = true;
-    this._menu = document.createElement('div');
-    this._menu.className = 'jp-FlowGraph-menu';
-    this._menu.hidden = true;
     this._tooltip = document.createElement('div');
     this._tooltip.className = 'jp-FlowGraph-tooltip';
     this._tooltip.hidden = true;
-    stage.append(this._handle, this._menu, this._tooltip);
+    stage.append(this._handle, this._tooltip);
     this._handle.addEventListener('mousedown', this._onHandleDown);
+  }
+
+  /** Where the last right click was, in graph coordinates. */
+  get contextPosition(): Position | null {
+    return this._contextPosition;
   }
 
   /** Listen to the gestures on `cy`. */
@@ -58,7 +62,13 @@ export class GraphGestures {
       void this._model.connect(source.id() === START_ID ? START : source.id(), target.id());
     });
     cy.on('mouseover', 'node', event => this._placeHandle(event.target));
-    cy.on('pan zoom position', () => {
+    // the handle follows its node when the view moves, and hides while nodes are dragged
+    cy.on('pan zoom', () => {
+      if (this._handleNode && !this._handle.hidden && !this._handle.classList.contains('jp-mod-active')) {
+        this._placeHandle(this._handleNode);
+      }
+    });
+    cy.on('position', () => {
       if (this._handleNode && !this._handle.classList.contains('jp-mod-active')) {
         this._handle.hidden = true;
       }
@@ -74,24 +84,35 @@ export class GraphGestures {
           moved[n.id()] = n.position();
         }
       }
-      void this._model.move(moved);
+      const drawn: Record<string, Position> = {};
+      cy.nodes().forEach(n => {
+        if (n.id() !== START_ID) {
+          drawn[n.id()] = n.position();
+        }
+      });
+      void this._model.move(moved, drawn);
     });
     cy.on('select unselect', () => this._reportSelection());
-    cy.on('tap', event => {
-      this._menu.hidden = true;
-      if (event.target !== cy) {
-        this._canvas.focus();
+    // the keys of the view's commands are bound to the canvas: a click anywhere on the
+    // graph gives it the focus (after the browser has moved the focus for the click)
+    cy.on('tap cxttap boxend', () => this._canvas.focus({ preventScroll: true }));
+    // a right click comes before the browser's contextmenu event, which opens JupyterLab's
+    // menu: the canvas says what the click is on, and the menu's items act on the selection
+    cy.on('cxttapstart', event => {
+      const target = event.target as cytoscape.Core | cytoscape.SingularElementArgument;
+      this._contextPosition = event.position ? { ...event.position } : null;
+      if (target === cy) {
+        this._canvas.dataset.context = 'background';
+        return;
       }
-    });
-    cy.on('cxttap', 'node, edge', event => {
-      const target = event.target as cytoscape.SingularElementArgument;
-      if (!target.selected()) {
+      const element = target as cytoscape.SingularElementArgument;
+      this._canvas.dataset.context = element.id() === START_ID ? 'background' : element.isNode() ? 'node' : 'edge';
+      if (element.id() !== START_ID && !element.selected()) {
         cy.elements().unselect();
-        target.select();
+        element.select();
       }
-      this._showMenu(event.renderedPosition ?? { x: 0, y: 0 });
     });
-    cy.on('mouseover', 'node, edge', event => this._showProblems(event.target, event.renderedPosition));
+    cy.on('mouseover', 'node, edge', event => this._showTooltip(event.target, event.renderedPosition));
     cy.on('mouseout', 'node, edge', () => {
       this._tooltip.hidden = true;
     });
@@ -152,27 +173,17 @@ export class GraphGestures {
     this._handle.hidden = false;
   }
 
-  private _showMenu(at: Position): void {
-    const remove = document.createElement('button');
-    remove.className = 'jp-FlowGraph-menuItem';
-    remove.textContent = 'Delete';
-    remove.addEventListener('click', () => {
-      this._menu.hidden = true;
-      void this._model.deleteSelected();
-    });
-    this._menu.replaceChildren(remove);
-    this._menu.style.left = `${this._canvas.offsetLeft + at.x}px`;
-    this._menu.style.top = `${this._canvas.offsetTop + at.y}px`;
-    this._menu.hidden = false;
-  }
-
-  private _showProblems(element: cytoscape.SingularElementArgument, at: Position | undefined): void {
-    const text = element.data('problems') as string;
-    if (!text) {
+  /** An element's problems, and an edge's whole label when it is drawn shortened. */
+  private _showTooltip(element: cytoscape.SingularElementArgument, at: Position | undefined): void {
+    const problems = (element.data('problems') as string) || '';
+    const full = element.isEdge() ? ((element.data('fullLabel') as string) || '') : '';
+    const label = full && full !== element.data('label') ? full : '';
+    if (!problems && !label) {
       return;
     }
     const pos = at ?? { x: 0, y: 0 };
-    this._tooltip.textContent = text;
+    this._tooltip.textContent = [label, problems].filter(Boolean).join('\n');
+    this._tooltip.classList.toggle('jp-mod-problem', problems !== '');
     this._tooltip.style.left = `${this._canvas.offsetLeft + pos.x + 12}px`;
     this._tooltip.style.top = `${this._canvas.offsetTop + pos.y + 12}px`;
     this._tooltip.hidden = false;
@@ -181,10 +192,10 @@ export class GraphGestures {
   private _canvas: HTMLElement;
   private _model: FlowViewModel;
   private _handle: HTMLDivElement;
-  private _menu: HTMLDivElement;
   private _tooltip: HTMLDivElement;
   private _cy: cytoscape.Core | null = null;
   private _eh: any = null;
   private _handleNode: cytoscape.NodeSingular | null = null;
   private _reporting = false;
+  private _contextPosition: Position | null = null;
 }

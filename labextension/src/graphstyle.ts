@@ -1,79 +1,144 @@
 /**
- * How the flow graph looks: node and edge styles, problem marks, the selection halo and
- * the connecting gesture's ghost edge. Problem and selection colours come from the
- * server's palette, so they match the notebook workbench.
+ * How the flow graph looks: node and edge styles, problem marks, the selection halo,
+ * search matches and the connecting gesture's ghost edge, in the colours of JupyterLab's
+ * theme (light or dark). Node kinds keep the server's palette colours, so they match the
+ * notebook workbench; on a dark theme they are drawn as tints of the background, so that
+ * labels in the theme's text colour stay readable on them.
+ *
+ * Plain data only: the theme's colours are read elsewhere (theme.ts) and handed in.
  */
 import type cytoscape from 'cytoscape';
 
-import { NODE_FONT_PX, type Palette } from './graph';
+import { EDGE_FONT_PX, NODE_FONT_PX, type Palette } from './graph';
 
-const STYLE: cytoscape.StylesheetStyle[] = [
-  {
-    selector: 'node',
-    style: {
-      shape: 'round-rectangle',
-      label: 'data(label)',
-      'background-color': 'data(colour)',
-      'border-width': 2,
-      'border-color': '#4a4a4a',
-      'text-wrap': 'wrap',
-      'text-valign': 'center',
-      'text-halign': 'center',
-      'font-size': NODE_FONT_PX,
-      color: '#1a1a1a',
-      width: 'data(width)',
-      height: 52
-    }
-  },
-  {
-    selector: 'node.start-node',
-    style: { shape: 'ellipse', width: 56, height: 56, 'background-color': '#ffffff', 'border-style': 'double', 'border-width': 4 }
-  },
-  {
-    selector: 'node.problem',
-    style: { 'border-color': '#e00000', 'border-width': 5, 'border-style': 'dashed' }
-  },
-  // the selection is drawn as a halo outside the node, so a problem border stays visible
-  {
-    selector: 'node:selected',
-    style: { 'underlay-color': '#1f3b73', 'underlay-opacity': 0.35, 'underlay-padding': 7, 'underlay-shape': 'round-rectangle' }
-  },
-  { selector: 'edge:selected', style: { width: 4, 'underlay-color': '#1f3b73', 'underlay-opacity': 0.3, 'underlay-padding': 4 } },
-  {
-    selector: 'edge',
-    style: {
-      'curve-style': 'bezier',
-      'target-arrow-shape': 'triangle',
-      width: 2,
-      'line-color': '#8a8a8a',
-      'target-arrow-color': '#8a8a8a',
-      label: 'data(label)',
-      'font-size': 11,
-      color: '#1a1a1a',
-      'text-background-color': '#ffffff',
-      'text-background-opacity': 0.95,
-      'text-background-padding': '3px',
-      'text-background-shape': 'roundrectangle',
-      'text-border-width': 1,
-      'text-border-color': '#d0d0d0',
-      'text-border-opacity': 1,
-      'text-wrap': 'wrap',
-      'text-max-width': '200px',
-      // beside the edge, not over it
-      'text-rotation': 'autorotate',
-      'text-margin-y': -12
-    }
-  },
-  { selector: '.eh-ghost-edge, edge.eh-preview', style: { 'line-color': '#1f3b73', 'target-arrow-color': '#1f3b73', 'line-style': 'dashed' } },
-  { selector: '.eh-ghost-node', style: { opacity: 0, label: '' } },
-  { selector: 'edge.conditional', style: { 'line-style': 'dashed', 'line-color': '#b58900', 'target-arrow-color': '#b58900' } },
-  { selector: 'edge.error-edge', style: { 'line-color': '#d64541', 'target-arrow-color': '#d64541' } },
-  { selector: 'edge.problem', style: { 'line-color': '#e00000', 'target-arrow-color': '#e00000', width: 4 } },
-];
+/** The colours the graph takes from the theme. */
+export interface GraphTheme {
+  dark: boolean;
+  /** The canvas behind the graph. */
+  background: string;
+  /** Labels. */
+  text: string;
+  /** Node borders and edges. */
+  line: string;
+  edge: string;
+  /** The box behind an edge label, and its border. */
+  labelBackground: string;
+  labelBorder: string;
+  /** The selection and search marks. */
+  accent: string;
+  warn: string;
+}
 
-/** STYLE with the problem and selection colours of the server's palette. */
-export function styleOf(palette: Palette): cytoscape.StylesheetStyle[] {
-  const style = [...STYLE];
+/** JupyterLab's light theme, for when no theme can be read. */
+export const LIGHT_THEME: GraphTheme = {
+  dark: false,
+  background: '#ffffff',
+  text: '#1a1a1a',
+  line: '#4a4a4a',
+  edge: '#8a8a8a',
+  labelBackground: '#ffffff',
+  labelBorder: '#d0d0d0',
+  accent: '#1f3b73',
+  warn: '#b58900'
+};
+
+function baseStyle(theme: GraphTheme): cytoscape.StylesheetStyle[] {
+  return [
+    {
+      selector: 'node',
+      style: {
+        shape: 'round-rectangle',
+        label: 'data(label)',
+        'background-color': 'data(colour)',
+        // a tint of the kind's colour on a dark canvas, the colour itself on a light one
+        'background-opacity': theme.dark ? 0.42 : 1,
+        'border-width': 2,
+        'border-color': theme.line,
+        'text-wrap': 'wrap',
+        'text-valign': 'center',
+        'text-halign': 'center',
+        'font-size': NODE_FONT_PX,
+        color: theme.text,
+        width: 'data(width)',
+        height: 52
+      }
+    },
+    {
+      selector: 'node.start-node',
+      style: {
+        shape: 'ellipse',
+        width: 56,
+        height: 56,
+        'background-color': theme.background,
+        'background-opacity': 1,
+        'border-style': 'double',
+        'border-width': 4
+      }
+    },
+    {
+      selector: 'node.problem',
+      style: { 'border-color': '#e00000', 'border-width': 5, 'border-style': 'dashed' }
+    },
+    {
+      selector: 'node.search-match',
+      style: { 'outline-width': 3, 'outline-color': theme.warn, 'outline-offset': 3, 'outline-opacity': 1 }
+    },
+    // the selection is drawn as a halo outside the node, so a problem border stays visible
+    {
+      selector: 'node:selected',
+      style: {
+        'underlay-color': theme.accent,
+        'underlay-opacity': theme.dark ? 0.6 : 0.35,
+        'underlay-padding': 7,
+        'underlay-shape': 'round-rectangle'
+      }
+    },
+    {
+      selector: 'edge:selected',
+      style: { width: 4, 'underlay-color': theme.accent, 'underlay-opacity': theme.dark ? 0.6 : 0.3, 'underlay-padding': 4 }
+    },
+    {
+      selector: 'edge',
+      style: {
+        'curve-style': 'bezier',
+        'target-arrow-shape': 'triangle',
+        width: 2,
+        'line-color': theme.edge,
+        'target-arrow-color': theme.edge,
+        label: 'data(label)',
+        'font-size': EDGE_FONT_PX,
+        color: theme.text,
+        // along the edge, lifted off the line, on a box of its own; the label is at most
+        // EDGE_LABEL_CHARS long, and the whole text is in the edge's tooltip
+        'text-rotation': 'autorotate',
+        'text-margin-y': -10,
+        'text-wrap': 'none',
+        'text-background-color': theme.labelBackground,
+        'text-background-opacity': 0.95,
+        'text-background-padding': '3px',
+        'text-background-shape': 'roundrectangle',
+        'text-border-width': 1,
+        'text-border-color': theme.labelBorder,
+        'text-border-opacity': 1
+      }
+    },
+    // a labelled edge is drawn over the nodes, so a node never hides its label
+    { selector: 'edge.labelled', style: { 'z-compound-depth': 'top', 'z-index-compare': 'manual', 'z-index': 10 } },
+    {
+      selector: '.eh-ghost-edge, edge.eh-preview',
+      style: { 'line-color': theme.accent, 'target-arrow-color': theme.accent, 'line-style': 'dashed' }
+    },
+    { selector: '.eh-ghost-node', style: { opacity: 0, label: '' } },
+    { selector: 'edge.conditional', style: { 'line-style': 'dashed', 'line-color': theme.warn, 'target-arrow-color': theme.warn } },
+    { selector: 'edge.error-edge', style: { 'line-color': '#d64541', 'target-arrow-color': '#d64541' } },
+    { selector: 'edge.problem', style: { 'line-color': '#e00000', 'target-arrow-color': '#e00000', width: 4 } }
+  ];
+}
+
+/** The graph's style in `theme`'s colours, with the problem and selection colours of the
+ * server's palette. */
+export function styleOf(palette: Palette, theme: GraphTheme = LIGHT_THEME): cytoscape.StylesheetStyle[] {
+  const style = baseStyle(theme);
   if (palette.problem) {
     const problem = palette.problem;
     style.push(
@@ -81,7 +146,7 @@ export function styleOf(palette: Palette): cytoscape.StylesheetStyle[] {
       { selector: 'edge.problem', style: { 'line-color': problem, 'target-arrow-color': problem } }
     );
   }
-  if (palette.selected) {
+  if (palette.selected && !theme.dark) {
     style.push({ selector: ':selected', style: { 'underlay-color': palette.selected } });
   }
   return style;

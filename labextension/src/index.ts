@@ -1,20 +1,23 @@
 /**
  * jupyter-flow in JupyterLab: flow files open as graphs, and four commands (palette,
  * file-browser context menu, launcher): new model flow, open in notebook workbench (the
- * companion notebook, its cell run), validate, export to a production notebook.
+ * companion notebook, its cell run), validate, export to a production notebook. The
+ * commands that act inside a flow's view (undo, copy, find, ...) are in commands.ts.
  */
 import {
   ILayoutRestorer,
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, Notification, ToolbarButton, WidgetTracker } from '@jupyterlab/apputils';
+import { ICommandPalette, IThemeManager, Notification, ToolbarButton, WidgetTracker } from '@jupyterlab/apputils';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
+import { IMainMenu } from '@jupyterlab/mainmenu';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
 import { FlowApiError, exportFlow, fetchPalette, newFlow, validateFlow, workbenchFor } from './api';
+import { addViewCommands } from './commands';
 import { isFlowPath } from './flowfile';
 import { EMPTY_PALETTE } from './graph';
 import { flowIcon } from './icons';
@@ -64,14 +67,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Flow files as graphs; validate, export and open them in the workbench.',
   autoStart: true,
   requires: [ISettingRegistry],
-  optional: [ICommandPalette, ILauncher, IDefaultFileBrowser, ILayoutRestorer],
+  optional: [ICommandPalette, ILauncher, IDefaultFileBrowser, ILayoutRestorer, IMainMenu, IThemeManager],
   activate: async (
     app: JupyterFrontEnd,
     settingRegistry: ISettingRegistry,
     palette: ICommandPalette | null,
     launcher: ILauncher | null,
     browser: IDefaultFileBrowser | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    mainMenu: IMainMenu | null,
+    themes: IThemeManager | null
   ) => {
     const defaults: Defaults = { device: 'auto', batchSize: 8, validateOnSave: true };
     const { commands, docRegistry } = app;
@@ -116,7 +121,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       },
       {
         validateOnSave: () => defaults.validateOnSave,
-        palette: kindPalette
+        palette: kindPalette,
+        themeChanged: themes?.themeChanged
       },
       widget => {
         const button = (name: string, label: string, command: string, tooltip: string) =>
@@ -140,6 +146,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       void tracker.add(widget);
     });
     docRegistry.addWidgetFactory(factory);
+    addViewCommands(app, tracker, kindPalette, mainMenu);
 
     if (restorer) {
       void restorer.restore(tracker, {
@@ -234,15 +241,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
       CommandIDs.openWorkbench,
       {
         label: 'Open in notebook workbench',
-        caption: 'Open (or create) the notebook beside the flow file with a Workbench on it, and run its cell',
+        caption: 'Open (or create) the notebook beside the flow file with a Workbench on it, and run it when it is the workbench made for this flow',
         icon: true
       },
       async path => {
         try {
           const reply = await workbenchFor(path);
           const notebook = (await openFile(reply.notebook)) as RunnableDocument | undefined;
-          if (notebook?.sessionContext) {
-            // run its cell, so the workbench shows at once
+          if (reply.runnable && notebook?.sessionContext) {
+            // run its cell, so the workbench shows at once (only a notebook made as this
+            // flow's workbench: any other notebook of that name is opened and left alone)
             await notebook.context.ready;
             await notebook.sessionContext.ready;
             app.shell.activateById(notebook.id);

@@ -39,8 +39,29 @@ interface Column {
   gap: number;
 }
 
-/** Each column's nodes in order: a node sits level with the mean row of its parents when
- * it can, below the node before it when not. Returns the columns and each node's row. */
+/** In each column, in the order `columns` gives, place each node at the row it wants or,
+ * when a node before it is in the way, just below that node. */
+function settle(columns: string[][], row: Map<string, number>, wanted: (id: string) => number): void {
+  for (const column of columns) {
+    const want = new Map(column.map(id => [id, wanted(id)]));
+    const order = [...column].sort((a, b) => want.get(a)! - want.get(b)! || column.indexOf(a) - column.indexOf(b));
+    let next = 0;
+    for (const id of order) {
+      const w = want.get(id)!;
+      const at = Math.max(w === Infinity ? next : w, next);
+      row.set(id, at);
+      next = at + 1;
+    }
+  }
+}
+
+function mean(values: number[]): number {
+  return values.length > 0 ? values.reduce((a, b) => a + b, 0) / values.length : Infinity;
+}
+
+/** Each column's nodes and their rows: first, left to right, a node sits level with the
+ * mean row of its parents; then, right to left, a parent moves level with the mean row of
+ * its children (a node that feeds two sits between them), never onto another node. */
 function rows(flow: FlowModel, depth: Map<string, number>): { columns: string[][]; row: Map<string, number> } {
   const parents = new Map<string, string[]>(flow.nodes.map(n => [n.id, []]));
   for (const edge of flow.edges) {
@@ -57,22 +78,17 @@ function rows(flow: FlowModel, depth: Map<string, number>): { columns: string[][
     }
     columns[d].push(node.id);
   }
-  const row = new Map<string, number>();
-  for (const column of columns) {
-    const wanted = new Map<string, number>();
-    for (const id of column) {
-      const placed = (parents.get(id) ?? []).filter(p => row.has(p)).map(p => row.get(p)!);
-      wanted.set(id, placed.length > 0 ? placed.reduce((a, b) => a + b, 0) / placed.length : Infinity);
-    }
-    const order = [...column].sort((a, b) => wanted.get(a)! - wanted.get(b)! || column.indexOf(a) - column.indexOf(b));
-    let next = 0;
-    for (const id of order) {
-      const want = wanted.get(id)!;
-      const at = Math.max(want === Infinity ? next : want, next);
-      row.set(id, at);
-      next = at + 1;
-    }
+  const children = new Map<string, string[]>(flow.nodes.map(n => [n.id, []]));
+  for (const [id, list] of parents) {
+    list.forEach(p => children.get(p)!.push(id));
   }
+  const row = new Map<string, number>();
+  settle(columns, row, id => mean((parents.get(id) ?? []).filter(p => row.has(p)).map(p => row.get(p)!)));
+  const placed = new Map(row);
+  settle([...columns].reverse(), row, id => {
+    const below = (children.get(id) ?? []).filter(c => (depth.get(c) ?? 0) > (depth.get(id) ?? 0));
+    return below.length > 0 ? mean(below.map(c => row.get(c)!)) : placed.get(id)!;
+  });
   return { columns, row };
 }
 

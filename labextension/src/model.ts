@@ -371,10 +371,13 @@ export class FlowViewModel {
     return this.edit({ op: 'add_edge', from, to });
   }
 
-  /** Keep where nodes were moved to, in the file's `layout`. */
-  move(positions: Record<string, Position>): Promise<EditReply | null> {
+  /** Keep where nodes were moved to, in the file's `layout`. In a flow whose file has no
+   * layout yet, `drawn` (where the view has placed every node) is kept too, so that the
+   * file keeps the drawing the user moved a node in. */
+  move(positions: Record<string, Position>, drawn: Record<string, Position> = {}): Promise<EditReply | null> {
+    const first = this._flow !== null && Object.keys(this._flow.layout).length === 0;
     const rounded: Record<string, Position> = {};
-    for (const [id, p] of Object.entries(positions)) {
+    for (const [id, p] of Object.entries(first ? { ...drawn, ...positions } : positions)) {
       rounded[id] = { x: Math.round(p.x), y: Math.round(p.y) };
     }
     return this.edit({ op: 'move', positions: rounded });
@@ -435,6 +438,7 @@ export class FlowViewModel {
     this._validated = false;
     this._text = null;
     this.refresh();
+    void this._showSelected();
     void this.revalidate();
   }
 

@@ -61,13 +61,17 @@ export class SidePanel extends ReactWidget {
   showSubject(subject: PanelSubject | null): void {
     const same =
       subject !== null && this._subject !== null && subject.kind === this._subject.kind && subject.key === this._subject.key;
+    const yaml = subject ? stringify(subject.body) : '';
     this._subject = subject;
     this._formData = subject ? { ...subject.data } : {};
-    this._yaml = subject ? stringify(subject.body) : '';
     if (!same) {
       this._message = null;
+    }
+    // the element changed, or its settings did (an undo): the form starts again from them
+    if (!same || yaml !== this._yaml) {
       this._version++;
     }
+    this._yaml = yaml;
     this.subjectChanged(subject);
     this.update();
   }

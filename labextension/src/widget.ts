@@ -1,17 +1,21 @@
 /**
  * The document view of a flow file, where the flow is edited in place: a palette of node
  * kinds to drag onto the canvas, drag from a node's handle to another node to connect
- * them, Delete (or the context menu) to remove, drags kept in the file's `layout`, and a
- * side panel with the selected element's form. Every edit goes to the server's editor
- * (the one the notebook workbench uses), which answers with the document's new text;
- * the text goes into the JupyterLab document, so the document shows unsaved changes and
- * saves, undoes and reverts like any file.
+ * them, Delete (or the context menu) to remove, drags kept in the file's `layout`, a side
+ * panel with the selected element's form, undo and redo, copy and paste of nodes, and a
+ * search box. Every edit goes to the server's editor (the one the notebook workbench
+ * uses), which answers with the document's new text; the text goes into the JupyterLab
+ * document, so the document shows unsaved changes and saves and reverts like any file.
+ * The keys and menus that act on the view are JupyterLab commands (commands.ts), which
+ * call the actions below.
  *
  * The view's state is a `FlowViewModel` (model.ts); the widgets here only draw it and hand
  * the user's actions back to it. Each part is a child widget of the view, so closing the
  * tab detaches and disposes every part once, through Lumino's layouts.
  */
+import { Clipboard } from '@jupyterlab/apputils';
 import { ABCWidgetFactory, DocumentRegistry, DocumentWidget } from '@jupyterlab/docregistry';
+import type { ISignal } from '@lumino/signaling';
 import { Panel, PanelLayout, Widget } from '@lumino/widgets';
 
 import { editFlow, fetchSchema, validateFlow } from './api';
@@ -19,8 +23,11 @@ import { GraphCanvas } from './canvas';
 import type { Palette } from './graph';
 import { FlowHeader, ProblemList } from './header';
 import { KindList } from './kinds';
+import type { Position } from './flowfile';
 import { FlowViewModel, type FlowDocument, type FlowServer } from './model';
 import { SidePanel, type PanelSubject } from './panel';
+import { SearchBox } from './searchbox';
+import { SNIPPET_MIME, readSnippet, type FlowSnippet } from './snippet';
 
 /** The widget factory's name ("Open With" lists it). */
 export const FACTORY = 'Flow graph';
@@ -58,7 +65,10 @@ export interface IFlowViewOptions {
   /** The colours of node kinds, fetched once from the server extension for every view;
    * until it arrives (or when it cannot be had) nodes are grey. */
   palette: Promise<Palette>;
+  /** JupyterLab's theme changed: the graph is drawn again in its colours. */
+  themeChanged?: ISignal<unknown, unknown>;
 }
+
 
 /** The graph of one flow file, edited in place. */
 export class FlowGraphView extends Widget {
@@ -81,10 +91,19 @@ export class FlowGraphView extends Widget {
     this._side.addClass('jp-FlowGraph-side');
     this._side.addWidget(this._panel);
     this._side.hide();
+    this._search = new SearchBox(model, {
+      mark: ids => this._canvas.mark(ids),
+      reveal: id => this._canvas.reveal(id),
+      focus: () => this._canvas.canvas.focus()
+    });
+    const centre = new Panel();
+    centre.addClass('jp-FlowGraph-centre');
+    centre.addWidget(this._canvas);
+    centre.addWidget(this._search);
     const body = new Panel();
     body.addClass('jp-FlowGraph-body');
     body.addWidget(kinds);
-    body.addWidget(this._canvas);
+    body.addWidget(centre);
     body.addWidget(this._side);
     const problems = new ProblemList(model, node => {
       model.select({ nodes: [node], edges: [] });
@@ -117,6 +136,8 @@ export class FlowGraphView extends Widget {
         void model.revalidate();
       }
     });
+    // after a theme change, once its CSS is in
+    options.themeChanged?.connect(() => requestAnimationFrame(() => this._canvas.restyle()), this);
     void options.palette.then(palette => {
       if (!this.isDisposed) {
         model.palette = palette;
@@ -128,6 +149,90 @@ export class FlowGraphView extends Widget {
 
   /** The state this view draws, and the actions it takes. */
   readonly model: FlowViewModel;
+
+  /** Undo the last action in the view (after the edits in flight). */
+  undo(): Promise<boolean> {
+    return this.model.undo();
+  }
+
+  redo(): Promise<boolean> {
+    return this.model.redo();
+  }
+
+  /** Copy the selected nodes (and the edges between them) to JupyterLab's clipboard. */
+  copy(): boolean {
+    const snippet = this.model.copy(this._canvas.positions());
+    if (snippet) {
+      Clipboard.getInstance().setData(SNIPPET_MIME, JSON.stringify(snippet));
+    }
+    return snippet !== null;
+  }
+
+  async cut(): Promise<boolean> {
+    const snippet = await this.model.cut(this._canvas.positions());
+    if (snippet) {
+      Clipboard.getInstance().setData(SNIPPET_MIME, JSON.stringify(snippet));
+    }
+    return snippet !== null;
+  }
+
+  /** Whether the clipboard holds copied nodes. */
+  static canPaste(): boolean {
+    return Clipboard.getInstance().hasData(SNIPPET_MIME);
+  }
+
+  /** Paste copied nodes with their top left at `at` (graph coordinates), else under the
+   * drawing, level with where they were copied. */
+  paste(at?: Position): Promise<string[]> {
+    const snippet = readSnippet(Clipboard.getInstance().getData(SNIPPET_MIME));
+    return snippet ? this.model.paste(snippet, { at: at ?? this._below(snippet) }) : Promise.resolve([]);
+  }
+
+  /** Paste where the context menu was opened (or as `paste` does). */
+  pasteHere(): Promise<string[]> {
+    return this.paste(this._canvas.contextPosition ?? undefined);
+  }
+
+  /** Paste the selected nodes again, under the drawing. */
+  duplicate(): Promise<string[]> {
+    const snippet = this.model.copy(this._canvas.positions());
+    return snippet ? this.model.paste(snippet, { at: this._below(snippet) }) : Promise.resolve([]);
+  }
+
+  /** Add a node of `kind` where the context menu was opened (or beside the selection). */
+  addNodeHere(kind: string): void {
+    void this.model.addNode(kind, this._canvas.contextPosition ?? this._canvas.besideSelection());
+  }
+
+  /** Open the side panel's form of the one selected node. */
+  openForm(): void {
+    const node = this.model.selection.nodes[0];
+    if (node) {
+      this.model.select({ nodes: [node], edges: [] });
+    }
+  }
+
+  /** Open the search box. */
+  find(): void {
+    this._search.open();
+  }
+
+  /** Show the whole flow. */
+  fit(): void {
+    this._canvas.fit();
+  }
+
+  /** Place every node in layered bands that fit the pane, and keep that in the file. */
+  arrange(): void {
+    void this.model.move(this._canvas.arranged()).then(() => this._canvas.fit());
+  }
+
+  /** Under the drawing, level with where `snippet` was copied from. */
+  private _below(snippet: FlowSnippet): Position {
+    const below = this._canvas.below();
+    const xs = snippet.nodes.flatMap(n => (n.position ? [n.position.x] : []));
+    return { x: xs.length > 0 ? Math.min(...xs) : below.x, y: below.y };
+  }
 
   /** The view's parts are its children: Lumino detaches and disposes each of them once. */
   dispose(): void {
@@ -168,6 +273,8 @@ export class FlowGraphView extends Widget {
   private _options: IFlowViewOptions;
   private _header: FlowHeader;
   private _canvas: GraphCanvas;
+  private _search: SearchBox;
+
   private _panel: SidePanel;
   private _side: Panel;
   private _refreshTimer = 0;

@@ -335,3 +335,61 @@ def flow_graph(page: Any) -> dict[str, Any]:
 def flow_canvas_box(page: Any) -> dict[str, float]:
     """Where the flow view's canvas is on the page."""
     return page.evaluate(f"() => {{ const r = {FLOW_CY}[0].getBoundingClientRect(); return {{x: r.left, y: r.top, w: r.width, h: r.height}}; }}")
+
+
+def flow_node_point(page: Any, node_id: str) -> tuple[float, float]:
+    """Where a node of the flow view in front is drawn, on the page."""
+    box = flow_canvas_box(page)
+    pos = next(n for n in flow_graph(page)["nodes"] if n["id"] == node_id)["rendered"]
+    return box["x"] + pos["x"], box["y"] + pos["y"]
+
+
+def wait_flow(page: Any, condition: str, *, timeout_s: float = 20.0) -> None:
+    """Wait until `condition` (JavaScript over `cy`, the graph of the flow view in front) holds."""
+    page.wait_for_function(f"() => {{ const cy = {FLOW_CY}[0]._cyreg.cy; return {condition}; }}", timeout=timeout_s * 1000)
+
+
+def flow_dirty(page: Any) -> bool:
+    """Whether the document in front shows unsaved changes."""
+    return bool(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current.jp-mod-dirty").count())
+
+
+def flow_keys(page: Any, keys: str) -> None:
+    """Press `keys` with the focus on the graph of the flow view in front."""
+    page.locator(f"{FLOW_VIEW} .jp-FlowGraph-canvas").focus()
+    page.keyboard.press(keys)
+
+
+def save_flow(page: Any) -> None:
+    """Save the document in front with Ctrl+S and wait until it shows no unsaved changes and
+    the save's checkpoint is written: until then JupyterLab ignores another Ctrl+S."""
+    def checkpoint(response: Any) -> bool:
+        return bool(response.request.method == "POST" and response.url.split("?")[0].endswith("/checkpoints"))
+
+    with page.expect_response(checkpoint, timeout=15_000):
+        flow_keys(page, "Control+s")
+    page.wait_for_function("() => !document.querySelector('.lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current.jp-mod-dirty')",
+                           timeout=15_000)
+
+
+def menu_bar(page: Any, menu: str, item: str) -> None:
+    """Pick `item` of the menu bar's menu `menu` ("Edit", "Undo ...")."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(rf"^{re.escape(menu)}$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{re.escape(item)}")).first.click()
+
+
+def drag_flow_handle(page: Any, source: str, target: str) -> None:
+    """Connect two nodes of the flow view in front by dragging from `source`'s handle to `target`."""
+    x, y = flow_node_point(page, source)
+    page.mouse.move(x, y)
+    handle = page.locator(f"{FLOW_VIEW} .jp-FlowGraph-handle")
+    handle.wait_for(state="visible", timeout=5_000)
+    hb = handle.bounding_box()
+    tx, ty = flow_node_point(page, target)
+    page.mouse.move(hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2)
+    page.mouse.down()
+    for i in range(1, 11):
+        page.mouse.move(hb["x"] + (tx - hb["x"]) * i / 10, hb["y"] + (ty - hb["y"]) * i / 10)
+        page.wait_for_timeout(40)
+    page.wait_for_timeout(300)
+    page.mouse.up()

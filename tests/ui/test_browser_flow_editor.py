@@ -20,16 +20,20 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import (  # noqa: E402
-    FLOW_CY,
     FLOW_VIEW,
     Browser,
     JupyterLab,
     browser_fixture,
+    drag_flow_handle,
     file_browser_open,
     flow_canvas_box,
+    flow_dirty,
     flow_graph,
+    flow_node_point,
     lab_serving,
     open_flow,
+    save_flow,
+    wait_flow,
     wait_for_flow_graph,
 )
 from lab_server import flow_with  # noqa: E402
@@ -86,25 +90,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
 browser = browser_fixture("flow-editor", per_test=True)
 
 
-def node_point(page: Any, node_id: str) -> tuple[float, float]:
-    box = flow_canvas_box(page)
-    pos = next(n for n in flow_graph(page)["nodes"] if n["id"] == node_id)["rendered"]
-    return box["x"] + pos["x"], box["y"] + pos["y"]
-
-
-def wait_graph(page: Any, condition: str) -> None:
-    page.wait_for_function(f"() => {{ const cy = {FLOW_CY}[0]._cyreg.cy; return {condition}; }}", timeout=20_000)
-
-
-def dirty(page: Any) -> bool:
-    return bool(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current.jp-mod-dirty").count())
-
-
 def test_edit_in_the_file_view_and_save_keeps_comments(lab: JupyterLab, browser: Browser) -> None:
     page = browser.page
     browser.screenshot_at_end("final")
     open_flow(page, lab, "greet.flow.yaml", 5)
-    assert not dirty(page)
+    assert not flow_dirty(page)
     browser.screenshot("opened")
 
     # 1. a template node dragged from the palette onto the canvas
@@ -112,30 +102,20 @@ def test_edit_in_the_file_view_and_save_keeps_comments(lab: JupyterLab, browser:
     page.locator(f"{FLOW_VIEW} .jp-FlowGraph-kind[data-kind='template']").drag_to(
         page.locator(f"{FLOW_VIEW} .jp-FlowGraph-canvas"), target_position={"x": box["w"] / 2, "y": box["h"] - 40}
     )
-    wait_graph(page, "cy.getElementById('template_1').nonempty()")
+    wait_flow(page, "cy.getElementById('template_1').nonempty()")
     page.wait_for_function("() => !!document.querySelector('.lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current.jp-mod-dirty')",
                            timeout=10_000)
+    # the new node is selected: its settings open beside the graph
+    page.locator(f"{FLOW_VIEW} .jp-FlowGraph-panelTitle", has_text="Node template_1").wait_for(timeout=10_000)
     page.wait_for_timeout(400)
 
     # 2. connect shout -> template_1 by dragging from shout's handle
-    x, y = node_point(page, "shout")
-    page.mouse.move(x, y)
-    handle = page.locator(f"{FLOW_VIEW} .jp-FlowGraph-handle")
-    handle.wait_for(state="visible", timeout=5_000)
-    hb = handle.bounding_box()
-    tx, ty = node_point(page, "template_1")
-    page.mouse.move(hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2)
-    page.mouse.down()
-    for i in range(1, 11):
-        page.mouse.move(hb["x"] + (tx - hb["x"]) * i / 10, hb["y"] + (ty - hb["y"]) * i / 10)
-        page.wait_for_timeout(40)
-    page.wait_for_timeout(300)
-    page.mouse.up()
-    wait_graph(page, "cy.edges().some(e => e.id().startsWith('edge-') && e.source().id() === 'shout' && e.target().id() === 'template_1')")
+    drag_flow_handle(page, "shout", "template_1")
+    wait_flow(page, "cy.edges().some(e => e.id().startsWith('edge-') && e.source().id() === 'shout' && e.target().id() === 'template_1')")
     browser.screenshot("added-and-connected")
 
     # 3. set the new node's template in its form
-    x, y = node_point(page, "template_1")
+    x, y = flow_node_point(page, "template_1")
     page.mouse.click(x, y)
     field = page.locator(f"{FLOW_VIEW} .jp-FlowGraph-panel #jp-FlowForm_template")
     field.wait_for(timeout=10_000)
@@ -148,17 +128,14 @@ def test_edit_in_the_file_view_and_save_keeps_comments(lab: JupyterLab, browser:
     edge = next(e for e in flow_graph(page)["edges"] if e["target"] == "quiet_reply")
     box = flow_canvas_box(page)
     page.mouse.click(box["x"] + edge["mid"]["x"], box["y"] + edge["mid"]["y"])
-    wait_graph(page, "cy.edges(':selected').length === 1")
+    wait_flow(page, "cy.edges(':selected').length === 1")
     page.keyboard.press("Delete")
-    wait_graph(page, "!cy.edges().some(e => e.target().id() === 'quiet_reply')")
-    assert dirty(page)
+    wait_flow(page, "!cy.edges().some(e => e.target().id() === 'quiet_reply')")
+    assert flow_dirty(page)
     browser.screenshot("edge-deleted")
 
     # 5. Ctrl+S saves through the contents API
-    page.locator(f"{FLOW_VIEW} .jp-FlowGraph-canvas").focus()
-    page.keyboard.press("Control+s")
-    page.wait_for_function("() => !document.querySelector('.lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current.jp-mod-dirty')",
-                           timeout=15_000)
+    save_flow(page)
     text = (lab.root_dir / "greet.flow.yaml").read_text()
     saved = yaml.safe_load(text)
     node = next(n for n in saved["nodes"] if n["id"] == "template_1")
@@ -215,7 +192,7 @@ def test_closing_the_tab_raises_no_page_error(lab: JupyterLab, browser: Browser)
     browser.screenshot_at_end("final")
     open_flow(page, lab, "close.flow.yaml", 5)
     # a node's settings open in the side panel, then the tab closed
-    x, y = node_point(page, "shout")
+    x, y = flow_node_point(page, "shout")
     page.mouse.click(x, y)
     page.locator(f"{FLOW_VIEW} .jp-FlowGraph-panelTitle", has_text="Node shout").wait_for(timeout=10_000)
     browser.screenshot("panel-open")
@@ -230,7 +207,7 @@ def test_closing_the_tab_raises_no_page_error(lab: JupyterLab, browser: Browser)
     # opened again in the same page, it draws and selects as before
     file_browser_open(page, "close.flow.yaml")
     wait_for_flow_graph(page, 5)
-    x, y = node_point(page, "route")
+    x, y = flow_node_point(page, "route")
     page.mouse.click(x, y)
     page.locator(f"{FLOW_VIEW} .jp-FlowGraph-panelTitle", has_text="Node route").wait_for(timeout=10_000)
     assert browser.page_errors == [], browser.page_errors

@@ -86,6 +86,9 @@ describe('layeredPositions', () => {
     const at = layeredPositions(flow);
     expect(Object.keys(at)).toHaveLength(30);
     expect(overlaps(boxes(flow, at))).toBe(false);
+    // a node that feeds two sits level between them
+    expect(Math.abs(at.n1.y - (at.n3.y + at.n4.y) / 2)).toBeLessThanOrEqual(1);
+    expect(Math.abs(at.n0.y - (at.n1.y + at.n2.y) / 2)).toBeLessThanOrEqual(1);
   });
 
   it('survives a cycle and an empty flow', () => {

@@ -409,6 +409,15 @@ describe('FlowViewModel', () => {
     expect(model.note).toEqual({ text: 'Select the nodes to copy.', error: true });
   });
 
+  it('keeps the whole drawing in the file at the first move in a flow without a layout', async () => {
+    const { model, doc } = open();
+    await model.move({ shout: { x: 10.4, y: 20 } }, { shout: { x: 0, y: 0 }, reply: { x: 200.2, y: 0 } });
+    expect(parse(doc.text).layout).toEqual({ shout: { x: 10, y: 20 }, reply: { x: 200, y: 0 } });
+    // later moves keep only what moved
+    await model.move({ reply: { x: 5, y: 5 } }, { shout: { x: 99, y: 99 }, reply: { x: 5, y: 5 } });
+    expect(parse(doc.text).layout).toEqual({ shout: { x: 10, y: 20 }, reply: { x: 5, y: 5 } });
+  });
+
   it('finds nodes by id, kind or config text, selecting the next match each time', () => {
     const { model } = open();
     expect(model.search('TEXT').map(m => m.node)).toEqual(['shout', 'reply']);
