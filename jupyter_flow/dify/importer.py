@@ -100,14 +100,31 @@ class _Importer:
         self.problems: list[Problem] = []
 
     # -- the walk ---------------------------------------------------------------------------
-    def convert(self, outputs: Mapping[str, list[Any]] | None = None) -> DifyImport:
-        """The flow; `outputs` are declared outputs to add, as Dify value selectors (what an
-        iteration's inside answers)."""
-        ctx, result = self.ctx, self.result
+    def convert(self, outputs: Mapping[str, list[Any]] | None = None, owner: str | None = None) -> DifyImport:
+        """The flow; `outputs` are declared outputs to add, as Dify value selectors (what the
+        inside of the iteration `owner` answers)."""
+        self._prepare()
+        declared = self._selected(outputs or {}, owner)
+        nodes, edges = self._walk(declared)
+        if self.problems and not self.options.partial:
+            raise FlowValidationError(self.problems)
+        flow: dict[str, Any] = {"name": str(self.app.get("name") or "dify-app")}
+        if self.app.get("description"):
+            flow["description"] = str(self.app["description"])
+        flow.update({"inputs": self.ctx.inputs, "outputs": self._merge(declared), "nodes": nodes, "edges": edges + self._edges(),
+                     "layout": self._layout()})
+        self.result.spec = self._spec(flow)
+        self.result.unsupported = list(self.problems)
+        return self.result
+
+    def _prepare(self) -> None:
+        """Before any node: the notes, the inputs (start variables; a chat app's query and
+        conversation), every node's new id, and who assigns which conversation variable."""
+        ctx = self.ctx
         for n in self.notes:
             text = note_text(n["data"])
             if text:
-                result.sticky_notes.append(text)
+                self.result.sticky_notes.append(text)
         for n in self.nodes:
             if ctx.types[str(n["id"])] == START:
                 try:
@@ -116,21 +133,31 @@ class _Importer:
                     self.problems.append(Problem(f"the start node's variables cannot be imported ({type(exc).__name__}: {exc})",
                                                  node=str(n["id"]), field="data.variables"))
         if self.app.get("mode") in ("advanced-chat", "chat", "agent-chat") and ctx.outer is None:
-            ctx.system("query")  # a chat app always has the user's message, and a conversation
-            ctx.system("conversation_id")
+            for name in ("query", "conversation_id"):  # a chat app always has the user's message, and a conversation
+                if name not in ctx.inputs:  # (a flow exported from here declares them as start variables)
+                    ctx.system(name)
         for n in self.nodes:
             if ctx.types[str(n["id"])] not in (START, END):
                 ctx.name(str(n["id"]), n["data"])
         self._assignments()
+
+    def _selected(self, outputs: Mapping[str, list[Any]], owner: str | None) -> dict[str, list[tuple[str, str | None]]]:
+        declared: dict[str, list[tuple[str, str | None]]] = {}
+        for name, selector in outputs.items():
+            try:
+                declared[name] = [(self.ctx.ref(selector, where=f"output {name!r}"), None)]
+            except ValueError as exc:
+                self.problems.append(Problem(f"the output of the iteration cannot be imported: {exc}", node=owner,
+                                             field="data.output_selector"))
+        return declared
+
+    def _walk(self, declared: dict[str, list[tuple[str, str | None]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Each node converted, in the app's order: the flow's nodes and the edges inside
+        what one Dify node became; end and answer nodes add to `declared`."""
+        ctx, result = self.ctx, self.result
         nodes: list[dict[str, Any]] = []
         edges: list[dict[str, Any]] = []
-        declared: dict[str, list[tuple[str, str | None]]] = {}
         starts: list[tuple[int, str, str]] = []
-        for name, selector in (outputs or {}).items():
-            try:
-                declared[name] = [(ctx.ref(selector, where=f"output {name!r}"), None)]
-            except ValueError as exc:
-                self.problems.append(Problem(f"the output of the iteration cannot be imported: {exc}", field="data.output_selector"))
         for n in self.nodes:
             nid, data = str(n["id"]), n["data"]
             kind = ctx.types[nid]
@@ -144,8 +171,7 @@ class _Importer:
                 result.mapped.append(Mapped(nid, kind, title, f"declared outputs {', '.join(names)}"))
                 continue
             ctx.current = nid
-            built = self._build(nid, kind, data, where)
-            self.built[nid] = built
+            built = self.built[nid] = self._build(nid, kind, data, where)
             nodes.extend(built.nodes)
             edges.extend(built.edges)
             became = built.kinds()
@@ -155,24 +181,16 @@ class _Importer:
             result.mapped.append(Mapped(nid, kind, title, became))
         for at, nid, title in reversed(starts):  # the inputs, sys.* and conversation variables included, once all are known
             result.mapped.insert(at, Mapped(nid, START, title, f"inputs {', '.join(ctx.inputs) or '(none)'}"))
-        if self.notes:
-            result.mapped.extend(Mapped(str(n["id"]), "note", "", "a comment in the flow file") for n in self.notes)
+        result.mapped.extend(Mapped(str(n["id"]), "note", "", "a comment in the flow file") for n in self.notes)
+        return nodes, edges
+
+    def _layout(self) -> dict[str, dict[str, float]]:
         layout = {}
         for n in self.nodes:
-            pos = n.get("position")
-            nid = str(n["id"])
+            pos, nid = n.get("position"), str(n["id"])
             if nid in self.built and isinstance(pos, Mapping) and isinstance(pos.get("x"), (int, float)) and isinstance(pos.get("y"), (int, float)):
                 layout[self.built[nid].entry] = {"x": float(pos["x"]), "y": float(pos["y"])}
-        if self.problems and not self.options.partial:
-            raise FlowValidationError(self.problems)
-        flow: dict[str, Any] = {"name": str(self.app.get("name") or "dify-app")}
-        if self.app.get("description"):
-            flow["description"] = str(self.app["description"])
-        flow.update({"inputs": ctx.inputs, "outputs": self._merge(declared), "nodes": nodes, "edges": edges + self._edges(),
-                     "layout": layout})
-        result.spec = self._spec(flow)
-        result.unsupported = list(self.problems)
-        return result
+        return layout
 
     def _assignments(self) -> None:
         """Which nodes are upstream of which, and which assigners write which conversation
@@ -240,7 +258,7 @@ class _Importer:
                                "index": {"type": "integer", "description": "the item's position, from 0"}})
         sub.ctx.used.update(("item", "index"))
         output = data.get("output_selector") or []
-        made = sub.convert(outputs={"output": output} if output else {})
+        made = sub.convert(outputs={"output": output} if output else {}, owner=nid)
         self.problems.extend(sub.problems)
         file = f"{self.options.module_prefix}_{fid}.flow.yaml"
         self.result.flows[file] = made.text()
