@@ -158,7 +158,7 @@ def test_an_mcp_server_the_flow_starts(tmp_path: Path, monkeypatch: pytest.Monke
     dying = tool_flow(tmp_path, {"id": "check", "config": {"tool": "mcp/local/secret_ok",
                                                            "server": {"command": [sys.executable, "-c", blurt], "env": {"DEMO_KEY": "${DEMO_TOKEN}"}}}})
     message, trace = failure(dying)
-    assert "tool 'mcp/local/secret_ok'" in message and "the server wrote: my key is ${DEMO_TOKEN}" in message
+    assert "tool 'mcp/local/secret_ok'" in message and "the server wrote: my key is ***" in message
     assert SECRET not in message and SECRET not in trace
 
 
