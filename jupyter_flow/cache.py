@@ -28,7 +28,6 @@ import json
 import math
 import os
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -37,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from jupyter_flow.errors import FlowError
+from jupyter_flow.errors import StoreError
 from jupyter_flow.values import is_tensor
 from jupyter_flow.version import __version__
 
@@ -67,7 +66,7 @@ CREATE INDEX IF NOT EXISTS entries_by_node ON entries (node);
 """
 
 
-class CacheError(FlowError):
+class CacheError(StoreError):
     """The cache folder cannot be read or written."""
 
 
@@ -344,16 +343,6 @@ def _cmd_clear(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(fn: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(fn(args))
-        except CacheError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-
-    return run
-
 
 def add_to_cli(sub: Any) -> None:
     cache = sub.add_parser("cache", help="the node cache: info, clear")
@@ -361,7 +350,7 @@ def add_to_cli(sub: Any) -> None:
     verbs = cache.add_subparsers(dest="verb", required=True)
     p = verbs.add_parser("info", help="entries, size and limit, entries per node")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(fn=_guarded(_cmd_info))
+    p.set_defaults(fn=_cmd_info)
     p = verbs.add_parser("clear", help="remove every entry, or one node's")
     p.add_argument("--node", help="only what this node id stored")
-    p.set_defaults(fn=_guarded(_cmd_clear))
+    p.set_defaults(fn=_cmd_clear)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from jupyter_flow.errors import FlowError, FlowRunError, FlowValidationError
+from jupyter_flow.errors import FlowError, FlowRunError, FlowValidationError, StoreError
 from jupyter_flow.version import __version__
 
 __all__ = ["console", "main"]
@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Usage as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_INVALID
-    except FlowValidationError as exc:
+    except (FlowValidationError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except FlowRunError as exc:

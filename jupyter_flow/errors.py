@@ -10,6 +10,7 @@ The hierarchy::
     │   ├── NodeTimeoutError     a node attempt ran past its `timeout_s`
     │   ├── WorkersBusyError     every worker thread is still busy with work given up on
     │   └── RemoteError          an HTTP endpoint refused, stalled, failed or answered garbage
+    ├── StoreError               a node cache or run history file cannot be used (CLI exit code 2)
     ├── FlowRunError             the flow ran and failed (CLI exit code 1); carries the RunResult
     │   └── FlowTimeoutError     the flow's `timeout_s` deadline cancelled what was running
     └── MissingDependencyError   an optional extra is not installed (says which one)
@@ -36,6 +37,7 @@ __all__ = [
     "NodeTimeoutError",
     "Problem",
     "RemoteError",
+    "StoreError",
     "TemplateError",
     "WorkersBusyError",
 ]
@@ -134,6 +136,11 @@ class NodeError(FlowError):
 
 class NodeTimeoutError(NodeError):
     """A node attempt ran past its `timeout_s`."""
+
+
+class StoreError(FlowError):
+    """A node cache or run history file (or a run asked of it) cannot be used: the file
+    named on the command line is wrong, so the CLI exits with 2."""
 
 
 class WorkersBusyError(NodeError):

@@ -27,7 +27,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
@@ -35,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from jupyter_flow.errors import FlowError, MissingDependencyError
+from jupyter_flow.errors import MissingDependencyError, StoreError
 from jupyter_flow.flowdiff import MISSING, FieldChange, diff_values
 from jupyter_flow.spec import FlowSpec, spec_to_dict
 from jupyter_flow.values import dumps
@@ -75,7 +74,7 @@ CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (flow, started_at);
 """
 
 
-class HistoryError(FlowError):
+class HistoryError(StoreError):
     """The history file cannot be read or written, or a run is not in it."""
 
 
@@ -366,16 +365,6 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(fn: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(fn(args))
-        except HistoryError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-
-    return run
-
 
 def add_to_cli(sub: Any) -> None:
     runs = sub.add_parser("runs", help="past runs recorded with history on: list, show, diff")
@@ -386,12 +375,12 @@ def add_to_cli(sub: Any) -> None:
     p.add_argument("--flow", help="only runs of this flow (its name)")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(fn=_guarded(_cmd_list))
+    p.set_defaults(fn=_cmd_list)
     p = verbs.add_parser("show", help="one run as recorded (inputs, outputs, nodes, trace)")
     p.add_argument("run_id", help="a run id, or a unique prefix of one")
-    p.set_defaults(fn=_guarded(_cmd_show))
+    p.set_defaults(fn=_cmd_show)
     p = verbs.add_parser("diff", help="two runs node by node: config, outputs, time")
     p.add_argument("before")
     p.add_argument("after")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(fn=_guarded(_cmd_diff))
+    p.set_defaults(fn=_cmd_diff)
