@@ -36,13 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_flow.batch import run_batch
-from jupyter_flow.batch.items import MAX_ITEM_DEPTH
+from jupyter_flow.batch.items import read_jsonl_items
 from jupyter_flow.batch.results import read_results
 from jupyter_flow.cache import CacheChoice
 from jupyter_flow.errors import FlowError, FlowValidationError, Problem
 from jupyter_flow.flow import Flow
 from jupyter_flow.flowdiff import load_flow_version
-from jupyter_flow.spec import check_document
 from jupyter_flow.values import dumps
 
 __all__ = ["Evaluation", "ScoreFn", "add_to_cli", "evaluate"]
@@ -95,33 +94,15 @@ def _load(ref: str | Path | Flow) -> tuple[str, Flow]:
 
 
 def _read_data(path: Path) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvaluationError([Problem(f"cannot read {path}: {exc}", field="data")]) from None
-    items: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            data = json.loads(line)
-            check_document(data, source=where, max_depth=MAX_ITEM_DEPTH, max_values=sys.maxsize)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise EvaluationError([Problem(f"{where}: not a JSON object ({exc})", field="data")]) from None
-        except FlowError as exc:
-            raise EvaluationError([Problem(f"{where}: {exc}", field="data")]) from None
-        if not isinstance(data, dict):
-            raise EvaluationError([Problem(f"{where}: each line must be a JSON object", field="data")])
-        item_id = str(data.get("id", f"line-{number}"))
-        if item_id in seen:
-            raise EvaluationError([Problem(f"{where}: id {item_id!r} is used again", field="data")])
-        seen.add(item_id)
-        items.append({**data, "id": item_id})
+    """Every item of the data file with all its fields (the batch's JSONL reader: the same
+    ids, bounds and messages); an item the reader refuses stops the evaluation."""
+    items = read_jsonl_items(path)
+    refused = [Problem(item.problem, field="data") for item in items if item.problem is not None]
+    if refused:
+        raise EvaluationError(refused)
     if not items:
         raise EvaluationError([Problem(f"{path} holds no items", field="data")])
-    return items
+    return [{**item.inputs, "id": item.id} for item in items]
 
 
 def _score_fn(spec: str | ScoreFn | None) -> ScoreFn | None:

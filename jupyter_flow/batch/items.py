@@ -38,6 +38,7 @@ __all__ = [
     "apply_endpoints",
     "check_out_dir",
     "collect_items",
+    "read_jsonl_items",
     "items_to_run",
     "trace_name",
 ]
@@ -163,7 +164,9 @@ def _match(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
     return fnmatch.fnmatchcase(parts[0], head) and _match(parts[1:], rest)
 
 
-def _jsonl_items(path: Path) -> list[BatchItem]:
+def read_jsonl_items(path: Path) -> list[BatchItem]:
+    """The items of a `.jsonl` file, one per non-empty line (see `_item`); a line that is not
+    a JSON object, or an id used twice, is a BatchInputError naming the line."""
     items: list[BatchItem] = []
     seen: dict[str, int] = {}
     try:
@@ -256,7 +259,7 @@ def collect_items(flow: Flow, source: ItemsSource, *, input_name: str | None = N
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         items = [BatchItem(p.name, {name: str(p.resolve())}, str(p)) for p in files]
     elif path.is_file() and path.suffix.lower() == ".jsonl":
-        items = _jsonl_items(path)
+        items = read_jsonl_items(path)
     elif path.is_file():
         name = _file_input(flow, input_name)
         items = [BatchItem(path.name, {name: str(path.resolve())}, str(path))]
