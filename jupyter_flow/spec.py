@@ -23,6 +23,9 @@ from jupyter_flow.graph import START, duplicate_ids, self_edge
 
 __all__ = [
     "START",
+    "ActorOptionsSpec",
+    "AutoscalingSpec",
+    "DeploySpec",
     "EdgeSpec",
     "FlowSpec",
     "InputSpec",
@@ -148,6 +151,45 @@ class Position(_Spec):
     y: float
 
 
+class AutoscalingSpec(BaseModel):
+    """How many replicas a served node may scale between. Ray Serve's other autoscaling
+    settings (`target_ongoing_requests`, delays, smoothing...) pass through as given."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    min_replicas: int | None = Field(None, ge=0)
+    max_replicas: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> AutoscalingSpec:
+        if self.min_replicas is not None and self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) is more than max_replicas ({self.max_replicas})")
+        return self
+
+
+class ActorOptionsSpec(_Spec):
+    """The resources one replica of a served node asks for (`memory` in bytes)."""
+
+    num_gpus: float | None = Field(None, ge=0)
+    num_cpus: float | None = Field(None, ge=0)
+    memory: int | None = Field(None, gt=0)
+
+
+class DeploySpec(_Spec):
+    """How a node is deployed when it is served beyond one process (Ray Serve, KServe):
+    a fixed `num_replicas` or an `autoscaling_config`, and each replica's resources."""
+
+    num_replicas: int | None = Field(None, ge=1)
+    autoscaling_config: AutoscalingSpec | None = None
+    ray_actor_options: ActorOptionsSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_scale(self) -> DeploySpec:
+        if self.num_replicas is not None and self.autoscaling_config is not None:
+            raise ValueError("give num_replicas or autoscaling_config, not both")
+        return self
+
+
 class FlowSpec(_Spec):
     spec_version: Literal[1] = SPEC_VERSION
     name: str = "flow"
@@ -160,6 +202,16 @@ class FlowSpec(_Spec):
     layout: dict[str, Position] = Field(default_factory=dict)
     timeout_s: float | None = Field(None, gt=0)
     max_concurrency: int | None = Field(None, ge=1)
+    #: how served nodes are deployed beyond one process, by node id (`DeploySpec`)
+    deploy: dict[str, DeploySpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _deploy_names_nodes(self) -> FlowSpec:
+        ids = {node.id for node in self.nodes}
+        unknown = [key for key in self.deploy if key not in ids]
+        if unknown:
+            raise ValueError(f"deploy: no node {', '.join(map(repr, unknown))} in this flow (nodes: {', '.join(sorted(ids))})")
+        return self
 
     def node(self, node_id: str) -> NodeSpec:
         for node in self.nodes:
