@@ -24,6 +24,7 @@ from jupyter_flow.dify.dsl import (
     SET,
 )
 from jupyter_flow.errors import FlowValidationError, Problem
+from jupyter_flow.sourcecheck import beside_module
 from jupyter_flow.spec import START, FlowSpec, PathLike
 
 if TYPE_CHECKING:
@@ -197,12 +198,18 @@ class _Exporter:
 
     def _python(self, nid: str, c: Mapping[str, Any], ns: Any) -> dict[str, Any]:
         module, _, fn = str(c["function"]).partition(":")
-        path = self.base_dir / f"{module}.py" if self.base_dir else None
-        if fn != "main" or path is None or not path.is_file():
+        path = self._beside(module, nid)
+        if path is None:
+            return {}
+        if fn != "main":
             self.problems.append(Problem(f"Dify code nodes call `main` of code kept in the app: name a function `main` in a module "
                                          f"beside the flow file (found {c['function']!r})", node=nid, field="config.function"))
             return {}
-        code = path.read_text(encoding="utf-8")
+        try:
+            code = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problems.append(Problem(f"cannot read {path}: {exc}", node=nid, field="config.function"))
+            return {}
         match = HEADER.match(code)
         declared: dict[str, str] = json.loads(match.group(1)) if match else {}
         code = code[match.end():] if match else code
@@ -214,6 +221,27 @@ class _Exporter:
             variables.append({"value_selector": sel or [], "variable": name})
         return {"code": code, "code_language": "python3", "variables": variables,
                 "outputs": {k: {"children": None, "type": v} for k, v in declared.items()}}
+
+    def _beside(self, module: str, nid: str) -> Path | None:
+        """The file of `module` when it is a plain name whose `.py` lies in the flow's folder
+        (a symbolic link included, resolved); None with a problem otherwise. Nothing outside
+        the folder is read: a `../` or an absolute path is refused by name, unopened."""
+        where = "config.function"
+        if not module.isidentifier():
+            self.problems.append(Problem(f"the module {module!r} is not a plain name: export reads only modules beside the flow "
+                                         "file (no `/`, `..` or dotted names)", node=nid, field=where))
+            return None
+        folder = self.base_dir.resolve() if self.base_dir is not None else None
+        path = beside_module(module, folder)
+        if folder is None or path is None:
+            self.problems.append(Problem(f"Dify code nodes keep their code in the app: no {module}.py beside the flow file",
+                                         node=nid, field=where))
+            return None
+        if not path.resolve().is_relative_to(folder):
+            self.problems.append(Problem(f"{module}.py leads outside the flow's folder (to {path.resolve()}): export reads only "
+                                         "modules in it", node=nid, field=where))
+            return None
+        return path
 
     def _refs_to(self, nid: str) -> set[str]:
         text = json.dumps([n.config for n in self.spec.nodes] + [self.spec.outputs])

@@ -9,18 +9,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from jupyter_flow.atomic import write_atomic
 from jupyter_flow.dify import core_nodes, data_nodes, model_nodes
 from jupyter_flow.dify.bindings import ToolBinding, read_bindings
 from jupyter_flow.dify.context import Built, Context, Options, Unsupported, slug
 from jupyter_flow.dify.dsl import ANSWER, END, INNER_START_TYPES, NOTE_TYPES, START
 from jupyter_flow.dify.result import DifyImport, Mapped
+from jupyter_flow.dify.source import read_dsl
 from jupyter_flow.dify.text import note_text
 from jupyter_flow.errors import FlowFileError, FlowValidationError, Problem
 from jupyter_flow.spec import START as FLOW_START
-from jupyter_flow.spec import FlowSpec, PathLike, spec_from_dict, yaml_problem
+from jupyter_flow.spec import FlowSpec, PathLike, spec_from_dict
 
 if TYPE_CHECKING:
     from jupyter_flow.flow import Flow
@@ -43,22 +42,6 @@ _WHY_NOT = {
 }
 #: Dify's iteration error modes and the map node's `on_error`
 _ON_ERROR = {"terminated": "fail", "continue-on-error": "keep", "remove-abnormal-output": "skip"}
-
-
-def _read(path: Path) -> Mapping[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise FlowFileError("no such file", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FlowFileError(f"cannot read: {exc}", source=str(path)) from None
-    except yaml.YAMLError as exc:
-        problem = yaml_problem(exc)
-        raise FlowFileError(problem.message, source=str(path), line=problem.line, column=problem.column) from None
-    graph = (data.get("workflow") or {}).get("graph") if isinstance(data, Mapping) else None
-    if not isinstance(data, Mapping) or data.get("kind") != "app" or not isinstance(graph, Mapping):
-        raise FlowFileError("not a Dify app: expected `kind: app` and `workflow.graph` (export it from Dify as DSL)", source=str(path))
-    return data
 
 
 def _inner(node: Mapping[str, Any]) -> str | None:
@@ -430,7 +413,7 @@ def write_import(path: PathLike, out: PathLike | None = None, *, partial: bool =
     Files already there are refused (FlowFileError naming them) unless `force`; the report
     says which were replaced."""
     source = Path(path)
-    data = _read(source)
+    data = read_dsl(source)
     target = Path(out) if out is not None else source.with_name(f"{source.name.split('.')[0]}.flow.yaml")
     prefix = slug(target.name.split(".")[0]) or "dify"
     bindings = read_bindings(tools) if isinstance(tools, (str, Path)) else dict(tools or {})
