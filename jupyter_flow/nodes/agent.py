@@ -37,8 +37,10 @@ model call: ``content`` (the model's text), ``finish_reason``, ``usage``, ``dura
 and ``tool_calls``, each with ``name`` (as the model called it), ``tool`` (the tool that
 ran), ``arguments``, ``result`` or ``error`` (the text the model was shown, cut at
 `max_result_chars`) and ``duration_s``. While the loop runs, and after it failed, the
-steps are in the node record's ``extra["steps"]``. API keys (`api_key_env`) and MCP
-secrets come from the environment only and appear in no step, trace or error.
+steps are in the node record's ``extra["steps"]``; a limit that failed the node is in its
+``extra["stopped"]`` (``{"limit": "max_steps" or "timeout_s", "value": ...}``). API keys
+(`api_key_env`) and MCP secrets come from the environment only and appear in no step,
+trace or error. The workbench draws the steps (`jupyter_flow.workbench.agent_steps`).
 """
 
 from __future__ import annotations
@@ -268,6 +270,7 @@ class AgentNode(LlmNode):
         try:
             output = await within(self._loop(inputs, ctx, steps, deadline), timeout)
         except asyncio.TimeoutError:
+            ctx.record.extra["stopped"] = {"limit": "timeout_s", "value": timeout}
             raise NodeTimeoutError(f"the agent did not finish within timeout_s={timeout:g} ({len(steps)} model calls made; "
                                    "raise timeout_s, or lower max_steps or tool_timeout_s)", node=self.id) from None
         del ctx.record.extra["steps"]  # they are in the output
@@ -321,6 +324,7 @@ class AgentNode(LlmNode):
         if cfg.on_limit == "answer":
             return {"text": last_text, "steps": steps, "stopped": "max_steps"}
         asked = ", ".join(sorted({c["name"] for c in steps[-1]["tool_calls"]}))
+        ctx.record.extra["stopped"] = {"limit": "max_steps", "value": cfg.max_steps}
         raise NodeError(f"the model still called tools ({asked}) at its last step: stopped at max_steps={cfg.max_steps}; raise max_steps, "
                         "or set on_limit: answer to take the model's last text", node=self.id, retryable=False)
 

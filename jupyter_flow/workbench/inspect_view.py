@@ -8,6 +8,7 @@ import html
 from typing import Any
 
 from jupyter_flow.workbench.actions import WorkbenchActions
+from jupyter_flow.workbench.agent_steps import AgentStepsView
 from jupyter_flow.workbench.controls import FeedbackLine, button
 from jupyter_flow.workbench.events import Change
 from jupyter_flow.workbench.inspector import record_html
@@ -33,9 +34,10 @@ class InspectPanel:
         self.inspector = w.HTML("<i>Run the flow, then click a node to see what went in and out.</i>")
         self.inspector.add_class("jf-inspector")
         self.tensor_panel = TensorPanel(state.runs.history.before)
+        self.agent_steps = AgentStepsView()  # an agent's steps, above its record
         variable_bar = w.HBox([self.variable_name, self.variable_what, self.variable_button, self.feedback.widget],
                               layout=w.Layout(flex_flow="row wrap", align_items="center"))
-        self.widget = w.VBox([variable_bar, self.inspector, self.tensor_panel.widget])
+        self.widget = w.VBox([variable_bar, self.agent_steps.widget, self.inspector, self.tensor_panel.widget])
         state.subscribe(self._changed, ("selection", "record", "run"))
 
     def _changed(self, change: Change) -> None:
@@ -55,8 +57,10 @@ class InspectPanel:
         if result is None or record is None:
             self.inspector.value = f"<i>No run has reached {html.escape(node_id)} yet.</i>"
             self.tensor_panel.show(node_id, None)
+            self.agent_steps.show(None)
             return
         self.inspector.value = record_html(record, result)
+        self.agent_steps.show(record)
         self.tensor_panel.show(node_id, result)
 
     def inspect(self, node_id: str, tensor: str | None = None, **options: Any) -> Any:

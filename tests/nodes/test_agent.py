@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+from openai_server import ScriptedModel, tool_messages
+from openai_server import tool_call as call
 from processes import stop
 from servers import LoopbackServer, Reply, Request, free_port
 
@@ -27,7 +29,6 @@ from jupyter_flow.tools import default_tool_registry
 Serve = Callable[[dict[str, Any]], LoopbackServer]
 MCP_DEMO = Path(__file__).resolve().parents[1] / "tools" / "mcp_demo.py"
 SECRET = "agent-s3cret-key-value"
-Script = Callable[[dict[str, Any]], dict[str, Any]] | dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -51,40 +52,6 @@ def mcp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         stop(proc)
         log.close()
-
-
-class ScriptedModel:
-    """An OpenAI-compatible chat server whose answers follow a script: each request gets the
-    next entry (a message, or a function of the request body giving one); the last entry
-    answers every request after it. `requests` are the bodies it received."""
-
-    def __init__(self, serve: Serve, *script: Script) -> None:
-        self.script = list(script)
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.server = serve({"/v1/chat/completions": self.answer})
-        self.base_url = f"{self.server.url}/v1"
-
-    def answer(self, req: Request) -> Reply:
-        self.requests.append(req.body)
-        self.headers.append({k.lower(): v for k, v in req.headers.items()})
-        entry = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-        message = entry(req.body) if callable(entry) else entry
-        finish = "tool_calls" if message.get("tool_calls") else "stop"
-        return Reply(200, {"id": f"chat-{len(self.requests)}", "object": "chat.completion", "model": req.body["model"],
-                           "choices": [{"index": 0, "message": {"role": "assistant", "content": None, **message}, "finish_reason": finish}],
-                           "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
-
-
-def call(name: str, arguments: Any, call_id: str) -> dict[str, Any]:
-    """A tool call as OpenAI writes it (arguments as JSON text, or the text given)."""
-    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": text}}
-
-
-def tool_messages(body: dict[str, Any]) -> dict[str, str]:
-    """The tool results a request carries, by call id."""
-    return {m["tool_call_id"]: m["content"] for m in body["messages"] if m["role"] == "tool"}
 
 
 def agent_flow(tmp_path: Path, config: dict[str, Any], *, timeout_s: float | None = None, name: str = "agent.flow.yaml") -> Flow:
