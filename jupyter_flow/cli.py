@@ -155,6 +155,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     options = BatchOptions(
         concurrency=args.concurrency,
         resume=args.resume,
+        rerun_changed=args.rerun_changed,
         fail_fast=args.fail_fast,
         progress=not args.quiet,
         input_name=args.input_name,
@@ -190,7 +191,11 @@ def _add_batch(sub: Any) -> None:
     p.add_argument("--inputs", required=True, metavar="DIR|GLOB|FILE.jsonl",
                    help="a folder or glob (one item per file) or a JSONL file (one object of inputs per line)")
     p.add_argument("--out", required=True, metavar="DIR", help="where results.jsonl, traces/ and summary.json go")
-    p.add_argument("--resume", action="store_true", help="skip items already in OUT/results.jsonl")
+    p.add_argument("--resume", action="store_true",
+                   help="skip items already in OUT/results.jsonl (refused when another version of the flow made some)")
+    p.add_argument("--rerun-changed", action="store_true",
+                   help="resume, running again the items whose results another version of the flow made "
+                   "(their old results are moved to OUT/earlier-TIME/)")
     p.add_argument("--concurrency", "-c", type=int, default=4, metavar="N", help="items run at once (default 4)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed item (exit 1)")
     p.add_argument("--max-failures", default="0", metavar="N|P%",

@@ -10,7 +10,9 @@ line's `id` field or its line number). As each item finishes, its trace goes to
 `out/traces/<id>.json` and one JSON line to `out/results.jsonl`, flushed and fsynced, so
 a killed batch keeps everything that finished; `resume=True` skips the ids already in
 `results.jsonl` (and drops a line torn by the kill), so every item ends up there exactly
-once. A failed item is recorded and the batch goes on, unless `fail_fast`: then the
+once. Each line carries the digest of the flow that made it: a resume refuses results of
+another version of the flow (FlowChangedError), or with `rerun_changed=True` moves them
+aside and runs their items again. A failed item is recorded and the batch goes on, unless `fail_fast`: then the
 batch stops and raises BatchStoppedError naming the item and the node. The summary says
 whether the batch succeeded (`summary.succeeded`: no more failed items than
 `max_failures`); `summary.check()` raises BatchFailedError when it did not.
@@ -20,8 +22,8 @@ another batch there raises BatchLockedError naming the process), and starting ov
 without `resume` moves earlier results aside, never deleting them.
 
 The modules, one subject each: `items` (what runs), `options` (how: `BatchOptions`),
-`results` (the output folder, its writer thread and the summary), `lock` (one batch per
-folder), `run_item` (one item into its record),
+`results` (the output folder, its writer thread and the summary), `resume` (which results
+a resume keeps), `lock` (one batch per folder), `run_item` (one item into its record),
 `prepare` (the steps before and after the runs), `progress` (the bar), the engines
 `local` (in this process) and `ray` (on a Ray cluster; the `ray` extra), and `engines`
 (the engines by name, for `--engine` and an exported notebook's `engine`).
@@ -52,6 +54,7 @@ from jupyter_flow.batch.results import (
     read_results,
     summarize_results,
 )
+from jupyter_flow.batch.resume import FlowChangedError
 
 __all__ = [
     "LOCK_FILE",
@@ -67,6 +70,7 @@ __all__ = [
     "BatchOptions",
     "BatchStoppedError",
     "BatchSummary",
+    "FlowChangedError",
     "ItemsSource",
     "apply_endpoints",
     "arun_batch",

@@ -170,7 +170,8 @@ def read_jsonl_items(path: Path) -> list[BatchItem]:
     items: list[BatchItem] = []
     seen: dict[str, int] = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # newlines end lines, nothing else: U+2028 or U+0085 in a string is JSON text
+        lines = [line.removesuffix("\r") for line in path.read_text(encoding="utf-8").split("\n")]
     except (OSError, UnicodeDecodeError) as exc:
         raise BatchInputError([Problem(f"cannot read {path}: {exc}", field="inputs")]) from None
     for number, line in enumerate(lines, start=1):
@@ -308,7 +309,7 @@ def items_to_run(
     `common_inputs` under its own (an item's own inputs win)."""
     items = collect_items(flow, source, input_name=input_name)
     if common_inputs:
-        items = [BatchItem(i.id, {**common_inputs, **i.inputs}, i.source) for i in items]
+        items = [replace(i, inputs={**common_inputs, **i.inputs}) for i in items]
     return items
 
 

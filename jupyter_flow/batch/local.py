@@ -39,6 +39,7 @@ def run_batch(
     *,
     concurrency: int = 4,
     resume: bool = False,
+    rerun_changed: bool = False,
     fail_fast: bool = False,
     progress: Any = True,
     input_name: str | None = None,
@@ -52,7 +53,9 @@ def run_batch(
     """Run `flow` over `items` (a folder, glob, `.jsonl` file or list; see `collect_items`),
     `concurrency` at a time, writing `out_dir/results.jsonl`, `out_dir/traces/` and
     `out_dir/summary.json`. Without `resume` earlier results in `out_dir` are moved aside
-    to `out_dir/earlier-<time>/`. One batch at a time per `out_dir`: another one running
+    to `out_dir/earlier-<time>/`. A resume refuses results another version of the flow
+    made (FlowChangedError, a BatchInputError), unless `rerun_changed`: then their items
+    run again (implies `resume`). One batch at a time per `out_dir`: another one running
     there raises BatchLockedError (a BatchInputError) naming its process.
 
     `progress`: True (a tqdm bar on stderr), "auto" (tqdm.auto, a widget in Jupyter),
@@ -66,7 +69,8 @@ def run_batch(
     when `fail_fast` stops the batch, BatchInputError for bad items or options.
     """
     options = BatchOptions(
-        concurrency=concurrency, resume=resume, fail_fast=fail_fast, progress=progress, input_name=input_name,
+        concurrency=concurrency, resume=resume, rerun_changed=rerun_changed, fail_fast=fail_fast, progress=progress,
+        input_name=input_name,
         settings=settings or {}, endpoints=endpoints or {}, common_inputs=common_inputs or {},
         max_failures=max_failures, cache=cache, history=history,
     )
@@ -80,6 +84,7 @@ async def arun_batch(
     *,
     concurrency: int = 4,
     resume: bool = False,
+    rerun_changed: bool = False,
     fail_fast: bool = False,
     progress: Any = True,
     input_name: str | None = None,
@@ -92,7 +97,8 @@ async def arun_batch(
 ) -> BatchSummary:
     """Run `flow` over `items` on the current event loop; see `run_batch`."""
     options = BatchOptions(
-        concurrency=concurrency, resume=resume, fail_fast=fail_fast, progress=progress, input_name=input_name,
+        concurrency=concurrency, resume=resume, rerun_changed=rerun_changed, fail_fast=fail_fast, progress=progress,
+        input_name=input_name,
         settings=settings or {}, endpoints=endpoints or {}, common_inputs=common_inputs or {},
         max_failures=max_failures, cache=cache, history=history,
     )
@@ -142,7 +148,7 @@ async def run_prepared(batch: PreparedBatch, options: BatchOptions, bar: Any = N
 
     settings = dict(options.settings)
     cache, history = options.node_cache(), options.run_history()
-    writer = ResultsWriter(batch.out_dir)
+    writer = ResultsWriter(batch.out_dir, flow_digest=batch.flow_digest)
     slots = asyncio.Semaphore(options.concurrency)
     running: set[asyncio.Task[None]] = set()
     stop: list[str] = []

@@ -82,7 +82,10 @@ class BatchOptions:
 
     - `concurrency`: items run at once (at least 1); on Ray, at once in each replica;
     - `resume`: keep the results already in the output folder and skip their items;
-      without it earlier results there are replaced;
+      without it earlier results there are moved aside. Results of another version of
+      the flow refuse the resume (see `jupyter_flow.batch.resume`);
+    - `rerun_changed`: resume, running again the items whose results another version
+      of the flow made (their old results are moved aside);
     - `fail_fast`: stop at the first failed item (BatchStoppedError names it and the node);
     - `progress`: True (a tqdm bar on stderr), "auto" (tqdm.auto: a widget in Jupyter),
       False or None (no bar), or a tqdm-like class;
@@ -104,6 +107,7 @@ class BatchOptions:
 
     concurrency: int = 4
     resume: bool = False
+    rerun_changed: bool = False
     fail_fast: bool = False
     progress: Any = True
     input_name: str | None = None
@@ -130,7 +134,7 @@ class BatchOptions:
             problems.append(Problem(f"must be a whole number, not {self.concurrency!r}", field="concurrency"))
         elif self.concurrency < 1:
             problems.append(Problem(f"must be at least 1, not {self.concurrency}", field="concurrency"))
-        for name in ("resume", "fail_fast"):
+        for name in ("resume", "rerun_changed", "fail_fast"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(Problem(f"must be True or False, not {getattr(self, name)!r}", field=name))
         if not (self.progress in (True, False, None, "auto") or callable(self.progress)):

@@ -17,6 +17,8 @@ from jupyter_flow.batch.items import BatchItem, ItemsSource, apply_endpoints, ch
 from jupyter_flow.batch.lock import FolderLock
 from jupyter_flow.batch.options import parse_max_failures
 from jupyter_flow.batch.results import BatchStoppedError, BatchSummary, open_results, summarize_results
+from jupyter_flow.batch.resume import resume_results
+from jupyter_flow.history import flow_digest
 
 if TYPE_CHECKING:
     from jupyter_flow.batch.options import BatchOptions
@@ -29,7 +31,8 @@ __all__ = ["PreparedBatch", "finish_batch", "prepare_batch"]
 class PreparedBatch:
     """A batch ready to run: the flow to run (endpoints applied, validated), every item,
     the output folder (locked until `close`), the ids it already has results for, the
-    items left to run, and notes for the user (earlier results moved, a lock taken over)."""
+    items left to run, notes for the user (earlier results moved, a lock taken over), and
+    the digest of the flow as given (before endpoint overrides) that every result carries."""
 
     flow: Flow
     items: list[BatchItem]
@@ -39,6 +42,7 @@ class PreparedBatch:
     lock: FolderLock | None = None
     max_failures: int | float = 0
     notes: list[str] = field(default_factory=list)
+    flow_digest: str | None = None
 
     @property
     def resumed(self) -> int:
@@ -54,9 +58,11 @@ class PreparedBatch:
 def prepare_batch(flow: Flow, source: ItemsSource, out_dir: str | Path, options: BatchOptions) -> PreparedBatch:
     """Everything before the first run; raises BatchInputError (or FlowValidationError)
     before the output folder is touched when the flow, items or options are wrong or the
-    output folder is where the items are read from, and
-    BatchLockedError when another batch is running on the folder. The caller closes the
-    returned batch (releasing the lock) when it is done."""
+    output folder is where the items are read from, BatchLockedError when another batch
+    is running on the folder, and FlowChangedError when a resume finds results of another
+    version of the flow (unless `rerun_changed`). The caller closes the returned batch
+    (releasing the lock) when it is done."""
+    digest = flow_digest(flow.spec)
     flow = apply_endpoints(flow, options.endpoints).validate()
     items = items_to_run(flow, source, input_name=options.input_name, common_inputs=options.common_inputs)
     check_out_dir(source, out_dir)
@@ -64,14 +70,18 @@ def prepare_batch(flow: Flow, source: ItemsSource, out_dir: str | Path, options:
     lock = FolderLock(out)
     notes = [note] if (note := lock.acquire()) else []
     try:
-        done, moved = open_results(out, resume=options.resume)
+        if options.resume or options.rerun_changed:
+            done, more = resume_results(out, digest, rerun_changed=options.rerun_changed)
+            notes += more
+        else:
+            done, moved = open_results(out, resume=False)
+            if moved is not None:
+                notes.append(f"earlier results in {out} were moved to {moved} (use --resume to keep adding to them)")
     except BaseException:
         lock.release()
         raise
-    if moved is not None:
-        notes.append(f"earlier results in {out} were moved to {moved} (use --resume to keep adding to them)")
     todo = [item for item in items if item.id not in done]
-    return PreparedBatch(flow, items, out, done, todo, lock, parse_max_failures(options.max_failures), notes)
+    return PreparedBatch(flow, items, out, done, todo, lock, parse_max_failures(options.max_failures), notes, digest)
 
 
 def finish_batch(batch: PreparedBatch, *, ran: int, duration_s: float, stopped: str | None) -> BatchSummary:
@@ -79,7 +89,7 @@ def finish_batch(batch: PreparedBatch, *, ran: int, duration_s: float, stopped: 
     BatchStoppedError with it when `stopped` says why fail-fast stopped the batch."""
     summary = summarize_results(
         batch.out_dir, batch.items, resumed=batch.resumed, ran=ran, duration_s=duration_s, stopped=stopped,
-        max_failures=batch.max_failures, notes=batch.notes,
+        max_failures=batch.max_failures, notes=batch.notes, flow_digest=batch.flow_digest,
     )
     if stopped:
         raise BatchStoppedError(f"batch stopped (fail-fast): {stopped}", summary)

@@ -290,6 +290,7 @@ def run_batch_ray(
     replicas: int | None = None,
     concurrency: int = 4,
     resume: bool = False,
+    rerun_changed: bool = False,
     fail_fast: bool = False,
     progress: Any = True,
     num_gpus: float | None = None,
@@ -324,7 +325,8 @@ def run_batch_ray(
     """
     import_ray()  # before any work, so that a missing extra is the first thing said
     options = BatchOptions(
-        concurrency=concurrency, resume=resume, fail_fast=fail_fast, progress=progress, input_name=input_name,
+        concurrency=concurrency, resume=resume, rerun_changed=rerun_changed, fail_fast=fail_fast, progress=progress,
+        input_name=input_name,
         settings=settings or {}, endpoints=endpoints or {}, common_inputs=common_inputs or {},
         max_failures=max_failures, cache=cache, history=history,
     )
@@ -389,7 +391,7 @@ def _stream(
             **extra,
         )
         del rows
-        writer = ResultsWriter(batch.out_dir)
+        writer = ResultsWriter(batch.out_dir, flow_digest=batch.flow_digest)
         ran, stop = 0, None
         describe = getattr(bar, "set_description_str", None)
         if describe is not None:

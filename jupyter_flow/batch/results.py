@@ -35,7 +35,9 @@ __all__ = [
     "BatchStoppedError",
     "BatchSummary",
     "ResultsWriter",
+    "earlier_folder",
     "open_results",
+    "read_result_lines",
     "read_results",
     "summarize_results",
 ]
@@ -49,6 +51,12 @@ TRACES_DIR = "traces"
 def read_results(out_dir: str | Path, *, repair: bool = False) -> list[dict[str, Any]]:
     """The records in `out_dir/results.jsonl`. A last line torn by a crash is left out
     (and cut from the file when `repair`)."""
+    return [record for _, record in read_result_lines(out_dir, repair=repair)]
+
+
+def read_result_lines(out_dir: str | Path, *, repair: bool = False) -> list[tuple[bytes, dict[str, Any]]]:
+    """Each record of `out_dir/results.jsonl` with its line as it is in the file (its
+    newline included); see `read_results`."""
     path = Path(out_dir) / RESULTS_FILE
     if not path.exists():
         return []
@@ -60,14 +68,28 @@ def read_results(out_dir: str | Path, *, repair: bool = False) -> list[dict[str,
             fh.flush()
             os.fsync(fh.fileno())
     records = []
-    for line in keep.decode("utf-8", errors="replace").splitlines():
+    # split at newlines only: text may hold U+2028 or U+0085, which JSON leaves as they are
+    for line in (piece + b"\n" for piece in keep.split(b"\n")[:-1]):
         try:
-            data = json.loads(line)
+            data = json.loads(line.decode("utf-8", errors="replace"))
         except json.JSONDecodeError:
             continue
         if isinstance(data, dict) and "id" in data:
-            records.append(data)
+            records.append((line, data))
     return records
+
+
+def earlier_folder(out_dir: Path) -> Path:
+    """A new folder `out_dir/earlier-<UTC time>/` (numbered when that one exists) for
+    results moved aside: they are never deleted."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    moved = out_dir / f"earlier-{stamp}"
+    n = 1
+    while moved.exists():
+        n += 1
+        moved = out_dir / f"earlier-{stamp}-{n}"
+    moved.mkdir()
+    return moved
 
 
 def open_results(out_dir: Path, *, resume: bool) -> tuple[set[str], Path | None]:
@@ -85,13 +107,7 @@ def open_results(out_dir: Path, *, resume: bool) -> tuple[set[str], Path | None]
     old = [p for p in (results, summary) if p.exists() and p.stat().st_size] + ([traces] if any(traces.iterdir()) else [])
     moved = None
     if old:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        moved = out_dir / f"earlier-{stamp}"
-        n = 1
-        while moved.exists():
-            n += 1
-            moved = out_dir / f"earlier-{stamp}-{n}"
-        moved.mkdir()
+        moved = earlier_folder(out_dir)
         for path in old:
             os.replace(path, moved / path.name)
         traces.mkdir(exist_ok=True)
@@ -126,8 +142,9 @@ class ResultsWriter:
     return once the line is on disk, so an item counts as done only when a crash can no
     longer lose it. Lines that arrive together share one fsync."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, *, flow_digest: str | None = None) -> None:
         self.out_dir = out_dir
+        self.flow_digest = flow_digest  # written into every line: a resume tells whose results they are
         self._fh = open(out_dir / RESULTS_FILE, "ab")  # noqa: SIM115 - closed by close()
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="jupyter-flow results", daemon=True)
@@ -178,7 +195,8 @@ class ResultsWriter:
                 if job.trace_path is not None:
                     text = job.trace() if callable(job.trace) else str(job.trace)
                     job.trace_path.write_text(text + "\n", encoding="utf-8")
-                lines.append((dumps(job.record) + "\n").encode("utf-8"))
+                record = job.record if self.flow_digest is None else {**job.record, "flow_digest": self.flow_digest}
+                lines.append((dumps(record) + "\n").encode("utf-8"))
                 written.append(job)
             except BaseException as exc:  # noqa: BLE001 - handed to the item's waiter
                 _settle(job.done, exc)
@@ -219,6 +237,7 @@ class BatchSummary:
     stopped: str | None = None
     max_failures: int | float = 0  # failed items accepted (a count, or a share below 1)
     notes: list[str] = field(default_factory=list)  # earlier results moved aside, a lock taken over
+    flow_digest: str | None = None  # of the flow that made the results (see `jupyter_flow.batch.resume`)
 
     @property
     def results_path(self) -> Path:
@@ -273,6 +292,7 @@ class BatchSummary:
             "allowed_failures": self.allowed_failures,
             "succeeded": self.succeeded,
             "notes": self.notes,
+            "flow_digest": self.flow_digest,
             "failures": self.failures,
             "node_timing": self.node_timing,
         }
@@ -384,7 +404,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def summarize_results(
     out_dir: Path, items: Sequence[BatchItem], *, resumed: int, ran: int, duration_s: float, stopped: str | None,
-    max_failures: int | float = 0, notes: Sequence[str] = (),
+    max_failures: int | float = 0, notes: Sequence[str] = (), flow_digest: str | None = None,
 ) -> BatchSummary:
     """Counts and timings over every result of these items in `out_dir` (earlier runs too)."""
     order = {item.id: n for n, item in enumerate(items)}
@@ -424,6 +444,7 @@ def summarize_results(
         stopped=stopped,
         max_failures=max_failures,
         notes=list(notes),
+        flow_digest=flow_digest,
     )
     (out_dir / SUMMARY_FILE).write_text(dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     return summary
