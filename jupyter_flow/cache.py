@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from jupyter_flow.errors import StoreError
+from jupyter_flow.sqlite_store import from_choice, open_store, store_errors
 from jupyter_flow.values import is_tensor
 from jupyter_flow.version import __version__
 
@@ -48,7 +49,6 @@ CACHE_ENV = "JUPYTER_FLOW_CACHE"
 DEFAULT_MAX_BYTES = 2 * 1024**3
 #: one entry larger than this is not stored
 MAX_ENTRY_BYTES = 256 * 1024**2
-_BUSY_TIMEOUT_S = 30.0
 _FILE = "nodes.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -225,35 +225,16 @@ class NodeCache:
     def path(self) -> Path:
         return self.folder / _FILE
 
-    def _open(self) -> sqlite3.Connection:
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise CacheError(f"cannot open the node cache {self.path}: {exc}") from None
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            # a commit in WAL mode without a sync of its own stays whole; a power cut may
-            # only lose the last entries, which a cache can afford
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise CacheError(f"the node cache {self.path} cannot be used: {exc}") from None
-        return conn
-
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._conn is None or self._pid != os.getpid():
-                self._conn, self._pid = self._open(), os.getpid()
-            conn = self._conn
-            try:
+                # a commit in WAL mode without a sync of its own stays whole; a power cut
+                # may only lose the last entries, which a cache can afford
+                self._conn = open_store(self.path, _SCHEMA, error=CacheError, what="node cache", relaxed_sync=True, any_thread=True)
+                self._pid = os.getpid()
+            with store_errors(self._conn, self.path, error=CacheError, what="node cache") as conn:
                 yield conn
-            except sqlite3.DatabaseError as exc:
-                if conn.in_transaction:
-                    conn.rollback()
-                raise CacheError(f"the node cache {self.path} cannot be used: {exc}") from None
 
     def close(self) -> None:
         """Close the connection (the next use opens it again)."""
@@ -321,13 +302,7 @@ CacheChoice = Union[bool, str, Path, NodeCache, None]
 
 def node_cache(choice: CacheChoice) -> NodeCache | None:
     """The node cache `choice` names (see `CacheChoice`); None when it is off."""
-    if choice is None or choice is False:
-        return None
-    if isinstance(choice, NodeCache):
-        return choice
-    if isinstance(choice, (str, Path)) or choice is True:
-        return NodeCache(None if choice is True else choice)
-    raise TypeError(f"cache must be True, False, a folder or a NodeCache, not {type(choice).__name__}")
+    return from_choice(choice, NodeCache, NodeCache, option="cache", place="a folder")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

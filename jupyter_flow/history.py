@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Union
 from jupyter_flow.errors import MissingDependencyError, StoreError
 from jupyter_flow.flowdiff import MISSING, FieldChange, diff_values
 from jupyter_flow.spec import FlowSpec, spec_to_dict
+from jupyter_flow.sqlite_store import from_choice, open_store, store_errors
 from jupyter_flow.values import dumps
 
 if TYPE_CHECKING:
@@ -50,8 +51,6 @@ HISTORY_ENV = "JUPYTER_FLOW_HISTORY"
 DEFAULT_KEEP_RUNS = 10_000
 #: a run's trace larger than this is kept as a summary only
 MAX_RUN_BYTES = 20 * 1024 * 1024
-#: how long a writer waits for another one before giving up
-_BUSY_TIMEOUT_S = 30.0
 _GIT_TIMEOUT_S = 5
 
 _SCHEMA = """
@@ -171,18 +170,9 @@ class RunHistory:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise HistoryError(f"cannot open the run history {self.path}: {exc}") from None
-        with closing(conn):
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
-                yield conn
-            except sqlite3.DatabaseError as exc:
-                raise HistoryError(f"the run history {self.path} cannot be used: {exc}") from None
+        conn = open_store(self.path, _SCHEMA, error=HistoryError, what="run history")
+        with closing(conn), store_errors(conn, self.path, error=HistoryError, what="run history"):
+            yield conn
 
     def record(self, result: RunResult, *, spec: FlowSpec | None = None, flow_path: str | Path | None = None) -> str:
         """Add a run; returns its id."""
@@ -278,13 +268,7 @@ HistoryChoice = Union[bool, str, Path, RunHistory, None]
 
 def run_history(choice: HistoryChoice) -> RunHistory | None:
     """The run history `choice` names (see `HistoryChoice`); None when it is off."""
-    if choice is None or choice is False:
-        return None
-    if isinstance(choice, RunHistory):
-        return choice
-    if isinstance(choice, (str, Path)) or choice is True:
-        return RunHistory(None if choice is True else choice)
-    raise TypeError(f"history must be True, False, a file or a RunHistory, not {type(choice).__name__}")
+    return from_choice(choice, RunHistory, RunHistory, option="history", place="a file")
 
 
 def _configs(spec: Mapping[str, Any] | None) -> dict[str, Any]:

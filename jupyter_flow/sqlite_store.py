@@ -1,0 +1,73 @@
+"""What the node cache and the run history share: an SQLite file opened the same way, its
+errors as the store's own error, and the choice a user gives (`cache=`, `history=`) read
+the same way.
+
+A store file is opened in autocommit mode (each store begins its own transactions), with a
+busy timeout for a writer in another process, in WAL mode (readers do not wait for a
+writer), and its schema made if it is not there. Opening it, or using it, fails with the
+store's `StoreError` subclass, naming the file; never with sqlite3's traceback.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jupyter_flow.errors import StoreError
+
+__all__ = ["BUSY_TIMEOUT_S", "from_choice", "open_store", "store_errors"]
+
+#: how long a writer waits for another one before giving up
+BUSY_TIMEOUT_S = 30.0
+
+S = TypeVar("S")
+
+
+def open_store(path: Path, schema: str, *, error: type[StoreError], what: str, relaxed_sync: bool = False,
+               any_thread: bool = False) -> sqlite3.Connection:
+    """A connection to the store file `path` (its folder made), in WAL mode with `schema`
+    made. `relaxed_sync`: commits are not synced one by one (a power cut may lose the last
+    ones, never leave a torn one); `any_thread`: the caller hands the connection between
+    threads, one at a time. `what` names the store in messages ("node cache")."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=not any_thread)
+    except (OSError, sqlite3.Error) as exc:
+        raise error(f"cannot open the {what} {path}: {exc}") from None
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        if relaxed_sync:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(schema)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise error(f"the {what} {path} cannot be used: {exc}") from None
+    return conn
+
+
+@contextmanager
+def store_errors(conn: sqlite3.Connection, path: Path, *, error: type[StoreError], what: str) -> Iterator[sqlite3.Connection]:
+    """`conn` for a block of work: a database error in it rolls back the open transaction
+    and leaves as the store's `error`, naming the file."""
+    try:
+        yield conn
+    except sqlite3.DatabaseError as exc:
+        if conn.in_transaction:
+            conn.rollback()
+        raise error(f"the {what} {path} cannot be used: {exc}") from None
+
+
+def from_choice(choice: Any, kind: type[S], make: Callable[[str | Path | None], S], *, option: str, place: str) -> S | None:
+    """The store a user's `choice` names: off (None, False), the default place (True), a
+    place (a path), or a store of type `kind` itself; `make` opens one at a path (None: the
+    default). `option` and `place` word the error for anything else ("cache", "a folder")."""
+    if choice is None or choice is False:
+        return None
+    if isinstance(choice, kind):
+        return choice
+    if isinstance(choice, (str, Path)) or choice is True:
+        return make(None if choice is True else choice)
+    raise TypeError(f"{option} must be True, False, {place} or a {kind.__name__}, not {type(choice).__name__}")
