@@ -519,7 +519,7 @@ workflow:
 def test_conversation_variables_are_inputs_and_nodes_after_an_assigner_read_its_value(tmp_path: Path) -> None:
     result, target = write_import(app_file(tmp_path, ASSIGNER_APP), tmp_path / "count.flow.yaml")
     assert result.spec.inputs["count"].default == 0
-    assert any("conversation variable 'count'" in line for line in result.approximated)
+    assert any("conversation variable 'count'" in line for line in result.notes)
     flow = Flow.load(target).validate()
     assert flow.run({"query": "+1"}).flow_outputs == {"answer": "before 0, after 1"}
     assert flow.run({"query": "+1", "count": 5}).flow_outputs == {"answer": "before 5, after 6"}

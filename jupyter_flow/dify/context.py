@@ -13,10 +13,10 @@ from typing import Any
 from jupyter_flow.dify.bindings import ToolBinding
 from jupyter_flow.dify.dsl import INPUT_TYPES, SAFE_ID, START, VALUE_TYPES
 from jupyter_flow.dify.result import DifyImport
-from jupyter_flow.dify.text import dify_text
+from jupyter_flow.dify.text import dify_text, literal
 from jupyter_flow.errors import FlowError
 
-__all__ = ["Built", "Context", "Options", "Unsupported", "join_path", "slug"]
+__all__ = ["STATE_MODULE", "Built", "Context", "Options", "Unsupported", "join_path", "slug"]
 
 #: Dify's system variables and the input each becomes: (type, description, required)
 SYSTEM = {"query": ("text", "the user's message (Dify's sys.query)", True),
@@ -24,6 +24,8 @@ SYSTEM = {"query": ("text", "the user's message (Dify's sys.query)", True),
           "files": ("list", "the files the user sent (Dify's sys.files)", False),
           "user_id": ("string", "the user (Dify's sys.user_id)", False),
           "dialogue_count": ("number", "turns so far (Dify's sys.dialogue_count)", False)}
+#: the module whose `load` reads a conversation's variables
+STATE_MODULE = "jupyter_flow.dify.conversation"
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: what a Dify node type calls an output and what the flow node calls it
 _RENAMED_OUTPUTS = {"template-transform": {"output": "text"}, "answer": {"answer": "text"},
@@ -93,6 +95,9 @@ class Context:
         self.current: str | None = None
         self.upstream: dict[str, set[str]] = {}
         self.writers: dict[str, list[str]] = {}
+        #: the id of the node that reads a chat app's conversation variables as its
+        #: conversation has them (see `jupyter_flow.dify.conversation`), or None
+        self.state: str | None = None
         self.data = {str(n["id"]): n["data"] for n in nodes}
         self.types = {nid: str(data.get("type") or "") for nid, data in self.data.items()}
         self.starts = {nid for nid, kind in self.types.items() if kind == START}
@@ -143,9 +148,9 @@ class Context:
             return join_path("inputs", rest)
         if head == "sys":
             return join_path("inputs", [self.system(rest[0]), *rest[1:]])
-        if head == "conversation" and rest[1:] == []:
-            return self._conversation(rest[0])
-        if head in ("conversation", "env"):
+        if head == "conversation":
+            return join_path(self._conversation(rest[0]), rest[1:])
+        if head == "env":
             return join_path("inputs", [self.variable(head, rest[0]), *rest[1:]])
         if head not in self.ids:
             raise ValueError(f"{where}: references node {head!r}, which the app does not have")
@@ -172,7 +177,8 @@ class Context:
     def _conversation(self, name: str) -> str:
         """What a node reads of a conversation variable: the value the last assigner before
         it wrote (the first of them that ran, latest first), else the input."""
-        expr = join_path("inputs", [self.variable("conversation", name)])
+        given = join_path("inputs", [self.variable("conversation", name)])
+        expr = join_path(f"{self.state}.output", [name]) if self.state else given
         before = self.upstream.get(self.current or "", set())
         writers = [w for w in self.writers.get(name, []) if w in before and w in self.ids]
         # earliest first: a writer upstream of another comes before it
@@ -195,6 +201,35 @@ class Context:
         self.outer_inputs[name] = template
         self.inputs[name] = {"type": "any", "description": f"{template} of the flow that runs this one per item"}
         return name
+
+    def declares_conversation(self) -> bool:
+        """Whether the app declares conversation variables."""
+        return any(scope == "conversation" for scope, _ in self._declared)
+
+    def conversation_input(self) -> str:
+        """The input naming the conversation (Dify's sys.conversation_id)."""
+        if "conversation_id" in self._system or "conversation_id" not in self.inputs:
+            return self.system("conversation_id")
+        return "conversation_id"  # a start variable of that name: a flow exported from here
+
+    def conversation_names(self) -> dict[str, str]:
+        """The conversation variables the app reads or writes, and the input of each."""
+        return {name: input_name for (scope, name), input_name in self._variables.items() if scope == "conversation"}
+
+    def state_node(self, app_name: str) -> dict[str, Any] | None:
+        """The node that reads the conversation variables as the run's conversation has them
+        (`jupyter_flow.dify.conversation.load`), or None when the app uses none."""
+        names = self.conversation_names()
+        if self.state is None or not names:
+            return None
+        mapping = {"app": literal(app_name), "conversation_id": f"{{{{ inputs.{self.conversation_input()} }}}}",
+                   "initial": {name: f"{{{{ {join_path('inputs', [given])} }}}}" for name, given in names.items()}}
+        return {"id": self.state, "type": "python", "title": "Conversation variables", "cache": False,
+                "config": {"function": f"{STATE_MODULE}:load", "input_mapping": mapping}}
+
+    def conversation_mapping(self) -> dict[str, str]:
+        """What an assigner passes to keep the conversation variables it writes."""
+        return {"app": literal(self.result.app_name), "conversation_id": f"{{{{ inputs.{self.conversation_input()} }}}}"}
 
     # -- inputs ----------------------------------------------------------------------------
     def start(self, data: Mapping[str, Any]) -> None:
@@ -241,7 +276,11 @@ class Context:
                 spec["default"] = declared["value"]
             elif not secret:
                 spec["required"] = False
-            if scope == "conversation":
+            if scope == "conversation" and self.state is not None:
+                spec["description"] = f"Dify's conversation variable {name}: its value when a conversation starts"
+                self.result.notes.append(f"conversation variable {name!r}: kept between the runs of a conversation (the "
+                                         f"conversation_id input) in the conversation store; the input {input_name!r} starts it")
+            elif scope == "conversation":
                 spec["description"] = f"Dify's conversation variable {name} (kept between turns there; here given with each run)"
                 self.result.approximated.append(f"conversation variable {name!r}: the input {input_name!r}, given with each run "
                                                 "(Dify keeps it between the turns of a conversation)")

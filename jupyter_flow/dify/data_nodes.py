@@ -123,7 +123,7 @@ def assigner(ctx: Context, nid: str, data: Mapping[str, Any], where: str) -> Bui
                    for i in data["items"]]
     else:
         entries = [(data.get("assigned_variable_selector"), data.get("write_mode"), "variable", data.get("input_variable_selector"))]
-    items = []
+    items, keep = [], []
     for target, operation, input_type, value in entries:
         if not isinstance(target, list) or len(target) < 2:
             raise ValueError(f"{where}: an assignment names no variable")
@@ -133,7 +133,15 @@ def assigner(ctx: Context, nid: str, data: Mapping[str, Any], where: str) -> Bui
         if op not in ("clear", "remove-first", "remove-last"):
             given = ctx.ref(value, where=where) if input_type != "constant" and isinstance(value, list) else _constant(value)
         items.append({"variable": name, "current": ctx.ref(target, where=where), "value": given, "operation": op})
-    names = ", ".join(repr(i["variable"]) for i in items)
-    ctx.result.approximated.append(f"node '{ctx.ids[nid]}': the new values of {names} are its output, which the nodes after it "
-                                   "read; the flow does not keep them for the next run (Dify keeps conversation variables between turns)")
-    return Built([_node(nid, data, ctx, "python", {"function": f"{FUNCTIONS}:assign", "input_mapping": {"items": items}})])
+        if str(target[0]) == "conversation" and ctx.state is not None and name not in keep:
+            keep.append(name)
+    mapping: dict[str, Any] = {"items": items}
+    node = _node(nid, data, ctx, "python", {"function": f"{FUNCTIONS}:assign", "input_mapping": mapping})
+    if keep:  # written to the conversation's store: it runs every time
+        mapping.update({**ctx.conversation_mapping(), "keep": keep})
+        node["cache"] = False
+    else:
+        names = ", ".join(repr(i["variable"]) for i in items)
+        ctx.result.approximated.append(f"node '{ctx.ids[nid]}': the new values of {names} are its output, which the nodes after it "
+                                       "read; the flow does not keep them for the next run (Dify keeps conversation variables between turns)")
+    return Built([node])

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jupyter_flow.dify import conversation
+
 __all__ = ["assign", "classify", "list_operator", "parameters"]
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
@@ -199,10 +201,13 @@ def _cleared(current: Any) -> Any:
     return ""
 
 
-def assign(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def assign(items: Sequence[Mapping[str, Any]], app: str | None = None, conversation_id: Any = None,
+           keep: Sequence[str] = ()) -> dict[str, Any]:
     """The values Dify's variable assigner writes: each item's `variable` gets its
     `operation` (over-write, set, clear, append, extend, +=, -=, *=, /=, remove-first,
-    remove-last) of its `current` value and `value`. Output: the new value by name."""
+    remove-last) of its `current` value and `value`. Output: the new value by name. The
+    names in `keep` (conversation variables) are kept for the conversation `conversation_id`
+    of `app`, for its next runs (`jupyter_flow.dify.conversation`)."""
     out: dict[str, Any] = {}
     for item in items:
         name, op = str(item["variable"]), str(item.get("operation") or "over-write")
@@ -226,4 +231,6 @@ def assign(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         else:
             raise ValueError(f"variable {name!r}: unknown operation {op!r}")
         out[name] = new
+    if keep and app is not None:
+        conversation.save(app, conversation_id, out, keep)
     return out

@@ -89,6 +89,10 @@ class _Importer:
         self._prepare()
         declared = self._selected(outputs or {}, owner)
         nodes, edges = self._walk(declared)
+        state = self.ctx.state_node(self.result.app_name or "dify-app")
+        if state is not None:
+            nodes.insert(0, state)
+            edges.append({"from": FLOW_START, "to": state["id"]})
         if self.problems and not self.options.partial:
             raise FlowValidationError(self.problems)
         flow: dict[str, Any] = {"name": str(self.app.get("name") or "dify-app")}
@@ -119,6 +123,8 @@ class _Importer:
             for name in ("query", "conversation_id"):  # a chat app always has the user's message, and a conversation
                 if name not in ctx.inputs:  # (a flow exported from here declares them as start variables)
                     ctx.system(name)
+            if ctx.declares_conversation():  # its variables are kept between the runs of a conversation
+                ctx.state = ctx.fresh("conversation")
         for n in self.nodes:
             if ctx.types[str(n["id"])] not in (START, END):
                 ctx.name(str(n["id"]), n["data"])
@@ -171,8 +177,12 @@ class _Importer:
         layout = {}
         for n in self.nodes:
             pos, nid = n.get("position"), str(n["id"])
-            if nid in self.built and isinstance(pos, Mapping) and isinstance(pos.get("x"), (int, float)) and isinstance(pos.get("y"), (int, float)):
+            if not (isinstance(pos, Mapping) and isinstance(pos.get("x"), (int, float)) and isinstance(pos.get("y"), (int, float))):
+                continue
+            if nid in self.built:
                 layout[self.built[nid].entry] = {"x": float(pos["x"]), "y": float(pos["y"])}
+            elif nid in self.ctx.starts and self.ctx.state and self.ctx.conversation_names():  # where the app starts
+                layout[self.ctx.state] = {"x": float(pos["x"]), "y": float(pos["y"])}
         return layout
 
     def _assignments(self) -> None:
@@ -338,7 +348,9 @@ class _Importer:
             source, target = str(e.get("source")), str(e.get("target"))
             if target not in self.built or (source not in self.built and source not in self.ctx.starts):
                 continue
-            edge: dict[str, Any] = {"from": FLOW_START if source in self.ctx.starts else self.built[source].exit, "to": self.built[target].entry}
+            first = self.ctx.state if self.ctx.conversation_names() else None  # the conversation's variables come first
+            edge: dict[str, Any] = {"from": (first or FLOW_START) if source in self.ctx.starts else self.built[source].exit,
+                                    "to": self.built[target].entry}
             handle = e.get("sourceHandle")
             if self.ctx.types.get(source) in BRANCHING and handle not in (None, "source"):
                 edge["branch"] = str(handle)

@@ -1,0 +1,89 @@
+"""Conversation variables of imported Dify chat apps persist between the runs of one
+conversation (the `conversation_id` input), as Dify keeps them between turns: the corpus's
+form-login chat (Form表单聊天Demo) logs a user in on one turn and remembers it on the next,
+in this process and in the next `jupyter-flow run`; another conversation starts afresh.
+The store's place and bounds are those jupyter_flow.dify.conversation documents."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from test_dify import ScriptedChat, Serve, cli, said_by
+
+from jupyter_flow import Flow
+from jupyter_flow.dify import conversation, write_import
+from jupyter_flow.dify.conversation import MAX_ID_CHARS, MAX_STATE_BYTES, STORE_ENV, ConversationError
+
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "dify" / "corpus"
+LOGIN = json.dumps({"username": "svcvit", "password": "secret"})
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "state" / "conversations.sqlite"
+    monkeypatch.setenv(STORE_ENV, str(path))
+    return path
+
+
+def test_a_chat_app_keeps_its_conversation_variables_between_runs(tmp_path: Path, serve: Serve, store: Path) -> None:
+    model = ScriptedChat(serve, lambda body: f"model: {said_by(body, 'user')}")
+    result, target = write_import(CORPUS / "Form表单聊天Demo.yml", tmp_path / "form.flow.yaml", base_url=model.base_url)
+    assert result.spec.node("conversation").config["function"] == "jupyter_flow.dify.conversation:load"
+    assert result.spec.node("assigner").cache is False  # it writes: never answered from the node cache
+    assert any("conversation variable 'user_token': kept between the runs of a conversation" in n for n in result.notes)
+    flow = Flow.load(target).validate()
+
+    def turn(query: str, conversation_id: str) -> str:
+        run = flow.run({"query": query, "conversation_id": conversation_id})
+        assert run.ok, run.error
+        return "".join(str(v) for v in (run.flow_outputs or {}).values() if v is not None)
+
+    assert "<form" in turn("hello", "c1")  # not logged in: the login form
+    assert turn(LOGIN, "c1") == "登录成功，我们聊点什么？"  # the assigner keeps user_token for c1
+    assert turn("讲个笑话", "c1") == "model: 讲个笑话"  # logged in: the model answers
+    assert "<form" in turn("讲个笑话", "c2")  # another conversation starts afresh
+    assert "<form" in flow.run({"query": "讲个笑话"}).flow_outputs["answer"]  # no id: a conversation of its own
+    # the next process reads what this one kept
+    done = cli("run", str(target), "--input", "query=再来一个", "--input", "conversation_id=c1")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["answer_2"] == "model: 再来一个"
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT app, conversation, state FROM conversations").fetchall()
+    assert rows == [("Form表单聊天Demo", "c1", '{"user_token": "user_token_test"}')]
+
+
+def test_the_input_starts_a_conversation_and_the_store_wins_after(tmp_path: Path, store: Path) -> None:
+    from test_dify_corpus import ASSIGNER_APP  # the counter cut from 记忆测试's assigners
+
+    app = tmp_path / "count.yml"
+    app.write_text(ASSIGNER_APP, encoding="utf-8")
+    _, target = write_import(app, tmp_path / "count.flow.yaml")
+    flow = Flow.load(target).validate()
+    assert flow.run({"query": "+1", "conversation_id": "a", "count": 5}).flow_outputs == {"answer": "before 5, after 6"}
+    assert flow.run({"query": "+1", "conversation_id": "a", "count": 5}).flow_outputs == {"answer": "before 6, after 7"}
+    assert flow.run({"query": "+1", "conversation_id": "b"}).flow_outputs == {"answer": "before 0, after 1"}
+
+
+def test_the_store_is_bounded(store: Path) -> None:
+    with pytest.raises(ConversationError, match=f"at most {MAX_ID_CHARS} are kept"):
+        conversation.save("app", "x" * (MAX_ID_CHARS + 1), {"v": 1}, ["v"])
+    with pytest.raises(ConversationError, match=f"at most {MAX_STATE_BYTES:,} are kept"):
+        conversation.save("app", "big", {"v": "x" * MAX_STATE_BYTES}, ["v"])
+    with pytest.raises(ConversationError, match="not JSON values"):
+        conversation.save("app", "odd", {"v": {1, 2}}, ["v"])
+    for i in range(5):
+        conversation.save("app", f"c{i}", {"v": i}, ["v"], max_conversations=3)
+    assert [conversation.load("app", f"c{i}", {"v": None})["v"] for i in range(5)] == [None, None, 2, 3, 4]
+    # what went past a bound was not kept
+    assert conversation.load("app", "big", {"v": 0}) == {"v": 0}
+
+
+def test_a_store_that_cannot_be_opened_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("", encoding="utf-8")
+    monkeypatch.setenv(STORE_ENV, str(blocker / "conversations.sqlite"))
+    with pytest.raises(ConversationError, match=f"cannot open the conversation store .*; set {STORE_ENV}"):
+        conversation.load("app", "c1", {"v": 0})
