@@ -11,30 +11,35 @@ methods are the state's actions, so the workbench can be driven from Python.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from jupyter_flow.document import FlowDocument
 from jupyter_flow.editor import FlowEditor
 from jupyter_flow.errors import Problem
+from jupyter_flow.evaluate import Evaluation, ScoreFn
 from jupyter_flow.flow import Flow
 from jupyter_flow.nodes.registry import NodeRegistry
 from jupyter_flow.spec import FlowSpec, PathLike
 from jupyter_flow.trace import RunResult
 from jupyter_flow.workbench.actions import Selection
 from jupyter_flow.workbench.bars import FileBar, RunBar
+from jupyter_flow.workbench.cache_view import CacheBar
+from jupyter_flow.workbench.eval_view import EvaluationPanel
 from jupyter_flow.workbench.events import Change
 from jupyter_flow.workbench.graph_view import GraphView
+from jupyter_flow.workbench.history_view import HistoryPanel
 from jupyter_flow.workbench.inputs_form import InputsForm
 from jupyter_flow.workbench.inspect_view import InspectPanel
+from jupyter_flow.workbench.iteration import Comparison, StoreChoice
 from jupyter_flow.workbench.panels import ProblemsPanel, SettingsEditor, TimelinePanel
 from jupyter_flow.workbench.state import FlowLike, WorkbenchState
 from jupyter_flow.workbench.toolbar import Toolbar
 
 __all__ = ["Workbench"]
 
-_SETTINGS_TAB, _INSPECT_TAB = 0, 1
+_SETTINGS_TAB, _INSPECT_TAB, _TIMELINE_TAB, _HISTORY_TAB, _EVALUATION_TAB = range(5)
 
 
 class Workbench:
@@ -48,16 +53,26 @@ class Workbench:
     flow. `height` fixes the graph's height (a CSS length); by default it grows with the
     flow.
 
+    Change, run, compare: with `cache=True` a node whose kind, inputs and code are unchanged
+    is taken from the node cache instead of run (it wears a "cached" badge); with
+    `history=True` every run is kept, listed in the History tab, where "Compare with..."
+    shows what changed between two runs and marks the changed nodes on the graph. Both
+    live in `.jupyter-flow/` beside the flow file (in the notebook's folder for a flow
+    without a file); a folder (cache) or file (history) may be given instead.
+    `evaluate(data)` runs the flow as edited and its saved file over a dataset and shows
+    the table in the Evaluation tab.
+
     Each message shows next to the control that caused it: edits under the toolbar, Apply
     under the settings, runs in the run bar, "To variable" beside it, files in the file bar.
     `state` is the workbench without its widgets (`WorkbenchState`).
     """
 
     def __init__(self, flow: FlowLike = None, *, registry: NodeRegistry | None = None,
-                 functions: Mapping[str, Callable[..., Any]] | None = None, height: str | None = None) -> None:
+                 functions: Mapping[str, Callable[..., Any]] | None = None, height: str | None = None,
+                 cache: StoreChoice = False, history: StoreChoice = False) -> None:
         import ipywidgets as w
 
-        self.state = state = WorkbenchState(flow, registry=registry, functions=functions)
+        self.state = state = WorkbenchState(flow, registry=registry, functions=functions, cache=cache, history=history)
         self.graph = GraphView(state, state, height=height)
         self.toolbar = Toolbar(state, state, fit=self.graph.fit)
         self.settings = SettingsEditor(state, state)
@@ -67,9 +82,14 @@ class Workbench:
         self.run_bar = RunBar(state, state)
         self.file_bar = FileBar(state, state)
         self.problems_panel = ProblemsPanel(state)
+        self.cache_bar = CacheBar(state, state)
+        self.history_panel = HistoryPanel(state, state)
+        self.evaluation_panel = EvaluationPanel(state)
 
-        self.tabs = w.Tab(children=[self.settings.widget, self.inspect_panel.widget, self.timeline_panel.widget])
-        for i, title in enumerate(("Settings", "Inspect", "Timeline")):
+        inspect_tab = w.VBox([self.cache_bar.widget, self.inspect_panel.widget])
+        self.tabs = w.Tab(children=[self.settings.widget, inspect_tab, self.timeline_panel.widget, self.history_panel.widget,
+                                    self.evaluation_panel.widget])
+        for i, title in enumerate(("Settings", "Inspect", "Timeline", "History", "Evaluation")):
             self.tabs.set_title(i, title)
         # side by side where there is room, the panels below the graph in a narrow pane
         self.tabs.layout = w.Layout(flex="2 1 340px", min_width="300px", max_height="720px", overflow="auto")
@@ -88,8 +108,12 @@ class Workbench:
         self.widget.add_class("jf-workbench")
         #: where the messages of each place show: "edit", "settings", "run", "inspect", "files"
         self.feedback = {line.place: line.widget for line in (self.toolbar.feedback, self.settings.feedback, self.run_bar.feedback,
-                                                              self.inspect_panel.feedback, self.file_bar.feedback)}
+                                                              self.inspect_panel.feedback, self.file_bar.feedback,
+                                                              self.history_panel.feedback, self.evaluation_panel.feedback)}
         state.subscribe(self._selection_changed, ("selection",))
+        state.subscribe(self._evaluation_changed, ("evaluation",))
+        state.subscribe(self._comparison_changed, ("history",))
+        self._comparison_seen: Comparison | None = None
 
         # the controls, by the names the workbench has always given them
         tb, ip, rb, fb = self.toolbar, self.inspect_panel, self.run_bar, self.file_bar
@@ -109,6 +133,22 @@ class Workbench:
         selected = self.state.selected
         ran = selected is not None and selected[0] == "node" and self.state.runs.record(selected[1]) is not None
         self.tabs.selected_index = _INSPECT_TAB if ran else _SETTINGS_TAB
+
+    def _comparison_changed(self, _change: Change) -> None:
+        # a new comparison shows itself; the list growing after a run does not change the tab
+        comparison = self.state.iteration.comparison
+        if comparison is not None and comparison is not self._comparison_seen:
+            self.tabs.selected_index = _HISTORY_TAB
+        self._comparison_seen = comparison
+
+    def _evaluation_changed(self, _change: Change) -> None:
+        if self.state.iteration.evaluation is not None:
+            self.tabs.selected_index = _EVALUATION_TAB
+
+    def show_tab(self, title: str) -> None:
+        """Bring a tab to the front: "Settings", "Inspect", "Timeline", "History", "Evaluation"."""
+        titles = [self.tabs.get_title(i) for i in range(len(self.tabs.children))]
+        self.tabs.selected_index = titles.index(title)
 
     # -- what there is ----------------------------------------------------------------------
     @property
@@ -273,6 +313,52 @@ class Workbench:
         if node_id is None:
             name = name or self.variable_name.value or None
         return self.state.to_variable(node_id, name, what or self.variable_what.value)
+
+    # -- change, run, compare ----------------------------------------------------------------------
+    @property
+    def comparison(self) -> Comparison | None:
+        """The two runs compared last (their diff, and the nodes marked on the graph)."""
+        return self.state.iteration.comparison
+
+    @property
+    def evaluation(self) -> Evaluation | None:
+        """The evaluation shown in the Evaluation tab."""
+        return self.state.iteration.evaluation
+
+    def runs_listed(self) -> list[dict[str, Any]]:
+        """The runs of this flow in the run history, newest first (what the History tab lists)."""
+        return self.state.iteration.runs()
+
+    def compare(self, before: str | None = None, after: str | None = None) -> Comparison:
+        """Compare two runs of the history (ids or unique prefixes; by default the last run
+        with the one before it), show the diff in the History tab and mark the changed
+        nodes on the graph."""
+        return self.state.compare(before, after)
+
+    def clear_marks(self) -> None:
+        """Take a comparison's marks off the graph."""
+        self.state.clear_marks()
+
+    def clear_cache(self, node_id: str | None = None) -> int:
+        """Remove a node's (by default the selected one's) results from the node cache, so
+        that its next run computes it again; returns how many were removed."""
+        return self.state.clear_cache(node_id)
+
+    def evaluate(self, data: str | Path, against: str | Path | Flow | None = None, *, out: str | Path | None = None,
+                 score: str | ScoreFn | None = None, expect: Sequence[str] = (),
+                 concurrency: int = 4) -> asyncio.Task[Evaluation | None]:
+        """Run two versions over the items of `data` (a .jsonl file, see `jupyter_flow.evaluate`):
+        `against` (version a; by default the flow's file as saved, also ``FILE@REV``) and the
+        flow as edited here (version b), through the workbench's node cache, in a thread (the
+        notebook stays usable); then show the table in the Evaluation tab. Returns the task:
+        ``ev = await wb.evaluate("items.jsonl", score=my_score)``. Results go to `out` (by
+        default a new folder under ``.jupyter-flow/evaluations/``)."""
+        return self.state.evaluate(data, against, out=out, score=score, expect=expect, concurrency=concurrency)
+
+    def show_evaluation(self, source: Evaluation | str | Path) -> Evaluation:
+        """Show an evaluation in the Evaluation tab: what `evaluate` returned, or the folder
+        ``jupyter-flow eval --out DIR`` wrote."""
+        return self.state.show_evaluation(source)
 
     # -- files ------------------------------------------------------------------------------------
     def open(self, path: PathLike) -> None:

@@ -14,6 +14,8 @@ Topics:
 - ``inputs``: the inputs for the next run changed.
 - ``notice``: the state has something to say (`WorkbenchState.notice`).
 - ``file``: the flow's file changed (opened, saved elsewhere).
+- ``history``: the runs listed from the run history, or the comparison shown, changed.
+- ``evaluation``: the evaluation shown changed.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from jupyter_flow.errors import Problem
 
 __all__ = ["TOPICS", "Change", "Listener", "Notice", "Observers", "Place", "Topic"]
 
-Topic = Literal["flow", "selection", "wiring", "run", "record", "inputs", "notice", "file"]
-TOPICS: frozenset[Topic] = frozenset(("flow", "selection", "wiring", "run", "record", "inputs", "notice", "file"))
+Topic = Literal["flow", "selection", "wiring", "run", "record", "inputs", "notice", "file", "history", "evaluation"]
+TOPICS: frozenset[Topic] = frozenset(("flow", "selection", "wiring", "run", "record", "inputs", "notice", "file", "history",
+                                      "evaluation"))
 
 #: Which group of controls a notice concerns, so that it shows next to them: the edit
-#: toolbar, the settings' Apply, the run bar, the inspector's "To variable", the file bar.
-Place = Literal["edit", "settings", "run", "inspect", "files"]
+#: toolbar, the settings' Apply, the run bar, the inspector's "To variable", the file bar,
+#: the History tab, the Evaluation tab.
+Place = Literal["edit", "settings", "run", "inspect", "files", "history", "evaluation"]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from jupyter_flow.errors import Problem
 from jupyter_flow.spec import START, EdgeSpec, FlowSpec, Position
-from jupyter_flow.workbench.styles import MIN_LABEL_PX, NODE_FONT_PX, kind_colour, status_class
+from jupyter_flow.workbench.styles import MIN_LABEL_PX, NODE_FONT_PX, badge_image, kind_colour, status_class
 
 __all__ = [
     "MIN_ZOOM",
@@ -230,10 +230,14 @@ def to_elements(
     problems: Mapping[str, list[Problem]] | None = None,
     chosen: str | None = None,
     wire_source: str | None = None,
+    marks: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The cytoscape elements of a flow, as plain dicts (group, data, classes, position)."""
+    """The cytoscape elements of a flow, as plain dicts (group, data, classes, position).
+    `cached` nodes, and nodes a comparison `marks` ("edited" or "changed"), wear a badge
+    (`data.badge`, an image) and a class (``cached``, ``diff-edited``, ``diff-changed``)."""
     statuses = statuses or {}
     problems = problems or {}
+    marks = marks or {}
     guessed = default_positions(spec)
     elements: list[dict[str, Any]] = []
     for node in spec.nodes:
@@ -248,6 +252,9 @@ def to_elements(
             classes.append("chosen")
         if wire_source == node.id:
             classes.append("wire-source")
+        badges = [b for b in ("cached", marks.get(node.id)) if b and (b != "cached" or node.id in cached)]
+        if node.id in marks:
+            classes.append(f"diff-{marks[node.id]}")
         label = node_label(node.id, node.type, problem=bool(problems.get(node.id)))
         width, height = node_size(label)
         pos = spec.layout.get(node.id)
@@ -263,6 +270,8 @@ def to_elements(
                 "problems": [str(p) for p in problems.get(node.id, [])],
                 "width": width,
                 "height": height,
+                # always there ("" for none): the front end merges new data into the old
+                "badge": badge_image(badges),
             },
             "classes": " ".join(classes),
             "position": {"x": float(x), "y": float(y)},

@@ -77,7 +77,7 @@ class GraphView:
         self.widget.on("node", "click", self._node_click)
         self.widget.on("node", "mouseup", self._node_mouseup)
         self.widget.on("edge", "click", self._edge_click)
-        state.subscribe(self._changed, ("flow", "selection", "wiring", "run", "record"))
+        state.subscribe(self._changed, ("flow", "selection", "wiring", "run", "record", "history"))
         self.draw()
 
     def _changed(self, _change: Change) -> None:
@@ -87,9 +87,10 @@ class GraphView:
         """Draw the state as it is now."""
         state = self.state
         chosen = state.selected[1] if state.selected else None
+        comparison = state.iteration.comparison
         self.sync(to_elements(state.spec, statuses=state.runs.statuses, cached=state.runs.cached,
                               problems=problems_by_element(state.spec, state.problems()), chosen=chosen,
-                              wire_source=state.wire_source))
+                              wire_source=state.wire_source, marks=comparison.marks if comparison is not None else None))
 
     def fit(self) -> None:
         """Show the whole flow in the view as it is now (never below MIN_ZOOM: a flow too

@@ -17,7 +17,7 @@ from typing import Any
 
 from jupyter_flow.trace import NodeRecord, RunResult
 from jupyter_flow.values import SUMMARY, encode, is_tensor, summarize
-from jupyter_flow.workbench.styles import STATUS_COLOURS
+from jupyter_flow.workbench.styles import STATUS_COLOURS, badge_pills_html
 
 __all__ = ["activations", "find_tensors", "histogram_svg", "record_html", "tensor_html", "tensor_line", "value_html"]
 
@@ -206,7 +206,7 @@ def _timing(record: NodeRecord) -> str:
         parts.append(f"{record.duration_s * 1000:.1f} ms")
     parts.append(f"{record.attempts} attempt{'s' if record.attempts != 1 else ''}")
     if record.cached:
-        parts.append("cached (reused from the last run)")
+        parts.append("from the node cache, not run" if record.extra.get("cache_key") else "reused from the last run, not run")
     if record.defaulted:
         parts.append("failed, `default` used")
     if record.variant:
@@ -220,6 +220,7 @@ def record_html(record: NodeRecord, result: RunResult | None = None) -> str:
     head = (
         f"<div class='jf-head'><b>{_esc(record.node)}</b> <i>({_esc(record.type)})</i> "
         f"<span class='jf-status' style='background:{colour}'>{_esc(record.status)}</span> "
+        f"{badge_pills_html(['cached'] if record.cached else [])} "
         f"<span class='jf-timing'>{_esc(_timing(record))}</span></div>"
     )
     parts = [head]

@@ -17,8 +17,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import __main__
-from jupyter_flow.errors import FlowError, FlowValidationError, Problem
+from jupyter_flow.cache import NodeCache
+from jupyter_flow.errors import FlowError, FlowValidationError, Problem, StoreError
 from jupyter_flow.flow import Flow
+from jupyter_flow.history import RunHistory
 from jupyter_flow.spec import FlowSpec
 from jupyter_flow.trace import NodeRecord, RunEvent, RunResult
 from jupyter_flow.workbench.events import Observers
@@ -85,7 +87,12 @@ class RunState:
     run stays shown but is not kept), `history` the finished ones, `statuses` and `cached`
     what each node shows, `inputs` the inputs of the next run as typed, `task` the run in
     progress or the last one. Changes are marked on the state's `observers`: ``run`` when a
-    run starts or ends, ``record`` with the node for each live event, ``inputs``."""
+    run starts or ends, ``record`` with the node for each live event, ``inputs``, and
+    ``history`` when a finished run was added to `history`.
+
+    With `cache` (a `NodeCache`) a node whose result is stored is not run (its record says
+    `cached`); with `history` (a `RunHistory`) every finished run, failed or not, is kept
+    in it (a history that cannot be written is said, and the run still shows)."""
 
     def __init__(self, observers: Observers) -> None:
         self._observers = observers
@@ -96,6 +103,8 @@ class RunState:
         self.inputs: dict[str, Any] = {}
         self.variables: dict[str, str] = {}
         self.task: asyncio.Task[RunResult | None] | None = None
+        self.cache: NodeCache | None = None
+        self.history_store: RunHistory | None = None
         self._active = False
 
     @property
@@ -172,7 +181,8 @@ class RunState:
 
     async def _run(self, flow: Flow, inputs: dict[str, Any], reuse: RunResult | None, rerun: str | None) -> RunResult | None:
         try:
-            result = await flow.arun(inputs, reuse=reuse, rerun=rerun, on_event=self._on_event, raise_on_error=False)
+            result = await flow.arun(inputs, reuse=reuse, rerun=rerun, on_event=self._on_event, raise_on_error=False,
+                                     cache=self.cache or False)
         except asyncio.CancelledError:
             self._finished(self.result, cancelled=True)
             raise
@@ -182,14 +192,20 @@ class RunState:
         except Exception as exc:  # shown in the workbench instead of lost in a task
             self._finished(None, failure=f"The run failed: {type(exc).__name__}: {exc}")
             return None
-        self._finished(result)
+        unkept = ""
+        if self.history_store is not None:
+            try:
+                await asyncio.to_thread(self.history_store.record, result, spec=flow.spec, flow_path=flow.source)
+            except StoreError as exc:
+                unkept = f" Not kept in the run history: {exc}"
+        self._finished(result, unkept=unkept)
         return result
 
     def _task_done(self, _task: asyncio.Task[RunResult | None]) -> None:
         if self._active:  # cancelled before it started: `_run` never ran to say so
             self._finished(None, cancelled=True)
 
-    def _finished(self, result: RunResult | None, *, cancelled: bool = False, failure: str = "") -> None:
+    def _finished(self, result: RunResult | None, *, cancelled: bool = False, failure: str = "", unkept: str = "") -> None:
         say = self._observers.say
         with self._observers.action("run"):
             self._active = False
@@ -202,13 +218,16 @@ class RunState:
                 self.history.add(result)
             self.statuses = {nid: r.status for nid, r in result.records.items()}
             self.cached = {nid for nid, r in result.records.items() if r.cached}
+            if not cancelled and self.history_store is not None and not unkept:
+                self._observers.mark("history")
             ms = (result.duration_s or 0.0) * 1000
+            cached = f" ({len(self.cached)} node(s) cached)" if self.cached else ""
             if cancelled or result.status == "cancelled":
                 say("Run cancelled.", error=True, place="run")
             elif result.ok:
-                say(f"Run ok in {ms:.0f} ms. Click a node to inspect it.", place="run")
+                say(f"Run ok in {ms:.0f} ms{cached}. Click a node to inspect it.{unkept}", place="run", error=bool(unkept))
             else:
-                say(f"Run {result.status}: {result.error}", error=True, place="run")
+                say(f"Run {result.status}: {result.error}{unkept}", error=True, place="run")
 
     def to_variable(self, node_id: str, name: str | None = None, what: str = "outputs") -> str:
         """Put a node's live outputs (or inputs, or captured activations) of the shown run

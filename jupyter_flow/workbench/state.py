@@ -11,7 +11,7 @@ imports a widget library: a test drives the state alone, as the views would.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from jupyter_flow.document import FlowDocument
 from jupyter_flow.editor import FlowEditor, new_node_config
 from jupyter_flow.errors import FlowError, FlowValidationError, Problem
+from jupyter_flow.evaluate import Evaluation, ScoreFn
 from jupyter_flow.export import export_notebook
 from jupyter_flow.flow import Flow
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
@@ -27,6 +28,7 @@ from jupyter_flow.trace import RunResult
 from jupyter_flow.workbench.actions import Selection
 from jupyter_flow.workbench.events import TOPICS, Listener, Notice, Observers, Place, Topic
 from jupyter_flow.workbench.graph import default_positions, edge_key, free_spot
+from jupyter_flow.workbench.iteration import Comparison, IterationState, StoreChoice
 from jupyter_flow.workbench.runs import RunState
 
 __all__ = ["FlowLike", "WorkbenchState"]
@@ -49,7 +51,8 @@ class WorkbenchState:
     """The flow being worked on in a notebook, and everything a user can do with it."""
 
     def __init__(self, flow: FlowLike = None, *, registry: NodeRegistry | None = None,
-                 functions: Mapping[str, Callable[..., Any]] | None = None) -> None:
+                 functions: Mapping[str, Callable[..., Any]] | None = None, cache: StoreChoice = False,
+                 history: StoreChoice = False) -> None:
         self.registry = registry or default_registry()
         self.functions: dict[str, Callable[..., Any]] = dict(functions or {})
         self.document: FlowDocument | None = None
@@ -62,7 +65,16 @@ class WorkbenchState:
         self.wire_source: str | None = None
         self.observers = Observers()
         self.runs = RunState(self.observers)
+        #: the node cache and run history, the runs compared, the evaluation shown
+        self.iteration = IterationState(self.observers)
+        self._stores: tuple[StoreChoice, StoreChoice] = (cache, history)
+        self._use_stores()
         self._undone: list[_Undone] = []
+
+    def _use_stores(self) -> None:
+        """Open the cache and history chosen, for the flow's file (a default place follows it)."""
+        self.iteration.configure(*self._stores, self.document.path if self.document is not None else None, self.spec.name)
+        self.runs.cache, self.runs.history_store = self.iteration.cache, self.iteration.history
 
     def _spec_of(self, flow: FlowLike) -> FlowSpec:
         if flow is None:
@@ -129,6 +141,7 @@ class WorkbenchState:
     def _flow_changed(self) -> None:
         self.flow = self._make_flow()
         self.observers.mark("flow")
+        self.iteration.rename(self.spec.name)
         if self.selected is not None:  # a selected element the change took away is no longer selected
             kind, key = self.selected
             gone = key not in self.editor.node_ids() if kind == "node" else key not in {edge_key(e) for e in self.spec.edges}
@@ -361,6 +374,37 @@ class WorkbenchState:
             raise FlowValidationError(said.rstrip(".").lower())
         return self.selected[1]
 
+    # -- change, run, compare (see `IterationState`) -------------------------------------------
+    def clear_cache(self, node_id: str | None = None) -> int:
+        """Remove a node's (by default the selected one's) results from the node cache."""
+        if node_id is None:
+            node_id = self._selected_node("Select the node whose cached results to remove.", place="inspect")
+        return self.iteration.clear_cache(node_id)
+
+    def compare(self, before: str | None = None, after: str | None = None) -> Comparison:
+        """Compare two runs of the history (by default the last two) and mark what changed."""
+        return self.iteration.compare(before, after)
+
+    def clear_marks(self) -> None:
+        self.iteration.clear_marks()
+
+    def show_evaluation(self, source: Evaluation | str | Path) -> Evaluation:
+        """Show an evaluation: what `evaluate` returned, or the folder it wrote."""
+        return self.iteration.show_evaluation(source)
+
+    def evaluate(self, data: str | Path, against: str | Path | Flow | None = None, *, out: str | Path | None = None,
+                 score: str | ScoreFn | None = None, expect: Sequence[str] = (),
+                 concurrency: int = 4) -> asyncio.Task[Evaluation | None]:
+        """Evaluate the flow as edited here (b) against `against` (a; by default the flow's
+        file as saved) over `data`, then show the table; returns the task (`await` it)."""
+        if against is None:
+            if self.document is None or not self.document.path.exists():
+                with self.observers.action():
+                    self.observers.say("Name the version to compare with: this flow has no file.", error=True, place="evaluation")
+                raise FlowValidationError([Problem("no saved flow file to evaluate against", field="against")])
+            against = self.document.path
+        return self.iteration.evaluate(self.flow, against, data, out=out, score=score, expect=expect, concurrency=concurrency)
+
     # -- files ------------------------------------------------------------------------------
     def open(self, path: PathLike) -> None:
         """Open a flow file: the current flow, its runs and its undo history are replaced."""
@@ -376,6 +420,7 @@ class WorkbenchState:
             self._undone.clear()
             self._flow_changed()
             self.runs.clear()
+            self._use_stores()
             self.selected, self.wire_source = None, None
             self.observers.mark("selection", "wiring", "file")
             self.observers.say(f"Opened {document.path}.", place="files")
