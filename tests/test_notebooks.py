@@ -20,7 +20,7 @@ pytest.importorskip("papermill")
 nbformat = pytest.importorskip("nbformat")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-GENERATED = ("models", "samples", "build", ".ipynb_checkpoints", "executed-*")
+GENERATED = ("models", "samples", "build", ".ipynb_checkpoints", "executed-*", ".jupyter-flow")
 
 
 @pytest.fixture(scope="session")
@@ -218,3 +218,27 @@ def test_the_agent_tools_notebook_answers_with_a_page_and_a_classifier_flow_then
     find(cells, r"^tools used: mcp/reviews/sentiment, web/page_text$")
     find(cells, r"^same answer as with the flow file: True$")
     assert cells[-1].strip() == "servers stopped"
+
+
+def test_the_compare_versions_notebook_changes_a_node_and_compares_the_two_versions(workdir: Path) -> None:
+    nb = execute(workdir / "compare_versions.ipynb", workdir)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    cells = code_cells(nb)
+    find(cells, r"^first run:  \{'cleaner': 'ok', 'intent': 'ok', 'slots': 'ok', 'answer': 'ok'\}$")
+    # the second run after the change: only the changed node ran
+    find(cells, r"^second run: \{'cleaner': 'ok \(cached\)', 'intent': 'ok \(cached\)', 'slots': 'ok \(cached\)', 'answer': 'ok'\}$")
+    find(cells, r"^marked on the graph: \{'answer': 'edited'\}$")
+    find(cells, r'^    config config\.input_mapping\.language: \(absent\) -> "en"$')
+    find(cells, r"^50 messages, 10 answers changed$")
+    find(cells, r"^a \(flows/customer-service\.flow\.json\): 50 ok, 0 failed, same_language 1\.00$")
+    find(cells, r"^b \(customer-service \(as edited here\)\): 50 ok, 0 failed, same_language 0\.80$")
+    find(cells, r"^changed rows in Chinese: True$")
+    # the History tab and the evaluation table, shown as HTML
+    html = "".join(o.data.get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                   if o.output_type == "display_data")
+    assert "jf-runs" in html and "jf-diff-edited" in html and "input_mapping.language" in html
+    assert html.count("jf-eval-changed'") == 10 and html.count("jf-eval-same'") == 40
+    rows = [json.loads(line) for line in (workdir / "build" / "evaluation" / "rows.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 50 and sum(r["changed"] for r in rows) == 10
+    assert cells[-1].strip() == "services stopped"
