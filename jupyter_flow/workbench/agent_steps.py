@@ -224,7 +224,7 @@ def _row_html(row: StepRow) -> str:
         note = f"<div class='jf-agent-size'>{size}</div>" if row.kind != "limit" else ""
     body = f"<pre class='jf-agent-content'>{_esc(row.content[:PREVIEW_CHARS])}</pre>" if row.kind != "limit" else ""
     css = f"jf-agent-row jf-agent-{row.kind}"
-    return (f"<details class='{css}' data-key='{_esc(row.key)}'><summary>{label} <b>{_esc(row.title)}</b> {preview} {timing}</summary>"
+    return (f"<details class='{css}' data-key='{_esc(row.key)}'><summary>{label} {timing} <b>{_esc(row.title)}</b> {preview}</summary>"
             f"<div class='jf-agent-body'>{facts}{body}{note}</div></details>")
 
 
@@ -302,14 +302,15 @@ class AgentStepsView:
 
 
 _CSS = """<style>
-.jf-agent-steps{font-size:12px;line-height:1.35;margin:4px 0}
+.jf-agent-list>.widget-html-content,.jf-agent-full>.widget-html-content{min-width:0;overflow:hidden}
+.jf-agent-steps{font-size:12px;line-height:1.35;margin:4px 0;white-space:normal;overflow-wrap:anywhere}
 .jf-agent-steps .jf-agent-head{margin:2px 0 4px}
 .jf-agent-steps .jf-agent-sum{color:var(--jp-ui-font-color2,#666);margin-left:6px}
 .jf-agent-steps .jf-agent-row{border-left:3px solid var(--jp-border-color2,#ddd);margin:1px 0;padding-left:4px}
 .jf-agent-steps .jf-agent-row>summary{cursor:pointer;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .jf-agent-steps .jf-agent-kind{color:#fff;padding:0 6px;border-radius:8px;font-size:11px}
 .jf-agent-steps .jf-agent-preview{color:var(--jp-ui-font-color2,#555)}
-.jf-agent-steps .jf-agent-time{color:var(--jp-ui-font-color2,#666);font-style:italic;margin-left:4px}
+.jf-agent-steps .jf-agent-time{color:var(--jp-ui-font-color2,#666);font-style:italic;margin-right:2px}
 .jf-agent-steps .jf-agent-fact{margin-right:10px}
 .jf-agent-steps .jf-agent-body{margin:2px 0 6px 14px}
 .jf-agent-steps pre.jf-agent-content{white-space:pre-wrap;word-break:break-word;max-height:320px;overflow:auto;
