@@ -25,16 +25,12 @@ bounds below) raises `EditRequestError`, naming the op and the field; an edit th
 but would break the flow's graph raises `FlowValidationError` from the editor. Either way
 the text is not changed.
 
-`edit_schema()` is the JSON schema of every edit, request and reply (the replies are in
-`jupyter_flow.replies`), route by route (`ROUTES`). The file view's TypeScript types
-(labextension/src/edits.ts) are generated from the copy in
-labextension/src/edits.schema.json by `python scripts/edit_types.py`; a test keeps the
-three in step.
+The requests of every route, and the JSON schema the file view's TypeScript types are
+generated from, are in `jupyter_flow.protocol`; the replies in `jupyter_flow.replies`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,25 +49,12 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
 )
-from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from jupyter_flow.document import FlowDocument
 from jupyter_flow.editor import FlowEditor, new_node_config
 from jupyter_flow.errors import FlowError, FlowFileError, Problem
-from jupyter_flow.replies import (
-    EditReply,
-    ErrorReply,
-    ExportReply,
-    FieldError,
-    FlowProblem,
-    NewFlowReply,
-    PaletteReply,
-    SchemaReply,
-    StatusReply,
-    ValidateReply,
-    WorkbenchReply,
-)
+from jupyter_flow.replies import ErrorReply, FieldError, FlowProblem
 from jupyter_flow.spec import START, FlowSpec, PathLike, check_document
 
 __all__ = [
@@ -84,30 +67,28 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "MAX_VALUES",
     "OPS",
-    "ROUTES",
     "AddEdgeEdit",
     "AddNodeEdit",
     "AppliedEdit",
+    "ApiPath",
+    "Directory",
+    "DocumentText",
     "Edit",
-    "EditRequest",
     "EditRequestError",
-    "ExportRequest",
     "FlowEdit",
+    "Id",
+    "JsonMapping",
     "MoveEdit",
-    "NewFlowRequest",
     "NodePosition",
     "RemoveEdit",
     "ReplaceEdgeEdit",
     "ReplaceNodeEdit",
     "SetConfigEdit",
     "SettingsEdit",
-    "ValidateRequest",
-    "WorkbenchRequest",
+    "StrictModel",
     "apply_edit",
-    "edit_schema",
     "read_edit",
     "read_request",
-    "schema_text",
 ]
 
 #: The longest node id or node kind an edit may name.
@@ -214,20 +195,20 @@ Body = Annotated[
 ]
 
 
-class _Model(BaseModel):
+class StrictModel(BaseModel):
     # strict: a JSON string is not a number here, nor `true` a number; finite numbers only
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 # -- the edits ------------------------------------------------------------------------------
-class NodePosition(_Model):
+class NodePosition(StrictModel):
     """Where a node is drawn, in the graph's coordinates."""
 
     x: float
     y: float
 
 
-class AddNodeEdit(_Model):
+class AddNodeEdit(StrictModel):
     """Add a node of `kind`, with `config` (by default the kind's required fields, empty)."""
 
     op: Literal["add_node"]
@@ -242,7 +223,7 @@ class AddNodeEdit(_Model):
         return editor.add_node(self.kind, self.id, config, at)
 
 
-class RemoveEdit(_Model):
+class RemoveEdit(StrictModel):
     """Remove nodes (with their edges) and edges, by id and by index in the file's edges."""
 
     op: Literal["remove"]
@@ -257,7 +238,7 @@ class RemoveEdit(_Model):
             editor.remove_node(node_id)
 
 
-class AddEdgeEdit(_Model):
+class AddEdgeEdit(StrictModel):
     """Wire `from` (a node, or `start` for an entry node) to `to`."""
 
     op: Literal["add_edge"]
@@ -273,7 +254,7 @@ class AddEdgeEdit(_Model):
         return editor.add_edge(self.source, self.target, **{k: v for k, v in given.items() if v not in (None, "")})
 
 
-class ReplaceNodeEdit(_Model):
+class ReplaceNodeEdit(StrictModel):
     """Replace a node's settings (id, type, config, ...); a new `id` renames the node."""
 
     op: Literal["replace_node"]
@@ -284,7 +265,7 @@ class ReplaceNodeEdit(_Model):
         return editor.replace_node(self.node, self.body)
 
 
-class SetConfigEdit(_Model):
+class SetConfigEdit(StrictModel):
     """Replace a node's config, keeping its other settings."""
 
     op: Literal["set_config"]
@@ -296,7 +277,7 @@ class SetConfigEdit(_Model):
         return editor.replace_node(self.node, {**node, "config": dict(self.config)})
 
 
-class ReplaceEdgeEdit(_Model):
+class ReplaceEdgeEdit(StrictModel):
     """Replace an edge's settings (when, branch, on, label; its ends unless given)."""
 
     op: Literal["replace_edge"]
@@ -307,7 +288,7 @@ class ReplaceEdgeEdit(_Model):
         editor.replace_edge(self.index, self.body)
 
 
-class MoveEdit(_Model):
+class MoveEdit(StrictModel):
     """Keep nodes' positions in the flow's layout."""
 
     op: Literal["move"]
@@ -318,7 +299,7 @@ class MoveEdit(_Model):
             editor.move(node_id, at.x, at.y)
 
 
-class SettingsEdit(_Model):
+class SettingsEdit(StrictModel):
     """Replace the flow's settings: name, description, inputs, timeout_s, max_concurrency."""
 
     op: Literal["settings"]
@@ -337,44 +318,6 @@ class FlowEdit(RootModel[Annotated[Edit, Field(discriminator="op")]]):
     """One edit of a flow document, told apart by its `op`."""
 
     model_config = ConfigDict(frozen=True)
-
-
-# -- requests ---------------------------------------------------------------------------------
-class EditRequest(_Model):
-    """`POST edit`: the flow document's (unsaved) text, and one edit of it."""
-
-    path: ApiPath
-    text: DocumentText
-    edit: FlowEdit
-
-
-class ValidateRequest(_Model):
-    """`POST validate`: the flow file at `path`, or unsaved `text` for it."""
-
-    path: ApiPath
-    text: DocumentText | None = None
-
-
-class ExportRequest(_Model):
-    """`POST export`: write the flow's production notebook beside it, or at `output`."""
-
-    path: ApiPath
-    output: ApiPath | None = None
-
-
-class NewFlowRequest(_Model):
-    """`POST new`: a new flow file and its workbench notebook in `directory`."""
-
-    directory: Directory | None = None
-    name: Id | None = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    batch_size: int = Field(8, ge=1, le=4096)
-
-
-class WorkbenchRequest(_Model):
-    """`POST workbench`: the workbench notebook of the flow file at `path`."""
-
-    path: ApiPath
 
 
 # -- reading requests and applying edits ----------------------------------------------------
@@ -485,61 +428,3 @@ def apply_edit(text: str, path: PathLike, edit: FlowEdit | Edit | Mapping[str, A
     if not editor.can_undo:
         return AppliedEdit(text, "nothing changed", made)
     return AppliedEdit(document.text(editor.spec), editor.last_edit or "edit", made)
-
-
-# -- the schema the TypeScript types are generated from ------------------------------------
-#: Each route the file view calls: the model of its request (None for a GET) and of its reply.
-ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel]]] = {
-    "status": (None, StatusReply),
-    "palette": (None, PaletteReply),
-    "validate": (ValidateRequest, ValidateReply),
-    "edit": (EditRequest, EditReply),
-    "schema": (None, SchemaReply),
-    "export": (ExportRequest, ExportReply),
-    "new": (NewFlowRequest, NewFlowReply),
-    "workbench": (WorkbenchRequest, WorkbenchReply),
-}
-
-
-class _NamedModelsOnly(GenerateJsonSchema):
-    """Titles on models only: a title on a field would become a TypeScript type of its own."""
-
-    def field_title_should_be_set(self, schema: Any) -> bool:
-        return False
-
-
-def edit_schema() -> dict[str, Any]:
-    """The JSON schema of the file view's protocol: the root maps each route to its request
-    and reply, and `definitions` holds every edit, request and reply by name (the error
-    reply too, which no route names)."""
-    models = {model for pair in ROUTES.values() for model in pair if model is not None} | {ErrorReply}
-    _, top = models_json_schema(
-        [(model, "validation") for model in sorted(models, key=lambda m: m.__name__)],
-        ref_template="#/definitions/{model}",
-        schema_generator=_NamedModelsOnly,
-    )
-    routes: dict[str, Any] = {}
-    for route, (request, reply) in ROUTES.items():
-        parts = {"request": request, "reply": reply} if request is not None else {"reply": reply}
-        routes[route] = {
-            "type": "object",
-            "properties": {k: {"$ref": f"#/definitions/{m.__name__}"} for k, m in parts.items()},
-            "required": list(parts),
-            "additionalProperties": False,
-        }
-    return {
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "title": "FileViewRoutes",
-        "description": "Each route of the jupyter-flow server extension that the file view calls: its request "
-        "(none for a GET) and its reply. Generated from jupyter_flow/edits.py.",
-        "type": "object",
-        "properties": routes,
-        "required": list(routes),
-        "additionalProperties": False,
-        "definitions": dict(sorted(top["$defs"].items())),
-    }
-
-
-def schema_text() -> str:
-    """`edit_schema()` as the committed file holds it."""
-    return json.dumps(edit_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -8,19 +8,31 @@ two sides cannot drift apart.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel
 
 from jupyter_flow.errors import Problem
 
 __all__ = [
+    "EditOutcome",
+    "EditRefusal",
     "EditReply",
     "ErrorReply",
     "ExportReply",
     "FieldError",
     "FlowProblem",
     "KindColour",
+    "LastRun",
+    "LastRunReply",
     "NewFlowReply",
+    "NodeState",
     "PaletteReply",
+    "RunEvent",
+    "RunFinished",
+    "RunRefused",
+    "RunReply",
+    "RunStarted",
     "SchemaReply",
     "StatusReply",
     "ValidateReply",
@@ -82,6 +94,7 @@ class EditReply(_Reply):
     ("add node template_1"), what it made (a new node's id, a new edge's index), and the
     problems of the flow the text holds."""
 
+    applied: Literal[True]
     path: str
     text: str
     what: str
@@ -89,6 +102,25 @@ class EditReply(_Reply):
     nodes: int
     edges: int
     problems: list[FlowProblem]
+
+
+class EditRefusal(_Reply):
+    """`POST edit`, refused: the edit does not fit the protocol or the document (`op` and
+    `errors` name the field), or it would break the flow (`problems`). The text is not
+    changed. A refusal is an answer, not a failed request: the view shows it."""
+
+    applied: Literal[False]
+    message: str
+    path: str | None = None
+    op: str | None = None
+    errors: list[FieldError] = Field(default_factory=list)
+    problems: list[FlowProblem] = Field(default_factory=list)
+
+
+class EditOutcome(RootModel[Union[EditReply, EditRefusal]]):
+    """What `POST edit` answers: the edit applied, or refused (`applied` tells them apart)."""
+
+    model_config = ConfigDict(frozen=True)
 
 
 class SchemaReply(_Reply):
@@ -123,6 +155,91 @@ class WorkbenchReply(_Reply):
     #: the notebook is the workbench made for this flow (its marker says so): the view runs
     #: it; any other notebook of that name is only opened
     runnable: bool
+
+
+RunStatus = Literal["running", "ok", "error", "cancelled", "timeout", "refused"]
+NodeStatus = Literal["pending", "running", "ok", "error", "skipped", "cancelled"]
+
+
+class RunStarted(_Reply):
+    """A run of the file view started: its run id (the run history's) and its nodes."""
+
+    event: Literal["started"]
+    run_id: str
+    flow: str
+    nodes: list[str]
+
+
+class NodeState(_Reply):
+    """A node of a run started or ended: its status, whether its result came from the node
+    cache, its time, its error, and its output as the trace writes it (`output_chars`: the
+    length of the whole output as JSON; when that is over the run's bound, `output` is the
+    beginning of that text)."""
+
+    event: Literal["node"]
+    node: str
+    status: NodeStatus
+    cached: bool = False
+    duration_s: float | None = None
+    error: str | None = None
+    output: JsonValue = None
+    output_chars: int = 0
+
+
+class RunFinished(_Reply):
+    """The run ended: its status, why it failed, every node's status, and whether it is in
+    the run history."""
+
+    event: Literal["finished"]
+    run_id: str | None
+    status: Literal["ok", "error", "cancelled", "timeout"]
+    error: str | None = None
+    nodes: dict[str, NodeStatus] = Field(default_factory=dict)
+    recorded: bool = False
+
+
+class RunRefused(_Reply):
+    """The flow or its inputs are not valid: nothing ran."""
+
+    event: Literal["refused"]
+    message: str
+    problems: list[FlowProblem] = Field(default_factory=list)
+
+
+RunEvent = Annotated[Union[RunStarted, NodeState, RunFinished, RunRefused], Field(discriminator="event")]
+
+
+class RunReply(_Reply):
+    """`POST run`, `GET run?run=ID&after=N`, `POST cancel`: a run of the file view, its
+    events from the `after`-th on (`next`: where the next poll starts), and the end of
+    what it printed (`log`)."""
+
+    run: str
+    path: str
+    status: RunStatus
+    done: bool
+    events: list[RunEvent]
+    next: int
+    message: str | None = None
+    log: str = ""
+
+
+class LastRun(_Reply):
+    """The newest run of a flow file in the run history: its nodes as they ended."""
+
+    run_id: str
+    status: str
+    started_at: float | None
+    error: str | None = None
+    nodes: list[NodeState]
+
+
+class LastRunReply(_Reply):
+    """`GET lastrun?path=P`: the flow file's last run, or null when the history has none."""
+
+    path: str
+    history: str | None
+    run: LastRun | None
 
 
 class FieldError(_Reply):

@@ -7,22 +7,29 @@ checks apply to every one of them):
     GET  /jupyter-flow/api/palette     {kinds: [{kind, colour, builtin}], statuses: {status: colour},
                                         problem, selected}: the workbench's colours
     POST /jupyter-flow/api/validate    {path, text?} -> {valid, problems: [{node, edge, field, message}]}
-    POST /jupyter-flow/api/edit        {path, text, edit: {op, ...}} -> {text, what, made, problems}
-                                       (the document's new text, comments kept; 400 naming
-                                       the op and field when the edit does not fit, 422
-                                       with problems when it would break the flow)
+    POST /jupyter-flow/api/edit        {path, text, edit: {op, ...}} -> {applied: true, text, what, made,
+                                       problems} (the document's new text, comments kept), or
+                                       {applied: false, message, op, errors, problems} when the
+                                       edit does not fit or would break the flow (a 200 too:
+                                       a refusal is an answer the view shows)
     GET  /jupyter-flow/api/schema?kind=K  {kind, schema, config}: the JSON schema of a node
                                        kind's config and a new node's config; without
                                        `kind`, the schema of an edge's settings
     POST /jupyter-flow/api/export      {path, output?} -> {notebook}   (the production notebook)
     POST /jupyter-flow/api/new         {directory, name?, device?, batch_size?} -> {flow, notebook}
     POST /jupyter-flow/api/workbench   {path} -> {notebook, created, runnable}
+    POST /jupyter-flow/api/run         {path, inputs, cache?, timeout_s?} -> a run and its first events
+    GET  /jupyter-flow/api/runstate?run=ID&after=N   its events from the N-th on (waits for news)
+    POST /jupyter-flow/api/cancel      {run} -> the run, stopping
+    GET  /jupyter-flow/api/lastrun?path=P   the flow file's last run in the run history, or null
 
-Every request and reply is a model of `jupyter_flow.edits` and `jupyter_flow.replies`
-(from which the file view's TypeScript types are generated); a request that does not fit
-its model is a 400 whose `errors` name each field, and a refusal is an `ErrorReply`.
-Paths are relative to the server's root directory, with `/` separators, as the
-JupyterLab file browser names them; a path that leaves the root is refused. Enabled by
+Runs go to a process of their own (`jupyter_flow.viewruns`, `jupyter_flow.filerun`): this
+server never runs a flow nor imports the Python it names. Every request and reply is a
+model of `jupyter_flow.protocol`, `jupyter_flow.edits` and `jupyter_flow.replies` (from
+which the file view's TypeScript types are generated); a request that does not fit its
+model is a 400 whose `errors` name each field, and a refusal is an `ErrorReply`. Paths are
+relative to the server's root directory, with `/` separators, as the JupyterLab file
+browser names them; a path that leaves the root is refused. Enabled by
 `jupyter-config/jupyter_server_config.d/jupyter_flow.json`, installed with the package.
 This module loads no widget and no notebook workbench: the server imports it at start.
 """
@@ -30,34 +37,23 @@ This module loads no widget and no notebook workbench: the server imports it at 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import Any
 
 import tornado.web
-from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
-from pydantic import BaseModel
 
 from jupyter_flow.editor import new_node_config
-from jupyter_flow.edits import (
-    AppliedEdit,
-    EditRequest,
-    EditRequestError,
-    ExportRequest,
-    NewFlowRequest,
-    WorkbenchRequest,
-    apply_edit,
-    read_request,
-)
-from jupyter_flow.errors import FlowError, FlowFileError, FlowValidationError, Problem
+from jupyter_flow.edits import AppliedEdit, EditRequestError, apply_edit, read_request
+from jupyter_flow.errors import FlowError, FlowValidationError, Problem
 from jupyter_flow.nodes.registry import default_registry
 from jupyter_flow.palette import PROBLEM_COLOUR, SELECTED_COLOUR, STATUS_COLOURS, palette
+from jupyter_flow.protocol import EditRequest, ExportRequest, NewFlowRequest, WorkbenchRequest
 from jupyter_flow.replies import (
+    EditRefusal,
     EditReply,
-    ErrorReply,
     ExportReply,
     FlowProblem,
     NewFlowReply,
@@ -66,8 +62,11 @@ from jupyter_flow.replies import (
     StatusReply,
     WorkbenchReply,
 )
-from jupyter_flow.spec import EdgeSpec, parse_json
+from jupyter_flow.serverbase import FLOW_SUFFIX, FlowHandler, flow_stem
+from jupyter_flow.serverruns import RUNS_SETTING, CancelHandler, LastRunHandler, RunHandler, RunStateHandler
+from jupyter_flow.spec import EdgeSpec
 from jupyter_flow.version import __version__ as VERSION
+from jupyter_flow.viewruns import ViewRuns
 
 __all__ = ["API_ROOT", "WORKBENCH_MARKER", "is_workbench_notebook", "new_flow_text", "workbench_notebook"]
 
@@ -75,11 +74,7 @@ __all__ = ["API_ROOT", "WORKBENCH_MARKER", "is_workbench_notebook", "new_flow_te
 WORKBENCH_MARKER = "jupyter_flow_workbench"
 
 API_ROOT = "jupyter-flow/api"
-_FLOW_SUFFIX = re.compile(r"\.flow\.(ya?ml|json)$", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-#: The largest request body read (a flow document and an edit fit many times over).
-MAX_REQUEST_BYTES = 32 * 1024 * 1024
-_Request = TypeVar("_Request", bound=BaseModel)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -90,7 +85,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     web_app = serverapp.web_app
     base = url_path_join(web_app.settings["base_url"], API_ROOT)
     options = {"root": Path(serverapp.root_dir).resolve()}
-    routes: list[tuple[str, type[_FlowHandler]]] = [
+    web_app.settings[RUNS_SETTING] = ViewRuns()
+    routes: list[tuple[str, type[FlowHandler]]] = [
         ("status", StatusHandler),
         ("palette", PaletteHandler),
         ("validate", ValidateHandler),
@@ -99,17 +95,16 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         ("export", ExportHandler),
         ("new", NewFlowHandler),
         ("workbench", WorkbenchHandler),
+        ("run", RunHandler),
+        ("runstate", RunStateHandler),
+        ("cancel", CancelHandler),
+        ("lastrun", LastRunHandler),
     ]
     web_app.add_handlers(".*$", [(url_path_join(base, name), handler, options) for name, handler in routes])
     serverapp.log.info("jupyter-flow server extension at %s", base)
 
 
 # -- what the handlers write ---------------------------------------------------------------
-def flow_stem(path: PurePosixPath | Path) -> str:
-    """`dir/contract.flow.yaml` -> `contract`."""
-    return _FLOW_SUFFIX.sub("", path.name)
-
-
 def workbench_notebook(flow_file: str) -> dict[str, Any]:
     """A notebook whose one code cell opens `flow_file` (a path relative to the notebook) in
     the workbench."""
@@ -169,97 +164,13 @@ edges:
 
 
 # -- handlers ---------------------------------------------------------------------------------
-class _FlowHandler(APIHandler):
-    """Shared parts: the JSON body, paths inside the root, errors as JSON."""
-
-    root: Path
-
-    def initialize(self, root: Path) -> None:
-        self.root = root
-
-    def body(self) -> dict[str, Any]:
-        if len(self.request.body) > MAX_REQUEST_BYTES:
-            raise tornado.web.HTTPError(413, f"the request body is larger than {MAX_REQUEST_BYTES:,} bytes")
-        try:
-            data = parse_json(self.request.body or b"{}", source="the request body")
-        except FlowFileError as exc:
-            raise tornado.web.HTTPError(400, f"the request body is not JSON: {exc.problems[0].message}") from None
-        if not isinstance(data, dict):
-            raise tornado.web.HTTPError(400, "the request body must be a JSON object")
-        return data
-
-    def read(self, model: type[_Request]) -> _Request:
-        """The request body as `model`; a body that does not fit is answered with a 400
-        naming each field (and the edit's op)."""
-        data = self.body()
-        try:
-            return read_request(model, data)
-        except EditRequestError as exc:
-            path = data.get("path")
-            self.refuse(exc, path if isinstance(path, str) else None)
-
-    def refuse(self, error: EditRequestError, path: str | None = None) -> NoReturn:
-        self.reply(error.reply(path), status=400)
-        raise tornado.web.Finish()
-
-    def field(self, data: dict[str, Any], name: str, *, required: bool = True) -> str | None:
-        value = data.get(name)
-        if value is None and not required:
-            return None
-        if not isinstance(value, str) or (required and not value.strip()):
-            raise tornado.web.HTTPError(400, f"'{name}' must be a non-empty string")
-        return value
-
-    def local(self, api_path: str) -> Path:
-        """The file behind an API path; refuses paths that leave the root directory."""
-        if "\x00" in api_path:
-            raise tornado.web.HTTPError(400, "a path may not hold a NUL character")
-        rel = PurePosixPath(api_path.strip("/"))
-        target = (self.root / rel).resolve()
-        if target != self.root and not target.is_relative_to(self.root):
-            raise tornado.web.HTTPError(403, f"'{api_path}' is outside the server's root directory")
-        if not self.allow_hidden and any(part.startswith(".") for part in (*rel.parts, *target.relative_to(self.root).parts)):
-            # Jupyter's own rule (ContentsManager.allow_hidden): a hidden file is not there
-            raise tornado.web.HTTPError(404, f"'{api_path}' is hidden")
-        return target
-
-    @property
-    def allow_hidden(self) -> bool:
-        return bool(getattr(self.contents_manager, "allow_hidden", False))
-
-    def api_path(self, path: Path) -> str:
-        return path.resolve().relative_to(self.root).as_posix()
-
-    def flow_file(self, data: dict[str, Any] | str, *, must_exist: bool = True) -> Path:
-        """The flow file named by `data`'s `path` (or by the path given)."""
-        api_path = data if isinstance(data, str) else self.field(data, "path")
-        assert api_path is not None
-        if not _FLOW_SUFFIX.search(api_path):
-            raise tornado.web.HTTPError(400, f"'{api_path}' is not a flow file (*.flow.yaml or *.flow.json)")
-        path = self.local(api_path)
-        if must_exist and not path.is_file():
-            raise tornado.web.HTTPError(404, f"no flow file '{api_path}'")
-        return path
-
-    def reply(self, payload: BaseModel | dict[str, Any], status: int = 200) -> None:
-        self.set_status(status)
-        if isinstance(payload, BaseModel):
-            self.finish(payload.model_dump_json(by_alias=True))
-        else:
-            self.finish(json.dumps(payload))
-
-    def invalid(self, path: Path, problems: list[Problem], message: str, status: int = 400) -> None:
-        problem_list = [FlowProblem.of(p) for p in problems]
-        self.reply(ErrorReply(message=message, path=self.api_path(path), problems=problem_list), status=status)
-
-
-class StatusHandler(_FlowHandler):
+class StatusHandler(FlowHandler):
     @tornado.web.authenticated
     def get(self) -> None:
         self.reply(StatusReply(version=VERSION, export=True))
 
 
-class PaletteHandler(_FlowHandler):
+class PaletteHandler(FlowHandler):
     """The colour of every node kind the registry knows (plug-ins included) and of every run
     status, as the notebook workbench draws them: the JupyterLab view colours nothing itself."""
 
@@ -272,7 +183,7 @@ class PaletteHandler(_FlowHandler):
         ))
 
 
-class ValidateHandler(_FlowHandler):
+class ValidateHandler(FlowHandler):
     """Every problem of a flow file (or of unsaved `text` for it), each naming its node."""
 
     @tornado.web.authenticated
@@ -291,29 +202,40 @@ class ValidateHandler(_FlowHandler):
         self.reply({"path": source, "valid": not problems, **counts, "problems": [p.to_dict() for p in problems]})
 
 
-class EditHandler(_FlowHandler):
+class EditHandler(FlowHandler):
     """One edit of a flow document's (unsaved) text, with the workbench's editor: the new
     text with the document's comments kept, and the problems of the flow it holds. The
     file itself is not touched: the browser puts the text into its document, and saves it
-    through the contents API like any file."""
+    through the contents API like any file. An edit that does not fit, or would break the
+    flow, is answered `EditRefusal` (status 200: the view shows why, nothing failed)."""
 
     @tornado.web.authenticated
     async def post(self) -> None:
-        request = self.read(EditRequest)
+        data = self.body()
+        try:
+            request = read_request(EditRequest, data)
+        except EditRequestError as exc:
+            path = data.get("path")
+            return self._refused(exc.reply(path if isinstance(path, str) else None).model_dump())
         path = self.flow_file(request.path, must_exist=False)
         source = self.api_path(path)
         try:
             # reading, validating and writing YAML of a big flow: off the server's loop
             done, counts, problems = await asyncio.to_thread(_edit, request, path, source)
         except EditRequestError as exc:
-            self.refuse(exc, source)
+            return self._refused(exc.reply(source).model_dump())
         except FlowValidationError as exc:
-            return self.invalid(path, exc.problems, f"not applied: {exc}", status=422)
-        self.reply(EditReply(path=source, text=done.text, what=done.what, made=done.made, **counts,
+            return self._refused({"message": f"not applied: {exc}", "path": source,
+                                  "problems": [FlowProblem.of(p).model_dump() for p in exc.problems]})
+        self.reply(EditReply(applied=True, path=source, text=done.text, what=done.what, made=done.made, **counts,
                              problems=[FlowProblem.of(p) for p in problems]))
 
+    def _refused(self, fields: dict[str, Any]) -> None:
+        fields.pop("reason", None)
+        self.reply(EditRefusal.model_validate({**fields, "applied": False}))
 
-class SchemaHandler(_FlowHandler):
+
+class SchemaHandler(FlowHandler):
     """What the file view's form shows: the JSON schema of a node kind's config (pydantic's
     `model_json_schema()`), or of an edge's settings."""
 
@@ -329,7 +251,7 @@ class SchemaHandler(_FlowHandler):
         self.reply(payload)
 
 
-class ExportHandler(_FlowHandler):
+class ExportHandler(FlowHandler):
     """Write the production (papermill) notebook of a flow beside it, or at `output`."""
 
     @tornado.web.authenticated
@@ -351,7 +273,7 @@ class ExportHandler(_FlowHandler):
         self.reply(ExportReply(path=self.api_path(path), notebook=self.api_path(Path(written))))
 
 
-class NewFlowHandler(_FlowHandler):
+class NewFlowHandler(FlowHandler):
     """Create `NAME.flow.yaml` and `NAME.ipynb` (a workbench bound to it) in `directory`."""
 
     @tornado.web.authenticated
@@ -364,7 +286,7 @@ class NewFlowHandler(_FlowHandler):
             raise tornado.web.HTTPError(404, f"no directory '{request.directory}'")
         name = request.name
         if name is not None:
-            name = _FLOW_SUFFIX.sub("", name)
+            name = FLOW_SUFFIX.sub("", name)
             if not _NAME.match(name):
                 raise tornado.web.HTTPError(400, f"'name' {name!r}: use letters, digits, '_', '-' and '.'")
             if (directory / f"{name}.flow.yaml").exists() or (directory / f"{name}.ipynb").exists():
@@ -379,7 +301,7 @@ class NewFlowHandler(_FlowHandler):
         self.reply(NewFlowReply(flow=self.api_path(flow_path), notebook=self.api_path(notebook_path)), status=201)
 
 
-class WorkbenchHandler(_FlowHandler):
+class WorkbenchHandler(FlowHandler):
     """The workbench notebook of a flow file: `NAME.ipynb` beside it, made when missing."""
 
     @tornado.web.authenticated

@@ -1,7 +1,7 @@
 """Write the file view's protocol schema (labextension/src/edits.schema.json) from
-jupyter_flow/edits.py, then the TypeScript types generated from it (labextension/src/edits.ts).
+jupyter_flow/protocol.py, then the TypeScript types generated from it (labextension/src/edits.ts).
 
-Run after changing jupyter_flow/edits.py, from the repository root, with the project's
+Run after changing jupyter_flow/protocol.py, edits.py or replies.py, from the repository root, with the project's
 Python and after `jlpm install` in labextension/:
 
     python scripts/edit_types.py
@@ -14,7 +14,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from jupyter_flow.edits import schema_text
+from jupyter_flow.protocol import schema_text
 
 LABEXTENSION = Path(__file__).resolve().parent.parent / "labextension"
 SCHEMA = LABEXTENSION / "src" / "edits.schema.json"

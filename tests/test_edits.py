@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from jupyter_flow.edits import MAX_ITEMS, OPS, ROUTES, EditRequestError, apply_edit, edit_schema, schema_text
+from jupyter_flow.edits import MAX_ITEMS, OPS, EditRequestError, apply_edit
 from jupyter_flow.errors import FlowValidationError
+from jupyter_flow.protocol import ROUTES, edit_schema, schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB = ROOT / "labextension"

@@ -21,9 +21,10 @@ import pytest
 import yaml
 from lab_server import JupyterLab, fixture_flow, flow_with
 
-from jupyter_flow.edits import MAX_ITEMS, MAX_TEXT_CHARS, ROUTES
+from jupyter_flow.edits import MAX_ITEMS, MAX_TEXT_CHARS
 from jupyter_flow.palette import KIND_COLOURS, STATUS_COLOURS
-from jupyter_flow.replies import EditReply, ErrorReply
+from jupyter_flow.protocol import ROUTES
+from jupyter_flow.replies import EditRefusal, EditReply
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -381,8 +382,9 @@ def test_a_move_to_nan_is_refused_and_the_document_stays_as_it_was(api: httpx.Cl
                       "edit": {"op": "move", "positions": {"shout": {"x": float("nan"), "y": 1}}}})
     assert "NaN" in raw
     reply = api.post("edit", content=raw, headers={"Content-Type": "application/json"})
-    assert reply.status_code == 400, reply.text
-    error = ErrorReply.model_validate(reply.json())
+    assert reply.status_code == 200, reply.text  # a refusal is an answer the view shows
+    error = EditRefusal.model_validate(reply.json())
+    assert error.applied is False
     assert error.op == "move" and [e.field for e in error.errors] == ["positions.shout.x"]
     assert "finite" in error.message and "text" not in reply.json()
     # the document the view holds is untouched, and a good move on it keeps every comment
@@ -407,21 +409,22 @@ def test_a_move_to_nan_is_refused_and_the_document_stays_as_it_was(api: httpx.Cl
         ({"op": "settings", "body": "x" * (MAX_TEXT_CHARS + 1)}, "settings", "body"),
     ],
 )
-def test_an_edit_that_does_not_fit_is_a_400_naming_its_op_and_field(
+def test_an_edit_that_does_not_fit_is_refused_naming_its_op_and_field(
     api: httpx.Client, change: Any, op: str | None, field: str
 ) -> None:
     status, body = edit(api, COMMENTED, change)
-    assert status == 400, body
-    error = ErrorReply.model_validate(body)
+    assert status == 200, body  # not a failed request: the browser would log it as an error
+    error = EditRefusal.model_validate(body)
+    assert error.applied is False and "text" not in body
     assert error.op == op and [e.field for e in error.errors] == [field], body
     assert error.problems and error.problems[0].field == field  # shown by the view like any problem
 
 
-def test_an_edit_that_would_break_the_graph_is_a_422_with_its_problems(api: httpx.Client) -> None:
+def test_an_edit_that_would_break_the_graph_is_refused_with_its_problems(api: httpx.Client) -> None:
     status, body = edit(api, COMMENTED, {"op": "add_edge", "from": "echo", "to": "shout"})
-    assert status == 422
-    error = ErrorReply.model_validate(body)
-    assert "cycle" in error.message and error.problems
+    assert status == 200
+    error = EditRefusal.model_validate(body)
+    assert error.applied is False and "cycle" in error.message and error.problems
 
 
 @pytest.mark.parametrize("route", ["edit", "validate", "export", "workbench"])
@@ -432,21 +435,27 @@ def test_a_nul_byte_in_a_path_is_a_400(api: httpx.Client, route: str) -> None:
     if route == "edit":
         body["edit"] = {"op": "remove"}
     status, reply = post(api, route, body)
-    assert status == 400, reply
+    # the edit route answers every refusal with a 200 and `applied: false`
+    assert (status, reply.get("applied")) == ((200, False) if route == "edit" else (400, None)), reply
     assert "NUL" in reply["message"]
 
 
 def test_every_route_answers_what_its_reply_model_says(api: httpx.Client, root: Path) -> None:
     (root / "replies").mkdir()
     (root / "replies" / "a.flow.yaml").write_text(COMMENTED)
-    gets = {"status": "status", "palette": "palette", "schema": "schema?kind=template"}
+    gets = {"status": "status", "palette": "palette", "schema": "schema?kind=template",
+            "lastrun": "lastrun?path=replies/a.flow.yaml"}
     posts = {
+        "run": {"path": "replies/a.flow.yaml", "inputs": {}},
         "validate": {"path": "replies/a.flow.yaml"},
         "edit": {"path": "replies/a.flow.yaml", "text": COMMENTED, "edit": {"op": "remove", "edges": [1]}},
         "export": {"path": "replies/a.flow.yaml"},
         "new": {"directory": "replies", "name": "b"},
         "workbench": {"path": "replies/a.flow.yaml"},
     }
+    started = api.post("run", json=posts["run"]).json()["run"]
+    gets["runstate"] = f"runstate?run={started}&after=0&wait=0"
+    posts["cancel"] = {"run": started}
     assert set(gets) | set(posts) == set(ROUTES)
     for route, (_request, reply_model) in ROUTES.items():
         reply = api.get(gets[route]) if route in gets else api.post(route, json=posts[route])

@@ -119,11 +119,16 @@ export function workbenchFor(path: string): Promise<ReplyOf<'workbench'>> {
 }
 
 /** Apply `edit` to the document text `text` of the flow at `path`; the server answers
- * with the new text (nothing is written to disk) or refuses: a 400 naming the edit's op
- * and field when the edit does not fit, a 422 with the problems when it would break the
- * flow. */
+ * with the new text (nothing is written to disk) or refuses (`applied: false`, still a
+ * 200: a refusal is an answer, not a failed request), naming the edit's op and field when
+ * the edit does not fit, the problems when it would break the flow. A refusal rejects
+ * with a `FlowApiError` that carries them. */
 export async function editFlow(path: string, text: string, edit: FlowEdit): Promise<EditReply> {
   const reply = await request('edit', { path, text, edit });
+  if (reply.applied === false) {
+    const problems = readProblems(reply.problems ?? []);
+    throw new FlowApiError(reply.message, 200, problems, reply.op ?? null, reply.errors ?? []);
+  }
   return { ...reply, problems: readProblems(reply.problems) };
 }
 

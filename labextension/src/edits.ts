@@ -4,7 +4,7 @@
  * src/edits.schema.json, which jupyter_flow/edits.py writes. Do not edit by hand: change
  * jupyter_flow/edits.py and run `python scripts/edit_types.py` from the repository root.
  *
- * schema sha256: aa70b42a9923aa35fb89c831a153265fa54f71c9055a5e3bad902f977cf1f7d9
+ * schema sha256: 01dcf0ba9c302351e7629f1a7e8139c66667b63fc8e2674515db3f32fe69fe7e
  */
 
 /**
@@ -20,9 +20,16 @@ export type FlowEdit =
  * via the `definition` "JsonValue".
  */
 export type JsonValue = unknown;
+/**
+ * What `POST edit` answers: the edit applied, or refused (`applied` tells them apart).
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "EditOutcome".
+ */
+export type EditOutcome = EditReply | EditRefusal;
 
 /**
- * Each route of the jupyter-flow server extension that the file view calls: its request (none for a GET) and its reply. Generated from jupyter_flow/edits.py.
+ * Each route of the jupyter-flow server extension that the file view calls: its request (none for a GET) and its reply. Generated from jupyter_flow/protocol.py.
  */
 export interface FileViewRoutes {
   status: {
@@ -37,7 +44,7 @@ export interface FileViewRoutes {
   };
   edit: {
     request: EditRequest;
-    reply: EditReply;
+    reply: EditOutcome;
   };
   schema: {
     reply: SchemaReply;
@@ -53,6 +60,20 @@ export interface FileViewRoutes {
   workbench: {
     request: WorkbenchRequest;
     reply: WorkbenchReply;
+  };
+  run: {
+    request: RunRequest;
+    reply: RunReply;
+  };
+  runstate: {
+    reply: RunReply;
+  };
+  cancel: {
+    request: CancelRequest;
+    reply: RunReply;
+  };
+  lastrun: {
+    reply: LastRunReply;
   };
 }
 /**
@@ -269,6 +290,7 @@ export interface SettingsEdit {
  * via the `definition` "EditReply".
  */
 export interface EditReply {
+  applied: true;
   path: string;
   text: string;
   what: string;
@@ -276,6 +298,35 @@ export interface EditReply {
   nodes: number;
   edges: number;
   problems: FlowProblem[];
+}
+/**
+ * `POST edit`, refused: the edit does not fit the protocol or the document (`op` and
+ * `errors` name the field), or it would break the flow (`problems`). The text is not
+ * changed. A refusal is an answer, not a failed request: the view shows it.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "EditRefusal".
+ */
+export interface EditRefusal {
+  applied: false;
+  message: string;
+  path?: string | null;
+  op?: string | null;
+  errors?: FieldError[];
+  problems?: FlowProblem[];
+}
+/**
+ * One field of a request that does not fit: pydantic's location, the field within the
+ * edit (or request), and what is wrong.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "FieldError".
+ */
+export interface FieldError {
+  loc: (string | number)[];
+  field: string;
+  message: string;
+  type: string;
 }
 /**
  * `GET schema?kind=K`: the JSON schema of a node kind's config as a form shows it, and
@@ -357,6 +408,134 @@ export interface WorkbenchReply {
   runnable: boolean;
 }
 /**
+ * `POST run`: run the flow file at `path` (as saved) with `inputs`, in a process of its
+ * own; `cache`: take unchanged nodes' results from the node cache; `timeout_s`: stop the
+ * run after this long (default and bound: `jupyter_flow.viewruns`).
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "RunRequest".
+ */
+export interface RunRequest {
+  path: string;
+  inputs?: {
+    [k: string]: JsonValue;
+  };
+  cache?: boolean;
+  timeout_s?: number | null;
+}
+/**
+ * `POST run`, `GET run?run=ID&after=N`, `POST cancel`: a run of the file view, its
+ * events from the `after`-th on (`next`: where the next poll starts), and the end of
+ * what it printed (`log`).
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "RunReply".
+ */
+export interface RunReply {
+  run: string;
+  path: string;
+  status: 'running' | 'ok' | 'error' | 'cancelled' | 'timeout' | 'refused';
+  done: boolean;
+  events: (RunStarted | NodeState | RunFinished | RunRefused)[];
+  next: number;
+  message?: string | null;
+  log?: string;
+}
+/**
+ * A run of the file view started: its run id (the run history's) and its nodes.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "RunStarted".
+ */
+export interface RunStarted {
+  event: 'started';
+  run_id: string;
+  flow: string;
+  nodes: string[];
+}
+/**
+ * A node of a run started or ended: its status, whether its result came from the node
+ * cache, its time, its error, and its output as the trace writes it (`output_chars`: the
+ * length of the whole output as JSON; when that is over the run's bound, `output` is the
+ * beginning of that text).
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "NodeState".
+ */
+export interface NodeState {
+  event: 'node';
+  node: string;
+  status: 'pending' | 'running' | 'ok' | 'error' | 'skipped' | 'cancelled';
+  cached?: boolean;
+  duration_s?: number | null;
+  error?: string | null;
+  output?: {
+    [k: string]: unknown;
+  };
+  output_chars?: number;
+}
+/**
+ * The run ended: its status, why it failed, every node's status, and whether it is in
+ * the run history.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "RunFinished".
+ */
+export interface RunFinished {
+  event: 'finished';
+  run_id: string | null;
+  status: 'ok' | 'error' | 'cancelled' | 'timeout';
+  error?: string | null;
+  nodes?: {
+    [k: string]: 'pending' | 'running' | 'ok' | 'error' | 'skipped' | 'cancelled';
+  };
+  recorded?: boolean;
+}
+/**
+ * The flow or its inputs are not valid: nothing ran.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "RunRefused".
+ */
+export interface RunRefused {
+  event: 'refused';
+  message: string;
+  problems?: FlowProblem[];
+}
+/**
+ * `POST cancel`: stop a run of the file view.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "CancelRequest".
+ */
+export interface CancelRequest {
+  run: string;
+}
+/**
+ * `GET lastrun?path=P`: the flow file's last run, or null when the history has none.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "LastRunReply".
+ */
+export interface LastRunReply {
+  path: string;
+  history: string | null;
+  run: LastRun | null;
+}
+/**
+ * The newest run of a flow file in the run history: its nodes as they ended.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "LastRun".
+ */
+export interface LastRun {
+  run_id: string;
+  status: string;
+  started_at: number | null;
+  error?: string | null;
+  nodes: NodeState[];
+}
+/**
  * What every route answers when it refuses: `message`; a refused request or edit names
  * its `op` and `errors`, a flow that is invalid lists its `problems`.
  *
@@ -370,17 +549,4 @@ export interface ErrorReply {
   op?: string | null;
   errors?: FieldError[];
   problems?: FlowProblem[];
-}
-/**
- * One field of a request that does not fit: pydantic's location, the field within the
- * edit (or request), and what is wrong.
- *
- * This interface was referenced by `FileViewRoutes`'s JSON-Schema
- * via the `definition` "FieldError".
- */
-export interface FieldError {
-  loc: (string | number)[];
-  field: string;
-  message: string;
-  type: string;
 }

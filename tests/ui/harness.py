@@ -78,13 +78,19 @@ def workbench_notebook(flow_path: str) -> str:
 
 
 class Browser:
-    """Headless Chromium with one page; console messages and page errors are collected."""
+    """Headless Chromium with one page; console messages and page errors are collected.
+
+    `problems()` lists the page errors and the console errors seen (a request answered
+    with an error status is one: Chromium logs it); `browser_fixture` fails the test when
+    there is any. A test that provokes a console error on purpose says so first with
+    `expect_console_error(pattern)`."""
 
     def __init__(self, *, artifacts: Path = ARTIFACTS, prefix: str = "ui") -> None:
         self.artifacts = artifacts
         self.prefix = prefix
         self.console: list[str] = []
         self.page_errors: list[str] = []
+        self._expected: list[re.Pattern[str]] = []
         self.screenshots: list[Path] = []
         self._last_shot: str | None = None
         self._pw: Any = None
@@ -103,6 +109,20 @@ class Browser:
         self.page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))
         self.page.on("pageerror", lambda err: self.page_errors.append(str(err)))
         return self
+
+    @property
+    def console_errors(self) -> list[str]:
+        """The console's error messages, but those a test expects (`expect_console_error`)."""
+        errors = [line for line in self.console if line.startswith("error:")]
+        return [line for line in errors if not any(p.search(line) for p in self._expected)]
+
+    def expect_console_error(self, pattern: str) -> None:
+        """A console error matching `pattern` (a regular expression) is part of the test."""
+        self._expected.append(re.compile(pattern))
+
+    def problems(self) -> list[str]:
+        """Page errors and unexpected console errors, each once, in the order seen."""
+        return list(dict.fromkeys([f"page error: {e}" for e in self.page_errors] + [f"console {e}" for e in self.console_errors]))
 
     def screenshot(self, name: str) -> Path:
         path = self.artifacts / f"{self.prefix}-{len(self.screenshots) + 1:02d}-{name}.png"
@@ -141,13 +161,18 @@ class Browser:
 def browser_fixture(prefix: str, *, per_test: bool = False) -> Callable[..., Iterator[Browser]]:
     """A test module's `browser` fixture: a fresh `Browser` for each test, its screenshots
     named `<prefix>-NN-...`, or `<prefix>-<test name>-NN-...` with `per_test`. Take it after
-    `lab`, so that a screenshot asked for at the end still sees the lab."""
+    `lab`, so that a screenshot asked for at the end still sees the lab. A test that passed
+    fails when the page logged an error or a console error it did not expect
+    (`Browser.problems`)."""
 
     @pytest.fixture
     def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
         name = f"{prefix}-{request.node.name.removeprefix('test_')[:30]}" if per_test else prefix
         with Browser(prefix=name) as b:
             yield b
+            problems = b.problems()
+        if problems:
+            pytest.fail(f"{len(problems)} error(s) in the browser:\n" + "\n".join(p[:1000] for p in problems), pytrace=False)
 
     return browser
 

@@ -3,7 +3,7 @@
 import { PageConfig } from '@jupyterlab/coreutils';
 
 import { FlowApiError, editFlow, newFlow } from '../api';
-import type { ErrorReply, FlowEdit } from '../edits';
+import type { EditRefusal, FlowEdit } from '../edits';
 
 type Sent = { url: string; method: string; body: unknown };
 
@@ -26,7 +26,8 @@ describe('the server extension calls', () => {
   });
 
   it('sends an edit with the document text and reads a refusal naming its op and field', async () => {
-    const refusal: ErrorReply = {
+    const refusal: EditRefusal = {
+      applied: false,
       message: "not applied: edit 'remove', field 'edges': Input should be a valid list",
       path: 'flows/greet.flow.yaml',
       op: 'remove',
@@ -34,11 +35,11 @@ describe('the server extension calls', () => {
       problems: [{ node: null, edge: null, field: 'edges', message: "edit 'remove', field 'edges': Input should be a valid list" }]
     };
     const sent: Sent[] = [];
-    answer(400, refusal, sent);
+    answer(200, refusal, sent); // a refusal is an answer: no failed request in the console
     const edit: FlowEdit = { op: 'remove', edges: [0] };
     const error = await editFlow('flows/greet.flow.yaml', 'name: greet\n', edit).catch(e => e);
     expect(error).toBeInstanceOf(FlowApiError);
-    expect(error.status).toBe(400);
+    expect(error.status).toBe(200);
     expect(error.op).toBe('remove');
     expect(error.errors.map((e: { field: string }) => e.field)).toEqual(['edges']);
     expect(error.problems[0].field).toBe('edges');

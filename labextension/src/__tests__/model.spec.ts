@@ -86,7 +86,7 @@ class Server implements FlowServer {
       made = body.id;
     }
     const after = stringify(flow);
-    return { path, text: after, what: `${e.op}`, made, nodes: flow.nodes.length, edges: flow.edges.length, problems: this.problems };
+    return { applied: true, path, text: after, what: `${e.op}`, made, nodes: flow.nodes.length, edges: flow.edges.length, problems: this.problems };
   }
 
   async schema(kind: string | null): Promise<SchemaReply> {

@@ -1,0 +1,164 @@
+"""One run of a flow file for the JupyterLab file view, in a process of its own.
+
+The server extension never runs a flow (nor imports the Python a flow names): for "Run" it
+starts ``python -m jupyter_flow.filerun`` (see `jupyter_flow.viewruns`), writes one JSON
+request on its stdin and reads its stdout, one JSON object a line:
+
+    {"event": "started", "run_id", "flow", "nodes": [id, ...]}
+    {"event": "node", "node", "status": "running"}
+    {"event": "node", "node", "status", "cached", "duration_s", "error", "output", "output_chars"}
+    {"event": "finished", "run_id", "status", "error", "nodes": {id: status}, "recorded"}
+    {"event": "refused", "message", "problems": [{node, edge, field, message}]}
+
+The request: ``{"path", "inputs": {...}, "cache": bool, "history": bool, "max_output_chars"}``.
+A node's output is written as its trace writes it (tensors summarized, long texts cut:
+`jupyter_flow.values.SUMMARY`); past `max_output_chars` characters of JSON only its
+beginning is sent (`output` is then that text and `output_chars` the whole length).
+`refused` answers a flow or inputs that are not valid (exit 2); a run that fails ends
+with `finished` and exit 1. What the flow's own code prints goes to stderr, so that it can
+never be read as an event. SIGTERM cancels the run: its nodes end `cancelled` and the
+run is recorded as cancelled. With `history`, the run (failed or cancelled too) goes to
+the run history (`jupyter_flow.history`, its default file), so the file view can show it
+when the flow is opened again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from jupyter_flow.errors import FlowError, FlowValidationError, Problem
+from jupyter_flow.values import SUMMARY, dumps, encode
+
+__all__ = ["DEFAULT_MAX_OUTPUT_CHARS", "main", "output_text"]
+
+#: The most characters of one node's output (as JSON) a run sends the file view.
+DEFAULT_MAX_OUTPUT_CHARS = 200_000
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def output_text(value: Any, max_chars: int) -> tuple[Any, int]:
+    """A node's output as the file view shows it: the summarized JSON value, or the
+    beginning of its JSON text when that is longer than `max_chars`; and its length."""
+    data = encode(value, SUMMARY).data
+    text = dumps(data)
+    if len(text) <= max_chars:
+        return data, len(text)
+    return text[:max_chars], len(text)
+
+
+def _problem(p: Problem) -> dict[str, Any]:
+    return {"node": p.node, "edge": p.edge, "field": p.field, "message": p.message}
+
+
+class _Events:
+    """The event stream: one JSON line each, flushed at once."""
+
+    def __init__(self, stream: IO[str], max_output_chars: int) -> None:
+        self.stream = stream
+        self.max_output_chars = max_output_chars
+        self.told: dict[str, str] = {}  # the last status sent of each node
+
+    def send(self, **event: Any) -> None:
+        self.stream.write(dumps(event) + "\n")
+        self.stream.flush()
+
+    def node(self, record: Any) -> None:
+        self.told[record.node] = record.status
+        if record.status == "running":
+            self.send(event="node", node=record.node, status="running")
+            return
+        output, chars = (None, 0) if record.outputs is None else output_text(record.outputs, self.max_output_chars)
+        self.send(event="node", node=record.node, status=record.status, cached=bool(record.cached),
+                  duration_s=record.duration_s, error=record.error.message if record.error else None,
+                  output=output, output_chars=chars)
+
+
+async def _run(request: Mapping[str, Any], events: _Events) -> int:
+    from jupyter_flow.flow import Flow
+    from jupyter_flow.history import RunHistory
+
+    path = Path(str(request["path"]))
+    flow = Flow.load(path).validate()
+    inputs = request.get("inputs") or {}
+    if not isinstance(inputs, Mapping):
+        raise FlowValidationError([Problem("the inputs must be an object of name: value", field="inputs")])
+    flow.resolve_inputs(inputs)  # checked before anything runs: a mistake is `refused`
+    history = RunHistory() if request.get("history") else None
+    results: list[Any] = []
+
+    def on_event(event: Any) -> None:
+        results[:] = [event.result]
+        if event.kind == "run_started":
+            events.send(event="started", run_id=event.result.run_id, flow=flow.name, nodes=flow.node_ids)
+        elif event.record is not None:
+            events.node(event.record)
+
+    task = asyncio.ensure_future(flow.arun(inputs, on_event=on_event, raise_on_error=False,
+                                           cache=bool(request.get("cache")), history=history or False))
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    recorded = history is not None
+    try:
+        result = await task
+    except asyncio.CancelledError:
+        if not results:
+            raise
+        result = results[0]
+        if history is not None:  # arun records only runs that end by themselves
+            try:
+                await asyncio.to_thread(history.record, result, spec=flow.spec, flow_path=flow.source)
+            except FlowError as exc:
+                print(f"the cancelled run was not recorded: {exc}", file=sys.stderr)
+                recorded = False
+    for record in result.records.values():  # a cancelled node's end has no event of its own
+        if record.node in events.told and events.told[record.node] != record.status:
+            events.node(record)
+    events.send(event="finished", run_id=result.run_id, status=result.status, error=result.error,
+                nodes={nid: r.status for nid, r in result.records.items()}, recorded=recorded)
+    return EXIT_OK if result.status == "ok" else EXIT_FAILED
+
+
+def main() -> int:
+    # the event stream keeps its own copy of stdout; whatever the flow prints goes to stderr
+    stream = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", errors="backslashreplace")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    try:
+        request = json.loads(sys.stdin.read())
+        if not isinstance(request, dict) or not isinstance(request.get("path"), str):
+            raise ValueError("the request must be a JSON object with a 'path'")
+    except ValueError as exc:
+        _Events(stream, 0).send(event="refused", message=f"not a run request: {exc}", problems=[])
+        return EXIT_INVALID
+    events = _Events(stream, int(request.get("max_output_chars") or DEFAULT_MAX_OUTPUT_CHARS))
+    loop = asyncio.new_event_loop()
+    try:
+        # no asyncio.run: it would wait for the threads of node work given up on (a node
+        # past its timeout, a cancelled run) before the process may end
+        return loop.run_until_complete(_run(request, events))
+    except FlowValidationError as exc:
+        events.send(event="refused", message=str(exc), problems=[_problem(p) for p in exc.problems])
+        return EXIT_INVALID
+    except FlowError as exc:
+        events.send(event="refused", message=str(exc), problems=[])
+        return EXIT_INVALID
+    except asyncio.CancelledError:
+        events.send(event="finished", run_id=None, status="cancelled", error="cancelled before it started",
+                    nodes={}, recorded=False)
+        return EXIT_FAILED
+    finally:
+        stream.close()
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stderr.flush()
+    os._exit(code)  # the run has ended and is recorded: threads still busy with its work end with it

@@ -1,0 +1,340 @@
+"""Runs of flow files started from the JupyterLab file view, each in a process of its own.
+
+The Jupyter server never runs a flow nor imports the Python a flow names: `ViewRuns.start`
+starts ``python -m jupyter_flow.filerun`` (its own session, so that the whole group can be
+stopped) in the flow file's folder, and reads the events it writes (`jupyter_flow.replies`'
+`RunEvent`s, checked line by line). The file view polls them (`ViewRun.wait`).
+
+Bounds, each named in the message of a run that passes it:
+
+- time: a run is stopped after `timeout_s` (default `DEFAULT_TIMEOUT_S`, at most
+  `MAX_TIMEOUT_S`), and ends `timeout`;
+- output: one node's output is cut at `MAX_OUTPUT_CHARS` characters of JSON (the child
+  does it), one event line may not pass `MAX_LINE_BYTES`, and a run that writes more than
+  `MAX_EVENT_BYTES` in all is stopped;
+- what it prints: the last `MAX_LOG_CHARS` characters are kept;
+- runs: at most `MAX_ACTIVE_RUNS` at once (another is refused), and the newest
+  `KEEP_RUNS` ended runs are kept for their views.
+
+`Cancel` sends SIGTERM to the run's process group (the run ends `cancelled`, and is recorded
+so), and SIGKILL when it has not ended `CANCEL_GRACE_S` seconds later.
+
+`last_run` reads the newest run of a flow file from the run history (`jupyter_flow.history`,
+its default file) without creating that file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import TypeAdapter, ValidationError
+
+from jupyter_flow.errors import FlowError
+from jupyter_flow.history import RunHistory, default_history_path
+from jupyter_flow.replies import LastRun, NodeState, RunEvent, RunFinished, RunRefused, RunReply, RunStarted, RunStatus
+from jupyter_flow.values import SUMMARY, dumps, encode
+
+__all__ = [
+    "CANCEL_GRACE_S",
+    "DEFAULT_TIMEOUT_S",
+    "KEEP_RUNS",
+    "MAX_ACTIVE_RUNS",
+    "MAX_EVENT_BYTES",
+    "MAX_LINE_BYTES",
+    "MAX_LOG_CHARS",
+    "MAX_OUTPUT_CHARS",
+    "MAX_TIMEOUT_S",
+    "RunRefusedError",
+    "ViewRun",
+    "ViewRuns",
+    "last_run",
+]
+
+DEFAULT_TIMEOUT_S = 600.0
+MAX_TIMEOUT_S = 24 * 3600.0
+MAX_OUTPUT_CHARS = 200_000
+MAX_LINE_BYTES = 4 * 1024 * 1024
+MAX_EVENT_BYTES = 32 * 1024 * 1024
+MAX_LOG_CHARS = 20_000
+MAX_ACTIVE_RUNS = 4
+KEEP_RUNS = 50
+CANCEL_GRACE_S = 5.0
+#: the longest a poll waits for news
+MAX_WAIT_S = 20.0
+#: the runs of the history a last-run lookup reads, the newest first
+_LAST_RUN_LOOKUPS = 20
+#: the most characters of node outputs one last-run answer carries (the rest say only their size)
+_LAST_RUN_OUTPUT_CHARS = 4_000_000
+
+_EVENT = TypeAdapter(RunEvent)
+
+
+class RunRefusedError(FlowError):
+    """A run cannot start (too many runs, no such run)."""
+
+
+@dataclass
+class ViewRun:
+    """One run: its events so far, its status, and what it printed."""
+
+    id: str
+    path: str
+    events: list[Any] = field(default_factory=list)
+    status: RunStatus = "running"
+    message: str | None = None
+    log: str = ""
+    ended_at: float | None = None
+    cancelled: bool = False
+    _process: asyncio.subprocess.Process | None = None
+    _news: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def done(self) -> bool:
+        return self.ended_at is not None
+
+    def reply(self, after: int = 0) -> RunReply:
+        after = max(0, min(after, len(self.events)))
+        return RunReply(run=self.id, path=self.path, status=self.status, done=self.done, events=self.events[after:],
+                        next=len(self.events), message=self.message, log=self.log)
+
+    async def wait(self, after: int, timeout_s: float) -> RunReply:
+        """The events from the `after`-th on, once there is one (or the run ended, or
+        `timeout_s` passed)."""
+        deadline = time.monotonic() + min(max(timeout_s, 0.0), MAX_WAIT_S)
+        while not self.done and len(self.events) <= after:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._news.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._news.wait(), left)
+        return self.reply(after)
+
+    def _add(self, event: Any) -> None:
+        self.events.append(event)
+        if isinstance(event, RunFinished):
+            self.status = event.status
+            self.message = event.error
+        elif isinstance(event, RunRefused):
+            self.status = "refused"
+            self.message = event.message
+        self._news.set()
+
+    def _say(self, text: str) -> None:
+        self.log = (self.log + text)[-MAX_LOG_CHARS:]
+
+
+class ViewRuns:
+    """The file view's runs in one Jupyter server."""
+
+    def __init__(self, *, python: str = sys.executable) -> None:
+        self.python = python
+        self._runs: dict[str, ViewRun] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def get(self, run_id: str) -> ViewRun:
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise RunRefusedError(f"no run '{run_id[:100]}' in this server (it ended long ago, or the server restarted)") from None
+
+    async def start(self, flow_file: Path, api_path: str, inputs: dict[str, Any], *, cache: bool = False,
+                    history: bool = True, timeout_s: float | None = None) -> ViewRun:
+        active = [r for r in self._runs.values() if not r.done]
+        if len(active) >= MAX_ACTIVE_RUNS:
+            raise RunRefusedError(f"{len(active)} runs are going on already (at most {MAX_ACTIVE_RUNS}): wait for one, or cancel one")
+        run = ViewRun(id=secrets.token_hex(8), path=api_path)
+        request = {"path": str(flow_file), "inputs": inputs, "cache": cache, "history": history,
+                   "max_output_chars": MAX_OUTPUT_CHARS}
+        run._process = await asyncio.create_subprocess_exec(
+            self.python, "-m", "jupyter_flow.filerun",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            cwd=str(flow_file.parent), start_new_session=True, limit=MAX_LINE_BYTES,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._runs[run.id] = run
+        self._forget_old()
+        task = asyncio.ensure_future(self._watch(run, json.dumps(request).encode(), min(timeout_s or DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return run
+
+    async def cancel(self, run_id: str) -> ViewRun:
+        run = self.get(run_id)
+        if not run.done:
+            run.cancelled = True
+            _signal(run, signal.SIGTERM)
+            asyncio.get_running_loop().call_later(CANCEL_GRACE_S, _signal, run, signal.SIGKILL)
+        return run
+
+    async def close(self) -> None:
+        """Stop every run (the server stops)."""
+        for run in self._runs.values():
+            if not run.done:
+                run.cancelled = True
+                _signal(run, signal.SIGKILL)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=CANCEL_GRACE_S)
+
+    def _forget_old(self) -> None:
+        ended = sorted((r for r in self._runs.values() if r.done), key=lambda r: r.ended_at or 0.0)
+        for run in ended[: max(0, len(ended) - KEEP_RUNS)]:
+            del self._runs[run.id]
+
+    async def _watch(self, run: ViewRun, request: bytes, timeout_s: float) -> None:
+        proc = run._process
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        why: str | None = None
+        try:
+            proc.stdin.write(request)
+            await proc.stdin.drain()
+            proc.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        readers = asyncio.gather(self._read_events(run), self._read_log(run, proc.stderr))
+        try:
+            await asyncio.wait_for(asyncio.shield(readers), timeout_s)
+        except asyncio.TimeoutError:
+            why = f"the run took longer than {timeout_s:g} s and was stopped"
+        except _TooMuch as exc:
+            why = str(exc)
+        if why is not None:
+            run.cancelled = True
+            _signal(run, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), CANCEL_GRACE_S)
+        except asyncio.TimeoutError:
+            _signal(run, signal.SIGKILL)
+            await proc.wait()
+        # what the process wrote before it ended is read to its end (a killed group closes it)
+        try:
+            await asyncio.wait_for(asyncio.shield(readers), CANCEL_GRACE_S)
+        except (asyncio.TimeoutError, _TooMuch):
+            readers.cancel()
+        with contextlib.suppress(asyncio.CancelledError, _TooMuch):
+            await readers
+        self._end(run, proc.returncode, why)
+
+    async def _read_events(self, run: ViewRun) -> None:
+        stream = run._process.stdout  # type: ignore[union-attr]
+        assert stream is not None
+        total = 0
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line past the stream's limit
+                raise _TooMuch(f"the run wrote an event longer than {MAX_LINE_BYTES:,} bytes and was stopped") from None
+            if not line:
+                return
+            total += len(line)
+            if total > MAX_EVENT_BYTES:
+                raise _TooMuch(f"the run wrote more than {MAX_EVENT_BYTES:,} bytes of node states and outputs and was stopped")
+            try:
+                event = _EVENT.validate_json(line)
+            except ValidationError as exc:
+                run._say(f"[jupyter-flow] not an event of the run ({exc.error_count()} errors): {line[:200]!r}\n")
+                continue
+            run._add(event)
+
+    async def _read_log(self, run: ViewRun, stream: asyncio.StreamReader) -> None:
+        while True:
+            chunk = await stream.read(64 * 1024)
+            if not chunk:
+                return
+            run._say(chunk.decode("utf-8", errors="replace"))
+
+    def _end(self, run: ViewRun, code: int | None, why: str | None) -> None:
+        finished = any(isinstance(e, (RunFinished, RunRefused)) for e in run.events)
+        if finished:
+            if why is not None:  # stopped by a bound: the run says it cancelled, the bound says why
+                run.message = why
+                run.status = "timeout" if why.startswith("the run took longer") else "error"
+        else:
+            status: Literal["error", "cancelled", "timeout"] = "error"
+            if why is not None and run.cancelled and why.startswith("the run took longer"):
+                status = "timeout"
+            elif run.cancelled and why is None:
+                status, why = "cancelled", "cancelled"
+            else:
+                tail = run.log.strip().splitlines()[-3:]
+                why = why or f"the run's process ended with exit code {code}" + (f": {' / '.join(tail)}" if tail else "")
+            states = _last_states(run.events)
+            ended = {n: ("cancelled" if s in ("running", "pending") else s) for n, s in states.items()}
+            for node, state in ended.items():
+                if state != states[node]:
+                    run._add(NodeState(event="node", node=node, status="cancelled"))
+            run_id = next((e.run_id for e in run.events if isinstance(e, RunStarted)), None)
+            run._add(RunFinished(event="finished", run_id=run_id, status=status, error=why, nodes=ended))
+        run.ended_at = time.time()
+        run._news.set()
+
+
+class _TooMuch(Exception):
+    pass
+
+
+def _signal(run: ViewRun, sig: int) -> None:
+    proc = run._process
+    if proc is None or proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _last_states(events: list[Any]) -> dict[str, str]:
+    states: dict[str, str] = {}
+    for event in events:
+        if isinstance(event, RunStarted):
+            states.update(dict.fromkeys(event.nodes, "pending"))
+        elif isinstance(event, NodeState):
+            states[event.node] = event.status
+    return states
+
+
+# -- the last run of a flow file, from the run history ---------------------------------------
+def last_run(flow_file: Path, flow_name: str, history_path: Path | None = None) -> tuple[Path, LastRun | None]:
+    """The newest run of `flow_file` (by its resolved path) among the newest runs of flows
+    named `flow_name` in the run history; None when there is none, or no history file."""
+    path = history_path or default_history_path()
+    if not path.is_file():
+        return path, None
+    history = RunHistory(path)
+    wanted = str(flow_file.resolve())
+    for summary in history.runs(flow=flow_name, limit=_LAST_RUN_LOOKUPS):
+        run = history.get(summary["run_id"])
+        if run.get("flow_path") != wanted:
+            continue
+        trace = run.get("trace") or {}
+        by_node = {r["node"]: r for r in trace.get("nodes", []) if isinstance(r, dict)}
+        budget = _LAST_RUN_OUTPUT_CHARS
+        nodes = []
+        for item in run.get("nodes") or []:
+            record = by_node.get(item["node"], {})
+            output, chars = _output(record.get("outputs"), min(MAX_OUTPUT_CHARS, budget))
+            budget -= min(chars, MAX_OUTPUT_CHARS)
+            error = record.get("error")
+            nodes.append(NodeState(event="node", node=item["node"], status=item["status"], cached=bool(item.get("cached")),
+                                   duration_s=item.get("duration_s"), output=output, output_chars=chars,
+                                   error=error.get("message") if isinstance(error, dict) else None))
+        return path, LastRun(run_id=run["run_id"], status=run["status"], started_at=run.get("started_at"),
+                             error=trace.get("error"), nodes=nodes)
+    return path, None
+
+
+def _output(value: Any, max_chars: int) -> tuple[Any, int]:
+    if value is None:
+        return None, 0
+    text = dumps(encode(value, SUMMARY).data)
+    if len(text) <= max_chars:
+        return json.loads(text), len(text)
+    return text[: max(0, max_chars)], len(text)

@@ -1,0 +1,194 @@
+"""Runs started from the file view, through a real Jupyter server: each in a process of its
+own (the server never imports the flow's Python), its node states and outputs read as they
+come, cancelled, stopped at its time bound, its outputs cut at their bound, refused with
+the input named, and found again in the run history as the file's last run."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from lab_server import JupyterLab  # noqa: E402
+
+from jupyter_flow.replies import LastRunReply, RunReply  # noqa: E402
+from jupyter_flow.viewruns import MAX_OUTPUT_CHARS  # noqa: E402
+
+pytestmark = pytest.mark.timeout(240)
+
+# Imported by the run's process only: each import notes the process that made it.
+STEPS = """\
+import os, time
+from pathlib import Path
+
+Path(__file__).with_name("imported-by.txt").open("a").write(f"{os.getpid()}\\n")
+
+
+def shout(text):
+    return {"text": text.upper()}
+
+
+def fail(text):
+    raise ValueError(f"no good: {text}")
+
+
+def sleepy(text):
+    time.sleep(60)
+    return {"text": text}
+
+
+def big(text):
+    return {"rows": [text * 1000 for _ in range(1000)]}
+"""
+
+
+def flow(name: str, second: str) -> str:
+    return f"""\
+spec_version: 1
+name: {name}
+inputs: {{text: {{type: text, default: hi}}, times: {{type: integer, default: 1}}}}
+nodes:
+  - id: loud
+    type: python
+    config: {{function: "steps:shout", input_mapping: {{text: "{{{{ text }}}}"}}}}
+  - id: second
+    type: python
+    config: {{function: "steps:{second}", input_mapping: {{text: "{{{{ loud.output.text }}}}"}}}}
+edges:
+  - {{from: start, to: loud}}
+  - {{from: loud, to: second}}
+"""
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("root")
+    (root / "steps.py").write_text(STEPS)
+    for name, second in (("ok", "shout"), ("fails", "fail"), ("sleeps", "sleepy"), ("big", "big")):
+        (root / f"{name}.flow.yaml").write_text(flow(name, second))
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    stores = tmp_path_factory.mktemp("stores")
+    env = {"JUPYTER_FLOW_HISTORY": str(stores / "history.sqlite"), "JUPYTER_FLOW_CACHE": str(stores / "cache")}
+    with JupyterLab(root, env=env) as lab:
+        yield lab
+
+
+@pytest.fixture
+def api(server: JupyterLab) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{server.url}/jupyter-flow/api/", headers={"Authorization": f"token {server.token}"},
+                      timeout=60) as client:
+        yield client
+
+
+def start(api: httpx.Client, path: str, **body: Any) -> RunReply:
+    reply = api.post("run", json={"path": path, **body})
+    assert reply.status_code == 201, reply.text
+    return RunReply.model_validate(reply.json())
+
+
+def follow(api: httpx.Client, run: RunReply, *, until: float = 120.0) -> tuple[RunReply, list[Any]]:
+    """Poll the run until it ends; its last reply and every event, in order."""
+    events = list(run.events)
+    after = run.next
+    deadline = time.monotonic() + until
+    while not run.done:
+        assert time.monotonic() < deadline, f"the run did not end within {until} s: {events}"
+        reply = api.get("runstate", params={"run": run.run, "after": after, "wait": 5})
+        assert reply.status_code == 200, reply.text
+        run = RunReply.model_validate(reply.json())
+        events += run.events
+        after = run.next
+    return run, events
+
+
+def node_events(events: list[Any], node: str) -> list[Any]:
+    return [e for e in events if e.event == "node" and e.node == node]
+
+
+def test_a_run_streams_its_node_states_and_outputs_in_its_own_process(api: httpx.Client, server: JupyterLab, root: Path) -> None:
+    run, events = follow(api, start(api, "ok.flow.yaml", inputs={"text": "hello"}))
+    assert run.status == "ok", (run.message, run.log)
+    assert [e.event for e in events][0] == "started" and events[-1].event == "finished"
+    assert [e.status for e in node_events(events, "loud")] == ["running", "ok"]
+    assert node_events(events, "second")[-1].output == {"text": "HELLO"}
+    assert events[-1].nodes == {"loud": "ok", "second": "ok"} and events[-1].recorded
+    # the flow's module was imported by the run's process, never by the server
+    importers = {int(pid) for pid in (root / "imported-by.txt").read_text().split()}
+    assert server.process is not None and server.process.pid not in importers
+
+    # the file's last run, from the run history, when the file is opened again
+    last = LastRunReply.model_validate(api.get("lastrun", params={"path": "ok.flow.yaml"}).json())
+    assert last.run is not None and last.run.run_id == events[0].run_id and last.run.status == "ok"
+    assert {n.node: (n.status, n.output) for n in last.run.nodes} == {"loud": ("ok", {"text": "HELLO"}), "second": ("ok", {"text": "HELLO"})}
+    assert LastRunReply.model_validate(api.get("lastrun", params={"path": "big.flow.yaml"}).json()).run is None
+
+
+def test_the_node_cache_marks_nodes_cached_on_the_next_run(api: httpx.Client) -> None:
+    follow(api, start(api, "ok.flow.yaml", inputs={"text": "again"}, cache=True))
+    _, events = follow(api, start(api, "ok.flow.yaml", inputs={"text": "again"}, cache=True))
+    assert [e.cached for e in node_events(events, "loud") if e.status == "ok"] == [True]
+
+
+def test_a_failing_node_names_its_error_and_the_run_fails(api: httpx.Client) -> None:
+    run, events = follow(api, start(api, "fails.flow.yaml", inputs={"text": "x"}))
+    assert run.status == "error" and "second" in (run.message or "")
+    failed = node_events(events, "second")[-1]
+    assert failed.status == "error" and "no good: X" in (failed.error or "")
+
+
+def test_inputs_that_do_not_fit_are_refused_naming_the_input(api: httpx.Client) -> None:
+    run, events = follow(api, start(api, "ok.flow.yaml", inputs={"times": "many"}))
+    assert run.status == "refused"
+    assert [p.field for p in events[-1].problems] == ["inputs.times"], events[-1]
+    assert api.post("run", json={"path": "ok.flow.yaml", "inputs": {}, "timeout_s": -1}).status_code == 400
+    assert api.post("run", json={"path": "nothere.flow.yaml"}).status_code == 404
+
+
+def test_cancel_stops_the_run_and_its_running_node(api: httpx.Client) -> None:
+    run = start(api, "sleeps.flow.yaml", inputs={"text": "zz"})
+    deadline = time.monotonic() + 60
+    events = list(run.events)
+    while not node_events(events, "second"):
+        assert time.monotonic() < deadline
+        state = RunReply.model_validate(api.get("runstate", params={"run": run.run, "after": len(events), "wait": 5}).json())
+        events += state.events
+    t0 = time.monotonic()
+    assert api.post("cancel", json={"run": run.run}).status_code == 200
+    ended, rest = follow(api, run.model_copy(update={"events": [], "next": len(events)}))
+    assert time.monotonic() - t0 < 15
+    assert ended.status == "cancelled"
+    assert node_events(events + rest, "second")[-1].status == "cancelled"
+    last = LastRunReply.model_validate(api.get("lastrun", params={"path": "sleeps.flow.yaml"}).json())
+    assert last.run is not None and last.run.status == "cancelled"
+    assert api.post("cancel", json={"run": "0123abcd"}).status_code == 404
+
+
+def test_a_run_past_its_time_bound_is_stopped(api: httpx.Client) -> None:
+    t0 = time.monotonic()
+    run, events = follow(api, start(api, "sleeps.flow.yaml", inputs={"text": "zz"}, timeout_s=4))
+    assert time.monotonic() - t0 < 30
+    assert run.status == "timeout", run
+    assert "longer than 4 s" in (run.message or "") + (events[-1].error or ""), (run, events[-1])
+
+
+def test_a_large_output_is_cut_at_its_bound(api: httpx.Client) -> None:
+    run, events = follow(api, start(api, "big.flow.yaml", inputs={"text": "ab"}))
+    assert run.status == "ok", run.log
+    done = node_events(events, "second")[-1]
+    assert isinstance(done.output, str) and len(done.output) == MAX_OUTPUT_CHARS
+    assert done.output_chars > MAX_OUTPUT_CHARS
+
+
+def test_a_run_of_a_path_outside_the_root_is_refused(api: httpx.Client) -> None:
+    assert api.post("run", json={"path": "../x.flow.yaml"}).status_code == 403
