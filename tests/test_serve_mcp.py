@@ -182,3 +182,21 @@ def test_a_body_over_the_limit_is_refused(tmp_path: Path, served: Any) -> None:
     assert refused.status_code == 413 and "--max-body" in refused.text
     metrics = httpx.get(f"{url}/metrics").text
     assert metric(metrics, "jupyter_flow_requests_total", route="/mcp", status="200") == 1  # the refused ones never ran
+
+
+def test_arguments_that_are_not_an_object_are_a_protocol_error(tmp_path: Path, served: Any) -> None:
+    # the flow's input rules answer values they refuse with is_error (above); arguments that
+    # are not a JSON object never reach them: the protocol refuses the request itself
+    url = served(write(tmp_path / "greet.flow.yaml", GREET))
+    headers = {"accept": "application/json, text/event-stream"}
+    for arguments in (["Ann"], "Ann", 3):
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "greet", "arguments": arguments}}
+        reply = httpx.post(f"{url}/mcp", json=call, headers=headers).json()
+        assert reply["id"] == 7 and "result" not in reply and reply["error"]["code"] == -32602, (arguments, reply)
+    metrics = httpx.get(f"{url}/metrics").text
+    assert metric(metrics, "jupyter_flow_node_seconds_count") == 0  # the flow never ran
+    # a good call on the same server still runs it
+    good = {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "greet", "arguments": {"name": "Ann"}}}
+    reply = httpx.post(f"{url}/mcp", json=good, headers=headers).json()
+    assert reply["result"]["structuredContent"]["result"] == {"greeting": "Hello Ann! "}
+    assert metric(httpx.get(f"{url}/metrics").text, "jupyter_flow_node_seconds_count") == 1
