@@ -46,7 +46,7 @@ from jupyter_flow.spec import FlowSpec, parse_json, spec_from_dict
 from jupyter_flow.trace import RunResult
 from jupyter_flow.values import ValueTooLarge, encode, limit
 
-__all__ = ["FlowService", "add_to_cli", "flow_app", "model_app", "model_flow"]
+__all__ = ["FlowService", "add_to_cli", "flow_app", "model_app", "model_config", "model_flow"]
 
 log = logging.getLogger("jupyter_flow.serve")
 TOKEN_ENV = "JUPYTER_FLOW_TOKEN"
@@ -107,7 +107,7 @@ class _ServiceApp:
     client, file watch, warm-up), the run route, health, metrics and run traces."""
 
     def __init__(self, service: FlowService, *, mode: str, warm: bool, token: str | None = None,
-                 files_root: Path | None = None) -> None:
+                 files_root: Path | None = None, outputs: tuple[v2.TensorSpec, ...] = ()) -> None:
         self.service = service
         self.metrics = service.metrics
         self.mode = mode
@@ -117,6 +117,7 @@ class _ServiceApp:
         self.client: Any = None
         self.warm_error: str | None = None
         self.background: set[asyncio.Future[Any]] = set()  # shadow runs finishing after their response
+        self.protocol = v2.Protocol(self, outputs=outputs)  # the Open Inference Protocol (KServe V2 / Triton)
 
     # -- lifespan ---------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -127,6 +128,7 @@ class _ServiceApp:
         watcher = asyncio.create_task(service.watch(stop)) if self.mode == "flow" and service.source else None
         if self.warm:
             await self.warm_up()
+            await self.protocol.start()  # a model's outputs its metadata lists, before any request
         try:
             yield
         finally:
@@ -329,10 +331,9 @@ class _ServiceApp:
             routes.append(Route("/predict", self.predict, methods=["POST"]))
             if self.service.keep_runs > 0:
                 routes.append(Route("/runs/{run_id}", self.get_run, methods=["GET"]))
-            routes += v2.routes(self)  # the Open Inference Protocol (KServe V2 / Triton)
         else:
             routes += [Route("/run", self.run, methods=["POST"]), Route("/runs/{run_id}", self.get_run, methods=["GET"])]
-        return routes
+        return routes + self.protocol.routes()
 
 
 class Exchange:
@@ -368,11 +369,12 @@ def _server_info(request: Any) -> dict[str, str]:
 
 
 def _build_app(service: FlowService, *, mode: str, token: str | None, warm: bool, files_root: Path | None = None,
-               max_body: int = DEFAULT_MAX_BODY, mcp: bool = False, body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S) -> Any:
+               max_body: int = DEFAULT_MAX_BODY, mcp: bool = False, body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+               outputs: tuple[v2.TensorSpec, ...] = ()) -> Any:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
 
-    app = _ServiceApp(service, mode=mode, warm=warm, token=token, files_root=files_root)
+    app = _ServiceApp(service, mode=mode, warm=warm, token=token, files_root=files_root, outputs=outputs)
     middleware = [Middleware(BodyLimit, limit=max_body, body_timeout_s=body_timeout_s), *_auth_middleware(token)]
     served = FlowMcp(app, max_body=max_body) if mcp else None  # the flow as an MCP tool at /mcp, behind the same guards
     routes = app.routes() + (served.routes() if served else [])
@@ -393,8 +395,8 @@ def _model_health(flow: Flow) -> dict[str, Any]:
     return info
 
 
-def model_flow(config: Mapping[str, Any] | str | Path) -> Flow:
-    """A one-node flow from a model service config (a mapping or a YAML file)."""
+def model_config(config: Mapping[str, Any] | str | Path) -> tuple[Mapping[str, Any], Path | None]:
+    """A model service config as a mapping, and the file it came from (None for a mapping)."""
     source = None
     if not isinstance(config, Mapping):
         source = Path(config)
@@ -406,11 +408,23 @@ def model_flow(config: Mapping[str, Any] | str | Path) -> Flow:
             raise FlowValidationError(f"not YAML: {exc}", source=str(source)) from None
         if not isinstance(config, Mapping):
             raise FlowValidationError("a model service config is a mapping with `type` and `config`", source=str(source))
+    return config, source
+
+
+def model_flow(config: Mapping[str, Any] | str | Path, *, source: Path | None = None) -> Flow:
+    """A one-node flow from a model service config (a mapping, read as if from `source`, or
+    a YAML file). Its `deploy:` becomes the flow's `deploy:` for the node; its `outputs:`
+    are the protocol's (`v2.declared_outputs`)."""
+    if not isinstance(config, Mapping):
+        config, source = model_config(config)
     body = dict(config)
     name = str(body.pop("name", "model"))
     inputs = body.pop("inputs", None) or {"text": {"type": "text"}}
+    body.pop("outputs", None)
+    deploy = body.pop("deploy", None)
     node = {"id": body.pop("id", "model"), **body}
-    spec: FlowSpec = spec_from_dict({"name": name, "inputs": inputs, "nodes": [node]}, source=str(source) if source else None)
+    data = {"name": name, "inputs": inputs, "nodes": [node], **({"deploy": {node["id"]: deploy}} if deploy is not None else {})}
+    spec: FlowSpec = spec_from_dict(data, source=str(source) if source else None)
     # relative model paths are read from the config file's folder
     return Flow(spec, source=source).validate()
 
@@ -427,8 +441,11 @@ def model_app(
     """The Starlette app of a model service. It keeps no run history unless `keep_runs`
     says how many (then `/runs/{id}` serves them and answers carry `x-run-id`)."""
     _deps()
-    service = FlowService(model_flow(config), keep_runs=keep_runs)
-    return _build_app(service, mode="model", token=token, warm=warm, max_body=max_body, body_timeout_s=body_timeout_s)
+    config, source = model_config(config)
+    outputs = v2.declared_outputs(config.get("outputs"), source=str(source) if source else None)
+    service = FlowService(model_flow(config, source=source), keep_runs=keep_runs)
+    return _build_app(service, mode="model", token=token, warm=warm, max_body=max_body, body_timeout_s=body_timeout_s,
+                      outputs=outputs)
 
 
 def flow_app(

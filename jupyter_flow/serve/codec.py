@@ -40,7 +40,8 @@ from jupyter_flow import values
 from jupyter_flow.models import import_torch
 from jupyter_flow.values import dtype_name, float_from_json, is_tensor, to_host
 
-__all__ = ["DATATYPES", "MAX_DIMS", "MAX_VALUES", "ProtocolError", "Tensor", "check_shape", "decode", "encode", "json_text", "to_torch"]
+__all__ = ["DATATYPES", "MAX_DIMS", "MAX_VALUES", "ProtocolError", "Tensor", "cast", "check_shape", "decode", "encode", "json_text",
+           "to_torch"]
 
 #: The most dims a tensor's shape may have.
 MAX_DIMS = 32
@@ -145,6 +146,18 @@ def encode(name: str, value: Any, *, datatype: str | None = None, shape: Sequenc
             raise ProtocolError(f"shape {list(shape)} holds {math.prod(want)} values but the data has {len(flat)}")
         found_shape = want
     return Tensor(name, dt, found_shape, _checked(flat, dt, f"tensor '{name}'", strict=False))
+
+
+def cast(tensor: Tensor, datatype: str) -> Tensor:
+    """`tensor` as `datatype`, checked as `encode` checks a value sent with a datatype chosen
+    for it (whole floats pass as integers, values past the datatype's range are refused)."""
+    if datatype == tensor.datatype:
+        return tensor
+    if datatype not in DATATYPES:
+        raise ProtocolError(f"unknown datatype {datatype!r} (known: {', '.join(DATATYPES)})")
+    if tensor.datatype == "BYTES" and datatype != "BYTES":
+        raise ProtocolError(f"tensor '{tensor.name}' is text (BYTES), not {datatype}")
+    return Tensor(tensor.name, datatype, tensor.shape, _checked(tensor.data, datatype, f"tensor '{tensor.name}'", strict=False))
 
 
 def _inspect(value: Any) -> tuple[str, list[int], list[Any]]:
