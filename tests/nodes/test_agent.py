@@ -139,25 +139,26 @@ def test_an_answer_asking_for_too_many_calls_runs_the_first_32(tmp_path: Path, s
 
 
 # -- the model's mistakes go back to it ------------------------------------------------------
-def test_malformed_arguments_and_an_unknown_tool_are_answered_as_errors(tmp_path: Path, serve: Serve, mcp_url: str) -> None:
+def test_malformed_arguments_an_unknown_tool_and_a_failing_tool_are_answered_as_errors(tmp_path: Path, serve: Serve, mcp_url: str) -> None:
     model = ScriptedModel(
         serve,
         {"tool_calls": [call("add", '{"a": 2, "b": ', "bad"), call("multiply", {"a": 2}, "ghost"),
-                        call("add", "[1, 2]", "list"), call("add", {"a": "two", "b": 1}, "wrong")]},
+                        call("add", "[1, 2]", "list"), call("add", {"a": "two", "b": 1}, "wrong"), call("fail", {"reason": "no"}, "boom")]},
         {"tool_calls": [call("add", {"a": 1, "b": 1}, "fixed")]},
         lambda body: {"content": f"fixed: {tool_messages(body)['fixed']}"},
     )
     flow = agent_flow(tmp_path, {"base_url": model.base_url, "mcp_servers": [{"url": mcp_url, "name": "demo"}]})
     out = flow.run({"question": "add"}).outputs["agent"]
     assert out["text"] == "fixed: 2"
-    bad, ghost, listed, wrong = out["steps"][0]["tool_calls"]
+    bad, ghost, listed, wrong, boom = out["steps"][0]["tool_calls"]
     assert bad["arguments"] == '{"a": 2, "b": ' and "not valid JSON" in bad["error"] and "tool" not in bad
     assert ghost["error"].startswith("there is no tool named 'multiply'; the tools are: ") and "add" in ghost["error"]
     assert "JSON list" in listed["error"]
     assert wrong["tool"] == "mcp/demo/add" and "validation error" in wrong["error"]
+    assert boom["tool"] == "mcp/demo/fail" and "refused: no" in boom["error"]  # the server's own error, as it said it
     # each error reached the model as the result of its call
     told = tool_messages(model.requests[1])
-    assert set(told) == {"bad", "ghost", "list", "wrong"} and all(text.startswith("error: ") for text in told.values())
+    assert set(told) == {"bad", "ghost", "list", "wrong", "boom"} and all(text.startswith("error: ") for text in told.values())
 
 
 # -- limits ------------------------------------------------------------------------------------
