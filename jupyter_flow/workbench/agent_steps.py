@@ -4,10 +4,11 @@
 the record's ``extra["steps"]`` while it runs and after it failed) into `StepRow`s: each
 model turn, each tool call with its name and arguments, the call's result or error, and
 the final answer; then, when a limit stopped the agent (``max_steps`` or ``timeout_s``), a
-row that says which. `steps_html` draws the rows as ``<details>`` elements: a closed row
-is one line (what, a preview, the time), an open one its whole content up to
-`PREVIEW_CHARS`; a longer content says its real size, and `AgentStepsView`'s "Show all"
-shows it whole (up to `FULL_CHARS`). At most `MAX_ROWS` rows are drawn.
+row that says which (or, when something else failed the node, a row with its error).
+`steps_html` draws the rows as ``<details>`` elements: a closed row is one line (what, the
+time, a preview), an open one its whole content up to `PREVIEW_CHARS`; a longer content
+says its real size, and `AgentStepsView`'s "Show all" shows it whole (up to `FULL_CHARS`).
+At most `MAX_ROWS` rows are drawn.
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ def agent_rows(record: NodeRecord) -> list[StepRow]:
     why = stopped_text(record)
     if why is not None:
         rows.append(StepRow("limit", "limit", why, why))
+    elif record.status == "error" and record.error is not None:  # the model's server failed, say
+        rows.append(StepRow("failed", "error", f"the node failed: {_line(record.error.message, 200)}", record.error.message))
     return rows
 
 

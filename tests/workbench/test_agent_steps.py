@@ -16,6 +16,7 @@ import pytest
 import yaml
 from openai_server import ScriptedModel, Serve, tool_messages
 from openai_server import tool_call as call
+from servers import Reply
 
 from jupyter_flow import Flow, FlowRunError
 from jupyter_flow.tools import default_tool_registry
@@ -164,6 +165,19 @@ def test_limits_that_stopped_the_agent_are_said(tmp_path: Path, serve: Serve) ->
     assert rows[0].kind == "model" and rows[-1].kind == "limit"
     assert rows[-1].title == "stopped by timeout_s=1 s after 1 model call: the node failed"
     assert "stopped by timeout_s=1 s" in steps_html(record)
+
+
+def test_a_model_server_that_fails_mid_loop_ends_the_list_with_its_error(tmp_path: Path, serve: Serve) -> None:
+    answers = [Reply(200, {"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": "first", "tool_calls": [call("base64_encode", {"text": "a"}, "e")]}}]}),
+               Reply(503, {"error": {"message": "overloaded"}})]
+    server = serve({"/v1/chat/completions": lambda req: answers.pop(0)})
+    with pytest.raises(FlowRunError) as info:
+        Flow.load(agent_flow(tmp_path, {"base_url": f"{server.url}/v1", "tools": ["base64/encode"]})).run({"question": "?"})
+    assert info.value.result is not None
+    rows = agent_rows(info.value.result.records["agent"])
+    assert [(r.key, r.kind) for r in rows] == [("1", "model"), ("1.1", "call"), ("1.1 result", "result"), ("failed", "error")]
+    assert rows[-1].title.startswith("the node failed: ") and "answered HTTP 503: overloaded" in rows[-1].content
 
 
 def test_rows_past_the_bound_are_counted_not_drawn(tmp_path: Path, serve: Serve) -> None:
