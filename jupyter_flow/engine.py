@@ -23,7 +23,7 @@ from jupyter_flow.cache import NodeCache
 from jupyter_flow.errors import TemplateError
 from jupyter_flow.outcome import SKIPPED
 from jupyter_flow.plan import Plan
-from jupyter_flow.plan_run import EventCallback, PlanRun
+from jupyter_flow.plan_run import EventCallback, PlanRun, held_past
 from jupyter_flow.reuse import Reuse, StoredResults, keep_cache_keys
 from jupyter_flow.runtime import Runtime
 from jupyter_flow.telemetry import end_run
@@ -82,6 +82,8 @@ async def _until_done(run: PlanRun) -> None:
     if not timeout:
         await run.done
         return
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     try:
         await asyncio.wait_for(asyncio.shield(run.done), timeout)
     except asyncio.TimeoutError:
@@ -90,6 +92,13 @@ async def _until_done(run: PlanRun) -> None:
         run.failure = (
             f"flow '{run.plan.spec.name}' ran past its timeout_s={timeout:g}"
             + (f"; cancelled: {', '.join(running)}" if running else "")
+        )
+        return
+    if held_past(started, timeout, loop.time()):  # the deadline could not fire: something held the loop
+        run.result.status = "timeout"
+        run.failure = (
+            f"flow '{run.plan.spec.name}' ran past its timeout_s={timeout:g} ({loop.time() - started:.2f} s): work "
+            "that does not give the event loop back (a python function with `blocking: false`) cannot be stopped"
         )
 
 

@@ -8,6 +8,7 @@ deadline and settles every task it started; the guarantees are written there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import logging
@@ -29,6 +30,16 @@ from jupyter_flow.runtime import Runtime
 from jupyter_flow.spec import RetrySpec
 from jupyter_flow.trace import ErrorInfo, NodeRecord, RunEvent, RunResult
 from jupyter_flow.workers import within
+
+#: Work ending this long after its deadline held the event loop (the deadline could not fire).
+LOOP_HELD_S = 0.05
+_NO_LIMIT = contextlib.nullcontext()
+
+
+def held_past(started: float, seconds: float, now: float) -> bool:
+    """Whether work started at `started` (loop time) and ended at `now` ran past a deadline
+    of `seconds` by more than a deadline's own lateness can explain."""
+    return now - started > seconds + min(0.01, seconds / 100) + LOOP_HELD_S
 
 __all__ = ["EventCallback", "HandOff", "PlanRun", "node_error", "settled_event"]
 
@@ -373,15 +384,21 @@ class PlanRun:
         return self.limited(pn, node, inputs, ctx, timeout)
 
     async def limited(self, pn: PlannedNode, node: Node, inputs: dict[str, Any], ctx: NodeContext, timeout: float | None) -> Any:
+        loop = asyncio.get_running_loop()
         try:
-            if self.slots is not None:
-                async with self.slots:
-                    return await within(node.run(inputs, ctx), timeout)
-            return await within(node.run(inputs, ctx), timeout)
+            async with self.slots or _NO_LIMIT:
+                started = loop.time()
+                value = await within(node.run(inputs, ctx), timeout)
         except asyncio.TimeoutError:
             if timeout is None:  # the node's own (a kind that keeps its own deadline says more)
                 raise
             raise NodeTimeoutError(f"attempt {ctx.attempt} ran past timeout_s={timeout:g}", node=pn.id) from None
+        if timeout is not None and held_past(started, timeout, loop.time()):
+            raise NodeTimeoutError(
+                f"attempt {ctx.attempt} ran {loop.time() - started:.2f} s, past timeout_s={timeout:g}, without giving "
+                "the event loop back, so nothing could stop it (a python function with `blocking: false`, or blocking "
+                "work in async code): let it run in a worker thread", node=pn.id, retryable=False)
+        return value
 
     async def warm_up(self, pn: PlannedNode, node: Node) -> None:
         try:
