@@ -210,7 +210,7 @@ RunEvent = Annotated[Union[RunStarted, NodeState, RunFinished, RunRefused], Fiel
 
 
 class RunReply(_Reply):
-    """`POST run`, `GET run?run=ID&after=N`, `POST cancel`: a run of the file view, its
+    """`POST run`, `GET runstate?run=ID&after=N`, `POST cancel`: a run of the file view, its
     events from the `after`-th on (`next`: where the next poll starts), and the end of
     what it printed (`log`)."""
 

@@ -11,7 +11,9 @@ import type {
   FieldError,
   FileViewRoutes,
   FlowEdit,
+  LastRunReply,
   NewFlowRequest,
+  RunReply,
   SchemaReply,
   ValidateReply
 } from './edits';
@@ -135,4 +137,25 @@ export async function editFlow(path: string, text: string, edit: FlowEdit): Prom
 /** The JSON schema of a node kind's config (or, without a kind, of an edge's settings). */
 export function fetchSchema(kind: string | null): Promise<SchemaReply> {
   return request('schema', undefined, kind === null ? '' : `?kind=${encodeURIComponent(kind)}`);
+}
+
+/** Start a run of the saved flow file at `path` with `inputs` (in a process of the server's
+ * own); `cache` takes unchanged nodes' results from the node cache. */
+export function startRun(path: string, inputs: Record<string, unknown>, cache: boolean): Promise<RunReply> {
+  return request('run', { path, inputs, cache });
+}
+
+/** The run's events from the `after`-th on, once there is one (the server waits a while). */
+export function pollRun(run: string, after: number): Promise<RunReply> {
+  return request('runstate', undefined, `?run=${encodeURIComponent(run)}&after=${after}&wait=10`);
+}
+
+export function cancelRun(run: string): Promise<RunReply> {
+  return request('cancel', { run });
+}
+
+/** The newest run of the flow file at `path` in the run history (its `run` is null when
+ * there is none). */
+export function fetchLastRun(path: string): Promise<LastRunReply> {
+  return request('lastrun', undefined, `?path=${encodeURIComponent(path)}`);
 }

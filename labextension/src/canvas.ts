@@ -18,6 +18,7 @@ import { MIN_LABEL_PX, NODE_FONT_PX, START_ID, toElements, type GraphElement } f
 import { styleOf } from './graphstyle';
 import { NODE_HEIGHT, layeredPositions, type Frame } from './layout';
 import type { FlowViewModel } from './model';
+import type { FlowRuns } from './runs';
 import { problemsByElement } from './problems';
 import { readTheme } from './theme';
 
@@ -101,6 +102,13 @@ export class GraphCanvas extends Widget {
   fit(): void {
     this._whole = true;
     this._frame();
+  }
+
+  /** Colour the nodes by their state in the runs' shown run, from now on. */
+  showRuns(runs: FlowRuns): void {
+    this._runs = runs;
+    runs.changed.connect(this._draw, this);
+    this._draw();
   }
 
   /** Draw again in the theme's colours (the theme changed). */
@@ -284,7 +292,7 @@ export class GraphCanvas extends Widget {
       this._autoLayout(flow);
       this._cy = cytoscape({
         container: this._canvas,
-        elements: toElements(flow, byElement, palette, this._auto) as cytoscape.ElementDefinition[],
+        elements: toElements(flow, byElement, palette, this._auto, this._runs?.states) as cytoscape.ElementDefinition[],
         style: styleOf(palette, readTheme(this.node)),
         layout: { name: 'preset' },
         minZoom: MIN_ZOOM,
@@ -302,7 +310,7 @@ export class GraphCanvas extends Widget {
     } else {
       const cy = this._cy;
       const before = new Set(cy.nodes().map(n => n.id()));
-      cy.batch(() => this._sync(toElements(flow, byElement, palette, this._auto)));
+      cy.batch(() => this._sync(toElements(flow, byElement, palette, this._auto, this._runs?.states)));
       const added = cy.nodes().filter(n => !before.has(n.id()));
       if (added.nonempty() && !this._inView(added)) {
         this._frame();
@@ -422,6 +430,7 @@ export class GraphCanvas extends Widget {
   }
 
   private _model: FlowViewModel;
+  private _runs: FlowRuns | null = null;
   private _canvas: HTMLDivElement;
   private _map: HTMLDivElement;
   private _navigator: { destroy(): void } | null = null;

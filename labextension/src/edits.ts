@@ -4,7 +4,7 @@
  * src/edits.schema.json, which jupyter_flow/edits.py writes. Do not edit by hand: change
  * jupyter_flow/edits.py and run `python scripts/edit_types.py` from the repository root.
  *
- * schema sha256: 01dcf0ba9c302351e7629f1a7e8139c66667b63fc8e2674515db3f32fe69fe7e
+ * schema sha256: bc82b3e08a93a893c89f9d177fdb494e9b3f5baccb206de660493b6173767540
  */
 
 /**
@@ -424,7 +424,7 @@ export interface RunRequest {
   timeout_s?: number | null;
 }
 /**
- * `POST run`, `GET run?run=ID&after=N`, `POST cancel`: a run of the file view, its
+ * `POST run`, `GET runstate?run=ID&after=N`, `POST cancel`: a run of the file view, its
  * events from the `after`-th on (`next`: where the next poll starts), and the end of
  * what it printed (`log`).
  *

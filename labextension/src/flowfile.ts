@@ -8,6 +8,8 @@
  */
 import { LineCounter, parseDocument } from 'yaml';
 
+import { declaredInputs, type DeclaredInput } from './inputs';
+
 /** The pseudo-node an edge starts from to mark an entry node. */
 export const START = 'start';
 
@@ -53,6 +55,8 @@ export interface FlowModel {
   layout: Record<string, Position>;
   /** Problems that keep part of the file from being drawn. */
   problems: LocalProblem[];
+  /** The inputs the flow declares (`inputs:`), in file order. */
+  inputs?: DeclaredInput[];
 }
 
 /** The file cannot be read as a flow at all (not YAML/JSON, or not a mapping). */
@@ -212,5 +216,5 @@ export function parseFlow(text: string, format: FlowFormat = 'yaml'): FlowModel 
     }
   }
   const name = typeof data.name === 'string' && data.name ? data.name : 'flow';
-  return { name, nodes, edges, layout, problems };
+  return { name, nodes, edges, layout, problems, inputs: declaredInputs(data.inputs) };
 }

@@ -173,16 +173,18 @@ export class GraphGestures {
     this._handle.hidden = false;
   }
 
-  /** An element's problems, and an edge's whole label when it is drawn shortened. */
+  /** An element's problems, a node's state in the run shown, and an edge's whole label
+   * when it is drawn shortened. */
   private _showTooltip(element: cytoscape.SingularElementArgument, at: Position | undefined): void {
     const problems = (element.data('problems') as string) || '';
+    const run = (element.data('run') as string) || '';
     const full = element.isEdge() ? ((element.data('fullLabel') as string) || '') : '';
     const label = full && full !== element.data('label') ? full : '';
-    if (!problems && !label) {
+    if (!problems && !label && !run) {
       return;
     }
     const pos = at ?? { x: 0, y: 0 };
-    this._tooltip.textContent = [label, problems].filter(Boolean).join('\n');
+    this._tooltip.textContent = [label, problems, run].filter(Boolean).join('\n');
     this._tooltip.classList.toggle('jp-mod-problem', problems !== '');
     this._tooltip.style.left = `${this._canvas.offsetLeft + pos.x + 12}px`;
     this._tooltip.style.top = `${this._canvas.offsetTop + pos.y + 12}px`;

@@ -41,6 +41,26 @@ export interface KindColour {
   builtin: boolean;
 }
 
+/** A node's state in a run, as the graph colours it (`replies.NodeState`'s fields). */
+export interface RunState {
+  status: string;
+  cached?: boolean;
+  duration_s?: number | null;
+  error?: string | null;
+}
+
+/** The class a node's run state draws it with: its status, or `cached` for a result taken
+ * from the node cache. */
+export function runClass(state: RunState): string {
+  return state.status === 'ok' && state.cached ? 'cached' : state.status;
+}
+
+/** A node's run state in words, for its tooltip. */
+export function runText(state: RunState): string {
+  const took = typeof state.duration_s === 'number' ? ` in ${(state.duration_s * 1000).toFixed(0)} ms` : '';
+  return `run: ${runClass(state)}${took}${state.error ? `: ${state.error}` : ''}`;
+}
+
 /** The colours the server extension hands out. They are computed once, in Python
  * (`jupyter_flow.palette`), so a kind looks the same here as in the notebook workbench. */
 export interface Palette {
@@ -49,6 +69,8 @@ export interface Palette {
   /** The colour of problem marks, and of the selection. */
   problem?: string;
   selected?: string;
+  /** The colour of each run status (running, ok, error, ...), as the workbench draws it. */
+  statuses?: ReadonlyMap<string, string>;
 }
 
 /** The colour of a kind the palette does not name (not fetched yet, or unknown). */
@@ -71,7 +93,15 @@ export function readPalette(payload: unknown): Palette {
     }
   }
   const colour = (value: unknown) => (typeof value === 'string' && value ? value : undefined);
-  return { kinds, problem: colour(data.problem), selected: colour(data.selected) };
+  const statuses = new Map<string, string>();
+  if (typeof data.statuses === 'object' && data.statuses !== null) {
+    for (const [status, value] of Object.entries(data.statuses as Record<string, unknown>)) {
+      if (typeof value === 'string' && value) {
+        statuses.set(status, value);
+      }
+    }
+  }
+  return { kinds, problem: colour(data.problem), selected: colour(data.selected), statuses };
 }
 
 /** The colour of a node kind: what the palette says, or grey for a kind it does not name. */
@@ -191,7 +221,8 @@ export function toElements(
   flow: FlowModel,
   problems?: ProblemMap,
   palette: Palette = EMPTY_PALETTE,
-  auto: Record<string, Position> = {}
+  auto: Record<string, Position> = {},
+  runs: ReadonlyMap<string, RunState> = new Map()
 ): GraphElement[] {
   const guessed = defaultPositions(flow);
   const elements: GraphElement[] = [];
@@ -200,6 +231,10 @@ export function toElements(
     const classes = [`kind-${node.type}`];
     if (mine.length > 0) {
       classes.push('problem');
+    }
+    const run = runs.get(node.id);
+    if (run) {
+      classes.push('run', `run-${runClass(run)}`);
     }
     const label = nodeLabel(node, mine.length > 0);
     elements.push({
@@ -210,7 +245,8 @@ export function toElements(
         width: nodeWidth(label),
         kind: node.type,
         colour: kindColour(node.type, palette),
-        problems: mine.map(problemText).join('\n')
+        problems: mine.map(problemText).join('\n'),
+        run: run ? runText(run) : ''
       },
       classes: classes.join(' '),
       position: { ...(flow.layout[node.id] ?? auto[node.id] ?? guessed[node.id]) }

@@ -149,5 +149,39 @@ export function styleOf(palette: Palette, theme: GraphTheme = LIGHT_THEME): cyto
   if (palette.selected && !theme.dark) {
     style.push({ selector: ':selected', style: { 'underlay-color': palette.selected } });
   }
+  style.push(...runStyle(palette, theme));
   return style;
+}
+
+/** The status colours of a run when the server's palette lacks them (jupyter_flow.palette's). */
+const RUN_COLOURS: Record<string, string> = {
+  pending: '#d0d4da',
+  running: '#f5b82e',
+  ok: '#3aa655',
+  error: '#d64541',
+  skipped: '#eeeeee',
+  cancelled: '#9b72cf'
+};
+/** A result from the node cache: the ok colour, a double border in this colour (the
+ * workbench's "cached" badge colour). */
+export const CACHED_COLOUR = '#1565c0';
+
+/** Nodes in a run: filled with their status's colour (a cached result: ok, with a double
+ * border); a node that is running gets a thick border, so it shows on any theme. */
+function runStyle(palette: Palette, theme: GraphTheme): cytoscape.StylesheetStyle[] {
+  const colour = (status: string) => palette.statuses?.get(status) ?? RUN_COLOURS[status];
+  const opacity = theme.dark ? 0.75 : 1;
+  const out: cytoscape.StylesheetStyle[] = Object.keys(RUN_COLOURS).map(status => ({
+    selector: `node.run-${status}`,
+    style: { 'background-color': colour(status), 'background-opacity': opacity }
+  }));
+  out.push(
+    { selector: 'node.run-running', style: { 'border-width': 5, 'border-color': colour('running'), 'border-style': 'dotted' } },
+    { selector: 'node.run-error', style: { 'border-width': 4, 'border-color': colour('error') } },
+    {
+      selector: 'node.run-cached',
+      style: { 'background-color': colour('ok'), 'background-opacity': opacity, 'border-style': 'double', 'border-width': 6, 'border-color': CACHED_COLOUR }
+    }
+  );
+  return out;
 }

@@ -18,6 +18,7 @@ import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
 import { FlowApiError, exportFlow, fetchPalette, newFlow, validateFlow, workbenchFor } from './api';
 import { addViewCommands } from './commands';
+import { RunCommandIDs, addRunCommands } from './runcommands';
 import { isFlowPath } from './flowfile';
 import { EMPTY_PALETTE } from './graph';
 import { flowIcon } from './icons';
@@ -135,6 +136,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
               onClick: () => void commands.execute(command, { path: widget.context.path })
             })
           );
+        button('run', 'Run', RunCommandIDs.run, 'Run the flow (asks for its inputs) and colour each node by its state');
+        button('schedule', 'Schedule…', RunCommandIDs.schedule, 'Make a jupyter-scheduler job of the flow\'s production notebook');
         button('validate', 'Validate', CommandIDs.validate, 'Check the flow on the server');
         button('workbench', 'Notebook workbench', CommandIDs.openWorkbench, 'Open the flow in its workbench notebook and run it');
         button('export', 'Export', CommandIDs.exportNotebook, 'Write the production notebook');
@@ -173,6 +176,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
       return selected.find(isFlowPath) ?? current?.context.path ?? null;
     };
     const viewOf = (path: string) => tracker.find(widget => widget.context.path === path);
+    /** The view of a flow file, opened when it is not, in front. */
+    const flowView = async (path: string): Promise<FlowDocumentWidget | null> => {
+      const found = viewOf(path);
+      if (found) {
+        app.shell.activateById(found.id);
+        await found.context.ready;
+        return found;
+      }
+      await openFile(path);
+      const opened = viewOf(path) ?? null;
+      await opened?.context.ready;
+      return opened;
+    };
+    addRunCommands(app, tracker, flowPath, flowView);
 
     // A flow's validation problems stay up until the flow is valid, validated again, or
     // another document comes to the front; they never hang over other files.
@@ -316,7 +333,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     );
 
-    for (const command of Object.values(CommandIDs)) {
+    for (const command of [...Object.values(CommandIDs), ...Object.values(RunCommandIDs)]) {
       palette?.addItem({ command, category: CATEGORY });
     }
     launcher?.add({ command: CommandIDs.newFlow, category: 'Other', rank: 10 });
@@ -326,6 +343,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       app.contextMenu.addItem({ command: CommandIDs.validate, selector, rank: 9.1 });
       app.contextMenu.addItem({ command: CommandIDs.openWorkbench, selector, rank: 9.2 });
       app.contextMenu.addItem({ command: CommandIDs.exportNotebook, selector, rank: 9.3 });
+      app.contextMenu.addItem({ command: RunCommandIDs.run, selector, rank: 9.4 });
+      app.contextMenu.addItem({ command: RunCommandIDs.schedule, selector, rank: 9.5 });
     }
     app.contextMenu.addItem({ command: CommandIDs.newFlow, selector: '.jp-DirListing-content', rank: 60 });
 

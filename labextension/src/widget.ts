@@ -18,7 +18,7 @@ import { ABCWidgetFactory, DocumentRegistry, DocumentWidget } from '@jupyterlab/
 import type { ISignal } from '@lumino/signaling';
 import { Panel, PanelLayout, Widget } from '@lumino/widgets';
 
-import { editFlow, fetchSchema, validateFlow } from './api';
+import { cancelRun, editFlow, fetchLastRun, fetchSchema, pollRun, startRun, validateFlow } from './api';
 import { GraphCanvas } from './canvas';
 import type { Palette } from './graph';
 import { FlowHeader, ProblemList } from './header';
@@ -26,6 +26,8 @@ import { KindList } from './kinds';
 import type { Position } from './flowfile';
 import { FlowViewModel, type FlowDocument, type FlowServer } from './model';
 import { SidePanel, type PanelSubject } from './panel';
+import { FlowRuns, type RunServer } from './runs';
+import { RunBar, RunOutput } from './runview';
 import { SearchBox } from './searchbox';
 import { SNIPPET_MIME, readSnippet, type FlowSnippet } from './snippet';
 
@@ -41,6 +43,14 @@ const SERVER: FlowServer = {
   validate: validateFlow,
   edit: editFlow,
   schema: fetchSchema
+};
+
+/** The server extension's runs, as the view's runs ask them. */
+const RUNS: RunServer = {
+  start: startRun,
+  poll: pollRun,
+  cancel: cancelRun,
+  lastRun: fetchLastRun
 };
 
 /** The model's view of a JupyterLab document. */
@@ -79,8 +89,11 @@ export class FlowGraphView extends Widget {
     const model = (this.model = new FlowViewModel(documentOf(context), SERVER));
     this.addClass('jp-FlowGraph');
 
+    this.runs = new FlowRuns(RUNS, () => context.path);
     this._canvas = new GraphCanvas(model);
+    this._canvas.showRuns(this.runs);
     this._header = new FlowHeader(model, () => this._canvas.fit());
+    this._output = new RunOutput(this.runs);
     const kinds = new KindList(model, kind => void model.addNode(kind, this._canvas.besideSelection()));
     this._panel = new SidePanel({
       applyForm: (subject, data) => model.applyForm(subject, data),
@@ -90,6 +103,7 @@ export class FlowGraphView extends Widget {
     this._side = new Panel();
     this._side.addClass('jp-FlowGraph-side');
     this._side.addWidget(this._panel);
+    this._side.addWidget(this._output);
     this._side.hide();
     this._search = new SearchBox(model, {
       mark: ids => this._canvas.mark(ids),
@@ -111,6 +125,7 @@ export class FlowGraphView extends Widget {
     });
     const layout = new PanelLayout();
     layout.addWidget(this._header);
+    layout.addWidget(new RunBar(this.runs));
     layout.addWidget(body);
     layout.addWidget(problems);
     this.layout = layout;
@@ -135,6 +150,8 @@ export class FlowGraphView extends Widget {
       if (this._options.validateOnSave()) {
         void model.revalidate();
       }
+      // the run history's last run of the file, in colours on the graph
+      this.runs.loadLast().catch(error => console.warn('jupyter-flow: the last run could not be read', error));
     });
     // after a theme change, once its CSS is in
     options.themeChanged?.connect(() => requestAnimationFrame(() => this._canvas.restyle()), this);
@@ -149,6 +166,9 @@ export class FlowGraphView extends Widget {
 
   /** The state this view draws, and the actions it takes. */
   readonly model: FlowViewModel;
+
+  /** The runs of the flow, and the last run the run history keeps of it. */
+  readonly runs: FlowRuns;
 
   /** Undo the last action in the view (after the edits in flight). */
   undo(): Promise<boolean> {
@@ -240,12 +260,15 @@ export class FlowGraphView extends Widget {
       return;
     }
     window.clearTimeout(this._refreshTimer);
+    // a run going on goes on (within its time bound) and is kept in the run history
+    this.runs.dispose();
     this.model.dispose();
     super.dispose();
   }
 
   private _showSubject(subject: PanelSubject | null): void {
     this._panel.showSubject(subject);
+    this._output.showNode(subject?.kind === 'node' ? String(subject.key) : null);
     const hidden = subject === null;
     if (this._side.isHidden !== hidden) {
       this._side.setHidden(hidden);
@@ -276,6 +299,7 @@ export class FlowGraphView extends Widget {
   private _search: SearchBox;
 
   private _panel: SidePanel;
+  private _output: RunOutput;
   private _side: Panel;
   private _refreshTimer = 0;
 }

@@ -1,0 +1,91 @@
+/**
+ * "Schedule…" of a flow file: the flow's production notebook (`POST export`, the notebook
+ * papermill runs) handed to jupyter-scheduler through its REST API, as a job that runs once
+ * now (`POST scheduler/jobs`) or as a job definition on a cron schedule
+ * (`POST scheduler/job_definitions`). The inputs go in the notebook's `parameters` as the
+ * Python literal jupyter-scheduler writes into the cell it adds after them.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { pythonLiteral } from './inputs';
+
+/** The command of jupyter-scheduler's frontend that opens its list of jobs. */
+export const SCHEDULER_JOBS_COMMAND = 'scheduling:list-jobs-from-launcher';
+
+/** What to schedule. */
+export interface ScheduleRequest {
+  /** The exported notebook, as the server's contents name it. */
+  notebook: string;
+  /** The job's name in jupyter-scheduler's list. */
+  name: string;
+  /** The flow's inputs for the notebook's `inputs` parameter (none: its defaults). */
+  inputs: Record<string, unknown>;
+  /** A cron expression: a job definition on that schedule; empty: one job, run now. */
+  cron: string;
+  /** The time zone the cron expression is read in (IANA name). */
+  timezone: string;
+}
+
+/** What was made: a job (run now), or a job definition (on a schedule). */
+export interface Scheduled {
+  kind: 'job' | 'definition';
+  id: string;
+}
+
+async function scheduler<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'scheduler', path);
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new ServerConnection.NetworkError(error as TypeError);
+  }
+  const text = await response.text();
+  if (!response.ok) {
+    let message = text;
+    try {
+      message = (JSON.parse(text) as { message?: string }).message ?? text;
+    } catch {
+      // not JSON: the text says it
+    }
+    throw new Error(`jupyter-scheduler answered ${response.status}: ${message.slice(0, 500)}`);
+  }
+  return (text ? JSON.parse(text) : {}) as T;
+}
+
+/** The notebook's parameters for `inputs` (none when there are none). */
+export function notebookParameters(inputs: Record<string, unknown>): Record<string, string> {
+  return Object.keys(inputs).length > 0 ? { inputs: pythonLiteral(inputs) } : {};
+}
+
+/** The environment jobs run in: jupyter-scheduler's first (the server's own Python when
+ * there is no conda). */
+async function environment(): Promise<string> {
+  const environments = await scheduler<{ name: string }[]>('runtime_environments');
+  if (!Array.isArray(environments) || environments.length === 0 || typeof environments[0].name !== 'string') {
+    throw new Error('jupyter-scheduler offers no runtime environment to run the notebook in');
+  }
+  return environments[0].name;
+}
+
+/** Create the job (or job definition) in jupyter-scheduler. */
+export async function schedule(request: ScheduleRequest): Promise<Scheduled> {
+  const body = {
+    input_uri: request.notebook,
+    runtime_environment_name: await environment(),
+    name: request.name,
+    output_formats: ['ipynb'],
+    parameters: notebookParameters(request.inputs)
+  };
+  if (!request.cron.trim()) {
+    const reply = await scheduler<{ job_id: string }>('jobs', { method: 'POST', body: JSON.stringify(body) });
+    return { kind: 'job', id: reply.job_id };
+  }
+  const reply = await scheduler<{ job_definition_id: string }>('job_definitions', {
+    method: 'POST',
+    body: JSON.stringify({ ...body, schedule: request.cron.trim(), timezone: request.timezone })
+  });
+  return { kind: 'definition', id: reply.job_definition_id };
+}
