@@ -28,14 +28,14 @@ _CELL_CHARS = 220
 _MAX_DIFFS = 6
 
 _CSS = """<style>
-.jf-eval{font-size:12px}
+.jf-eval{font-size:12px;line-height:1.35}
 .jf-eval table{border-collapse:collapse;margin:4px 0;width:100%}
 .jf-eval td,.jf-eval th{border:1px solid #d6d6d6;padding:2px 6px;text-align:left;vertical-align:top}
 .jf-eval tr.jf-eval-changed{background:#fff4e0}
 .jf-eval tr.jf-eval-changed td:first-child{border-left:4px solid #e65100}
 .jf-eval .jf-pill{color:#fff;padding:0 6px;border-radius:8px;font-size:11px}
 .jf-eval .jf-up{color:#1b7a33;font-weight:bold}.jf-eval .jf-down{color:#b00000;font-weight:bold}
-.jf-eval code{font-size:11px;white-space:pre-wrap;word-break:break-word}
+.jf-eval code{font-size:11px;line-height:1.35;white-space:pre-wrap;word-break:break-word}
 </style>"""
 
 
@@ -125,6 +125,13 @@ def _differences(row: Mapping[str, Any], labels: Sequence[str]) -> str:
     return "<br>".join(parts)
 
 
+def _inputs(inputs: Any) -> str:
+    """An item's fields, one a line: the text of a text field, JSON for the rest."""
+    if not isinstance(inputs, Mapping):
+        return f"<code>{_esc(_short(inputs))}</code>"
+    return "<br>".join(f"<i>{_esc(k)}</i> {_esc(_short(v, 160))}" for k, v in list(inputs.items())[:_MAX_DIFFS])
+
+
 def _scores(side: Mapping[str, Any]) -> str:
     return ", ".join(f"{_esc(k)} {v:g}" for k, v in (side.get("scores") or {}).items())
 
@@ -143,7 +150,7 @@ def table_html(evaluation: Evaluation, *, only_changed: bool = False, limit: int
         mark = f"<span class='jf-pill' style='background:{BADGES['edited']}'>changed</span> " if changed else ""
         what = _differences(row, labels) if changed else "<i>the same answer</i>"
         body.append(f"<tr class='{'jf-eval-changed' if changed else 'jf-eval-same'}'><td>{mark}<code>{_esc(row.get('id'))}</code></td>"
-                    f"<td><code>{_esc(_short(row.get('inputs', {})))}</code></td>{sides}<td>{what}</td></tr>")
+                    f"<td>{_inputs(row.get('inputs', {}))}</td>{sides}<td>{what}</td></tr>")
     more = (f"<div>... {len(rows) - len(shown)} more rows in <code>{_esc(evaluation.out_dir)}/rows.jsonl</code></div>"
             if len(rows) > len(shown) else "")
     return (f"<table class='jf-eval-table'><thead><tr><th>item</th><th>inputs</th>{heads}<th>what differs (a \u2192 b)</th></tr>"

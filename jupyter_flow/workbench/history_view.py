@@ -26,8 +26,10 @@ _MAX_CHANGES = 12
 _CELL_CHARS = 160
 
 _CSS = """<style>
+.jf-history{line-height:1.35}
 .jf-history table{border-collapse:collapse;font-size:12px;margin:4px 0;width:100%}
-.jf-history td,.jf-history th{border:1px solid #d6d6d6;padding:2px 6px;text-align:left;vertical-align:top}
+.jf-history td,.jf-history th{border:1px solid #d6d6d6;padding:2px 5px;text-align:left;vertical-align:top;white-space:nowrap}
+.jf-history td.jf-what{white-space:normal;min-width:160px}
 .jf-history tr.jf-diff-edited td:first-child{border-left:4px solid #e65100}
 .jf-history tr.jf-diff-changed td:first-child{border-left:4px dashed #6a1b9a}
 .jf-history pre{white-space:pre-wrap;margin:2px 0;max-height:220px;overflow:auto;background:#f7f7f7;padding:3px;font-size:11px}
@@ -45,7 +47,7 @@ def _short(text: str, most: int = _CELL_CHARS) -> str:
 
 
 def _when(started: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else ""
+    return time.strftime("%m-%d %H:%M:%S", time.localtime(started)) if started else ""
 
 
 def _pill(status: str | None) -> str:
@@ -55,7 +57,7 @@ def _pill(status: str | None) -> str:
 
 def run_label(run: Mapping[str, Any]) -> str:
     """A run in a list to choose from: short id, time, status, how many nodes were cached."""
-    return (f"{run['run_id'][:12]}  {_when(run.get('started_at'))}  {run.get('status')}  "
+    return (f"{run['run_id'][:8]}  {_when(run.get('started_at'))}  {run.get('status')}, "
             f"{run.get('cached', 0)}/{run.get('nodes', 0)} cached")
 
 
@@ -63,15 +65,16 @@ def runs_table_html(runs: Sequence[Mapping[str, Any]]) -> str:
     """The runs listed, newest first: id, when, status, time, nodes cached, flow version, git."""
     if not runs:
         return "<i>No runs of this flow in the history yet: run it.</i>"
+    git = any(r.get("git_rev") for r in runs)
     rows = "".join(
-        f"<tr><td><code>{_esc(r['run_id'][:12])}</code></td><td>{_esc(_when(r.get('started_at')))}</td>"
+        f"<tr><td><code>{_esc(r['run_id'][:8])}</code></td><td>{_esc(_when(r.get('started_at')))}</td>"
         f"<td>{_pill(r.get('status'))}</td>"
         f"<td>{_ms(r.get('duration_s'), digits=0)}</td>"
         f"<td>{r.get('cached', 0)} of {r.get('nodes', 0)}</td><td><code>{_esc((r.get('flow_digest') or '')[:8])}</code></td>"
-        f"<td><code>{_esc((r.get('git_rev') or '')[:12])}</code></td></tr>"
+        + (f"<td><code>{_esc((r.get('git_rev') or '')[:12])}</code></td>" if git else "") + "</tr>"
         for r in runs)
     return ("<table class='jf-runs'><thead><tr><th>run</th><th>started</th><th>status</th><th>time</th><th>cached</th>"
-            f"<th>flow version</th><th>git</th></tr></thead><tbody>{rows}</tbody></table>")
+            f"<th>flow</th>{'<th>git</th>' if git else ''}</tr></thead><tbody>{rows}</tbody></table>")
 
 
 def _changes(title: str, changes: Sequence[FieldChange]) -> str:
@@ -82,8 +85,8 @@ def _changes(title: str, changes: Sequence[FieldChange]) -> str:
     return f"<div><b>{_esc(title)}</b><ul style='margin:0;padding-left:16px'>{items}{more}</ul></div>"
 
 
-def _ms(value: float | None, *, digits: int = 1) -> str:
-    return "-" if value is None else f"{value * 1000:.{digits}f} ms"
+def _ms(value: float | None, *, digits: int = 1, unit: bool = True) -> str:
+    return "-" if value is None else f"{value * 1000:.{digits}f}" + (" ms" if unit else "")
 
 
 def _node_row(node: NodeDiff, mark: str | None) -> str:
@@ -95,8 +98,9 @@ def _node_row(node: NodeDiff, mark: str | None) -> str:
     cached = [b for b, on in (("cached", node.cached[1]),) if on]
     badges = badge_pills_html([*cached, *([mark] if mark else [])])
     row_class = f" class='jf-diff-{mark}'" if mark else ""
-    return (f"<tr{row_class}><td><b>{_esc(node.node)}</b> {badges}</td><td>{_pill(node.status[0])} \u2192 {_pill(node.status[1])}</td>"
-            f"<td>{_ms(node.duration_s[0])} \u2192 {_ms(node.duration_s[1])}</td><td>{what or '<i>the same</i>'}</td></tr>")
+    return (f"<tr{row_class}><td><b>{_esc(node.node)}</b><br>{badges}</td><td>{_pill(node.status[0])} \u2192 {_pill(node.status[1])}"
+            f"<br>{_ms(node.duration_s[0], unit=False)} \u2192 {_ms(node.duration_s[1])}</td>"
+            f"<td class='jf-what'>{what or '<i>the same</i>'}</td></tr>")
 
 
 def comparison_html(comparison: Comparison) -> str:
@@ -108,7 +112,7 @@ def comparison_html(comparison: Comparison) -> str:
             + (f"{len(changed)} node(s) changed: {_esc(', '.join(changed))}" if changed else "no node changed") + "</div>")
     parts = [head, _changes("inputs", diff.inputs)]
     rows = "".join(_node_row(n, comparison.marks.get(n.node)) for n in diff.nodes)
-    parts.append("<table class='jf-diff'><thead><tr><th>node</th><th>status</th><th>time</th><th>what changed</th></tr></thead>"
+    parts.append("<table class='jf-diff'><thead><tr><th>node</th><th>status, time</th><th>what changed</th></tr></thead>"
                  f"<tbody>{rows}</tbody></table>")
     legend = badge_pills_html(["edited", "changed"])
     parts.append(f"<div style='font-size:11px'>On the graph: {legend} "
@@ -133,10 +137,10 @@ class HistoryPanel:
         self.refresh_button = button(actions, "Refresh", "refresh", self.draw, "jf-history-refresh", place="history")
         self.runs_view = w.HTML()
         self.runs_view.add_class("jf-history-runs")
-        self.run_choice = w.Dropdown(description="Run", layout=w.Layout(width="auto", min_width="320px"))
+        self.run_choice = w.Dropdown(description="Run", layout=w.Layout(width="auto", min_width="300px"))
         self.run_choice.add_class("jf-history-run")
         self.other_choice = w.Dropdown(description="Compare with...", style={"description_width": "initial"},
-                                       layout=w.Layout(width="auto", min_width="360px"))
+                                       layout=w.Layout(width="auto", min_width="340px"))
         self.other_choice.add_class("jf-history-other")
         self.compare_button = button(actions, "Compare", "exchange", lambda: self.compare(actions), "jf-compare",
                                      place="history", style="primary")
@@ -144,10 +148,10 @@ class HistoryPanel:
         self.feedback = FeedbackLine(state, "history", grow="1 1 200px")
         self.diff_view = w.HTML()
         self.diff_view.add_class("jf-history-diff")
-        bar = w.HBox([self.run_choice, self.other_choice, self.compare_button, self.clear_button],
+        bar = w.HBox([self.run_choice, self.other_choice, self.compare_button, self.clear_button, self.feedback.widget],
                      layout=w.Layout(flex_flow="row wrap", align_items="center"))
         self.widget = w.VBox([w.HBox([self.where, self.refresh_button], layout=w.Layout(align_items="center")),
-                              self.runs_view, bar, self.feedback.widget, self.diff_view])
+                              self.runs_view, bar, self.diff_view])
         self.widget.add_class("jf-history")
         self._runs: list[dict[str, Any]] = []
         state.subscribe(self._changed, ("history", "file"))

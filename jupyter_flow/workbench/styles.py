@@ -29,7 +29,7 @@ MIN_LABEL_PX = 11
 #: came from the cache; its settings changed between the runs compared (or it is new);
 #: only what it gave changed.
 BADGES: dict[str, str] = {"cached": "#1565c0", "edited": "#e65100", "changed": "#6a1b9a"}
-#: The outline of a node a comparison marks.
+#: The border of a node a comparison marks.
 MARK_COLOURS: dict[str, str] = {"edited": BADGES["edited"], "changed": BADGES["changed"]}
 _BADGE_FONT_PX, _BADGE_HEIGHT, _BADGE_GAP = 10, 16, 3
 
@@ -139,10 +139,10 @@ def stylesheet() -> list[dict[str, Any]]:
                  "background-image-containment": "over", "background-position-x": "100%", "background-position-y": "0%",
                  "background-offset-x": 8, "background-offset-y": -10, "background-image-opacity": 1,
                  "bounds-expansion": 14}},
-        # a node a comparison marks: an outline in the mark's colour
+        # a node a comparison marks: a thick border in the mark's colour (a problem's border wins)
         *({"selector": f"node.diff-{mark}",
-           "css": {"outline-color": colour, "outline-width": 4, "outline-offset": 3, "outline-opacity": 1,
-                   "outline-style": "solid" if mark == "edited" else "dashed"}} for mark, colour in MARK_COLOURS.items()),
+           "css": {"border-color": colour, "border-width": 5, "border-style": "solid" if mark == "edited" else "dashed"}}
+          for mark, colour in MARK_COLOURS.items()),
         {
             "selector": "node.problem",
             "css": {"border-color": PROBLEM_COLOUR, "border-width": 4, "border-style": "dashed"},

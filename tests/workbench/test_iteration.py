@@ -147,7 +147,7 @@ def test_the_history_tab_lists_the_runs_and_compare_marks_the_changed_nodes(tmp_
     runs = wb.runs_listed()
     assert len(runs) == 2 and [r["cached"] for r in runs] == [1, 0]
     panel = wb.history_panel
-    assert panel.runs_view.value.count("<tr>") == 3 and runs[0]["run_id"][:12] in panel.runs_view.value
+    assert panel.runs_view.value.count("<tr>") == 3 and runs[0]["run_id"][:8] in panel.runs_view.value
     assert [v for _, v in panel.run_choice.options] == [r["run_id"] for r in runs]
     assert (panel.run_choice.value, panel.other_choice.value) == (runs[0]["run_id"], runs[1]["run_id"])
     assert not panel.compare_button.disabled
