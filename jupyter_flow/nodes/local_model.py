@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,11 +28,16 @@ from jupyter_flow.models import (
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.spec import NodeSpec
 
-__all__ = ["BatchSpec", "LocalModelConfig", "LocalModelNode", "record_batches", "upstream_nodes"]
+__all__ = ["BatchSpec", "LocalModelConfig", "LocalModelNode", "RemoteForward", "record_batches", "upstream_nodes"]
 
 DIRECT_CHUNK = 64  # items per forward pass when a node has no `batch` option
 STAMP_TTL_S = 1.0  # the longest that runs in flight at once share one look at the model files
 _DEVICE_WORDS = ("auto", "cpu", "cuda")
+
+#: Where a node's items go instead of a model of its own (the replicas of a served
+#: deployment): it takes the items and the run's context, fills the record as `forward`
+#: does, and gives one result per item.
+RemoteForward = Callable[[list[Any], NodeContext], Awaitable[list[Batched[Any]]]]
 
 
 class BatchSpec(NodeConfig):
@@ -82,6 +87,13 @@ class LocalModelNode(Node):
         self._replica_devices: list[str] = []
         self._in_flight = 0  # runs of this node inside `forward` now
         self._flight_lock = threading.Lock()
+        self._remote: RemoteForward | None = None
+
+    def forward_through(self, remote: RemoteForward) -> None:
+        """Send this node's items to `remote` (a deployment's replicas, each with the model)
+        instead of a model of its own: nothing is loaded here, and nothing warms up."""
+        self._remote = remote
+        self.needs_warm_up = False
 
     # -- paths, devices, stamps ----------------------------------------------------------
     def local_path(self, value: str) -> Path:
@@ -235,7 +247,10 @@ class LocalModelNode(Node):
 
     async def forward(self, items: list[Any], ctx: NodeContext) -> list[Batched[Any]]:
         """Run items through the model: via the shared micro-batcher when `batch` is set,
-        else in chunks in a worker thread. Fills the record's extra."""
+        else in chunks in a worker thread; or by `forward_through`'s remote. Fills the
+        record's extra."""
+        if self._remote is not None:
+            return await self._remote(items, ctx)
         device, dtype = self.resolved(ctx)
         entry = default_cache().lookup(self.model_key(device, dtype), self.current_stamp())
         devices = [device]

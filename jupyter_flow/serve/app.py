@@ -1,4 +1,5 @@
-"""`jupyter-flow serve`: a model as a service, and a flow as a service (Starlette + uvicorn).
+"""A model as a service, and a flow as a service: the Starlette apps of `jupyter-flow serve`
+(run by uvicorn in one process, or by Ray Serve: `jupyter_flow.serve.commands`).
 
 - ``serve model CONFIG``: CONFIG is one node in YAML (``type``, ``config``, and the request
   fields under ``inputs``). ``POST /predict`` takes those fields as JSON (lists allowed) and
@@ -20,12 +21,10 @@ ok or degraded. What a client may send and see (body size, files, paths in messa
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import hmac
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -41,15 +40,15 @@ from jupyter_flow.serve import v2
 from jupyter_flow.serve.codec import MAX_VALUES
 from jupyter_flow.serve.guards import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_BODY, MAX_BODY_DEPTH, BodyLimit, BodyRefused, FileInputs, Scrubber
 from jupyter_flow.serve.mcp import FlowMcp
+from jupyter_flow.serve.ray_deploy import ReplicasUnavailableError
 from jupyter_flow.serve.state import DEFAULT_KEEP_BYTES, DEFAULT_KEEP_RUNS, DEFAULT_SETTLE_S, FlowService
 from jupyter_flow.spec import FlowSpec, parse_json, spec_from_dict
 from jupyter_flow.trace import RunResult
 from jupyter_flow.values import ValueTooLarge, encode, limit
 
-__all__ = ["FlowService", "add_to_cli", "flow_app", "model_app", "model_config", "model_flow"]
+__all__ = ["FlowService", "flow_app", "model_app", "model_config", "model_flow"]
 
 log = logging.getLogger("jupyter_flow.serve")
-TOKEN_ENV = "JUPYTER_FLOW_TOKEN"
 
 
 def _deps() -> None:
@@ -351,9 +350,14 @@ class Exchange:
 WORKERS_BUSY_RETRY_S = 5
 
 
+#: errors that say the server is busy or short of replicas, not that the request is wrong
+_BUSY = frozenset({WorkersBusyError.__name__, ReplicasUnavailableError.__name__})
+
+
 def _workers_busy(result: RunResult) -> bool:
-    """The run failed because every worker thread was busy with work given up on."""
-    return any(r.error is not None and r.error.type == WorkersBusyError.__name__ for r in result.failed())
+    """The run failed because every worker thread was busy with work given up on, or no
+    replica of a model node's deployment was left to take it (on Ray Serve)."""
+    return any(r.error is not None and r.error.type in _BUSY for r in result.failed())
 
 
 def _named(message: str, source: Path | None) -> str:
@@ -379,7 +383,9 @@ def _build_app(service: FlowService, *, mode: str, token: str | None, warm: bool
     served = FlowMcp(app, max_body=max_body) if mcp else None  # the flow as an MCP tool at /mcp, behind the same guards
     routes = app.routes() + (served.routes() if served else [])
     lifespan = served.lifespan(app.lifespan) if served else app.lifespan
-    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    starlette = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    starlette.state.service = service  # what a deployment that runs the app sets up (`ray_replicas`)
+    return starlette
 
 
 def _model_health(flow: Flow) -> dict[str, Any]:
@@ -474,98 +480,3 @@ def flow_app(
     service = FlowService(flow, keep_runs=keep_runs, keep_bytes=keep_bytes, settle_s=settle_s)
     return _build_app(service, mode="flow", token=token, warm=warm, files_root=root, max_body=max_body, mcp=mcp,
                       body_timeout_s=body_timeout_s)
-
-
-def _check_port(host: str, port: int) -> None:
-    import socket
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise FlowValidationError(
-                [Problem(f"cannot listen on {host}:{port} ({exc.strerror}): pick another with --port", field="--port")]
-            ) from None
-
-
-def _serve(app: Any, args: argparse.Namespace) -> int:
-    import uvicorn
-
-    _check_port(args.host, args.port)
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    loop, parser = _fast_parts()
-    app.state.http_parser = parser
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, backlog=2048, loop=loop, http=parser)
-    return 0
-
-
-def _fast_parts() -> tuple[str, str]:
-    """uvicorn's fast event loop and HTTP parser when installed (the serve extra has both)."""
-    import importlib.util
-
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    return loop, parser
-
-
-def _token(args: argparse.Namespace) -> str | None:
-    if args.token_env:
-        value = os.environ.get(args.token_env)
-        if not value:
-            raise FlowValidationError([Problem(f"environment variable {args.token_env} is empty or not set", field="--token-env")])
-        return value
-    return os.environ.get(TOKEN_ENV) or None
-
-
-def _cmd_model(args: argparse.Namespace) -> int:
-    return _serve(model_app(args.config, token=_token(args), max_body=args.max_body, keep_runs=args.keep_runs or 0,
-                            body_timeout_s=args.body_timeout), args)
-
-
-def _cmd_flow(args: argparse.Namespace) -> int:
-    keep = DEFAULT_KEEP_RUNS if args.keep_runs is None else args.keep_runs
-    app = flow_app(args.flow, token=_token(args), files_root=args.files_root, max_body=args.max_body, keep_runs=keep,
-                   keep_bytes=int(args.keep_mb * 1024 * 1024), mcp=args.mcp, body_timeout_s=args.body_timeout)
-    return _serve(app, args)
-
-
-def _size(text: str) -> int:
-    """A size such as 8MB, 512KB or 1048576 (bytes)."""
-    import re
-
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)(?:I?B)?\s*", text.upper())
-    if match is None or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 8MB, 512KB, 1048576)")
-    return int(float(match.group(1)) * 1024 ** " KMG".index(match.group(2) or " "))
-
-
-def add_to_cli(sub: Any) -> None:
-    p = sub.add_parser("serve", help="serve a model or a flow over HTTP")
-    kinds = p.add_subparsers(dest="serve_kind", required=True, parser_class=type(p))
-    for name, target, helptext, fn in (
-        ("model", "config", "a model node config in YAML", _cmd_model),
-        ("flow", "flow", "a flow file (watched for edits)", _cmd_flow),
-    ):
-        q = kinds.add_parser(name, help=f"serve {helptext}")
-        q.add_argument(target)
-        q.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-        q.add_argument("--port", type=int, default=8000)
-        q.add_argument("--token-env", metavar="VAR", help=f"require `Authorization: Bearer $VAR` (default: ${TOKEN_ENV} if set)")
-        q.add_argument("--log-level", default="info")
-        q.add_argument("--max-body", type=_size, default=DEFAULT_MAX_BODY, metavar="SIZE",
-                       help=f"largest request body, e.g. 20MB (default {DEFAULT_MAX_BODY // 2**20}MB); larger ones get 413")
-        q.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_S, metavar="S",
-                       help=f"seconds a request body may take to arrive whole (default {DEFAULT_BODY_TIMEOUT_S:g}); slower ones get 408")
-        q.add_argument("--keep-runs", type=int, metavar="N",
-                       help=f"runs whose traces /runs/ID keeps (flow default {DEFAULT_KEEP_RUNS}; model default 0)")
-        if name == "flow":
-            q.add_argument("--keep-mb", type=float, default=DEFAULT_KEEP_BYTES / 2**20, metavar="MB",
-                           help=f"memory for kept traces (default {DEFAULT_KEEP_BYTES // 2**20}); the oldest go first")
-            q.add_argument("--files-root", metavar="DIR", help="accept file inputs given as paths inside DIR "
-                           "(without it, files come only as multipart/form-data uploads)")
-            q.add_argument("--mcp", action="store_true", help="also offer the flow as an MCP tool at /mcp (streamable HTTP; "
-                           "the tools extra)")
-        q.set_defaults(fn=fn)

@@ -6,6 +6,8 @@ and its Prometheus metrics.
   validated in a thread and replaces the served flow in one assignment, so a request runs
   the old flow or the new one, never a mix; a bad edit is logged, counted and kept for
   `/health` while the last good flow serves on. Nothing of this runs on the request path.
+  Served on Ray Serve, the driver follows the file (a good edit is accepted once it is
+  deployed) and each ingress replica follows the driver's `ReloadStatus` instead.
 - History: the last `keep_runs` runs, within `keep_bytes` of JSON traces (the oldest go
   first; a run whose trace alone is larger is not kept).
 """
@@ -13,10 +15,13 @@ and its Prometheus metrics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,7 @@ from jupyter_flow.spec import parse_spec_text
 from jupyter_flow.trace import RunResult
 from jupyter_flow.values import dumps
 
-__all__ = ["DEFAULT_KEEP_BYTES", "DEFAULT_KEEP_RUNS", "DEFAULT_SETTLE_S", "FlowService"]
+__all__ = ["DEFAULT_KEEP_BYTES", "DEFAULT_KEEP_RUNS", "DEFAULT_SETTLE_S", "FlowService", "ReloadStatus"]
 
 log = logging.getLogger("jupyter_flow.serve")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -37,6 +42,21 @@ DEFAULT_KEEP_RUNS = 1000
 DEFAULT_KEEP_BYTES = 256 * 1024 * 1024
 #: How long a changed flow file must keep the same content before it is loaded.
 DEFAULT_SETTLE_S = 0.5
+#: How often a replica that follows another's status (`FlowService.status_source`) asks.
+FOLLOW_EVERY_S = 0.25
+
+
+@dataclass(frozen=True)
+class ReloadStatus:
+    """How the edits of a flow file went, for replicas that do not follow the file."""
+
+    reload_error: str | None
+    loaded_at: float
+    reloads: dict[str, int] = field(default_factory=dict)  # outcome -> count
+
+
+#: Checks an edit before it is taken (deploys it, say); a FlowError rejects the edit.
+Accept = Callable[[Flow], Awaitable[None]]
 
 
 class _Metrics:
@@ -55,6 +75,8 @@ class _Metrics:
         self.variant_latency = Histogram("jupyter_flow_variant_seconds", "Latency per node variant", ["node", "variant", "role"], buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.reloads = Counter("jupyter_flow_reloads", "Flow file reloads by outcome", ["outcome"], registry=self.registry)
         self.in_flight = Gauge("jupyter_flow_in_flight", "Requests being served", registry=self.registry)
+        self.replica = Counter("jupyter_flow_replica_runs", "Runs of a node by the replica that ran it (served on Ray Serve)",
+                               ["node", "replica"], registry=self.registry)
 
     def observe(self, result: RunResult, *, shadows: bool = True) -> None:
         for record in result.records.values():
@@ -65,6 +87,9 @@ class _Metrics:
                 self.batch.labels(record.node).observe(size)
             if record.status == "error" and record.error:
                 self.errors.labels(record.node, record.error.type).inc()
+            replica = record.extra.get("replica")
+            if isinstance(replica, str):
+                self.replica.labels(record.node, replica).inc()
             if record.variant is not None:
                 self.variant.labels(record.node, record.variant, "primary").inc()
                 if record.duration_s is not None:
@@ -111,6 +136,10 @@ class FlowService:
         self.loaded_at = time.time()
         self._digest = self._read_digest()
         self.metrics = _Metrics()
+        self._reloads: dict[str, int] = {}
+        #: when set, `watch` follows this instead of the file: the status of the edits as
+        #: the process that follows the file (Ray Serve's driver) publishes it
+        self.status_source: Callable[[], Awaitable[ReloadStatus | None]] | None = None
 
     def _read(self) -> bytes | None:
         try:
@@ -143,9 +172,10 @@ class FlowService:
         old = self.flow
         return Flow(spec, source=self.source, registry=old.registry, functions=old.functions).validate()
 
-    async def reload(self) -> bool:
+    async def reload(self, accept: Accept | None = None) -> bool:
         """Load the file again if its content changed; keep the last good flow on a bad edit.
-        The new flow replaces the old one in one assignment: a request runs one or the other."""
+        The new flow replaces the old one in one assignment: a request runs one or the other.
+        `accept` sees a valid edit first; a FlowError from it rejects the edit too."""
         data = await self._settled()
         if data is None:
             return False
@@ -155,21 +185,45 @@ class FlowService:
         self._digest = digest
         try:
             flow = await asyncio.to_thread(self._load, data)
+            if accept is not None:
+                await accept(flow)
         except FlowError as exc:
             self.reload_error = str(exc)
-            self.metrics.reloads.labels("rejected").inc()
+            self._counted("rejected")
             log.error("rejected the edit of %s; still serving the last good flow: %s", self.source, exc)
             return False
         self.flow = flow
         self.reload_error = None
         self.loaded_at = time.time()
-        self.metrics.reloads.labels("ok").inc()
+        self._counted("ok")
         log.info("reloaded %s", self.source)
         return True
 
-    async def watch(self, stop: asyncio.Event) -> None:
+    def _counted(self, outcome: str, n: int = 1) -> None:
+        self._reloads[outcome] = self._reloads.get(outcome, 0) + n
+        self.metrics.reloads.labels(outcome).inc(n)
+
+    def status(self) -> ReloadStatus:
+        """How the edits went so far (what a follower applies)."""
+        return ReloadStatus(self.reload_error, self.loaded_at, dict(self._reloads))
+
+    def apply(self, status: ReloadStatus) -> None:
+        """Take another's status of the edits: its reload error, load time and counts."""
+        self.reload_error = status.reload_error
+        self.loaded_at = status.loaded_at
+        for outcome, count in status.reloads.items():
+            if count > self._reloads.get(outcome, 0):
+                self._counted(outcome, count - self._reloads.get(outcome, 0))
+
+    async def watch(self, stop: asyncio.Event, *, accept: Accept | None = None,
+                    published: Callable[[ReloadStatus], Awaitable[None]] | None = None) -> None:
         """The one watcher of the flow file: its folder, so that editors that replace the
-        file (write a new one, rename it over) are followed too."""
+        file (write a new one, rename it over) are followed too. Each edit goes through
+        `reload(accept)`, and the status after it to `published`. With a `status_source`
+        it follows that instead of the file."""
+        if self.status_source is not None:
+            await self._follow(stop, self.status_source)
+            return
         from watchfiles import awatch
 
         assert self.source is not None
@@ -180,9 +234,25 @@ class FlowService:
 
         async for _ in awatch(target.parent, watch_filter=ours, stop_event=stop, step=20, recursive=False):
             try:
-                await self.reload()
+                await self.reload(accept)
+                if published is not None:
+                    await published(self.status())
             except Exception:  # a watcher that dies would freeze the flow: log and go on
                 log.exception("reloading %s failed", self.source)
+
+    async def _follow(self, stop: asyncio.Event, source: Callable[[], Awaitable[ReloadStatus | None]]) -> None:
+        while not stop.is_set():
+            try:
+                status = await asyncio.wait_for(source(), 5)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the driver gone or busy: keep the last status known
+                log.debug("no status of %s: %s", self.source, exc)
+            else:
+                if status is not None:
+                    self.apply(status)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), FOLLOW_EVERY_S)
 
     def remember(self, result: RunResult, scrubber: Scrubber) -> None:
         """Keep the run's trace for `/runs/{id}` as the JSON text it will be answered with

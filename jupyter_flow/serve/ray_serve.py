@@ -1,0 +1,278 @@
+"""``jupyter-flow serve flow|model ... --ray``: a served flow or model on Ray Serve.
+
+The steps, as `RayServer` takes them::
+
+    server = RayServer.for_flow("contract.flow.yaml", port=8000)   # validated; no Ray yet
+    server.start()          # Ray (local, or --address), Serve's HTTP proxy, the deployments
+    await server.follow(stop)   # edits of the flow file, each one a redeploy
+    server.close()          # the applications deleted; a local Ray shut down
+
+The deployments are those of `jupyter_flow.serve.ray_deploy` (an ingress with the flow's
+routes, one deployment per model node). The routes, limits and answers are those of the
+one-process server (`jupyter_flow.serve.app`), which the ingress runs as it is.
+
+Edits: the driver follows the flow file as the one-process server does (an edit is read
+once it has settled, and validated in a thread). A valid edit is deployed: the model
+nodes it changed get new applications, then the ingress rolls over to the new flow, and
+the applications no node uses any more are deleted once their last requests are done. A
+broken edit (invalid, or one whose deployments do not start) is not deployed: the last
+good flow serves on, and ``/health`` says ``degraded`` with the reason, as in one process.
+
+Ray is an optional extra: ``pip install 'jupyter-flow[ray]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ray
+from pydantic import ValidationError
+from ray import serve
+from ray.serve.config import AutoscalingConfig
+
+from jupyter_flow.errors import FlowError, FlowValidationError, Problem
+from jupyter_flow.flow import Flow
+from jupyter_flow.serve.app import model_config, model_flow
+from jupyter_flow.serve.ray_deploy import INGRESS_DEPLOYMENT, MODEL_DEPLOYMENT, FlowLayout, flow_payload, layout
+from jupyter_flow.serve.ray_replicas import FlowIngress, ModelReplica, StatusBoard
+from jupyter_flow.serve.state import DEFAULT_SETTLE_S, FlowService, ReloadStatus
+
+__all__ = ["LOCAL_CPUS", "LOCAL_OBJECT_STORE_BYTES", "RETIRE_AFTER_S", "RayServer", "run_forever"]
+
+log = logging.getLogger("jupyter_flow.serve")
+
+#: A local Ray started for serving: 2 CPUs, a small object store (answers pass through
+#: it only when large), no dashboard.
+LOCAL_CPUS = 2
+LOCAL_OBJECT_STORE_BYTES = 200 * 1024**2
+#: How long applications no node uses any more are kept after a redeploy, so that the
+#: requests the old ingress still serves finish (Serve drains a replica within 20 s).
+RETIRE_AFTER_S = 30.0
+
+
+def _check_autoscaling(flow: Flow) -> None:
+    """Ray Serve's autoscaling settings that `deploy:` passes through: known names and values."""
+    problems: list[Problem] = []
+    for node_id, spec in flow.spec.deploy.items():
+        if spec.autoscaling_config is None:
+            continue
+        given = spec.autoscaling_config.model_dump(exclude_none=True)
+        where = f"deploy.{node_id}.autoscaling_config"
+        for name in sorted(set(given) - set(AutoscalingConfig.model_fields)):
+            known = ", ".join(sorted(n for n in AutoscalingConfig.model_fields if not n.startswith("_")))
+            problems.append(Problem(f"unknown setting (Ray Serve's are: {known})", node=node_id, field=f"{where}.{name}"))
+        try:
+            AutoscalingConfig(**{k: v for k, v in given.items() if k in AutoscalingConfig.model_fields})
+        except ValidationError as exc:
+            for err in exc.errors():
+                field = ".".join(str(p) for p in (where, *err["loc"]))
+                problems.append(Problem(err["msg"].removeprefix("Value error, "), node=node_id, field=field))
+    if problems:
+        raise FlowValidationError(problems, source=str(flow.source) if flow.source else None)
+
+
+def _check_deploy(flow: Flow) -> None:
+    """Every problem of the flow's `deploy:` at once, each naming its node and field."""
+    problems: list[Problem] = []
+    for check in (layout, _check_autoscaling):
+        try:
+            check(flow)
+        except FlowValidationError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise FlowValidationError(problems, source=str(flow.source) if flow.source else None)
+
+
+class RayServer:
+    """A flow or a model served on Ray Serve (see the module docstring)."""
+
+    def __init__(self, mode: str, flow: Flow, target: Any, *, host: str = "127.0.0.1", port: int = 8000,
+                 address: str | None = None, options: Mapping[str, Any] | None = None,
+                 settle_s: float = DEFAULT_SETTLE_S) -> None:
+        self.mode = mode
+        self.target = target  # what the ingress builds its app from (see FlowIngress)
+        self.host = host
+        self.port = port
+        self.address = address
+        self.options = dict(options or {})
+        self.service = FlowService(flow, keep_runs=0, settle_s=settle_s)
+        self.layout: FlowLayout | None = None
+        self._board: Any = None
+        self._owns_ray = False
+        self._retiring: dict[str, threading.Timer] = {}
+        _check_deploy(flow)  # before any Ray starts
+
+    @classmethod
+    def for_flow(cls, flow: Flow | str | Path, **kwargs: Any) -> RayServer:
+        """A flow file (or Flow) to serve; `options` are `flow_app`'s."""
+        if not isinstance(flow, Flow):
+            flow = Flow.load(flow)
+        flow.validate()
+        return cls("flow", flow, None, **kwargs)
+
+    @classmethod
+    def for_model(cls, config: Mapping[str, Any] | str | Path, **kwargs: Any) -> RayServer:
+        """A model service config (a YAML file or a mapping); `options` are `model_app`'s."""
+        mapping, source = model_config(config)
+        flow = model_flow(mapping, source=source)
+        return cls("model", flow, str(source.resolve()) if source is not None else dict(mapping), **kwargs)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- starting and stopping ------------------------------------------------------------
+    def start(self) -> RayServer:
+        """Connect to Ray (or start a local one), start Serve's proxy, deploy the flow."""
+        if not ray.is_initialized():
+            self._connect()
+        serve.start(http_options={"host": self.host, "port": self.port})
+        self._board = ray.remote(num_cpus=0)(StatusBoard).remote(self.service.status())
+        try:
+            self.deploy(self.service.flow)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _connect(self) -> None:
+        options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+        if self.address:
+            options["address"] = self.address
+        else:  # a private cluster for this server: capped, no dashboard, no token
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            options.update(num_cpus=LOCAL_CPUS, object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False)
+        try:
+            ray.init(**options)
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+            where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray cluster"
+            raise FlowError(f"cannot connect to {where}: {exc}") from exc
+        self._owns_ray = True
+
+    def close(self) -> None:
+        """Delete this server's applications; shut a local Ray down."""
+        for timer in self._retiring.values():
+            timer.cancel()
+        apps = [*self._retiring, *(self.layout.apps() if self.layout else [])]
+        self._retiring.clear()
+        self.layout = None
+        for app in apps:
+            with contextlib.suppress(Exception):
+                serve.delete(app)
+        if self._owns_ray:
+            with contextlib.suppress(Exception):
+                serve.shutdown()
+            ray.shutdown()
+            self._owns_ray = False
+
+    def __enter__(self) -> RayServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- deploying -------------------------------------------------------------------------
+    def deploy(self, flow: Flow) -> None:
+        """Deploy `flow`: new applications for the model nodes it changed, then the ingress;
+        the applications left unused are deleted later. Blocking (minutes at worst). Raises
+        FlowError naming the node whose deployment did not start; the flow served before
+        then serves on."""
+        _check_deploy(flow)
+        new = layout(flow)
+        running = set(self.layout.apps()) if self.layout else set()
+        payload = flow_payload(flow)
+        started: list[str] = []
+        for model in new.models:
+            retiring = self._retiring.pop(model.app, None)
+            if retiring is not None:  # back in use before it was deleted: it still runs
+                retiring.cancel()
+            if model.app in running or retiring is not None:
+                continue
+            deployment = serve.deployment(name=MODEL_DEPLOYMENT, **model.options)(ModelReplica)
+            try:
+                serve.run(deployment.bind(payload, model.node, model.index), name=model.app, route_prefix=None)
+            except Exception as exc:
+                for name in [*started, model.app]:
+                    with contextlib.suppress(Exception):
+                        serve.delete(name)
+                raise FlowError(f"node '{model.node}': its deployment on Ray Serve did not start: {_first_line(exc)}") from exc
+            started.append(model.app)
+        target = payload if self.mode == "flow" else self.target
+        ingress = serve.deployment(name=INGRESS_DEPLOYMENT, **new.ingress_options)(FlowIngress)
+        try:
+            serve.run(ingress.bind(self.mode, target, self.options, list(new.models), self._board),
+                      name=new.ingress_app, route_prefix="/")
+        except Exception as exc:
+            for name in started:
+                with contextlib.suppress(Exception):
+                    serve.delete(name)
+            raise FlowError(f"the flow's ingress on Ray Serve did not start: {_first_line(exc)}") from exc
+        old, self.layout = running, new
+        for app in sorted(old - set(new.apps())):
+            self._retire(app)
+
+    def _retire(self, app: str) -> None:
+        def delete() -> None:
+            self._retiring.pop(app, None)
+            with contextlib.suppress(Exception):
+                serve.delete(app, _blocking=False)
+
+        timer = threading.Timer(RETIRE_AFTER_S, delete)
+        timer.daemon = True
+        self._retiring[app] = timer
+        timer.start()
+
+    # -- following the file ----------------------------------------------------------------
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Follow the flow file until `stop`: each valid edit deployed, each status published."""
+        if self.mode != "flow" or self.service.source is None:
+            await stop.wait()
+            return
+
+        async def accept(flow: Flow) -> None:
+            await asyncio.to_thread(self.deploy, flow)
+
+        await self.service.watch(stop, accept=accept, published=self._publish)
+
+    async def _publish(self, status: ReloadStatus) -> None:
+        await self._board.set.remote(status)
+
+    @property
+    def status(self) -> ReloadStatus:
+        return self.service.status()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:600]
+
+
+def run_forever(server: RayServer) -> int:
+    """Serve until interrupted (the CLI): start, follow the file, close on Ctrl-C."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    server.start()
+    log.info("serving %s on Ray Serve at %s (deployed in %.1f s)", server.service.flow.name, server.url, time.perf_counter() - t0)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        try:
+            await server.follow(stop)
+        finally:
+            stop.set()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0

@@ -1,0 +1,345 @@
+"""Flows and models served on Ray Serve (`serve ... --ray`), on a local Ray this module
+starts (2 CPUs, a 200 MB object store, no dashboard) and stops, against the one-process
+server over the same files. Real torch models made here, a real echo server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from servers import AsgiServer, LoopbackServer, Reply, free_port
+from test_serve import metric, write
+
+ray = pytest.importorskip("ray", reason="serving on Ray Serve needs the ray extra")
+serve = pytest.importorskip("ray.serve", reason="serving on Ray Serve needs ray[serve]")
+
+from jupyter_flow.cli import main  # noqa: E402
+from jupyter_flow.serve.app import flow_app, model_app  # noqa: E402
+from jupyter_flow.serve.ray_serve import LOCAL_CPUS, LOCAL_OBJECT_STORE_BYTES, RayServer  # noqa: E402
+from jupyter_flow_examples.models import make_torchscript_model  # noqa: E402
+
+pytestmark = pytest.mark.timeout(420)
+
+PAIR = """\
+spec_version: 1
+name: ray-pair
+inputs: {x: {type: list}}
+nodes:
+  - id: embed
+    type: torch
+    config: {model: embed.pt, inputs: "{{ x }}", device: cpu, batch: {max_size: 16, max_wait_ms: 10}}
+  - id: classify
+    type: torch
+    config: {model: classify.pt, inputs: "{{ embed.output.output }}", device: cpu}
+  - id: echo
+    type: http
+    config: {endpoint: "%s/echo", input_mapping: {scores: "{{ classify.output.output.tolist() }}"}}
+edges:
+  - {from: start, to: embed}
+  - {from: embed, to: classify}
+  - {from: classify, to: echo}
+deploy:
+  embed: {num_replicas: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def ray_port() -> Iterator[int]:
+    """One local Ray (and Serve's HTTP proxy on a free port) for the module: it takes
+    20-30 s to start on a loaded 2-core machine."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    t0 = time.perf_counter()
+    ray.init(num_cpus=LOCAL_CPUS, object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    print(f"Ray and Serve started in {time.perf_counter() - t0:.1f} s")
+    try:
+        yield port
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("served")
+    make_torchscript_model(folder / "embed.pt", out_features=8, seed=1)
+    make_torchscript_model(folder / "classify.pt", in_features=8, out_features=3, seed=2)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[LoopbackServer]:
+    with LoopbackServer({"/echo": lambda req: Reply(200, {"echo": req.body})}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pair(folder: Path, echo: LoopbackServer) -> Path:
+    path = folder / "pair.flow.yaml"
+    write(path, PAIR % echo.url)
+    return path
+
+
+@pytest.fixture(scope="class")
+def served_pair(ray_port: int, pair: Path) -> Iterator[RayServer]:
+    """The pair flow deployed, for the tests of one class (Serve's `/` is then free again)."""
+    with RayServer.for_flow(pair, port=ray_port) as server:
+        yield server
+
+
+def inputs(i: int) -> dict[str, Any]:
+    return {"x": [math.sin(i + k) for k in range(8)]}
+
+
+def post_all(url: str, bodies: list[dict[str, Any]], *, workers: int = 16,
+             during: Callable[[int], None] | None = None) -> list[httpx.Response | BaseException]:
+    """POST each body to `url` from `workers` threads; `during(n)` is called after each answer."""
+    done = Counter[str]()
+    lock = threading.Lock()
+    with httpx.Client(timeout=60) as client:
+        def one(body: dict[str, Any]) -> httpx.Response | BaseException:
+            try:
+                return client.post(url, json=body)
+            except httpx.HTTPError as exc:
+                return exc
+            finally:
+                with lock:
+                    done["n"] += 1
+                    n = done["n"]
+                if during is not None:
+                    during(n)
+
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(one, bodies))
+
+
+def close_to(a: Any, b: Any, tol: float = 1e-4) -> bool:
+    """Equal JSON, floats within `tol` (a forward pass in a batch of another size may
+    round the last digits differently)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, abs_tol=tol)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close_to(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close_to(x, y, tol) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+def replicas_of(metrics: str, node: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == "jupyter_flow_replica_runs_total" and sample.labels.get("node") == node:
+                found[sample.labels["replica"]] = sample.value
+    return found
+
+
+def serve_replicas(app: str) -> list[tuple[str, str]]:
+    """The (name, namespace) of the replica actors of a Serve application."""
+    return [(a["name"], a["namespace"]) for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith("SERVE_REPLICA::") and f"::{app}#" in a["name"]]
+
+
+class TestServedPair:
+    """The pair flow, two replicas of `embed`, deployed once for these tests."""
+
+    def test_a_flow_on_ray_serve_answers_as_in_one_process_with_both_replicas(self, served_pair: RayServer, pair: Path) -> None:
+        bodies = [inputs(i) for i in range(200)]
+        with AsgiServer(flow_app(pair)) as one:
+            expected = post_all(f"{one.url}/run", bodies)
+        answers = post_all(f"{served_pair.url}/run", bodies)
+        for body, want, got in zip(bodies, expected, answers):
+            assert isinstance(want, httpx.Response) and want.status_code == 200, want
+            assert isinstance(got, httpx.Response) and got.status_code == 200, got if isinstance(got, BaseException) else got.text
+            assert got.headers["x-run-id"] and got.headers["x-served-by"]
+            a, b = want.json(), got.json()
+            assert close_to(a["outputs"], b["outputs"]), (body, a, b)
+            assert a["converted"] == b["converted"]
+        metrics = httpx.get(f"{served_pair.url}/metrics").text
+        embed = replicas_of(metrics, "embed")
+        assert len(embed) == 2 and all(n > 0 for n in embed.values()), embed  # both replicas answered
+        assert sum(embed.values()) == 200 and len(replicas_of(metrics, "classify")) == 1
+        assert metric(metrics, "jupyter_flow_requests_total", route="/run", status="200") == 200
+        # each run's trace says which replica ran each model node, and how it was batched
+        last = answers[-1]
+        assert isinstance(last, httpx.Response)
+        trace = httpx.get(f"{served_pair.url}/runs/{last.json()['run_id']}").json()
+        extra = {n["node"]: n.get("extra", {}) for n in trace["nodes"]}
+        assert extra["embed"]["replica"] in embed and extra["embed"]["device"] == "cpu"
+        assert 1 <= extra["embed"]["batch_size"] <= 16 and "replica" not in extra["echo"]
+        health = httpx.get(f"{served_pair.url}/health").json()
+        assert health["status"] == "ok" and health["flow"] == "ray-pair" and health["reload_error"] is None
+        # the limits of the one-process server hold: a body over --max-body, a bad input
+        assert httpx.post(f"{served_pair.url}/run", content=b"x" * (9 * 2**20)).status_code == 413
+        bad = httpx.post(f"{served_pair.url}/run", json={"y": 1})
+        assert bad.status_code == 422 and bad.json()["problems"]
+
+    def test_a_killed_replica_is_replaced_and_no_request_is_lost(self, served_pair: RayServer) -> None:
+        assert served_pair.layout is not None
+        app = next(m.app for m in served_pair.layout.models if m.node == "embed")
+        before = serve_replicas(app)
+        assert len(before) == 2, before
+        killed: list[str] = []
+
+        def kill_one(n: int) -> None:
+            if n == 40 and not killed:  # mid-load: 40 answered, the rest in flight or to come
+                name, namespace = before[0]
+                ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+                killed.append(name)
+
+        answers = post_all(f"{served_pair.url}/run", [inputs(i) for i in range(200)], workers=8, during=kill_one)
+        assert killed
+        codes = Counter(a.status_code if isinstance(a, httpx.Response) else type(a).__name__ for a in answers)
+        assert set(codes) <= {200, 503}, codes  # every request answered: its outputs, or a clear 503
+        for a in answers:
+            assert isinstance(a, httpx.Response)
+            if a.status_code == 503:
+                assert a.headers["retry-after"] and "replica" in a.json()["error"], a.text
+        assert codes[200] >= 190, codes
+        # Serve starts a replica in place of the one killed, and it takes requests
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            now = serve_replicas(app)
+            if len(now) == 2 and {n for n, _ in now} != {n for n, _ in before}:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"no replica replaced the one killed: {serve_replicas(app)}")
+        fresh = ({n for n, _ in now} - {n for n, _ in before}).pop().rsplit("#", 1)[-1]
+        deadline = time.monotonic() + 60
+        while fresh not in replicas_of(httpx.get(f"{served_pair.url}/metrics").text, "embed"):
+            assert time.monotonic() < deadline, "the new replica never answered"
+            post_all(f"{served_pair.url}/run", [inputs(i) for i in range(16)])
+
+
+GREET = """\
+spec_version: 1
+name: ray-reload
+inputs: {x: {type: list}}
+nodes:
+  - id: classify
+    type: torch
+    config: {model: classify.pt, inputs: "{{ x }}", device: cpu}
+  - id: say
+    type: template
+    config: {template: "%s {{ classify.output.output.argmax().item() }}"}
+edges:
+  - {from: start, to: classify}
+  - {from: classify, to: say}
+"""
+
+
+class Following:
+    """`server.follow` on an event loop of its own thread, stopped at the end."""
+
+    def __init__(self, server: RayServer) -> None:
+        self.server = server
+        self.loop = asyncio.new_event_loop()
+        self.stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._run(),), daemon=True)
+
+    async def _run(self) -> None:
+        self.stop = asyncio.Event()
+        await self.server.follow(self.stop)
+
+    def __enter__(self) -> Following:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.stop is not None:
+            self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(timeout=30)
+
+
+def until(check: Callable[[], Any], timeout_s: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def test_an_edit_redeploys_and_a_broken_edit_keeps_the_last_good_flow(ray_port: int, folder: Path) -> None:
+    path = folder / "reload.flow.yaml"
+    write(path, GREET % "v1")
+    body = {"x": [0.5] * 8}
+    with RayServer.for_flow(path, port=ray_port, settle_s=0.1) as server, Following(server), \
+            httpx.Client(base_url=server.url, timeout=60) as client:
+        def said() -> str:
+            r = client.post("/run", json=body)
+            assert r.status_code == 200, r.text
+            return str(r.json()["outputs"]["say"]["text"])
+
+        assert said().startswith("v1 ")
+        assert server.layout is not None
+        model_app = server.layout.models[0].app
+        write(path, GREET % "v2")
+        assert until(lambda: said().startswith("v2 "))
+        assert server.layout.models[0].app == model_app  # the model node was not touched: its replicas stay
+        # an edit that names a node that does not exist: not deployed, the last good flow serves
+        write(path, (GREET % "v3").replace("classify.output.output.argmax()", "ghost.output.argmax()"))
+        assert until(lambda: client.get("/health").json()["status"] == "degraded")
+        health = client.get("/health").json()
+        assert "ghost" in health["reload_error"] and health["reload_error"].startswith("reload.flow.yaml: ")
+        assert str(folder) not in health["reload_error"]
+        assert all(said().startswith("v2 ") for _ in range(5))
+        # a model node changed: a new deployment beside the old, then the ingress moves to it
+        write(path, (GREET % "v4").replace("device: cpu}", "device: cpu, batch: {max_size: 4}}"))
+        assert until(lambda: said().startswith("v4 "))
+        assert client.get("/health").json()["status"] == "ok"
+        assert server.layout.models[0].app != model_app
+        metrics = client.get("/metrics").text
+        assert metric(metrics, "jupyter_flow_reloads_total", outcome="ok") == 2
+        assert metric(metrics, "jupyter_flow_reloads_total", outcome="rejected") == 1
+
+
+def test_a_model_service_on_ray_serve_answers_as_in_one_process(ray_port: int, folder: Path) -> None:
+    config = folder / "classify.serve.yaml"
+    config.write_text("type: torch\nconfig: {model: classify.pt, inputs: '{{ x }}', device: cpu,\n"
+                      "         batch: {max_size: 8, max_wait_ms: 5}}\ninputs: {x: {type: list}}\n"
+                      "deploy: {num_replicas: 1, ray_actor_options: {num_cpus: 0.2}}\n")
+    bodies = [inputs(i) for i in range(40)]
+    with AsgiServer(model_app(config)) as one:
+        expected = post_all(f"{one.url}/predict", bodies)
+    with RayServer.for_model(config, port=ray_port) as server:
+        answers = post_all(f"{server.url}/predict", bodies)
+        health = httpx.get(f"{server.url}/health").json()
+    for want, got in zip(expected, answers):
+        assert isinstance(want, httpx.Response) and isinstance(got, httpx.Response)
+        assert got.status_code == want.status_code == 200, got.text
+        assert close_to(want.json(), got.json())
+    assert health["status"] == "ok" and health["mode"] == "model" and health["node"] == "model"
+
+
+def test_deploy_mistakes_are_named_before_ray_starts(folder: Path, echo: LoopbackServer,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = folder / "wrong.flow.yaml"
+    # an http node is no deployment; autoscaling settings Ray Serve does not know
+    write(path, PAIR % echo.url
+          + "  echo: {num_replicas: 3}\n"
+          + "  classify: {autoscaling_config: {min_replicas: 1, max_replicas: 2, target_ongoing_request: 4}}\n")
+    t0 = time.perf_counter()
+    assert main(["serve", "flow", str(path), "--ray", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert "node 'echo'" in err and "deploy.echo" in err and "runs in the flow's ingress" in err
+    assert "deploy.classify.autoscaling_config.target_ongoing_request" in err and "unknown setting" in err
+    assert time.perf_counter() - t0 < 20
+    # the validator takes the deploy: section as part of the flow
+    write(path, PAIR % echo.url)
+    assert main(["validate", str(path)]) == 0
