@@ -3,7 +3,8 @@
 `write_atomic` writes to a temporary file beside the target, flushes it to disk, and renames
 it over the target: a reader (a watching `serve flow`, an editor) sees the old file or the
 new one, never a file cut short by a full disk or a crash. It keeps the target's
-permissions.
+permissions, and a target that is a symbolic link stays one: the file it points to is
+replaced.
 
 `FileStamp` remembers a file as it was read (size, modification time and a digest of its
 bytes); `write_atomic(..., unchanged_since=stamp)` refuses, with `FileChangedError`, to
@@ -49,8 +50,10 @@ class FileStamp:
 
 def write_atomic(path: str | Path, data: str | bytes, *, unchanged_since: FileStamp | None = None) -> Path:
     """Write `data` to `path` whole or not at all (see the module's docstring). With
-    `unchanged_since`, refuse when the file on disk is no longer the one that was read."""
-    target = Path(path)
+    `unchanged_since`, refuse when the file on disk is no longer the one that was read.
+    Returns `path` as given."""
+    given = Path(path)
+    target = Path(os.path.realpath(given)) if given.is_symlink() else given
     raw = data.encode("utf-8") if isinstance(data, str) else data
     if unchanged_since is not None and FileStamp.of(target) != unchanged_since:
         raise FileChangedError(
@@ -86,11 +89,11 @@ def write_atomic(path: str | Path, data: str | bytes, *, unchanged_since: FileSt
     try:  # the rename itself reaches the disk with the folder's entry
         dir_fd = os.open(folder, os.O_RDONLY)
     except OSError:
-        return target
+        return given
     try:
         os.fsync(dir_fd)
     except OSError:
         pass
     finally:
         os.close(dir_fd)
-    return target
+    return given

@@ -15,6 +15,8 @@ The notebook carries the flow spec, so it runs without the flow file. Its cell t
     flow_dir      the folder relative paths in the flow are read from (None: the working
                   folder when the flow's files are there, else the folder it was exported from)
     cache         None (every node runs), True or a folder: the node cache unchanged nodes come from
+    rerun_changed a batch resuming results of another version of the flow runs their items again
+                  (False: it refuses, naming them)
 
 Every value is written as a plain Python literal (a date as its ISO text, infinity as
 `float("inf")`), so the cells run wherever the notebook goes. The cells after it hold the
@@ -29,19 +31,18 @@ exported today keeps working when the package's insides change.
 
 from __future__ import annotations
 
-import ast
 import datetime
-import dis
-import inspect
+import hashlib
+import json
 import math
 import re
-import sys
-import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_flow.errors import FlowValidationError, MissingDependencyError, Problem
+from jupyter_flow.atomic import FileChangedError, FileStamp, write_atomic
+from jupyter_flow.errors import MissingDependencyError
+from jupyter_flow.export_functions import carry_functions
 from jupyter_flow.spec import START
 from jupyter_flow.version import __version__
 
@@ -51,12 +52,12 @@ if TYPE_CHECKING:
     from jupyter_flow.flow import Flow
     from jupyter_flow.nodes.base import Node
 
-__all__ = ["PARAMETERS", "add_to_cli", "export_notebook", "flow_files", "literal", "notebook_for"]
+__all__ = ["PARAMETERS", "add_to_cli", "cells_digest", "export_notebook", "flow_files", "literal", "notebook_for"]
 
 #: The names in the exported notebook's `parameters` cell, in order.
 PARAMETERS = (
     "inputs", "inputs_path", "output_dir", "device", "endpoints", "concurrency", "fail_fast", "max_failures", "engine",
-    "flow_dir", "cache",
+    "flow_dir", "cache", "rerun_changed",
 )
 
 DEFAULT_CONCURRENCY = 4
@@ -68,129 +69,6 @@ def _md(text: Any) -> str:
 
 def _code(text: Any) -> str:
     return f"`{_md(text).replace('`', chr(39))}`"
-
-
-class _CannotCarry(Exception):
-    pass
-
-
-def _global_loads(code: Any) -> set[str]:
-    """Names a function's code reads as globals (nested comprehensions and functions included)."""
-    names = {ins.argval for ins in dis.get_instructions(code) if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
-    for const in code.co_consts:
-        if inspect.iscode(const):
-            names |= _global_loads(const)
-    return names
-
-
-def _header_names(tree: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
-    """Names a def line reads when it runs: defaults and annotations."""
-    a = tree.args
-    parts: list[ast.AST | None] = [*a.defaults, *a.kw_defaults, tree.returns]
-    parts += [arg.annotation for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if arg is not None]
-    return {n.id for part in parts if part is not None for n in ast.walk(part) if isinstance(n, ast.Name)}
-
-
-def _importable(value: Any) -> str | None:
-    """`module` when `from module import name` gives back this very object."""
-    module = getattr(value, "__module__", None)
-    name = getattr(value, "__name__", None)
-    if not module or not name or module in ("__main__", "builtins") or module.startswith("__"):
-        return None
-    return module if getattr(sys.modules.get(module), name, None) is value else None
-
-
-def _is_literal(value: Any) -> bool:
-    try:
-        return type(value) in (int, float, str, bool, type(None), tuple, list, dict, set, frozenset) and \
-            ast.literal_eval(repr(value)) == value
-    except (ValueError, SyntaxError):
-        return False
-
-
-class _Carrier:
-    """Writes the notebook-registered functions of a flow, with what they use, into a cell."""
-
-    def __init__(self) -> None:
-        self.imports: dict[str, None] = {}
-        self.constants: dict[str, str] = {}
-        self.sources: dict[str, str] = {}
-
-    def add(self, fn: Any) -> str:
-        """Carry `fn`; returns the name it has in the cell."""
-        module = _importable(fn)
-        if module is not None:
-            self.imports[f"from {module} import {fn.__name__}"] = None
-            return str(fn.__name__)
-        if not inspect.isfunction(fn) or fn.__name__ == "<lambda>":
-            raise _CannotCarry("it is not a function written with def")
-        if fn.__closure__:
-            raise _CannotCarry("it uses variables of an enclosing function")
-        if fn.__name__ in self.sources:
-            return str(fn.__name__)
-        try:
-            source = textwrap.dedent(inspect.getsource(fn))
-        except (OSError, TypeError):
-            raise _CannotCarry("its source code is not available") from None
-        tree = ast.parse(source).body[0]
-        if not isinstance(tree, (ast.FunctionDef, ast.AsyncFunctionDef)) or tree.name != fn.__name__:
-            raise _CannotCarry("its source code is not a plain def")
-        self.sources[fn.__name__] = "\n".join(source.splitlines()[tree.lineno - 1 : tree.end_lineno])  # no decorators
-        for name in sorted(_global_loads(fn.__code__) | _header_names(tree)):
-            if name not in fn.__globals__:
-                continue  # a builtin
-            value = fn.__globals__[name]
-            if inspect.ismodule(value):
-                line = f"import {value.__name__}" + (f" as {name}" if value.__name__ != name else "")
-                self.imports[line] = None
-            elif _importable(value) is not None:
-                line = f"from {_importable(value)} import {value.__name__}" + (f" as {name}" if value.__name__ != name else "")
-                self.imports[line] = None
-            elif inspect.isfunction(value) and value.__name__ == name:
-                self.add(value)
-            elif _is_literal(value):
-                self.constants[name] = repr(value)
-            else:
-                raise _CannotCarry(f"it uses the notebook's {name!r} ({type(value).__name__}), which cannot be written out")
-        return str(fn.__name__)
-
-    def cell(self, registrations: list[str]) -> str:
-        parts = ["from jupyter_flow import register_function", *self.imports]
-        parts += [f"{k} = {v}" for k, v in self.constants.items()]
-        return "\n".join(parts) + "\n\n\n" + "\n\n\n".join(self.sources.values()) + "\n\n\n" + "\n".join(registrations)
-
-
-def _carry_functions(flow: Flow) -> str | None:
-    """The code of a cell that registers the functions the flow's python nodes name
-    without a module (functions registered from the notebook the flow was built in)."""
-    from jupyter_flow.nodes.python import default_functions
-
-    registered = {**default_functions(), **flow.functions}
-    carrier = _Carrier()
-    registrations: list[str] = []
-    problems: list[Problem] = []
-    for node in flow.spec.nodes:
-        name = str(node.config.get("function", ":"))
-        if node.type != "python" or ":" in name:
-            continue
-        fix = "define it in a module and name it as 'module:function'"
-        if name not in registered:
-            problems.append(Problem(f"no function {name!r} is registered here, so it cannot be written into the "
-                                    f"notebook: export from the notebook that registers it, or {fix}",
-                                    node=node.id, field="config.function"))
-            continue
-        try:
-            local = carrier.add(registered[name])
-        except _CannotCarry as exc:
-            problems.append(Problem(f"the function {name!r} cannot be written into the notebook: {exc}; {fix}",
-                                    node=node.id, field="config.function"))
-            continue
-        line = f"register_function({local}, name={name!r})"
-        if line not in registrations:
-            registrations.append(line)
-    if problems:
-        raise FlowValidationError(problems, source=str(flow.source) if flow.source else None)
-    return carrier.cell(registrations) if registrations else None
 
 
 def _intro(flow: Flow) -> str:
@@ -230,6 +108,8 @@ def _intro(flow: Flow) -> str:
         "working folder when the flow's files (`FLOW_FILES`) are there, else the folder it was exported from |",
         "| `cache` | `None` (every node runs), `True` (the default folder) or a folder: nodes whose kind, inputs "
         "and code are unchanged take their results from the node cache |",
+        "| `rerun_changed` | a batch resumes only results this flow made; results of another version of the flow "
+        "stop it (naming them) unless this is `True`: then their items run again, the old results moved aside |",
         "",
         "Every parameter is checked before anything runs; a wrong one fails the first cell that runs the flow, "
         "naming the parameter, its value and the type it takes. File inputs are read relative to the working folder.",
@@ -310,6 +190,7 @@ def _parameters(flow: Flow, output_dir: str) -> str:
             "engine = 'local'  # 'ray': run a batch on a Ray cluster (RAY_ADDRESS, else a local one)",
             "flow_dir = None  # folder of the flow's models and rule files (None: here, else FLOW_DIR below)",
             "cache = None  # True or a folder: unchanged nodes' results come from the node cache",
+            "rerun_changed = False  # True: items whose results another version of the flow made run again",
         ]
     )
 
@@ -428,7 +309,7 @@ def notebook_for(flow: Flow, *, output_dir: str | None = None) -> Any:
         raise MissingDependencyError("nbformat", "export", "exporting a flow to a notebook") from None
 
     flow.validate()
-    functions = _carry_functions(flow)
+    functions = carry_functions(flow)
     out = output_dir or f"{re.sub(r'[^A-Za-z0-9._-]+', '-', flow.name).strip('-') or 'flow'}-output"
     cells = [
         v4.new_markdown_cell(_intro(flow)),
@@ -486,8 +367,53 @@ def notebook_for(flow: Flow, *, output_dir: str | None = None) -> Any:
     return nb
 
 
-def export_notebook(flow: Flow | str | Path, path: str | Path, *, output_dir: str | None = None) -> Path:
-    """Write a papermill-ready notebook that runs `flow` (a Flow or a flow file) to `path`."""
+#: A notebook at the export's path larger than this is not read to tell whether it is one
+#: jupyter-flow wrote: it is refused as a notebook someone else made (unless `force`).
+MAX_EXISTING_BYTES = 64 * 1024 * 1024
+
+
+def cells_digest(nb: Any) -> str:
+    """A digest of a notebook's cells, their kind and source: what an export writes and a
+    person edits (outputs, execution counts and metadata left out: running the notebook
+    is not editing it)."""
+    body = [[cell.get("cell_type"), _source(cell.get("source"))] for cell in nb.get("cells") or [] if isinstance(cell, Mapping)]
+    return hashlib.sha256(json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _source(value: Any) -> str:
+    return "".join(map(str, value)) if isinstance(value, list) else str(value or "")
+
+
+def _why_not_replace(target: Path) -> tuple[str | None, FileStamp | None]:
+    """Why the file at `target` must not be replaced by an export (None: it may be), and
+    its stamp as read (for the write to check it did not change meanwhile)."""
+    if not target.exists() and not target.is_symlink():
+        return None, FileStamp(None, None)
+    if not target.is_file():
+        return "it is not a file", None
+    if target.stat().st_size > MAX_EXISTING_BYTES:
+        return "it is not a notebook jupyter-flow exported (too large to be one)", None
+    data = target.read_bytes()
+    try:
+        nb = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return "it is not a notebook jupyter-flow exported (not notebook JSON)", None
+    ours = nb.get("metadata", {}).get("jupyter_flow") if isinstance(nb, dict) and isinstance(nb.get("metadata"), dict) else None
+    if not isinstance(ours, dict) or "cells_digest" not in ours:
+        return "it is not a notebook jupyter-flow exported (or one exported before exports were marked)", None
+    if ours["cells_digest"] != cells_digest(nb):
+        return "its cells were changed since jupyter-flow exported it", None
+    return None, FileStamp.of_bytes(data)
+
+
+def export_notebook(flow: Flow | str | Path, path: str | Path, *, output_dir: str | None = None, force: bool = False) -> Path:
+    """Write a papermill-ready notebook that runs `flow` (a Flow or a flow file) to `path`,
+    whole or not at all (`jupyter_flow.atomic.write_atomic`).
+
+    A notebook already at `path` is replaced only when it is one an export wrote and its
+    cells are as written (running it is fine, editing it is not): anything else (a
+    notebook edited by hand, the workbench notebook beside the flow, any other file)
+    raises FileChangedError naming the file, unless `force`."""
     import nbformat
 
     from jupyter_flow.flow import Flow
@@ -495,16 +421,23 @@ def export_notebook(flow: Flow | str | Path, path: str | Path, *, output_dir: st
     if not isinstance(flow, Flow):
         flow = Flow.load(flow)
     nb = notebook_for(flow, output_dir=output_dir)
+    nb.metadata["jupyter_flow"]["cells_digest"] = cells_digest(nb)
     target = Path(path)
+    stamp = None
+    if not force:
+        why, stamp = _why_not_replace(target)
+        if why is not None:
+            raise FileChangedError(f"not replaced: {why}; export to another path, or overwrite it on purpose "
+                                   "(--force, force=True)", source=str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(target))
+    write_atomic(target, nbformat.writes(nb), unchanged_since=stamp)
     return target
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     source = Path(args.flow)
-    target = Path(args.output) if args.output else Path(source.name.split(".")[0] + ".ipynb")
-    path = export_notebook(source, target, output_dir=args.output_dir)
+    target = Path(args.output) if args.output else Path((source.name.split(".")[0] or "flow") + ".ipynb")
+    path = export_notebook(source, target, output_dir=args.output_dir, force=args.force)
     print(f"wrote {path}; run it with: papermill {path} run.ipynb -p inputs_path INBOX -p output_dir OUT")
     return 0
 
@@ -519,4 +452,6 @@ def add_to_cli(subparsers: Any) -> None:
     p.add_argument("flow")
     p.add_argument("-o", "--output", metavar="NB.ipynb", help="the notebook to write (default: FLOW's name .ipynb)")
     p.add_argument("--output-dir", metavar="DIR", help="the default of the notebook's `output_dir` parameter")
+    p.add_argument("--force", action="store_true",
+                   help="replace the notebook at -o even when it is not one jupyter-flow exported or was edited since")
     p.set_defaults(fn=_cmd_export)

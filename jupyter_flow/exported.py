@@ -88,6 +88,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "engine": "local",
     "flow_dir": None,
     "cache": None,
+    "rerun_changed": False,
 })
 
 
@@ -150,7 +151,7 @@ def _concurrency(problems: list[Problem], name: str, value: Any) -> int:
     return number
 
 
-def _fail_fast(problems: list[Problem], name: str, value: Any) -> bool:
+def _flag(problems: list[Problem], name: str, value: Any) -> bool:
     flag = value
     if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
         flag = value.strip().lower() in _TRUE
@@ -189,11 +190,12 @@ _CHECKS: Mapping[str, Callable[[list[Problem], str, Any], Any]] = MappingProxyTy
     "device": _device,
     "endpoints": _endpoints,
     "concurrency": _concurrency,
-    "fail_fast": _fail_fast,
+    "fail_fast": _flag,
     "max_failures": _max_failures,
     "engine": _engine,
     "flow_dir": _flow_dir,
     "cache": _cache,
+    "rerun_changed": _flag,
 })
 
 
@@ -244,6 +246,7 @@ def run_exported(
     engine: Any = DEFAULTS["engine"],
     flow_dir: Any = DEFAULTS["flow_dir"],
     cache: Any = DEFAULTS["cache"],
+    rerun_changed: Any = DEFAULTS["rerun_changed"],
     exported_from: str | None = None,
     flow_files: Sequence[str] = (),
 ) -> BatchSummary:
@@ -270,6 +273,9 @@ def run_exported(
     - `cache`: None (the default: every node runs), True (the node cache's default
       folder) or a folder: nodes whose kind, inputs and code are unchanged are not run
       again (see `jupyter_flow.cache`);
+    - `rerun_changed`: a batch resumes only results of this very flow (another version's
+      refuse the run, naming them); True runs their items again, their old results moved
+      to `output_dir/earlier-<time>/`;
     - `exported_from`, `flow_files`: written by the export: the flow file's folder then,
       and the relative paths the flow named that existed there.
 
@@ -279,7 +285,8 @@ def run_exported(
     """
     p = check_parameters(inputs=inputs, inputs_path=inputs_path, output_dir=output_dir, device=device,
                          endpoints=endpoints, concurrency=concurrency, fail_fast=fail_fast,
-                         max_failures=max_failures, engine=engine, flow_dir=flow_dir, cache=cache)
+                         max_failures=max_failures, engine=engine, flow_dir=flow_dir, cache=cache,
+                         rerun_changed=rerun_changed)
     batch = p["inputs_path"] is not None
     base = choose_flow_dir(p["flow_dir"], exported_from, flow_files)
     flow = Flow.from_dict(flow_spec, source=base / "(exported flow)")  # relative paths are read from `base`
@@ -289,6 +296,7 @@ def run_exported(
     options = BatchOptions(
         concurrency=p["concurrency"] if batch else 1,
         resume=batch,  # running the notebook again after a crash goes on where it stopped
+        rerun_changed=batch and p["rerun_changed"],
         fail_fast=p["fail_fast"],
         progress=True,
         settings={"device": p["device"]} if p["device"] else {},

@@ -18,6 +18,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from jupyter_flow.atomic import write_atomic
 from jupyter_flow.errors import FlowFileError, FlowValidationError, Problem
 from jupyter_flow.graph import START, duplicate_ids, self_edge
 
@@ -446,7 +447,9 @@ def spec_to_dict(spec: FlowSpec) -> dict[str, Any]:
 
 
 def dump_spec(spec: FlowSpec, path: PathLike | None = None) -> str:
-    """Serialize to YAML (or JSON for a `.json` path); write it when `path` is given."""
+    """Serialize to YAML (or JSON for a `.json` path); write it when `path` is given, whole
+    or not at all (`jupyter_flow.atomic.write_atomic`: a crash or a full disk leaves the old
+    file as it was, and a watching `serve flow` never reads half a flow)."""
     data = spec_to_dict(spec)
     as_json = path is not None and str(path).lower().endswith(".json")
     text = (
@@ -455,5 +458,5 @@ def dump_spec(spec: FlowSpec, path: PathLike | None = None) -> str:
         else yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100)
     )
     if path is not None:
-        Path(path).write_text(text, encoding="utf-8")
+        write_atomic(path, text)
     return text

@@ -129,7 +129,7 @@ def test_export_writes_a_self_contained_papermill_ready_notebook(workdir: Path) 
     cell = parameters_cell(nb)
     assigned = [n.targets[0].id for n in ast.parse(cell.source).body]
     assert assigned == list(PARAMETERS) == ["inputs", "inputs_path", "output_dir", "device", "endpoints", "concurrency",
-                                            "fail_fast", "max_failures", "engine", "flow_dir", "cache"]
+                                            "fail_fast", "max_failures", "engine", "flow_dir", "cache", "rerun_changed"]
     values: dict[str, Any] = {}
     exec(cell.source, values)
     assert values["inputs"] == {"document": "samples/contract.txt", "reviewer": "desk-1"}
