@@ -22,11 +22,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from jupyter_flow.errors import FlowError, FlowValidationError
 from jupyter_flow.flow import Flow
+from jupyter_flow.serve.filewatch import file_changes
 from jupyter_flow.serve.guards import Scrubber
 from jupyter_flow.spec import parse_spec_text
 from jupyter_flow.trace import RunResult
@@ -218,21 +217,15 @@ class FlowService:
     async def watch(self, stop: asyncio.Event, *, accept: Accept | None = None,
                     published: Callable[[ReloadStatus], Awaitable[None]] | None = None) -> None:
         """The one watcher of the flow file: its folder, so that editors that replace the
-        file (write a new one, rename it over) are followed too. Each edit goes through
+        file (write a new one, rename it over) are followed too, and a symbolic link
+        re-pointed at another file (see `filewatch`). Each edit goes through
         `reload(accept)`, and the status after it to `published`. With a `status_source`
         it follows that instead of the file."""
         if self.status_source is not None:
             await self._follow(stop, self.status_source)
             return
-        from watchfiles import awatch
-
         assert self.source is not None
-        target = self.source.resolve()
-
-        def ours(change: Any, path: str) -> bool:
-            return Path(path) == target
-
-        async for _ in awatch(target.parent, watch_filter=ours, stop_event=stop, step=20, recursive=False):
+        async for _ in file_changes(self.source, stop):
             try:
                 await self.reload(accept)
                 if published is not None:
