@@ -29,7 +29,7 @@ import yaml
 from jupyter_flow.errors import FlowFileError
 from jupyter_flow.spec import PathLike, yaml_problem
 
-__all__ = ["BUILTIN_BINDINGS", "ToolBinding", "dify_tool_name", "read_bindings", "unbound_name"]
+__all__ = ["BUILTIN_BINDINGS", "ToolBinding", "dify_tool_name", "dify_tool_of", "read_bindings", "unbound_name"]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 _WORD = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -72,6 +72,22 @@ def dify_tool_name(provider_id: Any, tool_name: Any, provider_type: Any = None) 
 def unbound_name(name: str) -> str:
     """The registry name of a Dify tool nothing is bound to (`validate` reports it)."""
     return f"dify/{name}"
+
+
+def dify_tool_of(tool: str, arguments: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
+    """The Dify tool (`provider/tool`) that the registry tool `tool` stands for in an
+    imported flow, with `arguments` under Dify's parameter names: an unbound one, or a
+    built-in match (its fixed arguments set as import sets them; `arguments` None: an
+    agent's tool, named only). None for any other tool."""
+    if tool.startswith("dify/") and "/" in tool[5:]:
+        return tool[5:], dict(arguments or {})
+    for name, found in BUILTIN_BINDINGS.items():
+        if found.tool != tool or (arguments is not None and any(arguments.get(k) != v for k, v in found.fixed.items())):
+            continue
+        renamed = found.arguments or {}
+        given = {k: v for k, v in (arguments or {}).items() if k not in found.fixed}
+        return name, {renamed.get(k, k): v for k, v in given.items()}
+    return None
 
 
 def read_bindings(path: PathLike) -> dict[str, ToolBinding]:

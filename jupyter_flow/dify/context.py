@@ -103,6 +103,8 @@ class Context:
         self.starts = {nid for nid, kind in self.types.items() if kind == START}
         self.inputs: dict[str, dict[str, Any]] = {}
         self.used: set[str] = {START, "inputs"}
+        #: the node ids of the whole app, the insides of its iterations included (shared with them)
+        self.taken: set[str] = set()
         self.ids: dict[str, str] = {}
         self._system: dict[str, str] = {}
         self._variables: dict[tuple[str, str], str] = {}
@@ -118,17 +120,18 @@ class Context:
         titled = slug(str(data.get("title") or ""))
         if not re.search("[a-z]", titled.removeprefix("n_")):  # a title of no Latin letters ("直接回复 2")
             titled = ""
-        new = nid if SAFE_ID.fullmatch(nid) and nid not in self.used else titled or slug(str(data.get("type") or "")) or "node"
-        new = self.fresh(new)
+        new = nid if SAFE_ID.fullmatch(nid) and nid not in self.used | self.taken else titled or slug(str(data.get("type") or "")) or "node"
+        new = self.fresh(new, self.taken)
+        self.taken.add(new)
         self.ids[nid] = new
         if new != nid:
             self.result.renamed[nid] = new
         return new
 
-    def fresh(self, base: str) -> str:
-        """`base`, or `base_2`, `base_3`, ... whichever is free; taken from then on."""
+    def fresh(self, base: str, also: set[str] | None = None) -> str:
+        """`base`, or `base_2`, `base_3`, ... whichever is free (of `also` too); taken from then on."""
         new, i = base, 2
-        while new in self.used:
+        while new in self.used or (also is not None and new in also):
             new, i = f"{base}_{i}", i + 1
         self.used.add(new)
         return new

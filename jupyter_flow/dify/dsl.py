@@ -9,7 +9,8 @@ import re
 DIFY_VERSION = "0.1.5"
 #: The node kinds export can write, and the Dify node type each becomes.
 EXPORTABLE = {"http": "http-request", "python": "code", "template": "template-transform", "switch": "if-else",
-              "llm": "llm", "coalesce": "variable-aggregator"}
+              "llm": "llm", "coalesce": "variable-aggregator", "tool": "tool", "agent": "agent", "pdf": "document-extractor",
+              "map": "iteration"}
 #: Dify node types that are notes on the canvas, not steps of the app.
 NOTE_TYPES = {"", "custom-note"}
 #: Dify node types that only mark where an iteration or loop starts inside it.

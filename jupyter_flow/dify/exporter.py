@@ -10,46 +10,123 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from jupyter_flow.dify import export_kinds
+from jupyter_flow.dify.context import STATE_MODULE
 from jupyter_flow.dify.dsl import (
+    AS_TEXT,
     DIFY_TYPES,
     DIFY_VERSION,
     EXPORTABLE,
-    GUARDED,
-    HEADER,
     JINJA_REF,
-    LISTED,
     LITERAL_BRACE,
-    NUMERIC,
-    OPERATOR_PATTERNS,
-    SET,
 )
-from jupyter_flow.errors import FlowValidationError, Problem
+from jupyter_flow.dify.export_core import CORE_KINDS
+from jupyter_flow.dify.export_kinds import FUNCTIONS, KNOWLEDGE_ENDPOINT, PYTHON_KINDS, ROUTE_CASE
+from jupyter_flow.errors import FlowError, FlowValidationError, Problem
 from jupyter_flow.sourcecheck import beside_module
-from jupyter_flow.spec import START, FlowSpec, PathLike
+from jupyter_flow.spec import START, FlowSpec, NodeSpec, PathLike, load_spec
 
 if TYPE_CHECKING:
     from jupyter_flow.flow import Flow
 
-__all__ = ["export_dify"]
+__all__ = ["Exporter", "export_dify"]
 
 #: what import writes into text: a literal `{`, or a plain reference
 _TEXT_PART = re.compile(re.escape(LITERAL_BRACE) + "|" + JINJA_REF.pattern)
 
-class _Exporter:
-    def __init__(self, spec: FlowSpec, base_dir: Path | None) -> None:
-        self.spec, self.base_dir = spec, base_dir
+#: how import writes a conversation variable read after assigners: the value the last one wrote, else the conversation's
+_WRITTEN = re.compile(r"\(([A-Za-z_][A-Za-z0-9_]*)\.output\.([A-Za-z_][A-Za-z0-9_]*) if \1\.status == 'ok' else "
+                      r"([A-Za-z_][A-Za-z0-9_]*\.output\.\2)\)")
+_ON_ERROR = {"fail": "terminated", "keep": "continue-on-error", "skip": "remove-abnormal-output"}
+#: Dify types whose data a function of export_kinds gives
+OTHER_KINDS = {"tool": export_kinds.tool, "agent": export_kinds.agent, "document-extractor": export_kinds.document,
+               "knowledge-retrieval": export_kinds.knowledge}
+_FLOW_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.flow\.(?:yaml|yml|json)")
+
+
+class Exporter:
+    """One flow (or the inside of an iteration, `parent` being the iteration's id, the
+    exporter of the flow around it and the map node's inputs) as Dify's nodes and edges."""
+
+    def __init__(self, spec: FlowSpec, base_dir: Path | None, parent: tuple[str, Exporter, Mapping[str, Any]] | None = None) -> None:
+        self.spec, self.base_dir, self.parent = spec, base_dir, parent
         self.kinds = {n.id: n.type for n in spec.nodes}
-        self.problems: list[Problem] = []
+        self.by_id = {n.id: n for n in spec.nodes}
+        self.problems: list[Problem] = parent[1].problems if parent else []
         #: template nodes that stand for Dify answer nodes: a declared output of the same name reads each
-        self.answers = {n.id for n in spec.nodes if n.type == "template" and
+        self.answers = {n.id for n in spec.nodes if n.type == "template" and parent is None and
                         str(spec.outputs.get(n.id, "")).strip() == f"{{{{ {n.id}.output.text }}}}"}
+        #: flow nodes that are part of another's Dify node (the llm asking for a classifier, its
+        #: switch), or of none (the conversation node: Dify's conversation variables)
+        self.alias: dict[str, str] = {}
+        self.asks: dict[str, NodeSpec] = {}
+        self.state: NodeSpec | None = None
+        self.types: dict[str, str] = {}
+        self.extra_nodes: list[dict[str, Any]] = []
+        self.extra_edges: list[dict[str, Any]] = []
+        self.start_id = f"{parent[0]}start0" if parent else "start"
+        self._group()
+
+    def _group(self) -> None:
+        switches = [n for n in self.spec.nodes if n.type == "switch"]
+        for ns in self.spec.nodes:
+            fn = ns.config.get("function") if ns.type == "python" else None
+            if fn == f"{FUNCTIONS}:list_operator":  # picking the files an if-else compares by their attributes
+                owner = next((n.id for n in switches if any(f"{ns.id}.output.result | length" in str(v) for v in n.config.get("cases", {}).values())), None)
+                if owner is not None:
+                    self.alias[ns.id] = owner
+            if fn == f"{STATE_MODULE}:load" and self.parent is None:
+                self.state = ns
+                self.alias[ns.id] = self.start_id
+            if fn not in (f"{FUNCTIONS}:classify", f"{FUNCTIONS}:parameters"):
+                continue
+            match = re.fullmatch(r"\{\{ ([A-Za-z_][A-Za-z0-9_]*)\.output\.text \}\}", str((ns.config.get("input_mapping") or {}).get("text")))
+            if match and self.kinds.get(match.group(1)) == "llm":
+                self.asks[ns.id] = self.by_id[match.group(1)]
+                self.alias[match.group(1)] = ns.id
+            for edge in self.spec.edges:
+                route = self.by_id.get(edge.target)
+                cases = route.config.get("cases") if route is not None and edge.source == ns.id and route.type == "switch" else None
+                if cases and all(v is True or ((m := ROUTE_CASE.match(str(v))) is not None and m.group(1) == ns.id) for v in cases.values()):
+                    self.alias[route.id] = ns.id  # type: ignore[union-attr]
+
+    def conversation_inputs(self) -> dict[str, str]:
+        """The inputs that start conversation variables, by the variable's name."""
+        initial = ((self.state.config.get("input_mapping") or {}).get("initial") or {}) if self.state else {}
+        out = {}
+        for name, value in initial.items():
+            match = JINJA_REF.fullmatch(str(value).strip())
+            if match and match.group(1).startswith("inputs."):
+                out[str(name)] = match.group(1).removeprefix("inputs.")
+        return out
+
+    def plain(self, value: Any) -> Any:
+        """`value` with a conversation variable read after assigners as a plain reference."""
+        if not isinstance(value, str) or self.state is None:
+            return value
+        while True:
+            new = _WRITTEN.sub(lambda m: m.group(3) if m.group(3).split(".")[0] == self.state.id else m.group(0), value)  # type: ignore[union-attr]
+            if new == value:
+                return value
+            value = new
 
     def selector(self, path: str, *, node: str | None, where: str) -> list[str] | None:
         parts = path.split(".")
+        if self.parent is not None and (parts[0] in self.spec.inputs or parts[0] == "inputs"):
+            name = parts[1] if parts[0] == "inputs" and len(parts) > 1 else parts[0]
+            rest = parts[2:] if parts[0] == "inputs" else parts[1:]
+            iteration, outer, given = self.parent
+            if name in ("item", "index"):
+                return [iteration, name, *rest]
+            if name in given:
+                sel = outer.lone(given[name], node=iteration, where=f"config.inputs.{name}")
+                return [*sel, *rest] if sel else None
         if parts[0] == "inputs" and len(parts) > 1:
             return ["start", *parts[1:]]
         if parts[0] in self.spec.inputs:
             return ["start", *parts]
+        if self.state is not None and parts[0] == self.state.id and len(parts) > 2 and parts[1] == "output":
+            return ["conversation", *parts[2:]]
         if parts[0] in self.kinds and len(parts) > 2 and parts[1] == "output":
             rest = parts[2:]
             if self.kinds[parts[0]] == "template" and rest[0] == "text":
@@ -59,6 +136,7 @@ class _Exporter:
         return None
 
     def text(self, value: Any, *, node: str | None, where: str) -> str:
+        value = self.plain(value)
         if not isinstance(value, str):
             return json.dumps(value) if not isinstance(value, (int, float)) else str(value)
         out: list[str] = []
@@ -78,57 +156,110 @@ class _Exporter:
         return "".join(out)
 
     def lone(self, value: Any, *, node: str | None, where: str) -> list[str] | None:
+        value = self.plain(value)
         match = JINJA_REF.fullmatch(value.strip()) if isinstance(value, str) else None
         if match is None:
             self.problems.append(Problem("must be one plain reference such as {{ node.output.field }} to go to Dify", node=node, field=where))
             return None
         return self.selector(match.group(1), node=node, where=where)
 
-    def export(self) -> dict[str, Any]:
-        spec = self.spec
-        for ns in spec.nodes:
-            if ns.type not in EXPORTABLE:
-                self.problems.append(Problem(f"'{ns.type}' nodes have no Dify counterpart (Dify has: {', '.join(sorted(EXPORTABLE))})",
-                                             node=ns.id, field="type"))
+    def dify_type(self, ns: NodeSpec) -> str | None:
+        """The Dify node type `ns` goes back to, or None when Dify has none."""
+        if ns.id in self.answers:
+            return "answer"
+        if ns.type == "http" and ns.config.get("endpoint") == KNOWLEDGE_ENDPOINT:
+            return "knowledge-retrieval"
+        if ns.type == "python" and ns.config.get("function") in PYTHON_KINDS:
+            return PYTHON_KINDS[ns.config["function"]][0]
+        return EXPORTABLE.get(ns.type)
+
+    def dify_nodes(self) -> list[dict[str, Any]]:
+        """The Dify nodes of the flow's nodes (those of iterations' insides after them)."""
+        nodes = []
+        for ns in self.spec.nodes:
             if ns.variants or ns.shadow or ns.on_error != "fail":
                 self.problems.append(Problem("variants, shadow and on_error have no Dify counterpart", node=ns.id))
-        for i, edge in enumerate(spec.edges):
+            if ns.id in self.alias:
+                continue
+            kind = self.dify_type(ns)
+            if kind is None:
+                self.problems.append(Problem(f"'{ns.type}' nodes have no Dify counterpart (Dify has: {', '.join(sorted(EXPORTABLE))})",
+                                             node=ns.id, field="type"))
+                continue
+            self.types[ns.id] = kind
+            if kind == "answer":
+                data = {"title": ns.title or ns.id, "type": "answer", "variables": [],
+                        "answer": self.text(ns.config["template"], node=ns.id, where="config.template")}
+            else:
+                data = self._data(ns, kind)
+            nodes.append(self._node(ns.id, data))
+        for i, edge in enumerate(self.spec.edges):
             if edge.when is not None or edge.on == "error":
                 self.problems.append(Problem("conditional and error edges have no Dify counterpart (use a switch)", edge=i))
-        nodes = [self._start()]
-        for ns in spec.nodes:
-            if ns.id in self.answers:
-                nodes.append(self._node(ns.id, {"title": ns.title or ns.id, "type": "answer", "variables": [],
-                                                "answer": self.text(ns.config["template"], node=ns.id, where="config.template")}))
-            elif ns.type in EXPORTABLE:
-                nodes.append(self._node(ns.id, self._data(ns)))
+        return nodes + self.extra_nodes
+
+    def export(self) -> dict[str, Any]:
+        spec = self.spec
+        nodes = [self._start(), *self.dify_nodes()]
         end = self._end()
         if end is not None:
             nodes.append(end)
+        seen: set[str] = set()
+        for node in nodes:
+            if node["id"] in seen:
+                self.problems.append(Problem(f"the id {node['id']!r} is taken twice once iterations' insides join the app "
+                                             "(Dify's ids are one namespace): rename one", node=node["id"]))
+            seen.add(node["id"])
         if self.problems:
             raise FlowValidationError(self.problems)
-        chat = bool(self.answers) or (end is not None and end["data"]["type"] == "answer")
+        chat = bool(self.answers) or self.state is not None or (end is not None and end["data"]["type"] == "answer")
         return {"app": {"description": spec.description or "", "icon": "🤖", "icon_background": "#FFEAD5",
                         "mode": "advanced-chat" if chat else "workflow",
                         "name": spec.name, "use_icon_as_answer_icon": False},
                 "kind": "app", "version": DIFY_VERSION,
-                "workflow": {"conversation_variables": [], "environment_variables": [], "features": {},
-                             "graph": {"edges": self._edges(end), "nodes": nodes, "viewport": {"x": 0, "y": 0, "zoom": 1}}}}
+                "workflow": {"conversation_variables": self._conversation(), "environment_variables": [], "features": {},
+                             "graph": {"edges": self._edges(end) + self.extra_edges, "nodes": nodes,
+                                       "viewport": {"x": 0, "y": 0, "zoom": 1}}}}
+
+    def _conversation(self) -> list[dict[str, Any]]:
+        out = []
+        for name, given in self.conversation_inputs().items():
+            spec = self.spec.inputs.get(given)
+            value = spec.default if spec is not None else None
+            kind: str = spec.type if spec is not None else "string"
+            if kind == "list":
+                items = value if isinstance(value, list) else []
+                kind = ("array[string]" if all(isinstance(v, str) for v in items) and items else
+                        "array[number]" if items and all(isinstance(v, (int, float)) for v in items) else "array[object]")
+            elif kind not in ("number", "boolean", "object"):
+                kind = "string"
+            out.append({"id": name, "name": name, "description": "", "value_type": kind, "value": "" if value is None else value})
+        return out
 
     def _node(self, nid: str, data: dict[str, Any]) -> dict[str, Any]:
-        pos = self.spec.layout.get(nid)
+        # where the flow has the node, or a node that is part of it (a classifier's ask, the conversation node at the start)
+        pos = self.spec.layout.get(nid) or next((self.spec.layout[f] for f, d in self.alias.items() if d == nid and f in self.spec.layout), None)
         xs = [p.x for p in self.spec.layout.values()] or [0.0]
         if pos is not None:
             position = {"x": pos.x, "y": pos.y}
         else:
             position = {"x": min(xs) - 300 if nid == "start" else max(xs) + 300, "y": 0.0}
-        return {"data": {"desc": "", "selected": False, **data}, "height": 90, "id": nid, "position": position,
+        node: dict[str, Any] = {"data": {"desc": "", "selected": False, **data}, "height": 90, "id": nid, "position": position,
                 "positionAbsolute": position, "selected": False, "sourcePosition": "right", "targetPosition": "left",
                 "type": "custom", "width": 244}
+        if self.parent is not None:  # inside an iteration
+            node["data"].update(isInIteration=True, iteration_id=self.parent[0])
+            node.update(parentId=self.parent[0], zIndex=1002)
+        return node
 
     def _start(self) -> dict[str, Any]:
+        if self.parent is not None:
+            return self._node(self.start_id, {"title": "", "type": "iteration-start", "isInIteration": True})
         variables = []
+        kept = set(self.conversation_inputs().values())
         for name, spec in self.spec.inputs.items():
+            if name in kept:  # a conversation variable's starting value
+                continue
             label, options = spec.description or name, list[str]()
             match = re.fullmatch(r"(.*) \(one of: (.*)\)", label)
             if match:
@@ -145,7 +276,8 @@ class _Exporter:
         outputs = {k: v for k, v in self.spec.outputs.items() if k not in self.answers}
         if not outputs and self.answers:
             return None
-        if set(outputs) == {"answer"}:
+        lone = JINJA_REF.fullmatch(str(outputs.get("answer", "")).strip())
+        if set(outputs) == {"answer"} and (lone is None or AS_TEXT in str(outputs["answer"])):  # text: a chat app's answer
             return self._node("answer", {"title": "Answer", "type": "answer", "variables": [],
                                          "answer": self.text(outputs["answer"], node=None, where="outputs.answer")})
         ends = []
@@ -155,190 +287,102 @@ class _Exporter:
                 ends.append({"value_selector": sel, "variable": name})
         return self._node("end", {"title": "End", "type": "end", "outputs": ends})
 
-    def _data(self, ns: Any) -> dict[str, Any]:
-        data: dict[str, Any] = {"title": ns.title or ns.id, "type": EXPORTABLE[ns.type]}
+    def _data(self, ns: NodeSpec, kind: str) -> dict[str, Any]:
+        data: dict[str, Any] = {"title": ns.title or ns.id, "type": kind}
         if ns.description:
             data["desc"] = ns.description
-        data.update(getattr(self, f"_{ns.type}")(ns.id, ns.config, ns))
+        if ns.type == "python" and ns.config.get("function") in PYTHON_KINDS:
+            data.update(PYTHON_KINDS[ns.config["function"]][1](self, ns))
+        elif kind in OTHER_KINDS:
+            data.update(OTHER_KINDS[kind](self, ns))
+        elif ns.type == "map":
+            data.update(self._iteration(ns))
+        else:
+            data.update(CORE_KINDS[ns.type](self, ns))
         return data
 
-    def _http(self, nid: str, c: Mapping[str, Any], ns: Any) -> dict[str, Any]:
-        if c.get("response") != "full":
-            self.problems.append(Problem("Dify's http-request answers {body, status_code, headers}: set `response: full` first",
-                                         node=nid, field="config.response"))
-        headers = dict(c.get("headers") or {})
-        auth: dict[str, Any] = {"config": None, "type": "no-auth"}
-        for key, value in list(headers.items()):
-            match = re.fullmatch(r"(Bearer |Basic )?\$\{([A-Za-z_][A-Za-z0-9_]*)\}", str(value))
-            if match:
-                scheme = {"Bearer ": "bearer", "Basic ": "basic"}.get(match.group(1) or "", "custom")
-                if key == "Authorization" or scheme == "custom":
-                    auth = {"type": "api-key", "config": {"type": scheme, "api_key": "", "header": key}}
-                    del headers[key]
-        lines = "\n".join(f"{k}:{self.text(v, node=nid, where=f'config.headers.{k}')}" for k, v in headers.items())
-        body: dict[str, Any] = {"type": "none", "data": []}
-        if c.get("content") is not None:
-            is_json = any(k.lower() == "content-type" and "json" in str(v) for k, v in headers.items())
-            body = {"type": "json" if is_json else "raw-text",
-                    "data": [{"key": "", "type": "text", "value": self.text(c["content"], node=nid, where="config.content")}]}
-        elif c.get("form") is not None:
-            body = {"type": "x-www-form-urlencoded", "data": [{"key": k, "type": "text", "value": self.text(v, node=nid, where=f"config.form.{k}")}
-                                                            for k, v in c["form"].items()]}
-        elif c.get("input_mapping") is not None or c.get("body") is not None:
-            self.problems.append(Problem("a JSON body goes to Dify as `content` text (with Content-Type: application/json)",
-                                         node=nid, field="config.input_mapping"))
-        timeout = ns.timeout_s or 0
-        retry = ns.retry
-        return {"authorization": auth, "body": body, "headers": lines, "method": str(c.get("method") or "POST").lower(),
-                "params": "\n".join(f"{k}:{self.text(v, node=nid, where=f'config.params.{k}')}" for k, v in (c.get("params") or {}).items()),
-                "timeout": {"max_connect_timeout": timeout, "max_read_timeout": timeout, "max_write_timeout": timeout},
-                "retry_config": {"retry_enabled": retry is not None, "max_retries": (retry.max_attempts - 1) if retry else 0,
-                                 "retry_interval": int(round(retry.backoff_s * 1000)) if retry else 0},
-                "url": self.text(c["endpoint"], node=nid, where="config.endpoint"), "variables": []}
-
-    def _python(self, nid: str, c: Mapping[str, Any], ns: Any) -> dict[str, Any]:
-        module, _, fn = str(c["function"]).partition(":")
-        path = self._beside(module, nid)
+    def _iteration(self, ns: NodeSpec) -> dict[str, Any]:
+        """A map node: an iteration with the nodes of its flow file inside (its item and
+        index inputs are the iteration's, its other inputs what the map node gives)."""
+        c = ns.config
+        path = self.beside_file(str(c.get("flow") or ""), ns.id, flow=True)
         if path is None:
             return {}
-        if fn != "main":
-            self.problems.append(Problem(f"Dify code nodes call `main` of code kept in the app: name a function `main` in a module "
-                                         f"beside the flow file (found {c['function']!r})", node=nid, field="config.function"))
-            return {}
         try:
-            code = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            self.problems.append(Problem(f"cannot read {path}: {exc}", node=nid, field="config.function"))
+            inside = load_spec(path)
+        except FlowError as exc:
+            self.problems.append(Problem(f"cannot read {path.name}: {exc}", node=ns.id, field="config.flow"))
             return {}
-        match = HEADER.match(code)
-        declared: dict[str, str] = json.loads(match.group(1)) if match else {}
-        code = code[match.end():] if match else code
-        if not declared:
-            declared = {ref.split(".")[2]: "string" for ref in self._refs_to(nid)}
-        variables = []
-        for name, value in (c.get("input_mapping") or {}).items():
-            sel = self.lone(value, node=nid, where=f"config.input_mapping.{name}")
-            variables.append({"value_selector": sel or [], "variable": name})
-        return {"code": code, "code_language": "python3", "variables": variables,
-                "outputs": {k: {"children": None, "type": v} for k, v in declared.items()}}
+        if c.get("item_input", "item") != "item" or c.get("index_input", "index") not in ("index", None):
+            self.problems.append(Problem("Dify's iteration names its item `item` and its position `index`", node=ns.id, field="config.item_input"))
+        inner = Exporter(inside, self.base_dir, parent=(ns.id, self, dict(c.get("inputs") or {})))
+        self.extra_nodes += [inner._start(), *inner.dify_nodes()]
+        self.extra_edges += inner._edges(None) + inner.extra_edges
+        output = inside.outputs.get(str(c.get("output") or ""))
+        data: dict[str, Any] = {"iterator_selector": self.lone(c.get("items"), node=ns.id, where="config.items") or [],
+                                "output_selector": (inner.lone(output, node=ns.id, where="config.output") or []) if output else [],
+                                "output_type": "array[string]", "start_node_id": inner.start_id,
+                                "error_handle_mode": _ON_ERROR[str(c.get("on_error") or "fail")]}
+        if "concurrency" in c:
+            data.update(is_parallel=True, parallel_nums=int(c["concurrency"]))
+        return data
 
-    def _beside(self, module: str, nid: str) -> Path | None:
-        """The file of `module` when it is a plain name whose `.py` lies in the flow's folder
-        (a symbolic link included, resolved); None with a problem otherwise. Nothing outside
-        the folder is read: a `../` or an absolute path is refused by name, unopened."""
-        where = "config.function"
-        if not module.isidentifier():
-            self.problems.append(Problem(f"the module {module!r} is not a plain name: export reads only modules beside the flow "
+    def beside_file(self, name: str, nid: str, *, flow: bool = False) -> Path | None:
+        """The file of the module `name` (or the flow file `name`) when it is a plain name
+        lying in the flow's folder (a symbolic link included, resolved); None with a problem
+        otherwise. Nothing outside the folder is read: a `../` or an absolute path is refused
+        by name, unopened."""
+        where = "config.flow" if flow else "config.function"
+        what = "flow file" if flow else "module"
+        if not (_FLOW_FILE.fullmatch(name) if flow else name.isidentifier()):
+            self.problems.append(Problem(f"the {what} {name!r} is not a plain name: export reads only {what}s beside the flow "
                                          "file (no `/`, `..` or dotted names)", node=nid, field=where))
             return None
         folder = self.base_dir.resolve() if self.base_dir is not None else None
-        path = beside_module(module, folder)
+        path = (folder / name if folder is not None and (folder / name).is_file() else None) if flow else beside_module(name, folder)
+        file = name if flow else f"{name}.py"
         if folder is None or path is None:
-            self.problems.append(Problem(f"Dify code nodes keep their code in the app: no {module}.py beside the flow file",
-                                         node=nid, field=where))
+            self.problems.append(Problem(f"Dify keeps this in the app: no {file} beside the flow file", node=nid, field=where))
             return None
         if not path.resolve().is_relative_to(folder):
-            self.problems.append(Problem(f"{module}.py leads outside the flow's folder (to {path.resolve()}): export reads only "
-                                         "modules in it", node=nid, field=where))
+            self.problems.append(Problem(f"{file} leads outside the flow's folder (to {path.resolve()}): export reads only "
+                                         "files in it", node=nid, field=where))
             return None
         return path
 
-    def _refs_to(self, nid: str) -> set[str]:
-        text = json.dumps([n.config for n in self.spec.nodes] + [self.spec.outputs])
-        return set(re.findall(rf"\b{nid}\.output\.[A-Za-z_][A-Za-z0-9_]*", text))
-
-    def _template(self, nid: str, c: Mapping[str, Any], ns: Any) -> dict[str, Any]:
-        text, variables, names = str(c["template"]), [], {}
-        while (match := SET.match(text)) is not None:
-            sel = self.selector(match.group(2), node=nid, where="config.template")
-            variables.append({"value_selector": sel or [], "variable": match.group(1)})
-            names[match.group(2)] = match.group(1)
-            text = text[match.end():]
-
-        def sub(match: re.Match[str]) -> str:  # a reference in the body becomes a variable of its own
-            path = match.group(0)
-            if path not in names:
-                names[path] = re.sub(r"\W", "_", path.replace(".output.", "_"))
-                variables.append({"value_selector": self.selector(path, node=nid, where="config.template") or [], "variable": names[path]})
-            return names[path]
-
-        roots = "|".join(re.escape(r) for r in ["inputs", *self.kinds])
-        text = re.sub(rf"\b(?:{roots})\.(?:output\.)?[A-Za-z_][\w.]*", sub, text)
-        return {"template": text, "variables": variables}
-
-    def _switch(self, nid: str, c: Mapping[str, Any], ns: Any) -> dict[str, Any]:
-        if c.get("default", "default") != "false":
-            self.problems.append(Problem("Dify's if-else calls its last branch 'false': set `default: \"false\"`", node=nid, field="config.default"))
-        cases = []
-        for name, cond in c["cases"].items():
-            inner = str(cond).strip()
-            joiner, conditions = "and", []
-            if inner.startswith("{{ (") and inner.endswith(") }}"):
-                body = inner[4:-4]
-                joiner = "or" if ") or (" in body else "and"
-                for part in body.split(f") {joiner} ("):
-                    conditions.append(self._comparison(part, nid, name))
-            else:
-                self.problems.append(Problem("a case goes to Dify only in the form {{ (a == 1) and (b > 2) }}", node=nid, field=f"config.cases.{name}"))
-            cases.append({"case_id": name, "id": name, "logical_operator": joiner, "conditions": conditions})
-        return {"cases": cases}
-
-    def _comparison(self, text: str, nid: str, case: str) -> dict[str, Any]:
-        for op, pattern in OPERATOR_PATTERNS:
-            match = pattern.match(text)
-            if match is None:
-                continue
-            value = match.groupdict().get("value")
-            listed = value is not None and value.startswith("[")
-            if value is not None and (listed != (op in LISTED) or (not listed and value.startswith('"') == (op in NUMERIC))):
-                continue  # `==` with a number is Dify's `=`, with text its `is`; a list goes with `in`
-            sel = self.selector(match.group("left"), node=nid, where=f"config.cases.{case}")
-            shown: Any = json.loads(value) if value is not None and value[0] in '"[' else value
-            return {"comparison_operator": op, "id": f"{case}-{op}", "value": shown if listed else "" if shown is None else str(shown),
-                    "varType": "number" if op in NUMERIC else "array[string]" if listed else "string", "variable_selector": sel or []}
-        self.problems.append(Problem(f"the condition {text!r} has no Dify comparison", node=nid, field=f"config.cases.{case}"))
-        return {}
-
-    def _coalesce(self, nid: str, c: Mapping[str, Any], ns: Any) -> dict[str, Any]:
-        variables = []
-        for i, value in enumerate(c["values"]):
-            match = GUARDED.match(str(value))
-            sel = self.selector(match.group(1), node=nid, where=f"config.values[{i}]") if match else self.lone(value, node=nid, where=f"config.values[{i}]")
-            variables.append(sel or [])
-        return {"output_type": "string", "variables": variables}
-
-    def _llm(self, nid: str, c: Mapping[str, Any], ns: Any) -> dict[str, Any]:
-        params = {k: c[k] for k in ("temperature", "max_tokens", "top_p", "stop", "response_format") if c.get(k) is not None}
-        data: dict[str, Any] = {"context": {"enabled": False, "variable_selector": []}, "vision": {"enabled": False},
-                                "model": {"completion_params": params, "mode": "chat" if c.get("messages") is not None else "completion",
-                                          "name": c["model"], "provider": "openai_api_compatible"}}
-        if c.get("messages") is not None:
-            data["prompt_template"] = [{"id": f"{nid}-{i}", "role": m["role"], "text": self.text(m["content"], node=nid, where=f"config.messages[{i}].content")}
-                                       for i, m in enumerate(c["messages"])]
-        else:
-            data["prompt_template"] = {"text": self.text(c["prompt"], node=nid, where="config.prompt")}
-        return data
-
     def _edges(self, end: dict[str, Any] | None) -> list[dict[str, Any]]:
-        edges, has_in, has_out = [], set(), set()
-        types = {nid: "answer" if nid in self.answers else EXPORTABLE.get(kind, kind) for nid, kind in self.kinds.items()}
+        edges: list[dict[str, Any]] = []
+        has_in, has_out = set(), set()
+        types = {**self.types, self.start_id: "iteration-start" if self.parent else "start"}
         if end is not None:
             types[end["id"]] = end["data"]["type"]
+        inside = self.parent is not None
+
+        def dify_id(nid: str) -> str:
+            return self.start_id if nid == START else self.alias.get(nid, nid)
 
         def add(source: str, target: str, handle: str = "source") -> None:
-            edges.append({"data": {"isInIteration": False, "sourceType": types.get(source, "start"), "targetType": types.get(target, target)},
-                          "id": f"{source}-{handle}-{target}-target", "source": source, "sourceHandle": handle,
-                          "target": target, "targetHandle": "target", "type": "custom", "zIndex": 0})
+            edge_id = f"{source}-{handle}-{target}-target"
+            if any(e["id"] == edge_id for e in edges):
+                return
+            data = {"isInIteration": inside, "sourceType": types.get(source, "start"), "targetType": types.get(target, target)}
+            if inside:
+                data["iteration_id"] = self.parent[0]  # type: ignore[index]
+            edges.append({"data": data, "id": edge_id, "source": source, "sourceHandle": handle,
+                          "target": target, "targetHandle": "target", "type": "custom", "zIndex": 1002 if inside else 0})
 
         for edge in self.spec.edges:
-            add("start" if edge.source == START else edge.source, edge.target, edge.branch or "source")
-            has_in.add(edge.target)
-            has_out.add(edge.source)
-        for ns in self.spec.nodes:
-            if ns.id not in has_in:
-                add("start", ns.id)
-            if end is not None and ns.id not in has_out:
-                add(ns.id, end["id"])
+            source, target = dify_id(edge.source), dify_id(edge.target)
+            if source == target:  # inside what one Dify node became
+                continue
+            add(source, target, edge.branch or "source")
+            has_in.add(target)
+            has_out.add(source)
+        for nid in self.types:
+            if nid not in has_in:
+                add(self.start_id, nid)
+            if end is not None and nid not in has_out:
+                add(nid, end["id"])
         return edges
 
 
@@ -354,7 +398,7 @@ def export_dify(flow: Flow | FlowSpec | PathLike, path: PathLike | None = None, 
         spec = flow.spec
     else:
         base, spec = None, flow
-    data = _Exporter(spec, Path(base_dir) if base_dir is not None else base).export()
+    data = Exporter(spec, Path(base_dir) if base_dir is not None else base).export()
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
     if path is not None:
         Path(path).write_text(text, encoding="utf-8")

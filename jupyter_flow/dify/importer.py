@@ -247,6 +247,7 @@ class _Importer:
         options = Options(module_prefix=f"{self.options.module_prefix}_{fid}", base_url=self.options.base_url, model=self.options.model,
                           api_key_env=self.options.api_key_env, tools=self.options.tools, partial=True)
         sub = _Importer(app, options, outer=ctx)
+        sub.ctx.taken = ctx.taken  # Dify's ids are one namespace: the inside's ids are not the outside's
         sub.ctx.inputs.update({"item": {"type": "any", "description": "the item of the list"},
                                "index": {"type": "integer", "description": "the item's position, from 0"}})
         sub.ctx.used.update(("item", "index"))

@@ -153,7 +153,8 @@ def agent(ctx: Context, nid: str, data: Mapping[str, Any], where: str) -> Built:
     if strategy not in ("function_calling", "ReAct", "react") or not (tools or servers):
         # a plugin's own strategy (such as a task-oriented dialogue), or an agent without tools
         others = {k: v for k, v in params.items() if k not in ("model", "instruction", "query", "tools", "mcp_server", "maximum_iterations")}
-        system = instruction + "".join(literal(f"\n{k}: {v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}") for k, v in others.items())
+        system = instruction + "".join(str(ctx.text(f"\n{k}: {v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}", where=where))
+                                       for k, v in others.items())
         ctx.result.approximated.append(f"node '{fid}': the agent strategy {strategy!r}"
                                        f"{' with no tools' if not (tools or servers) else ''} is an llm node answering the query "
                                        "with the agent's settings as its system prompt")
