@@ -258,7 +258,7 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     import importlib
 
     commands = []
-    for module in ("jupyter_flow.export", "jupyter_flow.serve.commands", "jupyter_flow.doctor", "jupyter_flow.dify", "jupyter_flow.flowdiff", "jupyter_flow.history", "jupyter_flow.cache", "jupyter_flow.evaluate"):
+    for module in ("jupyter_flow.export", "jupyter_flow.serve.commands", "jupyter_flow.doctor", "jupyter_flow.dify", "jupyter_flow.flowdiff", "jupyter_flow.history", "jupyter_flow.cache", "jupyter_flow.evaluate", "jupyter_flow.deploy"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -25,11 +26,11 @@ from jupyter_flow.serve.app import flow_app, model_app
 tc = pytest.importorskip("tritonclient.http")
 
 
-def triton(srv: AsgiServer) -> tc.InferenceServerClient:
+def triton(srv: AsgiServer) -> Any:
     return tc.InferenceServerClient(url=f"127.0.0.1:{srv.port}", network_timeout=60)
 
 
-def text_input(texts: list[str], name: str = "text") -> tc.InferInput:
+def text_input(texts: list[str], name: str = "text") -> Any:
     given = tc.InferInput(name, [len(texts)], "BYTES")
     given.set_data_from_numpy(np.array(texts, dtype=object), binary_data=False)
     return given

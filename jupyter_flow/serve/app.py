@@ -417,22 +417,25 @@ def model_config(config: Mapping[str, Any] | str | Path) -> tuple[Mapping[str, A
     return config, source
 
 
-def model_flow(config: Mapping[str, Any] | str | Path, *, source: Path | None = None) -> Flow:
+def model_flow(config: Mapping[str, Any] | str | Path, *, source: Path | None = None, validate: bool = True) -> Flow:
     """A one-node flow from a model service config (a mapping, read as if from `source`, or
-    a YAML file). Its `deploy:` becomes the flow's `deploy:` for the node; its `outputs:`
-    are the protocol's (`v2.declared_outputs`)."""
+    a YAML file), validated unless told not to. Its `deploy:` becomes the flow's `deploy:`
+    for the node; its `outputs:` are the protocol's (`v2.declared_outputs`)."""
     if not isinstance(config, Mapping):
         config, source = model_config(config)
     body = dict(config)
     name = str(body.pop("name", "model"))
-    inputs = body.pop("inputs", None) or {"text": {"type": "text"}}
+    inputs = body.pop("inputs", None)
+    if inputs is None:  # `inputs: {}` takes any fields, those its templates read required
+        inputs = {"text": {"type": "text"}}
     body.pop("outputs", None)
     deploy = body.pop("deploy", None)
     node = {"id": body.pop("id", "model"), **body}
     data = {"name": name, "inputs": inputs, "nodes": [node], **({"deploy": {node["id"]: deploy}} if deploy is not None else {})}
     spec: FlowSpec = spec_from_dict(data, source=str(source) if source else None)
     # relative model paths are read from the config file's folder
-    return Flow(spec, source=source).validate()
+    flow = Flow(spec, source=source)
+    return flow.validate() if validate else flow
 
 
 def model_app(
