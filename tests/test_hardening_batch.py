@@ -143,3 +143,24 @@ def test_an_item_refused_for_its_depth_stays_refused_with_common_inputs(tmp_path
     assert done.returncode == 1, done.stdout + done.stderr
     (record,) = read_results(tmp_path / "out")
     assert record["status"] == "error" and "nested more than" in record["error"]["message"]
+
+
+def test_a_jsonl_file_opening_with_a_bom_runs(tmp_path: Path) -> None:
+    write_flow(tmp_path, "got")
+    (tmp_path / "in.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps({"id": "a", "text": "x"}).encode() + b"\r\n")
+    done = batch(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert texts(tmp_path / "out") == {"a": "got x"}
+
+
+def test_a_key_given_twice_in_an_item_fails_that_item_naming_the_key(tmp_path: Path) -> None:
+    # which of the two values did the user mean? served requests and flow files refuse it too
+    write_flow(tmp_path, "got")
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "x", "text": "y"}\n{"id": "b", "text": "z"}\n',
+                                       encoding="utf-8")
+    done = batch(tmp_path)
+    assert done.returncode == 1, done.stderr
+    records = {r["id"] if r["status"] == "ok" else "refused": r for r in read_results(tmp_path / "out")}
+    assert records["b"]["outputs"]["echo"]["text"] == "got z"
+    assert "key 'text' is given twice" in records["refused"]["error"]["message"]
+    assert "in.jsonl:1" in records["refused"]["error"]["message"]

@@ -171,22 +171,29 @@ def read_jsonl_items(path: Path) -> list[BatchItem]:
     seen: dict[str, int] = {}
     try:
         # newlines end lines, nothing else: U+2028 or U+0085 in a string is JSON text
-        lines = [line.removesuffix("\r") for line in path.read_text(encoding="utf-8").split("\n")]
+        # (a BOM, as editors on Windows write, opens the file, not the first item)
+        text = path.read_text(encoding="utf-8-sig")
+        lines = [line.removesuffix("\r") for line in text.split("\n")]
     except (OSError, UnicodeDecodeError) as exc:
         raise BatchInputError([Problem(f"cannot read {path}: {exc}", field="inputs")]) from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
+        twice = None
         try:
-            data = json.loads(line)
+            data = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise BatchInputError([Problem(f"{where}: not JSON (column {exc.colno}: {exc.msg})", field="inputs")]) from None
+        except _KeyTwice as exc:  # which of the two values was meant? this item is refused, the rest run
+            data, twice = {}, f"{where}: key {exc.args[0]!r} is given twice in one object"
         except RecursionError:  # deeper than the parser goes: this item is refused, the rest run
             data = None
         if data is not None and not isinstance(data, dict):
             raise BatchInputError([Problem(f"{where}: each line must be a JSON object of inputs", field="inputs")])
         item = _item(data, f"line-{number}", where, "leave it out to use the line number")
+        if twice is not None:
+            item = replace(item, inputs={}, problem=twice)
         if item.id in seen:
             raise BatchInputError(
                 [Problem(f"{where}: id {item.id!r} is used again (first on line {seen[item.id]})", field="inputs")]
@@ -194,6 +201,19 @@ def read_jsonl_items(path: Path) -> list[BatchItem]:
         seen[item.id] = number
         items.append(item)
     return items
+
+
+class _KeyTwice(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in body:
+            raise _KeyTwice(key)
+        body[key] = value
+    return body
 
 
 def _item(data: dict[str, Any] | None, fallback: str, where: str, without: str, *, id_is_input: bool = False) -> BatchItem:
