@@ -213,6 +213,7 @@ edges:
   - {from: classify, to: call}
 deploy:
   classify: {ray_actor_options: {num_gpus: 0.5}}
+  call: {num_replicas: 2}
 """
 
 
@@ -229,7 +230,8 @@ def test_what_kserve_cannot_express_is_refused_by_node_with_exit_2_and_nothing_i
                      "node 'classify', field 'deploy.ray_actor_options.num_gpus': transformers node: num_gpus 0.5",
                      "node 'classify'", "goes to 3 nodes", "edges[1]", "condition",
                      "node 'call', field 'config': http node: its endpoint is not a literal",
-                     "input_mapping.verdict is not {{ classify.output.verdict }}"):
+                     "input_mapping.verdict is not {{ classify.output.verdict }}",
+                     "node 'call', field 'deploy.call': http node: deploy: sets a served model's"):
         assert expected in said, (expected, said)
     assert not out.exists()
 

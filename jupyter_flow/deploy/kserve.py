@@ -284,6 +284,7 @@ def _flow_manifests(flow: Flow, options: Options) -> Deployment:
     deployment = Deployment()
     steps: list[dict[str, Any]] = []
     namespace = options.namespace or "default"
+    names: dict[str, str] = {}  # InferenceService names given, to their node ids
     for i, node in enumerate(order):
         # what the step is given: the answer of the node before it (the request for the first)
         previous = next((n for n in order if n.id in upstream[node.id]), None)
@@ -294,12 +295,19 @@ def _flow_manifests(flow: Flow, options: Options) -> Deployment:
                                     "one InferenceService at a time)", node=node.id, field="variants"))
         if kind is not None and issubclass(kind, LocalModelNode):
             name = dns_name(flow.name, node.id)
+            if name in names:
+                problems.append(Problem(f"{node.type} node: its InferenceService would be named {name!r}, as node "
+                                        f"'{names[name]}''s is (rename one)", node=node.id, field="id"))
+            names[name] = node.id
             serve_config = _served_node(flow, node, previous, name, problems)
             if serve_config is not None and len(problems) == before:
                 _add_model(deployment, name, serve_config, node, spec.deploy.get(node.id), options, problems)
             url = f"http://{name}.{namespace}.svc.cluster.local/predict"
         elif node.type == "http":
             url = _http_step(node, previous, flow, problems)
+            if node.id in spec.deploy:
+                problems.append(Problem("http node: deploy: sets a served model's replicas and resources; an http step "
+                                        "runs where its endpoint is", node=node.id, field=f"deploy.{node.id}"))
         else:
             reason = _REASONS.get(node.type, "is neither a model the project serves nor an http call to one")
             problems.append(Problem(f"{node.type} node: {reason}", node=node.id, field="type"))
