@@ -96,7 +96,12 @@ class Workbench:
         self.graph.widget.layout.width = "auto"
         self.graph.widget.layout.flex = "3 1 560px"
         self.graph.widget.layout.min_width = "280px"
+        # each tab as wide as its title (five fixed-width tabs would cut their titles short in a narrow pane)
+        tab_titles = w.HTML("<style>.jf-workbench .jf-tabs > .lm-TabBar .lm-TabBar-tab{flex:0 0 auto}</style>",
+                            layout=w.Layout(display="none"))
+        self.tabs.add_class("jf-tabs")
         self.widget = w.VBox([
+            tab_titles,
             self.toolbar.widget,
             w.HBox([self.graph.widget, self.tabs], layout=w.Layout(flex_flow="row wrap", align_items="flex-start")),
             w.HTML("<b>Inputs</b>"),

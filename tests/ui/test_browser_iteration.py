@@ -190,6 +190,23 @@ def test_run_twice_cached_badges_compare_on_the_graph_and_the_evaluation_table(l
     rows = json.loads((lab.root_dir / "build" / "evaluation" / "summary.json").read_text(encoding="utf-8"))
     assert rows["changed"] == 2
 
+    # a narrow pane (the side bar closed): the five tab titles are shown whole
+    if page.locator("#jp-left-stack:visible").count():
+        page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").first.click()
+    page.set_viewport_size({"width": 620, "height": 1000})
+    page.wait_for_timeout(800)
+    page.locator(f"{WB} .jf-tabs").scroll_into_view_if_needed()
+    titles = page.evaluate("""() => {
+        const bar = document.querySelector('.jf-workbench .jf-tabs > .lm-TabBar').getBoundingClientRect();
+        return [...document.querySelectorAll('.jf-workbench .jf-tabs .lm-TabBar-tabLabel')].map(e => {
+            const box = e.getBoundingClientRect();
+            return {title: e.textContent, whole: e.scrollWidth <= e.clientWidth + 1 && box.right <= bar.right + 1 && box.width > 0};
+        });
+    }""")
+    assert [t["title"] for t in titles] == ["Settings", "Inspect", "Timeline", "History", "Evaluation"], titles
+    assert all(t["whole"] for t in titles), titles
+    browser.screenshot("narrow-pane-tabs")
+
     assert _run_cell(page, 3, "services stopped").strip() == "services stopped"
     assert error_outputs(page) == []
     assert browser.page_errors == [], browser.page_errors
