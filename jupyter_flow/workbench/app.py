@@ -84,7 +84,7 @@ class Workbench:
         self.problems_panel = ProblemsPanel(state)
         self.cache_bar = CacheBar(state, state)
         self.history_panel = HistoryPanel(state, state)
-        self.evaluation_panel = EvaluationPanel(state)
+        self.evaluation_panel = EvaluationPanel(state, state)
 
         inspect_tab = w.VBox([self.cache_bar.widget, self.inspect_panel.widget])
         self.tabs = w.Tab(children=[self.settings.widget, inspect_tab, self.timeline_panel.widget, self.history_panel.widget,

@@ -15,7 +15,8 @@ from typing import Any
 
 from jupyter_flow.evaluate import Evaluation
 from jupyter_flow.flowdiff import diff_values
-from jupyter_flow.workbench.controls import FeedbackLine
+from jupyter_flow.workbench.actions import WorkbenchActions
+from jupyter_flow.workbench.controls import FeedbackLine, button
 from jupyter_flow.workbench.events import Change
 from jupyter_flow.workbench.state import WorkbenchState
 from jupyter_flow.workbench.styles import BADGES, STATUS_COLOURS
@@ -162,13 +163,23 @@ def evaluation_html(evaluation: Evaluation, *, only_changed: bool = False) -> st
 
 
 class EvaluationPanel:
-    """The Evaluation tab: the evaluation shown, summary first; "Only changed rows" filters
-    the table."""
+    """The Evaluation tab: Evaluate (the items of a .jsonl file through the flow as saved and
+    as edited here), Show (a folder `jupyter-flow eval` wrote); the evaluation shown, summary
+    first; "Only changed rows" filters the table."""
 
-    def __init__(self, state: WorkbenchState) -> None:
+    def __init__(self, state: WorkbenchState, actions: WorkbenchActions) -> None:
         import ipywidgets as w
 
         self.state = state
+        self.data_text = w.Text(placeholder="items.jsonl", description="Items", layout=w.Layout(width="260px"))
+        self.data_text.add_class("jf-eval-data")
+        self.evaluate_button = button(actions, "Evaluate", "balance-scale", lambda: actions.evaluate(self.data_text.value),
+                                      "jf-evaluate", place="evaluation",
+                                      tooltip="Run the flow as saved (a) and as edited here (b) over the items")
+        self.folder_text = w.Text(placeholder="eval-folder", description="Folder", layout=w.Layout(width="260px"))
+        self.folder_text.add_class("jf-eval-folder")
+        self.show_button = button(actions, "Show", "folder-open", lambda: actions.show_evaluation(self.folder_text.value),
+                                  "jf-eval-show", place="evaluation", tooltip="Show what jupyter-flow eval --out FOLDER wrote")
         self.only_changed = w.Checkbox(value=False, description="Only changed rows", indent=False,
                                        layout=w.Layout(width="auto"))
         self.only_changed.add_class("jf-eval-only-changed")
@@ -176,7 +187,9 @@ class EvaluationPanel:
         self.feedback = FeedbackLine(state, "evaluation", grow="1 1 200px")
         self.view = w.HTML()
         self.view.add_class("jf-eval-view")
-        self.widget = w.VBox([w.HBox([self.only_changed, self.feedback.widget], layout=w.Layout(align_items="center")), self.view])
+        row = w.Layout(flex_flow="row wrap", align_items="center")
+        self.widget = w.VBox([w.HBox([self.data_text, self.evaluate_button, self.folder_text, self.show_button], layout=row),
+                              w.HBox([self.only_changed, self.feedback.widget], layout=row), self.view])
         self.widget.add_class("jf-evaluation")
         state.subscribe(self._changed, ("evaluation",))
         self.draw()

@@ -19,10 +19,12 @@ from jupyter_flow.workbench.iteration import Comparison
 from jupyter_flow.workbench.state import WorkbenchState
 from jupyter_flow.workbench.styles import STATUS_COLOURS, badge_pills_html
 
-__all__ = ["HistoryPanel", "comparison_html", "runs_table_html"]
+__all__ = ["MAX_NODES", "HistoryPanel", "comparison_html", "runs_table_html"]
 
 #: field changes listed per node before "... more"
 _MAX_CHANGES = 12
+#: nodes a comparison lists (the changed ones first)
+MAX_NODES = 200
 _CELL_CHARS = 160
 
 _CSS = """<style>
@@ -111,7 +113,11 @@ def comparison_html(comparison: Comparison) -> str:
     head = (f"<div><b>Run <code>{_esc(diff.before[:12])}</code> \u2192 run <code>{_esc(diff.after[:12])}</code></b>: "
             + (f"{len(changed)} node(s) changed: {_esc(', '.join(changed))}" if changed else "no node changed") + "</div>")
     parts = [head, _changes("inputs", diff.inputs)]
-    rows = "".join(_node_row(n, comparison.marks.get(n.node)) for n in diff.nodes)
+    # the changed nodes first, then the others, MAX_NODES in all
+    ordered = [n for n in diff.nodes if n.changed] + [n for n in diff.nodes if not n.changed]
+    rows = "".join(_node_row(n, comparison.marks.get(n.node)) for n in ordered[:MAX_NODES])
+    if len(ordered) > MAX_NODES:
+        rows += f"<tr><td colspan='3'>... {len(ordered) - MAX_NODES} more nodes, the same in both runs</td></tr>"
     parts.append("<table class='jf-diff'><thead><tr><th>node</th><th>status, time</th><th>what changed</th></tr></thead>"
                  f"<tbody>{rows}</tbody></table>")
     legend = badge_pills_html(["edited", "changed"])

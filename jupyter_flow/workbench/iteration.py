@@ -265,6 +265,10 @@ class IterationState:
     def show_evaluation(self, source: Evaluation | str | Path) -> Evaluation:
         """Show an evaluation: what `evaluate` returned, or the folder it wrote."""
         with self._observers.action("evaluation"):
+            if not str(source).strip():
+                self._observers.say("Type the folder an evaluation was written to (jupyter-flow eval --out FOLDER).", error=True,
+                                    place="evaluation")
+                raise FlowValidationError([Problem("no evaluation folder given", field="evaluation")])
             try:
                 shown = load_evaluation(source)
             except FlowValidationError as exc:
@@ -282,6 +286,9 @@ class IterationState:
         through the workbench's node cache, then show it; returns the task (`await` it)."""
         say = self._observers.say
         with self._observers.action("evaluation"):
+            if not str(data).strip():
+                say("Type the items file to evaluate over (a .jsonl file, one item a line).", error=True, place="evaluation")
+                raise FlowValidationError([Problem("no items file given", field="data")])
             if self.evaluating is not None and not self.evaluating.done():
                 say("An evaluation is in progress.", error=True, place="evaluation")
                 raise FlowValidationError([Problem("an evaluation is in progress", field="evaluation")])
@@ -292,7 +299,10 @@ class IterationState:
                 say(f"Cannot evaluate: {exc}", error=True, place="evaluation")
                 raise
             say(f"Evaluating over {data} into {target}...", place="evaluation")
-            loop = asyncio.get_running_loop()
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = asyncio.get_event_loop()
             names = (str(against) if not isinstance(against, Flow) else against.name, f"{flow.name} (as edited here)")
             self.evaluating = task = loop.create_task(self._evaluate(flow, version_a, names, data, target, score, expect,
                                                                      concurrency))

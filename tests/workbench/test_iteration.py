@@ -254,6 +254,34 @@ def test_evaluate_the_edited_flow_against_its_file_and_show_the_table(tmp_path: 
     assert view.count("jf-eval-changed'") == 1 and "jf-eval-same'" not in view
 
 
+def test_the_evaluation_tab_evaluates_the_items_typed_and_shows_a_folder(tmp_path: Path) -> None:
+    wb = make(tmp_path, cache=True)
+    panel = wb.evaluation_panel
+    panel.evaluate_button.click()
+    assert "Type the items file" in wb.feedback["evaluation"].value
+    panel.show_button.click()
+    assert "Type the folder" in wb.feedback["evaluation"].value
+    new_greeting(wb)
+    panel.data_text.value = str(items_file(tmp_path))
+
+    async def main() -> None:
+        panel.evaluate_button.click()  # as a click in the kernel: the evaluation runs while the notebook stays usable
+        task = wb.state.iteration.evaluating
+        assert task is not None and not task.done() and "Evaluating over" in wb.feedback["evaluation"].value
+        panel.evaluate_button.click()
+        assert "in progress" in wb.feedback["evaluation"].value
+        await task
+
+    asyncio.run(main())
+    evaluation = wb.evaluation
+    assert evaluation is not None and evaluation.summary["changed"] == 5
+    assert evaluation.out_dir.parent == tmp_path / STORES_FOLDER / "evaluations"  # a new folder beside the flow
+    wb.state.iteration.evaluation = None
+    panel.folder_text.value = str(evaluation.out_dir)
+    panel.show_button.click()
+    assert wb.evaluation is not None and wb.evaluation.summary["changed"] == 5 and "5 changed" in panel.view.value
+
+
 def test_show_an_evaluation_the_cli_wrote_and_refuse_a_folder_without_one(tmp_path: Path) -> None:
     flow_path = write_flow(tmp_path)
     data = items_file(tmp_path)
@@ -284,3 +312,31 @@ def test_evaluate_needs_a_version_to_compare_with_and_says_a_bad_one(tmp_path: P
 
     asyncio.run(main())
     assert "missing.jsonl" in wb.feedback["evaluation"].value and wb.evaluation is None
+
+
+def test_opening_another_flow_moves_the_default_stores_beside_it(tmp_path: Path) -> None:
+    wb = make(tmp_path, cache=True, history=True)
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    wb.open(write_flow(elsewhere))
+    iteration = wb.state.iteration
+    assert iteration.cache is not None and iteration.cache.folder == elsewhere / STORES_FOLDER / CACHE_FOLDER
+    assert iteration.history is not None and iteration.history.path == elsewhere / STORES_FOLDER / HISTORY_FILE
+    assert wb.runs_listed() == [] and "Runs of <b>greet</b>" in wb.history_panel.where.value
+
+
+def test_a_comparison_of_a_large_flow_lists_the_changed_nodes_first_and_a_bounded_number() -> None:
+    from jupyter_flow.flowdiff import FieldChange
+    from jupyter_flow.history import NodeDiff, RunDiff
+    from jupyter_flow.workbench.history_view import MAX_NODES, comparison_html
+    from jupyter_flow.workbench.iteration import Comparison
+
+    def node(i: int, changed: bool) -> NodeDiff:
+        outputs = [FieldChange("text", "a", "b")] if changed else []
+        return NodeDiff(f"n{i:03d}", ("ok", "ok"), [], outputs, "-a\n+b" if changed else "", (0.001, 0.002), (False, not changed))
+
+    diff = RunDiff("a" * 32, "b" * 32, [], [node(i, changed=i == 299) for i in range(300)])
+    page = comparison_html(Comparison(diff, None, {"n299": "changed"}))
+    assert page.count("<tr") == MAX_NODES + 2  # the header, the rows, the line saying how many more
+    assert page.index("n299") < page.index("n000") and "100 more nodes, the same in both runs" in page
+    assert "n250" not in page
