@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from jupyter_flow.evaluate import Evaluation
@@ -54,6 +55,14 @@ def _pill(status: Any) -> str:
     return f"<span class='jf-pill' style='background:{colour}'>{_esc(status)}</span>"
 
 
+def _where(folder: Path) -> Path:
+    """A folder as the notebook would name it: relative to its folder when inside it."""
+    try:
+        return folder.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return folder
+
+
 def _labels(evaluation: Evaluation) -> list[str]:
     return [str(label) for label in evaluation.summary.get("flows", {})]
 
@@ -76,7 +85,7 @@ def summary_html(evaluation: Evaluation) -> str:
     flows: Mapping[str, Any] = s.get("flows", {})
     head = (f"<div class='jf-eval-head'><b>{_esc(s.get('items', len(evaluation.rows)))} items, "
             f"<span style='color:{BADGES['edited']}'>{_esc(s.get('changed', 0))} changed</span></b>"
-            f" \u2014 <code>{_esc(evaluation.out_dir)}</code></div>")
+            f" \u2014 <code>{_esc(_where(evaluation.out_dir))}</code></div>")
     score_names: list[str] = []
     for label in labels:
         for name in flows[label].get("scores", {}):

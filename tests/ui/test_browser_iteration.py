@@ -2,7 +2,8 @@
 the workbench with a node cache and a run history, its services on loopback. Run is clicked,
 one node is changed from a cell, Run is clicked again: the three unchanged nodes wear the
 cached badge (graph and inspector). The History tab's Compare marks the changed node on the
-graph; an evaluation of both versions fills the Evaluation tab's table. Screenshots go to
+graph; Evaluate in the Evaluation tab runs both versions over six messages and fills its
+table. Screenshots go to
 test-artifacts/iteration-*.png."""
 
 from __future__ import annotations
@@ -55,14 +56,13 @@ wb""",
 settings["config"]["input_mapping"]["language"] = "en"
 wb.configure("answer", settings)
 print("changed:", wb.message_text)""",
-    # 2: both versions over a dataset
+    # 2: the items to evaluate both versions over
     """messages = ["Where is my order 884512?", "Please cancel order 55512.", "我要退货，订单编号：A77881，咖啡机坏了",
             "My keyboard is broken, can you help?", "你好，我的订单20240315-889还没收到", "I was charged twice for order A1234-5678"]
 with open("build/messages.jsonl", "w", encoding="utf-8") as fh:
     for i, text in enumerate(messages):
         fh.write(json.dumps({"id": f"m{i}", "user_input": text}, ensure_ascii=False) + "\\n")
-ev = await wb.evaluate("build/messages.jsonl", out="build/evaluation")
-print("evaluated:", ev.summary["items"], "items,", ev.summary["changed"], "changed")""",
+print("items written:", len(messages))""",
     # 3: the services stop
     """stack.close()
 print("services stopped")""",
@@ -177,18 +177,22 @@ def test_run_twice_cached_badges_compare_on_the_graph_and_the_evaluation_table(l
     browser.screenshot("history-compare-marked-on-the-graph")
     assert browser.page_errors == [], browser.page_errors
 
-    out = _run_cell(page, 2, "evaluated:", timeout_s=120)
-    assert "evaluated: 6 items, 2 changed" in out, out  # the two Chinese messages now get English answers
+    assert "items written: 6" in _run_cell(page, 2, "items written:")
+    scroll_to_cytoscape(page)
+    _tab(page, "Evaluation")
+    page.locator(f"{WB} .jf-eval-data input").fill("build/messages.jsonl")
+    page.locator(f"{WB} .jf-evaluate").click()  # the flow as saved against the flow as edited, in a thread
     page.wait_for_function("() => document.querySelectorAll('.jf-workbench .jf-eval-view tr.jf-eval-changed').length === 2",
-                           timeout=30_000)
+                           timeout=90_000)  # the two Chinese messages now get English answers
     assert page.locator(f"{WB} .jf-eval-view tr.jf-eval-same").count() == 4
     scroll_to_cytoscape(page)
     page.locator(f"{WB} .jf-eval-view").scroll_into_view_if_needed()
     browser.screenshot("evaluation-table")
     page.locator(f"{WB} .jf-eval-only-changed input").check()
     page.wait_for_function("() => !document.querySelector('.jf-workbench .jf-eval-view tr.jf-eval-same')", timeout=20_000)
-    rows = json.loads((lab.root_dir / "build" / "evaluation" / "summary.json").read_text(encoding="utf-8"))
-    assert rows["changed"] == 2
+    assert "Evaluation of 6 items: 2 changed." in page.locator(f"{WB} .jf-evaluation-feedback").inner_text()
+    written = list((lab.root_dir / "flows" / ".jupyter-flow" / "evaluations").glob("*/summary.json"))
+    assert len(written) == 1 and json.loads(written[0].read_text(encoding="utf-8"))["changed"] == 2
 
     # a narrow pane (the side bar closed): the five tab titles are shown whole
     if page.locator("#jp-left-stack:visible").count():
