@@ -1,4 +1,4 @@
-"""The Open Inference Protocol (KServe V2 / Triton REST): the routes of a served model.
+"""The Open Inference Protocol (KServe V2 / Triton REST): the routes of a served model or flow.
 
 Requests and answers go through `jupyter_flow.serve.codec`; a request is run like a
 ``/predict`` (or, for a served flow, ``/run``) request of the same app (same flow,
