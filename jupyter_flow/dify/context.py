@@ -16,7 +16,7 @@ from jupyter_flow.dify.result import DifyImport
 from jupyter_flow.dify.text import dify_text, literal
 from jupyter_flow.errors import FlowError
 
-__all__ = ["STATE_MODULE", "Built", "Context", "Options", "Unsupported", "join_path", "slug"]
+__all__ = ["RENAMED_OUTPUTS", "STATE_MODULE", "Built", "Context", "Options", "Unsupported", "join_path", "slug"]
 
 #: Dify's system variables and the input each becomes: (type, description, required)
 SYSTEM = {"query": ("text", "the user's message (Dify's sys.query)", True),
@@ -28,7 +28,7 @@ SYSTEM = {"query": ("text", "the user's message (Dify's sys.query)", True),
 STATE_MODULE = "jupyter_flow.dify.conversation"
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: what a Dify node type calls an output and what the flow node calls it
-_RENAMED_OUTPUTS = {"template-transform": {"output": "text"}, "answer": {"answer": "text"},
+RENAMED_OUTPUTS = {"template-transform": {"output": "text"}, "answer": {"answer": "text"},
                     "tool": {"text": "result", "json": "result"}}
 
 
@@ -157,7 +157,9 @@ class Context:
             return join_path("inputs", [self.variable(head, rest[0]), *rest[1:]])
         if head not in self.ids:
             raise ValueError(f"{where}: references node {head!r}, which the app does not have")
-        rest = [_RENAMED_OUTPUTS.get(self.types.get(head, ""), {}).get(rest[0], rest[0]), *rest[1:]]
+        if rest[0] in ("error_message", "error_type") and self.data[head].get("error_strategy") in ("default-value", "fail-branch"):
+            return join_path(f"{self.ids[head]}.error", [rest[0].removeprefix("error_")])  # what failed, when it did
+        rest = [RENAMED_OUTPUTS.get(self.types.get(head, ""), {}).get(rest[0], rest[0]), *rest[1:]]
         return join_path(f"{self.ids[head]}.output", rest)
 
     def ref(self, selector: Iterable[Any], *, where: str) -> str:

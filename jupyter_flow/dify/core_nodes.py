@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,8 +60,8 @@ def http(ctx: Context, nid: str, data: Mapping[str, Any], where: str) -> Built:
     if btype in ("json", "raw-text"):
         text = bdata if isinstance(bdata, str) else "".join(str(d.get("value") or "") for d in bdata or [])
         config["content"] = ctx.text(text, where=where)
-        if btype == "json" and not any(k.lower() == "content-type" for k in headers):
-            config["headers"] = {**headers, "Content-Type": "application/json"}
+        if not any(k.lower() == "content-type" for k in headers):  # what Dify sends them as
+            config["headers"] = {**headers, "Content-Type": "application/json" if btype == "json" else "text/plain"}
     elif btype == "x-www-form-urlencoded":
         items = bdata if isinstance(bdata, list) else [{"key": k, "value": v} for k, v in _lines(ctx, bdata, where).items()]
         config["form"] = {str(d["key"]): ctx.text(d.get("value") or "", where=where) for d in items if d.get("key")}
@@ -83,10 +84,22 @@ def code(ctx: Context, nid: str, data: Mapping[str, Any], where: str) -> Built:
     fid = ctx.ids[nid]
     module = f"{ctx.options.module_prefix}_{fid}"
     declared = {str(k): str((v or {}).get("type") or "string") for k, v in (data.get("outputs") or {}).items()}
+    code = str(data.get("code") or "")
     ctx.python_module(module, f"# Imported from the Dify code node {str(data.get('title') or nid)!r}.\n"
-                              f"# Outputs Dify declared: {json.dumps(declared)}\n{data.get('code') or ''}")
+                              f"# Outputs Dify declared: {json.dumps(declared)}\n{code}{code_check(code, declared)}")
     mapping = {str(v["variable"]): ctx.ref(v["value_selector"], where=where) for v in data.get("variables") or []}
     return Built([_titled(nid, data, ctx, {"type": "python", "config": {"function": f"{module}:main", "input_mapping": mapping}})])
+
+
+def code_check(code: str, declared: Mapping[str, str]) -> str:
+    """The lines import adds after a code node's code: its `main` answers as Dify's code
+    node does, a dict with the outputs it declares, each of its type (see `functions.checked_outputs`)."""
+    if not declared or not re.search(r"^def main\(", code, re.MULTILINE):
+        return ""
+    return ("\n" if code.endswith("\n") else "\n\n") + (
+        "# Added on import: Dify checks what main returns against the outputs it declares.\n"
+        "from jupyter_flow.dify.functions import checked_outputs as _checked_outputs  # noqa: E402\n"
+        f"main = _checked_outputs(main, {json.dumps(dict(declared), ensure_ascii=False)})\n")
 
 
 def _literal(ctx: Context, value: Any, op: str, where: str) -> str:
@@ -146,7 +159,12 @@ def switch(ctx: Context, nid: str, data: Mapping[str, Any], where: str) -> Built
 
 
 def template(ctx: Context, nid: str, data: Mapping[str, Any], where: str) -> Built:
-    sets = "".join(f"{{% set {v['variable']} = {ctx.path(v['value_selector'], where=where)} %}}" for v in data.get("variables") or [])
+    pairs = [(str(v["variable"]), ctx.path(v["value_selector"], where=where)) for v in data.get("variables") or []]
+    roots = {path.split(".")[0] for _, path in pairs}
+    if len(pairs) > 1 and roots & {name for name, _ in pairs}:  # a variable named like a node: read every value before any is set
+        sets = f"{{% set {', '.join(n for n, _ in pairs)} = {', '.join(p for _, p in pairs)} %}}"
+    else:
+        sets = "".join(f"{{% set {name} = {path} %}}" for name, path in pairs)
     return Built([_titled(nid, data, ctx, {"type": "template", "config": {"template": sets + str(data.get("template") or "")}})])
 
 

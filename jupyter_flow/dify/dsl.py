@@ -15,6 +15,8 @@ EXPORTABLE = {"http": "http-request", "python": "code", "template": "template-tr
 NOTE_TYPES = {"", "custom-note"}
 #: Dify node types that only mark where an iteration or loop starts inside it.
 INNER_START_TYPES = {"iteration-start", "loop-start"}
+#: the handle of the edges Dify takes when a node with the fail-branch error strategy fails
+FAIL_BRANCH = "fail-branch"
 #: The Dify node type of the start node, and its ends.
 START, ANSWER, END = "start", "answer", "end"
 DIFY_REF = re.compile(r"\{\{#([^#{}]+?)#\}\}")
@@ -27,7 +29,13 @@ JINJA_REF = re.compile(r"\{\{\s*(" + PATH + r")(?:\s*\|\s*" + AS_TEXT + r")?\s*\
 #: how import writes a `{` of Dify's text that Jinja would otherwise read
 LITERAL_BRACE = "{{ '{' }}"
 GUARDED = re.compile(r"^\{\{\s*(" + PATH + r") if ([A-Za-z_][A-Za-z0-9_]*)\.status == 'ok' else none\s*\}\}$")
+#: how import sets template variables read all at once (one of them is named like a node)
+SET_ALL = re.compile(r"\{% set ([A-Za-z_][A-Za-z0-9_]*(?:, [A-Za-z_][A-Za-z0-9_]*)+) = (" + PATH + r"(?:, " + PATH + r")+) %\}")
 SET = re.compile(r"\{%-? set ([A-Za-z_][A-Za-z0-9_]*) = (" + PATH + r") -?%\}")
+#: what import adds at the end of a code node's module: Dify checks what `main` returns
+FOOTER = re.compile(r"\n# Added on import: Dify checks what main returns against the outputs it declares\.\n"
+                    r"from jupyter_flow\.dify\.functions import checked_outputs as _checked_outputs  # noqa: E402\n"
+                    r"main = _checked_outputs\(main, .*\)\n\Z")
 HEADER = re.compile(r"^# Imported from the Dify code node .*\n# Outputs Dify declared: (\{.*\})\n")
 INPUT_TYPES = {"text-input": "string", "paragraph": "text", "select": "string", "number": "number", "file": "file",
                "file-list": "list", "checkbox": "boolean", "json_object": "object"}

@@ -9,7 +9,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from jupyter_flow.dify.dsl import AS_TEXT, GUARDED, HEADER, LISTED, NUMERIC, OPERATOR_PATTERNS, PATH, SET
+from jupyter_flow.dify.dsl import AS_TEXT, FOOTER, GUARDED, HEADER, LISTED, NUMERIC, OPERATOR_PATTERNS, PATH, SET, SET_ALL
 from jupyter_flow.errors import Problem
 from jupyter_flow.spec import NodeSpec
 
@@ -78,6 +78,8 @@ def python(ex: Exporter, ns: NodeSpec) -> dict[str, Any]:
     match = HEADER.match(code)
     declared: dict[str, str] = json.loads(match.group(1)) if match else {}
     code = code[match.end():] if match else code
+    if (added := FOOTER.search(code)) is not None:  # import adds it again
+        code = code[:added.start()]
     if not declared:
         declared = {ref.split(".")[2]: "string" for ref in _refs_to(ex, nid)}
     variables = []
@@ -94,6 +96,11 @@ def _refs_to(ex: Exporter, nid: str) -> set[str]:
 def template(ex: Exporter, ns: NodeSpec) -> dict[str, Any]:
     nid, c = ns.id, ns.config
     text, variables, names = str(ex.plain(str(c["template"]))), [], {}
+    if (match := SET_ALL.match(text)) is not None and len(match.group(1).split(", ")) == len(match.group(2).split(", ")):
+        for name, path in zip(match.group(1).split(", "), match.group(2).split(", ")):
+            variables.append({"value_selector": ex.selector(path, node=nid, where="config.template") or [], "variable": name})
+            names[path] = name
+        text = text[match.end():]
     while (match := SET.match(text)) is not None:
         sel = ex.selector(match.group(2), node=nid, where="config.template")
         variables.append({"value_selector": sel or [], "variable": match.group(1)})

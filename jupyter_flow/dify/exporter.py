@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from jupyter_flow.dify import export_kinds
-from jupyter_flow.dify.context import STATE_MODULE
+from jupyter_flow.dify.context import RENAMED_OUTPUTS, STATE_MODULE
 from jupyter_flow.dify.dsl import (
     AS_TEXT,
     DIFY_TYPES,
     DIFY_VERSION,
     EXPORTABLE,
+    FAIL_BRANCH,
     JINJA_REF,
     LITERAL_BRACE,
 )
@@ -125,6 +126,8 @@ class Exporter:
             return ["start", *parts[1:]]
         if parts[0] in self.spec.inputs:
             return ["start", *parts]
+        if parts[0] in self.kinds and len(parts) == 3 and parts[1] == "error" and parts[2] in ("message", "type"):
+            return [parts[0], f"error_{parts[2]}"]
         if self.state is not None and parts[0] == self.state.id and len(parts) > 2 and parts[1] == "output":
             return ["conversation", *parts[2:]]
         if parts[0] in self.kinds and len(parts) > 2 and parts[1] == "output":
@@ -177,8 +180,9 @@ class Exporter:
         """The Dify nodes of the flow's nodes (those of iterations' insides after them)."""
         nodes = []
         for ns in self.spec.nodes:
-            if ns.variants or ns.shadow or ns.on_error != "fail":
-                self.problems.append(Problem("variants, shadow and on_error have no Dify counterpart", node=ns.id))
+            if ns.variants or ns.shadow or ns.on_error == "continue":
+                self.problems.append(Problem("variants, shadow and on_error: continue have no Dify counterpart (Dify's error "
+                                             "strategies are on_error: default and error edges)", node=ns.id))
             if ns.id in self.alias:
                 continue
             kind = self.dify_type(ns)
@@ -192,10 +196,11 @@ class Exporter:
                         "answer": self.text(ns.config["template"], node=ns.id, where="config.template")}
             else:
                 data = self._data(ns, kind)
+            data.update(self._strategy(ns, kind))
             nodes.append(self._node(ns.id, data))
         for i, edge in enumerate(self.spec.edges):
-            if edge.when is not None or edge.on == "error":
-                self.problems.append(Problem("conditional and error edges have no Dify counterpart (use a switch)", edge=i))
+            if edge.when is not None:
+                self.problems.append(Problem("conditional edges have no Dify counterpart (use a switch)", edge=i))
         return nodes + self.extra_nodes
 
     def export(self) -> dict[str, Any]:
@@ -220,6 +225,21 @@ class Exporter:
                 "workflow": {"conversation_variables": self._conversation(), "environment_variables": [], "features": {},
                              "graph": {"edges": self._edges(end) + self.extra_edges, "nodes": nodes,
                                        "viewport": {"x": 0, "y": 0, "zoom": 1}}}}
+
+    def _strategy(self, ns: NodeSpec, kind: str) -> dict[str, Any]:
+        """Dify's error strategy of the node: default-value (on_error: default), fail-branch (error edges)."""
+        if ns.on_error == "default":
+            if not isinstance(ns.default, Mapping):
+                self.problems.append(Problem("Dify's default values are outputs by name: give `default:` as a mapping",
+                                             node=ns.id, field="default"))
+                return {}
+            back = {new: old for old, new in RENAMED_OUTPUTS.get(kind, {}).items()}
+            kinds = {str: "string", bool: "boolean", int: "number", float: "number", dict: "object", list: "array[object]"}
+            return {"error_strategy": "default-value",
+                    "default_value": [{"key": back.get(k, k), "type": kinds.get(type(v), "string"), "value": v} for k, v in ns.default.items()]}
+        if any(e.on == "error" and e.source == ns.id for e in self.spec.edges):
+            return {"error_strategy": FAIL_BRANCH}
+        return {}
 
     def _conversation(self) -> list[dict[str, Any]]:
         out = []
@@ -375,7 +395,7 @@ class Exporter:
             source, target = dify_id(edge.source), dify_id(edge.target)
             if source == target:  # inside what one Dify node became
                 continue
-            add(source, target, edge.branch or "source")
+            add(source, target, FAIL_BRANCH if edge.on == "error" else edge.branch or "source")
             has_in.add(target)
             has_out.add(source)
         for nid in self.types:

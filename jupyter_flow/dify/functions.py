@@ -5,16 +5,17 @@ returning a dict (the node's output)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import mimetypes
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jupyter_flow.dify import conversation
 
-__all__ = ["assign", "classify", "list_operator", "parameters"]
+__all__ = ["CodeOutputError", "assign", "check_outputs", "checked_outputs", "classify", "list_operator", "parameters"]
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 #: a file's type as Dify names it, by the start of its media type
@@ -189,6 +190,60 @@ def list_operator(items: Any, conditions: Sequence[Mapping[str, Any]] = (), orde
     if limit is not None:
         values = values[:limit]
     return {"result": values, "first_record": values[0] if values else None, "last_record": values[-1] if values else None}
+
+
+#: Dify's output types of code nodes and what each accepts (None is accepted for every one)
+_OUTPUT_TYPES: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "object": lambda v: isinstance(v, dict),
+    "array[string]": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
+    "array[number]": lambda v: isinstance(v, list) and all(isinstance(i, (int, float)) and not isinstance(i, bool) for i in v),
+    "array[boolean]": lambda v: isinstance(v, list) and all(isinstance(i, bool) for i in v),
+    "array[object]": lambda v: isinstance(v, list) and all(isinstance(i, dict) for i in v),
+}
+
+
+class CodeOutputError(ValueError):
+    """What a Dify code node's `main` returned is not what it declares."""
+
+
+class _Checked:
+    """`main` of an imported code node, whose answer is checked as Dify checks it."""
+
+    def __init__(self, fn: Callable[..., Any], declared: Mapping[str, str]) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn, self.declared = fn, dict(declared)
+        self.__code__ = fn.__code__  # the node cache keys on the code of the function a node calls
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return check_outputs(self.fn(*args, **kwargs), self.declared)
+
+
+def check_outputs(result: Any, declared: Mapping[str, str]) -> dict[str, Any]:
+    """`result` when it is what a Dify code node declares: a dict with each declared output
+    (None allowed) of its type, and no other; CodeOutputError naming the output otherwise."""
+    if not isinstance(result, dict):
+        raise CodeOutputError(f"main returned {type(result).__name__}; a Dify code node returns a dict of its outputs "
+                              f"({', '.join(declared)})")
+    missing = [name for name in declared if name not in result]
+    if missing:
+        raise CodeOutputError(f"main returned no {', '.join(map(repr, missing))}: the code node declares it as an output")
+    extra = [name for name in result if name not in declared]
+    if extra:
+        raise CodeOutputError(f"main returned {', '.join(map(repr, extra))}, which the code node does not declare "
+                              f"(it declares {', '.join(map(repr, declared))})")
+    for name, kind in declared.items():
+        value, check = result[name], _OUTPUT_TYPES.get(kind)
+        if value is not None and check is not None and not check(value):
+            raise CodeOutputError(f"output {name!r} is {type(value).__name__} ({str(value)[:60]!r}); the code node declares {kind}")
+    return result
+
+
+def checked_outputs(fn: Callable[..., Any], declared: Mapping[str, str]) -> Callable[..., Any]:
+    """`fn` (a code node's `main`) answering only as Dify's code node allows (`check_outputs`)."""
+    return _Checked(fn, declared)
 
 
 def _cleared(current: Any) -> Any:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from jupyter_flow.atomic import write_atomic
 from jupyter_flow.dify import core_nodes, data_nodes, model_nodes
 from jupyter_flow.dify.bindings import ToolBinding, read_bindings
-from jupyter_flow.dify.context import Built, Context, Options, Unsupported, slug
-from jupyter_flow.dify.dsl import ANSWER, END, INNER_START_TYPES, NOTE_TYPES, START
+from jupyter_flow.dify.context import RENAMED_OUTPUTS, Built, Context, Options, Unsupported, slug
+from jupyter_flow.dify.dsl import ANSWER, END, FAIL_BRANCH, INNER_START_TYPES, NOTE_TYPES, START
 from jupyter_flow.dify.result import DifyImport, Mapped
 from jupyter_flow.dify.source import read_dsl
 from jupyter_flow.dify.text import note_text
@@ -161,6 +161,7 @@ class _Importer:
                 continue
             ctx.current = nid
             built = self.built[nid] = self._build(nid, kind, data, where)
+            self._strategy(nid, data, built)
             nodes.extend(built.nodes)
             edges.extend(built.edges)
             became = built.kinds()
@@ -273,6 +274,22 @@ class _Importer:
             node["title"] = str(data["title"])
         return Built([node])
 
+    def _strategy(self, nid: str, data: Mapping[str, Any], built: Built) -> None:
+        """Dify's error strategy of a node: `default-value` answers its default outputs when it
+        fails (on_error: default), `fail-branch` takes the edges of its fail branch (error edges)."""
+        strategy = data.get("error_strategy")
+        if strategy not in ("default-value", "fail-branch") or built.nodes[-1]["type"] == "placeholder":
+            return
+        if len(built.nodes) > 1:
+            self.result.approximated.append(f"node '{self.ctx.ids[nid]}': Dify's error strategy {strategy} is not kept "
+                                            f"(it became {len(built.nodes)} nodes)")
+            return
+        node = built.nodes[0]
+        if strategy == "default-value":
+            renamed = RENAMED_OUTPUTS.get(self.ctx.types[nid], {})
+            node.update(on_error="default", default={renamed.get(str(d["key"]), str(d["key"])): d.get("value")
+                                                     for d in data.get("default_value") or [] if isinstance(d, Mapping) and d.get("key")})
+
     def _inside(self, nid: str) -> list[Mapping[str, Any]]:
         """The nodes inside the iteration `nid`, those of iterations inside it included."""
         found = list(self.inner.get(nid, []))
@@ -327,7 +344,9 @@ class _Importer:
                 continue
             exit_id = self.built[source].exit
             guard = f"{exit_id}.status == 'ok'"
-            if self.ctx.types.get(source) in BRANCHING and e.get("sourceHandle") not in (None, "source"):
+            if e.get("sourceHandle") == FAIL_BRANCH:
+                guard = f"{exit_id}.status == 'error'"
+            elif self.ctx.types.get(source) in BRANCHING and e.get("sourceHandle") not in (None, "source"):
                 guard += f" and {exit_id}.output.branch == {json.dumps(str(e['sourceHandle']))}"
             guards.append(f"({guard})")
         return " or ".join(guards) or None
@@ -353,7 +372,9 @@ class _Importer:
             edge: dict[str, Any] = {"from": (first or FLOW_START) if source in self.ctx.starts else self.built[source].exit,
                                     "to": self.built[target].entry}
             handle = e.get("sourceHandle")
-            if self.ctx.types.get(source) in BRANCHING and handle not in (None, "source"):
+            if handle == FAIL_BRANCH and self.ctx.data.get(source, {}).get("error_strategy") == "fail-branch":
+                edge["on"] = "error"  # Dify's fail branch
+            elif self.ctx.types.get(source) in BRANCHING and handle not in (None, "source"):
                 edge["branch"] = str(handle)
             key = tuple(sorted(edge.items()))
             if key not in seen:
