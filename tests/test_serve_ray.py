@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import threading
 import time
 from collections import Counter
@@ -25,7 +24,7 @@ serve = pytest.importorskip("ray.serve", reason="serving on Ray Serve needs ray[
 
 from jupyter_flow.cli import main  # noqa: E402
 from jupyter_flow.serve.app import flow_app, model_app  # noqa: E402
-from jupyter_flow.serve.ray_serve import LOCAL_CPUS, LOCAL_OBJECT_STORE_BYTES, RayServer  # noqa: E402
+from jupyter_flow.serve.ray_serve import RayServer, start_local_ray  # noqa: E402
 from jupyter_flow_examples.models import make_torchscript_model  # noqa: E402
 
 pytestmark = pytest.mark.timeout(420)
@@ -57,10 +56,8 @@ deploy:
 def ray_port() -> Iterator[int]:
     """One local Ray (and Serve's HTTP proxy on a free port) for the module: it takes
     20-30 s to start on a loaded 2-core machine."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     t0 = time.perf_counter()
-    ray.init(num_cpus=LOCAL_CPUS, object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
+    start_local_ray(tries=3)  # what `serve --ray` starts: 2 CPUs, a 200 MB object store, no dashboard
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     print(f"Ray and Serve started in {time.perf_counter() - t0:.1f} s")

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Mapping
@@ -45,7 +46,7 @@ from jupyter_flow.serve.ray_deploy import INGRESS_DEPLOYMENT, MODEL_DEPLOYMENT, 
 from jupyter_flow.serve.ray_replicas import FlowIngress, ModelReplica, StatusBoard
 from jupyter_flow.serve.state import DEFAULT_SETTLE_S, FlowService, ReloadStatus
 
-__all__ = ["LOCAL_CPUS", "LOCAL_OBJECT_STORE_BYTES", "RETIRE_AFTER_S", "RayServer", "run_forever"]
+__all__ = ["LOCAL_CPUS", "LOCAL_OBJECT_STORE_BYTES", "RETIRE_AFTER_S", "RayServer", "run_forever", "start_local_ray"]
 
 log = logging.getLogger("jupyter_flow.serve")
 
@@ -77,6 +78,24 @@ def _check_autoscaling(flow: Flow) -> None:
                 problems.append(Problem(err["msg"].removeprefix("Value error, "), node=node_id, field=field))
     if problems:
         raise FlowValidationError(problems, source=str(flow.source) if flow.source else None)
+
+
+def start_local_ray(*, tries: int = 2) -> None:
+    """Start a private local Ray for serving: `LOCAL_CPUS` CPUs, a small object store, no
+    dashboard, no token. Ray gives its node 30 s to come up, which a loaded machine can
+    miss: it is tried `tries` times before FlowError says so."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    for attempt in range(1, tries + 1):
+        try:
+            ray.init(num_cpus=LOCAL_CPUS, object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+            return
+        except Exception as exc:  # Ray raises plain Exception when its node does not come up in time
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            if attempt == tries:
+                raise FlowError(f"cannot start a local Ray cluster: {_first_line(exc)}") from exc
+            log.warning("a local Ray did not start (%s); trying again", _first_line(exc))
 
 
 def _check_deploy(flow: Flow) -> None:
@@ -144,17 +163,14 @@ class RayServer:
         return self
 
     def _connect(self) -> None:
-        options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-        if self.address:
-            options["address"] = self.address
-        else:  # a private cluster for this server: capped, no dashboard, no token
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-            options.update(num_cpus=LOCAL_CPUS, object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False)
+        if not self.address:
+            start_local_ray()
+            self._owns_ray = True
+            return
         try:
-            ray.init(**options)
-        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
-            where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray cluster"
-            raise FlowError(f"cannot connect to {where}: {exc}") from exc
+            ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+        except Exception as exc:  # Ray raises plain Exception when a node does not come up in time
+            raise FlowError(f"cannot connect to the Ray cluster at {self.address!r}: {_first_line(exc)}") from exc
         self._owns_ray = True
 
     def close(self) -> None:
@@ -164,7 +180,7 @@ class RayServer:
         apps = [*self._retiring, *(self.layout.apps() if self.layout else [])]
         self._retiring.clear()
         self.layout = None
-        for app in apps:
+        for app in apps if not self._owns_ray else []:  # a Ray of its own goes whole
             with contextlib.suppress(Exception):
                 serve.delete(app)
         if self._owns_ray:
@@ -264,15 +280,17 @@ def run_forever(server: RayServer) -> int:
 
     async def main() -> None:
         stop = asyncio.Event()
-        try:
-            await server.follow(stop)
-        finally:
-            stop.set()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # Ray's driver does not let SIGINT through on its own
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await server.follow(stop)
 
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
     finally:
+        log.info("stopping: deleting the applications")
         server.close()
     return 0
