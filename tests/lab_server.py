@@ -101,7 +101,10 @@ class JupyterLab:
             "--ServerApp.port_retries=0",
         ]
         log = self.log_path.open("wb")
-        self.process = subprocess.Popen(cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # started in the folder it serves, as users start it: jupyter-scheduler writes a
+        # job's downloaded files under the server's working folder
+        self.process = subprocess.Popen(cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                        cwd=self.root_dir)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -186,9 +186,11 @@ export class GraphGestures {
     const pos = at ?? { x: 0, y: 0 };
     this._tooltip.textContent = [label, problems, run].filter(Boolean).join('\n');
     this._tooltip.classList.toggle('jp-mod-problem', problems !== '');
-    this._tooltip.style.left = `${this._canvas.offsetLeft + pos.x + 12}px`;
     this._tooltip.style.top = `${this._canvas.offsetTop + pos.y + 12}px`;
     this._tooltip.hidden = false;
+    // kept inside the canvas: near its right edge the tip opens to the left of the pointer
+    const room = this._canvas.clientWidth - this._tooltip.offsetWidth - 4;
+    this._tooltip.style.left = `${this._canvas.offsetLeft + Math.max(0, Math.min(pos.x + 12, room))}px`;
   }
 
   private _canvas: HTMLElement;

@@ -118,7 +118,14 @@ export function addRunCommands(
       const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
       const value = await askInputs(widget.content, `Schedule ${fileName(flowFile)}`, 'Schedule', form => {
         form.addText('name', 'Job name', flowStem(flowFile));
-        form.addText('cron', 'Cron schedule', '', `Empty: run once, now. Else a cron expression (minute hour day month weekday), in ${zone}`);
+        form.addText(
+          'cron',
+          'Cron schedule',
+          '',
+          `Empty: run once, now. Else a cron expression (minute hour day month weekday), in ${zone}`,
+          `empty: once, now; or e.g. 0 6 * * 1-5 (${zone})`
+        );
+        form.addCheckbox('folder', "Run on a copy of the flow's folder (the files it reads; its results come back with the job)", true);
       });
       if (!value) {
         return;
@@ -133,7 +140,8 @@ export function addRunCommands(
           name: String(value.options.name || flowStem(flowFile)),
           inputs: value.inputs,
           cron: String(value.options.cron ?? ''),
-          timezone: zone
+          timezone: zone,
+          withFolder: value.options.folder === true
         });
         Notification.success(
           made.kind === 'job'

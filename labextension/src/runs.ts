@@ -183,6 +183,13 @@ export class FlowRuns {
         this._states.set(event.node, { ...before, ...event });
       } else if (event.event === 'finished') {
         summary.message = event.error ?? null;
+        // how each node ended, those that never ran included (skipped after a failure)
+        for (const [node, status] of Object.entries(event.nodes ?? {})) {
+          const state = this._states.get(node);
+          if (state && state.status !== status) {
+            this._states.set(node, { ...state, status });
+          }
+        }
       } else if (event.event === 'refused') {
         summary.message = event.message + (event.problems?.length ? `: ${event.problems.map(p => p.message).join('; ')}` : '');
       }

@@ -173,7 +173,7 @@ export class InputsForm extends Widget {
   }
 
   /** Add a line of text option. */
-  addText(name: string, label: string, value: string, title = ''): void {
+  addText(name: string, label: string, value: string, title = '', placeholder = ''): void {
     const row = document.createElement('label');
     row.className = 'jp-FlowGraph-inputRow';
     const head = document.createElement('span');
@@ -184,6 +184,8 @@ export class InputsForm extends Widget {
     field.type = 'text';
     field.className = 'jp-mod-styled jp-FlowGraph-inputField';
     field.value = value;
+    field.placeholder = placeholder;
+    field.title = title;
     field.dataset.option = name;
     row.append(head, field);
     this._options.set(name, field);

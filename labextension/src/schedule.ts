@@ -25,6 +25,9 @@ export interface ScheduleRequest {
   cron: string;
   /** The time zone the cron expression is read in (IANA name). */
   timezone: string;
+  /** Run the job on a copy of the notebook's whole folder (the files the flow reads),
+   * whose new files (the run's results) come back with the job's output. */
+  withFolder: boolean;
 }
 
 /** What was made: a job (run now), or a job definition (on a schedule). */
@@ -77,7 +80,8 @@ export async function schedule(request: ScheduleRequest): Promise<Scheduled> {
     runtime_environment_name: await environment(),
     name: request.name,
     output_formats: ['ipynb'],
-    parameters: notebookParameters(request.inputs)
+    parameters: notebookParameters(request.inputs),
+    package_input_folder: request.withFolder
   };
   if (!request.cron.trim()) {
     const reply = await scheduler<{ job_id: string }>('jobs', { method: 'POST', body: JSON.stringify(body) });
