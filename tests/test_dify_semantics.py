@@ -297,3 +297,53 @@ def test_raw_text_bodies_go_as_text(tmp_path: Path, serve: Serve) -> None:
     assert run.outputs["sandbox"]["status_code"] == 200
     round_trips(tmp_path, target)
 
+
+
+# -- file variables are objects with Dify's fields (File_read: the size of the file given) ------------------
+FILE_APP = """
+app: {mode: workflow, name: File_read}
+kind: app
+version: 0.1.5
+workflow:
+  graph:
+    edges:
+    - {source: '1733304372042', sourceHandle: source, target: '1733304400929'}
+    - {source: '1733304400929', sourceHandle: source, target: '1733304425429'}
+    nodes:
+    - id: '1733304372042'
+      data:
+        type: start
+        title: 开始
+        variables:
+        - {variable: File, label: File, type: file, required: true, allowed_file_types: [document, image, audio, video]}
+    - id: '1733304400929'
+      data:
+        type: code
+        title: 获取文件路径
+        code: |
+          def main(filesize: int, name: str) -> dict:
+              return {"file_path": f"{name}: {filesize} bytes"}
+        variables:
+        - {variable: filesize, value_selector: ['1733304372042', File, size]}
+        - {variable: name, value_selector: ['1733304372042', File, name]}
+        outputs: {file_path: {type: string}}
+    - id: '1733304425429'
+      data:
+        type: end
+        title: 结束
+        outputs:
+        - {variable: file_path, value_selector: ['1733304400929', file_path]}
+        - {variable: kind, value_selector: ['1733304372042', File, type]}
+        - {variable: extension, value_selector: ['1733304372042', File, extension]}
+        - {variable: url, value_selector: ['1733304372042', File, url]}
+"""
+
+
+def test_file_variables_are_objects_with_difys_fields(tmp_path: Path) -> None:
+    data = tmp_path / "sales.csv"
+    data.write_text("month,total\n1,10\n", encoding="utf-8")
+    flow, target = imported(tmp_path, FILE_APP)
+    run = flow.run({"File": str(data)})
+    assert run.ok, run.error
+    assert run.flow_outputs == {"file_path": "sales.csv: 17 bytes", "kind": "document", "extension": ".csv", "url": str(data)}
+    round_trips(tmp_path, target)

@@ -16,7 +16,7 @@ from jupyter_flow.dify.result import DifyImport
 from jupyter_flow.dify.text import dify_text, literal
 from jupyter_flow.errors import FlowError
 
-__all__ = ["RENAMED_OUTPUTS", "STATE_MODULE", "Built", "Context", "Options", "Unsupported", "join_path", "slug"]
+__all__ = ["FILE_FIELDS", "RENAMED_OUTPUTS", "STATE_MODULE", "Built", "Context", "Options", "Unsupported", "join_path", "slug"]
 
 #: Dify's system variables and the input each becomes: (type, description, required)
 SYSTEM = {"query": ("text", "the user's message (Dify's sys.query)", True),
@@ -24,6 +24,8 @@ SYSTEM = {"query": ("text", "the user's message (Dify's sys.query)", True),
           "files": ("list", "the files the user sent (Dify's sys.files)", False),
           "user_id": ("string", "the user (Dify's sys.user_id)", False),
           "dialogue_count": ("number", "turns so far (Dify's sys.dialogue_count)", False)}
+#: the fields of Dify's file objects (`{{#start.doc.url#}}`)
+FILE_FIELDS = ("name", "size", "type", "extension", "mime_type", "transfer_method", "url", "related_id")
 #: the module whose `load` reads a conversation's variables
 STATE_MODULE = "jupyter_flow.dify.conversation"
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -98,6 +100,9 @@ class Context:
         #: the id of the node that reads a chat app's conversation variables as its
         #: conversation has them (see `jupyter_flow.dify.conversation`), or None
         self.state: str | None = None
+        #: the node giving the fields of the app's files (Dify's file objects) and the inputs it reads
+        self.files: str | None = None
+        self.file_reads: list[str] = []
         self.data = {str(n["id"]): n["data"] for n in nodes}
         self.types = {nid: str(data.get("type") or "") for nid, data in self.data.items()}
         self.starts = {nid for nid, kind in self.types.items() if kind == START}
@@ -147,6 +152,8 @@ class Context:
             head, rest = "sys", rest[1:]
         if self.outer is not None and head not in self.ids and head not in self.starts:
             return join_path("inputs", [self._from_outside([head, *rest], where)])
+        if head in self.starts and len(rest) > 1 and rest[1] in FILE_FIELDS and self.inputs.get(rest[0], {}).get("type") == "file":
+            return join_path(self._file(rest[0]), rest[1:])
         if head in self.starts:
             return join_path("inputs", rest)
         if head == "sys":
@@ -206,6 +213,26 @@ class Context:
         self.outer_inputs[name] = template
         self.inputs[name] = {"type": "any", "description": f"{template} of the flow that runs this one per item"}
         return name
+
+    def _file(self, name: str) -> str:
+        """The path of the fields (Dify's file object) of the file input `name`."""
+        if self.files is None:
+            self.files = self.fresh("files")
+        if name not in self.file_reads:
+            self.file_reads.append(name)
+        return f"{self.files}.output.{name}"
+
+    def files_node(self) -> dict[str, Any] | None:
+        """The node giving the fields of the file inputs the app reads them of, or None."""
+        if self.files is None:
+            return None
+        mapping = {"files": {name: f"{{{{ {join_path('inputs', [name])} }}}}" for name in self.file_reads}}
+        return {"id": self.files, "type": "python", "title": "Files", "cache": False,
+                "config": {"function": "jupyter_flow.dify.functions:file_fields", "input_mapping": mapping}}
+
+    def before_ids(self) -> list[str]:
+        """The nodes import puts before the app's first (see `files_node` and `state_node`)."""
+        return [n for n in (self.files, self.state if self.conversation_names() else None) if n]
 
     def declares_conversation(self) -> bool:
         """Whether the app declares conversation variables."""

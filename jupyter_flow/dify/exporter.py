@@ -62,6 +62,7 @@ class Exporter:
         self.alias: dict[str, str] = {}
         self.asks: dict[str, NodeSpec] = {}
         self.state: NodeSpec | None = None
+        self.files: NodeSpec | None = None
         self.types: dict[str, str] = {}
         self.extra_nodes: list[dict[str, Any]] = []
         self.extra_edges: list[dict[str, Any]] = []
@@ -78,6 +79,9 @@ class Exporter:
                     self.alias[ns.id] = owner
             if fn == f"{STATE_MODULE}:load" and self.parent is None:
                 self.state = ns
+                self.alias[ns.id] = self.start_id
+            if fn == f"{FUNCTIONS}:file_fields" and self.parent is None:  # the fields of Dify's file objects
+                self.files = ns
                 self.alias[ns.id] = self.start_id
             if fn not in (f"{FUNCTIONS}:classify", f"{FUNCTIONS}:parameters"):
                 continue
@@ -128,6 +132,8 @@ class Exporter:
             return ["start", *parts]
         if parts[0] in self.kinds and len(parts) == 3 and parts[1] == "error" and parts[2] in ("message", "type"):
             return [parts[0], f"error_{parts[2]}"]
+        if self.files is not None and parts[0] == self.files.id and len(parts) > 3 and parts[1] == "output":
+            return ["start", *parts[2:]]
         if self.state is not None and parts[0] == self.state.id and len(parts) > 2 and parts[1] == "output":
             return ["conversation", *parts[2:]]
         if parts[0] in self.kinds and len(parts) > 2 and parts[1] == "output":

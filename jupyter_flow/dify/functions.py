@@ -15,7 +15,7 @@ from typing import Any
 
 from jupyter_flow.dify import conversation
 
-__all__ = ["CodeOutputError", "assign", "check_outputs", "checked_outputs", "classify", "list_operator", "parameters"]
+__all__ = ["CodeOutputError", "assign", "check_outputs", "checked_outputs", "classify", "file_fields", "list_operator", "parameters"]
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 #: a file's type as Dify names it, by the start of its media type
@@ -142,6 +142,21 @@ def _file_attribute(item: Any, key: str) -> Any:
     if key == "url":
         return path
     return None
+
+
+def file_fields(files: Mapping[str, Any]) -> dict[str, Any]:
+    """Each file of `files` (a path, or a mapping with Dify's fields) as Dify's file object:
+    name, size, type, extension, mime_type, transfer_method, url, related_id. Output: the
+    object of each by name (None for none given)."""
+    out: dict[str, Any] = {}
+    for name, item in files.items():
+        if item is None or item == "":
+            out[name] = None
+            continue
+        fields = {key: _file_attribute(item, key) for key in ("name", "size", "type", "extension", "mime_type", "url")}
+        given = dict(item) if isinstance(item, Mapping) else {}
+        out[name] = {**fields, "transfer_method": given.get("transfer_method", "local_file"), "related_id": given.get("related_id")}
+    return out
 
 
 def _compare(value: Any, op: str, expected: Any) -> bool:

@@ -80,6 +80,8 @@ class _Importer:
                 self.inner.setdefault(parent, []).append(n)
         self.ctx = Context(data, self.nodes, options, self.result, outer)
         self.built: dict[str, Built] = {}
+        #: the node the app's edges from its start leave: the last of those before its first node
+        self.entry = FLOW_START
         self.problems: list[Problem] = []
 
     # -- the walk ---------------------------------------------------------------------------
@@ -89,10 +91,12 @@ class _Importer:
         self._prepare()
         declared = self._selected(outputs or {}, owner)
         nodes, edges = self._walk(declared)
-        state = self.ctx.state_node(self.result.app_name or "dify-app")
-        if state is not None:
-            nodes.insert(0, state)
-            edges.append({"from": FLOW_START, "to": state["id"]})
+        # what the app's nodes read before any runs: its files' fields, its conversation's variables
+        before = [n for n in (self.ctx.files_node(), self.ctx.state_node(self.result.app_name or "dify-app")) if n is not None]
+        for i, node in enumerate(before):
+            edges.append({"from": before[i - 1]["id"] if i else FLOW_START, "to": node["id"]})
+        nodes[:0] = before
+        self.entry = before[-1]["id"] if before else FLOW_START
         if self.problems and not self.options.partial:
             raise FlowValidationError(self.problems)
         flow: dict[str, Any] = {"name": str(self.app.get("name") or "dify-app")}
@@ -182,8 +186,9 @@ class _Importer:
                 continue
             if nid in self.built:
                 layout[self.built[nid].entry] = {"x": float(pos["x"]), "y": float(pos["y"])}
-            elif nid in self.ctx.starts and self.ctx.state and self.ctx.conversation_names():  # where the app starts
-                layout[self.ctx.state] = {"x": float(pos["x"]), "y": float(pos["y"])}
+            elif nid in self.ctx.starts:  # the nodes before the app's first: where the app starts
+                for first in self.ctx.before_ids():
+                    layout[first] = {"x": float(pos["x"]), "y": float(pos["y"])}
         return layout
 
     def _assignments(self) -> None:
@@ -368,8 +373,7 @@ class _Importer:
             source, target = str(e.get("source")), str(e.get("target"))
             if target not in self.built or (source not in self.built and source not in self.ctx.starts):
                 continue
-            first = self.ctx.state if self.ctx.conversation_names() else None  # the conversation's variables come first
-            edge: dict[str, Any] = {"from": (first or FLOW_START) if source in self.ctx.starts else self.built[source].exit,
+            edge: dict[str, Any] = {"from": self.entry if source in self.ctx.starts else self.built[source].exit,
                                     "to": self.built[target].entry}
             handle = e.get("sourceHandle")
             if handle == FAIL_BRANCH and self.ctx.data.get(source, {}).get("error_strategy") == "fail-branch":
