@@ -117,6 +117,10 @@ def node_events(events: list[Any], node: str) -> list[Any]:
 
 
 def test_a_run_streams_its_node_states_and_outputs_in_its_own_process(api: httpx.Client, server: JupyterLab, root: Path) -> None:
+    # opening and validating the file runs none of its code
+    assert api.post("validate", json={"path": "ok.flow.yaml"}).json()["valid"] is True
+    assert api.get("lastrun", params={"path": "ok.flow.yaml"}).json()["run"] is None
+    assert not (root / "imported-by.txt").exists()
     run, events = follow(api, start(api, "ok.flow.yaml", inputs={"text": "hello"}))
     assert run.status == "ok", (run.message, run.log)
     assert [e.event for e in events][0] == "started" and events[-1].event == "finished"
