@@ -1,4 +1,9 @@
-"""Writing the files people edit (flow files, notebooks) so that nothing is ever half there.
+"""Reading and writing the files people edit (flow files, notebooks): never without bound,
+never half there.
+
+`read_bounded` reads a regular file of at most `MAX_FILE_BYTES` (a flow file named on the
+command line, served, or an `--inputs` file): a link to `/dev/zero`, a pipe or a file of
+gigabytes is refused by name instead of filling the memory.
 
 `write_atomic` writes to a temporary file beside the target, flushes it to disk, and renames
 it over the target: a reader (a watching `serve flow`, an editor) sees the old file or the
@@ -15,13 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from jupyter_flow.errors import FlowFileError
 
-__all__ = ["FileChangedError", "FileStamp", "write_atomic"]
+__all__ = ["MAX_FILE_BYTES", "FileChangedError", "FileStamp", "read_bounded", "write_atomic"]
+
+#: The most bytes read of one flow file or inputs file.
+MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 class FileChangedError(FlowFileError):
@@ -46,6 +55,20 @@ class FileStamp:
     @classmethod
     def of_bytes(cls, data: bytes) -> FileStamp:
         return cls(len(data), hashlib.sha256(data).hexdigest())
+
+
+def read_bounded(path: str | Path, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of the regular file at `path` (links followed), at most `max_bytes`
+    (default `MAX_FILE_BYTES`). FileNotFoundError when there is none; FlowFileError naming
+    the file when it is not a regular file (a device or a pipe may never end) or is larger."""
+    limit = MAX_FILE_BYTES if max_bytes is None else max_bytes
+    if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a pipe waits for a writer
+        raise FlowFileError("cannot read: not a regular file (a device or a pipe may never end)", source=str(path))
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise FlowFileError(f"cannot read: larger than {limit:,} bytes, the most read of one file", source=str(path))
+    return data
 
 
 def write_atomic(path: str | Path, data: str | bytes, *, unchanged_since: FileStamp | None = None) -> Path:

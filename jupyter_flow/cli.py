@@ -7,14 +7,13 @@ cause); 2 an invalid flow file or invalid usage (the message names the node or f
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from jupyter_flow.errors import FlowError, FlowRunError, FlowValidationError, StoreError
+from jupyter_flow.errors import FlowError, FlowFileError, FlowRunError, FlowValidationError, StoreError
 from jupyter_flow.version import __version__
 
 __all__ = ["console", "main"]
@@ -44,14 +43,17 @@ def parse_pairs(values: Sequence[str], flag: str, shape: str = "KEY=VALUE") -> d
 
 
 def _parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any]:
+    from jupyter_flow.atomic import read_bounded
+    from jupyter_flow.spec import parse_json
+
     values: dict[str, Any] = {}
     if inputs_file:
-        try:
-            data = json.loads(Path(inputs_file).read_text(encoding="utf-8"))
+        try:  # bounded as a served request's body is: bytes, nesting, values, keys given once
+            data = parse_json(read_bounded(inputs_file), source=inputs_file)
         except FileNotFoundError:
             raise _Usage(f"--inputs {inputs_file}: no such file") from None
-        except json.JSONDecodeError as exc:
-            raise _Usage(f"--inputs {inputs_file}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+        except FlowFileError as exc:
+            raise _Usage(f"--inputs {inputs_file}: not usable JSON ({exc.problems[0].message})") from None
         if not isinstance(data, dict):
             raise _Usage(f"--inputs {inputs_file}: must hold a JSON object of input names to values")
         values.update(data)

@@ -18,7 +18,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from jupyter_flow.atomic import write_atomic
+from jupyter_flow.atomic import read_bounded, write_atomic
 from jupyter_flow.errors import FlowFileError, FlowValidationError, Problem
 from jupyter_flow.graph import START, duplicate_ids, self_edge
 
@@ -426,7 +426,7 @@ def load_spec(path: PathLike) -> FlowSpec:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_bounded(path).decode("utf-8-sig")
     except FileNotFoundError:
         raise FlowFileError("no such file", source=source) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -23,7 +23,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from jupyter_flow.errors import FlowError, FlowValidationError
+from jupyter_flow.atomic import read_bounded
+from jupyter_flow.errors import FlowError, FlowFileError, FlowValidationError
 from jupyter_flow.flow import Flow
 from jupyter_flow.serve.filewatch import file_changes
 from jupyter_flow.serve.guards import Scrubber
@@ -142,8 +143,11 @@ class FlowService:
 
     def _read(self) -> bytes | None:
         try:
-            return self.source.read_bytes() if self.source else None
+            return read_bounded(self.source) if self.source else None
         except OSError:
+            return None
+        except FlowFileError as exc:  # re-pointed at a device or a pipe, or too large: never read whole
+            self.reload_error = str(exc)
             return None
 
     def _read_digest(self) -> str | None:
