@@ -87,3 +87,22 @@ def test_a_store_that_cannot_be_opened_is_named(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv(STORE_ENV, str(blocker / "conversations.sqlite"))
     with pytest.raises(ConversationError, match=f"cannot open the conversation store .*; set {STORE_ENV}"):
         conversation.load("app", "c1", {"v": 0})
+
+
+def test_a_served_chat_app_keeps_each_conversations_variables(tmp_path: Path, store: Path) -> None:
+    import httpx
+    from servers import AsgiServer
+    from test_dify_corpus import ASSIGNER_APP
+
+    from jupyter_flow.serve.app import flow_app
+
+    app = tmp_path / "count.yml"
+    app.write_text(ASSIGNER_APP, encoding="utf-8")
+    _, target = write_import(app, tmp_path / "count.flow.yaml")
+    with AsgiServer(flow_app(target)) as srv:
+        def turn(conversation_id: str) -> str:
+            body = httpx.post(f"{srv.url}/run", json={"query": "+1", "conversation_id": conversation_id}, timeout=30).json()
+            return str(body["result"]["answer"])
+
+        assert [turn("a"), turn("a"), turn("b"), turn("a")] == ["before 0, after 1", "before 1, after 2", "before 0, after 1",
+                                                                "before 2, after 3"]
