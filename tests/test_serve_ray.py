@@ -23,6 +23,7 @@ ray = pytest.importorskip("ray", reason="serving on Ray Serve needs the ray extr
 serve = pytest.importorskip("ray.serve", reason="serving on Ray Serve needs ray[serve]")
 
 from jupyter_flow.cli import main  # noqa: E402
+from jupyter_flow.errors import FlowValidationError  # noqa: E402
 from jupyter_flow.serve.app import flow_app, model_app  # noqa: E402
 from jupyter_flow.serve.ray_serve import RayServer, start_local_ray  # noqa: E402
 from jupyter_flow_examples.models import make_torchscript_model  # noqa: E402
@@ -330,13 +331,28 @@ def test_deploy_mistakes_are_named_before_ray_starts(folder: Path, echo: Loopbac
     # an http node is no deployment; autoscaling settings Ray Serve does not know
     write(path, PAIR % echo.url
           + "  echo: {num_replicas: 3}\n"
-          + "  classify: {autoscaling_config: {min_replicas: 1, max_replicas: 2, target_ongoing_request: 4}}\n")
+          + "  classify: {autoscaling_config: {min_replicas: 1, max_replicas: 2, target_ongoing_request: 4,\n"
+          + "                                  policy: {policy_function: 'os:system'}}}\n")
     t0 = time.perf_counter()
     assert main(["serve", "flow", str(path), "--ray", "--port", str(free_port())]) == 2
     err = capsys.readouterr().err
     assert "node 'echo'" in err and "deploy.echo" in err and "runs in the flow's ingress" in err
     assert "deploy.classify.autoscaling_config.target_ongoing_request" in err and "unknown setting" in err
+    # a flow file names no code for Serve's controller to import
+    assert "deploy.classify.autoscaling_config.policy" in err and "may not" in err
     assert time.perf_counter() - t0 < 20
     # the validator takes the deploy: section as part of the flow
     write(path, PAIR % echo.url)
     assert main(["validate", str(path)]) == 0
+
+
+def test_a_replica_asking_for_more_than_the_cluster_has_is_refused(ray_port: int, pair: Path) -> None:
+    path = pair.with_name("gpu.flow.yaml")
+    write(path, pair.read_text().replace("embed: {num_replicas: 2}", "embed: {ray_actor_options: {num_gpus: 1}}"))
+    t0 = time.perf_counter()
+    with pytest.raises(FlowValidationError) as err:
+        RayServer.for_flow(path, port=ray_port).start()
+    (problem,) = err.value.problems
+    assert problem.node == "embed" and problem.field == "deploy.embed.ray_actor_options.num_gpus"
+    assert "1 GPUs per replica" in problem.message and "has 0" in problem.message
+    assert time.perf_counter() - t0 < 30  # refused at once, not left waiting for a GPU

@@ -46,7 +46,7 @@ from jupyter_flow.serve.ray_deploy import INGRESS_DEPLOYMENT, MODEL_DEPLOYMENT, 
 from jupyter_flow.serve.ray_replicas import FlowIngress, ModelReplica, StatusBoard
 from jupyter_flow.serve.state import DEFAULT_SETTLE_S, FlowService, ReloadStatus
 
-__all__ = ["LOCAL_CPUS", "LOCAL_OBJECT_STORE_BYTES", "RETIRE_AFTER_S", "RayServer", "run_forever", "start_local_ray"]
+__all__ = ["DEPLOY_TIMEOUT_S", "LOCAL_CPUS", "LOCAL_OBJECT_STORE_BYTES", "RETIRE_AFTER_S", "RayServer", "run_forever", "start_local_ray"]
 
 log = logging.getLogger("jupyter_flow.serve")
 
@@ -57,6 +57,12 @@ LOCAL_OBJECT_STORE_BYTES = 200 * 1024**2
 #: How long applications no node uses any more are kept after a redeploy, so that the
 #: requests the old ingress still serves finish (Serve drains a replica within 20 s).
 RETIRE_AFTER_S = 30.0
+#: How long one application may take to be running (its replicas started, models loaded).
+DEPLOY_TIMEOUT_S = 600.0
+
+
+#: autoscaling settings that name code (an import path) for Serve's controller to run
+_CODE_SETTINGS = frozenset({"policy"})
 
 
 def _check_autoscaling(flow: Flow) -> None:
@@ -67,6 +73,10 @@ def _check_autoscaling(flow: Flow) -> None:
             continue
         given = spec.autoscaling_config.model_dump(exclude_none=True)
         where = f"deploy.{node_id}.autoscaling_config"
+        for name in sorted(set(given) & _CODE_SETTINGS):
+            problems.append(Problem("names code for Ray Serve to import and run, which a flow file may not: set a custom "
+                                    "autoscaling policy in Python, not in the flow file", node=node_id, field=f"{where}.{name}"))
+            del given[name]
         for name in sorted(set(given) - set(AutoscalingConfig.model_fields)):
             known = ", ".join(sorted(n for n in AutoscalingConfig.model_fields if not n.startswith("_")))
             problems.append(Problem(f"unknown setting (Ray Serve's are: {known})", node=node_id, field=f"{where}.{name}"))
@@ -96,6 +106,48 @@ def start_local_ray(*, tries: int = 2) -> None:
             if attempt == tries:
                 raise FlowError(f"cannot start a local Ray cluster: {_first_line(exc)}") from exc
             log.warning("a local Ray did not start (%s); trying again", _first_line(exc))
+
+
+def _check_resources(plan: FlowLayout, total: Mapping[str, float], flow: Flow) -> None:
+    """A replica that asks for more than the whole cluster has would wait for ever: refused,
+    naming the node and field. (A cluster that adds nodes on demand may have more later.)"""
+    problems: list[Problem] = []
+    for model in plan.models:
+        if model.index:  # a variant asks what its node asks
+            continue
+        asked = model.options.get("ray_actor_options", {})
+        for name, resource, unit in (("num_gpus", "GPU", "GPUs"), ("num_cpus", "CPU", "CPUs"), ("memory", "memory", "bytes")):
+            want = float(asked.get(name) or 0)
+            have = float(total.get(resource, 0))
+            if want > have:
+                problems.append(Problem(f"asks for {want:g} {unit} per replica; the Ray cluster has {have:g} in all",
+                                        node=model.node, field=f"deploy.{model.node}.ray_actor_options.{name}"))
+    if problems:
+        raise FlowValidationError(problems, source=str(flow.source) if flow.source else None)
+
+
+def _run_app(app: Any, name: str, route_prefix: str | None) -> None:
+    """`serve.run` with a deadline: an application not running within `DEPLOY_TIMEOUT_S`
+    (replicas waiting for resources, a model that takes for ever to load) is deleted and
+    TimeoutError says so."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            serve.run(app, name=name, route_prefix=route_prefix)
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name=f"deploy {name}", daemon=True)
+    thread.start()
+    thread.join(DEPLOY_TIMEOUT_S)
+    if thread.is_alive():
+        with contextlib.suppress(Exception):
+            serve.delete(name, _blocking=False)
+        raise TimeoutError(f"not running after {DEPLOY_TIMEOUT_S:g} s (its replicas may wait for resources the cluster "
+                           "lacks, or take long to start)")
+    if failed:
+        raise failed[0]
 
 
 def _check_deploy(flow: Flow) -> None:
@@ -203,6 +255,7 @@ class RayServer:
         then serves on."""
         _check_deploy(flow)
         new = layout(flow)
+        _check_resources(new, ray.cluster_resources(), flow)
         running = set(self.layout.apps()) if self.layout else set()
         payload = flow_payload(flow)
         started: list[str] = []
@@ -214,7 +267,7 @@ class RayServer:
                 continue
             deployment = serve.deployment(name=MODEL_DEPLOYMENT, **model.options)(ModelReplica)
             try:
-                serve.run(deployment.bind(payload, model.node, model.index), name=model.app, route_prefix=None)
+                _run_app(deployment.bind(payload, model.node, model.index), model.app, None)
             except Exception as exc:
                 for name in [*started, model.app]:
                     with contextlib.suppress(Exception):
@@ -224,8 +277,7 @@ class RayServer:
         target = payload if self.mode == "flow" else self.target
         ingress = serve.deployment(name=INGRESS_DEPLOYMENT, **new.ingress_options)(FlowIngress)
         try:
-            serve.run(ingress.bind(self.mode, target, self.options, list(new.models), self._board),
-                      name=new.ingress_app, route_prefix="/")
+            _run_app(ingress.bind(self.mode, target, self.options, list(new.models), self._board), new.ingress_app, "/")
         except Exception as exc:
             for name in started:
                 with contextlib.suppress(Exception):
