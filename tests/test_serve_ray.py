@@ -356,3 +356,33 @@ def test_a_replica_asking_for_more_than_the_cluster_has_is_refused(ray_port: int
     assert problem.node == "embed" and problem.field == "deploy.embed.ray_actor_options.num_gpus"
     assert "1 GPUs per replica" in problem.message and "has 0" in problem.message
     assert time.perf_counter() - t0 < 30  # refused at once, not left waiting for a GPU
+
+
+def test_layout_has_a_deployment_per_model_node_and_variant_named_after_what_makes_it(folder: Path,
+                                                                                      echo: LoopbackServer) -> None:
+    from jupyter_flow.flow import Flow
+    from jupyter_flow.serve.ray_deploy import DEFAULT_MODEL_CPUS, layout
+
+    text = (PAIR % echo.url).replace(
+        "    config: {model: classify.pt,",
+        "    variants: [{id: b-side, weight: 1, config: {device: cpu}}]\n    config: {model: classify.pt,")
+    text += "  classify: {autoscaling_config: {min_replicas: 1, max_replicas: 3}, ray_actor_options: {num_gpus: 0.5}}\n"
+    path = folder / "layout.flow.yaml"
+    write(path, text)
+    plan = layout(Flow.load(path).validate())
+    assert plan.ingress_app == "ray-pair"
+    models = {(m.node, m.index): m for m in plan.models}
+    assert set(models) == {("embed", 0), ("classify", 0), ("classify", 1)}  # http runs in the ingress
+    embed, classify, variant = models["embed", 0], models["classify", 0], models["classify", 1]
+    assert embed.options["num_replicas"] == 2 and embed.max_items == 16
+    assert embed.options["max_ongoing_requests"] >= 32  # room for a full batch and the next
+    assert embed.options["ray_actor_options"] == {"num_cpus": DEFAULT_MODEL_CPUS}
+    assert classify.options["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 3}
+    assert "num_replicas" not in classify.options and classify.max_items is None
+    assert classify.options["ray_actor_options"] == {"num_cpus": DEFAULT_MODEL_CPUS, "num_gpus": 0.5}
+    assert variant.app.startswith("ray-pair.classify.b-side-") and variant.options == classify.options
+    # an edit of one node gives it a new application; the others keep theirs (and their replicas)
+    write(path, text.replace("max_wait_ms: 10", "max_wait_ms: 20"))
+    again = {(m.node, m.index): m.app for m in layout(Flow.load(path).validate()).models}
+    assert again["embed", 0] != embed.app
+    assert again["classify", 0] == classify.app and again["classify", 1] == variant.app
