@@ -428,7 +428,7 @@ def export_notebook(flow: Flow | str | Path, path: str | Path, *, output_dir: st
         why, stamp = _why_not_replace(target)
         if why is not None:
             raise FileChangedError(f"not replaced: {why}; export to another path, or overwrite it on purpose "
-                                   "(--force, force=True)", source=str(target))
+                                   "(--force on the command line, force=True in Python)", source=str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, nbformat.writes(nb), unchanged_since=stamp)
     return target

@@ -45,6 +45,7 @@ from typing import Any
 import tornado.web
 from jupyter_server.utils import url_path_join
 
+from jupyter_flow.atomic import FileChangedError
 from jupyter_flow.editor import new_node_config
 from jupyter_flow.edits import AppliedEdit, EditRequestError, apply_edit, read_request
 from jupyter_flow.errors import FlowError, FlowValidationError, Problem
@@ -266,6 +267,9 @@ class ExportHandler(FlowHandler):
             raise tornado.web.HTTPError(400, f"'{output}' is not a notebook path (*.ipynb)")
         try:
             written = await asyncio.to_thread(export_notebook, path, target)
+        except FileChangedError as exc:  # a notebook edited since it was exported, or not an export: kept
+            return self.invalid(path, exc.problems, f"cannot export '{self.api_path(path)}': "
+                                f"'{self.api_path(target)}' was not replaced", status=409)
         except FlowValidationError as exc:
             return self.invalid(path, exc.problems, f"cannot export '{self.api_path(path)}': the flow is invalid")
         except FlowError as exc:

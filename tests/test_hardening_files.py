@@ -201,6 +201,8 @@ def test_export_to_production_notebook_in_jupyterlab_keeps_a_hand_edited_noteboo
         nbformat.write(nb, notebook)
         edited = notebook.read_bytes()
         refused = api.post("export", json={"path": "echo.flow.yaml"})
-    assert refused.status_code in (400, 409), refused.text
-    assert "changed since jupyter-flow exported it" in refused.text
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["message"] == "cannot export 'echo.flow.yaml': 'echo.production.ipynb' was not replaced"
+    assert "changed since jupyter-flow exported it" in refused.json()["problems"][0]["message"]
+    assert str(tmp_path) not in refused.text  # no server path in the answer
     assert notebook.read_bytes() == edited
