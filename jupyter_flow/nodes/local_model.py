@@ -89,6 +89,11 @@ class LocalModelNode(Node):
         self._flight_lock = threading.Lock()
         self._remote: RemoteForward | None = None
 
+    def batching(self) -> BatchSpec | None:
+        """How concurrent runs' items are gathered into forward passes (None: each run's
+        items on their own), for whoever runs the model elsewhere."""
+        return self.config.batch
+
     def forward_through(self, remote: RemoteForward) -> None:
         """Send this node's items to `remote` (a deployment's replicas, each with the model)
         instead of a model of its own: nothing is loaded here, and nothing warms up."""

@@ -131,7 +131,7 @@ def layout(flow: Flow, *, prefix: str | None = None) -> FlowLayout:
         options = _options(spec)
         for index, node in enumerate(planned.node_objects()):
             assert isinstance(node, LocalModelNode)
-            batch = node.config.batch
+            batch = node.batching()
             opts = dict(options)
             if batch is not None:  # a full batch and the next one queued, at least
                 opts["max_ongoing_requests"] = max(opts["max_ongoing_requests"], 2 * batch.max_size)

@@ -112,7 +112,7 @@ class ModelReplica:
         node.ensure_warm()  # the model loads now, before the replica takes requests
         self._fn: tuple[Any, Callable[[list[Any]], list[Any]]] | None = None
         self._ids = itertools.count()
-        batch = node.config.batch
+        batch = node.batching()
         self.batching = batch is not None
         if batch is not None:  # the node's own batch options, on Serve's batcher of this method
             batched: Any = self._batched
