@@ -164,3 +164,19 @@ def test_a_key_given_twice_in_an_item_fails_that_item_naming_the_key(tmp_path: P
     assert records["b"]["outputs"]["echo"]["text"] == "got z"
     assert "key 'text' is given twice" in records["refused"]["error"]["message"]
     assert "in.jsonl:1" in records["refused"]["error"]["message"]
+
+
+def test_failed_ids_with_escape_sequences_are_printed_escaped(tmp_path: Path) -> None:
+    # a file name can hold a terminal escape (clear screen) or a right-to-left override
+    (tmp_path / "fail.flow.yaml").write_text(
+        'name: fail\ninputs: {doc: {type: file}}\nnodes:\n  - {id: n, type: template, config: {template: "{{ 1 // 0 }}"}}\n',
+        encoding="utf-8")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("clear\x1b[2J.txt", "gnp.\u202eexe", "two\nlines.txt"):
+        (inbox / name).write_text("x", encoding="utf-8")
+    done = cli("batch", "fail.flow.yaml", "--inputs", "inbox", "--out", "out", "--quiet", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "\x1b" not in done.stdout and "\u202e" not in done.stdout
+    assert "clear\\x1b[2J.txt" in done.stdout and "gnp.\\u202eexe" in done.stdout and "two\\nlines.txt" in done.stdout
+    assert {r["id"] for r in read_results(tmp_path / "out")} == {"clear\x1b[2J.txt", "gnp.\u202eexe", "two\nlines.txt"}

@@ -37,6 +37,7 @@ __all__ = [
     "ResultsWriter",
     "earlier_folder",
     "open_results",
+    "printable",
     "read_result_lines",
     "read_results",
     "summarize_results",
@@ -309,14 +310,14 @@ class BatchSummary:
                     f" {t['p95_s'] * 1e3:>9.1f} {t['max_s'] * 1e3:>9.1f}"
                 )
         for f in self.failures:
-            lines.append(f"  FAILED {f['id']}: node '{f['node']}': {f['message']}")
+            lines.append(f"  FAILED {printable(f['id'])}: node '{f['node']}': {printable(f['message'])}")
         lines.append(f"results: {self.results_path}")
         if self.stopped:
             lines.append(f"stopped: {self.stopped}")
         lines.append(self._counts())
         lines.append(self.verdict())
         if self.failures:
-            lines.append("failed items: " + ", ".join(self.failed_ids))
+            lines.append("failed items: " + ", ".join(map(printable, self.failed_ids)))
         return "\n".join(lines)
 
     def _counts(self) -> str:
@@ -376,7 +377,7 @@ class BatchFailedError(FlowRunError):
     `summary` has the rest."""
 
     def __init__(self, summary: BatchSummary) -> None:
-        shown = summary.failed_ids[:20]
+        shown = [printable(i) for i in summary.failed_ids[:20]]
         more = f" and {len(summary.failed_ids) - 20} more" if len(summary.failed_ids) > 20 else ""
         ids = f"; failed items: {', '.join(shown)}{more}" if shown else ""
         super().__init__(f"{summary.verdict()}{ids}; see {summary.results_path}")
@@ -390,6 +391,16 @@ class BatchStoppedError(FlowRunError):
     def __init__(self, message: str, summary: BatchSummary) -> None:
         super().__init__(message)
         self.summary = summary
+
+
+def printable(text: object) -> str:
+    """`text` as a terminal or log shows it safely: control and format characters (escape
+    sequences, a right-to-left override, line separators) as backslash escapes, so an id or
+    a message read from a file name cannot rewrite the screen or split a log line."""
+    value = str(text)
+    if all(ch.isprintable() or ch == " " for ch in value):
+        return value
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in value)
 
 
 def _md(text: str) -> str:
