@@ -16,7 +16,7 @@ the item (every field) and a flow's answer, and returns a number or a dict of nu
 ``--expect FIELD`` scores 1 when the answer's FIELD (a dotted path, e.g. ``reply.text``)
 equals the item's FIELD, else 0. A flow's answer is its declared outputs, or every node's
 output by node id. A killed evaluation resumes where it stopped: finished items are not run
-again.
+again, unless the flow changed since (their results are then moved aside and they run again).
 
 Exit codes: 0 the evaluation ran (whatever the rows say), 1 an item failed in every flow,
 2 a flow, the data or an option is wrong.
@@ -192,8 +192,9 @@ def evaluate(
     for label, (_, f) in zip(labels, flows):
         names = set(f.spec.inputs)
         batch_items = [{"id": item["id"], **{k: v for k, v in item.items() if k in names}} for item in items]
-        run_batch(f, batch_items, out_dir / label, concurrency=concurrency, resume=True, progress=progress, max_failures="100%",
-                  cache=cache)
+        # resumes a killed evaluation; items another version of this flow ran are run again
+        run_batch(f, batch_items, out_dir / label, concurrency=concurrency, rerun_changed=True, progress=progress,
+                  max_failures="100%", cache=cache)
         records[label] = {r["id"]: r for r in read_results(out_dir / label)}
     rows = [_row(item, labels, records, score_fn, expect) for item in items]
     summary = _summary(flows, labels, rows)

@@ -180,3 +180,21 @@ def test_failed_ids_with_escape_sequences_are_printed_escaped(tmp_path: Path) ->
     assert "\x1b" not in done.stdout and "\u202e" not in done.stdout
     assert "clear\\x1b[2J.txt" in done.stdout and "gnp.\\u202eexe" in done.stdout and "two\\nlines.txt" in done.stdout
     assert {r["id"] for r in read_results(tmp_path / "out")} == {"clear\x1b[2J.txt", "gnp.\u202eexe", "two\nlines.txt"}
+
+
+def test_eval_again_after_editing_a_flow_compares_the_new_version(tmp_path: Path) -> None:
+    # the same --out again: results of the old version must not stand in for the new one
+    from jupyter_flow.evaluate import evaluate
+
+    write_flow(tmp_path, "same")
+    a = tmp_path / "echo.flow.yaml"
+    b = tmp_path / "b.flow.yaml"
+    b.write_text(FLOW % "same", encoding="utf-8")
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"id": i, "text": i}) + "\n" for i in ("x", "y")), encoding="utf-8")
+    first = evaluate(a, b, data=data, out=tmp_path / "eval", progress=False)
+    assert first.summary["changed"] == 0
+    b.write_text(FLOW % "other", encoding="utf-8")
+    second = evaluate(a, b, data=data, out=tmp_path / "eval", progress=False)
+    assert second.summary["changed"] == 2
+    assert texts(tmp_path / "eval" / "b") == {"x": "other x", "y": "other y"}
