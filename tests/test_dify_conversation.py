@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_dify import ScriptedChat, Serve, cli, said_by
 
-from jupyter_flow import Flow
+from jupyter_flow import Flow, export_dify
 from jupyter_flow.dify import conversation, write_import
 from jupyter_flow.dify.conversation import MAX_ID_CHARS, MAX_STATE_BYTES, STORE_ENV, ConversationError
 
@@ -106,3 +106,56 @@ def test_a_served_chat_app_keeps_each_conversations_variables(tmp_path: Path, st
 
         assert [turn("a"), turn("a"), turn("b"), turn("a")] == ["before 0, after 1", "before 1, after 2", "before 0, after 1",
                                                                 "before 2, after 3"]
+
+
+TURNS_APP = """
+app: {mode: advanced-chat, name: 记忆测试}
+kind: app
+version: 0.1.5
+workflow:
+  conversation_variables: []
+  graph:
+    edges:
+    - {source: '1726641382209', sourceHandle: source, target: '1726648676648'}
+    - {source: '1726648676648', sourceHandle: 'true', target: first}
+    - {source: '1726648676648', sourceHandle: 'false', target: '1726649035816'}
+    - {source: '1726649035816', sourceHandle: source, target: later}
+    nodes:
+    - {id: '1726641382209', data: {type: start, title: 开始, variables: []}}
+    - id: '1726648676648'
+      data:
+        type: if-else
+        title: 会话轮数
+        cases:
+        - case_id: 'true'
+          logical_operator: and
+          conditions: [{comparison_operator: '=', value: '1', varType: number, variable_selector: [sys, dialogue_count]}]
+    - {id: first, data: {type: answer, title: 直接回复, answer: 初次见面}}
+    - id: '1726649035816'
+      data:
+        type: code
+        title: 是否需要更新记忆
+        code: "\\ndef main(count):\\n    if count%3==0:\\n        return {\\n            \\"result\\": 1,\\n        }\\n    else:\\n        return {\\n            \\"result\\": 0,\\n        }\\n"
+        variables: [{value_selector: [sys, dialogue_count], variable: count}]
+        outputs: {result: {children: null, type: number}}
+    - {id: later, data: {type: answer, title: 直接回复 2, answer: '第{{#sys.dialogue_count#}}轮：{{#1726649035816.result#}}'}}
+"""
+
+
+def test_sys_dialogue_count_counts_the_turns_of_a_conversation(tmp_path: Path, store: Path) -> None:
+    app = tmp_path / "turns.yml"
+    app.write_text(TURNS_APP, encoding="utf-8")
+    result, target = write_import(app, tmp_path / "turns.flow.yaml")
+    assert result.spec.node("conversation").config["input_mapping"]["turns"] == "{{ inputs.dialogue_count }}"
+    flow = Flow.load(target).validate()
+
+    def turn(conversation_id: str | None) -> str:
+        run = flow.run({"query": "你好", **({"conversation_id": conversation_id} if conversation_id else {})})
+        assert run.ok, run.error
+        return "".join(v for v in (run.flow_outputs or {}).values() if v)
+
+    assert [turn("u1"), turn("u1"), turn("u1"), turn("u2"), turn(None)] == ["初次见面", "第2轮：0", "第3轮：1", "初次见面", "初次见面"]
+    assert flow.run({"query": "你好", "dialogue_count": 6}).flow_outputs == {"first": None, "later": "第6轮：1"}
+    # back to Dify: the count is sys.dialogue_count again
+    text = export_dify(flow, tmp_path / "back.yml")
+    assert "sys.dialogue_count" in text and "conversation.dialogue_count" not in text

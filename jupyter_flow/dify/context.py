@@ -23,7 +23,7 @@ SYSTEM = {"query": ("text", "the user's message (Dify's sys.query)", True),
           "conversation_id": ("string", "the conversation (Dify's sys.conversation_id)", False),
           "files": ("list", "the files the user sent (Dify's sys.files)", False),
           "user_id": ("string", "the user (Dify's sys.user_id)", False),
-          "dialogue_count": ("number", "turns so far (Dify's sys.dialogue_count)", False)}
+          "dialogue_count": ("number", "the turns of the conversation, this one included (Dify's sys.dialogue_count)", False)}
 #: the fields of Dify's file objects (`{{#start.doc.url#}}`)
 FILE_FIELDS = ("name", "size", "type", "extension", "mime_type", "transfer_method", "url", "related_id")
 #: the module whose `load` reads a conversation's variables
@@ -100,6 +100,8 @@ class Context:
         #: the id of the node that reads a chat app's conversation variables as its
         #: conversation has them (see `jupyter_flow.dify.conversation`), or None
         self.state: str | None = None
+        #: whether the app reads sys.dialogue_count (the turns of the conversation, this one included)
+        self.turns = False
         #: the node giving the fields of the app's files (Dify's file objects) and the inputs it reads
         self.files: str | None = None
         self.file_reads: list[str] = []
@@ -156,6 +158,9 @@ class Context:
             return join_path(self._file(rest[0]), rest[1:])
         if head in self.starts:
             return join_path("inputs", rest)
+        if head == "sys" and rest == ["dialogue_count"] and self.state is not None and "dialogue_count" not in self.conversation_names():
+            self.turns = True  # counted by the conversation
+            return f"{self.state}.output.dialogue_count"
         if head == "sys":
             return join_path("inputs", [self.system(rest[0]), *rest[1:]])
         if head == "conversation":
@@ -232,17 +237,17 @@ class Context:
 
     def before_ids(self) -> list[str]:
         """The nodes import puts before the app's first (see `files_node` and `state_node`)."""
-        return [n for n in (self.files, self.state if self.conversation_names() else None) if n]
+        return [n for n in (self.files, self.state if self.conversation_names() or self.turns else None) if n]
 
     def declares_conversation(self) -> bool:
         """Whether the app declares conversation variables."""
         return any(scope == "conversation" for scope, _ in self._declared)
 
-    def conversation_input(self) -> str:
-        """The input naming the conversation (Dify's sys.conversation_id)."""
-        if "conversation_id" in self._system or "conversation_id" not in self.inputs:
-            return self.system("conversation_id")
-        return "conversation_id"  # a start variable of that name: a flow exported from here
+    def conversation_input(self, name: str = "conversation_id") -> str:
+        """The input standing for Dify's sys.<name> (by default the conversation's id)."""
+        if name in self._system or name not in self.inputs:
+            return self.system(name)
+        return name  # a start variable of that name: a flow exported from here
 
     def conversation_names(self) -> dict[str, str]:
         """The conversation variables the app reads or writes, and the input of each."""
@@ -252,10 +257,12 @@ class Context:
         """The node that reads the conversation variables as the run's conversation has them
         (`jupyter_flow.dify.conversation.load`), or None when the app uses none."""
         names = self.conversation_names()
-        if self.state is None or not names:
+        if self.state is None or not (names or self.turns):
             return None
-        mapping = {"app": literal(app_name), "conversation_id": f"{{{{ inputs.{self.conversation_input()} }}}}",
-                   "initial": {name: f"{{{{ {join_path('inputs', [given])} }}}}" for name, given in names.items()}}
+        mapping: dict[str, Any] = {"app": literal(app_name), "conversation_id": f"{{{{ inputs.{self.conversation_input()} }}}}",
+                                   "initial": {name: f"{{{{ {join_path('inputs', [given])} }}}}" for name, given in names.items()}}
+        if self.turns:  # sys.dialogue_count: the turns of the conversation, this one included (the input's, without one)
+            mapping["turns"] = f"{{{{ inputs.{self.conversation_input('dialogue_count')} }}}}"
         return {"id": self.state, "type": "python", "title": "Conversation variables", "cache": False,
                 "config": {"function": f"{STATE_MODULE}:load", "input_mapping": mapping}}
 

@@ -35,6 +35,9 @@ STORE_ENV = "JUPYTER_FLOW_CONVERSATIONS"
 MAX_ID_CHARS = 256
 MAX_STATE_BYTES = 1024 * 1024
 MAX_CONVERSATIONS = 10_000
+#: where the turns of a conversation are counted, beside its variables (no Dify variable has this name)
+_TURNS = "sys.dialogue_count"
+_NO_TURNS: Any = object()
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS conversations (app TEXT NOT NULL, conversation TEXT NOT NULL, state TEXT NOT NULL, "
            "used REAL NOT NULL, PRIMARY KEY (app, conversation))")
 
@@ -74,23 +77,42 @@ def _open() -> sqlite3.Connection:
     return db
 
 
-def load(app: str, conversation_id: Any = None, initial: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def load(app: str, conversation_id: Any = None, initial: Mapping[str, Any] | None = None, turns: Any = _NO_TURNS) -> dict[str, Any]:
     """The conversation variables of `conversation_id` in `app`: the values kept for it,
     for the names of `initial`, else the value `initial` gives (a new conversation, or
-    a run without an id)."""
+    a run without an id). Given `turns`, also `dialogue_count` as Dify counts it: the runs
+    of the conversation, this one included (kept); without an id, `turns` itself, else 1."""
     values = dict(initial or {})
     key = _key(conversation_id)
     if key is None:
+        if turns is not _NO_TURNS:
+            values["dialogue_count"] = int(turns) if turns not in (None, "") else 1
         return values
+    kept = _state(app, key, count=turns is not _NO_TURNS)
+    values.update({name: kept[name] for name in values if name in kept})
+    if turns is not _NO_TURNS:
+        values["dialogue_count"] = int(kept[_TURNS])
+    return values
+
+
+def _state(app: str, key: str, *, count: bool) -> dict[str, Any]:
+    """What is kept for the conversation; with `count`, its turns go up by one (kept)."""
     try:
         with closing(_open()) as db:
-            row = db.execute("SELECT state FROM conversations WHERE app = ? AND conversation = ?", (app, key)).fetchone()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT state FROM conversations WHERE app = ? AND conversation = ?", (app, key)).fetchone()
+                kept: dict[str, Any] = json.loads(row[0]) if row else {}
+                if count:
+                    kept[_TURNS] = int(kept.get(_TURNS) or 0) + 1
+                    _write(db, app, key, json.dumps(kept, ensure_ascii=False), MAX_CONVERSATIONS)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
     except sqlite3.Error as exc:
         raise ConversationError(f"cannot read conversation {key!r} from {store_path()}: {exc}") from None
-    if row is not None:
-        kept = json.loads(row[0])
-        values.update({name: kept[name] for name in values if name in kept})
-    return values
+    return kept
 
 
 def save(app: str, conversation_id: Any, values: Mapping[str, Any], names: Iterable[str], *,
@@ -117,12 +139,16 @@ def save(app: str, conversation_id: Any, values: Mapping[str, Any], names: Itera
                 if len(text.encode("utf-8")) > MAX_STATE_BYTES:
                     raise ConversationError(f"the variables of conversation {key!r} would take {len(text.encode('utf-8')):,} bytes; "
                                             f"at most {MAX_STATE_BYTES:,} are kept")
-                db.execute("INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?)", (app, key, text, time.time()))
-                db.execute("DELETE FROM conversations WHERE rowid IN (SELECT rowid FROM conversations ORDER BY used DESC "
-                           "LIMIT -1 OFFSET ?)", (max_conversations,))
+                _write(db, app, key, text, max_conversations)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
     except sqlite3.Error as exc:
         raise ConversationError(f"cannot keep conversation {key!r} in {store_path()}: {exc}") from None
+
+
+def _write(db: sqlite3.Connection, app: str, key: str, text: str, max_conversations: int) -> None:
+    db.execute("INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?)", (app, key, text, time.time()))
+    db.execute("DELETE FROM conversations WHERE rowid IN (SELECT rowid FROM conversations ORDER BY used DESC "
+               "LIMIT -1 OFFSET ?)", (max_conversations,))

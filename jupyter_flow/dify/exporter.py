@@ -134,6 +134,9 @@ class Exporter:
             return [parts[0], f"error_{parts[2]}"]
         if self.files is not None and parts[0] == self.files.id and len(parts) > 3 and parts[1] == "output":
             return ["start", *parts[2:]]
+        if self.state is not None and parts[0] == self.state.id and parts[1:] == ["output", "dialogue_count"] \
+                and "dialogue_count" not in self.conversation_inputs():
+            return ["sys", "dialogue_count"]
         if self.state is not None and parts[0] == self.state.id and len(parts) > 2 and parts[1] == "output":
             return ["conversation", *parts[2:]]
         if parts[0] in self.kinds and len(parts) > 2 and parts[1] == "output":

@@ -127,8 +127,8 @@ class _Importer:
             for name in ("query", "conversation_id"):  # a chat app always has the user's message, and a conversation
                 if name not in ctx.inputs:  # (a flow exported from here declares them as start variables)
                     ctx.system(name)
-            if ctx.declares_conversation():  # its variables are kept between the runs of a conversation
-                ctx.state = ctx.fresh("conversation")
+            # its variables and turns are counted by the conversation: the node reading them
+            ctx.state = ctx.fresh("conversation")
         for n in self.nodes:
             if ctx.types[str(n["id"])] not in (START, END):
                 ctx.name(str(n["id"]), n["data"])
