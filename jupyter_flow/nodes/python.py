@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import types
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
 from functools import lru_cache
@@ -169,7 +170,11 @@ class PythonNode(Node):
             fn = self._resolve(run_functions.get() or default_functions())
         except NodeError:
             return ""
-        return _code_token(getattr(fn, "__code__", None) or repr(fn))
+        code = getattr(fn, "__code__", None)
+        if code is None:
+            return _code_token(repr(fn))
+        defaults = repr((getattr(fn, "__defaults__", None), getattr(fn, "__kwdefaults__", None)))
+        return _code_token(code) + hashlib.blake2b(defaults.encode(), digest_size=4).hexdigest()
 
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
         fn = self._resolve(ctx.functions)
@@ -189,9 +194,29 @@ class PythonNode(Node):
 
 @lru_cache(maxsize=4096)
 def _code_token(code: Any) -> str:
-    """A digest of a function's code (taken once per code object: an edit makes a new one)."""
-    data = (code.co_code + repr(code.co_consts).encode()) if not isinstance(code, str) else code.encode()
+    """A digest of what a function's code does (taken once per code object: an edit makes a
+    new one), the same in every process: see `_code_bytes`."""
+    data = _code_bytes(code) if not isinstance(code, str) else code.encode()
     return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def _code_bytes(code: types.CodeType) -> bytes:
+    """The bytecode, the names it reads (`len` and `abs` give the same bytecode) and the
+    constants, nested code (comprehensions, lambdas, inner functions) by what it does, not
+    by its address in this process."""
+    parts = [code.co_code, repr(code.co_names).encode()]
+    parts += [_const_bytes(const) for const in code.co_consts]
+    return b"\0".join(parts)
+
+
+def _const_bytes(const: Any) -> bytes:
+    if isinstance(const, types.CodeType):
+        return _code_bytes(const)
+    if isinstance(const, tuple):
+        return b"(" + b",".join(_const_bytes(c) for c in const) + b")"
+    if isinstance(const, frozenset):  # its order changes with the process's string hashing
+        return b"{" + b",".join(sorted(_const_bytes(c) for c in const)) + b"}"
+    return repr(const).encode()
 
 
 @lru_cache(maxsize=4096)
