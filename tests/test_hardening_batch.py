@@ -198,3 +198,11 @@ def test_eval_again_after_editing_a_flow_compares_the_new_version(tmp_path: Path
     second = evaluate(a, b, data=data, out=tmp_path / "eval", progress=False)
     assert second.summary["changed"] == 2
     assert texts(tmp_path / "eval" / "b") == {"x": "other x", "y": "other y"}
+
+
+def test_max_failures_as_a_fraction_on_the_command_line_as_its_message_offers(tmp_path: Path) -> None:
+    write_flow(tmp_path, "got")
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "x", "text": "y"}\n{"id": "b", "text": "z"}\n', encoding="utf-8")
+    done = batch(tmp_path, "--max-failures", "0.5")
+    assert done.returncode == 0, done.stderr
+    assert "(1 failed, 1 allowed)" in done.stdout

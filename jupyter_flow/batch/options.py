@@ -55,7 +55,7 @@ def parse_max_failures(value: int | float | str | None) -> int | float:
                 if not 0 <= share <= 1:
                     raise ValueError
                 return share if share < 1 else _EVERY_ITEM
-            value = int(text)
+            value = int(text) if text.lstrip("+-").isdigit() else float(text)  # "0.05", as the message offers
         except ValueError:
             raise ValueError(f"must be {expected}, not {value!r}") from None
     if isinstance(value, int):
