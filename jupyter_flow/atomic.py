@@ -34,7 +34,12 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 class FileChangedError(FlowFileError):
-    """The file changed on disk since it was read: writing would lose those changes."""
+    """The file changed on disk since it was read (or is not one this write may replace):
+    writing would lose those changes. Its message names the file, not an invalid flow."""
+
+    def __init__(self, message: str, *, source: str) -> None:
+        super().__init__(message, source=source)
+        Exception.__init__(self, f"{source}: {message}")
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,7 @@ def test_export_over_a_notebook_edited_by_hand_is_refused_unless_forced(tmp_path
     assert done.returncode == 2, done.stderr
     assert "prod.ipynb" in done.stderr and "changed since jupyter-flow exported it" in done.stderr
     assert "--force" in done.stderr and "Traceback" not in done.stderr
+    assert "invalid flow" not in done.stderr  # the flow is fine: the notebook is what is kept
     assert (tmp_path / "prod.ipynb").read_bytes() == edited
     forced = cli("export", "echo.flow.yaml", "-o", "prod.ipynb", "--force", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
