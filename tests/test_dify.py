@@ -88,7 +88,8 @@ def crm(server_requests: list[Request]) -> dict[str, Any]:
 def test_every_mapped_node_type_imports(tmp_path: Path) -> None:
     flow = import_dify(app_at(tmp_path, "ticket_triage.yml"), tmp_path / "triage.flow.yaml", base_url="http://127.0.0.1:1/v1")
     kinds = {n.id: n.type for n in flow.spec.nodes}
-    assert kinds == {"customer_lookup": "http", "known_customer": "switch", "vip_score": "python", "known_reply": "template",
+    # a JSON body is read as JSON before it is sent, as Dify does (customer_lookup_body)
+    assert kinds == {"customer_lookup_body": "python", "customer_lookup": "http", "known_customer": "switch", "vip_score": "python", "known_reply": "template",
                      "unknown_reply": "template", "summary": "coalesce", "llm": "llm"}
     spec = flow.spec
     # start variables: types, labels and select options kept

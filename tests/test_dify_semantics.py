@@ -347,3 +347,30 @@ def test_file_variables_are_objects_with_difys_fields(tmp_path: Path) -> None:
     assert run.ok, run.error
     assert run.flow_outputs == {"file_path": "sales.csv: 17 bytes", "kind": "document", "extension": ".csv", "url": str(data)}
     round_trips(tmp_path, target)
+
+
+# -- JSON bodies are JSON (runLLMCode: the sandbox call, its code put into the body as it is) ----------------
+JSON_APP = RAW_APP.replace("type: raw-text", "type: json").replace(
+    'value: "run {{#1.code#}} as {language: python3}"', """value: '{"code":{{#1.code#}},"language":"python3"}'""")
+
+
+def test_json_bodies_are_sent_as_json_and_refused_when_they_are_not(tmp_path: Path, serve: Serve) -> None:
+    seen: list[Request] = []
+
+    def sandbox(req: Request) -> Reply:
+        seen.append(req)
+        return Reply(200, {"code": 0, "data": {"stdout": "2\n"}})
+
+    server = serve({"/v1/sandbox/run": sandbox})
+    flow, target = imported(tmp_path, JSON_APP.replace("URL", server.url))
+    good = flow.run({"code": json.dumps("print(1 + 1)")})  # the app expects the code as a JSON string
+    assert good.ok, good.error
+    assert seen[0].body == {"code": "print(1 + 1)", "language": "python3"}
+    assert seen[0].headers["Content-Type"] == "application/json"
+    bad = flow.run({"code": "print(1 + 1)"}, raise_on_error=False)  # Dify refuses this body: so does the flow
+    assert not bad.ok and len(seen) == 1
+    assert "the JSON body is not JSON once its references are filled in" in str(bad.error) and "sandbox_body" in str(bad.error)
+    round_trips(tmp_path, target)
+    back = yaml.safe_load((tmp_path / "back.yml").read_text(encoding="utf-8"))
+    (http,) = [n["data"] for n in back["workflow"]["graph"]["nodes"] if n["data"]["type"] == "http-request"]
+    assert http["body"]["type"] == "json" and http["body"]["data"][0]["value"] == '{"code":{{#start.code#}},"language":"python3"}'

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jupyter_flow.dify.context import Built, Context, Unsupported
-from jupyter_flow.dify.dsl import DIFY_REF, LISTED, NUMERIC, OPERATOR_ALIASES, OPERATORS
+from jupyter_flow.dify.dsl import DIFY_REF, FUNCTIONS, LISTED, NUMERIC, OPERATOR_ALIASES, OPERATORS
 
 __all__ = ["answer", "code", "coalesce", "http", "llm", "switch", "template"]
 
@@ -57,9 +57,15 @@ def http(ctx: Context, nid: str, data: Mapping[str, Any], where: str) -> Built:
         config["headers"] = headers
     if data.get("params"):
         config["params"] = _lines(ctx, data["params"], where)
+    parse: dict[str, Any] | None = None
     if btype in ("json", "raw-text"):
         text = bdata if isinstance(bdata, str) else "".join(str(d.get("value") or "") for d in bdata or [])
-        config["content"] = ctx.text(text, where=where)
+        if btype == "json":  # Dify fills in the references, then sends the text as JSON, refusing text that is not
+            parse = {"id": ctx.fresh(f"{ctx.ids[nid]}_body"), "type": "python",
+                     "config": {"function": f"{FUNCTIONS}:json_body", "input_mapping": {"text": ctx.text(text, where=where)}}}
+            config["body"] = f"{{{{ {parse['id']}.output.body }}}}"
+        else:
+            config["content"] = ctx.text(text, where=where)
         if not any(k.lower() == "content-type" for k in headers):  # what Dify sends them as
             config["headers"] = {**headers, "Content-Type": "application/json" if btype == "json" else "text/plain"}
     elif btype == "x-www-form-urlencoded":
@@ -73,6 +79,8 @@ def http(ctx: Context, nid: str, data: Mapping[str, Any], where: str) -> Built:
     if retry.get("retry_enabled"):
         node["retry"] = {"max_attempts": int(retry.get("max_retries") or 0) + 1,
                          "backoff_s": float(retry.get("retry_interval") or 0) / 1000, "multiplier": 1.0}
+    if parse is not None:
+        return Built([parse, _titled(nid, data, ctx, node)], edges=[{"from": parse["id"], "to": ctx.ids[nid]}])
     return Built([_titled(nid, data, ctx, node)])
 
 

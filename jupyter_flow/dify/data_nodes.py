@@ -10,7 +10,8 @@ from typing import Any
 
 from jupyter_flow.dify.bindings import dify_tool_name
 from jupyter_flow.dify.context import Built, Context, Unsupported
-from jupyter_flow.dify.model_nodes import FUNCTIONS, binding
+from jupyter_flow.dify.dsl import FUNCTIONS
+from jupyter_flow.dify.model_nodes import binding
 from jupyter_flow.dify.text import literal
 
 __all__ = ["KNOWLEDGE_KEY_ENV", "KNOWLEDGE_URL_ENV", "assigner", "document", "knowledge", "list_operator", "tool"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+#: the module of the functions the python nodes import makes call
+FUNCTIONS = "jupyter_flow.dify.functions"
 #: The Dify DSL version export writes.
 DIFY_VERSION = "0.1.5"
 #: The node kinds export can write, and the Dify node type each becomes.

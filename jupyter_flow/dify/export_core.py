@@ -48,6 +48,9 @@ def http(ex: Exporter, ns: NodeSpec) -> dict[str, Any]:
     elif c.get("form") is not None:
         body = {"type": "x-www-form-urlencoded", "data": [{"key": k, "type": "text", "value": ex.text(v, node=nid, where=f"config.form.{k}")}
                                                         for k, v in c["form"].items()]}
+    elif (parse := _json_body(ex, ns)) is not None:  # the text Dify fills in and sends as JSON
+        text = (parse.config.get("input_mapping") or {}).get("text")
+        body = {"type": "json", "data": [{"key": "", "type": "text", "value": ex.text(text, node=parse.id, where="config.input_mapping.text")}]}
     elif c.get("input_mapping") is not None or c.get("body") is not None:
         ex.problems.append(Problem("a JSON body goes to Dify as `content` text (with Content-Type: application/json)",
                                      node=nid, field="config.input_mapping"))
@@ -59,6 +62,13 @@ def http(ex: Exporter, ns: NodeSpec) -> dict[str, Any]:
             "retry_config": {"retry_enabled": retry is not None, "max_retries": (retry.max_attempts - 1) if retry else 0,
                              "retry_interval": int(round(retry.backoff_s * 1000)) if retry else 0},
             "url": ex.text(c["endpoint"], node=nid, where="config.endpoint"), "variables": []}
+
+def _json_body(ex: Exporter, ns: NodeSpec) -> NodeSpec | None:
+    """The python node import made to read an http-request's JSON body, when `ns` sends its body."""
+    match = re.fullmatch(r"\{\{ ([A-Za-z_][A-Za-z0-9_]*)\.output\.body \}\}", str(ns.config.get("body")))
+    parse = ex.by_id.get(match.group(1)) if match else None
+    return parse if parse is not None and ex.alias.get(parse.id) == ns.id else None
+
 
 def python(ex: Exporter, ns: NodeSpec) -> dict[str, Any]:
     nid, c = ns.id, ns.config

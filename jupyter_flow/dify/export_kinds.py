@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from jupyter_flow.dify.bindings import dify_tool_of
-from jupyter_flow.dify.dsl import AS_TEXT, JINJA_REF
+from jupyter_flow.dify.dsl import AS_TEXT, FUNCTIONS, JINJA_REF
 from jupyter_flow.dify.text import literal
 from jupyter_flow.errors import Problem
 from jupyter_flow.spec import NodeSpec
@@ -21,10 +21,9 @@ from jupyter_flow.spec import NodeSpec
 if TYPE_CHECKING:
     from jupyter_flow.dify.exporter import Exporter
 
-__all__ = ["COMPLETION_PARAMS", "FUNCTIONS", "KNOWLEDGE_ENDPOINT", "agent", "assigner", "classifier", "document", "extractor",
+__all__ = ["COMPLETION_PARAMS", "KNOWLEDGE_ENDPOINT", "agent", "assigner", "classifier", "document", "extractor",
            "knowledge", "list_operator", "model", "tool"]
 
-FUNCTIONS = "jupyter_flow.dify.functions"
 KNOWLEDGE_ENDPOINT = "${DIFY_KNOWLEDGE_API_URL}/retrieval"
 COMPLETION_PARAMS = ("temperature", "max_tokens", "top_p", "stop", "response_format")
 #: where import's fixed text of a classifier's or extractor's system message ends (the app's instruction follows)

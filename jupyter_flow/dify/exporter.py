@@ -18,11 +18,12 @@ from jupyter_flow.dify.dsl import (
     DIFY_VERSION,
     EXPORTABLE,
     FAIL_BRANCH,
+    FUNCTIONS,
     JINJA_REF,
     LITERAL_BRACE,
 )
 from jupyter_flow.dify.export_core import CORE_KINDS
-from jupyter_flow.dify.export_kinds import FUNCTIONS, KNOWLEDGE_ENDPOINT, PYTHON_KINDS, ROUTE_CASE
+from jupyter_flow.dify.export_kinds import KNOWLEDGE_ENDPOINT, PYTHON_KINDS, ROUTE_CASE
 from jupyter_flow.errors import FlowError, FlowValidationError, Problem
 from jupyter_flow.sourcecheck import beside_module
 from jupyter_flow.spec import START, FlowSpec, NodeSpec, PathLike, load_spec
@@ -83,6 +84,11 @@ class Exporter:
             if fn == f"{FUNCTIONS}:file_fields" and self.parent is None:  # the fields of Dify's file objects
                 self.files = ns
                 self.alias[ns.id] = self.start_id
+            if fn == f"{FUNCTIONS}:json_body":  # an http-request's JSON body, read before it is sent
+                sender = next((n.id for n in self.spec.nodes if n.type == "http" and str(n.config.get("body")).strip()
+                               == f"{{{{ {ns.id}.output.body }}}}"), None)
+                if sender is not None:
+                    self.alias[ns.id] = sender
             if fn not in (f"{FUNCTIONS}:classify", f"{FUNCTIONS}:parameters"):
                 continue
             match = re.fullmatch(r"\{\{ ([A-Za-z_][A-Za-z0-9_]*)\.output\.text \}\}", str((ns.config.get("input_mapping") or {}).get("text")))

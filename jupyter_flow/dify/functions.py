@@ -15,7 +15,7 @@ from typing import Any
 
 from jupyter_flow.dify import conversation
 
-__all__ = ["CodeOutputError", "assign", "check_outputs", "checked_outputs", "classify", "file_fields", "list_operator", "parameters"]
+__all__ = ["CodeOutputError", "assign", "check_outputs", "checked_outputs", "classify", "file_fields", "json_body", "JsonBodyError", "list_operator", "parameters"]
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 #: a file's type as Dify names it, by the start of its media type
@@ -142,6 +142,22 @@ def _file_attribute(item: Any, key: str) -> Any:
     if key == "url":
         return path
     return None
+
+
+class JsonBodyError(ValueError):
+    """An HTTP request's JSON body, its references filled in, is not JSON (Dify refuses it)."""
+
+
+def json_body(text: Any) -> dict[str, Any]:
+    """The JSON an http-request node of Dify sends: its body's text, the references filled in,
+    read as JSON; JsonBodyError saying where it is not. Output: `body`."""
+    if not isinstance(text, str):
+        return {"body": text}
+    try:
+        return {"body": json.loads(text)}
+    except json.JSONDecodeError as exc:
+        raise JsonBodyError(f"the JSON body is not JSON once its references are filled in ({exc.msg} at line {exc.lineno}, "
+                            f"column {exc.colno}): {text[:80]!r}") from None
 
 
 def file_fields(files: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from typing import Any
 
 from jupyter_flow.dify.bindings import BUILTIN_BINDINGS, ToolBinding, dify_tool_name, unbound_name
 from jupyter_flow.dify.context import Built, Context
+from jupyter_flow.dify.dsl import FUNCTIONS
 from jupyter_flow.dify.text import literal
 
 __all__ = ["agent", "binding", "classifier", "extractor"]
 
-FUNCTIONS = "jupyter_flow.dify.functions"
 #: Dify's parameter types as JSON schemas
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"}, "number": {"type": "number"}, "bool": {"type": "boolean"}, "boolean": {"type": "boolean"},
