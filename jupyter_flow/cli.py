@@ -7,9 +7,10 @@ cause); 2 an invalid flow file or invalid usage (the message names the node or f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,15 @@ def _parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, An
     return values
 
 
+@contextlib.contextmanager
+def _writing(path: str, option: str) -> Iterator[None]:
+    """A write to the file an option names; a full disk (or any OSError) says which."""
+    try:
+        yield
+    except OSError as exc:
+        raise _Usage(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
+
+
 def _check_writable(path: str, option: str) -> None:
     """Fail before the run, not after it, when an output file cannot be written."""
     target = Path(path)
@@ -108,10 +118,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result = flow.run(inputs, settings=settings, cache=args.cache, history=args.history)
     except FlowRunError as exc:
         if args.trace and exc.result is not None:
-            exc.result.to_json(args.trace)
+            with _writing(args.trace, "--trace"):
+                exc.result.to_json(args.trace)
         raise
     if args.trace:
-        result.to_json(args.trace)
+        with _writing(args.trace, "--trace"):
+            result.to_json(args.trace)
     if args.save_tensors:
         from jupyter_flow.tensorfiles import captured_names, save_tensors
 
@@ -125,7 +137,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for c in converted:  # what JSON cannot hold, and how it was written instead
         print(f"note: output {c.path}: {c.kind} written as {c.written_as}", file=sys.stderr)
     if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        with _writing(args.output, "--output"):
+            Path(args.output).write_text(text + "\n", encoding="utf-8")
     else:
         print(text)
     return EXIT_OK

@@ -96,3 +96,10 @@ def test_a_served_flow_re_pointed_at_dev_zero_keeps_serving_and_says_why(tmp: Pa
         assert client.get("/health").json()["status"] == "degraded"
         reply = client.post("/run", json={"text": "still"})
         assert reply.status_code == 200 and reply.json()["outputs"]["echo"]["text"] == "got still"
+
+
+@pytest.mark.parametrize("option", ["--trace", "--output"])
+def test_a_full_disk_under_an_output_file_is_named(tmp: Path, option: str) -> None:
+    # /dev/full: every write fails with "No space left on device", as a full disk does
+    done = cli("run", "echo.flow.yaml", "--input", "text=x", option, "/dev/full", cwd=tmp)
+    refused(done, f"{option} /dev/full: cannot write", "No space left on device")
