@@ -141,3 +141,17 @@ def test_export_refuses_a_module_that_links_outside_the_folder(tmp_path: Path) -
     (folder / "mod.py").unlink()
     (folder / "mod.py").write_text("def main(text):\n    return {'n': len(text)}\n", encoding="utf-8")
     assert "return {'n': len(text)}" in export_dify(flow, folder / "leak.yml")
+
+
+def test_a_template_variable_that_is_not_a_name_is_refused_not_written_into_the_template(tmp_path: Path) -> None:
+    # Dify's variable names go into `{% set NAME = ... %}`: one that is template code would run
+    name = "t = 1 %}{{ 7 * 191 }}{% set u"
+    text = APP.replace("TEMPLATE", "'{{ t }}'").replace("variables: [{variable: t,", f"variables: [{{variable: '{name}',")
+    app = tmp_path / "app.yml"
+    app.write_text(text, encoding="utf-8")
+    with pytest.raises(FlowValidationError) as info:
+        write_import(app, tmp_path / "app.flow.yaml")
+    (problem,) = info.value.problems
+    assert problem.node == "2" and f"the template variable {name!r} is not a name a template can use" in problem.message
+    result, target = write_import(app, tmp_path / "partial.flow.yaml", partial=True)
+    assert [n.type for n in result.spec.nodes] == ["placeholder"] and target.is_file()

@@ -10,10 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from jupyter_flow.dify.context import Built, Context, Unsupported
-from jupyter_flow.dify.dsl import DIFY_REF, FUNCTIONS, LISTED, NUMERIC, OPERATOR_ALIASES, OPERATORS
+from jupyter_flow.dify.dsl import DIFY_REF, FUNCTIONS, LISTED, NUMERIC, OPERATOR_ALIASES, OPERATORS, SAFE_ID
 
 __all__ = ["answer", "code", "coalesce", "http", "llm", "switch", "template"]
 
+#: words Jinja reads as its own where a variable's name goes
+_JINJA_WORDS = {"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else", "for", "recursive"}
 #: what an llm node with memory sends as the user's message when Dify's settings say nothing
 DEFAULT_QUERY = "{{#sys.query#}}"
 
@@ -166,8 +168,17 @@ def switch(ctx: Context, nid: str, data: Mapping[str, Any], where: str) -> Built
     return Built(chain, edges=[{"from": a["id"], "to": b["id"]} for a, b in zip(chain, chain[1:])])
 
 
+def _variable(name: Any) -> str:
+    """A Jinja variable of a Dify template: a plain name, else Unsupported naming it (it
+    is written into the template: anything else would be template code)."""
+    text = str(name)
+    if not SAFE_ID.fullmatch(text) or text in _JINJA_WORDS:
+        raise Unsupported(f"the template variable {text!r} is not a name a template can use (letters, digits, _)")
+    return text
+
+
 def template(ctx: Context, nid: str, data: Mapping[str, Any], where: str) -> Built:
-    pairs = [(str(v["variable"]), ctx.path(v["value_selector"], where=where)) for v in data.get("variables") or []]
+    pairs = [(_variable(v["variable"]), ctx.path(v["value_selector"], where=where)) for v in data.get("variables") or []]
     roots = {path.split(".")[0] for _, path in pairs}
     if len(pairs) > 1 and roots & {name for name, _ in pairs}:  # a variable named like a node: read every value before any is set
         sets = f"{{% set {', '.join(n for n, _ in pairs)} = {', '.join(p for _, p in pairs)} %}}"
@@ -209,7 +220,7 @@ def _context(ctx: Context, data: Mapping[str, Any], where: str) -> str | None:
 
 def _prompt(ctx: Context, item: Mapping[str, Any], where: str, context: str | None) -> str:
     if item.get("edition_type") == "jinja2":
-        sets = "".join(f"{{% set {v['variable']} = {ctx.path(v['value_selector'], where=where)} %}}"
+        sets = "".join(f"{{% set {_variable(v['variable'])} = {ctx.path(v['value_selector'], where=where)} %}}"
                        for v in item.get("jinja2_variables") or [])
         return sets + str(item.get("jinja2_text") or "")
     return str(ctx.text(str(item.get("text") or ""), where=where, context=context))
