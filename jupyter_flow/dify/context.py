@@ -225,7 +225,7 @@ class Context:
             self.files = self.fresh("files")
         if name not in self.file_reads:
             self.file_reads.append(name)
-        return f"{self.files}.output.{name}"
+        return join_path(f"{self.files}.output", [name])
 
     def files_node(self) -> dict[str, Any] | None:
         """The node giving the fields of the file inputs the app reads them of, or None."""
