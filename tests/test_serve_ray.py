@@ -22,6 +22,7 @@ from test_serve import metric, write
 ray = pytest.importorskip("ray", reason="serving on Ray Serve needs the ray extra")
 serve = pytest.importorskip("ray.serve", reason="serving on Ray Serve needs ray[serve]")
 
+from jupyter_flow.batching import Batched, BatchInfo  # noqa: E402
 from jupyter_flow.cli import main  # noqa: E402
 from jupyter_flow.errors import FlowValidationError  # noqa: E402
 from jupyter_flow.serve.app import flow_app, model_app  # noqa: E402
@@ -37,7 +38,7 @@ inputs: {x: {type: list}}
 nodes:
   - id: embed
     type: torch
-    config: {model: embed.pt, inputs: "{{ x }}", device: cpu, batch: {max_size: 16, max_wait_ms: 10}}
+    config: {model: embed.pt, inputs: "{{ x }}", device: cpu, batch: {max_size: 16, max_wait_ms: 50}}
   - id: classify
     type: torch
     config: {model: classify.pt, inputs: "{{ embed.output.output }}", device: cpu}
@@ -194,7 +195,8 @@ class TestServedPair:
         killed: list[str] = []
 
         def kill_one(n: int) -> None:
-            if n == 40 and not killed:  # mid-load: 40 answered, the rest in flight or to come
+            if n == 40 and not killed:  # mid-load: 40 answered, 8 in flight (most in
+                # embed's 50 ms batch windows), the rest to come; Serve moves a dead replica's requests
                 name, namespace = before[0]
                 ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
                 killed.append(name)
@@ -202,6 +204,8 @@ class TestServedPair:
         answers = post_all(f"{served_pair.url}/run", [inputs(i) for i in range(200)], workers=8, during=kill_one)
         assert killed
         codes = Counter(a.status_code if isinstance(a, httpx.Response) else type(a).__name__ for a in answers)
+        resent = metric(httpx.get(f"{served_pair.url}/metrics").text, "jupyter_flow_replica_resends_total", node="embed")
+        print(f"answers around the kill: {dict(codes)}; runs of embed sent again: {resent:g}")
         assert set(codes) <= {200, 503}, codes  # every request answered: its outputs, or a clear 503
         for a in answers:
             assert isinstance(a, httpx.Response)
@@ -386,3 +390,51 @@ def test_layout_has_a_deployment_per_model_node_and_variant_named_after_what_mak
     again = {(m.node, m.index): m.app for m in layout(Flow.load(path).validate()).models}
     assert again["embed", 0] != embed.app
     assert again["classify", 0] == classify.app and again["classify", 1] == variant.app
+
+
+class _Lost:
+    """A deployment handle whose replicas are gone `lost` times before one answers (the
+    retry logic on its own; the real loss is the test above)."""
+
+    def __init__(self, lost: int) -> None:
+        self.lost = lost
+        self.calls = 0
+        self.forward = self
+
+    def remote(self, items: list[Any], sent_at: float) -> Any:
+        from jupyter_flow.serve.ray_replicas import Reply
+
+        self.calls += 1
+
+        async def answer() -> Reply:
+            if self.calls <= self.lost:
+                raise ray.exceptions.ActorDiedError()
+            return Reply([Batched({"y": item}, BatchInfo(len(items), 0.0, 0.0, 0)) for item in items], "r1", "cpu", "float32")
+
+        return answer()
+
+
+def test_items_are_sent_again_while_replicas_are_lost_then_a_503(folder: Path) -> None:
+    from jupyter_flow.flow import Flow
+    from jupyter_flow.nodes.local_model import LocalModelNode
+    from jupyter_flow.serve.ray_replicas import SEND_ATTEMPTS, RemoteModel
+
+    spec = {"name": "lost", "inputs": {"x": {"type": "list"}}, "nodes": [
+        {"id": "m", "type": "torch", "config": {"model": str(folder / "embed.pt"), "inputs": "{{ x }}", "device": "cpu"}}]}
+    for lost, code in ((2, 200), (SEND_ATTEMPTS, 503)):
+        flow = Flow.from_dict(spec).validate()
+        handle = _Lost(lost)
+        (node,) = flow.plan.node_objects()
+        assert isinstance(node, LocalModelNode)
+        node.forward_through(RemoteModel(handle, "m", None))
+        with AsgiServer(flow_app(flow)) as one:
+            r = httpx.post(f"{one.url}/run", json={"x": [0.0] * 8}, timeout=30)
+            metrics = httpx.get(f"{one.url}/metrics").text
+        assert r.status_code == code, r.text
+        assert handle.calls == min(lost + 1, SEND_ATTEMPTS)
+        if code == 200:
+            assert metric(metrics, "jupyter_flow_replica_resends_total", node="m") == 1
+            assert metric(metrics, "jupyter_flow_replica_runs_total", node="m", replica="r1") == 1
+        else:  # a clear 503: the node, the cause, and when to come back
+            assert r.headers["retry-after"] and r.json()["node"] == "m"
+            assert "no replica of its deployment took the items" in r.json()["error"]

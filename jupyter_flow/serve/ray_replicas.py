@@ -11,10 +11,12 @@
   items to their deployments (`RemoteModel`). Its answers carry ``x-served-by`` (the
   ingress replica); each node's trace record and ``jupyter_flow_replica_runs_total`` say
   which model replica ran it. It follows the driver's status of the flow file's edits.
-- `RemoteModel`: a model node's forward through its deployment. A replica that dies with
-  the items (killed, out of memory) is left for another: the items go again, up to
-  `SEND_ATTEMPTS` times in all (a forward pass has no effect beyond its answer), after
-  which the node fails with `ReplicasUnavailableError` and the run's answer is a 503.
+- `RemoteModel`: a model node's forward through its deployment. When a replica dies with
+  the items (killed, out of memory), Ray Serve hands them to another replica itself; when
+  it reports the loss instead (the deployment unavailable, its replicas gone), the items
+  are sent again, up to `SEND_ATTEMPTS` times in all (a forward pass has no effect beyond
+  its answer; the trace's ``resent`` and ``jupyter_flow_replica_resends_total`` count
+  it), after which the node fails with `ReplicasUnavailableError` and the answer is a 503.
 """
 
 from __future__ import annotations
@@ -193,14 +195,19 @@ class RemoteModel:
     async def __call__(self, items: list[Any], ctx: NodeContext) -> list[Batched[Any]]:
         size = self.max_items or max(len(items), 1)
         chunks = [items[i : i + size] for i in range(0, len(items), size)] or [[]]
-        replies = await asyncio.gather(*(self._send(chunk) for chunk in chunks))
+        sent = await asyncio.gather(*(self._send(chunk) for chunk in chunks))
+        replies = [reply for reply, _ in sent]
         results = [Batched(_restored(b.value), b.info) for reply in replies for b in reply.results]
         devices = sorted({r.device for r in replies})
         record_batches(ctx, results, [", ".join(devices)], replies[0].dtype)
         ctx.record.extra["replica"] = ", ".join(sorted({r.replica for r in replies}))
+        resent = sum(n for _, n in sent)
+        if resent:
+            ctx.record.extra["resent"] = resent  # items sent again after their replica was lost
         return results
 
-    async def _send(self, items: list[Any]) -> Reply:
+    async def _send(self, items: list[Any]) -> tuple[Reply, int]:
+        """The reply to `items`, and how often they were sent again."""
         lost: BaseException | None = None
         for attempt in range(SEND_ATTEMPTS):
             try:
@@ -211,7 +218,7 @@ class RemoteModel:
                 continue
             if reply.error is not None:
                 raise NodeError(f"{reply.error[0]}: {reply.error[1]} (on replica {reply.replica})", node=self.node_id)
-            return reply
+            return reply, attempt
         why = str(lost).strip().splitlines()[0] if lost is not None and str(lost).strip() else ""
         raise ReplicasUnavailableError(
             f"no replica of its deployment took the items ({SEND_ATTEMPTS} tries; {type(lost).__name__}: {why})",

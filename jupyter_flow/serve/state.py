@@ -77,6 +77,8 @@ class _Metrics:
         self.in_flight = Gauge("jupyter_flow_in_flight", "Requests being served", registry=self.registry)
         self.replica = Counter("jupyter_flow_replica_runs", "Runs of a node by the replica that ran it (served on Ray Serve)",
                                ["node", "replica"], registry=self.registry)
+        self.resent = Counter("jupyter_flow_replica_resends", "Runs of a node sent again after the replica that had them "
+                              "was lost (served on Ray Serve)", ["node"], registry=self.registry)
 
     def observe(self, result: RunResult, *, shadows: bool = True) -> None:
         for record in result.records.values():
@@ -90,6 +92,8 @@ class _Metrics:
             replica = record.extra.get("replica")
             if isinstance(replica, str):
                 self.replica.labels(record.node, replica).inc()
+            if record.extra.get("resent"):
+                self.resent.labels(record.node).inc()
             if record.variant is not None:
                 self.variant.labels(record.node, record.variant, "primary").inc()
                 if record.duration_s is not None:
