@@ -174,7 +174,8 @@ class _Importer:
                 became += f", read by the declared output '{ctx.ids[nid]}'"
             result.mapped.append(Mapped(nid, kind, title, became))
         for at, nid, title in reversed(starts):  # the inputs, sys.* and conversation variables included, once all are known
-            result.mapped.insert(at, Mapped(nid, START, title, f"inputs {', '.join(ctx.inputs) or '(none)'}"))
+            before = "".join(f", then the node '{b}'" for b in ctx.before_ids())  # files' fields, the conversation's variables
+            result.mapped.insert(at, Mapped(nid, START, title, f"inputs {', '.join(ctx.inputs) or '(none)'}{before}"))
         result.mapped.extend(Mapped(str(n["id"]), "note", "", "a comment in the flow file") for n in self.notes)
         return nodes, edges
 
