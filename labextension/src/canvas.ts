@@ -400,6 +400,9 @@ export class GraphCanvas extends Widget {
   }
 
   private _closeMap(): void {
+    // the minimap redraws its thumbnail on a throttled timer, which its destroy leaves set:
+    // cancelled first, or it fires on the destroyed graph ("reading 'png' of null")
+    this._navigator?._onRenderHandler?.cancel?.();
     this._navigator?.destroy();
     this._navigator = null;
   }
@@ -433,7 +436,7 @@ export class GraphCanvas extends Widget {
   private _runs: FlowRuns | null = null;
   private _canvas: HTMLDivElement;
   private _map: HTMLDivElement;
-  private _navigator: { destroy(): void } | null = null;
+  private _navigator: { destroy(): void; _onRenderHandler?: { cancel?: () => void } } | null = null;
   private _gestures: GraphGestures;
   private _cy: cytoscape.Core | null = null;
   private _auto: Record<string, Position> = {};
