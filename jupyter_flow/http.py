@@ -9,7 +9,9 @@ request carries the same `User-Agent`.
 Every request goes through the `httpx.AsyncClient` (nodes and users write against its
 API) to its transport: `jupyter_flow.http_transport.AiohttpTransport`, httpx's transport
 interface over aiohttp's connection pool, which keeps up with many concurrent calls where
-httpx's own pool spends its time checking connections. `JUPYTER_FLOW_HTTP_TRANSPORT=httpx`
+httpx's own pool spends its time checking connections. The client is a
+`jupyter_flow.http_client.FlowClient`, which hands a request straight to the transport
+while it has no auth, hooks or cookies to apply (httpx's own `send` otherwise). `JUPYTER_FLOW_HTTP_TRANSPORT=httpx`
 picks httpx's own transport instead. Either way a failed call raises httpx's errors
 (`jupyter_flow.http_errors`); `jupyter_flow.http_send.send` is one call read in full
 within a deadline, as the nodes call.
@@ -83,18 +85,19 @@ def make_client(
         max_connections=max(MAX_CONNECTIONS, 4 * (concurrency or 0)),
         max_keepalive_connections=max(MAX_KEEPALIVE, concurrency or 0),
     )
-    transport: httpx.AsyncBaseTransport | None = None
+    settings: dict[str, Any] = {
+        "limits": limits,
+        "follow_redirects": True,
+        "timeout": httpx.Timeout(timeout_s),
+        "headers": {"user-agent": f"jupyter-flow/{__version__}", **dict(headers or {})},
+    }
     if transport_name() == "aiohttp":
+        from jupyter_flow.http_client import FlowClient
         from jupyter_flow.http_transport import AiohttpTransport
 
-        transport = AiohttpTransport(limits=limits, ssl_context=_ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")))
-    return httpx.AsyncClient(
-        limits=limits,
-        transport=transport,
-        follow_redirects=True,
-        timeout=httpx.Timeout(timeout_s),
-        headers={"user-agent": f"jupyter-flow/{__version__}", **dict(headers or {})},
-    )
+        ssl_context = _ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+        return FlowClient(transport=AiohttpTransport(limits=limits, ssl_context=ssl_context), **settings)
+    return httpx.AsyncClient(**settings)
 
 
 @functools.lru_cache(maxsize=4)

@@ -21,10 +21,11 @@ from typing import Any
 import httpx
 
 from jupyter_flow.http import DEFAULT_TIMEOUT_S
+from jupyter_flow.http_client import FlowClient
 from jupyter_flow.http_errors import AnswerTooLarge, UnsendableRequest
 from jupyter_flow.workers import Deadline
 
-__all__ = ["MAX_RESPONSE_BYTES", "Answer", "body_chunks", "read_body", "send"]
+__all__ = ["MAX_RESPONSE_BYTES", "Answer", "WholeAnswer", "body_chunks", "read_body", "send"]
 
 #: Bytes of one answer read at most (as its body decodes), unless the node's
 #: `max_response_bytes` says otherwise.
@@ -69,48 +70,147 @@ async def send(
         headers = {**_JSON_TYPE, **headers} if headers else _JSON_TYPE  # as httpx sets it for `json=`
     with Deadline(timeout_s):
         try:
-            request = client.build_request(method, _url(url), content=body if content is None else content, data=form,
-                                           params=params, headers=headers, extensions=_WHOLE_CALL)
-            response = await client.send(request, stream=True)
+            if isinstance(client, FlowClient) and form is None and params is None and client.is_plain() and \
+                    (request := _plain_request(client, method, url, body if content is None else content, headers)) is not None:
+                response = await client.answer(request)
+            else:
+                request = client.build_request(method, _url(url), content=body if content is None else content, data=form,
+                                               params=params, headers=headers, extensions=_WHOLE_CALL)
+                response = await client.send(request, stream=True)
         except _REFUSED as exc:
             while isinstance(exc, _GROUPS):  # what went wrong, inside the group
                 exc = exc.exceptions[0]  # type: ignore[attr-defined]
             raise UnsendableRequest(" ".join(str(exc).split()) or type(exc).__name__) from exc
         try:
-            return _read(response, await read_body(response, max_bytes))
+            return await _read(response, max_bytes)
         finally:
-            await response.aclose()
+            if not response.is_closed:  # httpx's reading closes it at the end
+                await response.stream.aclose()  # type: ignore[union-attr]
+
+
+def _plain_request(client: FlowClient, method: str, url: str, content: str | bytes | None,
+                   headers: Mapping[str, str] | None) -> httpx.Request | None:
+    """The request `client.build_request(method, url, content=content, headers=headers)`
+    builds, the same bytes in the same order, when the client adds nothing but its headers
+    (the caller has checked it `is_plain()`; no query parameters of its own, an absolute
+    URL with no user or password in it: else None): the URL and
+    the merged headers are worked out once per URL and headers, and the body goes in as
+    it is (no copy)."""
+    if client.params:
+        return None
+    prepared = _prepared(tuple(client.headers.raw), url, tuple(headers.items()) if headers else ())
+    if prepared is None:  # a relative URL: the client's base URL applies
+        return None
+    target, before, after, length_given = prepared
+    body = content.encode("utf-8") if isinstance(content, str) else content or b""
+    request = httpx.Request(method, target, headers=before if body or method.upper() not in _SENT_WITH_LENGTH else after,
+                            stream=httpx.ByteStream(body), extensions=_WHOLE_CALL)
+    if body and not length_given:
+        request.headers["Content-Length"] = str(len(body))  # the request's own copy of the headers
+    return request
+
+
+#: methods httpx sends `Content-Length: 0` with when they have no body
+_SENT_WITH_LENGTH = frozenset(("POST", "PUT", "PATCH"))
+
+
+@functools.lru_cache(maxsize=256)
+def _prepared(client_headers: tuple[tuple[bytes, bytes], ...], url: str,
+              given: tuple[tuple[str, str], ...]) -> tuple[httpx.URL, httpx.Headers, httpx.Headers, bool] | None:
+    """For a URL and the headers a call gives, over a client's headers: the URL, and the
+    headers httpx's `build_request` makes for a body (`Host` first, the client's headers
+    with the call's replacing those of the same name; `Content-Length` to add after) and
+    for none (with `Content-Length: 0` after `Host`, for the methods that send one), and
+    whether a length is given already. None for a relative URL, or one with a user or
+    password (httpx's `send` makes them its auth)."""
+    target = _url(url)
+    if target.is_relative_url or target.userinfo:
+        return None
+    merged = httpx.Headers(list(client_headers))
+    merged.update(dict(given))
+    auto = [] if "host" in merged or not target.host else [(b"Host", target.netloc)]
+    length_given = "content-length" in merged or "transfer-encoding" in merged
+    before = httpx.Headers(auto + merged.raw)
+    after = before if length_given else httpx.Headers([*auto, (b"Content-Length", b"0"), *merged.raw])
+    return target, before, after, length_given
 
 
 async def body_chunks(response: httpx.Response, max_bytes: int) -> AsyncGenerator[bytes, None]:
     """The body of a streamed `response` as it arrives, decoded as its Content-Encoding
     says; `AnswerTooLarge` before anything is read when its Content-Length is over
     `max_bytes`, or as soon as more than `max_bytes` bytes have arrived."""
-    declared = response.headers.get("content-length", "").strip()
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise AnswerTooLarge(f"its Content-Length is {int(declared)} bytes, over the bound of {max_bytes} bytes "
-                             f"(max_response_bytes; raise it to read such answers)", limit=max_bytes, request=response.request)
+    _check_length(response, max_bytes)
     read = 0
     async for chunk in response.aiter_bytes():
         read += len(chunk)
         if read > max_bytes:
-            raise AnswerTooLarge(f"more than {max_bytes} bytes arrived and reading stopped there "
-                                 f"(max_response_bytes; raise it to read such answers)", limit=max_bytes, request=response.request)
+            raise _past_bound(response, max_bytes)
         yield chunk
 
 
 async def read_body(response: httpx.Response, max_bytes: int) -> bytes:
-    """The whole body of a streamed `response`, within `max_bytes` (`body_chunks`)."""
-    return b"".join([chunk async for chunk in body_chunks(response, max_bytes)])
+    """The whole body of a streamed `response`, within `max_bytes` (as `body_chunks`)."""
+    if "content-encoding" in response.headers:
+        return b"".join([chunk async for chunk in body_chunks(response, max_bytes)])
+    return await _read_plain(response, max_bytes)
 
 
-def _read(response: httpx.Response, body: bytes) -> Answer:
-    """`response` as an answer read in full: its status, headers, request and extensions,
-    with `body` (already decoded) as its content."""
+async def _read_plain(response: httpx.Response, max_bytes: int) -> bytes:
+    """The body of an answer with no Content-Encoding, straight from its stream, its
+    chunks kept as they come (one chunk, the common case, is the body itself: no copy)."""
+    _check_length(response, max_bytes)
+    chunks: list[bytes] = []
+    read = 0
+    try:
+        async for chunk in response.stream:  # type: ignore[union-attr]
+            read += len(chunk)
+            if read > max_bytes:
+                raise _past_bound(response, max_bytes)
+            chunks.append(chunk)
+    except httpx.RequestError as exc:  # as httpx's own reading of the stream names the request
+        exc.request = response.request
+        raise
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _check_length(response: httpx.Response, max_bytes: int) -> None:
+    declared = response.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise AnswerTooLarge(f"its Content-Length is {int(declared)} bytes, over the bound of {max_bytes} bytes "
+                             f"(max_response_bytes; raise it to read such answers)", limit=max_bytes, request=response.request)
+
+
+def _past_bound(response: httpx.Response, max_bytes: int) -> AnswerTooLarge:
+    return AnswerTooLarge(f"more than {max_bytes} bytes arrived and reading stopped there "
+                          f"(max_response_bytes; raise it to read such answers)", limit=max_bytes, request=response.request)
+
+
+async def _read(response: httpx.Response, max_bytes: int) -> Answer:
+    """A streamed `response` read in full within `max_bytes`, as an answer: its status,
+    headers, request and extensions, and its body (decoded) as its content."""
+    if "content-encoding" not in response.headers:
+        return WholeAnswer(await _read_plain(response, max_bytes), response)
+    body = b"".join([chunk async for chunk in body_chunks(response, max_bytes)])
     answer = httpx.Response(response.status_code, content=body, request=response.request, extensions=response.extensions)
     answer.headers = response.headers  # after the body is set: it is not decoded again
     answer.history = response.history
     return answer
+
+
+class WholeAnswer(httpx.Response):
+    """An answer with no Content-Encoding, read in full: `content` is the body as it came
+    (and its stream gives the same bytes again), without a second pass of httpx's stream
+    layers over bytes already read."""
+
+    def __init__(self, body: bytes, response: httpx.Response) -> None:
+        super().__init__(response.status_code, stream=httpx.ByteStream(body), request=response.request,
+                         extensions=response.extensions, history=response.history, default_encoding=response.default_encoding)
+        self.headers = response.headers  # the same headers (what was worked out about them kept)
+        self.body = body
+
+    @property
+    def content(self) -> bytes:
+        return self.body
 
 
 #: a group of errors (Python 3.11+): httpx's own transport raises one for some requests

@@ -30,7 +30,7 @@ import asyncio
 import functools
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
@@ -118,6 +118,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         #: each loop's session (a session holds its loop: weak keys would not let go of one)
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._closed = False
+        #: answers already received, by the request they answer (`answered`)
+        self._answered: dict[int, tuple[httpx.Request, httpx.Response]] = {}
         #: the proxies the environment names, read when the transport is made, as httpx
         #: reads them for its own (httpx leaves them to a transport it is given)
         self._proxies = {k: v for k, v in urllib.request.getproxies().items() if k in ("http", "https", "all", "no")}
@@ -147,7 +149,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._last = (loop, session)
         return session
 
+    def answered(self, request: httpx.Request, response: httpx.Response | None) -> None:
+        """`response` is the answer to `request`, already received: the next
+        `handle_async_request` of this very request returns it instead of sending the
+        request (None: forget it). A client that sent the request itself and got a redirect
+        hands the answer on to httpx's client this way, to follow it."""
+        if response is None:
+            self._answered.pop(id(request), None)
+        else:
+            self._answered[id(request)] = (request, response)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._answered:
+            known = self._answered.pop(id(request), None)
+            if known is not None and known[0] is request:
+                return known[1]
         session = self._session()
         timeout = request.extensions.get("timeout")
         limits = _timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")) if timeout else _timeout(None, None, None)
@@ -163,14 +179,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 server_hostname=request.extensions.get("sni_hostname"),
                 proxy=self._proxy_for(request.url) if self._proxies else None,
             )
-        return httpx.Response(
-            answer.status,
-            headers=answer.raw_headers,
-            stream=AiohttpBody(answer),
-            request=request,
-            extensions={"http_version": b"HTTP/1.0" if answer.version == aiohttp.HttpVersion10 else b"HTTP/1.1",
-                        "reason_phrase": (answer.reason or "").encode("latin-1", "replace")},
-        )
+        raw = answer.raw_headers
+        response = httpx.Response(answer.status, headers=raw, stream=AiohttpBody(answer), request=request,
+                                  extensions=_extensions(answer.version == aiohttp.HttpVersion10, answer.reason))
+        if all(name.isascii() and value.isascii() for name, value in raw):
+            response.headers.encoding = "ascii"  # what httpx would find, asked once here without decoding each
+        return response
 
     def _proxy_for(self, url: httpx.URL) -> str | None:
         """The proxy `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` names for `url`, unless
@@ -253,6 +267,13 @@ def _timeout(connect: float | None, read: float | None, pool: float | None) -> a
     return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
 
 
+@functools.lru_cache(maxsize=64)
+def _extensions(http10: bool, reason: str | None) -> dict[str, bytes]:
+    """An answer's `http_version` and `reason_phrase` as httpx's transports give them (one
+    dict per combination: `httpx.Response` copies it)."""
+    return {"http_version": b"HTTP/1.0" if http10 else b"HTTP/1.1", "reason_phrase": (reason or "").encode("latin-1", "replace")}
+
+
 @functools.lru_cache(maxsize=512)
 def _url(url: str) -> yarl.URL:
     """The URL httpx built, as aiohttp's URL type, as it is (httpx has encoded it; parsed
@@ -261,26 +282,31 @@ def _url(url: str) -> yarl.URL:
         return yarl.URL(url, encoded=True)
 
 
-def _headers(raw: Iterable[tuple[bytes, bytes]], *, streamed: bool) -> list[tuple[str, str]]:
+def _headers(raw: list[tuple[bytes, bytes]], *, streamed: bool) -> tuple[tuple[str, str], ...]:
     """httpx's header bytes, names in the case the caller gave, as the text aiohttp takes
     (it encodes them back as UTF-8, the same bytes). A body sent as a stream goes without
     httpx's `Transfer-Encoding: chunked`: aiohttp chunks it, and says so itself."""
+    return _decoded(tuple(raw), streamed)
+
+
+@functools.lru_cache(maxsize=512)
+def _decoded(raw: tuple[tuple[bytes, bytes], ...], streamed: bool) -> tuple[tuple[str, str], ...]:
+    """`_headers`, worked out once per set of headers (a flow sends the same few again)."""
     if streamed:
-        return [(name.decode(), value.decode()) for name, value in raw if name.lower() != b"transfer-encoding"]
-    return [(name.decode(), value.decode()) for name, value in raw]
+        return tuple((name.decode(), value.decode()) for name, value in raw if name.lower() != b"transfer-encoding")
+    return tuple((name.decode(), value.decode()) for name, value in raw)
 
 
 async def _body(request: httpx.Request) -> bytes | AsyncIterator[bytes] | None:
     """The request's body: its bytes when httpx holds them (any `content=`, `json=` or
-    form), else its stream, sent chunk by chunk."""
-    try:
-        content = request.content
-    except httpx.RequestNotRead:  # a stream (a redirect's copy of a body httpx holds, or an upload)
-        if isinstance(request.stream, httpx.ByteStream):
-            content = await request.aread()
-        else:
-            return _chunks(request.stream)
-    return content or None
+    form: a `ByteStream`, which gives them as they are, without a copy), else its stream,
+    sent chunk by chunk."""
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream):
+        for content in stream:
+            return content or None
+        return None
+    return _chunks(stream)
 
 
 async def _chunks(stream: Any) -> AsyncIterator[bytes]:

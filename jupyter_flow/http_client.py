@@ -1,0 +1,148 @@
+"""The client `make_client` makes over the aiohttp transport: `httpx.AsyncClient` with a
+`send` that hands a request straight to the transport when the client has nothing of its
+own to do for it.
+
+httpx's client does a fixed round of work around every request: auth, redirects, event
+hooks, and the cookie jar, which it asks on every answer (wrapping request and answer for
+`http.cookiejar`, cookie or not). For a client that has no auth, no hooks and no cookies
+(what `make_client` makes, until someone adds them), that round changes nothing but costs
+three times what the transport and aiohttp do together. `FlowClient.send` then does only
+what still applies, through httpx's public API:
+
+- the request goes to the transport's `handle_async_request` as it is, with the client's
+  timeout when it has none of its own; an error raised there names the request, as
+  httpx's client does;
+- an answer that redirects is handed to httpx's own `send`, which follows it with all its
+  rules (the transport gives it the answer it already has, `AnsweringTransport.answered`,
+  instead of sending the request twice);
+- an answer that sets a cookie has it stored in the client's jar (from then on the jar is
+  not empty, and httpx's own `send` sends it back);
+- `elapsed` is set when the answer is closed, and the `httpx` logger gets its line.
+
+A client with auth (its own or in the URL), event hooks, cookies, or redirects turned off
+goes through httpx's own `send`, unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+__all__ = ["AnsweringTransport", "FlowClient"]
+
+
+@runtime_checkable
+class AnsweringTransport(Protocol):
+    """A transport that can be handed an answer it gave, to give it again for the same
+    request (`jupyter_flow.http_transport.AiohttpTransport`)."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response: ...
+
+    def answered(self, request: httpx.Request, response: httpx.Response | None) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+#: the logger httpx's client writes a line per request to (at INFO)
+_HTTPX_LOG = logging.getLogger("httpx")
+#: the statuses of an answer that redirects (when it has a Location), as httpx's
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+
+
+class FlowClient(httpx.AsyncClient):
+    """An `httpx.AsyncClient` over `transport` whose `send` skips the steps of httpx's that
+    have nothing to do (see the module doc); anything else is httpx's."""
+
+    def __init__(self, *, transport: httpx.AsyncBaseTransport, **settings: Any) -> None:
+        if not isinstance(transport, AnsweringTransport):
+            raise TypeError(f"FlowClient needs a transport that takes back its answers (AnsweringTransport), not {type(transport).__name__}")
+        super().__init__(transport=transport, **settings)
+        self._direct: AnsweringTransport = transport
+
+    def is_plain(self) -> bool:
+        """Whether the client has nothing of its own to add to a request or take from an
+        answer: no auth, no event hooks, no cookies, and redirects followed."""
+        hooks = self.event_hooks
+        return self.auth is None and self.follow_redirects and not hooks["request"] and not hooks["response"] and not self.cookies
+
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        if (auth is not httpx.USE_CLIENT_DEFAULT and auth is not None) or follow_redirects is False \
+                or request.url.userinfo or not self.is_plain():
+            return await super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
+        return await self.send_plain(request, stream=stream)
+
+    async def send_plain(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        """`send` for a client that `is_plain()`, of a request with no user or password in
+        its URL (the caller has checked both): straight to the transport."""
+        start = time.perf_counter()
+        response = await self.answer(request)
+        if not response.history:  # else httpx's own send followed a redirect, and times the answer
+            assert isinstance(response.stream, httpx.AsyncByteStream)
+            response.stream = _Timed(response.stream, response, start)
+        if not stream:
+            try:
+                await response.aread()
+            except BaseException:
+                await response.aclose()
+                raise
+        return response
+
+    async def answer(self, request: httpx.Request) -> httpx.Response:
+        """The answer to a request `send_plain` may send, as httpx's client has it before it
+        reads the body: a redirect followed, a cookie kept, the log line written (but no
+        `elapsed`: the caller that reads the body says when it is done)."""
+        if self.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        if not isinstance(request.stream, httpx.AsyncByteStream):
+            raise RuntimeError("Attempted to send a sync request with an AsyncClient instance.")
+        if "timeout" not in request.extensions:
+            request.extensions["timeout"] = self.timeout.as_dict()
+        try:
+            response = await self._direct.handle_async_request(request)
+        except httpx.RequestError as exc:
+            exc.request = request
+            raise
+        if response.status_code in _REDIRECTS and response.has_redirect_location:
+            # httpx follows it, starting from this answer: the request is not sent again
+            self._direct.answered(request, response)
+            try:
+                return await super().send(request, stream=True)
+            finally:
+                self._direct.answered(request, None)
+        response.request = request
+        if "set-cookie" in response.headers:
+            self.cookies.extract_cookies(response)
+        if _HTTPX_LOG.isEnabledFor(logging.INFO):
+            _HTTPX_LOG.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,
+                            response.status_code, response.reason_phrase)
+        return response
+
+
+class _Timed(httpx.AsyncByteStream):
+    """An answer's body that sets the answer's `elapsed` when it is closed, as httpx's
+    client does."""
+
+    __slots__ = ("_stream", "_response", "_start")
+
+    def __init__(self, stream: httpx.AsyncByteStream, response: httpx.Response, start: float) -> None:
+        self._stream = stream
+        self._response = response
+        self._start = start
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._stream.__aiter__()
+
+    async def aclose(self) -> None:
+        self._response.elapsed = datetime.timedelta(seconds=time.perf_counter() - self._start)
+        await self._stream.aclose()
