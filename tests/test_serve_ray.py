@@ -386,7 +386,7 @@ def test_layout_has_a_deployment_per_model_node_and_variant_named_after_what_mak
     assert classify.options["ray_actor_options"] == {"num_cpus": DEFAULT_MODEL_CPUS, "num_gpus": 0.5}
     assert variant.app.startswith("ray-pair.classify.b-side-") and variant.options == classify.options
     # an edit of one node gives it a new application; the others keep theirs (and their replicas)
-    write(path, text.replace("max_wait_ms: 10", "max_wait_ms: 20"))
+    write(path, text.replace("max_wait_ms: 50", "max_wait_ms: 20"))
     again = {(m.node, m.index): m.app for m in layout(Flow.load(path).validate()).models}
     assert again["embed", 0] != embed.app
     assert again["classify", 0] == classify.app and again["classify", 1] == variant.app
