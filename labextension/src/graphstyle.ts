@@ -171,9 +171,12 @@ export const CACHED_COLOUR = '#1565c0';
 function runStyle(palette: Palette, theme: GraphTheme): cytoscape.StylesheetStyle[] {
   const colour = (status: string) => palette.statuses?.get(status) ?? RUN_COLOURS[status];
   const opacity = theme.dark ? 0.75 : 1;
+  // on a dark canvas the pale states (not run, skipped) are faint tints, so the theme's
+  // light labels stay readable on them
+  const faint = (status: string) => theme.dark && (status === 'pending' || status === 'skipped');
   const out: cytoscape.StylesheetStyle[] = Object.keys(RUN_COLOURS).map(status => ({
     selector: `node.run-${status}`,
-    style: { 'background-color': colour(status), 'background-opacity': opacity }
+    style: { 'background-color': colour(status), 'background-opacity': faint(status) ? 0.18 : opacity }
   }));
   out.push(
     { selector: 'node.run-running', style: { 'border-width': 5, 'border-color': colour('running'), 'border-style': 'dotted' } },

@@ -8,6 +8,7 @@ again."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import (  # noqa: E402
+    FLOW_CY,
     FLOW_VIEW,
     Browser,
     JupyterLab,
@@ -186,6 +188,18 @@ def test_a_failing_node_is_red_and_the_last_run_shows_when_reopened(lab: Jupyter
     wait_flow(page, "cy.getElementById('loud').hasClass('run-error')")
     assert "Last run" in page.locator(f"{FLOW_VIEW} .jp-FlowGraph-runText").inner_text()
     browser.screenshot("last-run-reopened")
+
+    # in the dark theme the states keep their colours, and labels stay light on them
+    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^JupyterLab Dark$")).click()
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=20_000)
+    wait_flow(page, "(cy.getElementById('loud').style('color').match(/\\d+/g) || []).map(Number).reduce((a, b) => a + b, 0) > 450")
+    page.wait_for_timeout(600)
+    style = page.evaluate(f"() => {{ const n = {FLOW_CY}[0]._cyreg.cy.getElementById('loud');"
+                          f" return {{fill: n.style('background-color'), label: n.style('color')}}; }}")
+    assert style["fill"] == "rgb(214,69,65)", style  # the error colour of the run statuses
+    browser.screenshot("last-run-dark")
     page.locator(f"{FLOW_VIEW} .jp-FlowGraph-clearRun").click()
     wait_flow(page, "!cy.getElementById('loud').hasClass('run')")
     assert page.locator(f"{FLOW_VIEW} .jp-FlowGraph-runbar").is_hidden()
