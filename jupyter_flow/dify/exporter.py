@@ -71,35 +71,47 @@ class Exporter:
         self._group()
 
     def _group(self) -> None:
-        switches = [n for n in self.spec.nodes if n.type == "switch"]
         for ns in self.spec.nodes:
             fn = ns.config.get("function") if ns.type == "python" else None
-            if fn == f"{FUNCTIONS}:list_operator":  # picking the files an if-else compares by their attributes
-                owner = next((n.id for n in switches if any(f"{ns.id}.output.result | length" in str(v) for v in n.config.get("cases", {}).values())), None)
-                if owner is not None:
-                    self.alias[ns.id] = owner
-            if fn == f"{STATE_MODULE}:load" and self.parent is None:
-                self.state = ns
-                self.alias[ns.id] = self.start_id
-            if fn == f"{FUNCTIONS}:file_fields" and self.parent is None:  # the fields of Dify's file objects
-                self.files = ns
-                self.alias[ns.id] = self.start_id
-            if fn == f"{FUNCTIONS}:json_body":  # an http-request's JSON body, read before it is sent
-                sender = next((n.id for n in self.spec.nodes if n.type == "http" and str(n.config.get("body")).strip()
-                               == f"{{{{ {ns.id}.output.body }}}}"), None)
-                if sender is not None:
-                    self.alias[ns.id] = sender
-            if fn not in (f"{FUNCTIONS}:classify", f"{FUNCTIONS}:parameters"):
+            owner = self._owner(ns, fn)
+            if owner is not None:
+                self.alias[ns.id] = owner
+            if fn in (f"{FUNCTIONS}:classify", f"{FUNCTIONS}:parameters"):
+                self._asking(ns)
+
+    def _owner(self, ns: NodeSpec, fn: Any) -> str | None:
+        """The Dify node a python node import made is part of: the start (the conversation's
+        variables, the files' fields), an http-request (its JSON body), an if-else (the files
+        it compares by their attributes); None for any other node."""
+        if fn == f"{STATE_MODULE}:load" and self.parent is None:
+            self.state = ns
+            return self.start_id
+        if fn == f"{FUNCTIONS}:file_fields" and self.parent is None:
+            self.files = ns
+            return self.start_id
+        if fn == f"{FUNCTIONS}:json_body":
+            reads = f"{{{{ {ns.id}.output.body }}}}"
+            return next((n.id for n in self.spec.nodes if n.type == "http" and str(n.config.get("body")).strip() == reads), None)
+        if fn == f"{FUNCTIONS}:list_operator":
+            counted = f"{ns.id}.output.result | length"
+            return next((n.id for n in self.spec.nodes if n.type == "switch"
+                         and any(counted in str(v) for v in (n.config.get("cases") or {}).values())), None)
+        return None
+
+    def _asking(self, ns: NodeSpec) -> None:
+        """The llm node asking the model for a classifier or extractor `ns`, and a
+        classifier's switch on the class: parts of the Dify node `ns`."""
+        match = re.fullmatch(r"\{\{ ([A-Za-z_][A-Za-z0-9_]*)\.output\.text \}\}", str((ns.config.get("input_mapping") or {}).get("text")))
+        if match and self.kinds.get(match.group(1)) == "llm":
+            self.asks[ns.id] = self.by_id[match.group(1)]
+            self.alias[match.group(1)] = ns.id
+        for edge in self.spec.edges:
+            route = self.by_id.get(edge.target)
+            if route is None or edge.source != ns.id or route.type != "switch" or ns.config.get("function") != f"{FUNCTIONS}:classify":
                 continue
-            match = re.fullmatch(r"\{\{ ([A-Za-z_][A-Za-z0-9_]*)\.output\.text \}\}", str((ns.config.get("input_mapping") or {}).get("text")))
-            if match and self.kinds.get(match.group(1)) == "llm":
-                self.asks[ns.id] = self.by_id[match.group(1)]
-                self.alias[match.group(1)] = ns.id
-            for edge in self.spec.edges:
-                route = self.by_id.get(edge.target)
-                cases = route.config.get("cases") if route is not None and edge.source == ns.id and route.type == "switch" else None
-                if cases and all(v is True or ((m := ROUTE_CASE.match(str(v))) is not None and m.group(1) == ns.id) for v in cases.values()):
-                    self.alias[route.id] = ns.id  # type: ignore[union-attr]
+            cases = route.config.get("cases") or {}
+            if cases and all(v is True or ((m := ROUTE_CASE.match(str(v))) is not None and m.group(1) == ns.id) for v in cases.values()):
+                self.alias[route.id] = ns.id
 
     def conversation_inputs(self) -> dict[str, str]:
         """The inputs that start conversation variables, by the variable's name."""
