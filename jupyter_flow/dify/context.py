@@ -253,13 +253,13 @@ class Context:
         """The conversation variables the app reads or writes, and the input of each."""
         return {name: input_name for (scope, name), input_name in self._variables.items() if scope == "conversation"}
 
-    def state_node(self, app_name: str) -> dict[str, Any] | None:
+    def state_node(self) -> dict[str, Any] | None:
         """The node that reads the conversation variables as the run's conversation has them
         (`jupyter_flow.dify.conversation.load`), or None when the app uses none."""
         names = self.conversation_names()
         if self.state is None or not (names or self.turns):
             return None
-        mapping: dict[str, Any] = {"app": literal(app_name), "conversation_id": f"{{{{ inputs.{self.conversation_input()} }}}}",
+        mapping: dict[str, Any] = {**self.conversation_mapping(),
                                    "initial": {name: f"{{{{ {join_path('inputs', [given])} }}}}" for name, given in names.items()}}
         if self.turns:  # sys.dialogue_count: the turns of the conversation, this one included (the input's, without one)
             mapping["turns"] = f"{{{{ inputs.{self.conversation_input('dialogue_count')} }}}}"
@@ -267,8 +267,9 @@ class Context:
                 "config": {"function": f"{STATE_MODULE}:load", "input_mapping": mapping}}
 
     def conversation_mapping(self) -> dict[str, str]:
-        """What an assigner passes to keep the conversation variables it writes."""
-        return {"app": literal(self.result.app_name), "conversation_id": f"{{{{ inputs.{self.conversation_input()} }}}}"}
+        """Which conversation a run is: the app's name and the conversation id (what the
+        conversation node and the assigners pass to the store)."""
+        return {"app": literal(self.result.app_name or "dify-app"), "conversation_id": f"{{{{ inputs.{self.conversation_input()} }}}}"}
 
     # -- inputs ----------------------------------------------------------------------------
     def start(self, data: Mapping[str, Any]) -> None:

@@ -92,7 +92,7 @@ class _Importer:
         declared = self._selected(outputs or {}, owner)
         nodes, edges = self._walk(declared)
         # what the app's nodes read before any runs: its files' fields, its conversation's variables
-        before = [n for n in (self.ctx.files_node(), self.ctx.state_node(self.result.app_name or "dify-app")) if n is not None]
+        before = [n for n in (self.ctx.files_node(), self.ctx.state_node()) if n is not None]
         for i, node in enumerate(before):
             edges.append({"from": before[i - 1]["id"] if i else FLOW_START, "to": node["id"]})
         nodes[:0] = before
