@@ -206,3 +206,19 @@ def test_max_failures_as_a_fraction_on_the_command_line_as_its_message_offers(tm
     done = batch(tmp_path, "--max-failures", "0.5")
     assert done.returncode == 0, done.stderr
     assert "(1 failed, 1 allowed)" in done.stdout
+
+
+def test_a_line_past_the_item_bound_fails_alone_without_being_read_whole(tmp_path: Path) -> None:
+    from jupyter_flow.batch.items import MAX_ITEM_BYTES
+
+    write_flow(tmp_path, "got")
+    with (tmp_path / "in.jsonl").open("w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"id": "a", "text": "x"}) + "\n")
+        fh.write('{"id": "huge", "text": "' + "y" * (MAX_ITEM_BYTES + 10) + '"}\n')
+        fh.write(json.dumps({"id": "c", "text": "z"}) + "\n")
+    done = batch(tmp_path)
+    assert done.returncode == 1, done.stderr
+    records = {r["id"]: r for r in read_results(tmp_path / "out")}
+    assert records["a"]["status"] == records["c"]["status"] == "ok"
+    assert records["line-2"]["status"] == "error"
+    assert f"in.jsonl:2: longer than {MAX_ITEM_BYTES:,} bytes" in records["line-2"]["error"]["message"]

@@ -18,7 +18,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -33,6 +33,7 @@ __all__ = [
     "BatchInputError",
     "BatchItem",
     "ItemsSource",
+    "MAX_ITEM_BYTES",
     "MAX_ITEM_DEPTH",
     "MAX_NAME_BYTES",
     "apply_endpoints",
@@ -54,6 +55,9 @@ MAX_ITEM_DEPTH = 100
 #: id, or one with characters a file name should not hold, keeps a readable beginning and
 #: gets a digest of the whole id (file systems take 255 bytes; the id itself is not cut).
 MAX_NAME_BYTES = 100
+#: The longest line of a JSONL file of items, in bytes: a longer one is a refused item (it
+#: fails, naming its line, and the batch goes on), never read whole.
+MAX_ITEM_BYTES = 64 * 1024 * 1024
 _DIGEST_BYTES = 8  # 16 hex digits: no two ids of a batch end up with one trace name
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -164,22 +168,45 @@ def _match(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
     return fnmatch.fnmatchcase(parts[0], head) and _match(parts[1:], rest)
 
 
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, str | None]]:
+    """Each line of a JSONL file with its number, read one at a time (never the whole file,
+    nor more than `MAX_ITEM_BYTES` of a line: a longer line is None). Newlines end lines,
+    nothing else (U+2028 or U+0085 in a string is JSON text); a BOM opening the file, as
+    editors on Windows write, is not part of the first line."""
+    try:
+        with open(path, "rb") as fh:
+            number = 0
+            while raw := fh.readline(MAX_ITEM_BYTES + 1):
+                number += 1
+                if len(raw) > MAX_ITEM_BYTES and not raw.endswith(b"\n"):
+                    while (rest := fh.readline(1 << 20)) and not rest.endswith(b"\n"):
+                        pass  # the rest of the line is not kept
+                    yield number, None
+                    continue
+                if number == 1:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")
+                try:
+                    yield number, raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+                except UnicodeDecodeError as exc:
+                    raise BatchInputError([Problem(f"{path}:{number}: not UTF-8 text ({exc.reason} at byte {exc.start})",
+                                                   field="inputs")]) from None
+    except OSError as exc:
+        raise BatchInputError([Problem(f"cannot read {path}: {exc}", field="inputs")]) from None
+
+
 def read_jsonl_items(path: Path) -> list[BatchItem]:
     """The items of a `.jsonl` file, one per non-empty line (see `_item`); a line that is not
     a JSON object, or an id used twice, is a BatchInputError naming the line."""
     items: list[BatchItem] = []
     seen: dict[str, int] = {}
-    try:
-        # newlines end lines, nothing else: U+2028 or U+0085 in a string is JSON text
-        # (a BOM, as editors on Windows write, opens the file, not the first item)
-        text = path.read_text(encoding="utf-8-sig")
-        lines = [line.removesuffix("\r") for line in text.split("\n")]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BatchInputError([Problem(f"cannot read {path}: {exc}", field="inputs")]) from None
-    for number, line in enumerate(lines, start=1):
+    for number, line in _jsonl_lines(path):
+        where = f"{path}:{number}"
+        if line is None:  # too long to read: refused as itself, the others run
+            items.append(BatchItem(f"line-{number}", {}, where, f"{where}: longer than {MAX_ITEM_BYTES:,} bytes"))
+            seen[f"line-{number}"] = number
+            continue
         if not line.strip():
             continue
-        where = f"{path}:{number}"
         twice = None
         try:
             data = json.loads(line, object_pairs_hook=_unique_keys)
