@@ -77,4 +77,20 @@ def test_a_chain_of_links_is_watched_link_by_link_and_a_loop_ends(tmp_path: Path
     assert link_chain(tmp_path / "a.flow.yaml") == (real / "a.flow.yaml", real / "b.flow.yaml", real / "real.flow.yaml")
     (tmp_path / "x").symlink_to("y")
     (tmp_path / "y").symlink_to("x")
-    assert len(link_chain(tmp_path / "x")) == MAX_LINKS
+    assert len(link_chain(tmp_path / "x")) == MAX_LINKS + 1
+
+
+def test_a_re_pointed_folder_link_on_the_way_is_served(tmp_path: Path) -> None:
+    # release tools switch versions with a folder link: current -> releases/42
+    for release, word in (("41", "Hello"), ("42", "Bonjour")):
+        (tmp_path / "releases" / release).mkdir(parents=True)
+        (tmp_path / "releases" / release / "greet.flow.yaml").write_text(GREET % word, encoding="utf-8")
+    current = tmp_path / "current"
+    current.symlink_to("releases/41")
+    assert link_chain(current / "greet.flow.yaml") == (
+        tmp_path.resolve() / "current", tmp_path.resolve() / "releases" / "41" / "greet.flow.yaml")
+    with AsgiServer(flow_app(current / "greet.flow.yaml")) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+        assert answer(client) == "Hello Ada"
+        time.sleep(0.5)
+        repoint(current, "releases/42")
+        assert wait_for(client, "Bonjour Ada") == "Bonjour Ada"

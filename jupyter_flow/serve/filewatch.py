@@ -8,7 +8,9 @@ and the file it ends at), not the file's inode, so that all of these are seen:
 - a link re-pointed at another file (`ln -sfn v2.flow.yaml current.flow.yaml`, the way
   deployments switch versions), in the link's folder or any other: the watch then moves
   to the new file's folder;
-- an edit of the file a link points to, in its own folder.
+- an edit of the file a link points to, in its own folder;
+- a link to a folder on the way re-pointed (`current -> releases/42`, the way release
+  tools switch versions).
 
 Only the folders are watched, not their subfolders. Whoever listens reads the file again
 through `path` and decides whether its content changed.
@@ -31,20 +33,33 @@ MAX_LINKS = 40
 
 def link_chain(path: str | os.PathLike[str]) -> tuple[Path, ...]:
     """Each entry on the way from `path` to the file it names, in the terms the folders
-    are watched in (their real paths): every symbolic link of the chain, then the file."""
-    current = os.path.abspath(path)
-    chain: list[Path] = []
-    for _ in range(MAX_LINKS):
-        folder, name = os.path.split(current)
-        chain.append(Path(os.path.realpath(folder)) / name)
-        if not os.path.islink(current):
-            return tuple(chain)
-        try:
-            current = os.path.join(folder, os.readlink(current))
-        except OSError:  # removed meanwhile: what is known so far is watched
-            return tuple(chain)
-        current = os.path.normpath(current)
-    return tuple(chain)
+    are watched in (their real paths): every symbolic link met, the file's own or a
+    folder's on the way (`current -> releases/42`), then the file. At most `MAX_LINKS`
+    links are followed (a loop ends there)."""
+    pending = list(Path(os.path.abspath(path)).parts)
+    current = Path(pending.pop(0))  # the root: real
+    entries: list[Path] = []
+    while pending:
+        name = pending.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = current.parent
+            continue
+        candidate = current / name  # `current` is real, so this is the entry as the system has it
+        if len(entries) < MAX_LINKS and candidate.is_symlink():
+            entries.append(candidate)
+            try:
+                target = Path(os.readlink(candidate))
+            except OSError:  # removed meanwhile: what is known so far is watched
+                break
+            parts = list(target.parts)
+            if target.is_absolute():
+                current = Path(parts.pop(0))
+            pending = parts + pending
+            continue
+        current = candidate
+    return (*entries, current)
 
 
 async def file_changes(path: str | os.PathLike[str], stop: asyncio.Event, *, step_ms: int = 20) -> AsyncIterator[None]:
