@@ -48,7 +48,7 @@ from jupyter_flow.expressions import is_template
 from jupyter_flow.flow import Flow
 from jupyter_flow.history import HistoryChoice, RunHistory
 from jupyter_flow.http import make_client
-from jupyter_flow.nodes.registry import default_registry
+from jupyter_flow.raylocal import flow_from_payload, flow_payload, start_local_ray
 from jupyter_flow.values import dumps
 
 __all__ = ["FlowReplica", "gpu_model_nodes", "import_ray", "ray_cluster", "run_batch_ray", "run_ray"]
@@ -111,20 +111,15 @@ def ray_cluster(address: str | None = None, *, num_cpus: int | None = None) -> I
         yield ray
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address and address not in ("auto", "local"):
-        _probe(address)
-    options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-    if address:
-        options["address"] = address
+    if not address:  # a private cluster for this run: no dashboard, a small object store, no token
+        start_local_ray(num_cpus=num_cpus, object_store_bytes=LOCAL_OBJECT_STORE_BYTES, tries=1)
     else:
-        # A private cluster for this run: no dashboard, a small object store, no token.
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        options.update(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES, num_cpus=num_cpus)
-    try:
-        ray.init(**options)
-    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
-        where = f"the Ray cluster at {address!r}" if address else "a local Ray cluster"
-        raise FlowError(f"cannot connect to {where}: {exc}") from exc
+        if address not in ("auto", "local"):
+            _probe(address)
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+            raise FlowError(f"cannot connect to the Ray cluster at {address!r}: {exc}") from exc
     try:
         yield ray
     finally:
@@ -181,9 +176,7 @@ class FlowReplica:
     text as it finishes."""
 
     def __init__(self, flow: dict[str, Any], settings: dict[str, Any], stores: dict[str, Any] | None = None) -> None:
-        self._flow = Flow.from_dict(
-            flow["spec"], source=flow["source"], registry=flow["registry"], functions=flow["functions"]
-        ).validate()
+        self._flow = flow_from_payload(flow)
         self._settings = settings
         # the node cache and run history by path: each replica opens its own (SQLite in WAL
         # mode is safe across processes)
@@ -239,17 +232,6 @@ def _stores_payload(options: BatchOptions) -> dict[str, Any]:
         "cache_max_bytes": cache.max_bytes if cache else None,
         "history": str(history.path.resolve()) if history else None,
         "history_keep": history.keep_runs if history else None,
-    }
-
-
-def _flow_payload(flow: Flow) -> dict[str, Any]:
-    """What an actor needs to build the same flow: the spec, where relative paths are read
-    from, a custom node registry, and functions registered from a notebook."""
-    return {
-        "spec": flow.to_dict(),
-        "source": str(flow.source.resolve()) if flow.source else None,
-        "registry": None if flow.registry is default_registry() else flow.registry,
-        "functions": dict(flow.functions),
     }
 
 
@@ -382,7 +364,7 @@ def _stream(
         extra: dict[str, Any] = {"runtime_env": dict(runtime_env)} if runtime_env else {}
         dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             FlowReplica,
-            fn_constructor_kwargs={"flow": _flow_payload(batch.flow), "settings": settings, "stores": _stores_payload(options)},
+            fn_constructor_kwargs={"flow": flow_payload(batch.flow), "settings": settings, "stores": _stores_payload(options)},
             batch_size=concurrency,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=size),

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +42,6 @@ __all__ = [
     "FlowLayout",
     "ModelDeployment",
     "ReplicasUnavailableError",
-    "flow_from_payload",
-    "flow_payload",
     "layout",
 ]
 
@@ -87,23 +84,6 @@ class FlowLayout:
 
     def apps(self) -> list[str]:
         return [self.ingress_app, *(m.app for m in self.models)]
-
-
-def flow_payload(flow: Flow) -> dict[str, Any]:
-    """What a replica needs to build the same flow: the spec, where relative paths are
-    read from, a custom node registry, and functions registered from a notebook."""
-    return {
-        "spec": flow.to_dict(),
-        "source": str(flow.source.resolve()) if flow.source else None,
-        "registry": None if flow.registry is default_registry() else flow.registry,
-        "functions": dict(flow.functions),
-    }
-
-
-def flow_from_payload(payload: Mapping[str, Any]) -> Flow:
-    """The flow `flow_payload` describes, validated (in a replica)."""
-    return Flow.from_dict(payload["spec"], source=payload["source"], registry=payload["registry"],
-                          functions=payload["functions"]).validate()
 
 
 def app_prefix(flow: Flow) -> str:

@@ -37,8 +37,9 @@ from jupyter_flow.batching import Batched, BatchInfo
 from jupyter_flow.errors import NodeError
 from jupyter_flow.nodes.base import NodeContext
 from jupyter_flow.nodes.local_model import DIRECT_CHUNK, LocalModelNode, record_batches, split_on_errors
+from jupyter_flow.raylocal import flow_from_payload
 from jupyter_flow.serve.app import flow_app, model_app
-from jupyter_flow.serve.ray_deploy import MODEL_DEPLOYMENT, ModelDeployment, ReplicasUnavailableError, flow_from_payload
+from jupyter_flow.serve.ray_deploy import MODEL_DEPLOYMENT, ModelDeployment, ReplicasUnavailableError
 from jupyter_flow.serve.state import ReloadStatus
 
 __all__ = ["SEND_ATTEMPTS", "FlowIngress", "ModelReplica", "RemoteModel", "Reply", "StatusBoard"]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import threading
 import time
@@ -39,10 +38,12 @@ from pydantic import ValidationError
 from ray import serve
 from ray.serve.config import AutoscalingConfig
 
+from jupyter_flow import raylocal
 from jupyter_flow.errors import FlowError, FlowValidationError, Problem
 from jupyter_flow.flow import Flow
+from jupyter_flow.raylocal import error_line, flow_payload
 from jupyter_flow.serve.app import model_config, model_flow
-from jupyter_flow.serve.ray_deploy import INGRESS_DEPLOYMENT, MODEL_DEPLOYMENT, FlowLayout, flow_payload, layout
+from jupyter_flow.serve.ray_deploy import INGRESS_DEPLOYMENT, MODEL_DEPLOYMENT, FlowLayout, layout
 from jupyter_flow.serve.ray_replicas import FlowIngress, ModelReplica, StatusBoard
 from jupyter_flow.serve.state import DEFAULT_SETTLE_S, FlowService, ReloadStatus
 
@@ -91,21 +92,10 @@ def _check_autoscaling(flow: Flow) -> None:
 
 
 def start_local_ray(*, tries: int = 2) -> None:
-    """Start a private local Ray for serving: `LOCAL_CPUS` CPUs, a small object store, no
-    dashboard, no token. Ray gives its node 30 s to come up, which a loaded machine can
-    miss: it is tried `tries` times before FlowError says so."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    for attempt in range(1, tries + 1):
-        try:
-            ray.init(num_cpus=LOCAL_CPUS, object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
-            return
-        except Exception as exc:  # Ray raises plain Exception when its node does not come up in time
-            with contextlib.suppress(Exception):
-                ray.shutdown()
-            if attempt == tries:
-                raise FlowError(f"cannot start a local Ray cluster: {_first_line(exc)}") from exc
-            log.warning("a local Ray did not start (%s); trying again", _first_line(exc))
+    """Start the private local Ray ``serve --ray`` runs on: `LOCAL_CPUS` CPUs, a small
+    object store, no dashboard, no token; a start that fails is tried `tries` times in all
+    (see `jupyter_flow.raylocal.start_local_ray`)."""
+    raylocal.start_local_ray(num_cpus=LOCAL_CPUS, object_store_bytes=LOCAL_OBJECT_STORE_BYTES, tries=tries)
 
 
 def _check_resources(plan: FlowLayout, total: Mapping[str, float], flow: Flow) -> None:
@@ -222,7 +212,7 @@ class RayServer:
         try:
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         except Exception as exc:  # Ray raises plain Exception when a node does not come up in time
-            raise FlowError(f"cannot connect to the Ray cluster at {self.address!r}: {_first_line(exc)}") from exc
+            raise FlowError(f"cannot connect to the Ray cluster at {self.address!r}: {error_line(exc)}") from exc
         self._owns_ray = True
 
     def close(self) -> None:
@@ -272,7 +262,7 @@ class RayServer:
                 for name in [*started, model.app]:
                     with contextlib.suppress(Exception):
                         serve.delete(name)
-                raise FlowError(f"node '{model.node}': its deployment on Ray Serve did not start: {_first_line(exc)}") from exc
+                raise FlowError(f"node '{model.node}': its deployment on Ray Serve did not start: {error_line(exc)}") from exc
             started.append(model.app)
         target = payload if self.mode == "flow" else self.target
         ingress = serve.deployment(name=INGRESS_DEPLOYMENT, **new.ingress_options)(FlowIngress)
@@ -282,7 +272,7 @@ class RayServer:
             for name in started:
                 with contextlib.suppress(Exception):
                     serve.delete(name)
-            raise FlowError(f"the flow's ingress on Ray Serve did not start: {_first_line(exc)}") from exc
+            raise FlowError(f"the flow's ingress on Ray Serve did not start: {error_line(exc)}") from exc
         old, self.layout = running, new
         for app in sorted(old - set(new.apps())):
             self._retire(app)
@@ -316,11 +306,6 @@ class RayServer:
     @property
     def status(self) -> ReloadStatus:
         return self.service.status()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:600]
 
 
 def run_forever(server: RayServer) -> int:

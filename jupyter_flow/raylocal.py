@@ -1,0 +1,80 @@
+"""A local Ray for this process, and a flow as it travels to Ray's workers.
+
+Both ways of running on Ray use this module: ``serve --ray``
+(`jupyter_flow.serve.ray_serve`) and ``batch --engine ray`` (`jupyter_flow.batch.ray`).
+
+- `start_local_ray`: a private Ray on this machine with the CPUs and object store its
+  caller bounds it to, no dashboard, no token. Ray gives its node 30 s to come up, which a
+  loaded machine can miss: the start is tried again, `tries` times in all, before a
+  FlowError says why.
+- `flow_payload` / `flow_from_payload`: what a worker (a Serve replica, a batch actor)
+  needs to build the same flow as the driver, and that flow built and validated again.
+- `error_line`: Ray's errors run to many lines, the cause at the end; the line a message
+  quotes.
+
+Ray is an optional extra, and only `start_local_ray` needs it: it imports Ray when called,
+so that this module imports without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from jupyter_flow.errors import FlowError
+from jupyter_flow.flow import Flow
+from jupyter_flow.nodes.registry import default_registry
+
+__all__ = ["error_line", "flow_from_payload", "flow_payload", "start_local_ray"]
+
+log = logging.getLogger("jupyter_flow.ray")
+
+#: The most characters of a Ray error a message quotes.
+ERROR_LINE_CHARS = 600
+
+
+def error_line(exc: BaseException) -> str:
+    """The type and the last non-empty line of `exc` (where Ray puts the cause), bounded."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:ERROR_LINE_CHARS]
+
+
+def start_local_ray(*, num_cpus: int | None, object_store_bytes: int, tries: int = 2) -> None:
+    """Start a private Ray on this machine for this process: `num_cpus` CPUs (None: Ray
+    counts the machine's), an object store of `object_store_bytes`, no dashboard, no token,
+    Ray's logs kept off the driver's. A start that fails is tried again, `tries` times in
+    all; then FlowError quotes Ray's reason."""
+    import ray  # the optional extra: its callers say which to install when it is missing
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    for attempt in range(1, max(1, tries) + 1):
+        try:
+            ray.init(num_cpus=num_cpus, object_store_memory=object_store_bytes, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+            return
+        except Exception as exc:  # Ray raises plain Exception when its node does not come up in time
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            if attempt >= tries:
+                raise FlowError(f"cannot start a local Ray cluster: {error_line(exc)}") from exc
+            log.warning("a local Ray did not start (%s); trying again", error_line(exc))
+
+
+def flow_payload(flow: Flow) -> dict[str, Any]:
+    """What a worker needs to build the same flow: the spec, where relative paths are read
+    from, a custom node registry, and functions registered from a notebook."""
+    return {
+        "spec": flow.to_dict(),
+        "source": str(flow.source.resolve()) if flow.source else None,
+        "registry": None if flow.registry is default_registry() else flow.registry,
+        "functions": dict(flow.functions),
+    }
+
+
+def flow_from_payload(payload: Mapping[str, Any]) -> Flow:
+    """The flow `flow_payload` describes, validated (on the worker)."""
+    return Flow.from_dict(payload["spec"], source=payload["source"], registry=payload["registry"],
+                          functions=payload["functions"]).validate()
