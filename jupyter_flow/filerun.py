@@ -1,7 +1,8 @@
 """One run of a flow file for the JupyterLab file view, in a process of its own.
 
 The server extension never runs a flow (nor imports the Python a flow names): for "Run" it
-starts ``python -m jupyter_flow.filerun`` (see `jupyter_flow.viewruns`), writes one JSON
+starts ``python -m jupyter_flow.filerun --parent PID`` (see `jupyter_flow.viewruns`; the
+run ends when process PID is no longer its parent), writes one JSON
 request on its stdin and reads its stdout, one JSON object a line:
 
     {"event": "started", "run_id", "flow", "nodes": [id, ...]}
@@ -29,6 +30,8 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -126,7 +129,22 @@ async def _run(request: Mapping[str, Any], events: _Events) -> int:
     return EXIT_OK if result.status == "ok" else EXIT_FAILED
 
 
+def _end_with_parent(parent: int, interval_s: float = 1.0) -> None:
+    """End this process when the server that started it (process `parent`, named on the
+    command line: it may be gone before this line runs) is no longer its parent: a run
+    nobody reads, whose bounds nobody keeps, must not go on."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os._exit(EXIT_FAILED)
+
+    threading.Thread(target=watch, name="jupyter-flow:parent-watch", daemon=True).start()
+
+
 def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--parent" and sys.argv[2].isdigit():
+        _end_with_parent(int(sys.argv[2]))
     # the event stream keeps its own copy of stdout; whatever the flow prints goes to stderr
     stream = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", errors="backslashreplace")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

@@ -37,6 +37,7 @@ This module loads no widget and no notebook workbench: the server imports it at 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -86,7 +87,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     web_app = serverapp.web_app
     base = url_path_join(web_app.settings["base_url"], API_ROOT)
     options = {"root": Path(serverapp.root_dir).resolve()}
-    web_app.settings[RUNS_SETTING] = ViewRuns()
+    runs = web_app.settings[RUNS_SETTING] = ViewRuns()
+    atexit.register(runs.kill_all)  # runs end with the server (and notice when it is killed)
     routes: list[tuple[str, type[FlowHandler]]] = [
         ("status", StatusHandler),
         ("palette", PaletteHandler),

@@ -157,7 +157,7 @@ class ViewRuns:
         request = {"path": str(flow_file), "inputs": inputs, "cache": cache, "history": history,
                    "max_output_chars": MAX_OUTPUT_CHARS}
         run._process = await asyncio.create_subprocess_exec(
-            self.python, "-m", "jupyter_flow.filerun",
+            self.python, "-m", "jupyter_flow.filerun", "--parent", str(os.getpid()),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             cwd=str(flow_file.parent), start_new_session=True, limit=MAX_LINE_BYTES,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -177,14 +177,12 @@ class ViewRuns:
             asyncio.get_running_loop().call_later(CANCEL_GRACE_S, _signal, run, signal.SIGKILL)
         return run
 
-    async def close(self) -> None:
-        """Stop every run (the server stops)."""
+    def kill_all(self) -> None:
+        """Kill every run going on, at once (the server stops: `atexit`)."""
         for run in self._runs.values():
             if not run.done:
                 run.cancelled = True
                 _signal(run, signal.SIGKILL)
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=CANCEL_GRACE_S)
 
     def _forget_old(self) -> None:
         ended = sorted((r for r in self._runs.values() if r.done), key=lambda r: r.ended_at or 0.0)

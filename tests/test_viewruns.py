@@ -196,3 +196,22 @@ def test_a_large_output_is_cut_at_its_bound(api: httpx.Client) -> None:
 
 def test_a_run_of_a_path_outside_the_root_is_refused(api: httpx.Client) -> None:
     assert api.post("run", json={"path": "../x.flow.yaml"}).status_code == 403
+
+
+def test_a_run_ends_with_the_server_that_started_it(root: Path, tmp_path: Path) -> None:
+    psutil = pytest.importorskip("psutil")
+    with JupyterLab(root, env={"JUPYTER_FLOW_HISTORY": str(tmp_path / "h.sqlite")}) as lab:
+        with httpx.Client(base_url=f"{lab.url}/jupyter-flow/api/", headers={"Authorization": f"token {lab.token}"},
+                          timeout=60) as api:
+            start(api, "sleeps.flow.yaml", inputs={"text": "zz"})
+        assert lab.process is not None
+        server = psutil.Process(lab.process.pid)
+        deadline = time.monotonic() + 30
+        runs: list[Any] = []
+        while not runs:
+            assert time.monotonic() < deadline, "no run process"
+            runs = [p for p in server.children(recursive=True) if "jupyter_flow.filerun" in " ".join(p.cmdline())]
+            time.sleep(0.2)
+        server.kill()  # no goodbye: the run notices its parent is gone
+        gone, alive = psutil.wait_procs(runs, timeout=15)
+        assert not alive, alive
