@@ -300,6 +300,20 @@ else:
     display(HTML(summary.timing_html()))"""
 
 
+#: The longest folder name an export makes from a flow's name (file systems take 255 bytes).
+MAX_STEM_CHARS = 100
+
+
+def _name_stem(name: str) -> str:
+    """`name` as a folder name: safe characters only, and a long one cut with a digest of
+    the whole name (two long names never share a folder)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "flow"
+    if len(stem) <= MAX_STEM_CHARS:
+        return stem
+    digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return f"{stem[: MAX_STEM_CHARS - len(digest) - 1]}-{digest}"
+
+
 def notebook_for(flow: Flow, *, output_dir: str | None = None) -> Any:
     """The notebook (an `nbformat` NotebookNode) that runs `flow`; see the module docstring."""
     try:
@@ -310,7 +324,7 @@ def notebook_for(flow: Flow, *, output_dir: str | None = None) -> Any:
 
     flow.validate()
     functions = carry_functions(flow)
-    out = output_dir or f"{re.sub(r'[^A-Za-z0-9._-]+', '-', flow.name).strip('-') or 'flow'}-output"
+    out = output_dir or f"{_name_stem(flow.name)}-output"
     cells = [
         v4.new_markdown_cell(_intro(flow)),
         v4.new_code_cell(_parameters(flow, out), metadata={"tags": ["parameters"]}),

@@ -207,3 +207,14 @@ def test_export_to_production_notebook_in_jupyterlab_keeps_a_hand_edited_noteboo
     assert "changed since jupyter-flow exported it" in refused.json()["problems"][0]["message"]
     assert str(tmp_path) not in refused.text  # no server path in the answer
     assert notebook.read_bytes() == edited
+
+
+def test_the_default_output_folder_of_a_long_flow_name_fits_a_file_system(tmp_path: Path) -> None:
+    # the notebook's default output_dir comes from the flow's name; a batch run makes it
+    long = Flow.from_text((FLOW % "one").replace("name: echo", "name: " + "contract review " * 30))
+    nb = nbformat.read(export_notebook(long, tmp_path / "long.ipynb"), as_version=4)
+    (line,) = [ln for ln in nb.cells[1].source.splitlines() if ln.startswith("output_dir = ")]
+    folder = line.split("'")[1]
+    assert len(folder.encode()) <= 120 and folder.startswith("contract-review-contract-review")
+    summary = run_exported(long.to_dict(), output_dir=str(tmp_path / folder))
+    assert summary.ok == 1
