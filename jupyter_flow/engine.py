@@ -97,8 +97,8 @@ async def _until_done(run: PlanRun) -> None:
     if held_past(started, timeout, loop.time()):  # the deadline could not fire: something held the loop
         run.result.status = "timeout"
         run.failure = (
-            f"flow '{run.plan.spec.name}' ran past its timeout_s={timeout:g} ({loop.time() - started:.2f} s): work "
-            "that does not give the event loop back (a python function with `blocking: false`) cannot be stopped"
+            f"flow '{run.plan.spec.name}' ran past its timeout_s={timeout:g} ({loop.time() - started:.2f} s): the "
+            "event loop was held (a python function with `blocking: false`), so its deadline could not fire"
         )
 
 

@@ -395,9 +395,10 @@ class PlanRun:
             raise NodeTimeoutError(f"attempt {ctx.attempt} ran past timeout_s={timeout:g}", node=pn.id) from None
         if timeout is not None and held_past(started, timeout, loop.time()):
             raise NodeTimeoutError(
-                f"attempt {ctx.attempt} ran {loop.time() - started:.2f} s, past timeout_s={timeout:g}, without giving "
-                "the event loop back, so nothing could stop it (a python function with `blocking: false`, or blocking "
-                "work in async code): let it run in a worker thread", node=pn.id, retryable=False)
+                f"attempt {ctx.attempt} ended {loop.time() - started:.2f} s after it started, past timeout_s={timeout:g}: "
+                "the event loop was held, so its deadline could not fire (a python function with `blocking: false`, "
+                "or blocking work in async code, here or in another run on the loop): let such work run in a worker "
+                "thread", node=pn.id, retryable=False)
         return value
 
     async def warm_up(self, pn: PlannedNode, node: Node) -> None:
