@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 from model_fixtures import model_dir, tiny_bert, torchscript_model  # noqa: F401  (session fixtures)
-from servers import AsgiServer
+from servers import AsgiServer, LoopbackServer, Reply
 from test_serve import metric
 
 from jupyter_flow.errors import FlowValidationError
@@ -200,46 +200,60 @@ def review(scorer: Path) -> Iterator[tuple[AsgiServer, Path]]:
         yield srv, path
 
 
-def test_a_served_flow_declares_its_outputs_from_its_outputs_section(review: tuple[AsgiServer, Path]) -> None:
+def test_a_served_flow_lists_its_declared_outputs_before_its_first_answer(review: tuple[AsgiServer, Path]) -> None:
     srv, path = review
     client = triton(srv)
     assert client.is_model_ready("review")
     meta = client.get_model_metadata("review")
     assert meta["platform"] == "jupyter-flow/flow" and meta["inputs"] == [{"name": "clause", "datatype": "BYTES", "shape": [-1]}]
-    assert meta["outputs"] == [{"name": "label", "datatype": "BYTES", "shape": [-1]},
-                               {"name": "scores", "datatype": "FP32", "shape": [-1]},
-                               {"name": "report", "datatype": "BYTES", "shape": [-1]}]
-    result = client.infer("review", [text_input(["the buyer pays within thirty days"], name="clause")])
+    # nothing ran: the names come from the flow's `outputs:`, their datatypes from the first answer
+    assert meta["outputs"] == [{"name": name, "datatype": "BYTES", "shape": [-1]} for name in ("label", "scores", "report")]
+    assert metric(httpx.get(srv.url + "/metrics").text, "jupyter_flow_requests_total", route="/v2/infer", status="200") == 0
+    # the client plans its request from the metadata, and gets what it planned
+    wanted = [tc.InferRequestedOutput(o["name"], binary_data=False) for o in meta["outputs"]]
+    result = client.infer("review", [text_input(["the buyer pays within thirty days"], name="clause")], outputs=wanted)
     answer = result.get_response()
     assert [o["name"] for o in answer["outputs"]] == ["label", "scores", "report"]
-    assert [o["datatype"] for o in answer["outputs"]] == [o["datatype"] for o in meta["outputs"]]
     assert result.as_numpy("scores").tolist() == [0.25, 0.75, 6.0]
     report = result.as_numpy("report")[0]
     assert (report.decode() if isinstance(report, bytes) else report) == "long: the buyer pays within thirty days"
-    # the example call is not a request: only the client's inference was counted and kept
-    metrics = httpx.get(srv.url + "/metrics").text
-    assert metric(metrics, "jupyter_flow_requests_total", route="/v2/infer", status="200") == 1
-    # an edit of the flow file is described again
+    # the first answer told the datatypes
+    told = client.get_model_metadata("review")["outputs"]
+    assert told == [{"name": "label", "datatype": "BYTES", "shape": [-1]},
+                    {"name": "scores", "datatype": "FP32", "shape": [-1]},
+                    {"name": "report", "datatype": "BYTES", "shape": [-1]}]
+    assert [o["datatype"] for o in answer["outputs"]] == [o["datatype"] for o in told]
+    assert metric(httpx.get(srv.url + "/metrics").text, "jupyter_flow_requests_total", route="/v2/infer", status="200") == 1
+    # an edited flow file lists its new outputs, again without running
     path.write_text(FLOW.replace('  report: "{{ report.output.text }}"\n', '  words: "{{ score.output.scores[2] | int }}"\n'))
     deadline = time.monotonic() + 30
     while [o["name"] for o in client.get_model_metadata("review")["outputs"]] != ["label", "scores", "words"]:
         assert time.monotonic() < deadline, client.get_model_metadata("review")
         time.sleep(0.2)
+    assert by_name(client.get_model_metadata("review")["outputs"])["words"]["datatype"] == "BYTES"
+    client.infer("review", [text_input(["one two"], name="clause")])
     assert by_name(client.get_model_metadata("review")["outputs"])["words"]["datatype"] == "INT64"
 
 
-def test_a_flow_whose_effects_matter_is_not_run_to_describe_it(scorer: Path) -> None:
-    (scorer / "sender.py").write_text("from pathlib import Path\n\n\ndef send(text):\n"
-                                      "    with open(Path(__file__).with_name('sent.txt'), 'a') as f:\n"
-                                      "        f.write(text + '\\n')\n    return {'sent': True}\n")
-    flow = FLOW.replace("  - id: report\n", "  - id: notify\n    type: python\n    cache: false\n"
-                        "    config: {function: \"sender:send\", input_mapping: {text: \"{{ clause }}\"}}\n  - id: report\n")
-    path = scorer / "notify.flow.yaml"
-    path.write_text(flow)
-    with AsgiServer(flow_app(path)) as srv:
-        client = triton(srv)
-        assert client.get_model_metadata("review")["outputs"] == []
-        assert not (scorer / "sent.txt").exists()
-        client.infer("review", [text_input(["one two"], name="clause")])
-        assert [o["name"] for o in client.get_model_metadata("review")["outputs"]] == ["label", "scores", "report"]
-    assert (scorer / "sent.txt").read_text() == "one two\n"
+def test_a_metadata_request_runs_nothing_of_the_flow(scorer: Path) -> None:
+    # an http node that posts to a sink: its effect must come from inferences only
+    flow = FLOW.replace("  - id: report\n", "  - id: notify\n    type: http\n"
+                        "    config: {endpoint: \"SINK/notify\", input_mapping: {text: \"{{ clause }}\"}}\n  - id: report\n")
+    with LoopbackServer({"/notify": lambda request: Reply(200, {"sent": True})}) as sink:
+        path = scorer / "notify.flow.yaml"
+        path.write_text(flow.replace("SINK", sink.url))
+        with AsgiServer(flow_app(path)) as srv:
+            client = triton(srv)
+            for _ in range(3):
+                assert [o["name"] for o in client.get_model_metadata("review")["outputs"]] == ["label", "scores", "report"]
+            assert client.is_model_ready("review")
+            assert sink.requests == []
+            client.infer("review", [text_input(["one two"], name="clause")])
+            assert [r.body for r in sink.requests] == [{"text": "one two"}]
+            client.get_model_metadata("review")
+            assert len(sink.requests) == 1
+        undeclared = scorer / "undeclared.flow.yaml"
+        undeclared.write_text(path.read_text().split("outputs:")[0])
+        with AsgiServer(flow_app(undeclared)) as srv:
+            assert triton(srv).get_model_metadata("review")["outputs"] == []  # without `outputs:`, none until an answer
+            assert len(sink.requests) == 1

@@ -24,15 +24,18 @@ them:
   in that order, cast to the declared datatype; an answer that lacks one, or whose shape
   does not fit, is a 500 naming the output. A one-item request (every input a text or
   number tensor of shape ``[1]``) whose answer lacks the leading batch dim gets it back.
-- otherwise one example call describes them: for a model at start-up, for a flow at the
-  first metadata request (after each edit of its file), so that serving a flow runs
-  nothing by itself. Each required input gets a placeholder (``"example"`` text, 0,
-  false; inputs with a default keep it). Names and datatypes are what that call answered,
-  every dim -1. A call that cannot be built (an input of another type without a default,
-  or a node marked ``cache: false`` because its effects matter), fails or takes over
-  `EXAMPLE_TIMEOUT_S` is logged as a warning and the outputs stay unlisted until the first
-  answer: a placeholder the model refuses must not keep the service from starting (a bad
-  declaration does, as an invalid config).
+- a served model's are otherwise described by one example call at start-up. Each required
+  input gets a placeholder (``"example"`` text, 0, false; inputs with a default keep it).
+  Names and datatypes are what that call answered, every dim -1. A call that cannot be
+  built (an input of another type without a default, or a node marked ``cache: false``
+  because its effects matter), fails or takes over `EXAMPLE_TIMEOUT_S` is logged as a
+  warning and the outputs stay unlisted until the first answer: a placeholder the model
+  refuses must not keep the service from starting (a bad declaration does, as an invalid
+  config).
+- a served flow is never run to describe it (its nodes may have effects: an HTTP call, a
+  write): its metadata lists its declared ``outputs:`` by name, datatype ``BYTES`` and
+  shape ``[-1]`` until the first answer (after each edit of its file) tells their real
+  datatypes; a flow without ``outputs:`` lists none until then.
 
 Errors are ``{"error": "..."}`` with 400 (a bad request: a tensor that does not fit the
 protocol or its bounds, an input given twice, an output asked for twice), 404 (another
@@ -228,16 +231,16 @@ class Protocol:
 
     # -- what the outputs are -------------------------------------------------------------
     async def start(self) -> None:
-        """At start-up: a served model's outputs described. A flow's are described at its
-        first metadata request, so that serving a flow runs nothing by itself."""
+        """At start-up: a served model's outputs described. A served flow is never run to
+        describe it: its declared outputs are listed until its first answer tells more."""
         if self.app.mode == "model":
             await self.describe()
 
     async def describe(self) -> None:
-        """Describe the served flow's outputs with one example call, unless they are declared
-        or already known (at start-up; for a reloaded flow, at its first metadata request)."""
+        """Describe the served model's outputs with one example call, unless they are declared
+        or already known. A served flow is not described so (see `outputs`)."""
         flow = self.flow
-        if self.declared or flow in self.described:
+        if self.app.mode != "model" or self.declared or flow in self.described:
             return
         if self._describing is None:
             self._describing = asyncio.Lock()
@@ -273,7 +276,16 @@ class Protocol:
         return []
 
     def outputs(self, flow: Flow) -> list[TensorSpec]:
-        return list(self.declared) if self.declared else self.described.get(flow, [])
+        """What the metadata lists: the declared outputs, else what an example call or the
+        first answer told; for a flow not answered yet, its `outputs:` names (BYTES, any size)."""
+        if self.declared:
+            return list(self.declared)
+        told = self.described.get(flow)
+        if told is not None:
+            return told
+        if self.app.mode == "model":
+            return []
+        return [TensorSpec(name, "BYTES", (-1,)) for name in flow.spec.outputs]
 
     def _answer(self, result: RunResult) -> Any:
         if self.app.mode == "model":
@@ -426,7 +438,7 @@ class Protocol:
         tensors = output_tensors(self._answer(result))
         if self.declared:
             tensors = self._conform(tensors, single)
-        elif not self.described.get(flow):  # no example call told: the first answer does
+        elif not self.described.get(flow):  # no example call told (or a flow): the first answer does
             self.described[flow] = [TensorSpec(t.name, t.datatype, (-1,) * len(t.shape)) for t in tensors]
         if requested is not None:
             known = {t.name: t for t in tensors}
