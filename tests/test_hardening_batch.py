@@ -222,3 +222,50 @@ def test_a_line_past_the_item_bound_fails_alone_without_being_read_whole(tmp_pat
     assert records["a"]["status"] == records["c"]["status"] == "ok"
     assert records["line-2"]["status"] == "error"
     assert f"in.jsonl:2: longer than {MAX_ITEM_BYTES:,} bytes" in records["line-2"]["error"]["message"]
+
+
+TONE_FLOW = """\
+name: tone
+inputs:
+  text: {type: text}
+  tone: {type: text}
+nodes:
+  - id: echo
+    type: template
+    config: {template: "{{ tone }} {{ text }}"}
+  - id: call
+    type: http
+    config: {endpoint: "http://127.0.0.1:9/never", input_mapping: {text: "{{ text }}"}}
+"""
+
+
+def test_a_resume_with_other_common_inputs_is_refused_naming_the_input_and_rerun_changed_runs_again(tmp_path: Path) -> None:
+    # results made with `--input tone=calm` must not be mixed with ones made with tone=ANGRY
+    (tmp_path / "echo.flow.yaml").write_text(TONE_FLOW, encoding="utf-8")
+    write_items(tmp_path, "a", "b")
+    assert batch(tmp_path, "--input", "tone=calm").returncode == 1  # the http node fails: lines are written all the same
+    before = (tmp_path / "out" / "results.jsonl").read_bytes()
+    write_items(tmp_path, "a", "b", "c")
+    done = batch(tmp_path, "--resume", "--input", "tone=ANGRY")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "2 result(s) ('a', 'b')" in done.stderr and "common input 'tone'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert (tmp_path / "out" / "results.jsonl").read_bytes() == before
+    again = batch(tmp_path, "--resume", "--input", "tone=calm")  # the same inputs: only c runs
+    assert "1 run now, 2 already done" in again.stdout, again.stdout + again.stderr
+    rerun = batch(tmp_path, "--rerun-changed", "--input", "tone=ANGRY")
+    assert "3 result(s) made with another common input 'tone' (--input) were moved to" in rerun.stdout
+    angry = {r["id"]: r["outputs"]["echo"]["text"] for r in read_results(tmp_path / "out")}
+    assert angry == {"a": "ANGRY a", "b": "ANGRY b", "c": "ANGRY c"}
+
+
+def test_a_resume_with_another_endpoint_override_is_refused_naming_the_node(tmp_path: Path) -> None:
+    (tmp_path / "echo.flow.yaml").write_text(TONE_FLOW, encoding="utf-8")
+    write_items(tmp_path, "a")
+    assert batch(tmp_path, "-i", "tone=x", "--endpoint", "call=http://127.0.0.1:9/one").returncode == 1
+    done = batch(tmp_path, "--resume", "-i", "tone=x", "--endpoint", "call=http://127.0.0.1:9/two")
+    assert done.returncode == 2 and "endpoint override of node 'call'" in done.stderr, done.stderr
+    dropped = batch(tmp_path, "--resume", "-i", "tone=x")  # leaving the override out is a change too
+    assert dropped.returncode == 2 and "endpoint override of node 'call'" in dropped.stderr, dropped.stderr
+    same = batch(tmp_path, "--resume", "-i", "tone=x", "--endpoint", "call=http://127.0.0.1:9/one")
+    assert "0 run now, 1 already done" in same.stdout, same.stdout + same.stderr

@@ -148,7 +148,7 @@ async def run_prepared(batch: PreparedBatch, options: BatchOptions, bar: Any = N
 
     settings = dict(options.settings)
     cache, history = options.node_cache(), options.run_history()
-    writer = ResultsWriter(batch.out_dir, flow_digest=batch.flow_digest)
+    writer = ResultsWriter(batch.out_dir, flow_digest=batch.flow_digest, overrides=batch.overrides)
     slots = asyncio.Semaphore(options.concurrency)
     running: set[asyncio.Task[None]] = set()
     stop: list[str] = []

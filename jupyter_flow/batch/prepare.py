@@ -17,7 +17,7 @@ from jupyter_flow.batch.items import BatchItem, ItemsSource, apply_endpoints, ch
 from jupyter_flow.batch.lock import FolderLock
 from jupyter_flow.batch.options import parse_max_failures
 from jupyter_flow.batch.results import BatchStoppedError, BatchSummary, open_results, summarize_results
-from jupyter_flow.batch.resume import resume_results
+from jupyter_flow.batch.resume import override_digests, resume_results
 from jupyter_flow.history import flow_digest
 
 if TYPE_CHECKING:
@@ -32,7 +32,8 @@ class PreparedBatch:
     """A batch ready to run: the flow to run (endpoints applied, validated), every item,
     the output folder (locked until `close`), the ids it already has results for, the
     items left to run, notes for the user (earlier results moved, a lock taken over), and
-    the digest of the flow as given (before endpoint overrides) that every result carries."""
+    the digest of the flow as given (before endpoint overrides) and the digests of the
+    common inputs and endpoint overrides (`override_digests`) that every result carries."""
 
     flow: Flow
     items: list[BatchItem]
@@ -43,6 +44,7 @@ class PreparedBatch:
     max_failures: int | float = 0
     notes: list[str] = field(default_factory=list)
     flow_digest: str | None = None
+    overrides: dict[str, dict[str, str]] | None = None
 
     @property
     def resumed(self) -> int:
@@ -63,6 +65,7 @@ def prepare_batch(flow: Flow, source: ItemsSource, out_dir: str | Path, options:
     version of the flow (unless `rerun_changed`). The caller closes the returned batch
     (releasing the lock) when it is done."""
     digest = flow_digest(flow.spec)
+    overrides = override_digests(options.common_inputs, options.endpoints)
     flow = apply_endpoints(flow, options.endpoints).validate()
     items = items_to_run(flow, source, input_name=options.input_name, common_inputs=options.common_inputs)
     check_out_dir(source, out_dir)
@@ -71,7 +74,7 @@ def prepare_batch(flow: Flow, source: ItemsSource, out_dir: str | Path, options:
     notes = [note] if (note := lock.acquire()) else []
     try:
         if options.resume or options.rerun_changed:
-            done, more = resume_results(out, digest, rerun_changed=options.rerun_changed)
+            done, more = resume_results(out, digest, rerun_changed=options.rerun_changed, overrides=overrides)
             notes += more
         else:
             done, moved = open_results(out, resume=False)
@@ -81,7 +84,8 @@ def prepare_batch(flow: Flow, source: ItemsSource, out_dir: str | Path, options:
         lock.release()
         raise
     todo = [item for item in items if item.id not in done]
-    return PreparedBatch(flow, items, out, done, todo, lock, parse_max_failures(options.max_failures), notes, digest)
+    return PreparedBatch(flow, items, out, done, todo, lock, parse_max_failures(options.max_failures), notes, digest,
+                         overrides)
 
 
 def finish_batch(batch: PreparedBatch, *, ran: int, duration_s: float, stopped: str | None) -> BatchSummary:

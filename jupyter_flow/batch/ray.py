@@ -373,7 +373,7 @@ def _stream(
             **extra,
         )
         del rows
-        writer = ResultsWriter(batch.out_dir, flow_digest=batch.flow_digest)
+        writer = ResultsWriter(batch.out_dir, flow_digest=batch.flow_digest, overrides=batch.overrides)
         ran, stop = 0, None
         describe = getattr(bar, "set_description_str", None)
         if describe is not None:

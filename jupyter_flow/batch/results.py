@@ -143,9 +143,12 @@ class ResultsWriter:
     return once the line is on disk, so an item counts as done only when a crash can no
     longer lose it. Lines that arrive together share one fsync."""
 
-    def __init__(self, out_dir: Path, *, flow_digest: str | None = None) -> None:
+    def __init__(self, out_dir: Path, *, flow_digest: str | None = None,
+                 overrides: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self.out_dir = out_dir
-        self.flow_digest = flow_digest  # written into every line: a resume tells whose results they are
+        # written into every line: a resume tells whose results they are (`jupyter_flow.batch.resume`)
+        self.flow_digest = flow_digest
+        self.overrides = overrides
         self._fh = open(out_dir / RESULTS_FILE, "ab")  # noqa: SIM115 - closed by close()
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="jupyter-flow results", daemon=True)
@@ -197,6 +200,8 @@ class ResultsWriter:
                     text = job.trace() if callable(job.trace) else str(job.trace)
                     job.trace_path.write_text(text + "\n", encoding="utf-8")
                 record = job.record if self.flow_digest is None else {**job.record, "flow_digest": self.flow_digest}
+                if self.overrides:
+                    record = {**record, "overrides": self.overrides}
                 lines.append((dumps(record) + "\n").encode("utf-8"))
                 written.append(job)
             except BaseException as exc:  # noqa: BLE001 - handed to the item's waiter
