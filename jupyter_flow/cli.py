@@ -7,10 +7,9 @@ cause); 2 an invalid flow file or invalid usage (the message names the node or f
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +61,15 @@ def _parse_inputs(pairs: Sequence[str], inputs_file: str | None) -> dict[str, An
     return values
 
 
-@contextlib.contextmanager
-def _writing(path: str, option: str) -> Iterator[None]:
-    """A write to the file an option names; a full disk (or any OSError) says which."""
+def _write_after_run(path: str, option: str, write: Callable[[], object], run: str) -> str | None:
+    """Write the file an option names once the run is over: None when written, else a
+    message naming the option, the file and the cause (a full disk, a folder gone), so
+    the caller can still show the outputs and exit 1 rather than lose them."""
     try:
-        yield
+        write()
     except OSError as exc:
-        raise _Usage(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
+        return f"error: {option} {path}: cannot write: {exc.strerror or exc} ({run})"
+    return None
 
 
 def _check_writable(path: str, option: str) -> None:
@@ -118,12 +119,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result = flow.run(inputs, settings=settings, cache=args.cache, history=args.history)
     except FlowRunError as exc:
         if args.trace and exc.result is not None:
-            with _writing(args.trace, "--trace"):
-                exc.result.to_json(args.trace)
+            failed = exc.result
+            if problem := _write_after_run(args.trace, "--trace", lambda: failed.to_json(args.trace), "the run failed too"):
+                print(problem, file=sys.stderr)
         raise
-    if args.trace:
-        with _writing(args.trace, "--trace"):
-            result.to_json(args.trace)
+    problems: list[str] = []
+    done = "the run itself succeeded"
+    if args.trace and (problem := _write_after_run(args.trace, "--trace", lambda: result.to_json(args.trace), done)):
+        problems.append(problem)
     if args.save_tensors:
         from jupyter_flow.tensorfiles import captured_names, save_tensors
 
@@ -136,12 +139,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     text = dumps(data, indent=2)
     for c in converted:  # what JSON cannot hold, and how it was written instead
         print(f"note: output {c.path}: {c.kind} written as {c.written_as}", file=sys.stderr)
-    if args.output:
-        with _writing(args.output, "--output"):
-            Path(args.output).write_text(text + "\n", encoding="utf-8")
-    else:
-        print(text)
-    return EXIT_OK
+    output = args.output
+    if output and (problem := _write_after_run(
+            output, "--output", lambda: Path(output).write_text(text + "\n", encoding="utf-8"),
+            f"{done}; its outputs are printed instead")):
+        problems.append(problem)
+        output = None
+    if not output:
+        print(text, flush=True)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return EXIT_FAILED if problems else EXIT_OK
 
 
 def _captures(args: argparse.Namespace) -> list[tuple[str, str]]:

@@ -213,3 +213,23 @@ def test_capture_mistakes_are_usage_errors_naming_the_node(tmp_path: Path) -> No
     afile.write_text("")
     done = cli("run", str(flow), "--save-tensors", str(afile))
     assert done.returncode == 2 and "is a file" in done.stderr
+
+
+def test_a_trace_or_output_that_cannot_be_written_after_the_run_prints_the_outputs_and_exits_1(tmp_path: Path) -> None:
+    # /dev/full takes the open and fails the write: the run is over by then, its outputs must not be lost
+    flow = tmp_path / "one.flow.yaml"
+    flow.write_text("nodes:\n  - {id: a, type: template, config: {template: hello}}\n")
+    for option in ("--trace", "--output"):
+        proc = cli("run", str(flow), option, "/dev/full")
+        assert proc.returncode == 1, (option, proc.stdout, proc.stderr)
+        assert json.loads(proc.stdout) == {"a": {"text": "hello"}}, option
+        assert f"{option} /dev/full: cannot write" in proc.stderr and "the run itself succeeded" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_a_failed_run_whose_trace_cannot_be_written_says_both_and_exits_1(tmp_path: Path) -> None:
+    flow = tmp_path / "f.flow.json"
+    flow.write_text(json.dumps({"nodes": [{"id": "call", "config": {"endpoint": "http://127.0.0.1:9/none"}}]}))
+    proc = cli("run", str(flow), "--trace", "/dev/full")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "--trace /dev/full: cannot write" in proc.stderr and "node 'call'" in proc.stderr, proc.stderr
