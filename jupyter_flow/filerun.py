@@ -1,9 +1,9 @@
 """One run of a flow file for the JupyterLab file view, in a process of its own.
 
 The server extension never runs a flow (nor imports the Python a flow names): for "Run" it
-starts ``python -m jupyter_flow.filerun --parent PID`` (see `jupyter_flow.viewruns`; the
-run ends when process PID is no longer its parent), writes one JSON
-request on its stdin and reads its stdout, one JSON object a line:
+starts ``python -m jupyter_flow.filerun --parent PID --timeout-s T`` (see
+`jupyter_flow.viewruns`), writes one JSON request on its stdin and reads its stdout, one
+JSON object a line:
 
     {"event": "started", "run_id", "flow", "nodes": [id, ...]}
     {"event": "node", "node", "status": "running"}
@@ -21,11 +21,19 @@ never be read as an event. SIGTERM cancels the run: its nodes end `cancelled` an
 run is recorded as cancelled. With `history`, the run (failed or cancelled too) goes to
 the run history (`jupyter_flow.history`, its default file), so the file view can show it
 when the flow is opened again.
+
+The run keeps its own bounds, so that none depends on the server being there to keep it:
+it ends when process PID (the server, named on the command line because it may be gone
+before this process has read it) is no longer its parent, checked at once and every half
+second, and on Linux the kernel also sends it SIGTERM when its parent ends
+(``PR_SET_PDEATHSIG``); past T seconds it stops and ends ``timeout``. Whatever way it is
+told to stop, it ends by itself `_GRACE_S` seconds later if its work does not let go.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import signal
@@ -45,6 +53,10 @@ __all__ = ["DEFAULT_MAX_OUTPUT_CHARS", "main", "output_text"]
 DEFAULT_MAX_OUTPUT_CHARS = 200_000
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+#: seconds a run told to stop (its parent gone, past its time) has to end before it is ended
+_GRACE_S = 5.0
+#: prctl's option that asks the kernel for a signal when the parent ends (linux/prctl.h)
+_PR_SET_PDEATHSIG = 1
 
 
 def output_text(value: Any, max_chars: int) -> tuple[Any, int]:
@@ -84,7 +96,7 @@ class _Events:
                   output=output, output_chars=chars)
 
 
-async def _run(request: Mapping[str, Any], events: _Events) -> int:
+async def _run(request: Mapping[str, Any], events: _Events, timeout_s: float | None = None) -> int:
     from jupyter_flow.flow import Flow
     from jupyter_flow.history import RunHistory
 
@@ -108,6 +120,13 @@ async def _run(request: Mapping[str, Any], events: _Events) -> int:
                                            cache=bool(request.get("cache")), history=history or False))
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    late: list[str] = []
+    if timeout_s is not None:
+        def stop() -> None:
+            late.append(f"the run took longer than {timeout_s:g} s and was stopped")
+            task.cancel()
+
+        loop.call_at(loop.time() + timeout_s, stop)
     recorded = history is not None
     try:
         result = await task
@@ -124,27 +143,62 @@ async def _run(request: Mapping[str, Any], events: _Events) -> int:
     for record in result.records.values():  # a cancelled node's end has no event of its own
         if record.node in events.told and events.told[record.node] != record.status:
             events.node(record)
-    events.send(event="finished", run_id=result.run_id, status=result.status, error=result.error,
+    status, error = ("timeout", late[0]) if late and result.status == "cancelled" else (result.status, result.error)
+    events.send(event="finished", run_id=result.run_id, status=status, error=error,
                 nodes={nid: r.status for nid, r in result.records.items()}, recorded=recorded)
     return EXIT_OK if result.status == "ok" else EXIT_FAILED
 
 
-def _end_with_parent(parent: int, interval_s: float = 1.0) -> None:
-    """End this process when the server that started it (process `parent`, named on the
-    command line: it may be gone before this line runs) is no longer its parent: a run
-    nobody reads, whose bounds nobody keeps, must not go on."""
+def _signal_when_parent_ends() -> None:
+    """Ask the kernel (Linux) for SIGTERM when this process's parent ends; elsewhere, or
+    where prctl is not to be had, the watch in `_keep_bounds` alone does it."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _keep_bounds(parent: int | None, timeout_s: float | None, interval_s: float = 0.5) -> None:
+    """End this process when the server that started it (process `parent`: it may be gone
+    before this line runs, and its pid is then no longer this one's parent) is gone, or
+    `_GRACE_S` seconds past its time bound: a run nobody reads, whose bounds nobody keeps,
+    must not go on. A parent gone is first told as SIGTERM (the run is cancelled and
+    recorded so); what does not end within `_GRACE_S` seconds is ended."""
+    if parent is not None:
+        _signal_when_parent_ends()
+    hard = None if timeout_s is None else time.monotonic() + timeout_s + _GRACE_S
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while (parent is None or os.getppid() == parent) and (hard is None or time.monotonic() < hard):
             time.sleep(interval_s)
+        if hard is None or time.monotonic() < hard:  # the parent is gone: cancel, then end
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(_GRACE_S)
         os._exit(EXIT_FAILED)
 
-    threading.Thread(target=watch, name="jupyter-flow:parent-watch", daemon=True).start()
+    threading.Thread(target=watch, name="jupyter-flow:bounds", daemon=True).start()
+
+
+def _options(argv: list[str]) -> tuple[int | None, float | None]:
+    """``--parent PID`` and ``--timeout-s T`` from the command line (the server writes them;
+    anything else there is not ours and is passed over)."""
+    given = dict(zip(argv[::2], argv[1::2]))
+    parent = given.get("--parent", "")
+    try:
+        timeout_s: float | None = float(given["--timeout-s"])
+    except (KeyError, ValueError):
+        timeout_s = None
+    if timeout_s is not None and not timeout_s > 0:
+        timeout_s = None
+    return (int(parent) if parent.isdigit() else None), timeout_s
 
 
 def main() -> int:
-    if len(sys.argv) > 2 and sys.argv[1] == "--parent" and sys.argv[2].isdigit():
-        _end_with_parent(int(sys.argv[2]))
+    parent, timeout_s = _options(sys.argv[1:])
+    _keep_bounds(parent, timeout_s)
     # the event stream keeps its own copy of stdout; whatever the flow prints goes to stderr
     stream = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", errors="backslashreplace")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
@@ -161,7 +215,7 @@ def main() -> int:
     try:
         # no asyncio.run: it would wait for the threads of node work given up on (a node
         # past its timeout, a cancelled run) before the process may end
-        return loop.run_until_complete(_run(request, events))
+        return loop.run_until_complete(_run(request, events, timeout_s))
     except FlowValidationError as exc:
         events.send(event="refused", message=str(exc), problems=[_problem(p) for p in exc.problems])
         return EXIT_INVALID

@@ -156,15 +156,17 @@ class ViewRuns:
         run = ViewRun(id=secrets.token_hex(8), path=api_path)
         request = {"path": str(flow_file), "inputs": inputs, "cache": cache, "history": history,
                    "max_output_chars": MAX_OUTPUT_CHARS}
+        bound_s = min(timeout_s or DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S)
+        # the run keeps its bounds itself too: this server may be gone before it has started
         run._process = await asyncio.create_subprocess_exec(
-            self.python, "-m", "jupyter_flow.filerun", "--parent", str(os.getpid()),
+            self.python, "-m", "jupyter_flow.filerun", "--parent", str(os.getpid()), "--timeout-s", f"{bound_s:g}",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             cwd=str(flow_file.parent), start_new_session=True, limit=MAX_LINE_BYTES,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self._runs[run.id] = run
         self._forget_old()
-        task = asyncio.ensure_future(self._watch(run, json.dumps(request).encode(), min(timeout_s or DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S)))
+        task = asyncio.ensure_future(self._watch(run, json.dumps(request).encode(), bound_s))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return run

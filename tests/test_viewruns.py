@@ -5,6 +5,9 @@ the input named, and found again in the run history as the file's last run."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -198,20 +201,43 @@ def test_a_run_of_a_path_outside_the_root_is_refused(api: httpx.Client) -> None:
     assert api.post("run", json={"path": "../x.flow.yaml"}).status_code == 403
 
 
+def run_processes(server: Any) -> list[Any]:
+    return [p for p in server.children(recursive=True) if "jupyter_flow.filerun" in " ".join(p.cmdline())]
+
+
 def test_a_run_ends_with_the_server_that_started_it(root: Path, tmp_path: Path) -> None:
     psutil = pytest.importorskip("psutil")
     with JupyterLab(root, env={"JUPYTER_FLOW_HISTORY": str(tmp_path / "h.sqlite")}) as lab:
-        with httpx.Client(base_url=f"{lab.url}/jupyter-flow/api/", headers={"Authorization": f"token {lab.token}"},
-                          timeout=60) as api:
-            start(api, "sleeps.flow.yaml", inputs={"text": "zz"})
         assert lab.process is not None
         server = psutil.Process(lab.process.pid)
-        deadline = time.monotonic() + 30
-        runs: list[Any] = []
-        while not runs:
-            assert time.monotonic() < deadline, "no run process"
-            runs = [p for p in server.children(recursive=True) if "jupyter_flow.filerun" in " ".join(p.cmdline())]
-            time.sleep(0.2)
-        server.kill()  # no goodbye: the run notices its parent is gone
-        gone, alive = psutil.wait_procs(runs, timeout=15)
-        assert not alive, alive
+        with httpx.Client(base_url=f"{lab.url}/jupyter-flow/api/", headers={"Authorization": f"token {lab.token}"},
+                          timeout=120) as api:
+            # one run well under way (its sleeping node running) ...
+            going = start(api, "sleeps.flow.yaml", inputs={"text": "zz"})
+            events, deadline = list(going.events), time.monotonic() + 120
+            while not node_events(events, "second"):
+                assert time.monotonic() < deadline, "the run did not reach its second node"
+                events += RunReply.model_validate(api.get("runstate", params={"run": going.run, "after": len(events),
+                                                                                "wait": 5}).json()).events
+            # ... and one still starting (importing Python) when the server dies
+            start(api, "sleeps.flow.yaml", inputs={"text": "zz"})
+            runs = run_processes(server)
+            server.kill()  # no goodbye, no atexit: each run notices by itself
+        assert len(runs) == 2, runs
+        gone, alive = psutil.wait_procs(runs, timeout=90)
+        assert not alive, [(p.pid, p.cmdline()) for p in alive]
+
+
+def test_a_run_keeps_its_own_time_bound(root: Path, tmp_path: Path) -> None:
+    # the run's process stops itself past its time bound, with no server to stop it
+    request = {"path": str(root / "sleeps.flow.yaml"), "inputs": {"text": "zz"}, "history": False}
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "jupyter_flow.filerun", "--parent", str(os.getpid()), "--timeout-s", "3"],
+                          input=json.dumps(request), capture_output=True, text=True, cwd=root, timeout=60,
+                          env={**os.environ, "JUPYTER_FLOW_HISTORY": str(tmp_path / "h.sqlite")})
+    took = time.monotonic() - t0
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events and events[-1]["event"] == "finished", (done.stdout, done.stderr)
+    assert events[-1]["status"] == "timeout" and "longer than 3 s" in events[-1]["error"], events[-1]
+    assert events[-1]["nodes"]["second"] == "cancelled" and done.returncode == 1
+    assert took < 30, took  # the sleeping node would take 60 s
