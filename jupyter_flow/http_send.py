@@ -99,15 +99,39 @@ def _plain_request(client: FlowClient, method: str, url: str, content: str | byt
     if client.params:
         return None
     prepared = _prepared(tuple(client.headers.raw), url, tuple(headers.items()) if headers else ())
-    if prepared is None:  # a relative URL: the client's base URL applies
+    if prepared is None:  # a relative URL, or one with a user or password
         return None
-    target, before, after, length_given = prepared
     body = content.encode("utf-8") if isinstance(content, str) else content or b""
-    request = httpx.Request(method, target, headers=before if body or method.upper() not in _SENT_WITH_LENGTH else after,
-                            stream=httpx.ByteStream(body), extensions=_WHOLE_CALL)
-    if body and not length_given:
-        request.headers["Content-Length"] = str(len(body))  # the request's own copy of the headers
-    return request
+    return httpx.Request(method, prepared.url, headers=prepared.headers(method, len(body)), stream=httpx.ByteStream(body),
+                         extensions=_WHOLE_CALL)
+
+
+class _Prepared:
+    """What `build_request` works out for one URL and set of headers (see `_prepared`),
+    and the headers for each length of body (`Content-Length` after the others)."""
+
+    __slots__ = ("url", "before", "empty", "length_given", "by_length")
+
+    def __init__(self, url: httpx.URL, before: httpx.Headers, empty: httpx.Headers, length_given: bool) -> None:
+        self.url, self.before, self.empty, self.length_given = url, before, empty, length_given
+        self.by_length: dict[int, httpx.Headers] = {}
+
+    def headers(self, method: str, length: int) -> httpx.Headers:
+        if not length:
+            return self.empty if method.upper() in _SENT_WITH_LENGTH else self.before
+        if self.length_given:
+            return self.before
+        headers = self.by_length.get(length)
+        if headers is None:
+            if len(self.by_length) >= _LENGTHS_KEPT:
+                self.by_length.clear()
+            headers = self.by_length[length] = httpx.Headers(self.before)
+            headers["Content-Length"] = str(length)
+        return headers  # httpx.Request copies it
+
+
+#: bodies of so many lengths have their headers kept per URL
+_LENGTHS_KEPT = 256
 
 
 #: methods httpx sends `Content-Length: 0` with when they have no body
@@ -115,14 +139,12 @@ _SENT_WITH_LENGTH = frozenset(("POST", "PUT", "PATCH"))
 
 
 @functools.lru_cache(maxsize=256)
-def _prepared(client_headers: tuple[tuple[bytes, bytes], ...], url: str,
-              given: tuple[tuple[str, str], ...]) -> tuple[httpx.URL, httpx.Headers, httpx.Headers, bool] | None:
+def _prepared(client_headers: tuple[tuple[bytes, bytes], ...], url: str, given: tuple[tuple[str, str], ...]) -> _Prepared | None:
     """For a URL and the headers a call gives, over a client's headers: the URL, and the
     headers httpx's `build_request` makes for a body (`Host` first, the client's headers
-    with the call's replacing those of the same name; `Content-Length` to add after) and
-    for none (with `Content-Length: 0` after `Host`, for the methods that send one), and
-    whether a length is given already. None for a relative URL, or one with a user or
-    password (httpx's `send` makes them its auth)."""
+    with the call's replacing those of the same name; `Content-Length` after them) and for
+    none (with `Content-Length: 0` after `Host`, for the methods that send one). None for a
+    relative URL, or one with a user or password (httpx's `send` makes them its auth)."""
     target = _url(url)
     if target.is_relative_url or target.userinfo:
         return None
@@ -131,8 +153,8 @@ def _prepared(client_headers: tuple[tuple[bytes, bytes], ...], url: str,
     auto = [] if "host" in merged or not target.host else [(b"Host", target.netloc)]
     length_given = "content-length" in merged or "transfer-encoding" in merged
     before = httpx.Headers(auto + merged.raw)
-    after = before if length_given else httpx.Headers([*auto, (b"Content-Length", b"0"), *merged.raw])
-    return target, before, after, length_given
+    empty = before if length_given else httpx.Headers([*auto, (b"Content-Length", b"0"), *merged.raw])
+    return _Prepared(target, before, empty, length_given)
 
 
 async def body_chunks(response: httpx.Response, max_bytes: int) -> AsyncGenerator[bytes, None]:

@@ -179,11 +179,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 server_hostname=request.extensions.get("sni_hostname"),
                 proxy=self._proxy_for(request.url) if self._proxies else None,
             )
-        raw = answer.raw_headers
-        response = httpx.Response(answer.status, headers=raw, stream=AiohttpBody(answer), request=request,
+        headers = _answer_headers(answer.raw_headers)
+        response = httpx.Response(answer.status, headers=headers, stream=AiohttpBody(answer), request=request,
                                   extensions=_extensions(answer.version == aiohttp.HttpVersion10, answer.reason))
-        if all(name.isascii() and value.isascii() for name, value in raw):
-            response.headers.encoding = "ascii"  # what httpx would find, asked once here without decoding each
+        response.headers.encoding = headers.encoding  # the copy would work it out again
         return response
 
     def _proxy_for(self, url: httpx.URL) -> str | None:
@@ -230,8 +229,11 @@ class AiohttpBody(httpx.AsyncByteStream):
         return self
 
     async def __anext__(self) -> bytes:
-        with MAP_ERRORS:
+        try:
             chunk = await self._answer.content.readany()
+        except Exception as exc:  # as MAP_ERRORS does, without a context manager per chunk
+            MAP_ERRORS.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         if not chunk:
             raise StopAsyncIteration
         return chunk
@@ -265,6 +267,16 @@ _NOT_ADDED = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 def _timeout(connect: float | None, read: float | None, pool: float | None) -> aiohttp.ClientTimeout:
     """httpx's timeouts as aiohttp's (one object per combination: they repeat)."""
     return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
+
+
+@functools.lru_cache(maxsize=256)
+def _answer_headers(raw: tuple[tuple[bytes, bytes], ...]) -> httpx.Headers:
+    """An answer's headers as httpx holds them, with the text encoding httpx finds for
+    them, worked out once per set of headers (an endpoint answers with the same ones, but
+    for its Date, within each second); each answer gets a copy."""
+    headers = httpx.Headers(raw)
+    headers.encoding = headers.encoding
+    return headers
 
 
 @functools.lru_cache(maxsize=64)

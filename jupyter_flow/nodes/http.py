@@ -27,7 +27,7 @@ from jupyter_flow.http_send import MAX_RESPONSE_BYTES, Answer, send
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.spec import NodeSpec
 
-__all__ = ["MASK", "Expanded", "HttpNode", "ResponseBytes", "Secrets", "call_error", "expand_env"]
+__all__ = ["MASK", "Expanded", "HttpNode", "ResponseBytes", "Secrets", "call_error", "env_names", "expand_env"]
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: what messages and traces show in place of a value expanded from the environment
@@ -75,6 +75,11 @@ def expand_env(text: str, *, node: str, field: str, allowed: AbstractSet[str] | 
     return Expanded("".join(out), MASK.join(parts[0::2]), tuple(secrets))
 
 
+def env_names(written: Any) -> frozenset[str]:
+    """The `${VAR}` names a node's config, as the flow file wrote it, refers to."""
+    return frozenset(_ENV_VAR.findall(json.dumps(written, default=str)))
+
+
 @functools.lru_cache(maxsize=1024)
 def _env_parts(text: str) -> tuple[str, ...]:
     """`text` split at its `${VAR}` references: literal, name, literal, name, ..., literal
@@ -89,13 +94,13 @@ class Secrets:
     header), and `cause` is the error to chain a node's error to (none once a secret was
     expanded: a trace records the chain's messages)."""
 
-    def __init__(self, node: str, written: Any = None) -> None:
+    def __init__(self, node: str, written: Any = None, *, allowed: frozenset[str] | None = None) -> None:
         self.node = node
         self._shown: dict[str, str] = {}  # text that went out -> its shown form
         #: the variables the flow file itself names in the node's config (`written`, before
-        #: templates): the only ones expanded; None when the caller gives no config
-        self.allowed: frozenset[str] | None = (
-            None if written is None else frozenset(_ENV_VAR.findall(json.dumps(written, default=str))))
+        #: templates, or `allowed`, those names worked out once by `env_names`): the only
+        #: ones expanded; None when the caller gives neither
+        self.allowed: frozenset[str] | None = allowed if written is None else env_names(written)
 
     def expand(self, text: str, field: str) -> Expanded:
         expanded = expand_env(text, node=self.node, field=field, allowed=self.allowed)
@@ -179,6 +184,7 @@ class HttpNode(Node):
     def __init__(self, spec: NodeSpec) -> None:
         super().__init__(spec)
         self._mapping, self._mapping_problems = compile_response_mapping(self.config.output_mapping, node=self.id)
+        self._env_names = env_names(self.config.model_dump())  # the config never changes: read once
 
     def problems(self) -> list[Problem]:
         return list(self._mapping_problems)
@@ -194,7 +200,7 @@ class HttpNode(Node):
         return {"endpoint": url}
 
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
-        secrets = Secrets(self.id, self.config.model_dump())
+        secrets = Secrets(self.id, allowed=self._env_names)
         endpoint = secrets.expand(str(inputs["endpoint"]), "config.endpoint")
         where = endpoint.shown  # what messages say: no value from the environment
         given = inputs.get("headers")
@@ -242,23 +248,13 @@ class HttpNode(Node):
             full = {"status_code": response.status_code, "body": response.text, "headers": dict(response.headers)}
             return map_response(self._mapping, full, node=self.id, secrets=secrets) if self._mapping else full
         if response.status_code >= 400:
-            raise RemoteError(
-                secrets.mask(f"{where} answered HTTP {response.status_code}: {_snippet(response.text)}"),
-                node=self.id,
-                status_code=response.status_code,
-                retryable=response.status_code >= 500 or response.status_code in (408, 429),
-            )
+            raise self._unusable(response, where, "", secrets, retryable=response.status_code >= 500 or response.status_code in (408, 429))
         try:
             answer = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             ctype = response.headers.get("content-type", "none")
-            raise RemoteError(
-                secrets.mask(f"{where} answered HTTP {response.status_code} with something that is not JSON "
-                             f"(content-type {ctype}): {_snippet(response.text)}"),
-                node=self.id,
-                status_code=response.status_code,
-                retryable=False,
-            ) from None
+            raise self._unusable(response, where, f" with something that is not JSON (content-type {ctype})", secrets,
+                                 retryable=False) from None
         if self._mapping:
             answer = map_response(self._mapping, answer, node=self.id, secrets=secrets)
         key = inputs.get("output_key")
@@ -279,13 +275,13 @@ class HttpNode(Node):
             why = f"past the node's deadline ({max(left, 0):.1f} s left of timeout_s={timeout:g})"
         else:
             return
-        raise RemoteError(
-            secrets.mask(f"{where} answered HTTP {response.status_code} and asked to wait {wait:g} s before retrying, "
-                         f"{why}: {_snippet(response.text)}"),
-            node=self.id,
-            status_code=response.status_code,
-            retryable=False,
-        )
+        raise self._unusable(response, where, f" and asked to wait {wait:g} s before retrying, {why}", secrets, retryable=False)
+
+    def _unusable(self, response: Answer, where: str, what: str, secrets: Secrets, *, retryable: bool) -> RemoteError:
+        """An answer the node cannot use, as its error: "`where` answered HTTP <status>`what`:
+        <the start of the body>", with what the call expanded masked."""
+        return RemoteError(secrets.mask(f"{where} answered HTTP {response.status_code}{what}: {_snippet(response.text)}"),
+                           node=self.id, status_code=response.status_code, retryable=retryable)
 
 
 _MAX_RETRY_AFTER_WAITS = 10
