@@ -77,7 +77,20 @@ def test_deeply_nested_flow_yaml_is_refused_quickly(tmp_path: Path) -> None:
 def test_a_dsl_past_the_byte_bound_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
     text = APP.replace("TEMPLATE", "'{{ t }}'") + "# " + "x" * MAX_DSL_BYTES + "\n"
     message = refused(tmp_path, text)
-    assert f"read up to {MAX_DSL_BYTES:,} bytes" in message
+    assert f"larger than {MAX_DSL_BYTES:,} bytes" in message
+
+
+def test_the_cli_refuses_a_named_pipe_at_once_instead_of_waiting_for_a_writer(tmp_path: Path) -> None:
+    # opening a pipe with no writer blocks for ever: a Dify app is read from regular files only
+    pipe = tmp_path / "app.yml"
+    os.mkfifo(pipe)
+    exe = Path(sys.executable).with_name("jupyter-flow")
+    started = time.monotonic()
+    done = subprocess.run([str(exe), "import-dify", str(pipe), "-o", str(tmp_path / "app.flow.yaml")],
+                          capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 30
+    assert done.returncode == 2, done.stderr
+    assert "not a regular file" in done.stderr and str(pipe) in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_graph_past_the_node_bound_is_refused(tmp_path: Path) -> None:

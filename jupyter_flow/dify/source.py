@@ -4,7 +4,8 @@ with a message naming the file and the bound, before anything walks it.
 The bounds (a real app is far inside each: the corpus's largest is 100 KB, 71 nodes, no
 alias, nested 12 levels):
 
-- bytes: `MAX_DSL_BYTES` (5 MB), checked on the file's size before it is read;
+- bytes: `MAX_DSL_BYTES` (5 MB), read from a regular file only (`atomic.read_bounded`: a pipe
+  or a device is refused before it is opened), never more than the bound;
 - nesting: `MAX_DSL_DEPTH` levels, counted while YAML composes the document, so neither a
   deep block nor a deep `[[[...` is parsed past the bound (no RecursionError);
 - aliases: `MAX_DSL_ALIASES` uses of `*name`, counted while composing, and `MAX_DSL_VALUES`
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from jupyter_flow.atomic import read_bounded
 from jupyter_flow.errors import FlowFileError
 from jupyter_flow.spec import check_document, yaml_problem
 
@@ -75,15 +77,8 @@ def read_dsl(path: Path) -> Mapping[str, Any]:
     """The Dify app in `path`: a mapping with `kind: app` and `workflow.graph`, within the
     bounds above; FlowFileError naming the file (and the line, for YAML errors) otherwise."""
     source = str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_DSL_BYTES:
-            raise FlowFileError(f"is {size:,} bytes; a Dify app is read up to {MAX_DSL_BYTES:,} bytes", source=source)
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_DSL_BYTES + 1)
-        if len(raw) > MAX_DSL_BYTES:  # grew since it was measured
-            raise FlowFileError(f"is more than {MAX_DSL_BYTES:,} bytes, the most a Dify app is read up to", source=source)
-        text = raw.decode("utf-8-sig")
+    try:  # a regular file only (a pipe would never end), at most MAX_DSL_BYTES
+        text = read_bounded(path, max_bytes=MAX_DSL_BYTES).decode("utf-8-sig")
     except FileNotFoundError:
         raise FlowFileError("no such file", source=source) from None
     except (OSError, UnicodeDecodeError) as exc:
