@@ -1,13 +1,20 @@
-"""Real processes in tests: killing one half-way through a batch (the resume tests), and
-stopping the servers tests start."""
+"""Real processes in tests: killing one half-way through a batch (the resume tests),
+starting the demo MCP server, and stopping the servers tests start."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+#: the demo MCP server (the official SDK), run over stdio or streamable HTTP
+MCP_DEMO = Path(__file__).resolve().parent / "tools" / "mcp_demo.py"
 
 
 def kill_after_results(proc: subprocess.Popen, results: Path, lines: int, timeout_s: float) -> None:
@@ -38,3 +45,28 @@ def stop(proc: subprocess.Popen, timeout_s: float = 20) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
+
+
+@contextlib.contextmanager
+def mcp_demo_server(log_dir: Path, expected_key: str) -> Iterator[str]:
+    """The demo MCP server over streamable HTTP on a free loopback port, expecting
+    `expected_key`: its URL once it accepts connections; stopped at the end."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with (log_dir / "server.log").open("w") as log:
+        proc = subprocess.Popen([sys.executable, str(MCP_DEMO), "http", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                                env={"PATH": "/usr/bin:/bin", "DEMO_EXPECTED": expected_key})
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert proc.poll() is None, "the MCP server exited"
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "the MCP server did not start"
+                    time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}/mcp"
+        finally:
+            stop(proc)

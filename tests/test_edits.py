@@ -27,22 +27,8 @@ LAB = ROOT / "labextension"
 SCHEMA = LAB / "src" / "edits.schema.json"
 TYPES = LAB / "src" / "edits.ts"
 
-TEXT = """\
-# kept: a comment at the top
-spec_version: 1
-name: greet
-nodes:
-  # kept: the shout node
-  - id: shout
-    type: template
-    config: {template: "hi"}
-  - id: echo  # kept: beside echo
-    type: template
-    config: {template: "{{ shout.output.text }}"}
-edges:
-  - {from: start, to: shout}
-  - {from: shout, to: echo}  # kept: the wire
-"""
+#: a flow document as the file view holds it: comments, and nothing saved yet
+TEXT = (ROOT / "tests" / "fixtures" / "flows" / "greet-commented.flow.yaml").read_text(encoding="utf-8")
 PATH = Path("greet.flow.yaml")
 COMMENTS = ("# kept: a comment at the top", "# kept: the shout node", "# kept: beside echo", "# kept: the wire")
 

@@ -89,22 +89,7 @@ sys.meta_path.insert(0, NotInstalled())
 """
 
 # A flow document as the file view holds it: comments, and nothing saved yet.
-COMMENTED = """\
-# kept: a comment at the top
-spec_version: 1
-name: greet
-nodes:
-  # kept: the shout node
-  - id: shout
-    type: template
-    config: {template: "hi"}
-  - id: echo  # kept: beside echo
-    type: template
-    config: {template: "{{ shout.output.text }}"}
-edges:
-  - {from: start, to: shout}
-  - {from: shout, to: echo}  # kept: the wire
-"""
+COMMENTED = (Path(__file__).parent / "fixtures" / "flows" / "greet-commented.flow.yaml").read_text(encoding="utf-8")
 COMMENTS = ("# kept: a comment at the top", "# kept: the shout node", "# kept: beside echo", "# kept: the wire")
 
 

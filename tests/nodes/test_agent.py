@@ -7,11 +7,7 @@ with the official SDK; the answer, the steps in the output and the trace, and th
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,38 +16,21 @@ import pytest
 import yaml
 from openai_server import ScriptedModel, tool_messages
 from openai_server import tool_call as call
-from processes import stop
+from processes import mcp_demo_server
 from servers import LoopbackServer, Reply, Request, free_port
 
 from jupyter_flow import Flow, FlowRunError, FlowValidationError
 from jupyter_flow.tools import default_tool_registry
 
 Serve = Callable[[dict[str, Any]], LoopbackServer]
-MCP_DEMO = Path(__file__).resolve().parents[1] / "tools" / "mcp_demo.py"
 SECRET = "agent-s3cret-key-value"
 
 
 @pytest.fixture(scope="module")
 def mcp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real MCP server (streamable HTTP) on a free loopback port, for the module's tests."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("mcp") / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, str(MCP_DEMO), "http", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                            env={"PATH": "/usr/bin:/bin", "DEMO_EXPECTED": SECRET})
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, "the MCP server exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the MCP server did not start"
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop(proc)
-        log.close()
+    with mcp_demo_server(tmp_path_factory.mktemp("mcp"), SECRET) as url:
+        yield url
 
 
 def agent_flow(tmp_path: Path, config: dict[str, Any], *, timeout_s: float | None = None, name: str = "agent.flow.yaml") -> Flow:

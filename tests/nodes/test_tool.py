@@ -6,11 +6,9 @@ secrets that stay out of traces and error messages."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,37 +16,20 @@ from typing import Any
 import pymupdf
 import pytest
 import yaml
-from processes import stop
+from processes import MCP_DEMO, mcp_demo_server
 from servers import LoopbackServer, Reply, free_port
 
 from jupyter_flow import Flow, FlowRunError, FlowValidationError, NodeTimeoutError
 
 Serve = Callable[[dict[str, Any]], LoopbackServer]
-MCP_DEMO = Path(__file__).resolve().parents[1] / "tools" / "mcp_demo.py"
 SECRET = "t0p-s3cret-value"
 
 
 @pytest.fixture(scope="module")
 def mcp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real MCP server (streamable HTTP) on a free loopback port, for the module's tests."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("mcp") / "server.log").open("w")
-    env = {"DEMO_EXPECTED": SECRET, "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen([sys.executable, str(MCP_DEMO), "http", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, "the MCP server exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the MCP server did not start"
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop(proc)
-        log.close()
+    with mcp_demo_server(tmp_path_factory.mktemp("mcp"), SECRET) as url:
+        yield url
 
 
 def tool_flow(tmp_path: Path, *nodes: dict[str, Any], inputs: dict[str, Any] | None = None) -> Flow:

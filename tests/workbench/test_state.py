@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flow_fixtures import three_nodes as shared_three_nodes
 from servers import Reply
 
 from jupyter_flow import FlowValidationError
@@ -24,16 +25,7 @@ def shout(text: str) -> dict[str, Any]:
 
 
 def three_nodes() -> dict[str, Any]:
-    return {
-        "name": "three",
-        "inputs": {"text": {"type": "string", "default": "a b"}},
-        "nodes": [
-            {"id": "prompt", "type": "template", "config": {"template": "say {{text}}"}},
-            {"id": "shout", "type": "python", "config": {"function": "st_shout", "input_mapping": {"text": "{{prompt.output.text}}"}}},
-            {"id": "report", "type": "template", "config": {"template": "{{shout.output.text}} ({{shout.output.n}})"}},
-        ],
-        "edges": [{"from": "prompt", "to": "shout"}, {"from": "shout", "to": "report"}],
-    }
+    return shared_three_nodes("st_shout")
 
 
 def make_state() -> tuple[WorkbenchState, list[Change]]:

@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("ipycytoscape")
 
+from flow_fixtures import three_nodes as shared_three_nodes
 from servers import Reply  # noqa: E402
 
 from jupyter_flow import Flow, FlowValidationError, register_function  # noqa: E402
@@ -42,16 +43,7 @@ def _word_stats(text: str, top: int = 3) -> dict[str, Any]:
 
 
 def three_nodes() -> dict[str, Any]:
-    return {
-        "name": "three",
-        "inputs": {"text": {"type": "string", "default": "a b"}},
-        "nodes": [
-            {"id": "prompt", "type": "template", "config": {"template": "say {{text}}"}},
-            {"id": "shout", "type": "python", "config": {"function": "wb_upper", "input_mapping": {"text": "{{prompt.output.text}}"}}},
-            {"id": "report", "type": "template", "config": {"template": "{{shout.output.text}} ({{shout.output.n}})"}},
-        ],
-        "edges": [{"from": "prompt", "to": "shout"}, {"from": "shout", "to": "report"}],
-    }
+    return shared_three_nodes("wb_upper")
 
 
 def mouseup(wb: Workbench, node: str, x: float, y: float) -> None:
