@@ -29,6 +29,7 @@ from jupyter_flow.flow import Flow
 from jupyter_flow.flowdiff import FlowDiff, diff_flows, load_flow_version
 from jupyter_flow.history import RunDiff, RunHistory
 from jupyter_flow.spec import spec_from_dict
+from jupyter_flow.sqlite_store import from_choice
 from jupyter_flow.workbench.events import Observers
 
 __all__ = ["CACHE_FOLDER", "HISTORY_FILE", "LIST_RUNS", "MAX_EVAL_ROWS", "STORES_FOLDER", "Comparison", "IterationState", "Mark",
@@ -59,29 +60,17 @@ def stores_folder(flow_path: Path | None) -> Path:
 
 
 def workbench_cache(choice: StoreChoice, flow_path: Path | None) -> NodeCache | None:
-    """The node cache `choice` names for a workbench of the flow at `flow_path`."""
-    if choice is None or choice is False:
-        return None
-    if isinstance(choice, NodeCache):
-        return choice
-    if choice is True:
-        return NodeCache(stores_folder(flow_path) / CACHE_FOLDER)
-    if isinstance(choice, (str, Path)):
-        return NodeCache(choice)
-    raise TypeError(f"cache must be True, False, a folder or a NodeCache, not {type(choice).__name__}")
+    """The node cache `choice` names for a workbench of the flow at `flow_path` (True: in
+    `stores_folder`)."""
+    return from_choice(choice, NodeCache, lambda at: NodeCache(stores_folder(flow_path) / CACHE_FOLDER if at is None else at),
+                       option="cache", place="a folder")
 
 
 def workbench_history(choice: StoreChoice, flow_path: Path | None) -> RunHistory | None:
-    """The run history `choice` names for a workbench of the flow at `flow_path`."""
-    if choice is None or choice is False:
-        return None
-    if isinstance(choice, RunHistory):
-        return choice
-    if choice is True:
-        return RunHistory(stores_folder(flow_path) / HISTORY_FILE)
-    if isinstance(choice, (str, Path)):
-        return RunHistory(choice)
-    raise TypeError(f"history must be True, False, a file or a RunHistory, not {type(choice).__name__}")
+    """The run history `choice` names for a workbench of the flow at `flow_path` (True: in
+    `stores_folder`)."""
+    return from_choice(choice, RunHistory, lambda at: RunHistory(stores_folder(flow_path) / HISTORY_FILE if at is None else at),
+                       option="history", place="a file")
 
 
 @dataclass(frozen=True)

@@ -340,3 +340,21 @@ def test_a_comparison_of_a_large_flow_lists_the_changed_nodes_first_and_a_bounde
     assert page.count("<tr") == MAX_NODES + 2  # the header, the rows, the line saying how many more
     assert page.index("n299") < page.index("n000") and "100 more nodes, the same in both runs" in page
     assert "n250" not in page
+
+
+def test_a_workbench_store_choice_is_read_as_the_cache_and_history_options_are(tmp_path: Path) -> None:
+    from jupyter_flow.workbench.iteration import workbench_cache, workbench_history
+
+    flow_path = tmp_path / "f.flow.yaml"
+    beside = tmp_path / STORES_FOLDER
+    assert workbench_cache(False, flow_path) is None and workbench_history(None, flow_path) is None
+    cache, history = workbench_cache(True, flow_path), workbench_history(True, flow_path)
+    assert cache is not None and cache.folder == beside / CACHE_FOLDER
+    assert history is not None and history.path == beside / HISTORY_FILE
+    own = workbench_cache(str(tmp_path / "c"), flow_path)
+    assert own is not None and own.folder == tmp_path / "c"
+    assert workbench_cache(own, flow_path) is own and workbench_history(history, flow_path) is history
+    with pytest.raises(TypeError, match="history must be True, False, a file or a RunHistory, not int"):
+        workbench_history(3, flow_path)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cache must be True, False, a folder or a NodeCache, not list"):
+        workbench_cache([], flow_path)  # type: ignore[arg-type]
