@@ -1,5 +1,7 @@
-"""The package's import structure: no import circles between its modules, and no
-module importing another module's private (`_name`) names.
+"""The package's structure: no import circles between its modules, no module importing
+another module's private (`_name`) names, and no read of a private attribute of another
+library's objects (what httpx, aiohttp, Jinja or asyncio keep behind an underscore may
+change in any release).
 
 Every module of `jupyter_flow` is read with `ast` (nothing is imported). Imports inside
 functions count as much as those at the top: a function-level import that closes a circle
@@ -165,6 +167,63 @@ def test_no_module_imports_private_names_of_another() -> None:
     assert not private, "private names imported across modules:\n" + "\n".join(private)
 
 
+#: underscore names that are public API where they come from: `os._exit`, `sys._getframe`,
+#: namedtuple's methods, and protocol names that end with an underscore (`_repr_mimebundle_`)
+PUBLIC_UNDERSCORE = frozenset({"_exit", "_getframe", "_asdict", "_replace", "_fields", "_make"})
+
+
+def own_private_names(trees: list[ast.AST]) -> set[str]:
+    """The `_names` the package defines itself: functions, classes, attributes it assigns
+    (`x._name = ...`, class-level `_name: T`), `__slots__` entries."""
+    names: set[str] = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    for item in ast.walk(target):
+                        if isinstance(item, ast.Attribute):
+                            names.add(item.attr)
+                        elif isinstance(item, ast.Name):
+                            names.add(item.id)
+                        elif isinstance(item, ast.Constant) and isinstance(item.value, str):
+                            names.add(item.value)  # `__slots__ = ("_a", "_b")`
+                if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__slots__" for t in node.targets):
+                    names.update(c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant) and isinstance(c.value, str))
+    return {n for n in names if n.startswith("_")}
+
+
+def foreign_private_reads(files: dict[str, str]) -> list[str]:
+    """`obj._name` (or `getattr(obj, "_name")`) where `_name` is nobody's in the package:
+    a private attribute of another library's object. Reads off `self` and `cls` are the
+    object's own."""
+    trees = {name: ast.parse(text, filename=name) for name, text in files.items()}
+    own = own_private_names(list(trees.values()))
+    found = []
+    for name, tree in trees.items():
+        for node in ast.walk(tree):
+            attr = None
+            if isinstance(node, ast.Attribute):
+                if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                    continue
+                attr = node.attr
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr"):
+                if len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
+                    attr = node.args[1].value
+            if (attr is None or not attr.startswith("_") or attr.startswith("__") or attr.endswith("_")
+                    or attr in own or attr in PUBLIC_UNDERSCORE):
+                continue
+            found.append(f"{name} line {node.lineno}: {ast.unparse(node)[:80]}")
+    return found
+
+
+def test_no_private_attribute_of_another_library_is_read() -> None:
+    files = {str(path.relative_to(ROOT.parent)): path.read_text(encoding="utf-8") for path in modules().values()}
+    found = foreign_private_reads(files)
+    assert not found, "private attributes of other libraries read:\n" + "\n".join(found)
+
+
 # -- the checks themselves, on small packages written here ----------------------------
 def write_package(root: Path, files: dict[str, str]) -> dict[str, Path]:
     known = {}
@@ -202,3 +261,15 @@ def test_private_imports_are_found(tmp_path: Path) -> None:
     known = write_package(tmp_path, {"__init__.py": "", "a.py": "_x = 1\n", "b.py": "def f():\n    from jupyter_flow.a import _x\n"})
     found = [(i.importer, n) for i in imports(known) for n in i.names if n.startswith("_")]
     assert found == [("jupyter_flow.b", "_x")]
+
+
+def test_foreign_private_reads_are_found() -> None:
+    files = {
+        "a.py": "class A:\n    def __init__(self):\n        self._mine = 1\n",
+        "b.py": ("def f(a, headers, jar, widget):\n"
+                 "    a._mine\n"  # the package's own attribute
+                 "    headers._list\n"  # another library's
+                 "    getattr(jar, '_cookies')\n"
+                 "    widget._repr_mimebundle_()\n"),  # a protocol name
+    }
+    assert [line.split(":")[0] for line in foreign_private_reads(files)] == ["b.py line 3", "b.py line 4"]
