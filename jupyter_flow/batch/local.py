@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from jupyter_flow.batch.items import BatchItem, ItemsSource
 from jupyter_flow.batch.options import BatchOptions
@@ -29,27 +29,28 @@ if TYPE_CHECKING:
     from jupyter_flow.flow import Flow
     from jupyter_flow.history import HistoryChoice
 
-__all__ = ["arun_batch", "arun_local", "run_batch", "run_local", "run_prepared"]
+__all__ = ["BatchArguments", "arun_batch", "arun_local", "batch_options", "run_batch", "run_local", "run_prepared"]
 
 
-def run_batch(
-    flow: Flow,
-    items: ItemsSource,
-    out_dir: str | Path,
-    *,
-    concurrency: int = 4,
-    resume: bool = False,
-    rerun_changed: bool = False,
-    fail_fast: bool = False,
-    progress: Any = True,
-    input_name: str | None = None,
-    settings: Mapping[str, Any] | None = None,
-    endpoints: Mapping[str, str] | None = None,
-    common_inputs: Mapping[str, Any] | None = None,
-    max_failures: int | float | str = 0,
-    cache: CacheChoice = None,
-    history: HistoryChoice = None,
-) -> BatchSummary:
+class BatchArguments(TypedDict, total=False):
+    """The keywords of `run_batch` and `arun_batch`: `BatchOptions`'s fields (a mapping
+    left out or None is empty)."""
+
+    concurrency: int
+    resume: bool
+    rerun_changed: bool
+    fail_fast: bool
+    progress: Any
+    input_name: str | None
+    settings: Mapping[str, Any] | None
+    endpoints: Mapping[str, str] | None
+    common_inputs: Mapping[str, Any] | None
+    max_failures: int | float | str
+    cache: CacheChoice
+    history: HistoryChoice
+
+
+def run_batch(flow: Flow, items: ItemsSource, out_dir: str | Path, **options: Unpack[BatchArguments]) -> BatchSummary:
     """Run `flow` over `items` (a folder, glob, `.jsonl` file or list; see `collect_items`),
     `concurrency` at a time, writing `out_dir/results.jsonl`, `out_dir/traces/` and
     `out_dir/summary.json`. Without `resume` earlier results in `out_dir` are moved aside
@@ -68,41 +69,22 @@ def run_batch(
     Jupyter kernel. Raises BatchStoppedError (a FlowRunError) naming the item and node
     when `fail_fast` stops the batch, BatchInputError for bad items or options.
     """
-    options = BatchOptions(
-        concurrency=concurrency, resume=resume, rerun_changed=rerun_changed, fail_fast=fail_fast, progress=progress,
-        input_name=input_name,
-        settings=settings or {}, endpoints=endpoints or {}, common_inputs=common_inputs or {},
-        max_failures=max_failures, cache=cache, history=history,
-    )
-    return run_local(flow, items, out_dir, options)
+    return run_local(flow, items, out_dir, batch_options(options))
 
 
-async def arun_batch(
-    flow: Flow,
-    items: ItemsSource,
-    out_dir: str | Path,
-    *,
-    concurrency: int = 4,
-    resume: bool = False,
-    rerun_changed: bool = False,
-    fail_fast: bool = False,
-    progress: Any = True,
-    input_name: str | None = None,
-    settings: Mapping[str, Any] | None = None,
-    endpoints: Mapping[str, str] | None = None,
-    common_inputs: Mapping[str, Any] | None = None,
-    max_failures: int | float | str = 0,
-    cache: CacheChoice = None,
-    history: HistoryChoice = None,
-) -> BatchSummary:
+async def arun_batch(flow: Flow, items: ItemsSource, out_dir: str | Path, **options: Unpack[BatchArguments]) -> BatchSummary:
     """Run `flow` over `items` on the current event loop; see `run_batch`."""
-    options = BatchOptions(
-        concurrency=concurrency, resume=resume, rerun_changed=rerun_changed, fail_fast=fail_fast, progress=progress,
-        input_name=input_name,
-        settings=settings or {}, endpoints=endpoints or {}, common_inputs=common_inputs or {},
-        max_failures=max_failures, cache=cache, history=history,
-    )
-    return await arun_local(flow, items, out_dir, options)
+    return await arun_local(flow, items, out_dir, batch_options(options))
+
+
+def batch_options(arguments: BatchArguments) -> BatchOptions:
+    """The keywords of `run_batch` as one `BatchOptions` (defaults for those left out)."""
+    given: dict[str, Any] = {key: value for key, value in arguments.items() if value is not None or key not in _MAPPINGS}
+    return BatchOptions(**given)
+
+
+#: keywords whose None stands for an empty mapping
+_MAPPINGS = frozenset({"settings", "endpoints", "common_inputs"})
 
 
 def run_local(flow: Flow, items: ItemsSource, out_dir: str | Path, options: BatchOptions) -> BatchSummary:
