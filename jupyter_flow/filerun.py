@@ -11,7 +11,9 @@ JSON object a line:
     {"event": "finished", "run_id", "status", "error", "nodes": {id: status}, "recorded"}
     {"event": "refused", "message", "problems": [{node, edge, field, message}]}
 
-The request: ``{"path", "inputs": {...}, "cache": bool, "history": bool, "max_output_chars"}``.
+The request: ``{"path", "name", "inputs": {...}, "cache": bool, "history": bool,
+"max_output_chars"}``; `name` is the file's path below the server's root, which refusals
+name instead of the absolute `path` (the browser is not told where the server's files are).
 A node's output is written as its trace writes it (tensors summarized, long texts cut:
 `jupyter_flow.values.SUMMARY`); past `max_output_chars` characters of JSON only its
 beginning is sent (`output` is then that text and `output_chars` the whole length).
@@ -69,8 +71,25 @@ def output_text(value: Any, max_chars: int) -> tuple[Any, int]:
     return text[:max_chars], len(text)
 
 
-def _problem(p: Problem) -> dict[str, Any]:
-    return {"node": p.node, "edge": p.edge, "field": p.field, "message": p.message}
+def _problem(p: Problem, shown: _Shown) -> dict[str, Any]:
+    return {"node": p.node, "edge": p.edge, "field": p.field, "message": shown(p.message)}
+
+
+class _Shown:
+    """A message as the browser may see it: the server's root folder (the absolute `path`
+    less its `name` below the root) left out of the paths in it."""
+
+    def __init__(self, path: str, name: str | None) -> None:
+        self.roots: list[str] = []
+        if name and Path(path).as_posix().endswith("/" + name.lstrip("/")):
+            root = path[: len(path) - len(name.lstrip("/"))]
+            found = {root, os.path.realpath(root).rstrip(os.sep) + os.sep} - {os.sep}  # a root of "/" says nothing
+            self.roots = sorted(found, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for root in self.roots:
+            text = text.replace(root, "")
+        return text
 
 
 class _Events:
@@ -211,16 +230,17 @@ def main() -> int:
         _Events(stream, 0).send(event="refused", message=f"not a run request: {exc}", problems=[])
         return EXIT_INVALID
     events = _Events(stream, int(request.get("max_output_chars") or DEFAULT_MAX_OUTPUT_CHARS))
+    shown = _Shown(request["path"], request.get("name") if isinstance(request.get("name"), str) else None)
     loop = asyncio.new_event_loop()
     try:
         # no asyncio.run: it would wait for the threads of node work given up on (a node
         # past its timeout, a cancelled run) before the process may end
         return loop.run_until_complete(_run(request, events, timeout_s))
     except FlowValidationError as exc:
-        events.send(event="refused", message=str(exc), problems=[_problem(p) for p in exc.problems])
+        events.send(event="refused", message=shown(str(exc)), problems=[_problem(p, shown) for p in exc.problems])
         return EXIT_INVALID
     except FlowError as exc:
-        events.send(event="refused", message=str(exc), problems=[])
+        events.send(event="refused", message=shown(str(exc)), problems=[])
         return EXIT_INVALID
     except asyncio.CancelledError:
         events.send(event="finished", run_id=None, status="cancelled", error="cancelled before it started",

@@ -198,15 +198,16 @@ class RunHistory:
             db.execute("COMMIT")
         return result.run_id
 
-    def runs(self, *, flow: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest runs first: id, flow, digest, git revision, time, status, node count."""
+    def runs(self, *, flow: str | None = None, flow_path: str | Path | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest runs first: id, flow, digest, git revision, time, status, node count;
+        of the flow named `flow`, of the flow file `flow_path` (resolved, as recorded)."""
         query = "SELECT run_id, flow, flow_digest, git_rev, started_at, duration_s, status, nodes FROM runs"
-        args: tuple[Any, ...] = ()
-        if flow is not None:
-            query += " WHERE flow = ?"
-            args = (flow,)
+        where = {"flow = ?": flow, "flow_path = ?": None if flow_path is None else str(Path(flow_path).resolve())}
+        given = {clause: value for clause, value in where.items() if value is not None}
+        if given:
+            query += " WHERE " + " AND ".join(given)
         with self._db() as db:
-            rows = db.execute(query + " ORDER BY started_at DESC LIMIT ?", (*args, limit)).fetchall()
+            rows = db.execute(query + " ORDER BY started_at DESC LIMIT ?", (*given.values(), limit)).fetchall()
         out = []
         for run_id, name, digest, rev, started, duration, status, nodes in rows:
             node_list = json.loads(nodes)

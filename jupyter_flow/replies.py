@@ -235,11 +235,13 @@ class LastRun(_Reply):
 
 
 class LastRunReply(_Reply):
-    """`GET lastrun?path=P`: the flow file's last run, or null when the history has none."""
+    """`GET lastrun?path=P`: the flow file's last run, or null when the history has none;
+    `active`: the id of a run of the file still going on in this server (started from a
+    view since closed), which a view opened again follows (`GET runstate`)."""
 
     path: str
-    history: str | None
     run: LastRun | None
+    active: str | None = None
 
 
 class FieldError(_Reply):

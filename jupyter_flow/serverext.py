@@ -46,10 +46,10 @@ from typing import Any
 import tornado.web
 from jupyter_server.utils import url_path_join
 
-from jupyter_flow.atomic import FileChangedError
+from jupyter_flow.atomic import FileChangedError, read_bounded
 from jupyter_flow.editor import new_node_config
 from jupyter_flow.edits import AppliedEdit, EditRequestError, apply_edit, read_request
-from jupyter_flow.errors import FlowError, FlowValidationError, Problem
+from jupyter_flow.errors import FlowError, FlowFileError, FlowValidationError, Problem
 from jupyter_flow.nodes.registry import default_registry
 from jupyter_flow.palette import PROBLEM_COLOUR, SELECTED_COLOUR, STATUS_COLOURS, palette
 from jupyter_flow.protocol import EditRequest, ExportRequest, NewFlowRequest, WorkbenchRequest
@@ -196,8 +196,10 @@ class ValidateHandler(FlowHandler):
         path = self.flow_file(data, must_exist=text is None)
         source = self.api_path(path)
         try:
-            if text is None:
-                text = path.read_text(encoding="utf-8")
+            if text is None:  # off the loop, and bounded: the file may be large
+                text = (await asyncio.to_thread(read_bounded, path)).decode("utf-8")
+        except FlowFileError as exc:
+            raise tornado.web.HTTPError(400, f"cannot read '{source}': {exc.problems[0].message}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise tornado.web.HTTPError(400, f"cannot read '{source}': {exc}") from None
         # Checking node configs may import node modules (torch...): off the server's loop.

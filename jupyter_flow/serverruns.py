@@ -9,6 +9,7 @@ import math
 
 import tornado.web
 
+from jupyter_flow.atomic import read_bounded
 from jupyter_flow.errors import FlowValidationError, StoreError
 from jupyter_flow.protocol import CancelRequest, RunRequest
 from jupyter_flow.replies import ErrorReply, LastRunReply
@@ -93,20 +94,24 @@ class CancelHandler(_RunsHandler):
 
 class LastRunHandler(_RunsHandler):
     """`GET lastrun?path=P`: the newest run of the flow file in the run history (its
-    default file), or null: no history, no run of it, or a file that is not a flow."""
+    default file), or null: no history, no run of it, or a file that is not a flow; and
+    the run of it going on in this server, if any."""
 
     @tornado.web.authenticated
     async def get(self) -> None:
         path = self.flow_file(self.get_query_argument("path", ""))
         source = self.api_path(path)
+        going = self.runs.active(source)
+        active = going.id if going is not None else None
         try:
-            text = await asyncio.to_thread(path.read_text, encoding="utf-8")
-            spec = await asyncio.to_thread(parse_spec_text, text, source=source, as_json=path.suffix.lower() == ".json")
-        except (OSError, UnicodeDecodeError, FlowValidationError):
-            return self.reply(LastRunReply(path=source, history=None, run=None))
+            data = await asyncio.to_thread(read_bounded, path)
+            spec = await asyncio.to_thread(parse_spec_text, data.decode("utf-8"), source=source,
+                                           as_json=path.suffix.lower() == ".json")
+        except (OSError, UnicodeDecodeError, FlowValidationError):  # too large a file is a FlowFileError, one of them
+            return self.reply(LastRunReply(path=source, run=None, active=active))
         try:
-            history, run = await asyncio.to_thread(last_run, path, spec.name)
+            run = await asyncio.to_thread(last_run, path, spec.name)
         except StoreError as exc:
             self.log.warning("jupyter-flow: the run history cannot be read: %s", exc)
-            return self.reply(LastRunReply(path=source, history=None, run=None))
-        self.reply(LastRunReply(path=source, history=str(history), run=run))
+            return self.reply(LastRunReply(path=source, run=None, active=active))
+        self.reply(LastRunReply(path=source, run=run, active=active))

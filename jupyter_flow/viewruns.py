@@ -19,6 +19,11 @@ Bounds, each named in the message of a run that passes it:
 `Cancel` sends SIGTERM to the run's process group (the run ends `cancelled`, and is recorded
 so), and SIGKILL when it has not ended `CANCEL_GRACE_S` seconds later.
 
+A run is leased to its view: each poll renews the lease (a poll that is waiting holds it),
+and a run nobody polled for `LEASE_S` seconds (its view closed, its browser gone) is
+cancelled, so that abandoned runs do not keep the `MAX_ACTIVE_RUNS` slots. A view opened
+again finds the run of its file still going on (`ViewRuns.active`) and follows it.
+
 `last_run` reads the newest run of a flow file from the run history (`jupyter_flow.history`,
 its default file) without creating that file.
 """
@@ -48,6 +53,7 @@ __all__ = [
     "CANCEL_GRACE_S",
     "DEFAULT_TIMEOUT_S",
     "KEEP_RUNS",
+    "LEASE_S",
     "MAX_ACTIVE_RUNS",
     "MAX_EVENT_BYTES",
     "MAX_LINE_BYTES",
@@ -69,10 +75,10 @@ MAX_LOG_CHARS = 20_000
 MAX_ACTIVE_RUNS = 4
 KEEP_RUNS = 50
 CANCEL_GRACE_S = 5.0
+#: seconds a run may go on with nobody polling for it before it is cancelled
+LEASE_S = 60.0
 #: the longest a poll waits for news
 MAX_WAIT_S = 20.0
-#: the runs of the history a last-run lookup reads, the newest first
-_LAST_RUN_LOOKUPS = 20
 #: the most characters of node outputs one last-run answer carries (the rest say only their size)
 _LAST_RUN_OUTPUT_CHARS = 4_000_000
 
@@ -95,6 +101,9 @@ class ViewRun:
     log: str = ""
     ended_at: float | None = None
     cancelled: bool = False
+    #: when a poll last held the run (time.monotonic), and how many polls wait on it now
+    followed_at: float = field(default_factory=time.monotonic)
+    _polls: int = 0
     _process: asyncio.subprocess.Process | None = None
     _news: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -111,14 +120,23 @@ class ViewRun:
         """The events from the `after`-th on, once there is one (or the run ended, or
         `timeout_s` passed)."""
         deadline = time.monotonic() + min(max(timeout_s, 0.0), MAX_WAIT_S)
-        while not self.done and len(self.events) <= after:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            self._news.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._news.wait(), left)
+        self._polls += 1
+        try:
+            while not self.done and len(self.events) <= after:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._news.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._news.wait(), left)
+        finally:
+            self._polls -= 1
+            self.followed_at = time.monotonic()
         return self.reply(after)
+
+    def unfollowed(self, lease_s: float) -> bool:
+        """No poll holds the run, nor did one for `lease_s` seconds."""
+        return self._polls == 0 and time.monotonic() - self.followed_at > lease_s
 
     def _add(self, event: Any) -> None:
         self.events.append(event)
@@ -137,8 +155,9 @@ class ViewRun:
 class ViewRuns:
     """The file view's runs in one Jupyter server."""
 
-    def __init__(self, *, python: str = sys.executable) -> None:
+    def __init__(self, *, python: str = sys.executable, lease_s: float = LEASE_S) -> None:
         self.python = python
+        self.lease_s = lease_s
         self._runs: dict[str, ViewRun] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -148,13 +167,18 @@ class ViewRuns:
         except KeyError:
             raise RunRefusedError(f"no run '{run_id[:100]}' in this server (it ended long ago, or the server restarted)") from None
 
+    def active(self, api_path: str) -> ViewRun | None:
+        """The newest run of the file at `api_path` still going on, if any."""
+        going = [r for r in self._runs.values() if r.path == api_path and not r.done]
+        return going[-1] if going else None
+
     async def start(self, flow_file: Path, api_path: str, inputs: dict[str, Any], *, cache: bool = False,
                     history: bool = True, timeout_s: float | None = None) -> ViewRun:
         active = [r for r in self._runs.values() if not r.done]
         if len(active) >= MAX_ACTIVE_RUNS:
             raise RunRefusedError(f"{len(active)} runs are going on already (at most {MAX_ACTIVE_RUNS}): wait for one, or cancel one")
         run = ViewRun(id=secrets.token_hex(8), path=api_path)
-        request = {"path": str(flow_file), "inputs": inputs, "cache": cache, "history": history,
+        request = {"path": str(flow_file), "name": api_path, "inputs": inputs, "cache": cache, "history": history,
                    "max_output_chars": MAX_OUTPUT_CHARS}
         bound_s = min(timeout_s or DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S)
         # the run keeps its bounds itself too: this server may be gone before it has started
@@ -202,12 +226,21 @@ class ViewRuns:
         except (BrokenPipeError, ConnectionResetError):
             pass
         readers = asyncio.gather(self._read_events(run), self._read_log(run, proc.stderr))
-        try:
-            await asyncio.wait_for(asyncio.shield(readers), timeout_s)
-        except asyncio.TimeoutError:
-            why = f"the run took longer than {timeout_s:g} s and was stopped"
-        except _TooMuch as exc:
-            why = str(exc)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while why is None:
+            left = deadline - loop.time()
+            if left <= 0:
+                why = f"the run took longer than {timeout_s:g} s and was stopped"
+                break
+            try:
+                await asyncio.wait_for(asyncio.shield(readers), min(left, max(0.2, self.lease_s / 4)))
+                break
+            except asyncio.TimeoutError:
+                if run.unfollowed(self.lease_s):
+                    why = f"nobody followed the run for {self.lease_s:g} s (its view was closed), so it was cancelled"
+            except _TooMuch as exc:
+                why = str(exc)
         if why is not None:
             run.cancelled = True
             _signal(run, signal.SIGTERM)
@@ -258,11 +291,11 @@ class ViewRuns:
         if finished:
             if why is not None:  # stopped by a bound: the run says it cancelled, the bound says why
                 run.message = why
-                run.status = "timeout" if why.startswith("the run took longer") else "error"
+                run.status = _status_of(why)
         else:
             status: Literal["error", "cancelled", "timeout"] = "error"
-            if why is not None and run.cancelled and why.startswith("the run took longer"):
-                status = "timeout"
+            if why is not None and run.cancelled and _status_of(why) != "error":
+                status = _status_of(why)
             elif run.cancelled and why is None:
                 status, why = "cancelled", "cancelled"
             else:
@@ -281,6 +314,13 @@ class ViewRuns:
 
 class _TooMuch(Exception):
     pass
+
+
+def _status_of(why: str) -> Literal["error", "cancelled", "timeout"]:
+    """How a run stopped by this server (for `why`) ends."""
+    if why.startswith("the run took longer"):
+        return "timeout"
+    return "cancelled" if why.startswith("nobody followed the run") else "error"
 
 
 def _signal(run: ViewRun, sig: int) -> None:
@@ -302,18 +342,15 @@ def _last_states(events: list[Any]) -> dict[str, str]:
 
 
 # -- the last run of a flow file, from the run history ---------------------------------------
-def last_run(flow_file: Path, flow_name: str, history_path: Path | None = None) -> tuple[Path, LastRun | None]:
-    """The newest run of `flow_file` (by its resolved path) among the newest runs of flows
-    named `flow_name` in the run history; None when there is none, or no history file."""
+def last_run(flow_file: Path, flow_name: str, history_path: Path | None = None) -> LastRun | None:
+    """The newest run of `flow_file` (by its resolved path) as a flow named `flow_name` in
+    the run history; None when there is none, or no history file."""
     path = history_path or default_history_path()
     if not path.is_file():
-        return path, None
+        return None
     history = RunHistory(path)
-    wanted = str(flow_file.resolve())
-    for summary in history.runs(flow=flow_name, limit=_LAST_RUN_LOOKUPS):
+    for summary in history.runs(flow=flow_name, flow_path=flow_file, limit=1):
         run = history.get(summary["run_id"])
-        if run.get("flow_path") != wanted:
-            continue
         trace = run.get("trace") or {}
         by_node = {r["node"]: r for r in trace.get("nodes", []) if isinstance(r, dict)}
         budget = _LAST_RUN_OUTPUT_CHARS
@@ -326,9 +363,9 @@ def last_run(flow_file: Path, flow_name: str, history_path: Path | None = None) 
             nodes.append(NodeState(event="node", node=item["node"], status=item["status"], cached=bool(item.get("cached")),
                                    duration_s=item.get("duration_s"), output=output, output_chars=chars,
                                    error=error.get("message") if isinstance(error, dict) else None))
-        return path, LastRun(run_id=run["run_id"], status=run["status"], started_at=run.get("started_at"),
+        return LastRun(run_id=run["run_id"], status=run["status"], started_at=run.get("started_at"),
                              error=trace.get("error"), nodes=nodes)
-    return path, None
+    return None
 
 
 def _output(value: Any, max_chars: int) -> tuple[Any, int]:

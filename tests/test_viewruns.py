@@ -5,6 +5,7 @@ the input named, and found again in the run history as the file's last run."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -21,8 +22,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from lab_server import JupyterLab  # noqa: E402
 
+from jupyter_flow.atomic import MAX_FILE_BYTES  # noqa: E402
+from jupyter_flow.flow import Flow  # noqa: E402
+from jupyter_flow.history import RunHistory  # noqa: E402
 from jupyter_flow.replies import LastRunReply, RunReply  # noqa: E402
-from jupyter_flow.viewruns import MAX_OUTPUT_CHARS  # noqa: E402
+from jupyter_flow.viewruns import MAX_ACTIVE_RUNS, MAX_OUTPUT_CHARS, RunRefusedError, ViewRuns, last_run  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -164,6 +168,10 @@ def test_inputs_that_do_not_fit_are_refused_naming_the_input(api: httpx.Client) 
 
 def test_cancel_stops_the_run_and_its_running_node(api: httpx.Client) -> None:
     run = start(api, "sleeps.flow.yaml", inputs={"text": "zz"})
+    # a view opened while the file runs is told which run to follow
+    going = api.get("lastrun", params={"path": "sleeps.flow.yaml"}).json()
+    assert going["active"] == run.run and "history" not in going
+    assert api.get("lastrun", params={"path": "ok.flow.yaml"}).json()["active"] is None
     deadline = time.monotonic() + 60
     events = list(run.events)
     while not node_events(events, "second"):
@@ -177,7 +185,7 @@ def test_cancel_stops_the_run_and_its_running_node(api: httpx.Client) -> None:
     assert ended.status == "cancelled"
     assert node_events(events + rest, "second")[-1].status == "cancelled"
     last = LastRunReply.model_validate(api.get("lastrun", params={"path": "sleeps.flow.yaml"}).json())
-    assert last.run is not None and last.run.status == "cancelled"
+    assert last.run is not None and last.run.status == "cancelled" and last.active is None
     assert api.post("cancel", json={"run": "0123abcd"}).status_code == 404
 
 
@@ -199,6 +207,48 @@ def test_a_large_output_is_cut_at_its_bound(api: httpx.Client) -> None:
 
 def test_a_run_of_a_path_outside_the_root_is_refused(api: httpx.Client) -> None:
     assert api.post("run", json={"path": "../x.flow.yaml"}).status_code == 403
+
+
+def test_a_refusal_names_the_file_below_the_root_never_where_the_root_is(api: httpx.Client, root: Path) -> None:
+    (root / "sub").mkdir(exist_ok=True)
+    (root / "sub" / "broken.flow.yaml").write_text("spec_version: 1\nnodes: [\n")
+    (root / "sub" / "unknown.flow.yaml").write_text("spec_version: 1\nname: u\nnodes: [{id: a, type: nope}]\n")
+    for name in ("broken", "unknown"):
+        run, events = follow(api, start(api, f"sub/{name}.flow.yaml"))
+        assert run.status == "refused", run
+        said = run.model_dump_json() + "".join(e.model_dump_json() for e in events)
+        assert f"sub/{name}.flow.yaml" in (run.message or ""), run.message
+        assert str(root) not in said and str(root.resolve()) not in said, said
+
+
+def test_a_run_nobody_follows_is_cancelled_and_gives_its_place_back(root: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUPYTER_FLOW_HISTORY", str(tmp_path / "h.sqlite"))
+
+    async def scenario() -> None:
+        runs = ViewRuns(lease_s=3)
+        flow_file = root / "sleeps.flow.yaml"
+        followed = await runs.start(flow_file, "sleeps.flow.yaml", {"text": "zz"})
+        left = [await runs.start(flow_file, "sleeps.flow.yaml", {"text": "zz"}) for _ in range(MAX_ACTIVE_RUNS - 1)]
+        with pytest.raises(RunRefusedError):  # every place taken
+            await runs.start(flow_file, "sleeps.flow.yaml", {"text": "zz"})
+        t0 = time.monotonic()
+        while not all(run.done for run in left):  # the followed run keeps its lease by its polls
+            assert time.monotonic() - t0 < 60, [r.status for r in left]
+            await followed.wait(len(followed.events), 1.0)
+        assert not followed.done and time.monotonic() - t0 >= 3
+        for run in left:
+            assert run.status == "cancelled" and "nobody followed the run for 3 s" in (run.message or ""), run.reply()
+        assert runs.active("sleeps.flow.yaml") is followed
+        again = await runs.start(flow_file, "sleeps.flow.yaml", {"text": "zz"})  # a place is free again
+        for run in (followed, again):
+            await runs.cancel(run.id)
+        while not (followed.done and again.done):
+            assert time.monotonic() - t0 < 90
+            await asyncio.sleep(0.2)
+        assert runs.active("sleeps.flow.yaml") is None
+
+    asyncio.run(scenario())
 
 
 def run_processes(server: Any) -> list[Any]:
@@ -241,3 +291,31 @@ def test_a_run_keeps_its_own_time_bound(root: Path, tmp_path: Path) -> None:
     assert events[-1]["status"] == "timeout" and "longer than 3 s" in events[-1]["error"], events[-1]
     assert events[-1]["nodes"]["second"] == "cancelled" and done.returncode == 1
     assert took < 30, took  # the sleeping node would take 60 s
+
+
+def test_a_flow_file_too_large_to_read_is_refused_without_reading_it_whole(api: httpx.Client, root: Path) -> None:
+    huge = root / "huge.flow.yaml"
+    with huge.open("wb") as fh:  # sparse: no disk is used
+        fh.truncate(MAX_FILE_BYTES + 1)
+    try:
+        reply = api.post("validate", json={"path": "huge.flow.yaml"})
+        assert reply.status_code == 400 and "larger than" in reply.json()["message"], reply.text
+        assert api.get("lastrun", params={"path": "huge.flow.yaml"}).json() == {"path": "huge.flow.yaml", "run": None, "active": None}
+    finally:
+        huge.unlink()
+
+
+def test_the_last_run_of_a_file_is_found_behind_many_runs_of_others_of_its_name(tmp_path: Path) -> None:
+    text = "spec_version: 1\nname: same\nnodes:\n  - {id: t, type: template, config: {template: '{{ n }}'}}\n" \
+           "inputs: {n: {type: integer, default: 0}}\n"
+    mine, other = tmp_path / "mine.flow.yaml", tmp_path / "other.flow.yaml"
+    mine.write_text(text)
+    other.write_text(text)
+    history = RunHistory(tmp_path / "h.sqlite")
+    wanted = Flow.load(mine).run({"n": 1}, history=history)
+    for n in range(25):  # newer runs of another file of the same flow name
+        Flow.load(other).run({"n": n}, history=history)
+    found = last_run(mine, "same", tmp_path / "h.sqlite")
+    assert found is not None and found.run_id == wanted.run_id
+    assert [n.output for n in found.nodes] == [{"text": "1"}]
+    assert last_run(tmp_path / "nothere.flow.yaml", "same", tmp_path / "h.sqlite") is None

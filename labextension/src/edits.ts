@@ -4,7 +4,7 @@
  * src/edits.schema.json, which jupyter_flow/edits.py writes. Do not edit by hand: change
  * jupyter_flow/edits.py and run `python scripts/edit_types.py` from the repository root.
  *
- * schema sha256: bc82b3e08a93a893c89f9d177fdb494e9b3f5baccb206de660493b6173767540
+ * schema sha256: e5203a0949f3f5025096e1883edde902d8d4ecede8a601d9bdce445b5335e68a
  */
 
 /**
@@ -512,15 +512,17 @@ export interface CancelRequest {
   run: string;
 }
 /**
- * `GET lastrun?path=P`: the flow file's last run, or null when the history has none.
+ * `GET lastrun?path=P`: the flow file's last run, or null when the history has none;
+ * `active`: the id of a run of the file still going on in this server (started from a
+ * view since closed), which a view opened again follows (`GET runstate`).
  *
  * This interface was referenced by `FileViewRoutes`'s JSON-Schema
  * via the `definition` "LastRunReply".
  */
 export interface LastRunReply {
   path: string;
-  history: string | null;
   run: LastRun | null;
+  active?: string | null;
 }
 /**
  * The newest run of a flow file in the run history: its nodes as they ended.

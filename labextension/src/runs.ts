@@ -3,7 +3,9 @@
  * one), each node's state in it and its output, and the last run the run history keeps
  * when the file is opened. The server runs the flow in a process of its own; this model
  * starts a run, follows its events (long polls, one after the other), cancels it, and
- * says what the graph should colour.
+ * says what the graph should colour. A view that closes cancels its run (the server also
+ * cancels a run nobody polls for a minute); a view opened while a run of its file goes on
+ * (its page was reloaded) follows that run.
  *
  * No DOM and no JupyterLab import at run time: the tests drive it with a server of their own.
  */
@@ -85,10 +87,18 @@ export class FlowRuns {
     return this._disposed;
   }
 
-  /** Show the run history's last run of the file (when no run of this view is shown). */
+  /** Show the run history's last run of the file (when no run of this view is shown), or
+   * follow the run of the file still going on in the server. */
   async loadLast(): Promise<boolean> {
     const reply = await this._server.lastRun(this._path());
-    if (this._disposed || !reply.run || this._summary?.source === 'live') {
+    if (this._disposed || this._summary?.source === 'live') {
+      return false;
+    }
+    if (reply.active) {
+      this._attach(reply.active);
+      return true;
+    }
+    if (!reply.run) {
       return false;
     }
     this._states = new Map(reply.run.nodes.map(n => [n.node, n]));
@@ -136,12 +146,26 @@ export class FlowRuns {
     this._emit();
   }
 
+  /** Forget the view; a run of it still going on is cancelled (nobody would see it end). */
   dispose(): void {
     if (this._disposed) {
       return;
     }
+    if (this._run && this.running) {
+      this._server.cancel(this._run).catch(error => console.warn('jupyter-flow: the run could not be cancelled', error));
+    }
     this._disposed = true;
     Signal.clearData(this);
+  }
+
+  /** Follow the run `run` of this file from its first event (a run this view did not start). */
+  private _attach(run: string): void {
+    const first: RunReply = { run, path: this._path(), status: 'running', done: false, events: [], next: 0, message: null, log: '' };
+    this._run = run;
+    this._states = new Map();
+    this._summary = { source: 'live', status: 'running', done: false, message: null, runId: null, startedAt: null, counts: {} };
+    this._emit();
+    this._follow(first).catch(error => console.warn('jupyter-flow: lost the run', error));
   }
 
   private async _follow(reply: RunReply): Promise<RunReply> {
