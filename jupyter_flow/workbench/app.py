@@ -91,6 +91,9 @@ class Workbench:
                                     self.evaluation_panel.widget])
         for i, title in enumerate(("Settings", "Inspect", "Timeline", "History", "Evaluation")):
             self.tabs.set_title(i, title)
+        # plots go into the page only while their tab shows (laid out hidden, they have no size)
+        self.inspect_panel.tensor_panel.set_shown(self.tabs.selected_index == _INSPECT_TAB)
+        self.tabs.observe(lambda c: self.inspect_panel.tensor_panel.set_shown(c["new"] == _INSPECT_TAB), names="selected_index")
         # side by side where there is room, the panels below the graph in a narrow pane
         self.tabs.layout = w.Layout(flex="2 1 340px", min_width="300px", max_height="720px", overflow="auto")
         self.graph.widget.layout.width = "auto"
@@ -294,6 +297,8 @@ class Workbench:
         ``wb.inspect("clauses", "attentions", layer=3, head=0)``. Options: `layer`, `head`
         (a number or "all"), `index` (leading axes), `item` (which input), `compare`
         (the difference from the previous run)."""
+        if tensor is not None:
+            self.tabs.selected_index = _INSPECT_TAB  # before drawing: the view goes in where it can be seen
         return self.inspect_panel.inspect(node_id, tensor, **options)
 
     # -- running ----------------------------------------------------------------------------------

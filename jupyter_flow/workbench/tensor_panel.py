@@ -32,11 +32,18 @@ class TensorPanel:
 
     `show(node, result)` lists the node's tensors (captured ones first); picking one draws
     its view; "compare with previous run" draws the diff against the run `before(node)`
-    names (the workbench's run history: the one before the last in which the node ran)."""
+    names (the workbench's run history: the one before the last in which the node ran).
 
-    def __init__(self, before: Callable[[str], RunResult | None]) -> None:
+    A view goes into the page only while the panel is shown (`set_shown`; the workbench
+    calls it as its Inspect tab comes and goes): a bqplot figure laid out in a hidden tab
+    has no size and would draw its plot area with negative sizes. A view drawn meanwhile
+    waits, built, and is put in place when the panel is shown."""
+
+    def __init__(self, before: Callable[[str], RunResult | None], *, shown: bool = True) -> None:
         import ipywidgets as w
 
+        self.shown = shown
+        self._content: list[Any] = []  # what the body shows while the panel is shown
         self.node: str | None = None
         self.result: RunResult | None = None
         self.tensors: dict[str, Any] = {}
@@ -94,6 +101,21 @@ class TensorPanel:
             self._quiet = False
         return self._draw(layer=layer, head=head, index=index, item=item, mode=mode, focus=focus)
 
+    def set_shown(self, shown: bool) -> None:
+        """Say whether the panel can be seen; a view drawn while it could not goes in now."""
+        self.shown = shown
+        self._mount()
+
+    def _put(self, content: list[Any]) -> None:
+        self._content = content
+        self._mount()
+
+    def _mount(self) -> None:
+        if self.shown and list(self.body.children) != self._content:
+            self.body.children = self._content
+        elif not self.shown and self.body.children and list(self.body.children) != self._content:
+            self.body.children = []  # an earlier view, replaced meanwhile
+
     def _items(self, name: str) -> int:
         value = self.tensors.get(name)
         return len(value) if isinstance(value, list) else 0
@@ -109,7 +131,8 @@ class TensorPanel:
 
         name = self.picker.value
         if name is None or self.node is None:
-            self.body.children, self.view = [], None
+            self.view = None
+            self._put([])
             return None
         value, count = self.tensors[name], self._items(name)
         self._quiet = True
@@ -129,13 +152,13 @@ class TensorPanel:
             before, before_tokens = self._previous_value(name, i if count else None)
             if before is None:
                 self.view = None
-                self.body.children = [w.HTML(f"<i>No earlier run of {_esc(self.node)} with {_esc(name)} to compare with: "
-                                             "run it again (Run, or Run from here) first.</i>")]
+                self._put([w.HTML(f"<i>No earlier run of {_esc(self.node)} with {_esc(name)} to compare with: "
+                                  "run it again (Run, or Run from here) first.</i>")])
                 return None
             self.view = DiffView(current, before, name=name, tokens=tokens, previous_tokens=before_tokens, index=index)
         else:
             self.view = make_view(current, name=name, tokens=tokens, layer=layer, head=head, index=index, mode=mode, focus=focus)
-        self.body.children = [self.view.widget]
+        self._put([self.view.widget])
         return self.view
 
     def _previous_value(self, name: str, item: int | None) -> tuple[Any, list[str] | None]:
