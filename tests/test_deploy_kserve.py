@@ -260,3 +260,32 @@ def test_deploy_sections_are_checked_when_the_flow_is_read(tmp_path: Path) -> No
                       ({"a": {"ray_actor_options": {"num_gpu": 1}}}, "ray_actor_options.num_gpu")):
         with pytest.raises(FlowValidationError, match=re.escape(said)):
             spec_from_dict({**base, "deploy": bad})
+
+
+def test_steps_whose_names_would_be_the_same_are_refused_naming_both_nodes(tmp_path: Path) -> None:
+    flow = tmp_path / "calls.flow.yaml"
+    flow.write_text("""\
+name: calls
+inputs:
+  text: {type: text}
+nodes:
+  - id: call_one
+    type: http
+    config: {endpoint: "http://one.example/predict", input_mapping: {text: "{{ text }}"}}
+  - id: call__one
+    type: http
+    config: {endpoint: "http://two.example/predict", input_mapping: {text: "{{ call_one.output.text }}"}}
+edges:
+  - {from: start, to: call_one}
+  - {from: call_one, to: call__one}
+""")
+    out = tmp_path / "manifests"
+    done = deploy(flow, out)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "node 'call__one', field 'id'" in done.stderr and "'call-one'" in done.stderr and "'call_one'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
+    # apart, the same steps make a graph
+    flow.write_text(flow.read_text().replace("call__one", "call_two"))
+    assert deploy(flow, out).returncode == 0
+    steps = read(out)["calls.inferencegraph.yaml"]["spec"]["nodes"]["root"]["steps"]
+    assert [step["name"] for step in steps] == ["call-one", "call-two"]

@@ -285,6 +285,7 @@ def _flow_manifests(flow: Flow, options: Options) -> Deployment:
     steps: list[dict[str, Any]] = []
     namespace = options.namespace or "default"
     names: dict[str, str] = {}  # InferenceService names given, to their node ids
+    step_names: dict[str, str] = {}  # the graph's step names given, to their node ids
     for i, node in enumerate(order):
         # what the step is given: the answer of the node before it (the request for the first)
         previous = next((n for n in order if n.id in upstream[node.id]), None)
@@ -312,7 +313,12 @@ def _flow_manifests(flow: Flow, options: Options) -> Deployment:
             reason = _REASONS.get(node.type, "is neither a model the project serves nor an http call to one")
             problems.append(Problem(f"{node.type} node: {reason}", node=node.id, field="type"))
             url = ""
-        steps.append({"name": dns_name(node.id), "serviceUrl": url, "data": "$response" if i else "$request"})
+        step = dns_name(node.id)
+        if step in step_names:
+            problems.append(Problem(f"{node.type} node: its InferenceGraph step would be named {step!r}, as node "
+                                    f"'{step_names[step]}''s is (rename one)", node=node.id, field="id"))
+        step_names[step] = node.id
+        steps.append({"name": step, "serviceUrl": url, "data": "$response" if i else "$request"})
     if problems:
         raise NotExpressibleError(problems, source=str(flow.source) if flow.source else None)
     graph = {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "InferenceGraph", "metadata": _metadata(dns_name(flow.name), options),
