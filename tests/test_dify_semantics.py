@@ -374,3 +374,32 @@ def test_json_bodies_are_sent_as_json_and_refused_when_they_are_not(tmp_path: Pa
     back = yaml.safe_load((tmp_path / "back.yml").read_text(encoding="utf-8"))
     (http,) = [n["data"] for n in back["workflow"]["graph"]["nodes"] if n["data"]["type"] == "http-request"]
     assert http["body"]["type"] == "json" and http["body"]["data"][0]["value"] == '{"code":{{#start.code#}},"language":"python3"}'
+
+
+# -- a reference inside a JSON string is filled in as that string's text, never as JSON of its own ----------
+QUOTED_APP = RAW_APP.replace("type: raw-text", "type: json").replace(
+    'value: "run {{#1.code#}} as {language: python3}"', """value: '{"code": "run {{#1.code#}}", "language":"python3"}'""")
+
+
+def test_a_reference_inside_a_json_string_cannot_add_keys_to_the_body(tmp_path: Path, serve: Serve) -> None:
+    seen: list[Request] = []
+
+    def sandbox(req: Request) -> Reply:
+        seen.append(req)
+        return Reply(200, {"code": 0, "data": {"stdout": "2\n"}})
+
+    server = serve({"/v1/sandbox/run": sandbox})
+    flow, target = imported(tmp_path, QUOTED_APP.replace("URL", server.url))
+    attack = '", "admin": true, "x": "'
+    run = flow.run({"code": attack})
+    assert run.ok, run.error
+    assert seen[0].body == {"code": f"run {attack}", "language": "python3"}  # no "admin" key
+    # a reference standing as a whole value must be one JSON value: text that adds keys is refused
+    whole, _ = imported(tmp_path, JSON_APP.replace("URL", server.url), name="whole")
+    bad = whole.run({"code": '1, "admin": true'}, raise_on_error=False)
+    assert not bad.ok and len(seen) == 1 and "one JSON value" in str(bad.error)
+    assert whole.run({"code": json.dumps({"a": [1, 2]})}).ok and seen[1].body == {"code": {"a": [1, 2]}, "language": "python3"}
+    round_trips(tmp_path, target)
+    back = yaml.safe_load((tmp_path / "back.yml").read_text(encoding="utf-8"))
+    (http,) = [n["data"] for n in back["workflow"]["graph"]["nodes"] if n["data"]["type"] == "http-request"]
+    assert http["body"]["data"][0]["value"] == '{"code": "run {{#start.code#}}", "language":"python3"}'

@@ -11,6 +11,7 @@ from typing import Any
 
 from jupyter_flow.dify.context import Built, Context, Unsupported
 from jupyter_flow.dify.dsl import DIFY_REF, FUNCTIONS, LISTED, NUMERIC, OPERATOR_ALIASES, OPERATORS, SAFE_ID
+from jupyter_flow.dify.text import literal
 
 __all__ = ["answer", "code", "coalesce", "http", "llm", "switch", "template"]
 
@@ -63,8 +64,13 @@ def http(ctx: Context, nid: str, data: Mapping[str, Any], where: str) -> Built:
     if btype in ("json", "raw-text"):
         text = bdata if isinstance(bdata, str) else "".join(str(d.get("value") or "") for d in bdata or [])
         if btype == "json":  # Dify fills in the references, then sends the text as JSON, refusing text that is not
+            # the text as it is and each reference's value: json_body fills them in as the JSON around them reads them
+            # (named by their template path, so that the flow does not depend on the app's node ids)
+            paths = {m.group(0): ctx.path(m.group(1).strip().split("."), where=where) for m in DIFY_REF.finditer(text)}
+            named = DIFY_REF.sub(lambda m: f"{{{{#{paths[m.group(0)]}#}}}}", text)
             parse = {"id": ctx.fresh(f"{ctx.ids[nid]}_body"), "type": "python",
-                     "config": {"function": f"{FUNCTIONS}:json_body", "input_mapping": {"text": ctx.text(text, where=where)}}}
+                     "config": {"function": f"{FUNCTIONS}:json_body", "input_mapping": {
+                         "text": literal(named), "values": {path: f"{{{{ {path} }}}}" for path in paths.values()}}}}
             config["body"] = f"{{{{ {parse['id']}.output.body }}}}"
         else:
             config["content"] = ctx.text(text, where=where)

@@ -9,7 +9,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from jupyter_flow.dify.dsl import AS_TEXT, FOOTER, GUARDED, HEADER, LISTED, NUMERIC, OPERATOR_PATTERNS, PATH, SET, SET_ALL
+from jupyter_flow.dify.dsl import AS_TEXT, DIFY_REF, FOOTER, GUARDED, HEADER, LISTED, NUMERIC, OPERATOR_PATTERNS, PATH, SET, SET_ALL
 from jupyter_flow.errors import Problem
 from jupyter_flow.spec import NodeSpec
 
@@ -49,8 +49,15 @@ def http(ex: Exporter, ns: NodeSpec) -> dict[str, Any]:
         body = {"type": "x-www-form-urlencoded", "data": [{"key": k, "type": "text", "value": ex.text(v, node=nid, where=f"config.form.{k}")}
                                                         for k, v in c["form"].items()]}
     elif (parse := _json_body(ex, ns)) is not None:  # the text Dify fills in and sends as JSON
-        text = (parse.config.get("input_mapping") or {}).get("text")
-        body = {"type": "json", "data": [{"key": "", "type": "text", "value": ex.text(text, node=parse.id, where="config.input_mapping.text")}]}
+        mapping = parse.config.get("input_mapping") or {}
+        text = ex.text(mapping.get("text"), node=parse.id, where="config.input_mapping.text")
+        refs = mapping.get("values")
+        if isinstance(refs, dict):  # the text as it is: each reference's node and variable from its value
+            def ref(match: re.Match[str]) -> str:
+                sel = ex.lone(refs.get(match.group(1).strip()), node=parse.id, where=f"config.input_mapping.values.{match.group(1).strip()}")
+                return f"{{{{#{'.'.join(sel)}#}}}}" if sel else ""
+            text = DIFY_REF.sub(ref, text)
+        body = {"type": "json", "data": [{"key": "", "type": "text", "value": text}]}
     elif c.get("input_mapping") is not None or c.get("body") is not None:
         ex.problems.append(Problem("a JSON body goes to Dify as `content` text (with Content-Type: application/json)",
                                      node=nid, field="config.input_mapping"))

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jupyter_flow.dify import conversation
+from jupyter_flow.dify.dsl import DIFY_REF
 
 __all__ = ["CodeOutputError", "assign", "check_outputs", "checked_outputs", "classify", "file_fields", "json_body", "JsonBodyError", "list_operator", "parameters"]
 
@@ -148,16 +149,71 @@ class JsonBodyError(ValueError):
     """An HTTP request's JSON body, its references filled in, is not JSON (Dify refuses it)."""
 
 
-def json_body(text: Any) -> dict[str, Any]:
+def json_body(text: Any, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON an http-request node of Dify sends: its body's text, the references filled in,
-    read as JSON; JsonBodyError saying where it is not. Output: `body`."""
+    read as JSON; JsonBodyError saying where it is not. Output: `body`.
+
+    With `values` (the value of each `{{#node.var#}}` reference of `text`, by its inside),
+    the references are filled in here, each as the JSON around it reads it: inside a JSON
+    string, the value's text escaped as that string's characters (a quote in it cannot end
+    the string and add keys); standing as a whole value, a value that is not text as its
+    JSON, and text as it is, which must then be one JSON value (as Dify's runLLMCode sends
+    code given as a JSON string). Without `values`, `text` has them filled in already
+    (flows imported before)."""
     if not isinstance(text, str):
         return {"body": text}
+    if values is not None:
+        text = _filled_json(text, values)
     try:
         return {"body": json.loads(text)}
     except json.JSONDecodeError as exc:
         raise JsonBodyError(f"the JSON body is not JSON once its references are filled in ({exc.msg} at line {exc.lineno}, "
                             f"column {exc.colno}): {text[:80]!r}") from None
+
+
+def _filled_json(text: str, values: Mapping[str, Any]) -> str:
+    """`text` with each reference filled in as `json_body` says, the JSON read as it goes
+    (only where strings begin and end matters)."""
+    out: list[str] = []
+    in_string = escaped = False
+    end = 0
+    for match in DIFY_REF.finditer(text):
+        piece = text[end:match.start()]
+        for char in piece:
+            if escaped:
+                escaped = False
+            elif char == "\\" and in_string:
+                escaped = True
+            elif char == '"':
+                in_string = not in_string
+        out.append(piece)
+        inside = match.group(1).strip()
+        value = values.get(inside)
+        if in_string:
+            out.append(json.dumps(_text_of(value), ensure_ascii=False)[1:-1])
+        elif isinstance(value, str):
+            try:
+                json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise JsonBodyError(f"the JSON body is not JSON once its references are filled in: {{{{#{inside}#}}}} stands as a "
+                                    f"whole value, so its text must be one JSON value ({exc.msg}): {value[:80]!r}") from None
+            out.append(value)
+        else:
+            out.append(json.dumps(value, ensure_ascii=False, default=str))
+        end = match.end()
+    out.append(text[end:])
+    return "".join(out)
+
+
+def _text_of(value: Any) -> str:
+    """A value as Dify writes it into text: text as it is, nothing as '', lists and objects as JSON."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, (Mapping, list, tuple)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
 
 
 def file_fields(files: Mapping[str, Any]) -> dict[str, Any]:
