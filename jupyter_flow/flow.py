@@ -13,7 +13,7 @@ from jupyter_flow.engine import EventCallback, execute
 from jupyter_flow.errors import FlowValidationError, Problem
 from jupyter_flow.history import HistoryChoice, run_history
 from jupyter_flow.inputs import InputValidator
-from jupyter_flow.nodes.python import PythonNode, default_functions, run_functions
+from jupyter_flow.nodes.python import PythonNode, default_functions, run_functions, run_source
 from jupyter_flow.nodes.registry import NodeRegistry, default_registry
 from jupyter_flow.plan import Plan, build_plan
 from jupyter_flow.runtime import Runtime
@@ -188,6 +188,7 @@ class Flow:
         # the functions of this run, for the cache keys of its python nodes (set only where
         # there are some: the context change costs every run)
         token = run_functions.set(functions) if self._calls_functions(plan) else None
+        source = run_source.set(self.source) if token is not None else None
         store = None if cache is False or cache is None else node_cache(cache)
         try:
             result = await execute(plan, resolved, runtime=runtime, on_event=on_event, reuse=reuse,
@@ -196,6 +197,8 @@ class Flow:
         finally:
             if token is not None:
                 run_functions.reset(token)
+            if source is not None:
+                run_source.reset(source)
             if store is not None and store is not cache:  # opened for this run: closed with it
                 await asyncio.to_thread(store.close)
         runs = None if history is False or history is None else run_history(history)

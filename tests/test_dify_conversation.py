@@ -51,7 +51,7 @@ def test_a_chat_app_keeps_its_conversation_variables_between_runs(tmp_path: Path
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["answer_2"] == "model: 再来一个"
     with sqlite3.connect(store) as db:
-        rows = db.execute("SELECT app, conversation, state FROM conversations").fetchall()
+        rows = db.execute("SELECT app, conversation, state FROM flow_conversations").fetchall()
     assert rows == [("Form表单聊天Demo", "c1", '{"user_token": "user_token_test"}')]
 
 
@@ -159,3 +159,39 @@ def test_sys_dialogue_count_counts_the_turns_of_a_conversation(tmp_path: Path, s
     # back to Dify: the count is sys.dialogue_count again
     text = export_dify(flow, tmp_path / "back.yml")
     assert "sys.dialogue_count" in text and "conversation.dialogue_count" not in text
+
+
+def test_the_store_is_opened_as_the_other_stores_are_in_wal_mode(store: Path) -> None:
+    # readers do not wait for a writer: a served chat app's turns read while another turn writes
+    conversation.save("app", "c1", {"v": 1}, ["v"])
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def counter(tmp_path: Path, folder: str) -> Flow:
+    from test_dify_corpus import ASSIGNER_APP  # the counter cut from 记忆测试's assigners
+
+    (tmp_path / folder).mkdir()
+    app = tmp_path / folder / "count.yml"
+    app.write_text(ASSIGNER_APP, encoding="utf-8")
+    _, target = write_import(app, tmp_path / folder / "count.flow.yaml")
+    return Flow.load(target).validate()
+
+
+def test_conversations_are_kept_per_flow_file_and_one_flows_clients_cannot_evict_anothers(
+        tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the same app imported twice: same name, two flow files, two sets of conversations
+    served, other = counter(tmp_path, "served"), counter(tmp_path, "other")
+    assert other.run({"query": "+1", "conversation_id": "real", "count": 5}).flow_outputs == {"answer": "before 5, after 6"}
+    assert served.run({"query": "+1", "conversation_id": "real"}).flow_outputs == {"answer": "before 0, after 1"}
+    monkeypatch.setenv(conversation.MAX_CONVERSATIONS_ENV, "3")
+    for i in range(5):  # a client of the served flow makes up ids
+        served.run({"query": "+1", "conversation_id": f"made-up-{i}"})
+    assert other.run({"query": "+1", "conversation_id": "real"}).flow_outputs == {"answer": "before 6, after 7"}
+    assert served.run({"query": "+1", "conversation_id": "real"}).flow_outputs == {"answer": "before 0, after 1"}  # evicted
+    with sqlite3.connect(store) as db:
+        per_flow = db.execute("SELECT COUNT(*) FROM flow_conversations GROUP BY flow ORDER BY 1").fetchall()
+    assert per_flow == [(1,), (3,)]
+    monkeypatch.setenv(conversation.MAX_CONVERSATIONS_ENV, "lots")
+    with pytest.raises(ConversationError, match=f"{conversation.MAX_CONVERSATIONS_ENV}='lots'"):
+        conversation.save("app", "c1", {"v": 1}, ["v"])

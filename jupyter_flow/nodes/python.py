@@ -61,6 +61,9 @@ class FunctionRegistry(MutableMapping[str, Callable[..., Any]]):
 #: The functions of the run in progress (the flow's own over the registered ones), so that
 #: cache keys follow the function a run actually calls.
 run_functions: ContextVar[Mapping[str, Callable[..., Any]] | None] = ContextVar("run_functions", default=None)
+#: The flow file of the run in progress (`Flow.source`; None for a flow made from text), for
+#: functions that keep state per flow file (`jupyter_flow.dify.conversation`).
+run_source: ContextVar[Path | None] = ContextVar("run_source", default=None)
 
 
 @lru_cache(maxsize=1)
