@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from servers import Reply, Request
+from servers import LoopbackServer, Reply, Request
 from test_dify import Serve
 
 from jupyter_flow import Flow, export_dify
@@ -281,14 +281,19 @@ workflow:
 """
 
 
-def test_raw_text_bodies_go_as_text(tmp_path: Path, serve: Serve) -> None:
+def sandbox_server(serve: Serve) -> tuple[LoopbackServer, list[Request]]:
+    """A loopback stand-in for Dify's code sandbox, and the requests it was sent."""
     seen: list[Request] = []
 
     def sandbox(req: Request) -> Reply:
         seen.append(req)
         return Reply(200, {"code": 0, "data": {"stdout": "2\n"}})
 
-    server = serve({"/v1/sandbox/run": sandbox})
+    return serve({"/v1/sandbox/run": sandbox}), seen
+
+
+def test_raw_text_bodies_go_as_text(tmp_path: Path, serve: Serve) -> None:
+    server, seen = sandbox_server(serve)
     flow, target = imported(tmp_path, RAW_APP.replace("URL", server.url))
     run = flow.run({"code": "print(1 + 1)"})
     assert run.ok, run.error
@@ -355,13 +360,7 @@ JSON_APP = RAW_APP.replace("type: raw-text", "type: json").replace(
 
 
 def test_json_bodies_are_sent_as_json_and_refused_when_they_are_not(tmp_path: Path, serve: Serve) -> None:
-    seen: list[Request] = []
-
-    def sandbox(req: Request) -> Reply:
-        seen.append(req)
-        return Reply(200, {"code": 0, "data": {"stdout": "2\n"}})
-
-    server = serve({"/v1/sandbox/run": sandbox})
+    server, seen = sandbox_server(serve)
     flow, target = imported(tmp_path, JSON_APP.replace("URL", server.url))
     good = flow.run({"code": json.dumps("print(1 + 1)")})  # the app expects the code as a JSON string
     assert good.ok, good.error
@@ -382,13 +381,7 @@ QUOTED_APP = RAW_APP.replace("type: raw-text", "type: json").replace(
 
 
 def test_a_reference_inside_a_json_string_cannot_add_keys_to_the_body(tmp_path: Path, serve: Serve) -> None:
-    seen: list[Request] = []
-
-    def sandbox(req: Request) -> Reply:
-        seen.append(req)
-        return Reply(200, {"code": 0, "data": {"stdout": "2\n"}})
-
-    server = serve({"/v1/sandbox/run": sandbox})
+    server, seen = sandbox_server(serve)
     flow, target = imported(tmp_path, QUOTED_APP.replace("URL", server.url))
     attack = '", "admin": true, "x": "'
     run = flow.run({"code": attack})
