@@ -24,7 +24,6 @@ import argparse
 import difflib
 import hashlib
 import json
-import os
 import sqlite3
 import subprocess
 import time
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Union
 from jupyter_flow.errors import MissingDependencyError, StoreError
 from jupyter_flow.flowdiff import MISSING, FieldChange, diff_values
 from jupyter_flow.spec import FlowSpec, spec_to_dict
-from jupyter_flow.sqlite_store import from_choice, open_store, store_errors
+from jupyter_flow.sqlite_store import data_file, from_choice, open_store, store_errors
 from jupyter_flow.values import dumps
 
 if TYPE_CHECKING:
@@ -78,11 +77,7 @@ class HistoryError(StoreError):
 
 
 def default_history_path() -> Path:
-    given = os.environ.get(HISTORY_ENV)
-    if given:
-        return Path(given).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "jupyter-flow" / "history.sqlite"
+    return data_file(HISTORY_ENV, "history.sqlite")
 
 
 def flow_digest(spec: FlowSpec) -> str:

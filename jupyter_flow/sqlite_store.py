@@ -10,6 +10,7 @@ store's `StoreError` subclass, naming the file; never with sqlite3's traceback.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,12 +19,22 @@ from typing import Any, TypeVar
 
 from jupyter_flow.errors import StoreError
 
-__all__ = ["BUSY_TIMEOUT_S", "from_choice", "open_store", "store_errors"]
+__all__ = ["BUSY_TIMEOUT_S", "data_file", "from_choice", "open_store", "store_errors"]
 
 #: how long a writer waits for another one before giving up
 BUSY_TIMEOUT_S = 30.0
 
 S = TypeVar("S")
+
+
+def data_file(env: str, name: str) -> Path:
+    """Where a store file is kept by default: `$env` when set, else
+    `$XDG_DATA_HOME/jupyter-flow/name` (`~/.local/share/jupyter-flow/name`)."""
+    given = os.environ.get(env)
+    if given:
+        return Path(given).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "jupyter-flow" / name
 
 
 def open_store(path: Path, schema: str, *, error: type[StoreError], what: str, relaxed_sync: bool = False,

@@ -30,14 +30,14 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
-from contextlib import closing
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 from jupyter_flow.errors import FlowError, StoreError
 from jupyter_flow.nodes.python import run_source
-from jupyter_flow.sqlite_store import open_store
+from jupyter_flow.sqlite_store import data_file, open_store
 
 __all__ = ["MAX_CONVERSATIONS", "MAX_CONVERSATIONS_ENV", "MAX_ID_CHARS", "MAX_STATE_BYTES", "STORE_ENV", "ConversationError",
            "load", "save", "store_path"]
@@ -62,11 +62,7 @@ class ConversationError(FlowError):
 
 def store_path() -> Path:
     """The SQLite file conversations are kept in (see the module docstring)."""
-    given = os.environ.get(STORE_ENV)
-    if given:
-        return Path(given).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "jupyter-flow" / "conversations.sqlite"
+    return data_file(STORE_ENV, "conversations.sqlite")
 
 
 def _key(conversation_id: Any) -> str | None:
@@ -130,21 +126,12 @@ def load(app: str, conversation_id: Any = None, initial: Mapping[str, Any] | Non
 def _state(app: str, flow: str, key: str, *, count: bool) -> dict[str, Any]:
     """What is kept for the conversation; with `count`, its turns go up by one (kept)."""
     limit = _limit(None) if count else 0
-    try:
-        with closing(_open()) as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute(_READ, (app, flow, key)).fetchone()
-                kept: dict[str, Any] = json.loads(row[0]) if row else {}
-                if count:
-                    kept[_TURNS] = int(kept.get(_TURNS) or 0) + 1
-                    _write(db, app, flow, key, json.dumps(kept, ensure_ascii=False), limit)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-    except sqlite3.Error as exc:
-        raise ConversationError(f"cannot read conversation {key!r} from {store_path()}: {exc}") from None
+    with _transaction(f"cannot read conversation {key!r} from {store_path()}") as db:
+        row = db.execute(_READ, (app, flow, key)).fetchone()
+        kept: dict[str, Any] = json.loads(row[0]) if row else {}
+        if count:
+            kept[_TURNS] = int(kept.get(_TURNS) or 0) + 1
+            _write(db, app, flow, key, json.dumps(kept, ensure_ascii=False), limit)
     return kept
 
 
@@ -161,26 +148,34 @@ def save(app: str, conversation_id: Any, values: Mapping[str, Any], names: Itera
     if not wanted:
         return
     limit, flow = _limit(max_conversations), _flow()
+    with _transaction(f"cannot keep conversation {key!r} in {store_path()}") as db:
+        row = db.execute(_READ, (app, flow, key)).fetchone()
+        state = {**(json.loads(row[0]) if row else {}), **wanted}
+        try:
+            text = json.dumps(state, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ConversationError(f"conversation variables {', '.join(map(repr, wanted))}: not JSON values ({exc})") from None
+        if len(text.encode("utf-8")) > MAX_STATE_BYTES:
+            raise ConversationError(f"the variables of conversation {key!r} would take {len(text.encode('utf-8')):,} bytes; "
+                                    f"at most {MAX_STATE_BYTES:,} are kept")
+        _write(db, app, flow, key, text, limit)
+
+
+@contextmanager
+def _transaction(failed: str) -> Iterator[sqlite3.Connection]:
+    """The store, opened, in a write transaction committed at the end of the block (rolled
+    back on any error); an SQLite error leaves as ConversationError saying `failed`."""
     try:
         with closing(_open()) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute(_READ, (app, flow, key)).fetchone()
-                state = {**(json.loads(row[0]) if row else {}), **wanted}
-                try:
-                    text = json.dumps(state, ensure_ascii=False, allow_nan=False)
-                except (TypeError, ValueError) as exc:
-                    raise ConversationError(f"conversation variables {', '.join(map(repr, wanted))}: not JSON values ({exc})") from None
-                if len(text.encode("utf-8")) > MAX_STATE_BYTES:
-                    raise ConversationError(f"the variables of conversation {key!r} would take {len(text.encode('utf-8')):,} bytes; "
-                                            f"at most {MAX_STATE_BYTES:,} are kept")
-                _write(db, app, flow, key, text, limit)
+                yield db
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
     except sqlite3.Error as exc:
-        raise ConversationError(f"cannot keep conversation {key!r} in {store_path()}: {exc}") from None
+        raise ConversationError(f"{failed}: {exc}") from None
 
 
 _READ = "SELECT state FROM flow_conversations WHERE app = ? AND flow = ? AND conversation = ?"
