@@ -1,7 +1,8 @@
 """`jupyter-flow`: validate, run and export flows from the command line.
 
 Exit codes: 0 success; 1 the flow ran and failed (the message names the node and the
-cause); 2 an invalid flow file or invalid usage (the message names the node or field).
+cause), or a file it writes after the run could not be written (`run` prints the outputs
+first); 2 an invalid flow file or invalid usage (the message names the node or field).
 """
 
 from __future__ import annotations
