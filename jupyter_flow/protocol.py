@@ -22,6 +22,7 @@ from jupyter_flow.replies import (
     EditOutcome,
     ErrorReply,
     ExportReply,
+    FolderReply,
     LastRunReply,
     NewFlowReply,
     PaletteReply,
@@ -118,6 +119,7 @@ ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel]]] = {
     "runstate": (None, RunReply),
     "cancel": (CancelRequest, RunReply),
     "lastrun": (None, LastRunReply),
+    "folder": (None, FolderReply),
 }
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "ExportReply",
     "FieldError",
     "FlowProblem",
+    "FolderReply",
     "KindColour",
     "LastRun",
     "LastRunReply",
@@ -137,6 +138,21 @@ class ExportReply(_Reply):
 
     path: str
     notebook: str
+
+
+class FolderReply(_Reply):
+    """`GET folder?path=P`: the size of the flow file's folder as a job that runs "on a copy
+    of the flow's folder" would copy it (every file, hidden ones and links' targets too):
+    counting stops past `small_files` files or `small_bytes` bytes (or a time bound), and
+    `small` is then false."""
+
+    path: str
+    files: int
+    bytes: int
+    complete: bool
+    small: bool
+    small_files: int
+    small_bytes: int
 
 
 class NewFlowReply(_Reply):

@@ -21,7 +21,10 @@ checks apply to every one of them):
     POST /jupyter-flow/api/run         {path, inputs, cache?, timeout_s?} -> a run and its first events
     GET  /jupyter-flow/api/runstate?run=ID&after=N   its events from the N-th on (waits for news)
     POST /jupyter-flow/api/cancel      {run} -> the run, stopping
-    GET  /jupyter-flow/api/lastrun?path=P   the flow file's last run in the run history, or null
+    GET  /jupyter-flow/api/lastrun?path=P   the flow file's last run in the run history, or null,
+                                       and its run going on here (active)
+    GET  /jupyter-flow/api/folder?path=P    the size of the flow file's folder (is it small enough
+                                       for Schedule… to copy into every job by default?)
 
 Runs go to a process of their own (`jupyter_flow.viewruns`, `jupyter_flow.filerun`): this
 server never runs a flow nor imports the Python it names. Every request and reply is a
@@ -38,7 +41,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import os
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +64,7 @@ from jupyter_flow.replies import (
     EditReply,
     ExportReply,
     FlowProblem,
+    FolderReply,
     NewFlowReply,
     PaletteReply,
     SchemaReply,
@@ -76,6 +83,9 @@ __all__ = ["API_ROOT", "WORKBENCH_MARKER", "is_workbench_notebook", "new_flow_te
 WORKBENCH_MARKER = "jupyter_flow_workbench"
 
 API_ROOT = "jupyter-flow/api"
+#: Schedule… runs on a copy of the flow's folder by default only when it has at most these
+SMALL_FOLDER_FILES = 2_000
+SMALL_FOLDER_BYTES = 50 * 1024 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -102,6 +112,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         ("runstate", RunStateHandler),
         ("cancel", CancelHandler),
         ("lastrun", LastRunHandler),
+        ("folder", FolderHandler),
     ]
     web_app.add_handlers(".*$", [(url_path_join(base, name), handler, options) for name, handler in routes])
     serverapp.log.info("jupyter-flow server extension at %s", base)
@@ -279,6 +290,38 @@ class ExportHandler(FlowHandler):
         except FlowError as exc:
             raise tornado.web.HTTPError(400, f"cannot export '{self.api_path(path)}': {exc}") from None
         self.reply(ExportReply(path=self.api_path(path), notebook=self.api_path(Path(written))))
+
+
+class FolderHandler(FlowHandler):
+    """The size of a flow file's folder, so that Schedule… offers to run on a copy of it only
+    when the copy is small (see `folder_size`)."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        path = self.flow_file(self.get_query_argument("path", ""))
+        files, size, complete = await asyncio.to_thread(folder_size, path.parent)
+        small = complete and files <= SMALL_FOLDER_FILES and size <= SMALL_FOLDER_BYTES
+        folder = self.api_path(path.parent)
+        self.reply(FolderReply(path=folder if folder != "." else "", files=files, bytes=size, complete=complete,
+                               small=small, small_files=SMALL_FOLDER_FILES, small_bytes=SMALL_FOLDER_BYTES))
+
+
+def folder_size(folder: Path, *, max_files: int = SMALL_FOLDER_FILES, max_bytes: int = SMALL_FOLDER_BYTES,
+                max_s: float = 2.0) -> tuple[int, int, bool]:
+    """The files below `folder` and their bytes, counted as a copy of it would take them
+    (hidden ones, and what links point to); counting stops past `max_files` files,
+    `max_bytes` bytes, `max_s` seconds or 10 times `max_files` folders (complete: False)."""
+    deadline = time.monotonic() + max_s
+    files = size = folders = 0
+    for here, _dirs, names in os.walk(folder, followlinks=True):
+        folders += 1
+        for name in names:
+            with contextlib.suppress(OSError):
+                size += os.stat(os.path.join(here, name)).st_size
+            files += 1
+        if files > max_files or size > max_bytes or folders > 10 * max_files or time.monotonic() > deadline:
+            return files, size, False
+    return files, size, True
 
 
 class NewFlowHandler(FlowHandler):

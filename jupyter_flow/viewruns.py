@@ -45,9 +45,9 @@ from typing import Any, Literal
 from pydantic import TypeAdapter, ValidationError
 
 from jupyter_flow.errors import FlowError
+from jupyter_flow.filerun import output_text
 from jupyter_flow.history import RunHistory, default_history_path
 from jupyter_flow.replies import LastRun, NodeState, RunEvent, RunFinished, RunRefused, RunReply, RunStarted, RunStatus
-from jupyter_flow.values import SUMMARY, dumps, encode
 
 __all__ = [
     "CANCEL_GRACE_S",
@@ -368,10 +368,6 @@ def last_run(flow_file: Path, flow_name: str, history_path: Path | None = None) 
     return None
 
 
+
 def _output(value: Any, max_chars: int) -> tuple[Any, int]:
-    if value is None:
-        return None, 0
-    text = dumps(encode(value, SUMMARY).data)
-    if len(text) <= max_chars:
-        return json.loads(text), len(text)
-    return text[: max(0, max_chars)], len(text)
+    return (None, 0) if value is None else output_text(value, max(0, max_chars))

@@ -429,7 +429,7 @@ def test_every_route_answers_what_its_reply_model_says(api: httpx.Client, root: 
     (root / "replies").mkdir()
     (root / "replies" / "a.flow.yaml").write_text(COMMENTED)
     gets = {"status": "status", "palette": "palette", "schema": "schema?kind=template",
-            "lastrun": "lastrun?path=replies/a.flow.yaml"}
+            "lastrun": "lastrun?path=replies/a.flow.yaml", "folder": "folder?path=replies/a.flow.yaml"}
     posts = {
         "run": {"path": "replies/a.flow.yaml", "inputs": {}},
         "validate": {"path": "replies/a.flow.yaml"},

@@ -26,6 +26,7 @@ from jupyter_flow.atomic import MAX_FILE_BYTES  # noqa: E402
 from jupyter_flow.flow import Flow  # noqa: E402
 from jupyter_flow.history import RunHistory  # noqa: E402
 from jupyter_flow.replies import LastRunReply, RunReply  # noqa: E402
+from jupyter_flow.serverext import SMALL_FOLDER_BYTES, SMALL_FOLDER_FILES  # noqa: E402
 from jupyter_flow.viewruns import MAX_ACTIVE_RUNS, MAX_OUTPUT_CHARS, RunRefusedError, ViewRuns, last_run  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
@@ -319,3 +320,24 @@ def test_the_last_run_of_a_file_is_found_behind_many_runs_of_others_of_its_name(
     assert found is not None and found.run_id == wanted.run_id
     assert [n.output for n in found.nodes] == [{"text": "1"}]
     assert last_run(tmp_path / "nothere.flow.yaml", "same", tmp_path / "h.sqlite") is None
+
+
+def test_the_folder_of_a_flow_says_whether_it_is_small_enough_to_copy_into_each_job(api: httpx.Client, root: Path) -> None:
+    folder = api.get("folder", params={"path": "ok.flow.yaml"}).json()
+    assert folder["path"] == "" and folder["complete"] and folder["small"], folder
+    assert folder["files"] >= 5 and folder["bytes"] > 0
+    many = root / "many"
+    (many / ".hidden").mkdir(parents=True)  # a copy takes hidden files too
+    (many / "a.flow.yaml").write_text(flow("a", "shout"))
+    for i in range(SMALL_FOLDER_FILES):
+        (many / ".hidden" / f"{i}.txt").write_text("x")
+    said = api.get("folder", params={"path": "many/a.flow.yaml"}).json()
+    assert said["path"] == "many" and not said["small"] and not said["complete"] and said["files"] > SMALL_FOLDER_FILES
+    large = root / "large"
+    large.mkdir()
+    (large / "a.flow.yaml").write_text(flow("a", "shout"))
+    with (large / "data.bin").open("wb") as fh:  # sparse
+        fh.truncate(SMALL_FOLDER_BYTES + 1)
+    said = api.get("folder", params={"path": "large/a.flow.yaml"}).json()
+    assert said["files"] == 2 and said["bytes"] > SMALL_FOLDER_BYTES and not said["small"], said
+    assert api.get("folder", params={"path": "../a.flow.yaml"}).status_code == 403

@@ -11,6 +11,7 @@ import type {
   FieldError,
   FileViewRoutes,
   FlowEdit,
+  FolderReply,
   LastRunReply,
   NewFlowRequest,
   RunReply,
@@ -52,11 +53,17 @@ type Route = keyof FileViewRoutes;
 type RequestOf<R extends Route> = FileViewRoutes[R] extends { request: infer Q } ? Q : never;
 type ReplyOf<R extends Route> = FileViewRoutes[R]['reply'];
 
-async function request<R extends Route>(route: R, body?: RequestOf<R>, query = ''): Promise<ReplyOf<R>> {
+/** One request to the Jupyter server at `path` below its base URL (then `query`), through ServerConnection:
+ * the reply's JSON (a reply that is not JSON reads as `{message: text}`, an empty one as
+ * `{}`), or, for a reply that is not ok, the error `fail` makes of its status and data. */
+export async function serverRequest(
+  path: string,
+  init: RequestInit,
+  fail: (status: number, data: Record<string, unknown>) => Error,
+  query = ''
+): Promise<unknown> {
   const settings = ServerConnection.makeSettings();
-  const url = URLExt.join(settings.baseUrl, 'jupyter-flow/api', route) + query;
-  const init: RequestInit =
-    body === undefined ? { method: 'GET' } : { method: 'POST', body: JSON.stringify(body) };
+  const url = URLExt.join(settings.baseUrl, path) + query;
   let response: Response;
   try {
     response = await ServerConnection.makeRequest(url, init, settings);
@@ -73,22 +80,26 @@ async function request<R extends Route>(route: R, body?: RequestOf<R>, query = '
     }
   }
   if (!response.ok) {
-    const error = (typeof data === 'object' && data !== null ? data : {}) as Partial<ErrorReply>;
-    const message =
-      typeof error.message === 'string' && error.message
-        ? error.message
-        : `the jupyter-flow server extension answered ${response.status}`;
-    const problems = Array.isArray(error.problems) ? readProblems(error.problems) : [];
-    if (response.status === 404 && !error.message) {
-      throw new FlowApiError(
-        'the jupyter-flow server extension is not running: check `jupyter server extension list`',
-        404
-      );
-    }
-    const errors = Array.isArray(error.errors) ? error.errors : [];
-    throw new FlowApiError(message, response.status, problems, typeof error.op === 'string' ? error.op : null, errors);
+    throw fail(response.status, (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>);
   }
-  return data as ReplyOf<R>;
+  return data;
+}
+
+function apiError(status: number, data: Record<string, unknown>): FlowApiError {
+  const error = data as Partial<ErrorReply>;
+  const message =
+    typeof error.message === 'string' && error.message ? error.message : `the jupyter-flow server extension answered ${status}`;
+  if (status === 404 && !error.message) {
+    return new FlowApiError('the jupyter-flow server extension is not running: check `jupyter server extension list`', 404);
+  }
+  const problems = Array.isArray(error.problems) ? readProblems(error.problems) : [];
+  const errors = Array.isArray(error.errors) ? error.errors : [];
+  return new FlowApiError(message, status, problems, typeof error.op === 'string' ? error.op : null, errors);
+}
+
+async function request<R extends Route>(route: R, body?: RequestOf<R>, query = ''): Promise<ReplyOf<R>> {
+  const init: RequestInit = body === undefined ? { method: 'GET' } : { method: 'POST', body: JSON.stringify(body) };
+  return (await serverRequest(URLExt.join('jupyter-flow/api', route), init, apiError, query)) as ReplyOf<R>;
 }
 
 /** The colours of node kinds (plug-ins included) as the notebook workbench draws them. */
@@ -158,4 +169,10 @@ export function cancelRun(run: string): Promise<RunReply> {
  * there is none). */
 export function fetchLastRun(path: string): Promise<LastRunReply> {
   return request('lastrun', undefined, `?path=${encodeURIComponent(path)}`);
+}
+
+/** The size of the flow file's folder, as a copy of it would take it (counting stops early
+ * past what is small: `small` is then false). */
+export function fetchFolder(path: string): Promise<FolderReply> {
+  return request('folder', undefined, `?path=${encodeURIComponent(path)}`);
 }

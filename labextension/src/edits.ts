@@ -4,7 +4,7 @@
  * src/edits.schema.json, which jupyter_flow/edits.py writes. Do not edit by hand: change
  * jupyter_flow/edits.py and run `python scripts/edit_types.py` from the repository root.
  *
- * schema sha256: e5203a0949f3f5025096e1883edde902d8d4ecede8a601d9bdce445b5335e68a
+ * schema sha256: d53736e7db1060b1cefd458720189b4e8abbe95488f9591bdcd20608c383655a
  */
 
 /**
@@ -74,6 +74,9 @@ export interface FileViewRoutes {
   };
   lastrun: {
     reply: LastRunReply;
+  };
+  folder: {
+    reply: FolderReply;
   };
 }
 /**
@@ -536,6 +539,24 @@ export interface LastRun {
   started_at: number | null;
   error?: string | null;
   nodes: NodeState[];
+}
+/**
+ * `GET folder?path=P`: the size of the flow file's folder as a job that runs "on a copy
+ * of the flow's folder" would copy it (every file, hidden ones and links' targets too):
+ * counting stops past `small_files` files or `small_bytes` bytes (or a time bound), and
+ * `small` is then false.
+ *
+ * This interface was referenced by `FileViewRoutes`'s JSON-Schema
+ * via the `definition` "FolderReply".
+ */
+export interface FolderReply {
+  path: string;
+  files: number;
+  bytes: number;
+  complete: boolean;
+  small: boolean;
+  small_files: number;
+  small_bytes: number;
 }
 /**
  * What every route answers when it refuses: `message`; a refused request or edit names

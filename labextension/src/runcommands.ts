@@ -10,10 +10,10 @@ import type { JupyterFrontEnd } from '@jupyterlab/application';
 import { Dialog, Notification, showDialog, type WidgetTracker } from '@jupyterlab/apputils';
 import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
-import { exportFlow } from './api';
+import { exportFlow, fetchFolder } from './api';
 import { flowStem } from './flowfile';
 import { InputsForm, type FormValue } from './runview';
-import { SCHEDULER_JOBS_COMMAND, schedule } from './schedule';
+import { SCHEDULER_JOBS_COMMAND, folderChoice, schedule } from './schedule';
 import type { FlowDocumentWidget, FlowGraphView } from './widget';
 
 export namespace RunCommandIDs {
@@ -56,20 +56,24 @@ export function addRunCommands(
   flowView: (path: string) => Promise<FlowDocumentWidget | null>
 ): void {
   const { commands } = app;
-
-  commands.addCommand(RunCommandIDs.run, {
-    label: 'Run Flow…',
-    caption: 'Run the flow with the inputs you give, and colour each node by its state',
-    isEnabled: args => flowPath(args) !== null,
-    execute: async args => {
+  /** A command on the flow file its args name (the one in front), in its view (opened if need be). */
+  const onFlow = (label: string, caption: string, act: (widget: FlowDocumentWidget) => Promise<unknown>) => ({
+    label,
+    caption,
+    isEnabled: (args: ReadonlyPartialJSONObject) => flowPath(args) !== null,
+    execute: async (args: ReadonlyPartialJSONObject) => {
       const path = flowPath(args);
       const widget = path ? await flowView(path) : null;
-      if (!widget) {
-        return;
-      }
+      return widget ? act(widget) : undefined;
+    }
+  });
+
+  commands.addCommand(
+    RunCommandIDs.run,
+    onFlow('Run Flow…', 'Run the flow with the inputs you give, and colour each node by its state', async widget => {
       const view = widget.content;
       if (view.runs.running) {
-        Notification.warning(`${fileName(path!)} is running: cancel that run first`, { autoClose: 5000 });
+        Notification.warning(`${fileName(widget.context.path)} is running: cancel that run first`, { autoClose: 5000 });
         return;
       }
       const value = await askInputs(view, `Run ${fileName(widget.context.path)}`, 'Run', form =>
@@ -88,8 +92,8 @@ export function addRunCommands(
           autoClose: false
         });
       }
-    }
-  });
+    })
+  );
 
   commands.addCommand(RunCommandIDs.cancel, {
     label: 'Cancel Flow Run',
@@ -98,16 +102,9 @@ export function addRunCommands(
     execute: () => tracker.currentWidget?.content.runs.cancel()
   });
 
-  commands.addCommand(RunCommandIDs.schedule, {
-    label: 'Schedule…',
-    caption: 'Export the flow to a production notebook and make a jupyter-scheduler job of it',
-    isEnabled: args => flowPath(args) !== null,
-    execute: async args => {
-      const path = flowPath(args);
-      const widget = path ? await flowView(path) : null;
-      if (!widget) {
-        return;
-      }
+  commands.addCommand(
+    RunCommandIDs.schedule,
+    onFlow('Schedule…', 'Export the flow to a production notebook and make a jupyter-scheduler job of it', async widget => {
       if (!commands.hasCommand(SCHEDULER_JOBS_COMMAND)) {
         Notification.error('Schedule needs jupyter-scheduler: pip install "jupyter-flow[workbench]" (or jupyter-scheduler), then restart JupyterLab', {
           autoClose: false
@@ -116,6 +113,8 @@ export function addRunCommands(
       }
       const flowFile = widget.context.path;
       const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+      // a copy of a large folder (the server's root, say) would go into every job
+      const folder = folderChoice(await fetchFolder(flowFile).catch(() => null));
       const value = await askInputs(widget.content, `Schedule ${fileName(flowFile)}`, 'Schedule', form => {
         form.addText('name', 'Job name', flowStem(flowFile));
         form.addText(
@@ -125,7 +124,8 @@ export function addRunCommands(
           `Empty: run once, now. Else a cron expression (minute hour day month weekday), in ${zone}`,
           `empty: once, now; or e.g. 0 6 * * 1-5 (${zone})`
         );
-        form.addCheckbox('folder', "Run on a copy of the flow's folder (the files it reads; its results come back with the job)", true);
+        form.addCheckbox('folder', "Run on a copy of the flow's folder (the files it reads; its results come back with the job)",
+          folder.checked, folder.note);
       });
       if (!value) {
         return;
@@ -156,6 +156,6 @@ export function addRunCommands(
         const why = problems.length > 0 ? `${(error as Error).message}: ${problems.map(p => p.message).join('; ')}` : String(error instanceof Error ? error.message : error);
         Notification.error(`Schedule ${fileName(flowFile)}: ${why}`, { autoClose: false });
       }
-    }
-  });
+    })
+  );
 }

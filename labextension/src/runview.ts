@@ -159,8 +159,9 @@ export class InputsForm extends Widget {
     }
   }
 
-  /** Add a checkbox option (`name`: how `options()` names it). */
-  addCheckbox(name: string, label: string, checked: boolean): void {
+  /** Add a checkbox option (`name`: how `options()` names it), with a line under it that
+   * says why it is set as it is (`note`). */
+  addCheckbox(name: string, label: string, checked: boolean, note = ''): void {
     const row = document.createElement('label');
     row.className = 'jp-FlowGraph-inputOption';
     const box = document.createElement('input');
@@ -170,6 +171,13 @@ export class InputsForm extends Widget {
     row.append(box, document.createTextNode(` ${label}`));
     this._options.set(name, box);
     this.node.append(row);
+    if (note) {
+      const line = document.createElement('div');
+      line.className = 'jp-FlowGraph-inputNote';
+      line.dataset.note = name;
+      line.textContent = note;
+      this.node.append(line);
+    }
   }
 
   /** Add a line of text option. */

@@ -6,8 +6,9 @@
  * Python literal jupyter-scheduler writes into the cell it adds after them.
  */
 import { URLExt } from '@jupyterlab/coreutils';
-import { ServerConnection } from '@jupyterlab/services';
 
+import { serverRequest } from './api';
+import type { FolderReply } from './edits';
 import { pythonLiteral } from './inputs';
 
 /** The command of jupyter-scheduler's frontend that opens its list of jobs. */
@@ -37,25 +38,33 @@ export interface Scheduled {
 }
 
 async function scheduler<T>(path: string, init: RequestInit = {}): Promise<T> {
-  const settings = ServerConnection.makeSettings();
-  const url = URLExt.join(settings.baseUrl, 'scheduler', path);
-  let response: Response;
-  try {
-    response = await ServerConnection.makeRequest(url, init, settings);
-  } catch (error) {
-    throw new ServerConnection.NetworkError(error as TypeError);
+  const fail = (status: number, data: Record<string, unknown>): Error => {
+    const message = typeof data.message === 'string' ? data.message : JSON.stringify(data);
+    return new Error(`jupyter-scheduler answered ${status}: ${message.slice(0, 500)}`);
+  };
+  return (await serverRequest(URLExt.join('scheduler', path), init, fail)) as T;
+}
+
+/** Whether "Run on a copy of the flow's folder" starts checked, and a note that says why
+ * not: a copy of a large folder (the server's root, say) would go into every job. Unknown
+ * (`folder` null: the server could not say) keeps it off too. */
+export function folderChoice(folder: FolderReply | null): { checked: boolean; note: string } {
+  if (folder?.small) {
+    return { checked: true, note: '' };
   }
-  const text = await response.text();
-  if (!response.ok) {
-    let message = text;
-    try {
-      message = (JSON.parse(text) as { message?: string }).message ?? text;
-    } catch {
-      // not JSON: the text says it
-    }
-    throw new Error(`jupyter-scheduler answered ${response.status}: ${message.slice(0, 500)}`);
+  if (!folder) {
+    return { checked: false, note: "Off: the size of the flow's folder could not be read, and every job would get a copy of it." };
   }
-  return (text ? JSON.parse(text) : {}) as T;
+  const where = folder.path ? `'${folder.path}'` : "the server's root";
+  const count = `${folder.complete ? '' : 'more than '}${folder.files.toLocaleString('en')} files, ${megabytes(folder.bytes)} MB`;
+  return {
+    checked: false,
+    note: `Off: the flow's folder (${where}) holds ${count}, and every job would get a copy of it (on by default up to ${folder.small_files.toLocaleString('en')} files and ${megabytes(folder.small_bytes)} MB).`
+  };
+}
+
+function megabytes(bytes: number): string {
+  return (bytes / (1024 * 1024)).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0);
 }
 
 /** The notebook's parameters for `inputs` (none when there are none). */

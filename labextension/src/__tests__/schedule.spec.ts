@@ -3,7 +3,7 @@
 // schedule) is made with the inputs as the notebook's `inputs` parameter.
 import { PageConfig } from '@jupyterlab/coreutils';
 
-import { notebookParameters, schedule } from '../schedule';
+import { folderChoice, notebookParameters, schedule } from '../schedule';
 
 type Sent = { path: string; method: string; body: any };
 
@@ -62,5 +62,20 @@ describe('schedule', () => {
     await expect(schedule({ notebook: 'f.ipynb', name: 'f', inputs: {}, cron: '', timezone: 'UTC', withFolder: false })).rejects.toThrow(
       'jupyter-scheduler answered 500: There is no kernel associated with the notebook.'
     );
+  });
+
+  it('runs on a copy of the folder by default only when the folder is small, and says why not', () => {
+    const bounds = { small_files: 2000, small_bytes: 50 * 1024 * 1024 };
+    expect(folderChoice({ path: 'flows', files: 12, bytes: 40_000, complete: true, small: true, ...bounds })).toEqual({ checked: true, note: '' });
+    const root = folderChoice({ path: '', files: 2001, bytes: 3 * 1024 * 1024, complete: false, small: false, ...bounds });
+    expect(root.checked).toBe(false);
+    expect(root.note).toBe(
+      "Off: the flow's folder (the server's root) holds more than 2,001 files, 3.0 MB, and every job would get a copy of it " +
+        '(on by default up to 2,000 files and 50 MB).'
+    );
+    const big = folderChoice({ path: 'data', files: 3, bytes: 900 * 1024 * 1024, complete: true, small: false, ...bounds });
+    expect(big.checked).toBe(false);
+    expect(big.note).toContain("folder ('data') holds 3 files, 900 MB");
+    expect(folderChoice(null).checked).toBe(false);
   });
 });
