@@ -293,7 +293,7 @@ class Workbench:
 
     def inspect(self, node_id: str, tensor: str | None = None, **options: Any) -> Any:
         """The inspector's HTML for a node of the last run; with `tensor` (a captured name
-        or an output path), that tensor's view, drawn in the Inspect tab and returned:
+        or an output path), that tensor's view, drawn in the Inspect tab (brought to the front) and returned:
         ``wb.inspect("clauses", "attentions", layer=3, head=0)``. Options: `layer`, `head`
         (a number or "all"), `index` (leading axes), `item` (which input), `compare`
         (the difference from the previous run)."""
