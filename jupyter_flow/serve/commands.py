@@ -71,10 +71,11 @@ def _cmd_model(args: argparse.Namespace) -> int:
                "body_timeout_s": args.body_timeout}
     if args.ray:
         ray_serve = _ray_serve()
-        if not args.address:  # Serve's proxy listens here: say so now if it cannot
+        address = args.address or os.environ.get("RAY_ADDRESS") or None
+        if not address:  # a local Ray: Serve's proxy listens here, say so now if it cannot
             _check_port(args.host, args.port)
         return int(ray_serve.run_forever(ray_serve.RayServer.for_model(
-            args.config, host=args.host, port=args.port, address=args.address, options=options)))
+            args.config, host=args.host, port=args.port, address=address, options=options)))
     return _serve(model_app(args.config, **options), args)
 
 
@@ -84,10 +85,11 @@ def _cmd_flow(args: argparse.Namespace) -> int:
                "keep_bytes": int(args.keep_mb * 1024 * 1024), "mcp": args.mcp, "body_timeout_s": args.body_timeout}
     if args.ray:
         ray_serve = _ray_serve()
-        if not args.address:
+        address = args.address or os.environ.get("RAY_ADDRESS") or None
+        if not address:
             _check_port(args.host, args.port)
         return int(ray_serve.run_forever(ray_serve.RayServer.for_flow(
-            args.flow, host=args.host, port=args.port, address=args.address, options=options)))
+            args.flow, host=args.host, port=args.port, address=address, options=options)))
     return _serve(flow_app(args.flow, **options), args)
 
 

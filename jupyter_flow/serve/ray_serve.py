@@ -5,7 +5,13 @@ The steps, as `RayServer` takes them::
     server = RayServer.for_flow("contract.flow.yaml", port=8000)   # validated; no Ray yet
     server.start()          # Ray (local, or --address), Serve's HTTP proxy, the deployments
     await server.follow(stop)   # edits of the flow file, each one a redeploy
-    server.close()          # the applications deleted; a local Ray shut down
+    server.close()          # its applications deleted; a local Ray shut down
+
+On a cluster of its own (``--address``, or ``RAY_ADDRESS``), a server is one user of the
+cluster's Serve among others: it deploys nothing when its flow's application name or the
+ingress's route (``/``) is already taken there (FlowError naming the application), and
+stopping it deletes its own applications only, leaving Serve and the others running.
+Only a local Ray this server started is shut down with it.
 
 The deployments are those of `jupyter_flow.serve.ray_deploy` (an ingress with the flow's
 routes, one deployment per model node). The routes, limits and answers are those of the
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -116,6 +123,17 @@ def _check_resources(plan: FlowLayout, total: Mapping[str, float], flow: Flow) -
         raise FlowValidationError(problems, source=str(flow.source) if flow.source else None)
 
 
+def _serve_apps() -> dict[str, str | None]:
+    """The Serve applications on the cluster now, by name: their route prefix."""
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client()
+    if client is None:
+        return {}
+    details = client.get_serve_details().get("applications") or {}
+    return {str(name): app.get("route_prefix") for name, app in details.items()}
+
+
 def _run_app(app: Any, name: str, route_prefix: str | None) -> None:
     """`serve.run` with a deadline: an application not running within `DEPLOY_TIMEOUT_S`
     (replicas waiting for resources, a model that takes for ever to load) is deleted and
@@ -162,13 +180,15 @@ class RayServer:
         self.target = target  # what the ingress builds its app from (see FlowIngress)
         self.host = host
         self.port = port
-        self.address = address
+        self.address = address or os.environ.get("RAY_ADDRESS") or None  # as Ray's own tools read it
         self.options = dict(options or {})
         self.service = FlowService(flow, keep_runs=0, settle_s=settle_s)
         self.layout: FlowLayout | None = None
         self._board: Any = None
         self._owns_ray = False
         self._retiring: dict[str, threading.Timer] = {}
+        self._retire_lock = threading.Lock()  # `_retiring` is changed by the deploy thread and the timers
+        self._deploy_lock = threading.Lock()  # one deploy at a time
         _check_deploy(flow)  # before any Ray starts
 
     @classmethod
@@ -192,12 +212,14 @@ class RayServer:
 
     # -- starting and stopping ------------------------------------------------------------
     def start(self) -> RayServer:
-        """Connect to Ray (or start a local one), start Serve's proxy, deploy the flow."""
+        """Connect to Ray (the cluster at `address`, else ``RAY_ADDRESS``'s, else a local
+        one started now), start Serve's proxy, deploy the flow."""
         if not ray.is_initialized():
             self._connect()
         serve.start(http_options={"host": self.host, "port": self.port})
         self._board = ray.remote(num_cpus=0)(StatusBoard).remote(self.service.status())
         try:
+            self._check_free(layout(self.service.flow))
             self.deploy(self.service.flow)
         except BaseException:
             self.close()
@@ -207,29 +229,45 @@ class RayServer:
     def _connect(self) -> None:
         if not self.address:
             start_local_ray()
-            self._owns_ray = True
+            self._owns_ray = True  # a private Ray: it goes with this server
             return
         try:
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         except Exception as exc:  # Ray raises plain Exception when a node does not come up in time
             raise FlowError(f"cannot connect to the Ray cluster at {self.address!r}: {error_line(exc)}") from exc
-        self._owns_ray = True
+
+    def _check_free(self, plan: FlowLayout) -> None:
+        """Refuse to deploy over another server's applications on a shared cluster: the
+        flow's application name, or the ingress's route, already taken."""
+        apps = _serve_apps()
+        where = f"on the Ray cluster at {self.address!r}" if self.address else "on this Ray cluster"
+        if plan.ingress_app in apps:
+            raise FlowError(f"a Serve application named '{plan.ingress_app}' (the flow's name) already runs {where}, at "
+                            f"route {apps[plan.ingress_app] or '(none)'!r}: another server of this flow? Stop it, or "
+                            "rename this flow")
+        for name, route in sorted(apps.items()):
+            if route == "/":
+                raise FlowError(f"the route '/' that the flow's ingress ('{plan.ingress_app}') serves at is taken "
+                                f"{where} by the Serve application '{name}': stop that application (serve.delete"
+                                f"('{name}')) or serve this flow on another cluster")
 
     def close(self) -> None:
-        """Delete this server's applications; shut a local Ray down."""
-        for timer in self._retiring.values():
-            timer.cancel()
-        apps = [*self._retiring, *(self.layout.apps() if self.layout else [])]
-        self._retiring.clear()
-        self.layout = None
-        for app in apps if not self._owns_ray else []:  # a Ray of its own goes whole
-            with contextlib.suppress(Exception):
-                serve.delete(app)
-        if self._owns_ray:
+        """Delete this server's applications (only those); shut down a local Ray it started."""
+        with self._retire_lock:
+            for timer in self._retiring.values():
+                timer.cancel()
+            apps = [*self._retiring, *(self.layout.apps() if self.layout else [])]
+            self._retiring.clear()
+            self.layout = None
+        if self._owns_ray:  # a Ray of its own goes whole
             with contextlib.suppress(Exception):
                 serve.shutdown()
             ray.shutdown()
             self._owns_ray = False
+            return
+        for app in apps:
+            with contextlib.suppress(Exception):
+                serve.delete(app)
 
     def __enter__(self) -> RayServer:
         return self.start()
@@ -242,18 +280,27 @@ class RayServer:
         """Deploy `flow`: new applications for the model nodes it changed, then the ingress;
         the applications left unused are deleted later. Blocking (minutes at worst). Raises
         FlowError naming the node whose deployment did not start; the flow served before
-        then serves on."""
-        _check_deploy(flow)
-        new = layout(flow)
-        _check_resources(new, ray.cluster_resources(), flow)
+        then serves on, and the applications retiring then are deleted as planned."""
+        with self._deploy_lock:
+            _check_deploy(flow)
+            new = layout(flow)
+            _check_resources(new, ray.cluster_resources(), flow)
+            with self._retire_lock:  # back in use before they were deleted: they still run
+                reclaimed = [app for app in new.apps() if self._retiring.pop(app, None) is not None]
+            try:
+                self._deploy(flow, new, reclaimed)
+            except BaseException:
+                with self._retire_lock:  # not in use after all: deleted later, as they were to be
+                    for app in reclaimed:
+                        self._retire(app)
+                raise
+
+    def _deploy(self, flow: Flow, new: FlowLayout, reclaimed: list[str]) -> None:
         running = set(self.layout.apps()) if self.layout else set()
         payload = flow_payload(flow)
         started: list[str] = []
         for model in new.models:
-            retiring = self._retiring.pop(model.app, None)
-            if retiring is not None:  # back in use before it was deleted: it still runs
-                retiring.cancel()
-            if model.app in running or retiring is not None:
+            if model.app in running or model.app in reclaimed:
                 continue
             deployment = serve.deployment(name=MODEL_DEPLOYMENT, **model.options)(ModelReplica)
             try:
@@ -273,15 +320,21 @@ class RayServer:
                 with contextlib.suppress(Exception):
                     serve.delete(name)
             raise FlowError(f"the flow's ingress on Ray Serve did not start: {error_line(exc)}") from exc
-        old, self.layout = running, new
-        for app in sorted(old - set(new.apps())):
-            self._retire(app)
+        with self._retire_lock:
+            old, self.layout = running, new
+            for app in sorted(old - set(new.apps())):
+                self._retire(app)
 
     def _retire(self, app: str) -> None:
+        """Delete `app` after `RETIRE_AFTER_S`, unless a deploy takes it back first. The
+        caller holds `_retire_lock`."""
         def delete() -> None:
-            self._retiring.pop(app, None)
-            with contextlib.suppress(Exception):
-                serve.delete(app, _blocking=False)
+            with self._retire_lock:
+                if self._retiring.get(app) is not timer:  # taken back (or closed) meanwhile
+                    return
+                del self._retiring[app]
+                with contextlib.suppress(Exception):
+                    serve.delete(app, _blocking=False)
 
         timer = threading.Timer(RETIRE_AFTER_S, delete)
         timer.daemon = True
