@@ -11,7 +11,10 @@ batch, not one per item.
 With several batch functions (one model replica per GPU), each has its own worker and
 they take batches in turn from the same queue. When the batch function raises one of
 ``split_on`` (a CUDA out-of-memory error, say), the batch is halved and each half is
-tried again; `BatchInfo.splits` says how often that happened to an item.
+tried again; `BatchInfo.splits` says how often that happened to an item. An item that
+still fails alone fails on its own: the other callers of its batch get their results.
+`split_calls` is that halving on its own, for whoever gathers batches otherwise (the
+replicas of a model served on Ray Serve).
 
 The batcher knows nothing of flows or models, so it serves model nodes and model services
 alike, and works in a script::
@@ -29,12 +32,12 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-__all__ = ["BatchInfo", "Batched", "BatcherClosedError", "MicroBatcher"]
+__all__ = ["BatchInfo", "Batched", "BatcherClosedError", "Call", "MicroBatcher", "split_calls"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -81,6 +84,50 @@ class _Pending:
         if self.loop is None:
             return self.future.set_running_or_notify_cancel()
         return not self.future.done()  # read from the worker: at worst a cancelled item runs for nothing
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a batch function over ``items[start : start + size]``: its values, or
+    the error that failed those items."""
+
+    start: int
+    size: int
+    values: list[Any] | None
+    error: BaseException | None
+    started: float  # time.perf_counter() at the start of the call
+    run_s: float
+    splits: int  # how often the items were halved before this call
+
+
+def split_calls(fn: Callable[[list[T]], Sequence[R]], items: list[T],
+                split_on: tuple[type[BaseException], ...] = ()) -> Iterator[Call]:
+    """Call ``fn(items)``; when it raises one of `split_on`, halve the items and call each
+    half, down to single items. Yields each call's outcome, in the order of the items: an
+    item that fails alone with `split_on`, or a call that fails otherwise (or returns the
+    wrong number of results), is a `Call` with its error; the other calls' items have
+    their values. An error that is no Exception (KeyboardInterrupt) is yielded, then raised."""
+    todo = [(0, len(items), 0)]
+    while todo:
+        start, size, splits = todo.pop()
+        started = time.perf_counter()
+        try:
+            values = list(fn(items[start : start + size]))
+            if len(values) != size:
+                raise RuntimeError(f"the batch function returned {len(values)} results for {size} items")
+        except split_on as exc:
+            if size > 1:
+                half = size // 2
+                todo += [(start + half, size - half, splits + 1), (start, half, splits + 1)]
+                continue
+            yield Call(start, size, None, exc, started, time.perf_counter() - started, splits)
+            continue
+        except BaseException as exc:
+            yield Call(start, size, None, exc, started, time.perf_counter() - started, splits)
+            if not isinstance(exc, Exception):
+                raise
+            continue
+        yield Call(start, size, values, None, started, time.perf_counter() - started, splits)
 
 
 _STOP = object()
@@ -249,35 +296,20 @@ class MicroBatcher(Generic[T, R]):
                 return
             live = [p for p in batch if p.start()]
             if live:
-                self._run(index, fn, live, 0)
+                self._run(index, fn, live)
 
-    def _run(self, index: int, fn: BatchFunction[T, R], batch: list[_Pending], splits: int) -> None:
-        started = time.perf_counter()
-        try:
-            values = list(fn([p.item for p in batch]))
-            if len(values) != len(batch):
-                raise RuntimeError(f"the batch function returned {len(values)} results for {len(batch)} items")
-        except self.split_on as exc:
-            if len(batch) == 1:
-                _deliver_error(batch, exc)
-                return
-            half = len(batch) // 2
-            self._run(index, fn, batch[:half], splits + 1)
-            self._run(index, fn, batch[half:], splits + 1)
-            return
-        except BaseException as exc:  # every caller of the batch gets the error
-            _deliver_error(batch, exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        run_s = time.perf_counter() - started
-        batch_id = next(self._ids)
-        with self._lock:
-            self.calls += 1
-            self.items += len(batch)
-        size = len(batch)
-        _deliver(batch, [Batched(v, BatchInfo(size, started - p.submitted, run_s, batch_id, index, splits))
-                         for p, v in zip(batch, values)])
+    def _run(self, index: int, fn: BatchFunction[T, R], batch: list[_Pending]) -> None:
+        for call in split_calls(fn, [p.item for p in batch], self.split_on):
+            part = batch[call.start : call.start + call.size]
+            if call.values is None:  # every caller of that call gets the error
+                _deliver_error(part, call.error or RuntimeError("the batch function failed"))
+                continue
+            batch_id = next(self._ids)
+            with self._lock:
+                self.calls += 1
+                self.items += call.size
+            _deliver(part, [Batched(v, BatchInfo(call.size, call.started - p.submitted, call.run_s, batch_id, index,
+                                                 call.splits)) for p, v in zip(part, call.values)])
 
 
 def _by_loop(batch: list[_Pending], outcomes: list[Any]) -> dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]]:

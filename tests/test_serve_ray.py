@@ -5,7 +5,12 @@ server over the same files. Real torch models made here, a real echo server on l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -24,7 +29,9 @@ serve = pytest.importorskip("ray.serve", reason="serving on Ray Serve needs ray[
 
 from jupyter_flow.batching import Batched, BatchInfo  # noqa: E402
 from jupyter_flow.cli import main  # noqa: E402
-from jupyter_flow.errors import FlowValidationError  # noqa: E402
+from jupyter_flow.errors import FlowError, FlowValidationError  # noqa: E402
+from jupyter_flow.nodes.torch_model import TorchNode  # noqa: E402
+from jupyter_flow.serve import ray_serve  # noqa: E402
 from jupyter_flow.serve.app import flow_app, model_app  # noqa: E402
 from jupyter_flow.serve.ray_serve import RayServer, start_local_ray  # noqa: E402
 from jupyter_flow_examples.models import make_torchscript_model  # noqa: E402
@@ -392,9 +399,10 @@ def test_layout_has_a_deployment_per_model_node_and_variant_named_after_what_mak
     assert again["classify", 0] == classify.app and again["classify", 1] == variant.app
 
 
-class _Lost:
-    """A deployment handle whose replicas are gone `lost` times before one answers (the
-    retry logic on its own; the real loss is the test above)."""
+class _StandInHandle:
+    """A stand-in for Ray's deployment handle, not Ray: its replicas are gone `lost` times
+    before one answers (the retry logic on its own; a real replica killed mid-load is
+    `test_a_killed_replica_is_replaced_and_no_request_is_lost`)."""
 
     def __init__(self, lost: int) -> None:
         self.lost = lost
@@ -414,7 +422,7 @@ class _Lost:
         return answer()
 
 
-def test_items_are_sent_again_while_replicas_are_lost_then_a_503(folder: Path) -> None:
+def test_with_a_stand_in_handle_items_are_sent_again_while_replicas_are_lost_then_a_503(folder: Path) -> None:
     from jupyter_flow.flow import Flow
     from jupyter_flow.nodes.local_model import LocalModelNode
     from jupyter_flow.serve.ray_replicas import SEND_ATTEMPTS, RemoteModel
@@ -423,7 +431,7 @@ def test_items_are_sent_again_while_replicas_are_lost_then_a_503(folder: Path) -
         {"id": "m", "type": "torch", "config": {"model": str(folder / "embed.pt"), "inputs": "{{ x }}", "device": "cpu"}}]}
     for lost, code in ((2, 200), (SEND_ATTEMPTS, 503)):
         flow = Flow.from_dict(spec).validate()
-        handle = _Lost(lost)
+        handle = _StandInHandle(lost)
         (node,) = flow.plan.node_objects()
         assert isinstance(node, LocalModelNode)
         node.forward_through(RemoteModel(handle, "m", None))
@@ -438,3 +446,221 @@ def test_items_are_sent_again_while_replicas_are_lost_then_a_503(folder: Path) -
         else:  # a clear 503: the node, the cause, and when to come back
             assert r.headers["retry-after"] and r.json()["node"] == "m"
             assert "no replica of its deployment took the items" in r.json()["error"]
+
+
+SHARED = """\
+spec_version: 1
+name: ray-shared
+inputs: {who: {type: text}}
+nodes:
+  - id: say
+    type: template
+    config: {template: "hello {{ who }}"}
+edges:
+  - {from: start, to: say}
+"""
+
+
+def serve_cli(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`jupyter-flow serve ...` in a process of its own, its output in `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "jupyter_flow.cli", "serve", *args], stdout=out,
+                                stderr=subprocess.STDOUT,
+                                env={**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **(env or {})})
+
+
+def serve_apps() -> dict[str, str | None]:
+    """The Serve applications on the cluster: their route prefix, by name."""
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client()
+    assert client is not None
+    return {n: a.get("route_prefix") for n, a in client.get_serve_details()["applications"].items()}
+
+
+def wait_exit(proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> int:
+    """The exit code of `proc`; a process still running after `timeout_s` is killed and fails the test."""
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        pytest.fail(f"still running after {timeout_s:g} s: {log.read_text()[-2000:]}")
+
+
+def test_servers_sharing_a_cluster_leave_each_other_alone(ray_port: int, folder: Path, pair: Path,
+                                                                     tmp_path: Path) -> None:
+    address = ray.get_runtime_context().gcs_address  # the module's Ray, as a cluster others connect to
+
+    class Other:
+        async def __call__(self, request: Any) -> str:
+            return "other team"
+
+    other = serve.deployment(name="other", ray_actor_options={"num_cpus": 0.05})(Other)
+    serve.run(other.bind(), name="other-team", route_prefix="/other")  # another user's application on the cluster
+    path = folder / "shared.flow.yaml"
+    write(path, SHARED)
+    args = ("flow", str(path), "--ray", "--port", str(ray_port))
+    # the first server finds the cluster in RAY_ADDRESS (as Ray's own tools do), the second is given --address
+    first = serve_cli(*args, log=tmp_path / "first.log", env={"RAY_ADDRESS": address})
+    url = f"http://127.0.0.1:{ray_port}"
+    try:
+        def serving() -> bool:
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
+            with contextlib.suppress(httpx.HTTPError, ValueError):  # Serve's proxy says 404 in plain text until then
+                return bool(httpx.get(f"{url}/health", timeout=5).json().get("flow") == "ray-shared")
+            return False
+
+        assert until(serving, 240), (tmp_path / "first.log").read_text()[-2000:]
+        # a second server of the same flow on the cluster: refused, naming the application; the first serves on
+        second = serve_cli(*args, "--address", address, log=tmp_path / "second.log")
+        assert wait_exit(second, tmp_path / "second.log", 180) == 1
+        said = (tmp_path / "second.log").read_text()
+        assert "Serve application named 'ray-shared'" in said and "already runs on the Ray cluster at" in said, said
+        r = httpx.post(f"{url}/run", json={"who": "you"}, timeout=60)
+        assert r.status_code == 200 and r.json()["outputs"]["say"]["text"] == "hello you", r.text
+        # another flow, whose ingress would take the route '/': refused, naming who holds it
+        with pytest.raises(FlowError, match="route '/' .* taken .* Serve application 'ray-shared'"):
+            RayServer.for_flow(pair, port=ray_port, address=address).start()
+        assert httpx.post(f"{url}/run", json={"who": "me"}, timeout=60).status_code == 200
+        # stopping the first deletes its applications only: Serve and the other application run on
+        first.send_signal(signal.SIGTERM)
+        assert wait_exit(first, tmp_path / "first.log", 120) == 0
+        apps = serve_apps()
+        assert "ray-shared" not in apps and apps.get("other-team") == "/other", apps
+        assert httpx.get(f"{url}/other", timeout=30).text == "other team"
+    finally:
+        for proc in (first,):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        serve.delete("other-team")
+        with contextlib.suppress(Exception):
+            serve.delete("ray-shared")
+
+
+TWO = """\
+spec_version: 1
+name: ray-retire
+inputs: {x: {type: list}}
+nodes:
+  - id: a
+    type: torch
+    config: {model: embed.pt, inputs: "{{ x }}", device: cpu%s}
+%s
+edges:
+  - {from: start, to: a}
+%s
+"""
+B_NODE = """\
+  - id: b
+    type: torch
+    config: {model: classify.pt, inputs: "{{ a.output.output }}", device: cpu}"""
+
+
+def test_a_failed_redeploy_keeps_retiring_the_applications_it_took_back(ray_port: int, folder: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_flow.flow import Flow
+
+    path = folder / "retire.flow.yaml"
+    write(path, TWO % ("", "", ""))
+    body = {"x": [0.5] * 8}
+    with RayServer.for_flow(path, port=ray_port) as server:
+        assert server.layout is not None
+        first = server.layout.models[0].app
+        # a's model changed: a new application, the first retiring (for long, here)
+        monkeypatch.setattr(ray_serve, "RETIRE_AFTER_S", 600.0)
+        write(path, TWO % (", batch: {max_size: 4}", "", ""))
+        server.deploy(Flow.load(path).validate())
+        second = server.layout.models[0].app
+        assert second != first and first in server._retiring
+        # back to the first a (its application taken back), with a node b whose replica asks for every CPU of
+        # the cluster: b never starts, the redeploy fails, and the first a is still to be deleted
+        monkeypatch.setattr(ray_serve, "RETIRE_AFTER_S", 1.0)
+        monkeypatch.setattr(ray_serve, "DEPLOY_TIMEOUT_S", 15.0)
+        write(path, TWO % ("", B_NODE, "  - {from: a, to: b}\ndeploy:\n  b: {ray_actor_options: {num_cpus: 2}}"))
+        with pytest.raises(FlowError, match="node 'b'"):
+            server.deploy(Flow.load(path).validate())
+        assert [m.app for m in server.layout.models] == [second]  # the flow before serves on
+        assert first in server._retiring
+        assert until(lambda: first not in serve_apps(), 60), serve_apps()
+        assert not any(".b-" in app for app in serve_apps())
+        r = httpx.post(f"{server.url}/run", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+
+
+class _PickyTorch(TorchNode):
+    """A torch node whose forward pass runs out of memory on any pass holding an item whose
+    first input is 99 (as CUDA does when one item is too big), and whose results say how
+    many of its forward passes ran at once, at most (``at_once``)."""
+
+    kind = "picky-torch"
+    active: list[int] = []  # one entry per pass running (list.append / pop: one step each)
+    most = [0]
+
+    def batch_function(self, entry: Any) -> Callable[[list[Any]], list[Any]]:
+        import torch
+
+        run = super().batch_function(entry)
+        active, most = self.active, self.most
+
+        def picky(items: list[Any]) -> list[Any]:
+            active.append(1)
+            most[0] = max(most[0], len(active))
+            try:
+                time.sleep(0.05)
+                if any(float(args[0].flatten()[0]) == 99.0 for args, _ in items):
+                    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+                return [{**value, "at_once": most[0]} for value in run(items)]
+            finally:
+                active.pop()
+
+        return picky
+
+
+def test_a_replica_fails_only_the_request_whose_item_runs_out_of_memory_and_bounds_its_passes(
+        ray_port: int, folder: Path) -> None:
+    import torch
+
+    from jupyter_flow.flow import Flow
+    from jupyter_flow.nodes.registry import NodeRegistry
+    from jupyter_flow.raylocal import flow_payload
+    from jupyter_flow.serve.ray_replicas import DIRECT_AT_ONCE, ModelReplica
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the node kind above, for the replica
+    registry = NodeRegistry(entry_points_group=None)
+    registry.register(_PickyTorch)
+
+    def replica(**batch: Any) -> Any:
+        """A handle of a model deployment of one replica running the picky node."""
+        config = {"model": str(folder / "embed.pt"), "inputs": "{{ x }}", "device": "cpu", **batch}
+        flow = Flow.from_dict({"name": "picky", "inputs": {"x": {"type": "list"}},
+                               "nodes": [{"id": "m", "type": "picky-torch", "config": config}]},
+                              registry=registry).validate()
+        deployment = serve.deployment(name="model", max_ongoing_requests=64,
+                                      ray_actor_options={"num_cpus": 0.1})(ModelReplica)
+        return serve.run(deployment.bind(flow_payload(flow), "m", 0), name="picky", route_prefix=None)
+
+    def send(handle: Any, firsts: list[list[float]]) -> list[Any]:
+        sent = [handle.forward.remote([((torch.tensor([f] + [0.5] * 7),), {}) for f in fs], time.time())
+                for fs in firsts]
+        return [response.result(timeout_s=120) for response in sent]
+
+    try:
+        # batch: eight requests in one forward pass, one of them with an item too big: halved down to that
+        # item, which fails its own request; the other seven are answered
+        replies = send(replica(batch={"max_size": 16, "max_wait_ms": 500}), [[float(i)] for i in range(7)] + [[99.0]])
+        assert [r.error is None for r in replies] == [True] * 7 + [False], replies
+        assert replies[-1].error[0] == "OutOfMemoryError" and "CUDA out of memory" in replies[-1].error[1]
+        assert all(len(r.results) == 1 and r.results[0].info.splits >= 1 for r in replies[:7]), replies
+        serve.delete("picky")
+        # without batch: twenty requests at once, at most DIRECT_AT_ONCE forward passes at a time; a request
+        # whose item runs out of memory alone fails
+        replies = send(replica(), [[float(i), 1.0] for i in range(19)] + [[2.0, 99.0]])
+        assert all(r.error is None and len(r.results) == 2 for r in replies[:19]), replies
+        assert replies[-1].error is not None and replies[-1].error[0] == "OutOfMemoryError", replies[-1]
+        at_once = max(b.value["at_once"] for r in replies[:19] for b in r.results)
+        assert 1 <= at_once <= DIRECT_AT_ONCE, at_once
+    finally:
+        with contextlib.suppress(Exception):
+            serve.delete("picky")

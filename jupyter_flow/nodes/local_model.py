@@ -5,16 +5,17 @@ GPU memory)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from jupyter_flow.batching import Batched, MicroBatcher
+from jupyter_flow.batching import Batched, BatchInfo, MicroBatcher, split_calls
 from jupyter_flow.errors import FlowError, NodeError, Problem
 from jupyter_flow.expressions import compile_value, is_template
 from jupyter_flow.models import (
@@ -28,7 +29,8 @@ from jupyter_flow.models import (
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.spec import NodeSpec
 
-__all__ = ["BatchSpec", "LocalModelConfig", "LocalModelNode", "RemoteForward", "record_batches", "upstream_nodes"]
+__all__ = ["BatchSpec", "LocalModelConfig", "LocalModelNode", "RemoteForward", "record_batches", "run_direct",
+           "upstream_nodes"]
 
 DIRECT_CHUNK = 64  # items per forward pass when a node has no `batch` option
 STAMP_TTL_S = 1.0  # the longest that runs in flight at once share one look at the model files
@@ -273,7 +275,7 @@ class LocalModelNode(Node):
                 devices = self._replica_devices
                 results = await batcher.run_many(items)
             else:
-                results = await ctx.run_blocking(_direct, self.batch_function(entry), items)
+                results = await ctx.run_blocking(run_direct, self.batch_function(entry), items, split_on_errors())
         finally:
             with self._flight_lock:
                 self._in_flight -= 1
@@ -284,16 +286,22 @@ class LocalModelNode(Node):
         return []
 
 
-def _direct(fn: Callable[[list[Any]], list[Any]], items: list[Any]) -> list[Batched[Any]]:
-    from jupyter_flow.batching import BatchInfo
-
+def run_direct(fn: Callable[[list[Any]], list[Any]], items: list[Any], split_on: tuple[type[BaseException], ...] = (),
+               *, sent_at: float | None = None, ids: Iterator[int] | None = None) -> list[Batched[Any]]:
+    """One run's items without `batch` (here, or on a served deployment's replica):
+    `DIRECT_CHUNK` items per forward pass, a pass that raises one of `split_on` (out of
+    memory) halved and tried again (`jupyter_flow.batching.split_calls`); an item that
+    still fails raises its error. `sent_at` (time.time()) gives the queue wait, `ids` the
+    passes' ids. Blocking."""
+    ids = ids if ids is not None else itertools.count()
     out: list[Batched[Any]] = []
     for start in range(0, len(items), DIRECT_CHUNK):
-        chunk = items[start : start + DIRECT_CHUNK]
-        t0 = time.perf_counter()
-        values = fn(chunk)
-        run_s = time.perf_counter() - t0
-        out.extend(Batched(v, BatchInfo(len(chunk), 0.0, run_s, start)) for v in values)
+        waited = max(time.time() - sent_at, 0.0) if sent_at is not None else 0.0
+        for call in split_calls(fn, items[start : start + DIRECT_CHUNK], split_on):
+            if call.values is None:
+                raise call.error or RuntimeError("the forward pass failed")
+            info = BatchInfo(call.size, waited, call.run_s, next(ids), 0, call.splits)
+            out.extend(Batched(v, info) for v in call.values)
     return out
 
 

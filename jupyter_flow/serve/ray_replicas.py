@@ -4,8 +4,11 @@
   node's model (through the node's own loading code and the model cache, so an edit of
   the model's files is loaded again as in one process) and runs what arrives: with the
   node's ``batch`` option through ``@serve.batch`` (at most ``max_size`` items per forward
-  pass, ``max_wait_ms`` for a partial one), else each request's items on their own.
-  A forward pass that runs out of GPU memory is halved and tried again.
+  pass, ``max_wait_ms`` for a partial one), else each request's items on their own, at
+  most `DIRECT_AT_ONCE` requests' forward passes at a time. A forward pass that runs out
+  of GPU memory is halved and tried again, as in one process
+  (`jupyter_flow.batching.split_calls`); a request whose item still runs out of memory on
+  its own fails, the other requests of its batch are answered.
 - `FlowIngress`: the flow's ingress, a Starlette app behind ``@serve.ingress``: the very
   app of ``jupyter-flow serve`` (`flow_app` / `model_app`), whose model nodes send their
   items to their deployments (`RemoteModel`). Its answers carry ``x-served-by`` (the
@@ -33,19 +36,22 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve import exceptions as serve_errors
 
-from jupyter_flow.batching import Batched, BatchInfo
+from jupyter_flow.batching import Batched, BatchInfo, Call, split_calls
 from jupyter_flow.errors import NodeError
 from jupyter_flow.nodes.base import NodeContext
-from jupyter_flow.nodes.local_model import DIRECT_CHUNK, LocalModelNode, record_batches, split_on_errors
+from jupyter_flow.nodes.local_model import LocalModelNode, record_batches, run_direct, split_on_errors
 from jupyter_flow.raylocal import flow_from_payload
 from jupyter_flow.serve.app import flow_app, model_app
 from jupyter_flow.serve.ray_deploy import MODEL_DEPLOYMENT, ModelDeployment, ReplicasUnavailableError
 from jupyter_flow.serve.state import ReloadStatus
 
-__all__ = ["SEND_ATTEMPTS", "FlowIngress", "ModelReplica", "RemoteModel", "Reply", "StatusBoard"]
+__all__ = ["DIRECT_AT_ONCE", "SEND_ATTEMPTS", "FlowIngress", "ModelReplica", "RemoteModel", "Reply", "StatusBoard"]
 
 #: tries of one request's items before the node fails with a 503 (replicas lost meanwhile)
 SEND_ATTEMPTS = 6
+#: requests without ``batch`` whose forward passes one replica runs at once; the others
+#: wait their turn (a replica takes up to MODEL_MAX_ONGOING requests)
+DIRECT_AT_ONCE = 4
 _LOST = (RayActorError, serve_errors.ReplicaUnavailableError, serve_errors.DeploymentUnavailableError,
          serve_errors.BackPressureError)
 
@@ -115,6 +121,7 @@ class ModelReplica:
         node.ensure_warm()  # the model loads now, before the replica takes requests
         self._fn: tuple[Any, Callable[[list[Any]], list[Any]]] | None = None
         self._ids = itertools.count()
+        self._slots = asyncio.Semaphore(DIRECT_AT_ONCE)
         batch = node.batching()
         self.batching = batch is not None
         if batch is not None:  # the node's own batch options, on Serve's batcher of this method
@@ -128,7 +135,8 @@ class ModelReplica:
             if self.batching:
                 reply: Reply = await self._batched((items, sent_at))
                 return reply
-            return await asyncio.to_thread(self._direct, items, sent_at)
+            async with self._slots:
+                return await asyncio.to_thread(self._direct, items, sent_at)
         except Exception as exc:  # sent back as a value: any exception crosses, whatever its constructor
             return Reply([], self.replica, error=(type(exc).__name__, str(exc)))
 
@@ -136,52 +144,49 @@ class ModelReplica:
     async def _batched(self, requests: list[tuple[list[Any], float]]) -> list[Reply]:
         flat = [item for items, _ in requests for item in items]
         started = time.time()
-        values, run_s, splits, device, dtype = await asyncio.to_thread(self._call, flat)
-        batch_id = next(self._ids)
+        calls, device, dtype = await asyncio.to_thread(self._calls, flat)
+        outcomes: list[Batched[Any] | BaseException] = []
+        for call in calls:
+            if call.values is None:
+                outcomes += [call.error or RuntimeError("the forward pass failed")] * call.size
+                continue
+            batch_id = next(self._ids)
+            outcomes += [Batched(_portable(v), BatchInfo(call.size, 0.0, call.run_s, batch_id, 0, call.splits))
+                         for v in call.values]
         replies, at = [], 0
-        for items, sent_at in requests:
-            info = BatchInfo(len(flat), max(started - sent_at, 0.0), run_s, batch_id, 0, splits)
-            replies.append(Reply([Batched(_portable(v), info) for v in values[at : at + len(items)]], self.replica,
-                                 device, dtype))
+        for items, sent_at in requests:  # a request with an item that failed fails; the others are answered
+            mine = outcomes[at : at + len(items)]
             at += len(items)
+            failed = next((o for o in mine if isinstance(o, BaseException)), None)
+            if failed is not None:
+                replies.append(Reply([], self.replica, device, dtype, error=(type(failed).__name__, str(failed))))
+                continue
+            waited = max(started - sent_at, 0.0)
+            replies.append(Reply([Batched(b.value, BatchInfo(b.info.size, waited, b.info.run_s, b.info.batch_id, 0,
+                                                             b.info.splits))
+                                  for b in mine if isinstance(b, Batched)], self.replica, device, dtype))
         return replies
 
-    def _direct(self, items: list[Any], sent_at: float) -> Reply:
-        results: list[Batched[Any]] = []
-        device = dtype = ""
-        for start in range(0, len(items), DIRECT_CHUNK):
-            chunk = items[start : start + DIRECT_CHUNK]
-            waited = max(time.time() - sent_at, 0.0)
-            values, run_s, splits, device, dtype = self._call(chunk)
-            info = BatchInfo(len(chunk), waited, run_s, next(self._ids), 0, splits)
-            results.extend(Batched(_portable(v), info) for v in values)
-        return Reply(results, self.replica, device, dtype)
+    def _calls(self, items: list[Any]) -> tuple[list[Call], str, str]:
+        """`items` through the model, halved on out-of-memory: each call's outcome, the
+        device, the dtype. Blocking."""
+        fn, device, dtype = self._model()
+        return list(split_calls(fn, items, split_on_errors())), device, dtype
 
-    def _call(self, items: list[Any]) -> tuple[list[Any], float, int, str, str]:
-        """One forward pass (halved and tried again on out-of-memory): values, seconds,
-        halvings, device, dtype. Blocking."""
+    def _direct(self, items: list[Any], sent_at: float) -> Reply:
+        fn, device, dtype = self._model()
+        results = run_direct(fn, items, split_on_errors(), sent_at=sent_at, ids=self._ids)
+        return Reply([Batched(_portable(b.value), b.info) for b in results], self.replica, device, dtype)
+
+    def _model(self) -> tuple[Callable[[list[Any]], list[Any]], str, str]:
+        """The node's batch function on its loaded model, its device and dtype. Blocking
+        when the model is loaded again (its files changed)."""
         node = self.node
         device, dtype = node.resolved(None)
         entry = node.entry(device, dtype)  # the model cache's: loaded again when its files changed
         if self._fn is None or self._fn[0] is not entry:
             self._fn = (entry, node.batch_function(entry))
-        fn = self._fn[1]
-        t0 = time.perf_counter()
-        values, splits = _halving(fn, items, split_on_errors())
-        return values, time.perf_counter() - t0, splits, entry.device, entry.dtype
-
-
-def _halving(fn: Callable[[list[Any]], list[Any]], items: list[Any], split_on: tuple[type[BaseException], ...],
-             splits: int = 0) -> tuple[list[Any], int]:
-    try:
-        return list(fn(items)), splits
-    except split_on:
-        if len(items) < 2:
-            raise
-        half = len(items) // 2
-        first, a = _halving(fn, items[:half], split_on, splits + 1)
-        second, b = _halving(fn, items[half:], split_on, splits + 1)
-        return first + second, max(a, b)
+        return self._fn[1], entry.device, entry.dtype
 
 
 # -- the ingress ------------------------------------------------------------------------
