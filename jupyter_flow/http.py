@@ -185,24 +185,23 @@ async def _probe() -> AsyncGenerator[None, None]:
 
 def _last_step(agen: AsyncGenerator[None, None]) -> None:
     """Close an async generator suspended at a `yield` with nothing to await on the way."""
-    closing: Any = agen.aclose()
-    try:
-        closing.send(None)
-    except StopIteration:
-        return
-    raise RuntimeError("the generator waited while it closed")
+    _step_now(agen.aclose(), "while it closed")
 
 
 def _first_step(agen: AsyncIterator[None]) -> None:
     """Run an async generator up to its first `yield` now, as `await anext(agen)` would
     (the running loop's hooks see it start, so its shutdown closes the generator): for a
     generator whose first step never waits, without an await."""
-    step: Any = agen.__anext__()
+    _step_now(agen.__anext__(), "before its first yield")
+
+
+def _step_now(step: Any, where: str) -> None:
+    """Run `step` (an awaitable of a generator's) to its end now; it may not wait."""
     try:
         step.send(None)
     except StopIteration:
         return
-    raise RuntimeError("the generator waited before its first yield")
+    raise RuntimeError(f"the generator waited {where}")
 
 
 async def _keep_until_loop_ends(client: httpx.AsyncClient) -> AsyncIterator[None]:
