@@ -587,6 +587,13 @@ def test_a_failed_redeploy_keeps_retiring_the_applications_it_took_back(ray_port
         assert not any(".b-" in app for app in serve_apps())
         r = httpx.post(f"{server.url}/run", json=body, timeout=60)
         assert r.status_code == 200, r.text
+        # an edit of the flow's name is deployed under the applications' first name (one ingress at '/')
+        write(path, (TWO % ("", "", "")).replace("name: ray-retire", "name: ray-retired"))
+        server.deploy(Flow.load(path).validate())
+        assert server.layout.ingress_app == "ray-retire" and server.layout.models[0].app.startswith("ray-retire.a-")
+        r = httpx.post(f"{server.url}/run", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        assert httpx.get(f"{server.url}/health", timeout=30).json()["flow"] == "ray-retired"
 
 
 class _PickyTorch(TorchNode):

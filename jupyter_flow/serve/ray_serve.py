@@ -283,7 +283,9 @@ class RayServer:
         then serves on, and the applications retiring then are deleted as planned."""
         with self._deploy_lock:
             _check_deploy(flow)
-            new = layout(flow)
+            # the applications keep the name they started with: an edit of the flow's name would
+            # otherwise deploy a second ingress at the route '/' the first holds
+            new = layout(flow, prefix=self.layout.ingress_app if self.layout else None)
             _check_resources(new, ray.cluster_resources(), flow)
             with self._retire_lock:  # back in use before they were deleted: they still run
                 reclaimed = [app for app in new.apps() if self._retiring.pop(app, None) is not None]
