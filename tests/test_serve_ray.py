@@ -401,8 +401,10 @@ def test_layout_has_a_deployment_per_model_node_and_variant_named_after_what_mak
 
 class _StandInHandle:
     """A stand-in for Ray's deployment handle, not Ray: its replicas are gone `lost` times
-    before one answers (the retry logic on its own; a real replica killed mid-load is
-    `test_a_killed_replica_is_replaced_and_no_request_is_lost`)."""
+    before one answers (the retry logic on its own, and the resends counted; with Ray, a
+    replica killed mid-load is `test_a_killed_replica_is_replaced_and_no_request_is_lost`,
+    a deployment with no replica left
+    `test_a_model_node_whose_replicas_are_all_gone_answers_a_503_after_its_retries`)."""
 
     def __init__(self, lost: int) -> None:
         self.lost = lost
@@ -671,3 +673,25 @@ def test_a_replica_fails_only_the_request_whose_item_runs_out_of_memory_and_boun
     finally:
         with contextlib.suppress(Exception):
             serve.delete("picky")
+
+
+def test_a_model_node_whose_replicas_are_all_gone_answers_a_503_after_its_retries(ray_port: int, folder: Path) -> None:
+    path = folder / "gone.flow.yaml"
+    write(path, (GREET % "v1").replace("name: ray-reload", "name: ray-gone"))
+    body = {"x": [0.5] * 8}
+    with RayServer.for_flow(path, port=ray_port) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        assert client.post("/run", json=body).status_code == 200
+        assert server.layout is not None
+        app = server.layout.models[0].app
+        serve.delete(app)  # every replica of classify stopped, its deployment gone: the ingress still calls it
+        assert not serve_replicas(app)
+        t0 = time.perf_counter()
+        r = client.post("/run", json=body)
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] and r.json()["node"] == "classify"
+        from jupyter_flow.serve.ray_replicas import SEND_ATTEMPTS
+
+        said = r.json()["error"]
+        assert f"no replica of its deployment took the items ({SEND_ATTEMPTS} tries; DeploymentUnavailableError" in said
+        assert time.perf_counter() - t0 < 30  # the tries are bounded
+        assert client.get("/health").json()["status"] == "ok"  # the ingress itself answers
