@@ -288,7 +288,9 @@ class RayServer:
             new = layout(flow, prefix=self.layout.ingress_app if self.layout else None)
             _check_resources(new, ray.cluster_resources(), flow)
             with self._retire_lock:  # back in use before they were deleted: they still run
-                reclaimed = [app for app in new.apps() if self._retiring.pop(app, None) is not None]
+                reclaimed = [app for app in new.apps() if app in self._retiring]
+                for app in reclaimed:
+                    self._retiring.pop(app).cancel()
             try:
                 self._deploy(flow, new, reclaimed)
             except BaseException:
