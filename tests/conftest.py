@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +14,28 @@ sys.path.insert(0, str(Path(__file__).parent))
 from servers import LoopbackServer, Route  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _sigint_state() -> tuple[bool, bool]:
+    """(ignored, blocked) of SIGINT in this thread: both are passed on to the processes a test starts."""
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN, signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, ())
+
+
+@pytest.fixture(autouse=True)
+def _sigint_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Ctrl-C reaches the CLI processes tests start: a part that leaves SIGINT ignored or
+    blocked in the test process (children inherit both) is named and undone after its test."""
+    before = _sigint_state()
+    yield
+    ignored, blocked = _sigint_state()
+    if (ignored, blocked) == before:
+        return
+    if ignored and not before[0]:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if blocked and not before[1]:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    warnings.warn(f"{request.node.nodeid} left SIGINT {'ignored' if ignored else 'blocked'} in the test process; undone",
+                  stacklevel=1)
 
 
 @pytest.fixture
