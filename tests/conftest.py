@@ -28,14 +28,12 @@ def _sigint_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
     before = _sigint_state()
     yield
     ignored, blocked = _sigint_state()
-    if (ignored, blocked) == before:
-        return
     if ignored and not before[0]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        warnings.warn(f"{request.node.nodeid} left SIGINT ignored in the test process; undone", stacklevel=1)
     if blocked and not before[1]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    warnings.warn(f"{request.node.nodeid} left SIGINT {'ignored' if ignored else 'blocked'} in the test process; undone",
-                  stacklevel=1)
+        warnings.warn(f"{request.node.nodeid} left SIGINT blocked in the test process; undone", stacklevel=1)
 
 
 @pytest.fixture

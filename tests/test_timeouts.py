@@ -46,6 +46,13 @@ def jupyter_flow(*args: str, cwd: Path) -> list[str]:
     return [str(Path(sys.executable).with_name("jupyter-flow")), *args]
 
 
+def as_at_a_terminal(command: list[str]) -> list[str]:
+    """`command` with SIGINT as a terminal gives it: a test run started in the background of
+    a shell without job control has SIGINT ignored, and an ignored signal is inherited."""
+    restore = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", restore, *command]
+
+
 def env_for(cwd: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(cwd)}
 
@@ -114,7 +121,7 @@ def test_ctrl_c_stops_a_run_with_exit_130(workdir: Path) -> None:
             type: python
             config: {{function: "work:block", input_mapping: {{seconds: 30, marker: "{marker}"}}}}
         """))
-    proc = subprocess.Popen(jupyter_flow("run", "slow.flow.yaml", cwd=workdir), cwd=workdir, env=env_for(workdir),
+    proc = subprocess.Popen(as_at_a_terminal(jupyter_flow("run", "slow.flow.yaml", cwd=workdir)), cwd=workdir, env=env_for(workdir),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(marker, proc)
     t0 = time.perf_counter()
@@ -138,8 +145,8 @@ def test_ctrl_c_stops_a_batch_with_exit_130_keeping_what_finished(workdir: Path)
     (workdir / "items.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     out = workdir / "out"
     results = out / "results.jsonl"
-    proc = subprocess.Popen(jupyter_flow("batch", "items.flow.yaml", "--inputs", "items.jsonl", "--out", "out", "-c", "5", "-q",
-                                         cwd=workdir), cwd=workdir, env=env_for(workdir),
+    proc = subprocess.Popen(as_at_a_terminal(jupyter_flow("batch", "items.flow.yaml", "--inputs", "items.jsonl", "--out", "out",
+                                                          "-c", "5", "-q", cwd=workdir)), cwd=workdir, env=env_for(workdir),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (results.exists() and results.read_text().count("\n") >= 3):
