@@ -58,3 +58,41 @@ def test_an_edited_function_is_run_again_and_an_unchanged_one_comes_from_the_cac
     (tmp_path / "steps.py").write_text((STEPS % "lower").replace('sep=" "', 'sep="o"'), encoding="utf-8")
     assert run(tmp_path)["words"] == {"words": ["hell", " w", "rld"]}  # a default changed
     assert calls(tmp_path) == 3
+
+
+def test_in_one_process_a_default_changed_in_place_or_replaced_changes_the_token() -> None:
+    """The token is kept per function between runs; what may change under the same function
+    object (a mutable default edited in place, `__defaults__` or `__code__` replaced) is seen."""
+    from jupyter_flow import Flow, register_function
+
+    calls: list[str] = []
+
+    def tag(text: str, opts: dict = {"mark": "!"}) -> dict:  # noqa: B006 - the point of the test
+        calls.append(text)
+        return {"text": text + opts["mark"]}
+
+    def scalar(text: str, mark: str = "?") -> dict:
+        calls.append(text)
+        return {"text": text + mark}
+
+    register_function(tag, name="tag_in_place")
+    register_function(scalar, name="tag_scalar")
+    spec = {"inputs": {"text": {"type": "text"}},
+            "nodes": [{"id": "t", "type": "python", "config": {"function": "tag_in_place", "input_mapping": {"text": "{{ text }}"}}},
+                      {"id": "s", "type": "python", "config": {"function": "tag_scalar", "input_mapping": {"text": "{{ text }}"}}}]}
+    flow = Flow.from_dict(spec)
+    first = flow.run({"text": "a"})
+    assert first.outputs == {"t": {"text": "a!"}, "s": {"text": "a?"}}
+    again = flow.run({"text": "a"}, reuse=first)
+    assert again.records["t"].cached and again.records["s"].cached and calls == ["a", "a"]
+    tag.__defaults__[0]["mark"] = "#"  # type: ignore[index]
+    scalar.__defaults__ = ("%",)
+    changed = flow.run({"text": "a"}, reuse=again)
+    assert changed.outputs == {"t": {"text": "a#"}, "s": {"text": "a%"}}
+    assert not changed.records["t"].cached and not changed.records["s"].cached
+    def shout(text: str, mark: str = "?") -> dict:
+        calls.append(text)
+        return {"text": text.upper() + mark}
+
+    scalar.__code__ = shout.__code__
+    assert flow.run({"text": "a"}, reuse=changed).outputs["s"] == {"text": "A%"}

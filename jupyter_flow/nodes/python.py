@@ -173,11 +173,7 @@ class PythonNode(Node):
             fn = self._resolve(run_functions.get() or default_functions())
         except NodeError:
             return ""
-        code = getattr(fn, "__code__", None)
-        if code is None:
-            return _code_token(repr(fn))
-        defaults = repr((getattr(fn, "__defaults__", None), getattr(fn, "__kwdefaults__", None)))
-        return _code_token(code) + hashlib.blake2b(defaults.encode(), digest_size=4).hexdigest()
+        return _function_token(fn)
 
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
         fn = self._resolve(ctx.functions)
@@ -193,6 +189,32 @@ class PythonNode(Node):
         if inspect.isawaitable(value):
             value = await value
         return value if isinstance(value, dict) else {"result": value}
+
+
+#: id of a function -> (the function, its code, defaults and keyword defaults, its token);
+#: an entry holds its function, so the id stays its own while the entry is there
+_function_tokens: dict[int, tuple[Any, Any, Any, Any, str]] = {}
+_SCALARS = (str, int, float, complex, bool, bytes, type(None))
+
+
+def _function_token(fn: Any) -> str:
+    """What a function does: its code (`_code_token`) and its defaults. Every run of a flow
+    takes it for each python node (a later run may reuse the outputs), so it is kept while
+    the function, its code and its defaults are the same objects and the defaults cannot
+    change in place (scalars only); other defaults are read each time."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return _code_token(repr(fn))
+    defaults, kwdefaults = getattr(fn, "__defaults__", None), getattr(fn, "__kwdefaults__", None)
+    kept = _function_tokens.get(id(fn))
+    if kept is not None and kept[0] is fn and kept[1] is code and kept[2] is defaults and kept[3] is kwdefaults:
+        return kept[4]
+    token = _code_token(code) + hashlib.blake2b(repr((defaults, kwdefaults)).encode(), digest_size=4).hexdigest()
+    if kwdefaults is None and (defaults is None or all(isinstance(d, _SCALARS) for d in defaults)):
+        if len(_function_tokens) >= 4096:
+            _function_tokens.clear()
+        _function_tokens[id(fn)] = (fn, code, defaults, kwdefaults, token)
+    return token
 
 
 @lru_cache(maxsize=4096)
