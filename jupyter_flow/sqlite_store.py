@@ -52,7 +52,10 @@ def open_store(path: Path, schema: str, *, error: type[StoreError], what: str, r
         conn.execute("PRAGMA journal_mode=WAL")
         if relaxed_sync:
             conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(schema)
+        # one write transaction, taken through the busy timeout: two processes making the
+        # schema of a new file at once then take turns (statement by statement, one could
+        # find its read snapshot stale and fail at once instead of waiting)
+        conn.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise error(f"the {what} {path} cannot be used: {exc}") from None
