@@ -15,6 +15,14 @@ from servers import LoopbackServer, Route  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
+# No Ray call starts a Ray by itself in the test process. Once a test module has shut its
+# Ray down, a thread Ray Serve left behind (a handle's router) would otherwise start a new
+# local Ray from that thread; Ray ties the processes it starts to the thread that starts
+# them, so that Ray dies when the thread ends, and a minute later Ray ends this process for
+# the cluster it lost: exit 1, the rest of the suite not run and no summary. Read when
+# Ray is imported, so it is set before any test imports it.
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+
 
 def _sigint_state() -> tuple[bool, bool]:
     """(ignored, blocked) of SIGINT in this thread: both are passed on to the processes a test starts."""

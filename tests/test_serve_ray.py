@@ -640,6 +640,8 @@ def test_a_replica_fails_only_the_request_whose_item_runs_out_of_memory_and_boun
     registry = NodeRegistry(entry_points_group=None)
     registry.register(_PickyTorch)
 
+    handles: list[Any] = []
+
     def replica(**batch: Any) -> Any:
         """A handle of a model deployment of one replica running the picky node."""
         config = {"model": str(folder / "embed.pt"), "inputs": "{{ x }}", "device": "cpu", **batch}
@@ -648,7 +650,8 @@ def test_a_replica_fails_only_the_request_whose_item_runs_out_of_memory_and_boun
                               registry=registry).validate()
         deployment = serve.deployment(name="model", max_ongoing_requests=64,
                                       ray_actor_options={"num_cpus": 0.1})(ModelReplica)
-        return serve.run(deployment.bind(flow_payload(flow), "m", 0), name="picky", route_prefix=None)
+        handles.append(serve.run(deployment.bind(flow_payload(flow), "m", 0), name="picky", route_prefix=None))
+        return handles[-1]
 
     def send(handle: Any, firsts: list[list[float]]) -> list[Any]:
         sent = [handle.forward.remote([((torch.tensor([f] + [0.5] * 7),), {}) for f in fs], time.time())
@@ -671,6 +674,11 @@ def test_a_replica_fails_only_the_request_whose_item_runs_out_of_memory_and_boun
         at_once = max(b.value["at_once"] for r in replies[:19] for b in r.results)
         assert 1 <= at_once <= DIRECT_AT_ONCE, at_once
     finally:
+        # a handle's router runs on in a thread of this process: stopped here, or it would
+        # reach into Ray after the module shuts Ray down, and Ray ends the process for that
+        for handle in handles:
+            with contextlib.suppress(Exception):
+                handle.shutdown()
         with contextlib.suppress(Exception):
             serve.delete("picky")
 

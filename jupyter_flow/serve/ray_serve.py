@@ -123,6 +123,18 @@ def _check_resources(plan: FlowLayout, total: Mapping[str, float], flow: Flow) -
         raise FlowValidationError(problems, source=str(flow.source) if flow.source else None)
 
 
+def _delete_app(name: str, *, blocking: bool = True) -> None:
+    """Delete the Serve application `name`, while this process is still connected to Ray;
+    failures are passed over (the caller is cleaning up). Once Ray is shut down there is
+    nothing to delete, and Serve's API would start a new local Ray to look for it, from
+    whatever thread called (a timer's: the kernel then ends that Ray when the thread ends,
+    and Ray ends this process a minute later for its lost cluster)."""
+    if not ray.is_initialized():
+        return
+    with contextlib.suppress(Exception):
+        serve.delete(name, _blocking=blocking)
+
+
 def _serve_apps() -> dict[str, str | None]:
     """The Serve applications on the cluster now, by name: their route prefix."""
     from ray.serve.context import _get_global_client
@@ -150,8 +162,7 @@ def _run_app(app: Any, name: str, route_prefix: str | None) -> None:
     thread.start()
     thread.join(DEPLOY_TIMEOUT_S)
     if thread.is_alive():
-        with contextlib.suppress(Exception):
-            serve.delete(name, _blocking=False)
+        _delete_app(name, blocking=False)
         raise TimeoutError(f"not running after {DEPLOY_TIMEOUT_S:g} s (its replicas may wait for resources the cluster "
                            "lacks, or take long to start)")
     if failed:
@@ -266,8 +277,7 @@ class RayServer:
             self._owns_ray = False
             return
         for app in apps:
-            with contextlib.suppress(Exception):
-                serve.delete(app)
+            _delete_app(app)
 
     def __enter__(self) -> RayServer:
         return self.start()
@@ -311,8 +321,7 @@ class RayServer:
                 _run_app(deployment.bind(payload, model.node, model.index), model.app, None)
             except Exception as exc:
                 for name in [*started, model.app]:
-                    with contextlib.suppress(Exception):
-                        serve.delete(name)
+                    _delete_app(name)
                 raise FlowError(f"node '{model.node}': its deployment on Ray Serve did not start: {error_line(exc)}") from exc
             started.append(model.app)
         target = payload if self.mode == "flow" else self.target
@@ -321,8 +330,7 @@ class RayServer:
             _run_app(ingress.bind(self.mode, target, self.options, list(new.models), self._board), new.ingress_app, "/")
         except Exception as exc:
             for name in started:
-                with contextlib.suppress(Exception):
-                    serve.delete(name)
+                _delete_app(name)
             raise FlowError(f"the flow's ingress on Ray Serve did not start: {error_line(exc)}") from exc
         with self._retire_lock:
             old, self.layout = running, new
@@ -337,8 +345,7 @@ class RayServer:
                 if self._retiring.get(app) is not timer:  # taken back (or closed) meanwhile
                     return
                 del self._retiring[app]
-                with contextlib.suppress(Exception):
-                    serve.delete(app, _blocking=False)
+                _delete_app(app, blocking=False)
 
         timer = threading.Timer(RETIRE_AFTER_S, delete)
         timer.daemon = True
