@@ -20,6 +20,7 @@ The output has one field per output tensor, by name: nested lists of the tensor'
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Literal
 
@@ -32,7 +33,7 @@ from jupyter_flow.http import DEFAULT_TIMEOUT_S
 from jupyter_flow.http_errors import transport_errors
 from jupyter_flow.http_send import MAX_RESPONSE_BYTES, send
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
-from jupyter_flow.nodes.http import ResponseBytes, Secrets, call_error
+from jupyter_flow.nodes.http import ResponseBytes, Secrets, call_error, env_names
 from jupyter_flow.serve.codec import DATATYPES, ProtocolError, Tensor, decode, encode, to_torch
 
 __all__ = ["InferenceNode"]
@@ -118,8 +119,13 @@ class InferenceNode(Node):
             body["parameters"] = inputs["parameters"]
         return body
 
+    @functools.cached_property
+    def _env_names(self) -> frozenset[str]:
+        """The variables the config names (the config never changes: worked out once)."""
+        return env_names(self.config.model_dump())
+
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
-        secrets = Secrets(self.id, self.config.model_dump())
+        secrets = Secrets(self.id, allowed=self._env_names)
         given = secrets.expand(str(inputs["endpoint"]), "config.endpoint")
         endpoint, where = self.url(given.value), self.url(given.shown)  # `where`: what messages show
         headers = secrets.headers(inputs.get("headers") or {})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from jupyter_flow.http import DEFAULT_TIMEOUT_S
 from jupyter_flow.http_errors import transport_errors
 from jupyter_flow.http_send import MAX_RESPONSE_BYTES, body_chunks, read_body, send
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
-from jupyter_flow.nodes.http import ResponseBytes, Secrets, call_error
+from jupyter_flow.nodes.http import ResponseBytes, Secrets, call_error, env_names
 from jupyter_flow.spec import RetrySpec
 from jupyter_flow.workers import within
 
@@ -112,8 +113,13 @@ class LlmNode(Node):
             return super().describe()
         return f"asks `{self.config.model}` at `{self.config.base_url}`"
 
+    @functools.cached_property
+    def _env_names(self) -> frozenset[str]:
+        """The variables the config names (the config never changes: worked out once)."""
+        return env_names(self.config.model_dump())
+
     def _request(self, inputs: dict[str, Any]) -> LlmCall:
-        secrets = Secrets(self.id, self.config.model_dump())
+        secrets = Secrets(self.id, allowed=self._env_names)
         base = secrets.expand(str(inputs["base_url"]), "config.base_url")
         body: dict[str, Any] = {"model": str(inputs["model"])}
         if inputs.get("messages") is not None:
