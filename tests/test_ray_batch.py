@@ -5,6 +5,7 @@ resumed; the errors for a missing Ray and an unreachable cluster."""
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -71,6 +72,7 @@ def cluster() -> Iterator[str]:
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
+        gc.collect()  # what holds Ray's objects goes while Ray is up (see RayServer.close)
         ray.shutdown()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import os
 import signal
@@ -73,6 +74,7 @@ def ray_port() -> Iterator[int]:
     try:
         yield port
     finally:
+        gc.collect()  # what holds Ray's objects goes while Ray is up (see RayServer.close)
         serve.shutdown()
         ray.shutdown()
 

@@ -204,6 +204,11 @@ def foreign_private_reads(files: dict[str, str]) -> list[str]:
     for name, tree in trees.items():
         for node in ast.walk(tree):
             attr = None
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] != PACKAGE:
+                for alias in node.names:  # `from lib import _name`: the same read, made at import
+                    if alias.name.startswith("_") and not alias.name.startswith("__") and alias.name not in PUBLIC_UNDERSCORE:
+                        found.append(f"{name} line {node.lineno}: from {node.module} import {alias.name}")
+                continue
             if isinstance(node, ast.Attribute):
                 if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
                     continue
@@ -271,5 +276,6 @@ def test_foreign_private_reads_are_found() -> None:
                  "    headers._list\n"  # another library's
                  "    getattr(jar, '_cookies')\n"
                  "    widget._repr_mimebundle_()\n"),  # a protocol name
+        "c.py": "from jupyter_flow.a import _mine\nfrom ray.serve.context import _get_global_client\n",
     }
-    assert [line.split(":")[0] for line in foreign_private_reads(files)] == ["b.py line 3", "b.py line 4"]
+    assert [line.split(":")[0] for line in foreign_private_reads(files)] == ["b.py line 3", "b.py line 4", "c.py line 2"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -123,6 +124,9 @@ def ray_cluster(address: str | None = None, *, num_cpus: int | None = None) -> I
     try:
         yield ray
     finally:
+        # the run's Ray objects (actor handles, object refs) go while Ray is up: one freed
+        # after `ray.shutdown()`, by a garbage collection in any thread, makes Ray end the process
+        gc.collect()
         ray.shutdown()
 
 

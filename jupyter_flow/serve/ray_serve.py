@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -40,6 +41,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import ray
 from pydantic import ValidationError
 from ray import serve
@@ -67,6 +69,8 @@ LOCAL_OBJECT_STORE_BYTES = 200 * 1024**2
 RETIRE_AFTER_S = 30.0
 #: How long one application may take to be running (its replicas started, models loaded).
 DEPLOY_TIMEOUT_S = 600.0
+#: How long Serve's proxy may take to list its routes.
+PROXY_TIMEOUT_S = 10.0
 
 
 #: autoscaling settings that name code (an import path) for Serve's controller to run
@@ -135,15 +139,17 @@ def _delete_app(name: str, *, blocking: bool = True) -> None:
         serve.delete(name, _blocking=blocking)
 
 
-def _serve_apps() -> dict[str, str | None]:
-    """The Serve applications on the cluster now, by name: their route prefix."""
-    from ray.serve.context import _get_global_client
-
-    client = _get_global_client()
-    if client is None:
-        return {}
-    details = client.get_serve_details().get("applications") or {}
-    return {str(name): app.get("route_prefix") for name, app in details.items()}
+def _serve_apps(proxy: str) -> dict[str, str | None]:
+    """The Serve applications on the cluster now, by name: their route prefix (None: none
+    known). The names are `serve.status()`'s; the routes are what Serve's proxy at `proxy`
+    lists at `/-/routes` (route prefix -> application), Serve's public list of them."""
+    names = list(serve.status().applications)
+    routes: dict[str, str] = {}
+    with contextlib.suppress(httpx.HTTPError, ValueError, AttributeError):
+        reply = httpx.get(f"{proxy}/-/routes", timeout=PROXY_TIMEOUT_S)
+        if reply.status_code == 200:
+            routes = {str(app): str(prefix) for prefix, app in reply.json().items()}
+    return {name: routes.get(name) for name in names}
 
 
 def _run_app(app: Any, name: str, route_prefix: str | None) -> None:
@@ -250,7 +256,7 @@ class RayServer:
     def _check_free(self, plan: FlowLayout) -> None:
         """Refuse to deploy over another server's applications on a shared cluster: the
         flow's application name, or the ingress's route, already taken."""
-        apps = _serve_apps()
+        apps = _serve_apps(f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '::', '') else self.host}:{self.port}")
         where = f"on the Ray cluster at {self.address!r}" if self.address else "on this Ray cluster"
         if plan.ingress_app in apps:
             raise FlowError(f"a Serve application named '{plan.ingress_app}' (the flow's name) already runs {where}, at "
@@ -270,7 +276,11 @@ class RayServer:
             apps = [*self._retiring, *(self.layout.apps() if self.layout else [])]
             self._retiring.clear()
             self.layout = None
+        # Ray's objects are let go while Ray is up: one freed after `ray.shutdown()` (a
+        # garbage collection may come in any thread, any time later) makes Ray end the process
+        self._board = None
         if self._owns_ray:  # a Ray of its own goes whole
+            gc.collect()
             with contextlib.suppress(Exception):
                 serve.shutdown()
             ray.shutdown()
@@ -365,7 +375,9 @@ class RayServer:
         await self.service.watch(stop, accept=accept, published=self._publish)
 
     async def _publish(self, status: ReloadStatus) -> None:
-        await self._board.set.remote(status)
+        board = self._board
+        if board is not None:  # None once closed
+            await board.set.remote(status)
 
     @property
     def status(self) -> ReloadStatus:
