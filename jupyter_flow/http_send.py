@@ -23,6 +23,7 @@ import httpx
 from jupyter_flow.http import DEFAULT_TIMEOUT_S
 from jupyter_flow.http_client import FlowClient
 from jupyter_flow.http_errors import AnswerTooLarge, UnsendableRequest
+from jupyter_flow.http_transport import StreamedAnswer
 from jupyter_flow.workers import Deadline
 
 __all__ = ["MAX_RESPONSE_BYTES", "Answer", "WholeAnswer", "body_chunks", "read_body", "send"]
@@ -211,7 +212,13 @@ async def _read(response: httpx.Response, max_bytes: int) -> Answer:
     """A streamed `response` read in full within `max_bytes`, as an answer: its status,
     headers, request and extensions, and its body (decoded) as its content."""
     if "content-encoding" not in response.headers:
-        return WholeAnswer(await _read_plain(response, max_bytes), response)
+        body = await _read_plain(response, max_bytes)
+        if type(response) is StreamedAnswer:  # the aiohttp transport's: it keeps the body itself
+            response.is_closed = True
+            await response.stream.aclose()  # type: ignore[union-attr]  # the connection goes back to the pool
+            response.keep_body(body)
+            return response
+        return WholeAnswer(body, response)
     body = b"".join([chunk async for chunk in body_chunks(response, max_bytes)])
     answer = httpx.Response(response.status_code, content=body, request=response.request, extensions=response.extensions)
     answer.headers = response.headers  # after the body is set: it is not decoded again
@@ -219,20 +226,16 @@ async def _read(response: httpx.Response, max_bytes: int) -> Answer:
     return answer
 
 
-class WholeAnswer(httpx.Response):
-    """An answer with no Content-Encoding, read in full: `content` is the body as it came
-    (and its stream gives the same bytes again), without a second pass of httpx's stream
-    layers over bytes already read."""
+class WholeAnswer(StreamedAnswer):
+    """An answer of another transport with no Content-Encoding, read in full: `content` is
+    the body as it came (and its stream gives the same bytes again), without a second pass
+    of httpx's stream layers over bytes already read."""
 
     def __init__(self, body: bytes, response: httpx.Response) -> None:
         super().__init__(response.status_code, stream=httpx.ByteStream(body), request=response.request,
                          extensions=response.extensions, history=response.history, default_encoding=response.default_encoding)
         self.headers = response.headers  # the same headers (what was worked out about them kept)
         self.body = body
-
-    @property
-    def content(self) -> bytes:
-        return self.body
 
 
 #: a group of errors (Python 3.11+): httpx's own transport raises one for some requests

@@ -38,7 +38,7 @@ import aiohttp
 import httpx
 import yarl
 
-__all__ = ["ERROR_MAP", "AiohttpTransport", "MapErrors"]
+__all__ = ["ERROR_MAP", "AiohttpTransport", "MapErrors", "StreamedAnswer"]
 
 #: aiohttp's errors and the httpx error each one becomes, the more specific first (the
 #: first class that matches wins)
@@ -142,7 +142,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),  # the client keeps the cookies
                 auto_decompress=False,  # the client decodes, with httpx's decoders
-                skip_auto_headers=_NOT_ADDED,
                 timeout=_timeout(None, None, None),
             )
             self._sessions[loop] = session
@@ -169,10 +168,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         limits = _timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")) if timeout else _timeout(None, None, None)
         with MAP_ERRORS:
             body = await _body(request)
+            sent, skip = _headers(request.headers.raw, body=body is not None, streamed=body is not None and not isinstance(body, bytes))
             answer = await session.request(
                 request.method,
                 _url(str(request.url)),
-                headers=_headers(request.headers.raw, streamed=body is not None and not isinstance(body, bytes)),
+                headers=sent,
+                skip_auto_headers=skip,
                 data=body,
                 allow_redirects=False,
                 timeout=limits,
@@ -180,7 +181,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 proxy=self._proxy_for(request.url) if self._proxies else None,
             )
         headers = _answer_headers(answer.raw_headers)
-        response = httpx.Response(answer.status, headers=headers, stream=AiohttpBody(answer), request=request,
+        response = StreamedAnswer(answer.status, headers=headers, stream=AiohttpBody(answer), request=request,
                                   extensions=_extensions(answer.version == aiohttp.HttpVersion10, answer.reason))
         response.headers.encoding = headers.encoding  # the copy would work it out again
         return response
@@ -213,6 +214,24 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 await session.close()
             elif loop.is_running() and not loop.is_closed():
                 asyncio.run_coroutine_threadsafe(session.close(), loop)
+
+
+class StreamedAnswer(httpx.Response):
+    """The transport's answer: an `httpx.Response` whose body streams from aiohttp, and
+    which a reader that took the whole body straight from the stream hands back
+    (`keep_body`): its `content` is then that body, and its stream gives the same bytes
+    again, without a second pass of httpx's stream layers or a second answer object."""
+
+    body: bytes | None = None
+
+    def keep_body(self, body: bytes) -> None:
+        self.body = body
+        self.stream = httpx.ByteStream(body)
+
+    @property
+    def content(self) -> bytes:
+        body = self.body
+        return super().content if body is None else body
 
 
 class AiohttpBody(httpx.AsyncByteStream):
@@ -294,19 +313,27 @@ def _url(url: str) -> yarl.URL:
         return yarl.URL(url, encoded=True)
 
 
-def _headers(raw: list[tuple[bytes, bytes]], *, streamed: bool) -> tuple[tuple[str, str], ...]:
+def _headers(raw: list[tuple[bytes, bytes]], *, body: bool, streamed: bool) -> tuple[tuple[tuple[str, str], ...], frozenset[str] | None]:
     """httpx's header bytes, names in the case the caller gave, as the text aiohttp takes
-    (it encodes them back as UTF-8, the same bytes). A body sent as a stream goes without
-    httpx's `Transfer-Encoding: chunked`: aiohttp chunks it, and says so itself."""
-    return _decoded(tuple(raw), streamed)
+    (it encodes them back as UTF-8, the same bytes), and the headers aiohttp would add of
+    its own that httpx's request goes without (None when it has them all, aiohttp's fast
+    path). A body sent as a stream goes without httpx's `Transfer-Encoding: chunked`:
+    aiohttp chunks it, and says so itself."""
+    return _decoded(tuple(raw), body, streamed)
 
 
 @functools.lru_cache(maxsize=512)
-def _decoded(raw: tuple[tuple[bytes, bytes], ...], streamed: bool) -> tuple[tuple[str, str], ...]:
+def _decoded(raw: tuple[tuple[bytes, bytes], ...], body: bool,
+             streamed: bool) -> tuple[tuple[tuple[str, str], ...], frozenset[str] | None]:
     """`_headers`, worked out once per set of headers (a flow sends the same few again)."""
     if streamed:
-        return tuple((name.decode(), value.decode()) for name, value in raw if name.lower() != b"transfer-encoding")
-    return tuple((name.decode(), value.decode()) for name, value in raw)
+        headers = tuple((name.decode(), value.decode()) for name, value in raw if name.lower() != b"transfer-encoding")
+    else:
+        headers = tuple((name.decode(), value.decode()) for name, value in raw)
+    given = {name.lower() for name, _ in headers}
+    # aiohttp adds a Content-Type only to a request with a body
+    missing = frozenset(name for name in _NOT_ADDED if name.lower() not in given and (body or name != "Content-Type"))
+    return headers, missing or None
 
 
 async def _body(request: httpx.Request) -> bytes | AsyncIterator[bytes] | None:

@@ -57,6 +57,25 @@ def test_a_json_body_goes_out_as_the_same_bytes_both_ways(serve: Serve, monkeypa
     assert seen["aiohttp"]["user_agent"].startswith("jupyter-flow/")
 
 
+def all_headers(req: Request) -> Reply:
+    return Reply(200, {"headers": sorted((k.lower(), v) for k, v in req.headers.items())})
+
+
+@pytest.mark.parametrize(("method", "kwargs"), [
+    pytest.param("GET", {}, id="get"),
+    pytest.param("POST", {"json": {"a": 1}}, id="json"),
+    pytest.param("POST", {"content": b"raw bytes"}, id="bytes without a content type"),
+    pytest.param("POST", {"content": b"x", "headers": {"User-Agent": "", "Accept": ""}}, id="emptied defaults"),
+])
+def test_the_server_gets_the_same_headers_through_either_transport(serve: Serve, monkeypatch: pytest.MonkeyPatch,
+                                                                     method: str, kwargs: dict[str, Any]) -> None:
+    """aiohttp adds none of its own headers (Accept, Accept-Encoding, User-Agent, a
+    Content-Type for a body), whether or not httpx's request has them."""
+    server = serve({"/h": all_headers})
+    seen = {t: call(t, monkeypatch, method, f"{server.url}/h", **kwargs).json()["headers"] for t in TRANSPORTS}
+    assert seen["aiohttp"] == seen["httpx"]
+
+
 def test_caller_headers_override_and_are_sent(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
     server = serve({"/echo": echo})
     for t in TRANSPORTS:
