@@ -26,7 +26,7 @@ from jupyter_flow.http_errors import AnswerTooLarge, UnsendableRequest
 from jupyter_flow.http_transport import StreamedAnswer
 from jupyter_flow.workers import Deadline
 
-__all__ = ["MAX_RESPONSE_BYTES", "Answer", "WholeAnswer", "body_chunks", "read_body", "send"]
+__all__ = ["MAX_RESPONSE_BYTES", "Answer", "PlainRequest", "WholeAnswer", "body_chunks", "read_body", "send"]
 
 #: Bytes of one answer read at most (as its body decodes), unless the node's
 #: `max_response_bytes` says otherwise.
@@ -103,8 +103,23 @@ def _plain_request(client: FlowClient, method: str, url: str, content: str | byt
     if prepared is None:  # a relative URL, or one with a user or password
         return None
     body = content.encode("utf-8") if isinstance(content, str) else content or b""
-    return httpx.Request(method, prepared.url, headers=prepared.headers(method, len(body)), stream=httpx.ByteStream(body),
-                         extensions=_WHOLE_CALL)
+    return PlainRequest(method, prepared.url, prepared.headers(method, len(body)), httpx.ByteStream(body), _WHOLE_CALL)
+
+
+class PlainRequest(httpx.Request):
+    """The `httpx.Request` that `httpx.Request(method, url, headers=headers, stream=stream,
+    extensions=extensions)` makes, the same attributes set the same way, but for the URL:
+    it is shared, not parsed again into a copy (httpx's URLs do not change; the copy was
+    the largest part of building a request). A test checks that httpx's own constructor
+    sets no attribute this one leaves out."""
+
+    def __init__(self, method: str, url: httpx.URL, headers: httpx.Headers, stream: httpx.ByteStream,
+                 extensions: Mapping[str, Any]) -> None:  # no super().__init__: it would parse the URL again
+        self.method = method.upper()
+        self.url = url
+        self.headers = httpx.Headers(headers)
+        self.extensions = dict(extensions)
+        self.stream = stream
 
 
 class _Prepared:

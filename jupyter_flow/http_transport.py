@@ -171,7 +171,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             sent, skip = _headers(request.headers.raw, body=body is not None, streamed=body is not None and not isinstance(body, bytes))
             answer = await session.request(
                 request.method,
-                _url(str(request.url)),
+                _aiohttp_url(request.url),
                 headers=sent,
                 skip_auto_headers=skip,
                 data=body,
@@ -303,6 +303,23 @@ def _extensions(http10: bool, reason: str | None) -> dict[str, bytes]:
     """An answer's `http_version` and `reason_phrase` as httpx's transports give them (one
     dict per combination: `httpx.Response` copies it)."""
     return {"http_version": b"HTTP/1.0" if http10 else b"HTTP/1.1", "reason_phrase": (reason or "").encode("latin-1", "replace")}
+
+
+#: id of an httpx URL -> (that URL, kept so that the id stays its own; it as aiohttp's URL)
+_URLS: dict[int, tuple[httpx.URL, yarl.URL]] = {}
+
+
+def _aiohttp_url(url: httpx.URL) -> yarl.URL:
+    """`url` as aiohttp's URL type: kept per URL object (the requests of a flow's calls
+    share theirs), else worked out from its text."""
+    kept = _URLS.get(id(url))
+    if kept is not None and kept[0] is url:
+        return kept[1]
+    made = _url(str(url))
+    if len(_URLS) >= 512:
+        _URLS.clear()
+    _URLS[id(url)] = (url, made)
+    return made
 
 
 @functools.lru_cache(maxsize=512)

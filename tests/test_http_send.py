@@ -703,3 +703,22 @@ def test_the_http_modules_read_no_other_object_s_private_attributes() -> None:
             if name is not None:
                 found.append(f"{path.name}:{node.lineno}: {name}")
     assert found == []
+
+
+def test_a_plain_request_has_what_httpx_s_own_constructor_gives_it() -> None:
+    """`PlainRequest` sets httpx.Request's attributes itself (to share the URL): an httpx
+    whose constructor sets more than these makes this fail."""
+    import httpx
+
+    from jupyter_flow.http_send import PlainRequest
+
+    url = httpx.URL("http://127.0.0.1:9/a?b=1")
+    headers = httpx.Headers({"Host": "127.0.0.1:9", "Content-Length": "2"})
+    extensions = {"timeout": httpx.Timeout(None).as_dict()}
+    theirs = httpx.Request("post", url, headers=headers, stream=httpx.ByteStream(b"{}"), extensions=extensions)
+    ours = PlainRequest("post", url, headers, httpx.ByteStream(b"{}"), extensions)
+    assert sorted(vars(ours)) == sorted(vars(theirs))
+    assert (ours.method, ours.url, ours.headers.raw, ours.extensions) == (theirs.method, theirs.url, theirs.headers.raw, theirs.extensions)
+    assert ours.url is url and ours.headers is not headers and ours.extensions is not extensions
+    ours.headers["X-Mine"] = "1"  # a request's headers are its own
+    assert "x-mine" not in headers
