@@ -256,7 +256,8 @@ class RayServer:
     def _check_free(self, plan: FlowLayout) -> None:
         """Refuse to deploy over another server's applications on a shared cluster: the
         flow's application name, or the ingress's route, already taken."""
-        apps = _serve_apps(f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '::', '') else self.host}:{self.port}")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        apps = _serve_apps(f"http://{f'[{host}]' if ':' in host else host}:{self.port}")
         where = f"on the Ray cluster at {self.address!r}" if self.address else "on this Ray cluster"
         if plan.ingress_app in apps:
             raise FlowError(f"a Serve application named '{plan.ingress_app}' (the flow's name) already runs {where}, at "
