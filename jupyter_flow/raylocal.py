@@ -9,6 +9,7 @@ Both ways of running on Ray use this module: ``serve --ray``
   FlowError says why.
 - `flow_payload` / `flow_from_payload`: what a worker (a Serve replica, a batch actor)
   needs to build the same flow as the driver, and that flow built and validated again.
+- `shutdown_ray`: Ray shut down once nothing holds its objects any more.
 - `error_line`: Ray's errors run to many lines, the cause at the end; the line a message
   quotes.
 
@@ -19,6 +20,7 @@ so that this module imports without it.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import Mapping
@@ -28,7 +30,7 @@ from jupyter_flow.errors import FlowError
 from jupyter_flow.flow import Flow
 from jupyter_flow.nodes.registry import default_registry
 
-__all__ = ["error_line", "flow_from_payload", "flow_payload", "start_local_ray"]
+__all__ = ["error_line", "flow_from_payload", "flow_payload", "shutdown_ray", "start_local_ray"]
 
 log = logging.getLogger("jupyter_flow.ray")
 
@@ -61,6 +63,16 @@ def start_local_ray(*, num_cpus: int | None, object_store_bytes: int, tries: int
             if attempt >= tries:
                 raise FlowError(f"cannot start a local Ray cluster: {error_line(exc)}") from exc
             log.warning("a local Ray did not start (%s); trying again", error_line(exc))
+
+
+def shutdown_ray() -> None:
+    """Shut down this process's Ray, its objects let go first: a Ray object (an actor
+    handle, an object ref) freed after `ray.shutdown()`, by a garbage collection in any
+    thread at any time later, makes Ray end the process."""
+    import ray
+
+    gc.collect()
+    ray.shutdown()
 
 
 def flow_payload(flow: Flow) -> dict[str, Any]:

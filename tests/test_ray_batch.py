@@ -5,7 +5,6 @@ resumed; the errors for a missing Ray and an unreachable cluster."""
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import os
@@ -24,6 +23,7 @@ from servers import LoopbackServer, Reply, Request, free_port
 from jupyter_flow import Flow, run_exported
 from jupyter_flow.batch import BatchStoppedError, read_results, run_batch
 from jupyter_flow.cli import main
+from jupyter_flow.raylocal import shutdown_ray
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
@@ -72,8 +72,7 @@ def cluster() -> Iterator[str]:
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
-        gc.collect()  # what holds Ray's objects goes while Ray is up (see RayServer.close)
-        ray.shutdown()
+        shutdown_ray()
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import gc
 import json
 import logging
 import math
@@ -49,7 +48,7 @@ from jupyter_flow.expressions import is_template
 from jupyter_flow.flow import Flow
 from jupyter_flow.history import HistoryChoice, RunHistory
 from jupyter_flow.http import make_client
-from jupyter_flow.raylocal import flow_from_payload, flow_payload, start_local_ray
+from jupyter_flow.raylocal import flow_from_payload, flow_payload, shutdown_ray, start_local_ray
 from jupyter_flow.values import dumps
 
 __all__ = ["FlowReplica", "gpu_model_nodes", "import_ray", "ray_cluster", "run_batch_ray", "run_ray"]
@@ -124,10 +123,7 @@ def ray_cluster(address: str | None = None, *, num_cpus: int | None = None) -> I
     try:
         yield ray
     finally:
-        # the run's Ray objects (actor handles, object refs) go while Ray is up: one freed
-        # after `ray.shutdown()`, by a garbage collection in any thread, makes Ray end the process
-        gc.collect()
-        ray.shutdown()
+        shutdown_ray()  # the run's actor handles and object refs let go first
 
 
 # -- resources ------------------------------------------------------------------------

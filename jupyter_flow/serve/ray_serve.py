@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -277,14 +276,11 @@ class RayServer:
             apps = [*self._retiring, *(self.layout.apps() if self.layout else [])]
             self._retiring.clear()
             self.layout = None
-        # Ray's objects are let go while Ray is up: one freed after `ray.shutdown()` (a
-        # garbage collection may come in any thread, any time later) makes Ray end the process
-        self._board = None
+        self._board = None  # Ray's objects are let go while Ray is up (see raylocal.shutdown_ray)
         if self._owns_ray:  # a Ray of its own goes whole
-            gc.collect()
             with contextlib.suppress(Exception):
                 serve.shutdown()
-            ray.shutdown()
+            raylocal.shutdown_ray()
             self._owns_ray = False
             return
         for app in apps:
