@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import math
 import os
 import signal
@@ -32,6 +31,7 @@ from jupyter_flow.batching import Batched, BatchInfo  # noqa: E402
 from jupyter_flow.cli import main  # noqa: E402
 from jupyter_flow.errors import FlowError, FlowValidationError  # noqa: E402
 from jupyter_flow.nodes.torch_model import TorchNode  # noqa: E402
+from jupyter_flow.raylocal import shutdown_ray  # noqa: E402
 from jupyter_flow.serve import ray_serve  # noqa: E402
 from jupyter_flow.serve.app import flow_app, model_app  # noqa: E402
 from jupyter_flow.serve.ray_serve import RayServer, start_local_ray  # noqa: E402
@@ -74,9 +74,8 @@ def ray_port() -> Iterator[int]:
     try:
         yield port
     finally:
-        gc.collect()  # what holds Ray's objects goes while Ray is up (see RayServer.close)
         serve.shutdown()
-        ray.shutdown()
+        shutdown_ray()
 
 
 @pytest.fixture(scope="module")
@@ -313,7 +312,8 @@ def test_an_edit_redeploys_and_a_broken_edit_keeps_the_last_good_flow(ray_port: 
         # a model node changed: a new deployment beside the old, then the ingress moves to it
         write(path, (GREET % "v4").replace("device: cpu}", "device: cpu, batch: {max_size: 4}}"))
         assert until(lambda: said().startswith("v4 "))
-        assert client.get("/health").json()["status"] == "ok"
+        # the status is published when the deploy returns, a moment after the new ingress answers
+        assert until(lambda: client.get("/health").json()["status"] == "ok")
         assert server.layout.models[0].app != model_app
         metrics = client.get("/metrics").text
         assert metric(metrics, "jupyter_flow_reloads_total", outcome="ok") == 2
