@@ -38,6 +38,8 @@ import aiohttp
 import httpx
 import yarl
 
+from jupyter_flow.identity import ByIdentity
+
 __all__ = ["ERROR_MAP", "AiohttpTransport", "MapErrors", "StreamedAnswer"]
 
 #: aiohttp's errors and the httpx error each one becomes, the more specific first (the
@@ -305,21 +307,15 @@ def _extensions(http10: bool, reason: str | None) -> dict[str, bytes]:
     return {"http_version": b"HTTP/1.0" if http10 else b"HTTP/1.1", "reason_phrase": (reason or "").encode("latin-1", "replace")}
 
 
-#: id of an httpx URL -> (that URL, kept so that the id stays its own; it as aiohttp's URL)
-_URLS: dict[int, tuple[httpx.URL, yarl.URL]] = {}
+#: each httpx URL object as aiohttp's URL
+_URLS: ByIdentity[yarl.URL] = ByIdentity(512)
 
 
 def _aiohttp_url(url: httpx.URL) -> yarl.URL:
     """`url` as aiohttp's URL type: kept per URL object (the requests of a flow's calls
     share theirs), else worked out from its text."""
-    kept = _URLS.get(id(url))
-    if kept is not None and kept[0] is url:
-        return kept[1]
-    made = _url(str(url))
-    if len(_URLS) >= 512:
-        _URLS.clear()
-    _URLS[id(url)] = (url, made)
-    return made
+    made = _URLS.get(url)
+    return made if made is not None else _URLS.put(url, _url(str(url)))
 
 
 @functools.lru_cache(maxsize=512)

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from jupyter_flow.errors import NodeError, Problem
+from jupyter_flow.identity import ByIdentity
 from jupyter_flow.nodes.base import Node, NodeConfig, NodeContext
 from jupyter_flow.sourcecheck import beside_module, check_callable
 
@@ -191,9 +192,8 @@ class PythonNode(Node):
         return value if isinstance(value, dict) else {"result": value}
 
 
-#: id of a function -> (the function, its code, defaults and keyword defaults, its token);
-#: an entry holds its function, so the id stays its own while the entry is there
-_function_tokens: dict[int, tuple[Any, Any, Any, Any, str]] = {}
+#: a function's code, defaults and keyword defaults when its token was taken, and the token
+_function_tokens: ByIdentity[tuple[Any, Any, Any, str]] = ByIdentity(4096)
 _SCALARS = (str, int, float, complex, bool, bytes, type(None))
 
 
@@ -206,14 +206,12 @@ def _function_token(fn: Any) -> str:
     if code is None:
         return _code_token(repr(fn))
     defaults, kwdefaults = getattr(fn, "__defaults__", None), getattr(fn, "__kwdefaults__", None)
-    kept = _function_tokens.get(id(fn))
-    if kept is not None and kept[0] is fn and kept[1] is code and kept[2] is defaults and kept[3] is kwdefaults:
-        return kept[4]
+    kept = _function_tokens.get(fn)
+    if kept is not None and kept[0] is code and kept[1] is defaults and kept[2] is kwdefaults:
+        return kept[3]
     token = _code_token(code) + hashlib.blake2b(repr((defaults, kwdefaults)).encode(), digest_size=4).hexdigest()
     if kwdefaults is None and (defaults is None or all(isinstance(d, _SCALARS) for d in defaults)):
-        if len(_function_tokens) >= 4096:
-            _function_tokens.clear()
-        _function_tokens[id(fn)] = (fn, code, defaults, kwdefaults, token)
+        _function_tokens.put(fn, (code, defaults, kwdefaults, token))
     return token
 
 
