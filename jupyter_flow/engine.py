@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from jupyter_flow.cache import NodeCache
@@ -58,12 +59,16 @@ async def execute(
         await run.emit("run_started")
     try:
         run.start()
-        await _until_done(run)
+        if plan.spec.timeout_s:
+            await _until_done(run)
+        else:
+            await run.done
     except asyncio.CancelledError:
         await _settle(run, cancel_shadows=True)
         result.status = "cancelled"
         result.error = "cancelled by the caller"
-        await _close(run, t0)
+        if (told := _close(run, t0)) is not None:
+            await told
         raise
     await _settle(run, wait_shadows=wait_for_shadows)
     keep_cache_keys(plan, records, run.reuse)
@@ -72,16 +77,15 @@ async def execute(
     result.error = run.failure
     if plan.outputs:
         result.flow_outputs = _flow_outputs(plan, run.context)
-    await _close(run, t0)
+    if (told := _close(run, t0)) is not None:
+        await told
     return result
 
 
 async def _until_done(run: PlanRun) -> None:
-    """Wait for the run's end, or for its flow's deadline: then the run has timed out."""
+    """Wait for the run's end, or for its flow's deadline (`timeout_s`, set): then the run
+    has timed out."""
     timeout = run.plan.spec.timeout_s
-    if not timeout:
-        await run.done
-        return
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
@@ -102,12 +106,12 @@ async def _until_done(run: PlanRun) -> None:
         )
 
 
-async def _close(run: PlanRun, t0: float) -> None:
-    """The run's duration, its span ended, and the callback told."""
+def _close(run: PlanRun, t0: float) -> Awaitable[None] | None:
+    """The run's duration and its span ended; then the callback told, when there is one
+    (what to await for it)."""
     run.result.duration_s = time.perf_counter() - t0
     end_run(run.span, run.result)
-    if run.on_event is not None:
-        await run.emit("run_finished")
+    return run.emit("run_finished") if run.on_event is not None else None
 
 
 def _flow_outputs(plan: Plan, context: dict[str, Any]) -> dict[str, Any]:

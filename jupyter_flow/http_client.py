@@ -26,6 +26,8 @@ goes through httpx's own `send`, unchanged.
 from __future__ import annotations
 
 import datetime
+import http.cookiejar
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -33,7 +35,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-__all__ = ["AnsweringTransport", "FlowClient"]
+from jupyter_flow.http_transport import PreparedRequest
+
+__all__ = ["AnsweringTransport", "FlowClient", "WatchedHeaders", "WatchedJar"]
 
 
 @runtime_checkable
@@ -60,14 +64,32 @@ class FlowClient(httpx.AsyncClient):
     def __init__(self, *, transport: httpx.AsyncBaseTransport, **settings: Any) -> None:
         if not isinstance(transport, AnsweringTransport):
             raise TypeError(f"FlowClient needs a transport that takes back its answers (AnsweringTransport), not {type(transport).__name__}")
+        if settings.get("cookies") is None:
+            settings["cookies"] = WatchedJar()
         super().__init__(transport=transport, **settings)
         self._direct: AnsweringTransport = transport
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """The headers the client sends with every request (httpx's), which count their
+        changes (`WatchedHeaders.stamp`)."""
+        return self._watched_headers
+
+    @headers.setter
+    def headers(self, headers: Any) -> None:
+        base = httpx.AsyncClient.headers
+        base.fset(self, headers)  # type: ignore[attr-defined]  # httpx's own headers before these
+        self._watched_headers = WatchedHeaders(base.fget(self))  # type: ignore[attr-defined]
 
     def is_plain(self) -> bool:
         """Whether the client has nothing of its own to add to a request or take from an
         answer: no auth, no event hooks, no cookies, and redirects followed."""
         hooks = self.event_hooks
-        return self.auth is None and self.follow_redirects and not hooks["request"] and not hooks["response"] and not self.cookies
+        if self.auth is not None or not self.follow_redirects or hooks["request"] or hooks["response"]:
+            return False
+        cookies = self.cookies
+        jar = cookies.jar
+        return jar.never_set if type(jar) is WatchedJar else not cookies
 
     async def send(
         self,
@@ -104,7 +126,7 @@ class FlowClient(httpx.AsyncClient):
         `elapsed`: the caller that reads the body says when it is done)."""
         if self.is_closed:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
-        if not isinstance(request.stream, httpx.AsyncByteStream):
+        if type(request) is not PreparedRequest and not isinstance(request.stream, httpx.AsyncByteStream):
             raise RuntimeError("Attempted to send a sync request with an AsyncClient instance.")
         if "timeout" not in request.extensions:
             request.extensions["timeout"] = self.timeout.as_dict()
@@ -121,12 +143,53 @@ class FlowClient(httpx.AsyncClient):
             finally:
                 self._direct.answered(request, None)
         response.request = request
-        if "set-cookie" in response.headers:
+        known = getattr(response, "known", None)  # what the aiohttp transport worked out about the headers
+        if known.sets_cookie if known is not None else "set-cookie" in response.headers:
             self.cookies.extract_cookies(response)
         if _HTTPX_LOG.isEnabledFor(logging.INFO):
             _HTTPX_LOG.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,
                             response.status_code, response.reason_phrase)
         return response
+
+
+class WatchedHeaders(httpx.Headers):
+    """httpx's headers, with a `stamp` that changes whenever they do (every change goes
+    through `__setitem__`, `__delitem__` or `update`) and that no other headers object
+    ever has: what is worked out from the headers can be kept under their stamp."""
+
+    def __init__(self, headers: Any = None, encoding: str | None = None) -> None:
+        super().__init__(headers, encoding)
+        self.stamp = (next(_STAMPS), 0)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key, value)
+        self.stamp = (self.stamp[0], self.stamp[1] + 1)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.stamp = (self.stamp[0], self.stamp[1] + 1)
+
+    def update(self, headers: Any = None) -> None:  # type: ignore[override]
+        super().update(headers)
+        self.stamp = (self.stamp[0], self.stamp[1] + 1)
+
+
+_STAMPS = itertools.count()
+
+
+class WatchedJar(http.cookiejar.CookieJar):
+    """The standard cookie jar, which says whether a cookie has ever been set in it
+    (`never_set`): a jar that never held one needs no walk through it to be known empty.
+    Every cookie goes in through `set_cookie` (httpx's `Cookies.set`, the jar's
+    `extract_cookies` and `set_cookie_if_ok`)."""
+
+    def __init__(self, policy: http.cookiejar.CookiePolicy | None = None) -> None:
+        super().__init__(policy)
+        self.never_set = True
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        self.never_set = False
+        super().set_cookie(cookie)
 
 
 class _Timed(httpx.AsyncByteStream):

@@ -21,12 +21,12 @@ from typing import Any
 import httpx
 
 from jupyter_flow.http import DEFAULT_TIMEOUT_S
-from jupyter_flow.http_client import FlowClient
+from jupyter_flow.http_client import FlowClient, WatchedHeaders
 from jupyter_flow.http_errors import AnswerTooLarge, UnsendableRequest
-from jupyter_flow.http_transport import StreamedAnswer
+from jupyter_flow.http_transport import PreparedHeaders, PreparedRequest, StreamedAnswer
 from jupyter_flow.workers import Deadline
 
-__all__ = ["MAX_RESPONSE_BYTES", "Answer", "PlainRequest", "WholeAnswer", "body_chunks", "read_body", "send"]
+__all__ = ["MAX_RESPONSE_BYTES", "Answer", "WholeAnswer", "body_chunks", "read_body", "send"]
 
 #: Bytes of one answer read at most (as its body decodes), unless the node's
 #: `max_response_bytes` says otherwise.
@@ -72,8 +72,8 @@ async def send(
     with Deadline(timeout_s):
         try:
             if isinstance(client, FlowClient) and form is None and params is None and client.is_plain() and \
-                    (request := _plain_request(client, method, url, body if content is None else content, headers)) is not None:
-                response = await client.answer(request)
+                    (plain := _plain_request(client, method, url, body if content is None else content, headers)) is not None:
+                response = await client.answer(plain)
             else:
                 request = client.build_request(method, _url(url), content=body if content is None else content, data=form,
                                                params=params, headers=headers, extensions=_WHOLE_CALL)
@@ -83,6 +83,17 @@ async def send(
                 exc = exc.exceptions[0]  # type: ignore[attr-defined]
             raise UnsendableRequest(" ".join(str(exc).split()) or type(exc).__name__) from exc
         try:
+            if type(response) is StreamedAnswer and (known := response.as_received()) is not None and not known.encoded:
+                # the aiohttp transport's answer, as it came: read straight from aiohttp, kept in the answer
+                if known.length is not None and known.length > max_bytes:
+                    _check_length(response, max_bytes)
+                try:
+                    if await response.read_within(max_bytes) is None:
+                        raise _past_bound(response, max_bytes)
+                except httpx.RequestError as exc:  # as httpx's own reading of the stream names the request
+                    exc.request = response.request
+                    raise
+                return response
             return await _read(response, max_bytes)
         finally:
             if not response.is_closed:  # httpx's reading closes it at the end
@@ -90,7 +101,7 @@ async def send(
 
 
 def _plain_request(client: FlowClient, method: str, url: str, content: str | bytes | None,
-                   headers: Mapping[str, str] | None) -> httpx.Request | None:
+                   headers: Mapping[str, str] | None) -> PreparedRequest | None:
     """The request `client.build_request(method, url, content=content, headers=headers)`
     builds, the same bytes in the same order, when the client adds nothing but its headers
     (the caller has checked it `is_plain()`; no query parameters of its own, an absolute
@@ -99,27 +110,21 @@ def _plain_request(client: FlowClient, method: str, url: str, content: str | byt
     it is (no copy)."""
     if client.params:
         return None
-    prepared = _prepared(tuple(client.headers.raw), url, tuple(headers.items()) if headers else ())
+    given = tuple(headers.items()) if headers else ()
+    client_headers = client.headers
+    if type(client_headers) is WatchedHeaders:  # kept under the stamp of the client's headers
+        key = (client_headers.stamp, url, given)
+        prepared = _PREPARED.get(key, _UNKNOWN)
+        if prepared is _UNKNOWN:
+            if len(_PREPARED) >= _PREPARED_KEPT:
+                _PREPARED.clear()
+            prepared = _PREPARED[key] = _prepared(tuple(client_headers.raw), url, given)
+    else:
+        prepared = _prepared(tuple(client_headers.raw), url, given)
     if prepared is None:  # a relative URL, or one with a user or password
         return None
     body = content.encode("utf-8") if isinstance(content, str) else content or b""
-    return PlainRequest(method, prepared.url, prepared.headers(method, len(body)), httpx.ByteStream(body), _WHOLE_CALL)
-
-
-class PlainRequest(httpx.Request):
-    """The `httpx.Request` that `httpx.Request(method, url, headers=headers, stream=stream,
-    extensions=extensions)` makes, the same attributes set the same way, but for the URL:
-    it is shared, not parsed again into a copy (httpx's URLs do not change; the copy was
-    the largest part of building a request). A test checks that httpx's own constructor
-    sets no attribute this one leaves out."""
-
-    def __init__(self, method: str, url: httpx.URL, headers: httpx.Headers, stream: httpx.ByteStream,
-                 extensions: Mapping[str, Any]) -> None:  # no super().__init__: it would parse the URL again
-        self.method = method.upper()
-        self.url = url
-        self.headers = httpx.Headers(headers)
-        self.extensions = dict(extensions)
-        self.stream = stream
+    return PreparedRequest(method, prepared.headers(method, len(body)), body, _WHOLE_CALL)
 
 
 class _Prepared:
@@ -129,22 +134,30 @@ class _Prepared:
     __slots__ = ("url", "before", "empty", "length_given", "by_length")
 
     def __init__(self, url: httpx.URL, before: httpx.Headers, empty: httpx.Headers, length_given: bool) -> None:
-        self.url, self.before, self.empty, self.length_given = url, before, empty, length_given
-        self.by_length: dict[int, httpx.Headers] = {}
+        self.url, self.length_given = url, length_given
+        self.before = PreparedHeaders(url, before, body=True)
+        self.empty = (PreparedHeaders(url, empty, body=False), PreparedHeaders(url, before, body=False))
+        self.by_length: dict[int, PreparedHeaders] = {}
 
-    def headers(self, method: str, length: int) -> httpx.Headers:
+    def headers(self, method: str, length: int) -> PreparedHeaders:
         if not length:
-            return self.empty if method.upper() in _SENT_WITH_LENGTH else self.before
+            return self.empty[0] if method.upper() in _SENT_WITH_LENGTH else self.empty[1]
         if self.length_given:
             return self.before
         headers = self.by_length.get(length)
         if headers is None:
             if len(self.by_length) >= _LENGTHS_KEPT:
                 self.by_length.clear()
-            headers = self.by_length[length] = httpx.Headers(self.before)
-            headers["Content-Length"] = str(length)
-        return headers  # httpx.Request copies it
+            made = httpx.Headers(self.before.headers)
+            made["Content-Length"] = str(length)
+            headers = self.by_length[length] = PreparedHeaders(self.url, made, body=True)
+        return headers
 
+
+#: what `_prepared` gave, by the stamp of a client's headers, the URL and the headers given
+_PREPARED: dict[tuple[Any, ...], _Prepared | None] = {}
+_PREPARED_KEPT = 256
+_UNKNOWN: Any = object()
 
 #: bodies of so many lengths have their headers kept per URL
 _LENGTHS_KEPT = 256
@@ -225,10 +238,11 @@ def _past_bound(response: httpx.Response, max_bytes: int) -> AnswerTooLarge:
 
 async def _read(response: httpx.Response, max_bytes: int) -> Answer:
     """A streamed `response` read in full within `max_bytes`, as an answer: its status,
-    headers, request and extensions, and its body (decoded) as its content."""
+    headers, request and extensions, and its body (decoded) as its content (the aiohttp
+    transport's answer as it came is read in `send`)."""
     if "content-encoding" not in response.headers:
         body = await _read_plain(response, max_bytes)
-        if type(response) is StreamedAnswer:  # the aiohttp transport's: it keeps the body itself
+        if type(response) is StreamedAnswer:  # the aiohttp transport's, through the client's layers
             response.is_closed = True
             await response.stream.aclose()  # type: ignore[union-attr]  # the connection goes back to the pool
             response.keep_body(body)

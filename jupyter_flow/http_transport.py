@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -40,7 +41,7 @@ import yarl
 
 from jupyter_flow.identity import ByIdentity
 
-__all__ = ["ERROR_MAP", "AiohttpTransport", "MapErrors", "StreamedAnswer"]
+__all__ = ["ERROR_MAP", "AiohttpTransport", "KnownHeaders", "MapErrors", "PreparedHeaders", "PreparedRequest", "StreamedAnswer"]
 
 #: aiohttp's errors and the httpx error each one becomes, the more specific first (the
 #: first class that matches wins)
@@ -124,7 +125,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._answered: dict[int, tuple[httpx.Request, httpx.Response]] = {}
         #: the proxies the environment names, read when the transport is made, as httpx
         #: reads them for its own (httpx leaves them to a transport it is given)
-        self._proxies = {k: v for k, v in urllib.request.getproxies().items() if k in ("http", "https", "all", "no")}
+        self._proxies = {k: v for k, v in urllib.request.getproxies().items() if k in ("http", "https", "all", "no")} or None
 
     def _session(self) -> aiohttp.ClientSession:
         """The running loop's session (made on its first call)."""
@@ -168,30 +169,42 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = self._session()
         timeout = request.extensions.get("timeout")
         limits = _timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")) if timeout else _timeout(None, None, None)
-        with MAP_ERRORS:
-            body = await _body(request)
-            sent, skip = _headers(request.headers.raw, body=body is not None, streamed=body is not None and not isinstance(body, bytes))
-            answer = await session.request(
-                request.method,
-                _aiohttp_url(request.url),
-                headers=sent,
-                skip_auto_headers=skip,
-                data=body,
-                allow_redirects=False,
-                timeout=limits,
-                server_hostname=request.extensions.get("sni_hostname"),
-                proxy=self._proxy_for(request.url) if self._proxies else None,
-            )
-        headers = _answer_headers(answer.raw_headers)
-        response = StreamedAnswer(answer.status, headers=headers, stream=AiohttpBody(answer), request=request,
+        body: bytes | AsyncIterator[bytes] | None
+        try:  # as `with MAP_ERRORS:`, without a context manager per call
+            if type(request) is PreparedRequest and request.untouched():  # its URL and headers as aiohttp takes them, worked out before
+                prepared = request.prepared
+                target, sent, skip, body = prepared.target or _aiohttp_url(request.url), prepared.sent, prepared.skip, request.body or None
+            else:
+                target = _aiohttp_url(request.url)
+                body = _body(request)
+                sent, skip = _decoded(tuple(request.headers.raw), body is not None, body is not None and not isinstance(body, bytes))
+            extensions = request.extensions
+            if skip is None and self._proxies is None and "sni_hostname" not in extensions:  # the common case: fewer arguments
+                answer = await session.request(request.method, target, headers=sent, data=body, allow_redirects=False, timeout=limits)
+            else:
+                answer = await session.request(
+                    request.method,
+                    target,
+                    headers=sent,
+                    skip_auto_headers=skip,
+                    data=body,
+                    allow_redirects=False,
+                    timeout=limits,
+                    server_hostname=extensions.get("sni_hostname"),
+                    proxy=self._proxy_for(request.url) if self._proxies else None,
+                )
+        except Exception as exc:
+            MAP_ERRORS.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        response = StreamedAnswer(answer.status, headers=_NO_HEADERS, stream=AiohttpBody(answer), request=request,
                                   extensions=_extensions(answer.version == aiohttp.HttpVersion10, answer.reason))
-        response.headers.encoding = headers.encoding  # the copy would work it out again
+        response.received(_answer_headers(answer.raw_headers))
         return response
 
     def _proxy_for(self, url: httpx.URL) -> str | None:
         """The proxy `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` names for `url`, unless
         `NO_PROXY` names its host."""
-        proxies = self._proxies
+        proxies = self._proxies or {}
         proxy = proxies.get(url.scheme) or proxies.get("all")
         if not proxy or _bypassed(url.host, proxies.get("no", "")):
             return None
@@ -222,36 +235,178 @@ class StreamedAnswer(httpx.Response):
     """The transport's answer: an `httpx.Response` whose body streams from aiohttp, and
     which a reader that took the whole body straight from the stream hands back
     (`keep_body`): its `content` is then that body, and its stream gives the same bytes
-    again, without a second pass of httpx's stream layers or a second answer object."""
+    again, without a second pass of httpx's stream layers or a second answer object.
+
+    Its headers are those the transport `received` (shared, with what it worked out about
+    them: `known`), copied into the answer's own the first time anyone reads them, as
+    `httpx.Response` copies the headers it is given."""
 
     body: bytes | None = None
+    #: what the transport worked out about the headers as it received them (`received`)
+    known: KnownHeaders | None = None
+    _own_headers: httpx.Headers | None = None
+    _own_stream: httpx.SyncByteStream | httpx.AsyncByteStream | None = None
+
+    @property
+    def stream(self) -> httpx.SyncByteStream | httpx.AsyncByteStream:
+        own = self._own_stream
+        if own is None:  # the body kept: a stream of it, made when asked for
+            assert self.body is not None
+            own = self._own_stream = httpx.ByteStream(self.body)
+        return own
+
+    @stream.setter
+    def stream(self, value: httpx.SyncByteStream | httpx.AsyncByteStream) -> None:
+        self._own_stream = value
+
+    @property
+    def headers(self) -> httpx.Headers:
+        own = self._own_headers
+        if own is None:
+            known = self.known
+            own = self._own_headers = httpx.Headers(known.headers if known is not None else None)
+            if known is not None:
+                own.encoding = known.encoding  # the copy would work it out again
+        return own
+
+    @headers.setter
+    def headers(self, value: httpx.Headers) -> None:
+        self._own_headers = value
+
+    def received(self, known: KnownHeaders) -> None:
+        """The headers are `known.headers`, not copied until they are read."""
+        self.known = known
+        self._own_headers = None
+
+    def as_received(self) -> KnownHeaders | None:
+        """What the transport worked out about the headers, while the answer is as the
+        transport made it (no one has read its headers, its body still streams from
+        aiohttp); else None."""
+        return self.known if self._own_headers is None and type(self._own_stream) is AiohttpBody else None
 
     def keep_body(self, body: bytes) -> None:
         self.body = body
-        self.stream = httpx.ByteStream(body)
+        self._own_stream = None  # a stream of the body when someone asks
+
+    async def read_within(self, limit: int) -> bytes | None:
+        """For an answer `as_received`: the whole body, read straight from aiohttp, its
+        chunks as they come (one chunk, the common case, is the body itself: no copy), and
+        kept (`keep_body`), the answer closed and its connection back in the pool; or None
+        as soon as more than `limit` bytes have arrived (the answer still open, to be
+        closed). A failure is httpx's error for it (`MAP_ERRORS`)."""
+        stream = self._own_stream
+        assert isinstance(stream, AiohttpBody)
+        answer = stream.answer
+        content = answer.content
+        chunks: list[bytes] = []
+        read = 0
+        try:
+            while chunk := await content.readany():
+                read += len(chunk)
+                if read > limit:
+                    return None
+                chunks.append(chunk)
+        except Exception as exc:
+            MAP_ERRORS.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        answer.release()
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.is_closed = True
+        self.keep_body(body)
+        return body
 
     @property
     def content(self) -> bytes:
         body = self.body
         return super().content if body is None else body
 
+    def json(self, **kwargs: Any) -> Any:
+        body = self.body
+        return super().json(**kwargs) if body is None else json.loads(body, **kwargs)  # as httpx reads `content`
+
+
+class PreparedHeaders:
+    """A request's headers as httpx builds them (`headers`) and as aiohttp takes them
+    (`sent`, and the automatic headers it must `skip`), for a request with a body or
+    without, and the URL they go to (`url`) as aiohttp takes it (`target`): worked out
+    once for the many requests that send them."""
+
+    __slots__ = ("headers", "sent", "skip", "url", "target")
+
+    def __init__(self, url: httpx.URL, headers: httpx.Headers, *, body: bool) -> None:
+        self.headers = headers
+        self.sent, self.skip = _decoded(tuple(headers.raw), body, False)
+        self.url = url
+        try:
+            self.target: yarl.URL | None = _url(str(url))
+        except httpx.TransportError:  # aiohttp cannot take it: the transport says so when it is sent
+            self.target = None
+
+
+class PreparedRequest(httpx.Request):
+    """The `httpx.Request` that `httpx.Request(method, prepared.url, headers=prepared.headers,
+    stream=httpx.ByteStream(body), extensions=extensions)` makes (a test checks that it
+    sets the same attributes) from parts worked out before: the URL is shared, not parsed
+    again, and the headers are copied into the request's own only when someone reads
+    them. The transport sends a request nobody has changed (`untouched`) with its
+    `prepared` headers and `body` as they are."""
+
+    _own_headers: httpx.Headers | None = None
+    _own_stream: httpx.SyncByteStream | httpx.AsyncByteStream | None = None
+
+    def __init__(self, method: str, prepared: PreparedHeaders, body: bytes, extensions: Mapping[str, Any]) -> None:
+        # no super().__init__: it would parse the URL again and copy the headers
+        self.method = method.upper()
+        self.url = prepared.url
+        self.prepared = prepared
+        self.body = body
+        self.extensions = dict(extensions)
+
+    @property
+    def headers(self) -> httpx.Headers:
+        own = self._own_headers
+        if own is None:
+            own = self._own_headers = httpx.Headers(self.prepared.headers)
+        return own
+
+    @headers.setter
+    def headers(self, value: httpx.Headers) -> None:
+        self._own_headers = value
+
+    @property
+    def stream(self) -> httpx.SyncByteStream | httpx.AsyncByteStream:
+        own = self._own_stream
+        if own is None:
+            own = self._own_stream = httpx.ByteStream(self.body)
+        return own
+
+    @stream.setter
+    def stream(self, value: httpx.SyncByteStream | httpx.AsyncByteStream) -> None:
+        self._own_stream = value
+
+    def untouched(self) -> bool:
+        """Whether its headers and body are still the prepared ones (neither read: reading
+        them gives a copy, which may be changed)."""
+        return self._own_headers is None and self._own_stream is None
+
 
 class AiohttpBody(httpx.AsyncByteStream):
     """An answer's body from aiohttp's content, a chunk as it arrives; closing it before
     the end closes the connection (a half-read answer cannot be reused), after the end
-    gives the connection back to the pool. Its own iterator (no async generator per body)."""
+    gives the connection back to the pool. Its own iterator (no async generator per body).
+    `answer` is aiohttp's answer it reads."""
 
-    __slots__ = ("_answer",)
+    __slots__ = ("answer",)
 
     def __init__(self, answer: aiohttp.ClientResponse) -> None:
-        self._answer = answer
+        self.answer = answer
 
     def __aiter__(self) -> AiohttpBody:
         return self
 
     async def __anext__(self) -> bytes:
         try:
-            chunk = await self._answer.content.readany()
+            chunk = await self.answer.content.readany()
         except Exception as exc:  # as MAP_ERRORS does, without a context manager per chunk
             MAP_ERRORS.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -260,7 +415,7 @@ class AiohttpBody(httpx.AsyncByteStream):
         return chunk
 
     async def aclose(self) -> None:
-        answer = self._answer
+        answer = self.answer
         if answer.content.at_eof():
             answer.release()
         else:
@@ -279,6 +434,9 @@ def _bypassed(host: str, no_proxy: str) -> bool:
     return False
 
 
+#: what the transport gives httpx's constructor for an answer's headers (they come after)
+_NO_HEADERS = httpx.Headers()
+
 #: the automatic headers aiohttp would add where httpx's request has none: httpx's request
 #: is sent as it is (Host and the body's length aiohttp still works out when missing)
 _NOT_ADDED = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -290,14 +448,29 @@ def _timeout(connect: float | None, read: float | None, pool: float | None) -> a
     return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
 
 
+class KnownHeaders:
+    """An answer's headers as httpx holds them and what a reader asks of them: their text
+    encoding (as httpx finds it), the body's declared length (None when not given as a
+    number), whether its bytes are encoded (`Content-Encoding`) and whether it sets a
+    cookie."""
+
+    __slots__ = ("headers", "encoding", "length", "encoded", "sets_cookie")
+
+    def __init__(self, raw: tuple[tuple[bytes, bytes], ...]) -> None:
+        self.headers = headers = httpx.Headers(raw)
+        self.encoding = headers.encoding
+        declared = headers.get("content-length", "").strip()
+        self.length = int(declared) if declared.isdigit() else None
+        self.encoded = "content-encoding" in headers
+        self.sets_cookie = "set-cookie" in headers
+
+
 @functools.lru_cache(maxsize=256)
-def _answer_headers(raw: tuple[tuple[bytes, bytes], ...]) -> httpx.Headers:
-    """An answer's headers as httpx holds them, with the text encoding httpx finds for
-    them, worked out once per set of headers (an endpoint answers with the same ones, but
-    for its Date, within each second); each answer gets a copy."""
-    headers = httpx.Headers(raw)
-    headers.encoding = headers.encoding
-    return headers
+def _answer_headers(raw: tuple[tuple[bytes, bytes], ...]) -> KnownHeaders:
+    """An answer's headers and what a reader asks of them, worked out once per set of
+    headers (an endpoint answers with the same ones, but for its Date, within each
+    second); each answer gets a copy of the headers."""
+    return KnownHeaders(raw)
 
 
 @functools.lru_cache(maxsize=64)
@@ -326,19 +499,15 @@ def _url(url: str) -> yarl.URL:
         return yarl.URL(url, encoded=True)
 
 
-def _headers(raw: list[tuple[bytes, bytes]], *, body: bool, streamed: bool) -> tuple[tuple[tuple[str, str], ...], frozenset[str] | None]:
-    """httpx's header bytes, names in the case the caller gave, as the text aiohttp takes
-    (it encodes them back as UTF-8, the same bytes), and the headers aiohttp would add of
-    its own that httpx's request goes without (None when it has them all, aiohttp's fast
-    path). A body sent as a stream goes without httpx's `Transfer-Encoding: chunked`:
-    aiohttp chunks it, and says so itself."""
-    return _decoded(tuple(raw), body, streamed)
-
-
 @functools.lru_cache(maxsize=512)
 def _decoded(raw: tuple[tuple[bytes, bytes], ...], body: bool,
              streamed: bool) -> tuple[tuple[tuple[str, str], ...], frozenset[str] | None]:
-    """`_headers`, worked out once per set of headers (a flow sends the same few again)."""
+    """httpx's header bytes, names in the case the caller gave, as the text aiohttp takes
+    (it encodes them back as UTF-8, the same bytes), and the headers aiohttp would add of
+    its own that httpx's request goes without (None when it has them all, aiohttp's fast
+    path); for a request with a `body`, sent as a stream or not. A body sent as a stream
+    goes without httpx's `Transfer-Encoding: chunked`: aiohttp chunks it, and says so
+    itself. Worked out once per set of headers (a flow sends the same few again)."""
     if streamed:
         headers = tuple((name.decode(), value.decode()) for name, value in raw if name.lower() != b"transfer-encoding")
     else:
@@ -349,15 +518,13 @@ def _decoded(raw: tuple[tuple[bytes, bytes], ...], body: bool,
     return headers, missing or None
 
 
-async def _body(request: httpx.Request) -> bytes | AsyncIterator[bytes] | None:
+def _body(request: httpx.Request) -> bytes | AsyncIterator[bytes] | None:
     """The request's body: its bytes when httpx holds them (any `content=`, `json=` or
     form: a `ByteStream`, which gives them as they are, without a copy), else its stream,
     sent chunk by chunk."""
     stream = request.stream
     if isinstance(stream, httpx.ByteStream):
-        for content in stream:
-            return content or None
-        return None
+        return b"".join(stream) or None  # its one chunk, as it is
     return _chunks(stream)
 
 

@@ -8,7 +8,6 @@ deadline and settles every task it started; the guarantees are written there.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import inspect
 import logging
@@ -33,7 +32,6 @@ from jupyter_flow.workers import within
 
 #: Work ending this long after its deadline held the event loop (the deadline could not fire).
 LOOP_HELD_S = 0.05
-_NO_LIMIT = contextlib.nullcontext()
 
 
 def held_past(started: float, seconds: float, now: float) -> bool:
@@ -385,10 +383,15 @@ class PlanRun:
 
     async def limited(self, pn: PlannedNode, node: Node, inputs: dict[str, Any], ctx: NodeContext, timeout: float | None) -> Any:
         loop = asyncio.get_running_loop()
+        slots = self.slots
         try:
-            async with self.slots or _NO_LIMIT:
+            if slots is None:  # a deadline only (no context manager to enter and leave)
                 started = loop.time()
                 value = await within(node.run(inputs, ctx), timeout)
+            else:
+                async with slots:
+                    started = loop.time()
+                    value = await within(node.run(inputs, ctx), timeout)
         except asyncio.TimeoutError:
             if timeout is None:  # the node's own (a kind that keeps its own deadline says more)
                 raise

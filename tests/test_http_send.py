@@ -359,10 +359,17 @@ def _one_setting(name: str, client: Any, url: str, seen: list[str]) -> str:
         return "/echo"
     elif name == "header":
         client.headers["x-team"] = "search"
+    elif name == "headers updated":
+        client.headers.update({"X-Team": "search"})
+    elif name == "header removed":
+        del client.headers["user-agent"]
+    elif name == "headers replaced":
+        client.headers = {"x-team": "search"}
     return f"{url}/echo"
 
 
-@pytest.mark.parametrize("setting", ["params", "cookie", "hook", "base_url", "header"])
+@pytest.mark.parametrize("setting", ["params", "cookie", "hook", "base_url", "header", "headers updated", "header removed",
+                                     "headers replaced"])
 def test_each_setting_added_to_the_client_alone_is_honoured(serve: Serve, monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
     # a setting changed after the first call applies from the next call on (nothing the
     # first call worked out is kept past a change)
@@ -389,6 +396,9 @@ def test_each_setting_added_to_the_client_alone_is_honoured(serve: Serve, monkey
         "hook": lambda: hooked == ["/echo"],
         "base_url": lambda: after.json()["path"] == "/echo",
         "header": lambda: _header(second, "x-team") == "search",
+        "headers updated": lambda: _header(second, "x-team") == "search",
+        "header removed": lambda: _header(first, "user-agent") is not None and _header(second, "user-agent") is None,
+        "headers replaced": lambda: _header(second, "x-team") == "search" and _header(second, "user-agent") is not None,
     }
     assert expected[setting](), (setting, after.json(), second.headers)
 
@@ -705,20 +715,84 @@ def test_the_http_modules_read_no_other_object_s_private_attributes() -> None:
     assert found == []
 
 
-def test_a_plain_request_has_what_httpx_s_own_constructor_gives_it() -> None:
-    """`PlainRequest` sets httpx.Request's attributes itself (to share the URL): an httpx
-    whose constructor sets more than these makes this fail."""
+def test_a_prepared_request_has_what_httpx_s_own_constructor_gives_it() -> None:
+    """`PreparedRequest` sets httpx.Request's attributes itself (to share the URL and copy
+    the headers only when they are read): an httpx whose constructor sets more than these
+    makes this fail."""
     import httpx
 
-    from jupyter_flow.http_send import PlainRequest
+    from jupyter_flow.http_transport import PreparedHeaders, PreparedRequest
 
     url = httpx.URL("http://127.0.0.1:9/a?b=1")
     headers = httpx.Headers({"Host": "127.0.0.1:9", "Content-Length": "2"})
     extensions = {"timeout": httpx.Timeout(None).as_dict()}
     theirs = httpx.Request("post", url, headers=headers, stream=httpx.ByteStream(b"{}"), extensions=extensions)
-    ours = PlainRequest("post", url, headers, httpx.ByteStream(b"{}"), extensions)
-    assert sorted(vars(ours)) == sorted(vars(theirs))
+    ours = PreparedRequest("post", PreparedHeaders(url, headers, body=True), b"{}", extensions)
+    assert set(vars(theirs)) <= set(vars(ours)) | {"headers", "stream"}  # properties: made when read
+    assert set(vars(ours)) - set(vars(theirs)) <= {"prepared", "body", "_own_headers", "_own_stream"}
     assert (ours.method, ours.url, ours.headers.raw, ours.extensions) == (theirs.method, theirs.url, theirs.headers.raw, theirs.extensions)
+    assert list(ours.stream) == list(theirs.stream) == [b"{}"]  # type: ignore[call-overload]
     assert ours.url is url and ours.headers is not headers and ours.extensions is not extensions
+    assert not ours.untouched()  # its headers were read: they may have been changed
     ours.headers["X-Mine"] = "1"  # a request's headers are its own
     assert "x-mine" not in headers
+    assert ours.prepared.headers is headers and "x-mine" not in ours.prepared.headers
+
+
+def test_a_prepared_request_changed_before_it_is_sent_goes_out_as_changed(serve: Serve) -> None:
+    """The transport sends a prepared request's prepared headers and body only while no one
+    has changed them; changed headers or a new body go out as they are."""
+    import ssl
+
+    import httpx
+
+    from jupyter_flow.http_transport import AiohttpTransport, PreparedHeaders, PreparedRequest
+
+    server = serve({"/h": lambda req: Reply(200, {"headers": sorted((k.lower(), v) for k, v in req.headers.items()),
+                                                  "body": req.raw.decode()})})
+    url = httpx.URL(f"{server.url}/h")
+    prepared = PreparedHeaders(url, httpx.Headers({"Host": url.netloc.decode(), "Content-Length": "2",
+                                                   "Content-Type": "application/json"}), body=True)
+
+    async def go() -> list[dict[str, Any]]:
+        transport = AiohttpTransport(limits=httpx.Limits(), ssl_context=ssl.create_default_context())
+        seen = []
+        try:
+            for change in ("none", "headers", "body"):
+                request = PreparedRequest("POST", prepared, b"{}", {})
+                if change == "headers":
+                    request.headers["X-Changed"] = "yes"
+                elif change == "body":
+                    request.stream = httpx.ByteStream(b'{"a":1}')
+                    request.headers["Content-Length"] = "7"
+                response = await transport.handle_async_request(request)
+                seen.append(json.loads(await response.aread()))
+        finally:
+            await transport.aclose()
+        return seen
+
+    plain, changed, new_body = asyncio.run(go())
+    assert plain["body"] == changed["body"] == "{}" and new_body["body"] == '{"a":1}'
+    assert ["x-changed", "yes"] in changed["headers"] and ["x-changed", "yes"] not in plain["headers"]
+    assert ["content-length", "7"] in new_body["headers"]
+
+
+def test_an_answer_s_headers_are_its_own(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The aiohttp transport's answers share what it worked out about headers it has seen
+    before; each answer's headers are still its own to change, as an `httpx.Response`'s
+    are, and it has the attributes httpx's own constructor gives a response."""
+    import httpx
+
+    server = serve({"/r": lambda req: Reply(200, {"ok": True}, headers={"X-Thing": "1"})})
+    first, second = (call("aiohttp", monkeypatch, "POST", f"{server.url}/r", json={}) for _ in range(2))
+    assert first.json() == second.json() == {"ok": True}
+    first.headers["X-Thing"] = "changed"
+    del first.headers["content-type"]
+    assert second.headers["x-thing"] == "1" and second.headers["content-type"] == "application/json"
+    third = call("aiohttp", monkeypatch, "POST", f"{server.url}/r", json={})
+    assert third.headers["x-thing"] == "1" and "content-type" in third.headers
+    theirs = httpx.Response(200, headers=third.headers, stream=httpx.ByteStream(third.content), request=third.request,
+                            extensions=third.extensions)  # as a transport makes one
+    assert set(vars(theirs)) <= set(vars(third)) | {"headers", "stream"}  # properties: made when read
+    assert list(third.stream) == [third.content] and json.loads(third.content) == {"ok": True}  # type: ignore[call-overload]
+    assert dict(theirs.headers) == dict(third.headers) and theirs.headers.encoding == third.headers.encoding

@@ -87,6 +87,15 @@ def _env_parts(text: str) -> tuple[str, ...]:
     return tuple(_ENV_VAR.split(text)) if "${" in text else (text,)
 
 
+@functools.lru_cache(maxsize=256)
+def _secret_forms(secret: str) -> tuple[str, ...]:
+    """The forms of `secret` that messages may quote: as given, without the line break a
+    key file ends with, and as a repr quotes it (those long enough to look for), worked
+    out once per value (a flow expands the same few on every call)."""
+    forms = (secret, secret.strip(), secret.encode("unicode_escape").decode("ascii"))
+    return tuple(dict.fromkeys(form for form in forms if len(form) >= _SHORTEST_SECRET))
+
+
 class Secrets:
     """What one call expanded from the environment, kept out of every message it gives:
     `expand` is `expand_env` remembering what went in, `mask` puts `***` in its place in
@@ -111,10 +120,8 @@ class Secrets:
         return expanded
 
     def _remember(self, secret: str) -> None:
-        # as given, without the line break a key file ends with, and as a repr quotes it
-        for form in (secret, secret.strip(), secret.encode("unicode_escape").decode("ascii")):
-            if len(form) >= _SHORTEST_SECRET:
-                self._shown[form] = MASK
+        for form in _secret_forms(secret):
+            self._shown[form] = MASK
 
     def keep(self, secret: str) -> None:
         """Keep `secret`, read from the environment some other way, out of messages too."""
