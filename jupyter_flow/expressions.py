@@ -33,6 +33,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.sandbox import SecurityError
 
 from jupyter_flow.errors import TemplateError
+from jupyter_flow.outcome import NodeOutcome
 from jupyter_flow.sandbox import (
     EVAL_FAILURES,
     MAX_FILTER_ARG,
@@ -167,6 +168,9 @@ def _lookup(name: str, steps: list[Any], node: str | None, where: str | None, so
         except KeyError:
             raise TemplateError(f"template {source!r} failed: {name!r} is undefined", node=node, field=where) from None
         for step in steps:
+            if type(value) is NodeOutcome and step == "output":  # a node's output: what nearly every template reads
+                value = value.output
+                continue
             if type(value) is dict or _is_mapping(value.__class__):  # no ABC check per value
                 try:
                     value = value[step]

@@ -202,10 +202,13 @@ def _function_token(fn: Any) -> str:
     takes it for each python node (a later run may reuse the outputs), so it is kept while
     the function, its code and its defaults are the same objects and the defaults cannot
     change in place (scalars only); other defaults are read each time."""
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return _code_token(repr(fn))
-    defaults, kwdefaults = getattr(fn, "__defaults__", None), getattr(fn, "__kwdefaults__", None)
+    try:  # a Python function (without a call to getattr per name)
+        code, defaults, kwdefaults = fn.__code__, fn.__defaults__, fn.__kwdefaults__
+    except AttributeError:
+        code = getattr(fn, "__code__", None)
+        if code is None:
+            return _code_token(repr(fn))
+        defaults, kwdefaults = getattr(fn, "__defaults__", None), getattr(fn, "__kwdefaults__", None)
     kept = _function_tokens.get(fn)
     if kept is not None and kept[0] is code and kept[1] is defaults and kept[2] is kwdefaults:
         return kept[3]
