@@ -37,6 +37,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import multidict
 import yarl
 
 from jupyter_flow.identity import ByIdentity
@@ -501,9 +502,10 @@ def _url(url: str) -> yarl.URL:
 
 @functools.lru_cache(maxsize=512)
 def _decoded(raw: tuple[tuple[bytes, bytes], ...], body: bool,
-             streamed: bool) -> tuple[tuple[tuple[str, str], ...], frozenset[str] | None]:
+             streamed: bool) -> tuple[multidict.CIMultiDictProxy[str], frozenset[str] | None]:
     """httpx's header bytes, names in the case the caller gave, as the text aiohttp takes
-    (it encodes them back as UTF-8, the same bytes), and the headers aiohttp would add of
+    (it encodes them back as UTF-8, the same bytes), in the read-only multidict aiohttp
+    reads without a copy of its own, and the headers aiohttp would add of
     its own that httpx's request goes without (None when it has them all, aiohttp's fast
     path); for a request with a `body`, sent as a stream or not. A body sent as a stream
     goes without httpx's `Transfer-Encoding: chunked`: aiohttp chunks it, and says so
@@ -515,7 +517,7 @@ def _decoded(raw: tuple[tuple[bytes, bytes], ...], body: bool,
     given = {name.lower() for name, _ in headers}
     # aiohttp adds a Content-Type only to a request with a body
     missing = frozenset(name for name in _NOT_ADDED if name.lower() not in given and (body or name != "Content-Type"))
-    return headers, missing or None
+    return multidict.CIMultiDictProxy(multidict.CIMultiDict(headers)), missing or None
 
 
 def _body(request: httpx.Request) -> bytes | AsyncIterator[bytes] | None:
