@@ -1,6 +1,6 @@
 """What went wrong with an HTTP call. A call through a client `make_client` made fails with
-httpx's errors whatever the transport (aiohttp's errors become httpx's inside
-`jupyter_flow.http_transport`), or with the whole call's deadline (`send`):
+httpx's errors whatever the transport (aiohttp's errors become httpx's in the aiohttp
+transport, through `MAP_ERRORS` below), or with the whole call's deadline (`send`):
 
     httpx.HTTPError
     └── httpx.RequestError
@@ -25,10 +25,12 @@ for each kind of failure, naming the endpoint.
 from __future__ import annotations
 
 import asyncio
+from types import TracebackType
 
+import aiohttp
 import httpx
 
-__all__ = ["AnswerTooLarge", "UnsendableRequest", "describe_error", "transport_errors"]
+__all__ = ["ERROR_MAP", "MAP_ERRORS", "AnswerTooLarge", "MapErrors", "UnsendableRequest", "describe_error", "transport_errors"]
 
 
 class UnsendableRequest(httpx.RequestError):
@@ -96,3 +98,67 @@ _TEXTS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
     ((httpx.DecodingError,), "{endpoint} sent a body that does not decode as its Content-Encoding says ({kind}: {reason})"),
     ((httpx.TooManyRedirects,), "{endpoint} redirected too many times ({kind}: {reason})"),
 )
+
+
+#: aiohttp's errors and the httpx error each one becomes, the more specific first (the
+#: first class that matches wins)
+ERROR_MAP: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # no connection within `connect` (or `pool`)
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),  # no data within `read`
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
+    (aiohttp.ClientHttpProxyError, httpx.ProxyError),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, no such host, TLS refused
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),  # closed before it answered
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # an answer that is not HTTP
+    # a body cut short or malformed (`_cut_short` tells a reset apart)
+    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
+    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    (aiohttp.ClientConnectionResetError, httpx.WriteError),  # reset while the request was written
+    (aiohttp.ClientOSError, httpx.ReadError),
+    (aiohttp.ClientConnectionError, httpx.NetworkError),
+    (ConnectionError, httpx.ReadError),
+    (asyncio.TimeoutError, httpx.ReadTimeout),
+    # a request HTTP cannot carry as given: a header value with a line break, a name or
+    # value that is not text (httpx's own transport raises LocalProtocolError for these)
+    (ValueError, httpx.LocalProtocolError),
+)
+
+
+class MapErrors:
+    """`with MAP_ERRORS:` around aiohttp calls: what they raise leaves the block as httpx's
+    error for the same failure (`ERROR_MAP`), raised from aiohttp's. Keeps no state, so one
+    instance serves every call."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is None or exc is None or not issubclass(kind, Exception) or isinstance(exc, httpx.HTTPError):
+            return
+        for source, target in ERROR_MAP:
+            if isinstance(exc, source):
+                if target is httpx.RemoteProtocolError and isinstance(exc, aiohttp.ClientPayloadError):
+                    target = _cut_short(exc)
+                raise target(_aiohttp_reason(exc)) from exc
+
+
+MAP_ERRORS = MapErrors()
+
+
+def _aiohttp_reason(exc: BaseException) -> str:
+    """aiohttp's message on one line (its parse errors span several, with a caret line;
+    an answer it cannot parse carries the parser's message apart from the status it made up)."""
+    text = exc.message if isinstance(exc, aiohttp.ClientResponseError) and isinstance(exc.message, str) and exc.message else str(exc)
+    return " ".join(text.split()).rstrip(" ^") or type(exc).__name__
+
+
+def _cut_short(exc: aiohttp.ClientPayloadError) -> type[httpx.TransportError]:
+    """A body that ended before its length: cut by a reset or another socket error (aiohttp
+    adds that error's repr to its message, its only mention of it) is a read error, as
+    httpx's own transport says; ended by the server closing the connection early, or
+    malformed, a protocol error."""
+    return httpx.ReadError if "Error(" in str(exc).rpartition(">. ")[2] else httpx.RemoteProtocolError

@@ -20,8 +20,8 @@ between them. `AiohttpTransport` keeps to it:
 - the answer's body streams through an `httpx.AsyncByteStream` over aiohttp's content,
   chunk by chunk as it arrives;
 - every error aiohttp (or the socket under it) raises becomes httpx's error for the same
-  failure (`MapErrors`, the table `ERROR_MAP`), raised `from` aiohttp's, so callers catch
-  one tree of errors, httpx's, whatever the transport.
+  failure (`jupyter_flow.http_errors.MAP_ERRORS`, the table `ERROR_MAP`), raised `from`
+  aiohttp's, so callers catch one tree of errors, httpx's, whatever the transport.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import json
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -40,73 +39,10 @@ import httpx
 import multidict
 import yarl
 
+from jupyter_flow.http_errors import MAP_ERRORS
 from jupyter_flow.identity import ByIdentity
 
-__all__ = ["ERROR_MAP", "AiohttpTransport", "KnownHeaders", "MapErrors", "PreparedHeaders", "PreparedRequest", "StreamedAnswer"]
-
-#: aiohttp's errors and the httpx error each one becomes, the more specific first (the
-#: first class that matches wins)
-ERROR_MAP: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
-    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # no connection within `connect` (or `pool`)
-    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),  # no data within `read`
-    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
-    (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
-    (aiohttp.ClientHttpProxyError, httpx.ProxyError),
-    (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, no such host, TLS refused
-    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),  # closed before it answered
-    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # an answer that is not HTTP
-    # a body cut short or malformed (`_cut_short` tells a reset apart)
-    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
-    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
-    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
-    (aiohttp.ClientConnectionResetError, httpx.WriteError),  # reset while the request was written
-    (aiohttp.ClientOSError, httpx.ReadError),
-    (aiohttp.ClientConnectionError, httpx.NetworkError),
-    (ConnectionError, httpx.ReadError),
-    (asyncio.TimeoutError, httpx.ReadTimeout),
-    # a request HTTP cannot carry as given: a header value with a line break, a name or
-    # value that is not text (httpx's own transport raises LocalProtocolError for these)
-    (ValueError, httpx.LocalProtocolError),
-)
-
-
-class MapErrors:
-    """`with MAP_ERRORS:` around aiohttp calls: what they raise leaves the block as httpx's
-    error for the same failure (`ERROR_MAP`), raised from aiohttp's. Keeps no state, so one
-    instance serves every call."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if kind is None or exc is None or not issubclass(kind, Exception) or isinstance(exc, httpx.HTTPError):
-            return
-        for source, target in ERROR_MAP:
-            if isinstance(exc, source):
-                if target is httpx.RemoteProtocolError and isinstance(exc, aiohttp.ClientPayloadError):
-                    target = _cut_short(exc)
-                raise target(_reason(exc)) from exc
-
-
-MAP_ERRORS = MapErrors()
-
-
-def _reason(exc: BaseException) -> str:
-    """aiohttp's message on one line (its parse errors span several, with a caret line;
-    an answer it cannot parse carries the parser's message apart from the status it made up)."""
-    text = exc.message if isinstance(exc, aiohttp.ClientResponseError) and isinstance(exc.message, str) and exc.message else str(exc)
-    return " ".join(text.split()).rstrip(" ^") or type(exc).__name__
-
-
-def _cut_short(exc: aiohttp.ClientPayloadError) -> type[httpx.TransportError]:
-    """A body that ended before its length: cut by a reset or another socket error (aiohttp
-    adds that error's repr to its message, its only mention of it) is a read error, as
-    httpx's own transport says; ended by the server closing the connection early, or
-    malformed, a protocol error."""
-    return httpx.ReadError if "Error(" in str(exc).rpartition(">. ")[2] else httpx.RemoteProtocolError
-
+__all__ = ["AiohttpTransport", "KnownHeaders", "PreparedHeaders", "PreparedRequest", "StreamedAnswer"]
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """httpx's transport interface over aiohttp (see the module doc).
