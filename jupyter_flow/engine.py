@@ -60,7 +60,7 @@ async def execute(
     try:
         run.start()
         if plan.spec.timeout_s:
-            await _until_done(run)
+            await _until_done(run, plan.spec.timeout_s)
         else:
             await run.done
     except asyncio.CancelledError:
@@ -82,10 +82,9 @@ async def execute(
     return result
 
 
-async def _until_done(run: PlanRun) -> None:
-    """Wait for the run's end, or for its flow's deadline (`timeout_s`, set): then the run
-    has timed out."""
-    timeout = run.plan.spec.timeout_s
+async def _until_done(run: PlanRun, timeout: float) -> None:
+    """Wait for the run's end, or for its flow's deadline (`timeout_s`, here `timeout`):
+    then the run has timed out."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
