@@ -70,7 +70,7 @@ class FlowClient(httpx.AsyncClient):
         self._direct: AnsweringTransport = transport
 
     @property
-    def headers(self) -> httpx.Headers:
+    def headers(self) -> WatchedHeaders:
         """The headers the client sends with every request (httpx's), which count their
         changes (`WatchedHeaders.stamp`)."""
         return self._watched_headers

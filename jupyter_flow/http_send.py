@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from jupyter_flow.http import DEFAULT_TIMEOUT_S
-from jupyter_flow.http_client import FlowClient, WatchedHeaders
+from jupyter_flow.http_client import FlowClient
 from jupyter_flow.http_errors import AnswerTooLarge, UnsendableRequest
 from jupyter_flow.http_transport import PreparedHeaders, PreparedRequest, StreamedAnswer
 from jupyter_flow.workers import Deadline
@@ -112,15 +112,12 @@ def _plain_request(client: FlowClient, method: str, url: str, content: str | byt
         return None
     given = tuple(headers.items()) if headers else ()
     client_headers = client.headers
-    if type(client_headers) is WatchedHeaders:  # kept under the stamp of the client's headers
-        key = (client_headers.stamp, url, given)
-        prepared = _PREPARED.get(key, _UNKNOWN)
-        if prepared is _UNKNOWN:
-            if len(_PREPARED) >= _PREPARED_KEPT:
-                _PREPARED.clear()
-            prepared = _PREPARED[key] = _prepared(tuple(client_headers.raw), url, given)
-    else:
-        prepared = _prepared(tuple(client_headers.raw), url, given)
+    key = (client_headers.stamp, url, given)  # kept under the stamp of the client's headers
+    prepared = _PREPARED.get(key, _UNKNOWN)
+    if prepared is _UNKNOWN:
+        if len(_PREPARED) >= _PREPARED_KEPT:
+            _PREPARED.clear()
+        prepared = _PREPARED[key] = _prepared(client_headers, url, given)
     if prepared is None:  # a relative URL, or one with a user or password
         return None
     body = content.encode("utf-8") if isinstance(content, str) else content or b""
@@ -167,8 +164,7 @@ _LENGTHS_KEPT = 256
 _SENT_WITH_LENGTH = frozenset(("POST", "PUT", "PATCH"))
 
 
-@functools.lru_cache(maxsize=256)
-def _prepared(client_headers: tuple[tuple[bytes, bytes], ...], url: str, given: tuple[tuple[str, str], ...]) -> _Prepared | None:
+def _prepared(client_headers: httpx.Headers, url: str, given: tuple[tuple[str, str], ...]) -> _Prepared | None:
     """For a URL and the headers a call gives, over a client's headers: the URL, and the
     headers httpx's `build_request` makes for a body (`Host` first, the client's headers
     with the call's replacing those of the same name; `Content-Length` after them) and for
@@ -177,7 +173,7 @@ def _prepared(client_headers: tuple[tuple[bytes, bytes], ...], url: str, given: 
     target = _url(url)
     if target.is_relative_url or target.userinfo:
         return None
-    merged = httpx.Headers(list(client_headers))
+    merged = httpx.Headers(client_headers.raw)
     merged.update(dict(given))
     auto = [] if "host" in merged or not target.host else [(b"Host", target.netloc)]
     length_given = "content-length" in merged or "transfer-encoding" in merged

@@ -62,7 +62,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._answered: dict[int, tuple[httpx.Request, httpx.Response]] = {}
         #: the proxies the environment names, read when the transport is made, as httpx
         #: reads them for its own (httpx leaves them to a transport it is given)
-        self._proxies = {k: v for k, v in urllib.request.getproxies().items() if k in ("http", "https", "all", "no")} or None
+        self._proxies = {k: v for k, v in urllib.request.getproxies().items() if k in ("http", "https", "all", "no")}
 
     def _session(self) -> aiohttp.ClientSession:
         """The running loop's session (made on its first call)."""
@@ -116,7 +116,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 body = _body(request)
                 sent, skip = _decoded(tuple(request.headers.raw), body is not None, body is not None and not isinstance(body, bytes))
             extensions = request.extensions
-            if skip is None and self._proxies is None and "sni_hostname" not in extensions:  # the common case: fewer arguments
+            if skip is None and not self._proxies and "sni_hostname" not in extensions:  # the common case: fewer arguments
                 answer = await session.request(request.method, target, headers=sent, data=body, allow_redirects=False, timeout=limits)
             else:
                 answer = await session.request(
@@ -141,7 +141,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def _proxy_for(self, url: httpx.URL) -> str | None:
         """The proxy `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` names for `url`, unless
         `NO_PROXY` names its host."""
-        proxies = self._proxies or {}
+        proxies = self._proxies
         proxy = proxies.get(url.scheme) or proxies.get("all")
         if not proxy or _bypassed(url.host, proxies.get("no", "")):
             return None
@@ -199,11 +199,11 @@ class StreamedAnswer(httpx.Response):
     @property
     def headers(self) -> httpx.Headers:
         own = self._own_headers
-        if own is None:
+        if own is None:  # as `received`: a copy of the shared headers
             known = self.known
-            own = self._own_headers = httpx.Headers(known.headers if known is not None else None)
-            if known is not None:
-                own.encoding = known.encoding  # the copy would work it out again
+            assert known is not None
+            own = self._own_headers = httpx.Headers(known.headers)
+            own.encoding = known.encoding  # the copy would work it out again
         return own
 
     @headers.setter

@@ -385,13 +385,14 @@ class PlanRun:
         loop = asyncio.get_running_loop()
         slots = self.slots
         try:
-            if slots is None:  # a deadline only (no context manager to enter and leave)
+            if slots is not None:  # as `async with slots:`, with nothing to enter when there is no limit
+                await slots.acquire()
+            try:
                 started = loop.time()
                 value = await within(node.run(inputs, ctx), timeout)
-            else:
-                async with slots:
-                    started = loop.time()
-                    value = await within(node.run(inputs, ctx), timeout)
+            finally:
+                if slots is not None:
+                    slots.release()
         except asyncio.TimeoutError:
             if timeout is None:  # the node's own (a kind that keeps its own deadline says more)
                 raise
