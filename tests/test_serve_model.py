@@ -68,12 +68,17 @@ def test_health_reports_the_model(served: httpx.Client) -> None:
     assert health["version"]
 
 
-def test_concurrent_clients_share_forward_passes(served: httpx.Client) -> None:
+def test_concurrent_clients_share_forward_passes(tiny_bert: Path) -> None:  # noqa: F811
     texts = [f"clause number {i} about payment" for i in range(64)]
-    with ThreadPoolExecutor(32) as pool:
+    # 32 threads on one sync client: its pool keeps at most 20 idle connections by default,
+    # and trimming to that can close a connection it has just handed to a waiting thread
+    # (the thread then reads a closed socket). Keep-alive room for every thread avoids it.
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    with AsgiServer(model_app(service_config(tiny_bert))) as srv, \
+            httpx.Client(base_url=srv.url, timeout=60, limits=limits) as served, ThreadPoolExecutor(32) as pool:
         answers = list(pool.map(lambda t: served.post("/predict", json={"text": t}), texts))
+        metrics = served.get("/metrics").text
     assert all(a.status_code == 200 for a in answers)
-    metrics = served.get("/metrics").text
     count = metric(metrics, "jupyter_flow_batch_size_count", node="model")
     total = metric(metrics, "jupyter_flow_batch_size_sum", node="model")
     assert count == 64
