@@ -35,7 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from jupyter_flow.http_transport import PreparedRequest
+from jupyter_flow.http_transport import PreparedRequest, StreamedAnswer
 
 __all__ = ["AnsweringTransport", "FlowClient", "WatchedHeaders", "WatchedJar"]
 
@@ -142,9 +142,12 @@ class FlowClient(httpx.AsyncClient):
                 return await super().send(request, stream=True)
             finally:
                 self._direct.answered(request, None)
-        response.request = request
-        known = getattr(response, "known", None)  # what the aiohttp transport worked out about the headers
-        if known.sets_cookie if known is not None else "set-cookie" in response.headers:
+        if type(response) is StreamedAnswer:  # the aiohttp transport's answer to this request (it names it)
+            sets_cookie = response.known.sets_cookie  # type: ignore[union-attr]  # worked out with the headers
+        else:
+            response.request = request
+            sets_cookie = "set-cookie" in response.headers
+        if sets_cookie:
             self.cookies.extract_cookies(response)
         if _HTTPX_LOG.isEnabledFor(logging.INFO):
             _HTTPX_LOG.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,

@@ -103,14 +103,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             known = self._answered.pop(id(request), None)
             if known is not None and known[0] is request:
                 return known[1]
-        session = self._session()
+        last = self._last
+        session = last[1] if last is not None and last[0] is asyncio.get_running_loop() else self._session()
         timeout = request.extensions.get("timeout")
         limits = _timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")) if timeout else _timeout(None, None, None)
         body: bytes | AsyncIterator[bytes] | None
         try:  # as `with MAP_ERRORS:`, without a context manager per call
             if type(request) is PreparedRequest and request.untouched():  # its URL and headers as aiohttp takes them, worked out before
                 prepared = request.prepared
-                target, sent, skip, body = prepared.target or _aiohttp_url(request.url), prepared.sent, prepared.skip, request.body or None
+                target = prepared.target
+                if target is None:
+                    target = _aiohttp_url(request.url)
+                sent, skip, body = prepared.sent, prepared.skip, request.body or None
             else:
                 target = _aiohttp_url(request.url)
                 body = _body(request)
@@ -179,7 +183,7 @@ class StreamedAnswer(httpx.Response):
     `httpx.Response` copies the headers it is given."""
 
     body: bytes | None = None
-    #: what the transport worked out about the headers as it received them (`received`)
+    #: what the transport worked out about the headers as it received them
     known: KnownHeaders | None = None
     _own_headers: httpx.Headers | None = None
     _own_stream: httpx.SyncByteStream | httpx.AsyncByteStream | None = None
@@ -199,7 +203,7 @@ class StreamedAnswer(httpx.Response):
     @property
     def headers(self) -> httpx.Headers:
         own = self._own_headers
-        if own is None:  # as `received`: a copy of the shared headers
+        if own is None:  # a copy of the shared headers
             known = self.known
             assert known is not None
             own = self._own_headers = httpx.Headers(known.headers)
@@ -247,9 +251,9 @@ class StreamedAnswer(httpx.Response):
             MAP_ERRORS.__exit__(type(exc), exc, exc.__traceback__)
             raise
         answer.release()
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        body = self.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # kept, as `keep_body`
+        self._own_stream = None
         self.is_closed = True
-        self.keep_body(body)
         return body
 
     @property

@@ -55,36 +55,67 @@ def expand_env(text: str, *, node: str, field: str, allowed: AbstractSet[str] | 
     (it names the variable, never a value). With `allowed`, only those names are expanded:
     a `${VAR}` that came in through a template (a served flow's client typing
     ``${AWS_SECRET_ACCESS_KEY}`` into an input that reaches a URL) stays as it is."""
-    parts = _env_parts(text)
-    if len(parts) == 1:
-        return Expanded(text, text)
+    plan = _env_plan(text, allowed if allowed is None or type(allowed) is frozenset else frozenset(allowed))
+    names = plan.names
+    if not names:  # nothing to expand: the text as it is
+        return plan.plain  # type: ignore[return-value]
+    values = (environ.get(names[0]),) if len(names) == 1 else tuple(map(environ.get, names))
+    expanded = _EXPANDED.get((plan, values))
+    if expanded is None:
+        if None in values:
+            name = names[values.index(None)]
+            raise NodeError(f"environment variable {name} (used in {field}) is not set", node=node, retryable=False)
+        expanded = _expanded(plan, values)  # type: ignore[arg-type]  # every value is set
+    return expanded
+
+
+class _EnvPlan(NamedTuple):
+    """A text split at its `${VAR}` references (literal, name, ..., literal), the names to
+    expand in it (in order; those outside `allowed` stay as written), and the text as its
+    own expansion (`plain`) when there is none."""
+
+    parts: tuple[str, ...]
+    names: tuple[str, ...]
+    plain: Expanded | None
+
+
+@functools.lru_cache(maxsize=1024)
+def _env_plan(text: str, allowed: frozenset[str] | None) -> _EnvPlan:
+    """How `text` expands under `allowed`, worked out once per text (a node expands the
+    same endpoint and headers on every call)."""
+    parts = tuple(_ENV_VAR.split(text)) if "${" in text else (text,)
+    if allowed is not None:  # a name outside `allowed` stays as written, in the literal around it
+        merged = [parts[0]]
+        for i in range(1, len(parts), 2):
+            if parts[i] in allowed:
+                merged += (parts[i], parts[i + 1])
+            else:
+                merged[-1] += "${" + parts[i] + "}" + parts[i + 1]
+        parts = tuple(merged)
+    names = parts[1::2]
+    return _EnvPlan(parts, names, None if names else Expanded(text, text))
+
+
+#: expansions by plan and the values that went in (the same few, call after call)
+_EXPANDED: dict[tuple[_EnvPlan, tuple[str | None, ...]], Expanded] = {}
+_EXPANDED_KEPT = 256
+
+
+def _expanded(plan: _EnvPlan, values: tuple[str, ...]) -> Expanded:
+    parts = plan.parts
     out = [parts[0]]
-    secrets = []
-    for i in range(1, len(parts), 2):
-        name = parts[i]
-        if allowed is not None and name not in allowed:
-            out += ("${" + name + "}", parts[i + 1])
-            continue
-        value = environ.get(name)
-        if value is None:
-            raise NodeError(
-                f"environment variable {name} (used in {field}) is not set", node=node, retryable=False
-            )
-        out += (value, parts[i + 1])
-        secrets.append(value)
-    return Expanded("".join(out), MASK.join(parts[0::2]), tuple(secrets))
+    for value, literal in zip(values, parts[2::2]):
+        out += (value, literal)
+    expanded = Expanded("".join(out), MASK.join(parts[0::2]), values)
+    if len(_EXPANDED) >= _EXPANDED_KEPT:
+        _EXPANDED.clear()
+    _EXPANDED[(plan, values)] = expanded
+    return expanded
 
 
 def env_names(written: Any) -> frozenset[str]:
     """The `${VAR}` names a node's config, as the flow file wrote it, refers to."""
     return frozenset(_ENV_VAR.findall(json.dumps(written, default=str)))
-
-
-@functools.lru_cache(maxsize=1024)
-def _env_parts(text: str) -> tuple[str, ...]:
-    """`text` split at its `${VAR}` references: literal, name, literal, name, ..., literal
-    (one literal when there is none), worked out once per text."""
-    return tuple(_ENV_VAR.split(text)) if "${" in text else (text,)
 
 
 @functools.lru_cache(maxsize=256)
@@ -103,29 +134,47 @@ class Secrets:
     header), and `cause` is the error to chain a node's error to (none once a secret was
     expanded: a trace records the chain's messages)."""
 
+    __slots__ = ("node", "allowed", "_went", "_table")
+
     def __init__(self, node: str, written: Any = None, *, allowed: frozenset[str] | None = None) -> None:
         self.node = node
-        self._shown: dict[str, str] = {}  # text that went out -> its shown form
         #: the variables the flow file itself names in the node's config (`written`, before
         #: templates, or `allowed`, those names worked out once by `env_names`): the only
         #: ones expanded; None when the caller gives neither
         self.allowed: frozenset[str] | None = allowed if written is None else env_names(written)
+        #: what went in, in order: expansions with values from the environment, and secrets
+        #: kept (`keep`); the table of their shown forms is made when a message needs it
+        self._went: list[Expanded | str] = []
+        self._table: dict[str, str] | None = None
 
     def expand(self, text: str, field: str) -> Expanded:
         expanded = expand_env(text, node=self.node, field=field, allowed=self.allowed)
         if expanded.secrets:
-            self._shown[expanded.value] = expanded.shown
-            for secret in expanded.secrets:
-                self._remember(secret)
+            self._went.append(expanded)
+            self._table = None
         return expanded
-
-    def _remember(self, secret: str) -> None:
-        for form in _secret_forms(secret):
-            self._shown[form] = MASK
 
     def keep(self, secret: str) -> None:
         """Keep `secret`, read from the environment some other way, out of messages too."""
-        self._remember(secret)
+        self._went.append(secret)
+        self._table = None
+
+    def _shown(self) -> dict[str, str]:
+        """Text that went out -> its shown form: each expanded text as shown, and each form of
+        each secret in it (`_secret_forms`) as `***`."""
+        table = self._table
+        if table is None:
+            table = self._table = {}
+            for went in self._went:
+                if isinstance(went, str):
+                    secrets: tuple[str, ...] = (went,)
+                else:
+                    table[went.value] = went.shown
+                    secrets = went.secrets
+                for secret in secrets:
+                    for form in _secret_forms(secret):
+                        table[form] = MASK
+        return table
 
     def headers(self, given: Mapping[str, Any], field: str = "config.headers") -> dict[str, str]:
         """Header values with their references expanded."""
@@ -133,13 +182,14 @@ class Secrets:
 
     def mask(self, text: str) -> str:
         """`text` with every value this call expanded shown as `***` (the longest first)."""
-        for value in sorted(self._shown, key=len, reverse=True):
-            text = text.replace(value, self._shown[value])
+        shown = self._shown()
+        for value in sorted(shown, key=len, reverse=True):
+            text = text.replace(value, shown[value])
         return text
 
     def cause(self, exc: BaseException) -> BaseException | None:
         """`exc`, or None once a value was expanded (its message may quote it)."""
-        return None if self._shown else exc
+        return None if self._shown() else exc
 
 
 def call_error(exc: BaseException, endpoint: str, timeout: float, *, node: str, secrets: Secrets) -> RemoteError:
