@@ -9,7 +9,8 @@ Both ways of running on Ray use this module: ``serve --ray``
   FlowError says why.
 - `flow_payload` / `flow_from_payload`: what a worker (a Serve replica, a batch actor)
   needs to build the same flow as the driver, and that flow built and validated again.
-- `shutdown_ray`: Ray shut down once nothing holds its objects any more.
+- `shutdown_ray`: Ray shut down once nothing holds its objects any more, and the threads
+  that call into Ray in the background (`calls_ray`) have ended.
 - `error_line`: Ray's errors run to many lines, the cause at the end; the line a message
   quotes.
 
@@ -23,6 +24,9 @@ import contextlib
 import gc
 import logging
 import os
+import threading
+import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +34,7 @@ from jupyter_flow.errors import FlowError
 from jupyter_flow.flow import Flow
 from jupyter_flow.nodes.registry import default_registry
 
-__all__ = ["error_line", "flow_from_payload", "flow_payload", "shutdown_ray", "start_local_ray"]
+__all__ = ["calls_ray", "error_line", "flow_from_payload", "flow_payload", "shutdown_ray", "start_local_ray"]
 
 log = logging.getLogger("jupyter_flow.ray")
 
@@ -65,12 +69,31 @@ def start_local_ray(*, num_cpus: int | None, object_store_bytes: int, tries: int
             log.warning("a local Ray did not start (%s); trying again", error_line(exc))
 
 
+#: the longest `shutdown_ray` waits for the threads `calls_ray` names to end
+RAY_CALLERS_WAIT_S = 30.0
+
+#: threads of this process that call into Ray in the background
+_RAY_CALLERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def calls_ray(thread: threading.Thread) -> None:
+    """`thread` calls into Ray in the background (a deployment left to finish past its
+    deadline): `shutdown_ray` waits for it to end first."""
+    _RAY_CALLERS.add(thread)
+
+
 def shutdown_ray() -> None:
-    """Shut down this process's Ray, its objects let go first: a Ray object (an actor
-    handle, an object ref) freed after `ray.shutdown()`, by a garbage collection in any
-    thread at any time later, makes Ray end the process."""
+    """Shut down this process's Ray, its objects let go first and its background callers
+    (`calls_ray`) ended, for at most `RAY_CALLERS_WAIT_S`: a Ray object (an actor handle,
+    an object ref) freed after `ray.shutdown()`, by a garbage collection in any thread at
+    any time later, or a call into Ray from a thread after it, makes Ray end the process."""
     import ray
 
+    deadline = time.monotonic() + RAY_CALLERS_WAIT_S
+    for thread in list(_RAY_CALLERS):
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning("shutting Ray down while the thread %r still calls into it", thread.name)
     gc.collect()
     ray.shutdown()
 

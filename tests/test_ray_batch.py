@@ -248,3 +248,19 @@ def test_address_without_the_ray_engine_is_a_usage_error(flow_path: Path, tmp_pa
                  "--address", "127.0.0.1:6379"])
     assert code == 2
     assert "--address is for --engine ray" in capsys.readouterr().err
+
+
+def test_ray_is_shut_down_only_after_the_threads_that_call_into_it_end() -> None:
+    """A deployment left running past its deadline polls Serve from a thread of its own; a
+    call into Ray after `ray.shutdown()` makes Ray end the process (exit 1, the rest of a
+    test run lost), so the shutdown waits for such threads first."""
+    import threading
+
+    from jupyter_flow.raylocal import calls_ray
+
+    done = threading.Event()
+    caller = threading.Thread(target=lambda: (time.sleep(1.0), done.set()), name="deploy late", daemon=True)
+    calls_ray(caller)
+    caller.start()
+    shutdown_ray()
+    assert done.is_set() and not caller.is_alive()

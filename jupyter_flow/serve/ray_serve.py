@@ -164,6 +164,7 @@ def _run_app(app: Any, name: str, route_prefix: str | None) -> None:
             failed.append(exc)
 
     thread = threading.Thread(target=run, name=f"deploy {name}", daemon=True)
+    raylocal.calls_ray(thread)  # past the deadline it runs on: Ray is shut down only after it ends
     thread.start()
     thread.join(DEPLOY_TIMEOUT_S)
     if thread.is_alive():
