@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,18 +49,42 @@ def open_store(path: Path, schema: str, *, error: type[StoreError], what: str, r
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=not any_thread)
     except (OSError, sqlite3.Error) as exc:
         raise error(f"cannot open the {what} {path}: {exc}") from None
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        if relaxed_sync:
-            conn.execute("PRAGMA synchronous=NORMAL")
-        # one write transaction, taken through the busy timeout: two processes making the
-        # schema of a new file at once then take turns (statement by statement, one could
-        # find its read snapshot stale and fail at once instead of waiting)
-        conn.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise error(f"the {what} {path} cannot be used: {exc}") from None
-    return conn
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            # turning a new file to WAL takes its lock without the busy timeout: a second
+            # process opening the same new file at that moment is told "locked" at once
+            conn.execute("PRAGMA journal_mode=WAL")
+            if relaxed_sync:
+                conn.execute("PRAGMA synchronous=NORMAL")
+            # one write transaction, taken through the busy timeout: two processes making the
+            # schema of a new file at once then take turns (statement by statement, one could
+            # find its read snapshot stale and fail at once instead of waiting)
+            conn.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
+            return conn
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            if _busy(exc) and time.monotonic() < deadline:  # the other opener holds it: again, shortly
+                time.sleep(_OPEN_RETRY_S)
+                continue
+            conn.close()
+            raise error(f"the {what} {path} cannot be used: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise error(f"the {what} {path} cannot be used: {exc}") from None
+
+
+#: the pause before a store whose file another process holds is opened again
+_OPEN_RETRY_S = 0.05
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether `exc` says another connection holds the file (SQLITE_BUSY or SQLITE_LOCKED)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 @contextmanager

@@ -109,6 +109,31 @@ def test_two_processes_writing_one_history_lose_nothing(tmp_path: Path) -> None:
     assert len(runs) == 80 and len({r["run_id"] for r in runs}) == 80
 
 
+OPENER = """
+import sys, time
+from jupyter_flow.history import RunHistory
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+RunHistory(sys.argv[1]).runs()
+"""
+
+
+def test_processes_opening_one_new_history_at_the_same_moment_all_open_it(tmp_path: Path) -> None:
+    """Turning a new file to WAL takes its lock without waiting: the openers that find it
+    held try again within the busy timeout, rather than fail with "database is locked"."""
+    import time
+
+    for round_ in range(5):
+        path = tmp_path / f"h{round_}.sqlite"
+        start = time.time() + 1.5  # every process past its imports, then all at once
+        procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(path), str(start)], stderr=subprocess.PIPE, text=True)
+                 for _ in range(6)]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+
+
 def test_the_history_keeps_the_newest_runs(tmp_path: Path) -> None:
     history = RunHistory(tmp_path / "h.sqlite", keep_runs=3)
     ids = [record(history, flow(), str(i)) for i in range(5)]
