@@ -44,6 +44,7 @@ from jupyter_flow.identity import ByIdentity
 
 __all__ = ["AiohttpTransport", "KnownHeaders", "PreparedHeaders", "PreparedRequest", "StreamedAnswer"]
 
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """httpx's transport interface over aiohttp (see the module doc).
 
@@ -103,8 +104,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             known = self._answered.pop(id(request), None)
             if known is not None and known[0] is request:
                 return known[1]
-        last = self._last
-        session = last[1] if last is not None and last[0] is asyncio.get_running_loop() else self._session()
+        session = self._session()
         timeout = request.extensions.get("timeout")
         limits = _timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")) if timeout else _timeout(None, None, None)
         body: bytes | AsyncIterator[bytes] | None
@@ -251,9 +251,9 @@ class StreamedAnswer(httpx.Response):
             MAP_ERRORS.__exit__(type(exc), exc, exc.__traceback__)
             raise
         answer.release()
-        body = self.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # kept, as `keep_body`
-        self._own_stream = None
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self.is_closed = True
+        self.keep_body(body)
         return body
 
     @property

@@ -62,15 +62,13 @@ def open_store(path: Path, schema: str, *, error: type[StoreError], what: str, r
             # find its read snapshot stale and fail at once instead of waiting)
             conn.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
             return conn
-        except sqlite3.OperationalError as exc:
-            if conn.in_transaction:
-                conn.rollback()
-            if _busy(exc) and time.monotonic() < deadline:  # the other opener holds it: again, shortly
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and _busy(exc) and time.monotonic() < deadline:
+                # the other opener holds it: again, shortly
+                if conn.in_transaction:
+                    conn.rollback()
                 time.sleep(_OPEN_RETRY_S)
                 continue
-            conn.close()
-            raise error(f"the {what} {path} cannot be used: {exc}") from None
-        except sqlite3.DatabaseError as exc:
             conn.close()
             raise error(f"the {what} {path} cannot be used: {exc}") from None
 
