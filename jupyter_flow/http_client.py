@@ -30,7 +30,7 @@ import http.cookiejar
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
@@ -122,26 +122,31 @@ class FlowClient(httpx.AsyncClient):
 
     async def answer(self, request: httpx.Request) -> httpx.Response:
         """The answer to a request `send_plain` may send, as httpx's client has it before it
-        reads the body: a redirect followed, a cookie kept, the log line written (but no
-        `elapsed`: the caller that reads the body says when it is done)."""
+        reads the body (`start`, then `took`, or `follow` for a redirect)."""
+        response = await self.start(request)
+        taken = self.took(request, response)
+        return taken if taken is not None else await self.follow(request, response)
+
+    def start(self, request: httpx.Request) -> Awaitable[httpx.Response]:
+        """The transport's call for a request `send_plain` may send, checked as httpx's
+        client checks it (an error it raises names the request): await it, and hand its
+        answer to `took`. Awaited by the caller, not by a coroutine of the client's: every
+        HTTP node's call comes this way."""
         if self.is_closed:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
         if type(request) is not PreparedRequest and not isinstance(request.stream, httpx.AsyncByteStream):
             raise RuntimeError("Attempted to send a sync request with an AsyncClient instance.")
         if "timeout" not in request.extensions:
             request.extensions["timeout"] = self.timeout.as_dict()
-        try:
-            response = await self._direct.handle_async_request(request)
-        except httpx.RequestError as exc:
-            exc.request = request
-            raise
+        return self._direct.handle_async_request(request)
+
+    def took(self, request: httpx.Request, response: httpx.Response) -> httpx.Response | None:
+        """What httpx's client does with the transport's answer before the body is read: a
+        cookie kept and the log line written (but no `elapsed`: the caller that reads the
+        body says when it is done); None for an answer that redirects, which `follow`
+        takes on."""
         if response.status_code in _REDIRECTS and response.has_redirect_location:
-            # httpx follows it, starting from this answer: the request is not sent again
-            self._direct.answered(request, response)
-            try:
-                return await super().send(request, stream=True)
-            finally:
-                self._direct.answered(request, None)
+            return None
         if type(response) is StreamedAnswer:  # the aiohttp transport's answer to this request (it names it)
             sets_cookie = response.known.sets_cookie  # type: ignore[union-attr]  # worked out with the headers
         else:
@@ -153,6 +158,15 @@ class FlowClient(httpx.AsyncClient):
             _HTTPX_LOG.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,
                             response.status_code, response.reason_phrase)
         return response
+
+    async def follow(self, request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        """httpx follows the redirect, with all its rules, starting from this answer: the
+        request is not sent again."""
+        self._direct.answered(request, response)
+        try:
+            return await super().send(request, stream=True)
+        finally:
+            self._direct.answered(request, None)
 
 
 class WatchedHeaders(httpx.Headers):

@@ -73,7 +73,9 @@ async def send(
         try:
             if isinstance(client, FlowClient) and form is None and params is None and client.is_plain() and \
                     (plain := _plain_request(client, method, url, body if content is None else content, headers)) is not None:
-                response = await client.answer(plain)
+                response = await client.start(plain)  # as `client.answer(plain)`, without a coroutine between
+                taken = client.took(plain, response)
+                response = taken if taken is not None else await client.follow(plain, response)
             else:
                 request = client.build_request(method, _url(url), content=body if content is None else content, data=form,
                                                params=params, headers=headers, extensions=_WHOLE_CALL)
@@ -257,8 +259,9 @@ class WholeAnswer(StreamedAnswer):
     of httpx's stream layers over bytes already read."""
 
     def __init__(self, body: bytes, response: httpx.Response) -> None:
-        super().__init__(response.status_code, stream=httpx.ByteStream(body), request=response.request,
-                         extensions=response.extensions, history=response.history, default_encoding=response.default_encoding)
+        super(StreamedAnswer, self).__init__(  # httpx's constructor: its headers are set here
+            response.status_code, stream=httpx.ByteStream(body), request=response.request, extensions=response.extensions,
+            history=response.history, default_encoding=response.default_encoding)
         self.headers = response.headers  # the same headers (what was worked out about them kept)
         self.body = body
 

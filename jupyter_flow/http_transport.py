@@ -38,6 +38,7 @@ import aiohttp
 import httpx
 import multidict
 import yarl
+from aiohttp import hdrs
 
 from jupyter_flow.http_errors import MAP_ERRORS
 from jupyter_flow.identity import ByIdentity
@@ -135,12 +136,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     proxy=self._proxy_for(request.url) if self._proxies else None,
                 )
         except Exception as exc:
-            MAP_ERRORS.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        response = StreamedAnswer(answer.status, headers=_NO_HEADERS, stream=AiohttpBody(answer), request=request,
-                                  extensions=_extensions(answer.version == aiohttp.HttpVersion10, answer.reason))
-        response.received(_answer_headers(answer.raw_headers))
-        return response
+            try:
+                MAP_ERRORS.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            except httpx.RequestError as named:  # it names the request, as httpx's client's errors do
+                named.request = request
+                raise
+        return StreamedAnswer(answer.status, KnownHeaders(answer.raw_headers, answer.headers), AiohttpBody(answer), request,
+                              _extensions(answer.version == aiohttp.HttpVersion10, answer.reason))
 
     def _proxy_for(self, url: httpx.URL) -> str | None:
         """The proxy `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` names for `url`, unless
@@ -178,15 +181,30 @@ class StreamedAnswer(httpx.Response):
     (`keep_body`): its `content` is then that body, and its stream gives the same bytes
     again, without a second pass of httpx's stream layers or a second answer object.
 
-    Its headers are those the transport `received` (shared, with what it worked out about
-    them: `known`), copied into the answer's own the first time anyone reads them, as
-    `httpx.Response` copies the headers it is given."""
+    Its headers become httpx's the first time anyone reads them, from the headers as they
+    came (`known.raw`, with what the transport worked out about them first: `known`)."""
 
     body: bytes | None = None
     #: what the transport worked out about the headers as it received them
     known: KnownHeaders | None = None
     _own_headers: httpx.Headers | None = None
     _own_stream: httpx.SyncByteStream | httpx.AsyncByteStream | None = None
+
+    def __init__(self, status_code: int, known: KnownHeaders, stream: httpx.AsyncByteStream, request: httpx.Request,
+                 extensions: Mapping[str, Any]) -> None:
+        # no super().__init__: it would copy headers that are then replaced by the shared
+        # ones; what it sets for an answer given a stream (a test checks it is all there)
+        self.status_code = status_code
+        self.known = known
+        self._own_stream = stream
+        self._request: httpx.Request | None = request
+        self.next_request: httpx.Request | None = None
+        self.extensions = dict(extensions)
+        self.history: list[httpx.Response] = []
+        self.is_closed = False
+        self.is_stream_consumed = False
+        self.default_encoding = "utf-8"
+        self._num_bytes_downloaded = 0
 
     @property
     def stream(self) -> httpx.SyncByteStream | httpx.AsyncByteStream:
@@ -203,21 +221,15 @@ class StreamedAnswer(httpx.Response):
     @property
     def headers(self) -> httpx.Headers:
         own = self._own_headers
-        if own is None:  # a copy of the shared headers
+        if own is None:  # made when first read
             known = self.known
             assert known is not None
-            own = self._own_headers = httpx.Headers(known.headers)
-            own.encoding = known.encoding  # the copy would work it out again
+            own = self._own_headers = httpx.Headers(known.raw)
         return own
 
     @headers.setter
     def headers(self, value: httpx.Headers) -> None:
         self._own_headers = value
-
-    def received(self, known: KnownHeaders) -> None:
-        """The headers are `known.headers`, not copied until they are read."""
-        self.known = known
-        self._own_headers = None
 
     def as_received(self) -> KnownHeaders | None:
         """What the transport worked out about the headers, while the answer is as the
@@ -247,6 +259,8 @@ class StreamedAnswer(httpx.Response):
                 if read > limit:
                     return None
                 chunks.append(chunk)
+                if content.at_eof():  # the whole body is in: no read that only finds its end
+                    break
         except Exception as exc:
             MAP_ERRORS.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -375,9 +389,6 @@ def _bypassed(host: str, no_proxy: str) -> bool:
     return False
 
 
-#: what the transport gives httpx's constructor for an answer's headers (they come after)
-_NO_HEADERS = httpx.Headers()
-
 #: the automatic headers aiohttp would add where httpx's request has none: httpx's request
 #: is sent as it is (Host and the body's length aiohttp still works out when missing)
 _NOT_ADDED = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -390,28 +401,20 @@ def _timeout(connect: float | None, read: float | None, pool: float | None) -> a
 
 
 class KnownHeaders:
-    """An answer's headers as httpx holds them and what a reader asks of them: their text
-    encoding (as httpx finds it), the body's declared length (None when not given as a
-    number), whether its bytes are encoded (`Content-Encoding`) and whether it sets a
-    cookie."""
+    """What a reader asks of an answer's headers before anyone reads them all, taken from
+    aiohttp's view of them (`seen`, parsed as they came): the body's declared length (None
+    when not given as one number), whether its bytes are encoded (`Content-Encoding`) and
+    whether it sets a cookie; and the headers as they came (`raw`), which become httpx's
+    headers for the answer when someone reads them."""
 
-    __slots__ = ("headers", "encoding", "length", "encoded", "sets_cookie")
+    __slots__ = ("raw", "length", "encoded", "sets_cookie")
 
-    def __init__(self, raw: tuple[tuple[bytes, bytes], ...]) -> None:
-        self.headers = headers = httpx.Headers(raw)
-        self.encoding = headers.encoding
-        declared = headers.get("content-length", "").strip()
-        self.length = int(declared) if declared.isdigit() else None
-        self.encoded = "content-encoding" in headers
-        self.sets_cookie = "set-cookie" in headers
-
-
-@functools.lru_cache(maxsize=256)
-def _answer_headers(raw: tuple[tuple[bytes, bytes], ...]) -> KnownHeaders:
-    """An answer's headers and what a reader asks of them, worked out once per set of
-    headers (an endpoint answers with the same ones, but for its Date, within each
-    second); each answer gets a copy of the headers."""
-    return KnownHeaders(raw)
+    def __init__(self, raw: tuple[tuple[bytes, bytes], ...], seen: Mapping[str, str]) -> None:
+        self.raw = raw
+        declared = seen.getall(hdrs.CONTENT_LENGTH, ())  # type: ignore[attr-defined]  # a multidict: every value
+        self.length = int(declared[0]) if len(declared) == 1 and declared[0].strip().isdigit() else None
+        self.encoded = hdrs.CONTENT_ENCODING in seen
+        self.sets_cookie = hdrs.SET_COOKIE in seen
 
 
 @functools.lru_cache(maxsize=64)

@@ -640,6 +640,39 @@ def test_a_failed_call_raises_httpx_s_error_for_it_through_either_transport(monk
         assert isinstance(ours.__cause__, aiohttp.ClientError), repr(ours.__cause__)  # raised from aiohttp's own
     message = describe_error(ours, url, 0.5)
     assert url in message and expected in message and "\n" not in message, message
+    for exc in raised.values():  # each names the request it failed, as httpx's client's errors do
+        assert isinstance(exc, httpx.RequestError) and exc.request.url == httpx.URL(url)
+
+
+@pytest.mark.parametrize("failure", ["a refused connection", "a close before any answer", "a close before the body's end"])
+def test_a_failed_call_sent_straight_to_the_transport_names_its_request(failure: str) -> None:
+    """A node's call goes to the aiohttp transport without httpx's client around it: the
+    error it raises still names the request that failed."""
+    import httpx
+    from servers import RawServer, free_port
+
+    handler, expected = FAILURES[failure]
+    server = RawServer(handler) if handler is not None else None
+    url = server.url if server is not None else f"http://127.0.0.1:{free_port()}/predict"
+
+    async def go() -> BaseException:
+        client = make_client(timeout_s=2)
+        try:
+            await send(client, "POST", url, json={"a": 1}, timeout_s=2)
+        except Exception as exc:
+            return exc
+        finally:
+            await client.aclose()
+        raise AssertionError("the call did not fail")
+
+    try:
+        raised = asyncio.run(go())
+    finally:
+        if server is not None:
+            server.close()
+    assert isinstance(raised, httpx.RequestError), repr(raised)
+    assert type(raised).__name__ in (expected, "ReadError"), repr(raised)  # a close racing the last bytes may read as a reset
+    assert raised.request.url == httpx.URL(url) and raised.request.method == "POST"
 
 
 def test_a_streamed_answer_reaches_the_caller_as_it_arrives() -> None:
