@@ -21,7 +21,8 @@ between them. `AiohttpTransport` keeps to it:
   chunk by chunk as it arrives;
 - every error aiohttp (or the socket under it) raises becomes httpx's error for the same
   failure (`jupyter_flow.http_errors.MAP_ERRORS`, the table `ERROR_MAP`), raised `from`
-  aiohttp's, so callers catch one tree of errors, httpx's, whatever the transport.
+  aiohttp's and naming the request, so callers catch one tree of errors, httpx's, whatever
+  the transport.
 """
 
 from __future__ import annotations
@@ -192,8 +193,8 @@ class StreamedAnswer(httpx.Response):
 
     def __init__(self, status_code: int, known: KnownHeaders, stream: httpx.AsyncByteStream, request: httpx.Request,
                  extensions: Mapping[str, Any]) -> None:
-        # no super().__init__: it would copy headers that are then replaced by the shared
-        # ones; what it sets for an answer given a stream (a test checks it is all there)
+        # no super().__init__: it would make httpx's headers, which most readers never
+        # ask for; what it sets for an answer given a stream (a test checks it is all there)
         self.status_code = status_code
         self.known = known
         self._own_stream = stream
@@ -409,9 +410,9 @@ class KnownHeaders:
 
     __slots__ = ("raw", "length", "encoded", "sets_cookie")
 
-    def __init__(self, raw: tuple[tuple[bytes, bytes], ...], seen: Mapping[str, str]) -> None:
+    def __init__(self, raw: tuple[tuple[bytes, bytes], ...], seen: multidict.CIMultiDictProxy[str]) -> None:
         self.raw = raw
-        declared = seen.getall(hdrs.CONTENT_LENGTH, ())  # type: ignore[attr-defined]  # a multidict: every value
+        declared = seen.getall(hdrs.CONTENT_LENGTH, ())  # every value: a length given twice is no length
         self.length = int(declared[0]) if len(declared) == 1 and declared[0].strip().isdigit() else None
         self.encoded = hdrs.CONTENT_ENCODING in seen
         self.sets_cookie = hdrs.SET_COOKIE in seen

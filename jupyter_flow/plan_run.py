@@ -22,7 +22,7 @@ from jupyter_flow.cache import NodeCache
 from jupyter_flow.errors import NodeError, NodeTimeoutError, TemplateError
 from jupyter_flow.expressions import Renderer
 from jupyter_flow.nodes.base import Node, NodeContext
-from jupyter_flow.outcome import SKIPPED, NodeOutcome, ok
+from jupyter_flow.outcome import SKIPPED, NodeOutcome
 from jupyter_flow.plan import Plan, PlannedEdge, PlannedNode
 from jupyter_flow.reuse import CacheKey, Reuse, StoredResults
 from jupyter_flow.runtime import Runtime
@@ -236,7 +236,7 @@ class PlanRun:
                 return None
         else:
             record.status = "ok"
-            self.context[pn.id] = ok(record.outputs)
+            self.context[pn.id] = NodeOutcome(record.outputs, "ok")
         record.duration_s = time.perf_counter() - t0
         self.hand_off = hand_off
         try:

@@ -32,7 +32,7 @@ class CacheKey:
     __slots__ = ("_head", "_inputs", "_digest")
 
     def __init__(self, pn: PlannedNode, node: Node, inputs: Any) -> None:
-        self._head = f"{pn.fingerprint}:{node.cache_token()}"
+        self._head = (pn.fingerprint, node.cache_token())
         self._inputs = inputs
         self._digest: str | None = None
 

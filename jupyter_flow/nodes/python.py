@@ -169,11 +169,21 @@ class PythonNode(Node):
             return super().describe()
         return f"calls `{self.config.function}`"
 
+    #: the read-only functions of a run the token was last taken from, and the function
+    #: found there (`cache_token`: every run takes the token of every python node)
+    _token_from: tuple[Mapping[str, Callable[..., Any]], Callable[..., Any]] | None = None
+
     def cache_token(self) -> str:
-        try:
-            fn = self._resolve(run_functions.get() or default_functions())
-        except NodeError:
-            return ""
+        registered = run_functions.get() or default_functions()
+        last = self._token_from
+        if last is not None and last[0] is registered and type(registered) is MappingProxyType:
+            fn = last[1]  # the same run's functions, which cannot change: the same function
+        else:
+            try:
+                fn = self._resolve(registered)
+            except NodeError:
+                return ""
+            self._token_from = (registered, fn)
         return _function_token(fn)
 
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
