@@ -42,6 +42,8 @@ _NO_BODY = object()
 _ENCODE_JSON = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 #: the content type httpx sends with a `json=` body (shared: never changed)
 _JSON_TYPE: Mapping[str, str] = {"content-type": "application/json"}
+#: those headers as `_plain_request` keys what it works out for them (made once)
+_JSON_GIVEN = tuple(_JSON_TYPE.items())
 #: no timeout per phase of the call: the deadline bounds the whole of it (shared: httpx
 #: copies a request's extensions)
 _WHOLE_CALL: Mapping[str, Any] = {"timeout": httpx.Timeout(None).as_dict()}
@@ -112,7 +114,7 @@ def _plain_request(client: FlowClient, method: str, url: str, content: str | byt
     it is (no copy)."""
     if client.params:
         return None
-    given = tuple(headers.items()) if headers else ()
+    given = _JSON_GIVEN if headers is _JSON_TYPE else tuple(headers.items()) if headers else ()
     client_headers = client.headers
     key = (client_headers.stamp, url, given)  # kept under the stamp of the client's headers
     prepared = _PREPARED.get(key, _UNKNOWN)

@@ -190,6 +190,8 @@ class StreamedAnswer(httpx.Response):
     known: KnownHeaders | None = None
     _own_headers: httpx.Headers | None = None
     _own_stream: httpx.SyncByteStream | httpx.AsyncByteStream | None = None
+    _own_extensions: dict[str, Any] | None = None
+    _given_extensions: Mapping[str, Any] = {}
 
     def __init__(self, status_code: int, known: KnownHeaders, stream: httpx.AsyncByteStream, request: httpx.Request,
                  extensions: Mapping[str, Any]) -> None:
@@ -200,7 +202,7 @@ class StreamedAnswer(httpx.Response):
         self._own_stream = stream
         self._request: httpx.Request | None = request
         self.next_request: httpx.Request | None = None
-        self.extensions = dict(extensions)
+        self._given_extensions = extensions  # copied when first read, as the headers are
         self.history: list[httpx.Response] = []
         self.is_closed = False
         self.is_stream_consumed = False
@@ -231,6 +233,17 @@ class StreamedAnswer(httpx.Response):
     @headers.setter
     def headers(self, value: httpx.Headers) -> None:
         self._own_headers = value
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        own = self._own_extensions
+        if own is None:  # made when first read: a copy of what the transport gave
+            own = self._own_extensions = dict(self._given_extensions)
+        return own
+
+    @extensions.setter
+    def extensions(self, value: dict[str, Any]) -> None:
+        self._own_extensions = value
 
     def as_received(self) -> KnownHeaders | None:
         """What the transport worked out about the headers, while the answer is as the

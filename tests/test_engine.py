@@ -764,3 +764,21 @@ def test_a_node_outcome_offers_its_output_status_and_error_and_nothing_else() ->
         seen["whole"].status = "error"
     # the sandbox's rules hold for what a run offers templates: no way to its class
     assert result["peek"].status == "error" and "unsafe" in result["peek"].error.message  # type: ignore[union-attr]
+
+
+def test_a_node_s_outcome_is_a_read_only_mapping() -> None:
+    """What templates read of a node that is done reads as a dict and cannot be changed
+    (the outcome of every skipped node is one shared object)."""
+    from jupyter_flow.outcome import SKIPPED, NodeOutcome
+
+    outcome = NodeOutcome({"label": "x"}, "ok")
+    assert dict(outcome) == {"output": {"label": "x"}, "status": "ok", "error": None}
+    assert outcome["output"] is outcome.output and "status" in outcome and len(outcome) == 3
+    assert outcome == {"output": {"label": "x"}, "status": "ok", "error": None}
+    for name in ("output", "status", "error", "other"):
+        with pytest.raises(AttributeError):
+            setattr(outcome, name, 1)
+    with pytest.raises(AttributeError):
+        SKIPPED.status = "ok"
+    assert SKIPPED.status == "skipped" and SKIPPED.output is None
+    assert repr(outcome) == "NodeOutcome(output={'label': 'x'}, status='ok', error=None)"

@@ -826,6 +826,8 @@ def test_an_answer_s_headers_are_its_own(serve: Serve, monkeypatch: pytest.Monke
     assert third.headers["x-thing"] == "1" and "content-type" in third.headers
     theirs = httpx.Response(200, headers=third.headers, stream=httpx.ByteStream(third.content), request=third.request,
                             extensions=third.extensions)  # as a transport makes one
-    assert set(vars(theirs)) <= set(vars(third)) | {"headers", "stream"}  # properties: made when read
+    assert set(vars(theirs)) <= set(vars(third)) | {"headers", "stream", "extensions"}  # properties: made when read
     assert list(third.stream) == [third.content] and json.loads(third.content) == {"ok": True}  # type: ignore[call-overload]
     assert dict(theirs.headers) == dict(third.headers) and theirs.headers.encoding == third.headers.encoding
+    third.extensions["mine"] = b"1"  # an answer's extensions are its own too
+    assert "mine" not in second.extensions and second.http_version == "HTTP/1.1" and second.reason_phrase == "OK"
