@@ -183,7 +183,8 @@ class StreamedAnswer(httpx.Response):
     again, without a second pass of httpx's stream layers or a second answer object.
 
     Its headers become httpx's the first time anyone reads them, from the headers as they
-    came (`known.raw`, with what the transport worked out about them first: `known`)."""
+    came (`known.raw`, with what the transport worked out about them first: `known`); its
+    extensions are its own copy of the transport's, made when first read too."""
 
     body: bytes | None = None
     #: what the transport worked out about the headers as it received them
