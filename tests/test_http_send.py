@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -600,30 +600,45 @@ FAILURES: dict[str, tuple[Callable[[Any], None] | None, str]] = {
 }
 
 
-@pytest.mark.parametrize("failure", list(FAILURES))
-def test_a_failed_call_raises_httpx_s_error_for_it_through_either_transport(monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
+def _failed_calls(failure: str, calls: dict[str, Callable[[str], Awaitable[Any]]]) -> tuple[str, dict[str, BaseException]]:
+    """The server `FAILURES` names for `failure` (none listening for a refused connection),
+    its URL, and what each of `calls` raised when it called that URL, one after another."""
     from servers import RawServer, free_port
 
-    handler, expected = FAILURES[failure]
+    handler, _ = FAILURES[failure]
     server = RawServer(handler) if handler is not None else None
     url = server.url if server is not None else f"http://127.0.0.1:{free_port()}/predict"  # nothing listens there
 
-    async def go(transport: str) -> BaseException:
-        monkeypatch.setenv(TRANSPORT_ENV, transport)
-        client = make_client(timeout_s=0.5)
+    async def failed(call: Callable[[str], Awaitable[Any]]) -> BaseException:
         try:
-            await client.post(url, json={"a": 1})
+            await call(url)
         except Exception as exc:
             return exc
-        finally:
-            await client.aclose()
         raise AssertionError("the call did not fail")
 
     try:
-        raised = {t: asyncio.run(go(t)) for t in TRANSPORTS}
+        return url, {name: asyncio.run(failed(call)) for name, call in calls.items()}
     finally:
         if server is not None:
             server.close()
+
+
+@pytest.mark.parametrize("failure", list(FAILURES))
+def test_a_failed_call_raises_httpx_s_error_for_it_through_either_transport(monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
+    _, expected = FAILURES[failure]
+
+    def through(transport: str) -> Callable[[str], Awaitable[Any]]:
+        async def post(url: str) -> None:
+            monkeypatch.setenv(TRANSPORT_ENV, transport)
+            client = make_client(timeout_s=0.5)
+            try:
+                await client.post(url, json={"a": 1})
+            finally:
+                await client.aclose()
+
+        return post
+
+    url, raised = _failed_calls(failure, {t: through(t) for t in TRANSPORTS})
     got = {t: type(exc).__name__ for t, exc in raised.items()}
     if failure in ("a close before the body's end", "a close before any answer") and got != {t: expected for t in TRANSPORTS}:
         # a close racing the last bytes can reach the client as a reset on a loaded machine:
@@ -649,27 +664,18 @@ def test_a_failed_call_sent_straight_to_the_transport_names_its_request(failure:
     """A node's call goes to the aiohttp transport without httpx's client around it: the
     error it raises still names the request that failed."""
     import httpx
-    from servers import RawServer, free_port
 
-    handler, expected = FAILURES[failure]
-    server = RawServer(handler) if handler is not None else None
-    url = server.url if server is not None else f"http://127.0.0.1:{free_port()}/predict"
+    _, expected = FAILURES[failure]
 
-    async def go() -> BaseException:
+    async def call(url: str) -> None:
         client = make_client(timeout_s=2)
         try:
             await send(client, "POST", url, json={"a": 1}, timeout_s=2)
-        except Exception as exc:
-            return exc
         finally:
             await client.aclose()
-        raise AssertionError("the call did not fail")
 
-    try:
-        raised = asyncio.run(go())
-    finally:
-        if server is not None:
-            server.close()
+    url, failed = _failed_calls(failure, {"send": call})
+    raised = failed["send"]
     assert isinstance(raised, httpx.RequestError), repr(raised)
     assert type(raised).__name__ in (expected, "ReadError"), repr(raised)  # a close racing the last bytes may read as a reset
     assert raised.request.url == httpx.URL(url) and raised.request.method == "POST"
