@@ -136,7 +136,7 @@ class FlowClient(httpx.AsyncClient):
             raise RuntimeError("Cannot send a request, as the client has been closed.")
         if type(request) is not PreparedRequest and not isinstance(request.stream, httpx.AsyncByteStream):
             raise RuntimeError("Attempted to send a sync request with an AsyncClient instance.")
-        if "timeout" not in request.extensions:
+        if "timeout" not in (request.given_extensions() if type(request) is PreparedRequest else request.extensions):
             request.extensions["timeout"] = self.timeout.as_dict()
         return self._direct.handle_async_request(request)
 

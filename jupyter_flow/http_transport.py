@@ -107,7 +107,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             if known is not None and known[0] is request:
                 return known[1]
         session = self._session()
-        timeout = request.extensions.get("timeout")
+        extensions = request.given_extensions() if type(request) is PreparedRequest else request.extensions
+        timeout = extensions.get("timeout")
         limits = _timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")) if timeout else _timeout(None, None, None)
         body: bytes | AsyncIterator[bytes] | None
         try:  # as `with MAP_ERRORS:`, without a context manager per call
@@ -121,7 +122,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 target = _aiohttp_url(request.url)
                 body = _body(request)
                 sent, skip = _decoded(tuple(request.headers.raw), body is not None, body is not None and not isinstance(body, bytes))
-            extensions = request.extensions
             if skip is None and not self._proxies and "sni_hostname" not in extensions:  # the common case: fewer arguments
                 answer = await session.request(request.method, target, headers=sent, data=body, allow_redirects=False, timeout=limits)
             else:
@@ -176,7 +176,32 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 asyncio.run_coroutine_threadsafe(session.close(), loop)
 
 
-class StreamedAnswer(httpx.Response):
+class _CopiedExtensions:
+    """httpx's `extensions` of a request or an answer: a copy of those it was given, made
+    the first time someone reads them (most are never read); `given_extensions` reads them
+    without making one."""
+
+    _own_extensions: dict[str, Any] | None = None
+    _given_extensions: Mapping[str, Any] = {}  # only ever read
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        own = self._own_extensions
+        if own is None:  # made when first read: a copy of what was given
+            own = self._own_extensions = dict(self._given_extensions)
+        return own
+
+    @extensions.setter
+    def extensions(self, value: dict[str, Any]) -> None:
+        self._own_extensions = value
+
+    def given_extensions(self) -> Mapping[str, Any]:
+        """The extensions as they are now, to read (never to change)."""
+        own = self._own_extensions
+        return self._given_extensions if own is None else own
+
+
+class StreamedAnswer(_CopiedExtensions, httpx.Response):
     """The transport's answer: an `httpx.Response` whose body streams from aiohttp, and
     which a reader that took the whole body straight from the stream hands back
     (`keep_body`): its `content` is then that body, and its stream gives the same bytes
@@ -191,8 +216,6 @@ class StreamedAnswer(httpx.Response):
     known: KnownHeaders | None = None
     _own_headers: httpx.Headers | None = None
     _own_stream: httpx.SyncByteStream | httpx.AsyncByteStream | None = None
-    _own_extensions: dict[str, Any] | None = None
-    _given_extensions: Mapping[str, Any] = {}
 
     def __init__(self, status_code: int, known: KnownHeaders, stream: httpx.AsyncByteStream, request: httpx.Request,
                  extensions: Mapping[str, Any]) -> None:
@@ -234,17 +257,6 @@ class StreamedAnswer(httpx.Response):
     @headers.setter
     def headers(self, value: httpx.Headers) -> None:
         self._own_headers = value
-
-    @property
-    def extensions(self) -> dict[str, Any]:
-        own = self._own_extensions
-        if own is None:  # made when first read: a copy of what the transport gave
-            own = self._own_extensions = dict(self._given_extensions)
-        return own
-
-    @extensions.setter
-    def extensions(self, value: dict[str, Any]) -> None:
-        self._own_extensions = value
 
     def as_received(self) -> KnownHeaders | None:
         """What the transport worked out about the headers, while the answer is as the
@@ -313,7 +325,7 @@ class PreparedHeaders:
             self.target = None
 
 
-class PreparedRequest(httpx.Request):
+class PreparedRequest(_CopiedExtensions, httpx.Request):
     """The `httpx.Request` that `httpx.Request(method, prepared.url, headers=prepared.headers,
     stream=httpx.ByteStream(body), extensions=extensions)` makes (a test checks that it
     sets the same attributes) from parts worked out before: the URL is shared, not parsed
@@ -330,7 +342,7 @@ class PreparedRequest(httpx.Request):
         self.url = prepared.url
         self.prepared = prepared
         self.body = body
-        self.extensions = dict(extensions)
+        self._given_extensions = extensions  # copied when first read, as the headers are
 
     @property
     def headers(self) -> httpx.Headers:

@@ -767,9 +767,12 @@ def test_a_prepared_request_has_what_httpx_s_own_constructor_gives_it() -> None:
     extensions = {"timeout": httpx.Timeout(None).as_dict()}
     theirs = httpx.Request("post", url, headers=headers, stream=httpx.ByteStream(b"{}"), extensions=extensions)
     ours = PreparedRequest("post", PreparedHeaders(url, headers, body=True), b"{}", extensions)
-    assert set(vars(theirs)) <= set(vars(ours)) | {"headers", "stream"}  # properties: made when read
-    assert set(vars(ours)) - set(vars(theirs)) <= {"prepared", "body", "_own_headers", "_own_stream"}
+    assert set(vars(theirs)) <= set(vars(ours)) | {"headers", "stream", "extensions"}  # properties: made when read
+    assert set(vars(ours)) - set(vars(theirs)) <= {"prepared", "body", "_own_headers", "_own_stream", "_given_extensions"}
+    assert ours.given_extensions() is extensions  # read without a copy
     assert (ours.method, ours.url, ours.headers.raw, ours.extensions) == (theirs.method, theirs.url, theirs.headers.raw, theirs.extensions)
+    ours.extensions["trace"] = "mine"  # its own copy, once read: what was given stays as it was
+    assert "trace" not in extensions and ours.given_extensions() is ours.extensions
     assert list(ours.stream) == list(theirs.stream) == [b"{}"]  # type: ignore[call-overload]
     assert ours.url is url and ours.headers is not headers and ours.extensions is not extensions
     assert not ours.untouched()  # its headers were read: they may have been changed

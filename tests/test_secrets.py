@@ -154,3 +154,18 @@ def test_a_client_cannot_have_the_flow_expand_a_variable_it_names(serve: Serve, 
     assert SECRET not in answer.text and SECRET not in "".join(seen)
     assert "%7BJF_SECRET%7D" in seen[0] or "{JF_SECRET}" in seen[0]  # sent as the text the client gave
     assert TOKEN in seen[0]  # the flow's own reference is expanded, as written
+
+
+def test_a_node_called_again_after_its_variable_changed_sends_and_hides_the_new_value(
+        serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a node keeps what its last call expanded: a changed variable is a new expansion
+    server = serve({"/predict": echoing(500, lambda req: {"detail": f"invalid key in {told(req)}"})})
+    flow = one_node({"type": "http", "retry": {"max_attempts": 1}, "config": {"endpoint": server.url + "/predict?key=${JF_SECRET}"}})
+    for value in (SECRET, SECRET + "-rotated", SECRET):
+        monkeypatch.setenv("JF_SECRET", value)
+        result = flow.run(raise_on_error=False)
+        assert not result.ok
+        assert server.requests[-1].path.endswith("key=" + value)  # the value the environment has now
+        message = result["model"].error.message  # type: ignore[union-attr]
+        assert SECRET not in message and "***" in message, message
+    assert len(server.requests) == 3

@@ -242,6 +242,8 @@ class HttpNode(Node):
         super().__init__(spec)
         self._mapping, self._mapping_problems = compile_response_mapping(self.config.output_mapping, node=self.id)
         self._env_names = env_names(self.config.model_dump())  # the config never changes: read once
+        #: the last endpoint expanded, with the Secrets of a call that expanded nothing else
+        self._last_endpoint: tuple[Expanded, Secrets] | None = None
 
     def problems(self) -> list[Problem]:
         return list(self._mapping_problems)
@@ -257,11 +259,15 @@ class HttpNode(Node):
         return {"endpoint": url}
 
     async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Any:
-        secrets = Secrets(self.id, allowed=self._env_names)
-        endpoint = secrets.expand(str(inputs["endpoint"]), "config.endpoint")
-        where = endpoint.shown  # what messages say: no value from the environment
         given = inputs.get("headers")
-        headers = secrets.headers(given) if given else None
+        if given:
+            secrets = Secrets(self.id, allowed=self._env_names)
+            endpoint = secrets.expand(str(inputs["endpoint"]), "config.endpoint")
+            headers: dict[str, str] | None = secrets.headers(given)
+        else:
+            endpoint, secrets = self._endpoint(str(inputs["endpoint"]))
+            headers = None
+        where = endpoint.shown  # what messages say: no value from the environment
         if ctx.traced:
             headers = headers or {}
             telemetry.inject(headers)
@@ -318,6 +324,17 @@ class HttpNode(Node):
         if key:
             return answer if isinstance(answer, dict) and key in answer else {key: answer}
         return answer if isinstance(answer, dict) else {"result": answer}
+
+    def _endpoint(self, text: str) -> tuple[Expanded, Secrets]:
+        """`text` expanded, and the Secrets of a call that expands nothing else: the same
+        pair as the last call's while the expansion is the same (a node calls one endpoint
+        call after call, and such a Secrets is only read from then on)."""
+        expanded = expand_env(text, node=self.id, field="config.endpoint", allowed=self._env_names)
+        last = self._last_endpoint
+        if last is None or last[0] is not expanded:
+            secrets = Secrets(self.id, allowed=self._env_names)
+            last = self._last_endpoint = (secrets.expand(text, "config.endpoint"), secrets)
+        return last
 
     def _check_wait(self, ctx: NodeContext, where: str, response: Answer, wait: float, left: float, timeout: float,
                     secrets: Secrets) -> None:
