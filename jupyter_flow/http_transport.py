@@ -186,10 +186,9 @@ class _CopiedExtensions:
 
     @property
     def extensions(self) -> dict[str, Any]:
-        own = self._own_extensions
-        if own is None:  # made when first read: a copy of what was given
-            own = self._own_extensions = dict(self._given_extensions)
-        return own
+        if self._own_extensions is None:  # made when first read: a copy of what was given
+            self._own_extensions = dict(self._given_extensions)
+        return self._own_extensions
 
     @extensions.setter
     def extensions(self, value: dict[str, Any]) -> None:
@@ -197,8 +196,7 @@ class _CopiedExtensions:
 
     def given_extensions(self) -> Mapping[str, Any]:
         """The extensions as they are now, to read (never to change)."""
-        own = self._own_extensions
-        return self._given_extensions if own is None else own
+        return self._given_extensions if self._own_extensions is None else self._own_extensions
 
 
 class StreamedAnswer(_CopiedExtensions, httpx.Response):
@@ -208,8 +206,7 @@ class StreamedAnswer(_CopiedExtensions, httpx.Response):
     again, without a second pass of httpx's stream layers or a second answer object.
 
     Its headers become httpx's the first time anyone reads them, from the headers as they
-    came (`known.raw`, with what the transport worked out about them first: `known`); its
-    extensions are its own copy of the transport's, made when first read too."""
+    came (`known.raw`, with what the transport worked out about them first: `known`)."""
 
     body: bytes | None = None
     #: what the transport worked out about the headers as it received them
@@ -329,8 +326,8 @@ class PreparedRequest(_CopiedExtensions, httpx.Request):
     """The `httpx.Request` that `httpx.Request(method, prepared.url, headers=prepared.headers,
     stream=httpx.ByteStream(body), extensions=extensions)` makes (a test checks that it
     sets the same attributes) from parts worked out before: the URL is shared, not parsed
-    again, and the headers are copied into the request's own only when someone reads
-    them. The transport sends a request nobody has changed (`untouched`) with its
+    again, and the headers and extensions are copied into the request's own only when
+    someone reads them. The transport sends a request nobody has changed (`untouched`) with its
     `prepared` headers and `body` as they are."""
 
     _own_headers: httpx.Headers | None = None
@@ -475,15 +472,13 @@ def _decoded(raw: tuple[tuple[bytes, bytes], ...], body: bool,
              streamed: bool) -> tuple[multidict.CIMultiDictProxy[str], frozenset[str] | None]:
     """httpx's header bytes, names in the case the caller gave, as the text aiohttp takes
     (it encodes them back as UTF-8, the same bytes), in the read-only multidict aiohttp
-    reads without a copy of its own, and the headers aiohttp would add of
-    its own that httpx's request goes without (None when it has them all, aiohttp's fast
-    path); for a request with a `body`, sent as a stream or not. A body sent as a stream
-    goes without httpx's `Transfer-Encoding: chunked`: aiohttp chunks it, and says so
-    itself. Worked out once per set of headers (a flow sends the same few again)."""
-    if streamed:
-        headers = tuple((name.decode(), value.decode()) for name, value in raw if name.lower() != b"transfer-encoding")
-    else:
-        headers = tuple((name.decode(), value.decode()) for name, value in raw)
+    reads without a copy of its own, and the headers aiohttp would add of its own that
+    httpx's request goes without (None when it has them all, aiohttp's fast path); for a
+    request with a `body`, sent as a stream or not. A body sent as a stream goes without
+    httpx's `Transfer-Encoding: chunked`: aiohttp chunks it, and says so itself. Worked
+    out once per set of headers (a flow sends the same few again)."""
+    dropped = b"transfer-encoding" if streamed else None
+    headers = tuple((name.decode(), value.decode()) for name, value in raw if name.lower() != dropped)
     given = {name.lower() for name, _ in headers}
     # aiohttp adds a Content-Type only to a request with a body
     missing = frozenset(name for name in _NOT_ADDED if name.lower() not in given and (body or name != "Content-Type"))
