@@ -327,8 +327,8 @@ class PreparedRequest(_CopiedExtensions, httpx.Request):
     stream=httpx.ByteStream(body), extensions=extensions)` makes (a test checks that it
     sets the same attributes) from parts worked out before: the URL is shared, not parsed
     again, and the headers and extensions are copied into the request's own only when
-    someone reads them. The transport sends a request nobody has changed (`untouched`) with its
-    `prepared` headers and `body` as they are."""
+    someone reads them. The transport sends a request nobody has changed (`untouched`)
+    with its `prepared` headers and `body` as they are."""
 
     _own_headers: httpx.Headers | None = None
     _own_stream: httpx.SyncByteStream | httpx.AsyncByteStream | None = None
